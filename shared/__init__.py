@@ -1,0 +1,1 @@
+"""Core of the interview calendar service: settings, models, ports, services and adapters."""

@@ -1,0 +1,104 @@
+"""Settings.from_env(): the only place that reads the environment.
+
+Every key is listed, with a placeholder and a one-line comment, in
+``local.settings.sample.json`` and in the README's settings table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.errors import ConfigurationError
+
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+DEFAULT_STORAGE = "UseDevelopmentStorage=true"
+
+# Application permissions the tenant admin grants once (roles in the app-only token).
+REQUIRED_APP_ROLES: tuple[str, ...] = ("Calendars.ReadWrite", "User.Read.All", "MailboxSettings.Read")
+
+
+def _default_key_file() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return str(Path(base) / "interview-calendar" / "token-keys.json")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the app settings. Optional keys have explicit defaults."""
+
+    storage_connection: str = DEFAULT_STORAGE
+    authority_host: str = DEFAULT_AUTHORITY_HOST
+    graph_base_url: str = DEFAULT_GRAPH_BASE_URL
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    public_base_url: str = "http://localhost:7071"
+    key_vault_url: str | None = None
+    token_key_secret_name: str = "token-encryption-key"
+    local_key_file: str = field(default_factory=_default_key_file)
+    table_prefix: str = ""
+    allowed_return_urls: tuple[str, ...] = ()
+    session_ttl_seconds: int = 8 * 3600
+    flow_ttl_seconds: int = 600
+    http_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def opt(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def num(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigurationError(f"Setting {name} must be a number, got {raw!r}.") from None
+            if value <= 0:
+                raise ConfigurationError(f"Setting {name} must be positive.")
+            return value
+
+        return cls(
+            storage_connection=opt("AzureWebJobsStorage", DEFAULT_STORAGE),
+            authority_host=opt("AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST).rstrip("/"),
+            graph_base_url=opt("GRAPH_BASE_URL", DEFAULT_GRAPH_BASE_URL).rstrip("/"),
+            client_id=env.get("CLIENT_ID", "").strip() or None,
+            client_secret=env.get("CLIENT_SECRET", "").strip() or None,
+            public_base_url=opt("PUBLIC_BASE_URL", "http://localhost:7071").rstrip("/"),
+            key_vault_url=env.get("KEY_VAULT_URL", "").strip() or None,
+            token_key_secret_name=opt("TOKEN_KEY_SECRET_NAME", "token-encryption-key"),
+            local_key_file=opt("LOCAL_KEY_FILE", _default_key_file()),
+            table_prefix=opt("TABLE_PREFIX", ""),
+            allowed_return_urls=tuple(
+                u.strip().rstrip("/") for u in env.get("ALLOWED_RETURN_URLS", "").split(",") if u.strip()
+            ),
+            session_ttl_seconds=int(num("SESSION_TTL_SECONDS", 8 * 3600)),
+            flow_ttl_seconds=int(num("FLOW_TTL_SECONDS", 600)),
+            http_timeout_seconds=num("HTTP_TIMEOUT_SECONDS", 10.0),
+        )
+
+    def require(self, name: str) -> str:
+        """Return a required setting by its environment name, or raise one clear error naming it."""
+        attr = _REQUIRED[name]
+        value = getattr(self, attr)
+        if not value:
+            raise ConfigurationError(f"Required setting {name} is not set.", setting=name)
+        return str(value)
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_base_url}/api/auth/callback"
+
+    @property
+    def consent_redirect_uri(self) -> str:
+        return f"{self.public_base_url}/api/consent/callback"
+
+
+_REQUIRED = {"CLIENT_ID": "client_id", "CLIENT_SECRET": "client_secret"}

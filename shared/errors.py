@@ -1,0 +1,110 @@
+"""One small exception tree; ``functions/_http.py`` maps it to HTTP once.
+
+    ServiceError                      code                      (HTTP, in functions/_http.py)
+    ├── InvalidRequest                invalid_request           400
+    │   ├── InvalidJson               invalid_json              400
+    │   ├── UnsupportedMediaType      unsupported_media_type    415
+    │   ├── PayloadTooLarge           payload_too_large         413
+    │   └── InvalidFlowState          invalid_state             400
+    ├── NotFound                      not_found                 404
+    ├── ConcurrencyConflict           conflict                  409
+    ├── AuthError
+    │   ├── SigninRequired            signin_required           401
+    │   ├── ReauthRequired            reauth_required           401
+    │   ├── AdminConsentRequired      admin_consent_required    403
+    │   └── Forbidden                 forbidden                 403
+    ├── TokenIntegrityError           token_unreadable          500
+    ├── ConfigurationError            configuration_error       500
+    └── UpstreamError                 upstream_error            502
+        └── UpstreamUnavailable       upstream_unavailable      503
+
+Built-in ``ValueError`` stays for programming errors (bad arguments from our own code).
+Messages never contain tokens, codes, secrets or clientState values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base of every error a caller acts on. ``code`` is stable and machine-readable."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(ServiceError):
+    code = "invalid_request"
+
+
+class InvalidJson(InvalidRequest):
+    code = "invalid_json"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "payload_too_large"
+
+
+class InvalidFlowState(InvalidRequest):
+    """An OAuth ``state`` that is unknown, reused or expired."""
+
+    code = "invalid_state"
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+
+
+class ConcurrencyConflict(ServiceError):
+    """An ETag precondition failed or a record that must be new already exists."""
+
+    code = "conflict"
+
+
+class AuthError(ServiceError):
+    code = "unauthorized"
+
+
+class SigninRequired(AuthError):
+    code = "signin_required"
+
+
+class ReauthRequired(AuthError):
+    code = "reauth_required"
+
+
+class AdminConsentRequired(AuthError):
+    code = "admin_consent_required"
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+
+
+class TokenIntegrityError(ServiceError):
+    """Stored token material failed to decrypt: tampered, moved or under an unknown key."""
+
+    code = "token_unreadable"
+
+
+class ConfigurationError(ServiceError):
+    code = "configuration_error"
+
+
+class UpstreamError(ServiceError):
+    """Microsoft Graph, the identity platform, Key Vault or Storage failed in a way we cannot fix."""
+
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"

@@ -1,0 +1,121 @@
+"""Frozen dataclasses the core works with. Raw Graph JSON never travels past the adapter that parsed it.
+
+Timestamps are timezone-aware UTC ``datetime`` values. ``etag`` is the storage
+ETag the record was read with (``None`` for a record not yet stored); updates
+send it back so two writers cannot silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class ConsentStatus(StrEnum):
+    CONSENTED = "consented"
+    PARTIAL = "partial"
+    NEEDS_ATTENTION = "needs_attention"  # an app-only token could not be had since consent
+    REVOKED = "revoked"
+
+
+class TokenHealth(StrEnum):
+    OK = "ok"
+    REAUTH_REQUIRED = "reauth_required"
+
+
+class FlowKind(StrEnum):
+    SIGNIN = "signin"
+    CONSENT = "consent"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    consent_status: ConsentStatus
+    granted_roles: tuple[str, ...] = ()
+    missing_roles: tuple[str, ...] = ()
+    consented_at: datetime | None = None
+    checked_at: datetime | None = None
+    interviews_mailbox: str | None = None
+    sync_mailbox: str | None = None
+    attention_reason: str | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    tenant_id: str
+    user_id: str  # the Entra object id (oid)
+    username: str  # preferred_username / UPN
+    display_name: str = ""
+    granted_scopes: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    token_health: TokenHealth = TokenHealth.OK
+    signed_in_at: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingFlow:
+    """A sign-in or consent flow between redirect and callback, keyed by its ``state``.
+
+    ``data`` holds the MSAL flow (PKCE verifier, nonce) and our own context; it is
+    stored encrypted and the state itself only as a hash.
+    """
+
+    kind: FlowKind
+    state: str = field(repr=False)
+    data: dict[str, Any] = field(repr=False)
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in user's session. Only the hash of the credential is stored."""
+
+    session_hash: str
+    tenant_id: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked: bool = False
+    etag: str | None = None
+
+
+class BookingStatus(StrEnum):
+    PENDING = "pending"
+    BOOKED = "booked"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Booking:
+    tenant_id: str
+    booking_id: str
+    mailbox: str  # user id or UPN of the calendar that holds the event
+    start: datetime
+    end: datetime
+    subject: str
+    status: BookingStatus = BookingStatus.PENDING
+    transaction_id: str | None = None
+    event_id: str | None = None
+    attendees: tuple[str, ...] = ()
+    created_by: str | None = None  # user id of the recruiter
+    created_at: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    tenant_id: str
+    subscription_id: str
+    resource: str
+    mailbox: str
+    expires_at: datetime
+    client_state: str = field(repr=False)  # a secret: stored encrypted, never logged
+    delta_link: str | None = field(default=None, repr=False)
+    etag: str | None = None
