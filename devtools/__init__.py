@@ -1,0 +1,1 @@
+"""Tools for running and testing the service locally. Never deployed (see .funcignore)."""

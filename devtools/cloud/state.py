@@ -1,0 +1,206 @@
+"""The local cloud's world: tenants, app registrations, users and mailboxes, events, grants, switches.
+
+One ``World`` per running cloud, guarded by one re-entrant lock. Every module of
+the cloud (identity, graph, subscriptions, control) reads and writes it through
+the methods here; routes never keep state of their own.
+
+Seeded from ``fixtures/directory.json`` (tenants, apps, users, mailbox settings,
+calendar sharing) and ``fixtures/calendars.json`` (events per mailbox).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class AppRegistration:
+    """A multi-tenant app registered in its home tenant."""
+
+    client_id: str
+    display_name: str
+    secrets: list[str]  # valid client secrets (plaintext here: this is the identity provider)
+    redirect_uris: list[str]
+    # Application permissions (roles) the app asks for, e.g. "Calendars.ReadWrite".
+    required_roles: list[str]
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    domain: str  # e.g. "contoso.example"
+    display_name: str
+    # client_id -> roles an admin granted (app-only consent). Absent: never consented.
+    app_consents: dict[str, set[str]] = field(default_factory=dict)
+    # client_id -> delegated scopes consented tenant-wide by an admin, if any.
+    delegated_consents: dict[str, set[str]] = field(default_factory=dict)
+
+
+@dataclass
+class User:
+    """A directory user; shared mailboxes are users with ``kind == "sharedMailbox"``."""
+
+    tenant_id: str
+    id: str
+    user_principal_name: str
+    display_name: str
+    mail: str
+    given_name: str = ""
+    surname: str = ""
+    job_title: str | None = None
+    kind: str = "user"  # "user" | "sharedMailbox"
+    password: str = "Passw0rd!"  # for the click-through sign-in page
+    mailbox_settings: dict[str, Any] = field(default_factory=dict)  # Graph mailboxSettings JSON
+    # Per-user delegated consent: client_id -> scopes the user consented to.
+    delegated_consents: dict[str, set[str]] = field(default_factory=dict)
+    # user ids that may see subject/location of this user's normal events (calendar shared with them,
+    # or calendar settings let them view details).
+    shares_details_with: set[str] = field(default_factory=set)
+    mailbox_on_premises: bool = False
+
+
+@dataclass
+class Attendee:
+    address: str
+    name: str = ""
+    type: str = "required"  # required | optional | resource
+    response: str = "none"  # none | accepted | tentativelyAccepted | declined | organizer | notResponded
+    response_time: datetime | None = None
+    proposed_start: datetime | None = None
+    proposed_end: datetime | None = None
+
+
+@dataclass
+class Event:
+    """An event in one mailbox's primary calendar. Times are UTC."""
+
+    id: str
+    mailbox_id: str  # user id of the owning mailbox
+    subject: str
+    start: datetime
+    end: datetime
+    is_all_day: bool = False
+    show_as: str = "busy"  # free | tentative | busy | oof | workingElsewhere | unknown
+    sensitivity: str = "normal"  # normal | personal | private | confidential
+    location: str = ""
+    body: str = ""
+    body_content_type: str = "html"
+    organizer_address: str = ""
+    organizer_name: str = ""
+    attendees: list[Attendee] = field(default_factory=list)
+    is_cancelled: bool = False
+    is_online_meeting: bool = False
+    online_meeting_provider: str = "unknown"
+    join_url: str | None = None
+    transaction_id: str | None = None
+    # "String {guid} Name x" -> value
+    extended_properties: dict[str, str] = field(default_factory=dict)
+    # Graph patternedRecurrence JSON for series masters, else None.
+    recurrence: dict[str, Any] | None = None
+    original_start_time_zone: str = "UTC"
+    original_end_time_zone: str = "UTC"
+    categories: list[str] = field(default_factory=list)
+    created: datetime = field(default_factory=utcnow)
+    last_modified: datetime = field(default_factory=utcnow)
+    change_key: str = field(default_factory=new_id)
+    created_by_client_id: str | None = None
+
+
+@dataclass
+class RefreshTokenGrant:
+    token: str
+    tenant_id: str
+    user_id: str
+    client_id: str
+    scopes: set[str]
+    issued_at: datetime
+    revoked: bool = False
+
+
+@dataclass
+class Switches:
+    """Failure switches, settable per test through the control API."""
+
+    # mailbox user ids blocked by an application access policy (403 "Access to OData is disabled.")
+    access_policy_blocked: set[str] = field(default_factory=set)
+    # next N Graph requests (optionally only for one mailbox) answer 429 with Retry-After
+    throttle: dict[str, Any] = field(default_factory=dict)
+    # enforce Outlook's four-concurrent-requests-per-mailbox limit
+    enforce_mailbox_concurrency: bool = True
+    # seconds added to every Graph request (optionally per path prefix)
+    latency_seconds: float = 0.0
+    # next N Graph requests answer this 5xx status
+    faults: dict[str, Any] = field(default_factory=dict)
+    # access tokens issued from now on expire after this many seconds (None: 3600)
+    access_token_lifetime: int | None = None
+
+
+ChangeListener = Callable[[str, str, str, str], None]
+"""(tenant_id, mailbox_user_id, change_type, event_id) with change_type in created|updated|deleted."""
+
+
+class World:
+    """All state of the local cloud. Use ``with world.lock:`` around compound updates."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.tenants: dict[str, Tenant] = {}
+        self.apps: dict[str, AppRegistration] = {}
+        self.users: dict[str, User] = {}  # by user id (globally unique)
+        self.events: dict[str, Event] = {}  # by event id
+        self.refresh_tokens: dict[str, RefreshTokenGrant] = {}
+        self.switches = Switches()
+        self.extra: dict[str, Any] = {}  # per-module state (codes, subscriptions, delta tokens ...)
+        self._change_listeners: list[ChangeListener] = []
+
+    # ---- directory -------------------------------------------------------------------------
+    def tenant_by_id_or_domain(self, value: str) -> Tenant | None:
+        value = value.lower()
+        for tenant in self.tenants.values():
+            if tenant.tenant_id == value or tenant.domain.lower() == value:
+                return tenant
+        return None
+
+    def find_user(self, tenant_id: str, id_or_upn: str) -> User | None:
+        """Resolve a user id or UPN (case-insensitive) within one tenant only."""
+        key = id_or_upn.lower()
+        with self.lock:
+            user = self.users.get(key)
+            if user is not None and user.tenant_id == tenant_id:
+                return user
+            for user in self.users.values():
+                if user.tenant_id == tenant_id and (
+                    user.user_principal_name.lower() == key or user.mail.lower() == key
+                ):
+                    return user
+        return None
+
+    def tenant_users(self, tenant_id: str) -> list[User]:
+        with self.lock:
+            return [u for u in self.users.values() if u.tenant_id == tenant_id]
+
+    def mailbox_events(self, mailbox_id: str) -> list[Event]:
+        with self.lock:
+            return [e for e in self.events.values() if e.mailbox_id == mailbox_id]
+
+    # ---- change notifications -----------------------------------------------------------------
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        self._change_listeners.append(listener)
+
+    def emit_change(self, tenant_id: str, mailbox_id: str, change_type: str, event_id: str) -> None:
+        """Called by every code path that creates, changes or deletes an event."""
+        for listener in list(self._change_listeners):
+            listener(tenant_id, mailbox_id, change_type, event_id)
