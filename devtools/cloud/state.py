@@ -117,6 +117,11 @@ class Event:
     last_modified: datetime = field(default_factory=utcnow)
     change_key: str = field(default_factory=new_id)
     created_by_client_id: str | None = None
+    # Shared by the organizer's event and every attendee copy of it (Graph's iCalUId).
+    ical_uid: str = field(default_factory=lambda: "040000008200E00074C5B7101A82E008" + uuid.uuid4().hex.upper())
+    # On an attendee's copy: id of the organizer's event it mirrors. None on the organizer's own event.
+    organizer_event_id: str | None = None
+    response_requested: bool = True
 
 
 @dataclass
@@ -136,13 +141,15 @@ class Switches:
 
     # mailbox user ids blocked by an application access policy (403 "Access to OData is disabled.")
     access_policy_blocked: set[str] = field(default_factory=set)
-    # next N Graph requests (optionally only for one mailbox) answer 429 with Retry-After
+    # next N Graph requests (optionally only for one mailbox) answer 429 with Retry-After.
+    # Shape (graph/switches.py): {mailbox user id or "*": {"remaining": N, "retry_after": seconds}}
     throttle: dict[str, Any] = field(default_factory=dict)
     # enforce Outlook's four-concurrent-requests-per-mailbox limit
     enforce_mailbox_concurrency: bool = True
     # seconds added to every Graph request (optionally per path prefix)
     latency_seconds: float = 0.0
-    # next N Graph requests answer this 5xx status
+    # next N Graph requests answer this 5xx status.
+    # Shape (graph/switches.py): {mailbox user id or "*": {"remaining": N, "status": 503}}
     faults: dict[str, Any] = field(default_factory=dict)
     # access tokens issued from now on expire after this many seconds (None: 3600)
     access_token_lifetime: int | None = None
