@@ -36,6 +36,9 @@ class AppRegistration:
     redirect_uris: list[str]
     # Application permissions (roles) the app asks for, e.g. "Calendars.ReadWrite".
     required_roles: list[str]
+    # Delegated permissions configured on the registration (what a ``/.default`` request means),
+    # short Graph names plus OIDC scopes, e.g. ["openid", "User.Read", "Calendars.ReadWrite"].
+    delegated_scopes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +73,8 @@ class User:
     # or calendar settings let them view details).
     shares_details_with: set[str] = field(default_factory=set)
     mailbox_on_premises: bool = False
+    # May grant tenant-wide admin consent (a Global/Privileged Role/Cloud Application Administrator).
+    is_admin: bool = False
 
 
 @dataclass
@@ -133,6 +138,9 @@ class RefreshTokenGrant:
     scopes: set[str]
     issued_at: datetime
     revoked: bool = False
+    # AADSTS code the token endpoint answers for a revoked grant: 50173 (credentials changed or
+    # sessions revoked), 70008 / 700082 (expired through inactivity).
+    revoked_code: int = 50173
 
 
 @dataclass
@@ -172,6 +180,7 @@ class World:
         self.switches = Switches()
         self.extra: dict[str, Any] = {}  # per-module state (codes, subscriptions, delta tokens ...)
         self._change_listeners: list[ChangeListener] = []
+        self._reset_listeners: list[Callable[[], None]] = []
 
     # ---- directory -------------------------------------------------------------------------
     def tenant_by_id_or_domain(self, value: str) -> Tenant | None:
@@ -211,3 +220,26 @@ class World:
         """Called by every code path that creates, changes or deletes an event."""
         for listener in list(self._change_listeners):
             listener(tenant_id, mailbox_id, change_type, event_id)
+
+    # ---- reset ----------------------------------------------------------------------------------
+    def add_reset_listener(self, listener: Callable[[], None]) -> None:
+        """Called after ``reset_from``: modules drop caches or queues derived from the old state."""
+        self._reset_listeners.append(listener)
+
+    def reset_from(self, fresh: World, *, keep_extra: frozenset[str] = frozenset()) -> None:
+        """Take over ``fresh``'s directory, events, grants, switches and per-module state in place.
+
+        Routes hold a reference to this object, so a reset must mutate rather than replace it.
+        Change and reset listeners stay registered; ``extra`` keys in ``keep_extra`` survive.
+        """
+        with self.lock:
+            kept = {k: v for k, v in self.extra.items() if k in keep_extra}
+            self.tenants = fresh.tenants
+            self.apps = fresh.apps
+            self.users = fresh.users
+            self.events = fresh.events
+            self.refresh_tokens = fresh.refresh_tokens
+            self.switches = fresh.switches
+            self.extra = {**fresh.extra, **kept}
+        for listener in list(self._reset_listeners):
+            listener()
