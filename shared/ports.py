@@ -96,3 +96,21 @@ class SubscriptionStore(Protocol):
     def find_subscription(self, subscription_id: str) -> Subscription:
         """Look a subscription up by id alone (change notifications carry no tenant we can trust)."""
         ...
+
+
+class KeySource(Protocol):
+    """Versioned 256-bit data keys for the TokenCipher (Key Vault secret or a local key file)."""
+
+    def current(self) -> tuple[str, bytes]:
+        """The version and key that new ciphertexts are written under."""
+        ...
+
+    def get(self, version: str) -> bytes:
+        """The key of an earlier or current version. Raises TokenIntegrityError when unknown."""
+        ...
+
+
+class StorageHealth(Protocol):
+    def check(self) -> bool:
+        """A cheap reachability probe for the health endpoint: True when storage answers."""
+        ...
