@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from shared.errors import ConfigurationError
 
@@ -22,8 +21,8 @@ REQUIRED_APP_ROLES: tuple[str, ...] = ("Calendars.ReadWrite", "User.Read.All", "
 
 
 def _default_key_file() -> str:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return str(Path(base) / "interview-calendar" / "token-keys.json")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "interview-calendar", "token-keys.json")
 
 
 @dataclass(frozen=True)

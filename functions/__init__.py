@@ -1,0 +1,1 @@
+"""Trigger adapters: parse the trigger, call one core function, map the result."""
