@@ -5,18 +5,21 @@
     │   ├── InvalidJson               invalid_json              400
     │   ├── UnsupportedMediaType      unsupported_media_type    415
     │   ├── PayloadTooLarge           payload_too_large         413
-    │   └── InvalidFlowState          invalid_state             400
+    │   ├── InvalidFlowState          invalid_state             400
+    │   └── TenantMismatch            tenant_mismatch           400
     ├── NotFound                      not_found                 404
     ├── ConcurrencyConflict           conflict                  409
     ├── AuthError
     │   ├── SigninRequired            signin_required           401
     │   ├── ReauthRequired            reauth_required           401
     │   ├── AdminConsentRequired      admin_consent_required    403
-    │   └── Forbidden                 forbidden                 403
+    │   ├── Forbidden                 forbidden                 403
+    │   └── SigninDenied              signin_failed             401
     ├── TokenIntegrityError           token_unreadable          500
     ├── ConfigurationError            configuration_error       500
     └── UpstreamError                 upstream_error            502
-        └── UpstreamUnavailable       upstream_unavailable      503
+        ├── UpstreamUnavailable       upstream_unavailable      503
+        └── GraphRequestFailed        graph_request_failed      502 (reason: access_policy, on_premises, ...)
 
 Built-in ``ValueError`` stays for programming errors (bad arguments from our own code).
 Messages never contain tokens, codes, secrets or clientState values.
@@ -108,3 +111,38 @@ class UpstreamError(ServiceError):
 
 class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
+
+
+class SigninDenied(AuthError):
+    """Microsoft answered the sign-in or consent redirect with an error (cancelled, declined, ...)."""
+
+    code = "signin_failed"
+
+
+class TenantMismatch(InvalidRequest):
+    """A redirect named a tenant other than the one the flow was started for or the token proves."""
+
+    code = "tenant_mismatch"
+
+
+class GraphRequestFailed(UpstreamError):
+    """A Graph call failed. ``reason`` is one of GRAPH_FAILURE_REASONS; never branch on the message."""
+
+    code = "graph_request_failed"
+
+    def __init__(self, message: str, *, status: int, reason: str, graph_code: str = "", **details: Any) -> None:
+        super().__init__(message, **details)
+        self.status = status
+        self.reason = reason
+        self.graph_code = graph_code
+
+
+GRAPH_FAILURE_REASONS = (
+    "access_policy",  # an application access policy blocks the mailbox
+    "on_premises",  # the mailbox is on premises and not reachable through Graph
+    "forbidden",  # the token lacks a permission
+    "unauthorized",  # the token was refused
+    "throttled",
+    "unavailable",
+    "other",
+)

@@ -54,6 +54,7 @@ class User:
     features: tuple[str, ...] = ()
     token_health: TokenHealth = TokenHealth.OK
     signed_in_at: datetime | None = None
+    is_tenant_admin: bool = False  # from the ID token's directory roles (wids)
     etag: str | None = None
 
 
@@ -119,3 +120,42 @@ class Subscription:
     client_state: str = field(repr=False)  # a secret: stored encrypted, never logged
     delta_link: str | None = field(default=None, repr=False)
     etag: str | None = None
+
+
+@dataclass(frozen=True)
+class SigninStart:
+    """Where to send the browser, and the flow to keep server-side until the callback."""
+
+    auth_uri: str
+    state: str = field(repr=False)
+    flow: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SigninResult:
+    tenant_id: str
+    user_id: str
+    username: str
+    display_name: str
+    scopes: tuple[str, ...]
+    is_tenant_admin: bool
+    serialized_cache: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A Graph access token and what the token itself says about its grant."""
+
+    token: str = field(repr=False)
+    tenant_id: str
+    scopes: tuple[str, ...] = ()  # delegated
+    roles: tuple[str, ...] = ()  # application
+    serialized_cache: str | None = field(default=None, repr=False)  # set only when the cache changed
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    user_id: str
+    user_principal_name: str
+    display_name: str
+    mail: str | None = None

@@ -10,9 +10,21 @@ Create and update return the record with its new ETag.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from shared.models import Booking, FlowKind, PendingFlow, Session, Subscription, Tenant, User
+from shared.models import (
+    AccessToken,
+    Booking,
+    DirectoryUser,
+    FlowKind,
+    PendingFlow,
+    Session,
+    SigninResult,
+    SigninStart,
+    Subscription,
+    Tenant,
+    User,
+)
 
 
 class Clock(Protocol):
@@ -113,4 +125,44 @@ class KeySource(Protocol):
 class StorageHealth(Protocol):
     def check(self) -> bool:
         """A cheap reachability probe for the health endpoint: True when storage answers."""
+        ...
+
+
+class IdentityProvider(Protocol):
+    """Microsoft identity platform, through MSAL. Raises our errors, never MSAL's."""
+
+    def start_signin(
+        self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None, prompt: str | None = None
+    ) -> SigninStart: ...
+
+    def complete_signin(self, flow: dict[str, Any], auth_response: dict[str, str]) -> SigninResult:
+        """Raises InvalidFlowState (state or nonce mismatch), SigninDenied (an error answer)."""
+        ...
+
+    def acquire_user_token(
+        self, *, tenant_id: str, user_id: str, serialized_cache: str | None, scopes: list[str]
+    ) -> AccessToken:
+        """Raises ReauthRequired when the refresh token no longer works."""
+        ...
+
+    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None) -> AccessToken:
+        """Raises AdminConsentRequired when the tenant gives the app no token."""
+        ...
+
+    def resolve_tenant(self, tenant: str) -> str:
+        """The tenant id (GUID) for a tenant id or verified domain; raises NotFound."""
+        ...
+
+    def admin_consent_url(self, *, tenant: str, state: str, redirect_uri: str) -> str: ...
+
+
+class GraphGateway(Protocol):
+    """Microsoft Graph calls the core needs. Raises NotFound or GraphRequestFailed."""
+
+    def get_user(self, token: AccessToken, user: str) -> DirectoryUser: ...
+
+    def list_users(self, token: AccessToken, *, top: int) -> list[DirectoryUser]: ...
+
+    def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
+        """Read a tiny calendar window of ``mailbox`` (None: the signed-in user's own)."""
         ...
