@@ -161,6 +161,24 @@ class Switches:
     faults: dict[str, Any] = field(default_factory=dict)
     # access tokens issued from now on expire after this many seconds (None: 3600)
     access_token_lifetime: int | None = None
+    # ---- change notifications (devtools/cloud/notify.py); defaults are Graph's documented values
+    # seconds each subscription validation request may take ("within 10 seconds")
+    validation_timeout_seconds: float = 10.0
+    # seconds each notification POST may take before it counts as failed ("3-second timeout")
+    notification_timeout_seconds: float = 3.0
+    # waits between delivery attempts of a failed notification; the last value repeats
+    notification_retry_seconds: tuple[float, ...] = (15.0, 60.0, 300.0, 900.0)
+    # a notification that still fails this long after it was queued is discarded ("up to 4 hours")
+    notification_retry_window_seconds: float = 4 * 3600.0
+    # pending notifications for one URL are gathered this long, then sent in one POST
+    notification_batch_delay_seconds: float = 0.2
+    # reauthorizationRequired is sent this long before a subscription expires, then repeated
+    reauthorization_before_expiry_seconds: float = 3600.0
+    reauthorization_repeat_seconds: float = 900.0
+    # after a reauthorizationRequired, change notifications keep flowing this long, then pause
+    reauthorization_grace_seconds: float = 600.0
+    # active subscriptions allowed per mailbox across all apps
+    subscriptions_per_mailbox: int = 1000
 
 
 ChangeListener = Callable[[str, str, str, str], None]
