@@ -1,0 +1,1 @@
+"""Adapters: the only modules that import msal, httpx and the azure.* SDKs. Import the submodule you need."""

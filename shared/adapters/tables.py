@@ -1,0 +1,733 @@
+"""Azure Table Storage repositories for every store port, behind one ``TableStorage`` facade.
+
+Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
+
+    tenants            PK tenant id          RK "tenant"
+    users              PK tenant id          RK user id (oid)
+    tokencaches        PK tenant id          RK owner (user oid or "app")       ciphertext in chunks
+    bookings           PK tenant id          RK booking id
+    subscriptions      PK tenant id          RK subscription id                 client_state, delta_link encrypted
+    subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id}
+    flows              PK flow kind          RK sha256(state) hex               data encrypted; raw state never stored
+    sessions           PK session hash       RK "session"
+    sessionsbyuser     PK "{tenant}|{user}"  RK session hash                    index for delete_user_sessions
+
+One tenant's data shares a partition key, so per-tenant lists are single-partition
+queries. Tenants get a partition each rather than one fixed partition: listing them is a
+scan of a table that holds nothing else either way, while a fixed partition would funnel
+every tenant's writes through one partition's throughput limit for no gain.
+Change notifications name only a subscription id, and tenant claims in them cannot be
+trusted, so ``subscriptionsbyid`` is a second table keyed by subscription id: two point
+reads, no cross-partition scan. Index rows are written before and deleted after the row
+they point at, so an index row may dangle (the lookup then says NotFound) but a row is
+never unreachable. Sessions are keyed by their hash for a point read per request;
+``sessionsbyuser`` lists a user's sessions in one partition so they can all be deleted.
+
+Every SDK call goes through ``TableStorage.translating``, the one place azure-core errors
+become ``shared.errors``. Updates send the ETag the record was read with
+(``MatchConditions.IfNotModified``). Datetimes are stored as UTC ``Edm.DateTime``,
+tuples as JSON strings, enums by value. Secrets are stored only as ``TokenCipher``
+ciphertext bound to (tenant id, record id), so a value copied to another row fails to decrypt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import threading
+import types
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlparse
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
+
+from shared.config import Settings
+from shared.errors import (
+    ConcurrencyConflict,
+    ConfigurationError,
+    InvalidFlowState,
+    NotFound,
+    ServiceError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from shared.models import Booking, FlowKind, PendingFlow, Session, Subscription, Tenant, User
+from shared.ports import Clock, TokenCipher
+
+logger = logging.getLogger(__name__)
+
+TENANTS = "tenants"
+USERS = "users"
+TOKEN_CACHES = "tokencaches"
+BOOKINGS = "bookings"
+SUBSCRIPTIONS = "subscriptions"
+SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"
+FLOWS = "flows"
+SESSIONS = "sessions"
+SESSIONS_BY_USER = "sessionsbyuser"
+_LONGEST_TABLE = max(
+    len(t) for t in (TENANTS, USERS, TOKEN_CACHES, BOOKINGS, SUBSCRIPTIONS, SUBSCRIPTIONS_BY_ID, FLOWS, SESSIONS, SESSIONS_BY_USER)
+)
+
+# String properties are UTF-16 on the service and capped at 64 KiB, so 30,000 ASCII characters
+# (60,000 bytes) per property. 15 chunks (900,000 bytes) leave room under the 1 MiB entity limit.
+CHUNK_CHARS = 30_000
+MAX_CHUNKS = 15
+
+_TABLE_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9]*)?$")
+# Characters Table Storage forbids in PartitionKey and RowKey.
+_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+# Tables known to exist, per account endpoint: created once per process, on first use.
+_created_lock = threading.Lock()
+_created_tables: set[tuple[str, str]] = set()
+
+
+class RecordTooLarge(ServiceError):
+    """A record would exceed Table Storage's entity size limit."""
+
+    code = "record_too_large"
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def _key(value: str, *, name: str) -> str:
+    if not value or _FORBIDDEN_KEY_CHARS.search(value) or len(value) > 512:
+        raise ValueError(f"{name} must be 1-512 characters without '/', '\\', '#', '?' or control characters.")
+    return value
+
+
+def _to_utc(value: datetime, *, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime.")
+    return value.astimezone(UTC)
+
+
+def _from_stored_datetime(value: datetime) -> datetime:
+    # The SDK returns its own datetime subclass; hand the core a plain aware UTC datetime.
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime.combine(utc.date(), utc.time(), tzinfo=UTC)
+
+
+def _etag(metadata: typing.Mapping[str, Any]) -> str:
+    return str(metadata["etag"])
+
+
+def state_hash(state: str) -> str:
+    """The row key of a flow: the OAuth state itself is never stored."""
+    return hashlib.sha256(state.encode("utf-8")).hexdigest()
+
+
+_M = TypeVar("_M")
+
+
+class _Codec(Generic[_M]):
+    """Maps a frozen dataclass of plain fields to a Table entity and back, by its type hints."""
+
+    def __init__(self, model: type[_M], *, partition: str, row: str | None, row_constant: str = "") -> None:
+        self._model = model
+        self._partition = partition
+        self._row = row
+        self._row_constant = row_constant
+        hints = typing.get_type_hints(model)
+        self._fields: dict[str, Any] = {}
+        for f in dataclasses.fields(model):  # type: ignore[arg-type]
+            if f.name in ("etag", partition, row):
+                continue
+            self._fields[f.name] = self._base_type(hints[f.name])
+
+    @staticmethod
+    def _base_type(hint: Any) -> Any:
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            return args[0]
+        return typing.get_origin(hint) or hint
+
+    def to_entity(self, record: _M, **extra: Any) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": _key(getattr(record, self._partition), name=self._partition),
+            "RowKey": _key(getattr(record, self._row), name=self._row) if self._row else self._row_constant,
+        }
+        for name, kind in self._fields.items():
+            value = getattr(record, name)
+            if value is None:
+                continue
+            if kind is datetime:
+                value = _to_utc(value, name=name)
+            elif kind is tuple:
+                value = json.dumps(list(value))
+            elif isinstance(value, Enum):
+                value = value.value
+            entity[name] = value
+        entity.update(extra)
+        return entity
+
+    def from_entity(self, entity: TableEntity, **extra: Any) -> _M:
+        values: dict[str, Any] = {self._partition: entity["PartitionKey"]}
+        if self._row:
+            values[self._row] = entity["RowKey"]
+        for name, kind in self._fields.items():
+            if name in extra or name not in entity:
+                continue
+            value = entity[name]
+            if kind is datetime:
+                value = _from_stored_datetime(value)
+            elif kind is tuple:
+                value = tuple(json.loads(value))
+            elif isinstance(kind, type) and issubclass(kind, Enum):
+                value = kind(value)
+            values[name] = value
+        values.update(extra)
+        if any(f.name == "etag" for f in dataclasses.fields(self._model)):  # type: ignore[arg-type]
+            values["etag"] = _etag(entity.metadata)
+        return self._model(**values)
+
+
+class TableStorage:
+    """The Table Storage account: hands out the stores and answers the health probe.
+
+    No I/O at construction; each table is created on its first use in the process.
+    """
+
+    def __init__(
+        self,
+        connection_string: str,
+        *,
+        cipher: TokenCipher,
+        table_prefix: str = "",
+        clock: Clock | None = None,
+        timeout_seconds: float = 10.0,
+        retry_total: int = 3,
+    ) -> None:
+        if not _TABLE_PREFIX.match(table_prefix) or len(table_prefix) + _LONGEST_TABLE > 63:
+            raise ConfigurationError(
+                f"TABLE_PREFIX must be letters and digits starting with a letter, at most {63 - _LONGEST_TABLE} long.",
+                setting="TABLE_PREFIX",
+            )
+        try:
+            self._service = TableServiceClient.from_connection_string(
+                connection_string,
+                retry_total=retry_total,
+                connection_timeout=timeout_seconds,
+                read_timeout=timeout_seconds,
+            )
+        except ValueError as err:
+            raise ConfigurationError(
+                "AzureWebJobsStorage is not a valid storage connection string.", setting="AzureWebJobsStorage"
+            ) from err
+        parsed = urlparse(self._service.url)
+        # Only scheme, host and path: a SAS or account key must never reach a message.
+        self._endpoint = f"{parsed.scheme}://{parsed.netloc}{parsed.path}".rstrip("/")
+        self._prefix = table_prefix
+        self._clients: dict[str, TableClient] = {}
+        self._clients_lock = threading.Lock()
+        clock = clock or _SystemClock()
+        self.tenants = TableTenantStore(self)
+        self.users = TableUserStore(self)
+        self.token_caches = TableTokenCacheStore(self, cipher=cipher)
+        self.flows = TableFlowStore(self, cipher=cipher, clock=clock)
+        self.sessions = TableSessionStore(self)
+        self.bookings = TableBookingStore(self)
+        self.subscriptions = TableSubscriptionStore(self, cipher=cipher)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, cipher: TokenCipher, clock: Clock | None = None) -> TableStorage:
+        return cls(
+            settings.storage_connection,
+            cipher=cipher,
+            table_prefix=settings.table_prefix,
+            clock=clock,
+            timeout_seconds=settings.http_timeout_seconds,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    def table_name(self, name: str) -> str:
+        return self._prefix + name
+
+    def table(self, name: str) -> TableClient:
+        """The client for one of our tables, creating the table on its first use in this process."""
+        full = self.table_name(name)
+        client = self._clients.get(full)
+        if client is not None:
+            return client
+        with self._clients_lock:
+            client = self._clients.get(full)
+            if client is None:
+                marker = (self._endpoint, full)
+                with _created_lock:
+                    known = marker in _created_tables
+                if not known:
+                    with self.translating(f"creating table {full}"):
+                        self._service.create_table_if_not_exists(full)
+                    with _created_lock:
+                        _created_tables.add(marker)
+                client = self._service.get_table_client(full)
+                self._clients[full] = client
+        return client
+
+    @contextmanager
+    def translating(self, action: str) -> Iterator[None]:
+        """The one choke point where azure-core errors become ``shared.errors``."""
+        try:
+            yield
+        except ResourceNotFoundError as err:
+            raise NotFound(f"Not found while {action}.") from err
+        except (ResourceExistsError, ResourceModifiedError) as err:
+            raise ConcurrencyConflict(f"Conflict while {action}: the record exists or changed since it was read.") from err
+        except ClientAuthenticationError as err:
+            raise ConfigurationError(
+                f"Table Storage at {self._endpoint} refused our credentials while {action}; check AzureWebJobsStorage.",
+                setting="AzureWebJobsStorage",
+            ) from err
+        except (ServiceRequestError, ServiceResponseError) as err:
+            raise UpstreamUnavailable(
+                f"Table Storage at {self._endpoint} is unreachable ({type(err).__name__}) while {action}."
+            ) from err
+        except HttpResponseError as err:
+            status = err.status_code or 0
+            if status in (409, 412):
+                raise ConcurrencyConflict(f"Conflict while {action} (HTTP {status}).") from err
+            if status == 413:
+                raise RecordTooLarge(f"Record too large for Table Storage while {action}.") from err
+            if status == 503 or status == 500 or status == 429:
+                raise UpstreamUnavailable(f"Table Storage is busy or unavailable (HTTP {status}) while {action}.") from err
+            raise UpstreamError(f"Table Storage failed (HTTP {status}) while {action}.") from err
+
+    def check(self) -> bool:
+        """``StorageHealth``: one cheap listing call without retries.
+
+        Returns True when storage answers; raises UpstreamUnavailable (or ConfigurationError
+        for refused credentials) with a message that names the endpoint, never the key.
+        """
+        try:
+            with self.translating("checking health"):
+                pages = self._service.list_tables(results_per_page=1, retry_total=0).by_page()
+                list(next(pages, []))
+        except ServiceError as err:
+            logger.warning("Table Storage health check failed: %s", err.message)
+            if isinstance(err, (UpstreamUnavailable, ConfigurationError)):
+                raise
+            raise UpstreamUnavailable(err.message) from err
+        return True
+
+
+class TableTenantStore:
+    """``TenantStore``: PK tenant id, one row per tenant."""
+
+    _ROW = "tenant"
+
+    def __init__(self, storage: TableStorage) -> None:
+        self._s = storage
+        self._codec = _Codec(Tenant, partition="tenant_id", row=None, row_constant=self._ROW)
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        with self._s.translating(f"reading tenant {tenant_id}"):
+            entity = self._s.table(TENANTS).get_entity(_key(tenant_id, name="tenant_id"), self._ROW)
+        return self._codec.from_entity(entity)
+
+    def create_tenant(self, tenant: Tenant) -> Tenant:
+        with self._s.translating(f"creating tenant {tenant.tenant_id}"):
+            meta = self._s.table(TENANTS).create_entity(self._codec.to_entity(tenant))
+        return dataclasses.replace(tenant, etag=_etag(meta))
+
+    def update_tenant(self, tenant: Tenant) -> Tenant:
+        etag = _require_etag(tenant.etag, "tenant")
+        with self._s.translating(f"updating tenant {tenant.tenant_id}"):
+            meta = self._s.table(TENANTS).update_entity(
+                self._codec.to_entity(tenant), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        return dataclasses.replace(tenant, etag=_etag(meta))
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        with self._s.translating(f"deleting tenant {tenant_id}"):
+            self._s.table(TENANTS).delete_entity(_key(tenant_id, name="tenant_id"), self._ROW)
+
+    def list_tenants(self) -> list[Tenant]:
+        with self._s.translating("listing tenants"):
+            return [self._codec.from_entity(e) for e in self._s.table(TENANTS).list_entities()]
+
+
+class TableUserStore:
+    """``UserStore``: PK tenant id, RK user object id."""
+
+    def __init__(self, storage: TableStorage) -> None:
+        self._s = storage
+        self._codec = _Codec(User, partition="tenant_id", row="user_id")
+
+    def get_user(self, tenant_id: str, user_id: str) -> User:
+        with self._s.translating(f"reading user {user_id} of tenant {tenant_id}"):
+            entity = self._s.table(USERS).get_entity(_key(tenant_id, name="tenant_id"), _key(user_id, name="user_id"))
+        return self._codec.from_entity(entity)
+
+    def create_user(self, user: User) -> User:
+        with self._s.translating(f"creating user {user.user_id} of tenant {user.tenant_id}"):
+            meta = self._s.table(USERS).create_entity(self._codec.to_entity(user))
+        return dataclasses.replace(user, etag=_etag(meta))
+
+    def update_user(self, user: User) -> User:
+        etag = _require_etag(user.etag, "user")
+        with self._s.translating(f"updating user {user.user_id} of tenant {user.tenant_id}"):
+            meta = self._s.table(USERS).update_entity(
+                self._codec.to_entity(user), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        return dataclasses.replace(user, etag=_etag(meta))
+
+    def delete_user(self, tenant_id: str, user_id: str) -> None:
+        with self._s.translating(f"deleting user {user_id} of tenant {tenant_id}"):
+            self._s.table(USERS).delete_entity(_key(tenant_id, name="tenant_id"), _key(user_id, name="user_id"))
+
+    def list_users(self, tenant_id: str) -> list[User]:
+        with self._s.translating(f"listing users of tenant {tenant_id}"):
+            rows = self._s.table(USERS).query_entities(
+                "PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")}
+            )
+            return [self._codec.from_entity(e) for e in rows]
+
+
+class TableTokenCacheStore:
+    """``TokenCacheStore``: PK tenant id, RK owner; the encrypted cache split across string properties.
+
+    Every save encrypts afresh under the current key, which is how rotation re-encrypts.
+    Concurrent saves of one cache are last-writer-wins: an MSAL cache cannot be merged.
+    """
+
+    def __init__(self, storage: TableStorage, *, cipher: TokenCipher) -> None:
+        self._s = storage
+        self._cipher = cipher
+
+    @staticmethod
+    def record_id(owner: str) -> str:
+        return f"tokencache/{owner}"
+
+    def load_cache(self, tenant_id: str, owner: str) -> str | None:
+        try:
+            with self._s.translating(f"reading the token cache of {owner} in tenant {tenant_id}"):
+                entity = self._s.table(TOKEN_CACHES).get_entity(
+                    _key(tenant_id, name="tenant_id"), _key(owner, name="owner")
+                )
+        except NotFound:
+            return None
+        count = int(entity.get("chunks", 0))
+        ciphertext = "".join(str(entity[f"c{i}"]) for i in range(count) if f"c{i}" in entity)
+        plaintext = self._cipher.decrypt(ciphertext, tenant_id=tenant_id, record_id=self.record_id(owner))
+        return plaintext.decode("utf-8")
+
+    def save_cache(self, tenant_id: str, owner: str, serialized: str) -> None:
+        ciphertext = self._cipher.encrypt(
+            serialized.encode("utf-8"), tenant_id=tenant_id, record_id=self.record_id(owner)
+        )
+        chunks = [ciphertext[i : i + CHUNK_CHARS] for i in range(0, len(ciphertext), CHUNK_CHARS)]
+        if len(chunks) > MAX_CHUNKS:
+            raise RecordTooLarge(
+                f"The token cache of {owner} in tenant {tenant_id} is {len(serialized)} characters; "
+                f"Table Storage holds at most about {MAX_CHUNKS * CHUNK_CHARS * 3 // 4} per record."
+            )
+        entity: dict[str, Any] = {
+            "PartitionKey": _key(tenant_id, name="tenant_id"),
+            "RowKey": _key(owner, name="owner"),
+            "chunks": len(chunks),
+        }
+        entity.update({f"c{i}": chunk for i, chunk in enumerate(chunks)})
+        with self._s.translating(f"saving the token cache of {owner} in tenant {tenant_id}"):
+            # REPLACE drops chunks left over from a larger earlier cache.
+            self._s.table(TOKEN_CACHES).upsert_entity(entity, UpdateMode.REPLACE)
+
+    def delete_cache(self, tenant_id: str, owner: str) -> None:
+        with self._s.translating(f"deleting the token cache of {owner} in tenant {tenant_id}"):
+            self._s.table(TOKEN_CACHES).delete_entity(_key(tenant_id, name="tenant_id"), _key(owner, name="owner"))
+
+
+class TableFlowStore:
+    """``FlowStore``: PK flow kind, RK sha256(state); ``data`` encrypted. Each flow can be taken once."""
+
+    def __init__(self, storage: TableStorage, *, cipher: TokenCipher, clock: Clock) -> None:
+        self._s = storage
+        self._cipher = cipher
+        self._clock = clock
+
+    @staticmethod
+    def record_id(kind: FlowKind, hashed_state: str) -> str:
+        return f"flow/{kind.value}/{hashed_state}"
+
+    def create_flow(self, flow: PendingFlow) -> None:
+        hashed = state_hash(flow.state)
+        data = json.dumps(flow.data, separators=(",", ":")).encode("utf-8")
+        entity = {
+            "PartitionKey": flow.kind.value,
+            "RowKey": hashed,
+            # A flow precedes knowing the tenant, so the tenant part of the binding is empty.
+            "data": self._cipher.encrypt(data, tenant_id="", record_id=self.record_id(flow.kind, hashed)),
+            "created_at": _to_utc(flow.created_at, name="created_at"),
+            "expires_at": _to_utc(flow.expires_at, name="expires_at"),
+            "taken": False,
+        }
+        with self._s.translating(f"creating a {flow.kind.value} flow"):
+            self._s.table(FLOWS).create_entity(entity)
+
+    def take_flow(self, kind: FlowKind, state: str) -> PendingFlow:
+        """Return and consume the flow for ``state``.
+
+        Raises InvalidFlowState when unknown, already taken or expired (an expired flow is deleted).
+        """
+        hashed = state_hash(state)
+        table = self._s.table(FLOWS)
+        try:
+            with self._s.translating(f"taking a {kind.value} flow"):
+                entity = table.get_entity(kind.value, hashed)
+                if entity.get("taken"):
+                    raise InvalidFlowState("This sign-in link was already used; start again.")
+                # Claim it with the ETag we read: of two racing takes only one update succeeds.
+                # (delete_entity alone cannot decide the race: the SDK reports a missing entity as success.)
+                claim = {"PartitionKey": kind.value, "RowKey": hashed, "taken": True}
+                meta = table.update_entity(
+                    claim, UpdateMode.MERGE, etag=_etag(entity.metadata), match_condition=MatchConditions.IfNotModified
+                )
+                table.delete_entity(kind.value, hashed, etag=_etag(meta), match_condition=MatchConditions.IfNotModified)
+        except (NotFound, ConcurrencyConflict):
+            raise InvalidFlowState("Unknown or already used sign-in state; start again.") from None
+        expires_at = _from_stored_datetime(entity["expires_at"])
+        if expires_at <= self._clock.now():
+            raise InvalidFlowState("This sign-in link has expired; start again.")
+        data = self._cipher.decrypt(str(entity["data"]), tenant_id="", record_id=self.record_id(kind, hashed))
+        return PendingFlow(
+            kind=kind,
+            state=state,
+            data=json.loads(data),
+            created_at=_from_stored_datetime(entity["created_at"]),
+            expires_at=expires_at,
+        )
+
+
+class TableSessionStore:
+    """``SessionStore``: PK session hash; ``sessionsbyuser`` (PK "tenant|user", RK hash) lists a user's sessions."""
+
+    _ROW = "session"
+
+    def __init__(self, storage: TableStorage) -> None:
+        self._s = storage
+        self._codec = _Codec(Session, partition="session_hash", row=None, row_constant=self._ROW)
+
+    @staticmethod
+    def _user_partition(tenant_id: str, user_id: str) -> str:
+        if "|" in tenant_id or "|" in user_id:
+            raise ValueError("tenant_id and user_id must not contain '|'.")
+        return _key(f"{tenant_id}|{user_id}", name="tenant_id|user_id")
+
+    def create_session(self, session: Session) -> Session:
+        index = {
+            "PartitionKey": self._user_partition(session.tenant_id, session.user_id),
+            "RowKey": _key(session.session_hash, name="session_hash"),
+        }
+        with self._s.translating(f"creating a session for user {session.user_id}"):
+            # Index first: a crash in between leaves a dangling index row, never an undeletable session.
+            self._s.table(SESSIONS_BY_USER).upsert_entity(index, UpdateMode.REPLACE)
+            meta = self._s.table(SESSIONS).create_entity(self._codec.to_entity(session))
+        return dataclasses.replace(session, etag=_etag(meta))
+
+    def get_session(self, session_hash: str) -> Session:
+        with self._s.translating("reading a session"):
+            entity = self._s.table(SESSIONS).get_entity(_key(session_hash, name="session_hash"), self._ROW)
+        return self._codec.from_entity(entity)
+
+    def update_session(self, session: Session) -> Session:
+        etag = _require_etag(session.etag, "session")
+        with self._s.translating("updating a session"):
+            meta = self._s.table(SESSIONS).update_entity(
+                self._codec.to_entity(session), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        return dataclasses.replace(session, etag=_etag(meta))
+
+    def delete_session(self, session_hash: str) -> None:
+        try:
+            session = self.get_session(session_hash)
+        except NotFound:
+            return
+        with self._s.translating("deleting a session"):
+            self._s.table(SESSIONS).delete_entity(session_hash, self._ROW)
+            self._s.table(SESSIONS_BY_USER).delete_entity(
+                self._user_partition(session.tenant_id, session.user_id), session_hash
+            )
+
+    def delete_user_sessions(self, tenant_id: str, user_id: str) -> None:
+        partition = self._user_partition(tenant_id, user_id)
+        with self._s.translating(f"deleting the sessions of user {user_id}"):
+            index = self._s.table(SESSIONS_BY_USER)
+            hashes = [str(e["RowKey"]) for e in index.query_entities("PartitionKey eq @pk", parameters={"pk": partition})]
+            for session_hash in hashes:
+                self._s.table(SESSIONS).delete_entity(session_hash, self._ROW)
+                index.delete_entity(partition, session_hash)
+
+
+class TableBookingStore:
+    """``BookingStore``: PK tenant id, RK booking id."""
+
+    def __init__(self, storage: TableStorage) -> None:
+        self._s = storage
+        self._codec = _Codec(Booking, partition="tenant_id", row="booking_id")
+
+    def get_booking(self, tenant_id: str, booking_id: str) -> Booking:
+        with self._s.translating(f"reading booking {booking_id} of tenant {tenant_id}"):
+            entity = self._s.table(BOOKINGS).get_entity(
+                _key(tenant_id, name="tenant_id"), _key(booking_id, name="booking_id")
+            )
+        return self._codec.from_entity(entity)
+
+    def create_booking(self, booking: Booking) -> Booking:
+        with self._s.translating(f"creating booking {booking.booking_id} of tenant {booking.tenant_id}"):
+            meta = self._s.table(BOOKINGS).create_entity(self._codec.to_entity(booking))
+        return dataclasses.replace(booking, etag=_etag(meta))
+
+    def update_booking(self, booking: Booking) -> Booking:
+        etag = _require_etag(booking.etag, "booking")
+        with self._s.translating(f"updating booking {booking.booking_id} of tenant {booking.tenant_id}"):
+            meta = self._s.table(BOOKINGS).update_entity(
+                self._codec.to_entity(booking), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        return dataclasses.replace(booking, etag=_etag(meta))
+
+    def delete_booking(self, tenant_id: str, booking_id: str) -> None:
+        with self._s.translating(f"deleting booking {booking_id} of tenant {tenant_id}"):
+            self._s.table(BOOKINGS).delete_entity(_key(tenant_id, name="tenant_id"), _key(booking_id, name="booking_id"))
+
+    def list_bookings(self, tenant_id: str) -> list[Booking]:
+        with self._s.translating(f"listing bookings of tenant {tenant_id}"):
+            rows = self._s.table(BOOKINGS).query_entities(
+                "PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")}
+            )
+            return [self._codec.from_entity(e) for e in rows]
+
+
+class TableSubscriptionStore:
+    """``SubscriptionStore``: PK tenant id, RK subscription id; ``subscriptionsbyid`` finds the tenant by id alone."""
+
+    _INDEX_ROW = "subscription"
+
+    def __init__(self, storage: TableStorage, *, cipher: TokenCipher) -> None:
+        self._s = storage
+        self._cipher = cipher
+        self._codec = _Codec(Subscription, partition="tenant_id", row="subscription_id")
+
+    @staticmethod
+    def record_id(subscription_id: str, field_name: str) -> str:
+        # The field is part of the binding, so client_state and delta_link cannot be swapped either.
+        return f"subscription/{subscription_id}/{field_name}"
+
+    def _to_entity(self, sub: Subscription) -> dict[str, Any]:
+        secrets: dict[str, Any] = {
+            "client_state": self._cipher.encrypt(
+                sub.client_state.encode("utf-8"),
+                tenant_id=sub.tenant_id,
+                record_id=self.record_id(sub.subscription_id, "client_state"),
+            ),
+            "delta_link": None,
+        }
+        if sub.delta_link is not None:
+            secrets["delta_link"] = self._cipher.encrypt(
+                sub.delta_link.encode("utf-8"),
+                tenant_id=sub.tenant_id,
+                record_id=self.record_id(sub.subscription_id, "delta_link"),
+            )
+        entity = self._codec.to_entity(dataclasses.replace(sub, client_state="", delta_link=None))
+        entity.update({k: v for k, v in secrets.items() if v is not None})
+        return entity
+
+    def _from_entity(self, entity: TableEntity) -> Subscription:
+        tenant_id = str(entity["PartitionKey"])
+        subscription_id = str(entity["RowKey"])
+        client_state = self._cipher.decrypt(
+            str(entity["client_state"]), tenant_id=tenant_id, record_id=self.record_id(subscription_id, "client_state")
+        ).decode("utf-8")
+        delta_link: str | None = None
+        if entity.get("delta_link"):
+            delta_link = self._cipher.decrypt(
+                str(entity["delta_link"]), tenant_id=tenant_id, record_id=self.record_id(subscription_id, "delta_link")
+            ).decode("utf-8")
+        return self._codec.from_entity(entity, client_state=client_state, delta_link=delta_link)
+
+    def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription:
+        with self._s.translating(f"reading subscription {subscription_id} of tenant {tenant_id}"):
+            entity = self._s.table(SUBSCRIPTIONS).get_entity(
+                _key(tenant_id, name="tenant_id"), _key(subscription_id, name="subscription_id")
+            )
+        return self._from_entity(entity)
+
+    def create_subscription(self, subscription: Subscription) -> Subscription:
+        entity = self._to_entity(subscription)
+        index = {
+            "PartitionKey": entity["RowKey"],
+            "RowKey": self._INDEX_ROW,
+            "tenant_id": entity["PartitionKey"],
+        }
+        with self._s.translating(f"creating subscription {subscription.subscription_id}"):
+            # Index first, so a stored subscription is always findable by id.
+            self._s.table(SUBSCRIPTIONS_BY_ID).upsert_entity(index, UpdateMode.REPLACE)
+            meta = self._s.table(SUBSCRIPTIONS).create_entity(entity)
+        return dataclasses.replace(subscription, etag=_etag(meta))
+
+    def update_subscription(self, subscription: Subscription) -> Subscription:
+        etag = _require_etag(subscription.etag, "subscription")
+        with self._s.translating(f"updating subscription {subscription.subscription_id}"):
+            meta = self._s.table(SUBSCRIPTIONS).update_entity(
+                self._to_entity(subscription), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        return dataclasses.replace(subscription, etag=_etag(meta))
+
+    def delete_subscription(self, tenant_id: str, subscription_id: str) -> None:
+        with self._s.translating(f"deleting subscription {subscription_id}"):
+            self._s.table(SUBSCRIPTIONS).delete_entity(
+                _key(tenant_id, name="tenant_id"), _key(subscription_id, name="subscription_id")
+            )
+            index = self._s.table(SUBSCRIPTIONS_BY_ID)
+            try:
+                row = index.get_entity(subscription_id, self._INDEX_ROW)
+            except ResourceNotFoundError:
+                return
+            # Leave the index alone if it names another tenant: that row is not ours to remove.
+            if row.get("tenant_id") == tenant_id:
+                index.delete_entity(subscription_id, self._INDEX_ROW)
+
+    def list_subscriptions(self, tenant_id: str | None = None) -> list[Subscription]:
+        with self._s.translating("listing subscriptions"):
+            table = self._s.table(SUBSCRIPTIONS)
+            if tenant_id is None:
+                rows = table.list_entities()
+            else:
+                rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")})
+            return [self._from_entity(e) for e in rows]
+
+    def find_subscription(self, subscription_id: str) -> Subscription:
+        with self._s.translating(f"looking up subscription {subscription_id}"):
+            row = self._s.table(SUBSCRIPTIONS_BY_ID).get_entity(
+                _key(subscription_id, name="subscription_id"), self._INDEX_ROW
+            )
+        return self.get_subscription(str(row["tenant_id"]), subscription_id)
+
+
+def _require_etag(etag: str | None, what: str) -> str:
+    if not etag:
+        raise ValueError(f"Updating a {what} needs the ETag it was read with; read it first.")
+    return etag
