@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from shared.config import Settings
 from shared.models import (
     AccessToken,
     Booking,
@@ -124,7 +125,11 @@ class KeySource(Protocol):
 
 class StorageHealth(Protocol):
     def check(self) -> bool:
-        """A cheap reachability probe for the health endpoint: True when storage answers."""
+        """A cheap reachability probe for the health endpoint.
+
+        Returns True when storage answers; raises UpstreamUnavailable (ConfigurationError for
+        refused credentials) with a message naming the endpoint when it does not.
+        """
         ...
 
 
@@ -166,3 +171,28 @@ class GraphGateway(Protocol):
     def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
         """Read a tiny calendar window of ``mailbox`` (None: the signed-in user's own)."""
         ...
+
+
+class Dependencies(Protocol):
+    """What the core services need; ``shared.bootstrap.Container`` provides it."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def tenants(self) -> TenantStore: ...
+    @property
+    def users(self) -> UserStore: ...
+    @property
+    def token_caches(self) -> TokenCacheStore: ...
+    @property
+    def flows(self) -> FlowStore: ...
+    @property
+    def sessions(self) -> SessionStore: ...
+    @property
+    def bookings(self) -> BookingStore: ...
+    @property
+    def identity(self) -> IdentityProvider: ...
+    @property
+    def graph(self) -> GraphGateway: ...

@@ -1,0 +1,259 @@
+"""Microsoft identity platform through MSAL Python: sign-in, silent refresh, app-only tokens.
+
+MSAL is used unchanged. Two details make it work against any authority host:
+``instance_discovery`` points at ``{AUTHORITY_HOST}/common/discovery/instance``
+(for login.microsoftonline.com that is MSAL's own default, and MSAL skips the call
+for hosts it knows), and one ``http_cache`` is shared by every application object
+so discovery documents are fetched once per worker.
+
+Both of MSAL's failure forms (an ``error`` in the result dict, and ``ValueError``
+for state or nonce mismatches) become our errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from typing import Any
+from urllib.parse import urlencode
+
+import msal
+import requests
+
+from shared.config import Settings
+from shared.errors import (
+    AdminConsentRequired,
+    ConfigurationError,
+    InvalidFlowState,
+    NotFound,
+    ReauthRequired,
+    SigninDenied,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from shared.models import AccessToken, SigninResult, SigninStart
+
+logger = logging.getLogger(__name__)
+
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
+
+# Directory role template ids (stable across tenants) that may administer the app for their tenant.
+ADMIN_ROLE_TEMPLATE_IDS = frozenset(
+    {
+        "62e90394-69f5-4237-9190-012177145e10",  # Global Administrator
+        "e8611ab8-c189-46e8-94e1-60213ab1f814",  # Privileged Role Administrator
+        "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",  # Application Administrator
+        "158c047a-c907-4556-b7ef-446551a6b5f7",  # Cloud Application Administrator
+    }
+)
+
+# invalid_grant sub-codes and errors that only a new interactive sign-in can fix.
+REAUTH_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
+REAUTH_CODES = frozenset({70008, 700082, 50173, 65001, 50076, 50079, 70043, 700084, 54005})
+# Client-credential failures that mean "this tenant gives us nothing": consent missing or withdrawn.
+NO_CONSENT_CODES = frozenset({700016, 65001, 90002, 500011, 7000112, 50020})
+BAD_CREDENTIAL_CODES = frozenset({7000215, 7000222, 700027})
+
+
+def _codes(result: dict[str, Any]) -> set[int]:
+    return {int(c) for c in result.get("error_codes") or [] if str(c).isdigit()}
+
+
+def _describe(result: dict[str, Any]) -> str:
+    """A log-safe summary of an MSAL error result: the error and its AADSTS codes, no descriptions."""
+    codes = ",".join(f"AADSTS{c}" for c in sorted(_codes(result)))
+    return f"{result.get('error')} {codes}".strip()
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """Read the claims of a token we just received from the token endpoint over TLS.
+
+    The signature is not checked: the token came straight from the authority, in
+    answer to our authenticated request, and Graph access tokens are not meant to
+    be validated by clients. Never use this on a token that arrived from a browser.
+    """
+    try:
+        payload = token.split(".")[1]
+        padded = payload + "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (IndexError, ValueError) as err:
+        raise UpstreamError("The identity platform returned an access token that is not a JWT.") from err
+    if not isinstance(claims, dict):
+        raise UpstreamError("The identity platform returned an access token that is not a JWT.")
+    return claims
+
+
+class MsalIdentity:
+    """IdentityProvider over msal.ConfidentialClientApplication."""
+
+    def __init__(self, settings: Settings, *, http_client: requests.Session | None = None) -> None:
+        self._settings = settings
+        self._client_id = settings.require("CLIENT_ID")
+        self._secret = settings.require("CLIENT_SECRET")
+        self._host = settings.authority_host
+        self._http = http_client or requests.Session()
+        self._http_cache: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _app(self, tenant: str, cache: msal.SerializableTokenCache | None = None) -> msal.ConfidentialClientApplication:
+        try:
+            return msal.ConfidentialClientApplication(
+                self._client_id,
+                client_credential=self._secret,
+                authority=f"{self._host}/{tenant}",
+                token_cache=cache,
+                instance_discovery=f"{self._host}/common/discovery/instance",
+                http_client=self._http,
+                http_cache=self._http_cache,
+                timeout=self._settings.http_timeout_seconds,
+            )
+        except ValueError as err:
+            # MSAL raises ValueError when the authority's discovery document says the tenant is unknown.
+            raise NotFound(f"The identity platform does not know the tenant {tenant!r}.") from err
+        except requests.RequestException as err:
+            raise UpstreamUnavailable("The identity platform did not answer.") from err
+
+    @staticmethod
+    def _cache(serialized: str | None) -> msal.SerializableTokenCache:
+        cache = msal.SerializableTokenCache()
+        if serialized:
+            cache.deserialize(serialized)
+        return cache
+
+    @staticmethod
+    def _changed(cache: msal.SerializableTokenCache) -> str | None:
+        return cache.serialize() if cache.has_state_changed else None
+
+    # ---- sign-in -------------------------------------------------------------------------------
+    def start_signin(
+        self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None, prompt: str | None = None
+    ) -> SigninStart:
+        app = self._app("organizations")
+        flow = app.initiate_auth_code_flow(
+            scopes, redirect_uri=redirect_uri, login_hint=login_hint, prompt=prompt
+        )
+        if "error" in flow:
+            raise UpstreamError(f"Could not start the sign-in: {_describe(flow)}.")
+        return SigninStart(auth_uri=flow["auth_uri"], state=flow["state"], flow=flow)
+
+    def complete_signin(self, flow: dict[str, Any], auth_response: dict[str, str]) -> SigninResult:
+        if "error" in auth_response:
+            raise SigninDenied(
+                "Microsoft did not sign you in.", reason=str(auth_response.get("error"))[:64]
+            )
+        cache = self._cache(None)
+        app = self._app("organizations", cache)
+        try:
+            result = app.acquire_token_by_auth_code_flow(flow, auth_response)
+        except ValueError as err:
+            # MSAL's own CSRF and nonce checks: the state did not match the flow, or the ID token's nonce.
+            raise InvalidFlowState("The sign-in response does not belong to this sign-in.") from err
+        except requests.RequestException as err:
+            raise UpstreamUnavailable("The identity platform did not answer.") from err
+        if "error" in result:
+            logger.warning("Sign-in code redemption failed: %s", _describe(result))
+            raise SigninDenied("Microsoft refused to complete the sign-in. Try signing in again.",
+                               reason=str(result.get("error")))
+        claims = result.get("id_token_claims") or {}
+        tenant_id, user_id = claims.get("tid"), claims.get("oid")
+        if not tenant_id or not user_id:
+            raise UpstreamError("The ID token carries no tenant or user id.")
+        roles = set(claims.get("wids") or [])
+        return SigninResult(
+            tenant_id=str(tenant_id),
+            user_id=str(user_id),
+            username=str(claims.get("preferred_username") or claims.get("email") or ""),
+            display_name=str(claims.get("name") or ""),
+            scopes=tuple(sorted(str(result.get("scope", "")).split())),
+            is_tenant_admin=bool(roles & ADMIN_ROLE_TEMPLATE_IDS),
+            serialized_cache=cache.serialize(),
+        )
+
+    # ---- tokens --------------------------------------------------------------------------------
+    def acquire_user_token(
+        self, *, tenant_id: str, user_id: str, serialized_cache: str | None, scopes: list[str]
+    ) -> AccessToken:
+        cache = self._cache(serialized_cache)
+        app = self._app(tenant_id, cache)
+        home_id = f"{user_id}.{tenant_id}"
+        account = next((a for a in app.get_accounts() if a.get("home_account_id") == home_id), None)
+        if account is None:
+            raise ReauthRequired("No stored sign-in for this user.", reason="no_token")
+        try:
+            result = app.acquire_token_silent_with_error(scopes, account)
+        except requests.RequestException as err:
+            raise UpstreamUnavailable("The identity platform did not answer.") from err
+        if not result:
+            raise ReauthRequired("The stored sign-in has no usable token.", reason="no_token")
+        if "error" in result:
+            codes = _codes(result)
+            if result.get("error") in REAUTH_ERRORS or codes & REAUTH_CODES:
+                logger.info("User token refresh refused: %s", _describe(result))
+                reason = f"AADSTS{min(codes)}" if codes else str(result.get("error"))
+                raise ReauthRequired("Your Office 365 sign-in has expired or was revoked.", reason=reason)
+            logger.warning("User token refresh failed: %s", _describe(result))
+            raise UpstreamError("The identity platform could not refresh the sign-in.")
+        return AccessToken(
+            token=result["access_token"],
+            tenant_id=tenant_id,
+            scopes=tuple(sorted(str(result.get("scope", "")).split())),
+            serialized_cache=self._changed(cache),
+        )
+
+    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None) -> AccessToken:
+        cache = self._cache(serialized_cache)
+        app = self._app(tenant_id, cache)
+        try:
+            result = app.acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE])
+        except requests.RequestException as err:
+            raise UpstreamUnavailable("The identity platform did not answer.") from err
+        if "error" in result:
+            codes = _codes(result)
+            logger.warning("App-only token for a tenant failed: %s", _describe(result))
+            if codes & BAD_CREDENTIAL_CODES or result.get("error") == "invalid_client" and not codes & NO_CONSENT_CODES:
+                raise ConfigurationError("The identity platform refused the app's credentials (CLIENT_SECRET).")
+            if codes & NO_CONSENT_CODES or result.get("error") in {"unauthorized_client", "invalid_request"}:
+                raise AdminConsentRequired(
+                    "The tenant's administrator has not granted (or has withdrawn) consent.",
+                    reason=f"AADSTS{min(codes)}" if codes else str(result.get("error")),
+                )
+            raise UpstreamError("The identity platform did not issue an app-only token.")
+        claims = jwt_claims(result["access_token"])
+        return AccessToken(
+            token=result["access_token"],
+            tenant_id=str(claims.get("tid", "")),
+            roles=tuple(sorted(str(r) for r in claims.get("roles") or [])),
+            serialized_cache=self._changed(cache),
+        )
+
+    # ---- tenants -------------------------------------------------------------------------------
+    def resolve_tenant(self, tenant: str) -> str:
+        url = f"{self._host}/{tenant}/v2.0/.well-known/openid-configuration"
+        try:
+            response = self._http.get(url, timeout=self._settings.http_timeout_seconds)
+        except requests.RequestException as err:
+            raise UpstreamUnavailable("The identity platform did not answer.") from err
+        if response.status_code in (400, 404):
+            raise NotFound(f"The identity platform does not know the tenant {tenant!r}.")
+        if response.status_code != 200:
+            raise UpstreamError(f"Tenant discovery answered HTTP {response.status_code}.")
+        issuer = str(response.json().get("issuer", ""))
+        # issuer is https://<host>/<tenant id>/v2.0
+        parts = issuer.rstrip("/").split("/")
+        if len(parts) < 2 or parts[-1] != "v2.0":
+            raise UpstreamError("Tenant discovery returned an issuer of an unexpected form.")
+        return parts[-2]
+
+    def admin_consent_url(self, *, tenant: str, state: str, redirect_uri: str) -> str:
+        query = urlencode(
+            {
+                "client_id": self._client_id,
+                "scope": GRAPH_DEFAULT_SCOPE,
+                "redirect_uri": redirect_uri,
+                "state": state,
+            }
+        )
+        return f"{self._host}/{tenant}/v2.0/adminconsent?{query}"

@@ -1,0 +1,153 @@
+"""Admin consent: start, callback, and the email a recruiter sends to their Office 365 admin.
+
+The callback trusts nothing in the redirect but a single-use ``state`` bound to
+the browser that started the flow. The tenant id comes from an app-only token
+that we acquire for the tenant the flow was started for (its ``tid`` claim), never
+from the redirect's ``tenant`` parameter, which may only agree with it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import quote
+
+from shared.access import hash_secret, record_app_token
+from shared.config import Settings
+from shared.errors import InvalidFlowState, InvalidRequest, SigninDenied, TenantMismatch
+from shared.models import FlowKind, PendingFlow, Tenant
+from shared.ports import Dependencies
+
+# Application permissions and why we need each (shown to the admin and in the email).
+APP_PERMISSIONS: tuple[tuple[str, str], ...] = (
+    ("Calendars.ReadWrite", "Find times when interviewers are free and create interviews with their "
+     "attendees. We write only to events we created."),
+    ("User.Read.All", "Look up interviewers' names and email addresses to schedule interviews."),
+    ("MailboxSettings.Read", "Read interviewers' time zones and working hours. This does not grant access "
+     "to read anyone's mail."),
+)
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$")
+# Multi-tenant aliases cannot name the tenant that consents (v2 admin consent: "Do not use 'common'").
+_ALIASES = {"common", "organizations", "consumers"}
+
+
+@dataclass(frozen=True)
+class BrowserFlowStart:
+    """Where to send the browser, and the value for the cookie that binds the flow to that browser."""
+
+    redirect_url: str
+    binding: str
+
+
+def validate_tenant_hint(tenant: str | None) -> str:
+    value = (tenant or "").strip().lower()
+    if not value:
+        raise InvalidRequest("Name the tenant: its domain (contoso.com) or tenant id.", parameter="tenant")
+    if value in _ALIASES or not (_GUID.match(value) or _DOMAIN.match(value)):
+        raise InvalidRequest("The tenant must be a tenant id (GUID) or a verified domain name.",
+                             parameter="tenant")
+    return value
+
+
+def new_flow(deps: Dependencies, kind: FlowKind, state: str, data: dict[str, object]) -> str:
+    """Store a pending flow keyed by ``state``; return the browser-binding value for its cookie."""
+    binding = secrets.token_urlsafe(32)
+    now = deps.clock.now()
+    deps.flows.create_flow(
+        PendingFlow(
+            kind=kind,
+            state=state,
+            data={**data, "binding": hash_secret(binding)},
+            created_at=now,
+            expires_at=now + timedelta(seconds=deps.settings.flow_ttl_seconds),
+        )
+    )
+    return binding
+
+
+def take_flow(deps: Dependencies, kind: FlowKind, state: str | None, binding: str | None) -> PendingFlow:
+    """Consume the flow for ``state`` if this browser started it. Raises InvalidFlowState."""
+    if not state:
+        raise InvalidFlowState("The response carries no state. Start again.")
+    flow = deps.flows.take_flow(kind, state)
+    expected = str(flow.data.get("binding", ""))
+    if not binding or not hmac.compare_digest(hash_secret(binding), expected):
+        raise InvalidFlowState("This response was not started from this browser. Start again.")
+    return flow
+
+
+def start_admin_consent(deps: Dependencies, tenant: str | None) -> BrowserFlowStart:
+    hint = validate_tenant_hint(tenant)
+    state = secrets.token_urlsafe(32)
+    binding = new_flow(deps, FlowKind.CONSENT, state, {"tenant_hint": hint})
+    url = deps.identity.admin_consent_url(
+        tenant=hint, state=state, redirect_uri=deps.settings.consent_redirect_uri
+    )
+    return BrowserFlowStart(redirect_url=url, binding=binding)
+
+
+def complete_admin_consent(deps: Dependencies, params: Mapping[str, str], binding: str | None) -> Tenant:
+    """Raises InvalidFlowState, SigninDenied (admin cancelled or Microsoft refused), TenantMismatch,
+    AdminConsentRequired (no app-only token)."""
+    flow = take_flow(deps, FlowKind.CONSENT, params.get("state"), binding)
+    hint = str(flow.data["tenant_hint"])
+    retry_url = f"{deps.settings.public_base_url}/api/consent/start?tenant={quote(hint)}"
+    error = params.get("error")
+    if error:
+        cancelled = error in {"access_denied", "permission_denied"}
+        raise SigninDenied(
+            "The administrator cancelled the consent." if cancelled
+            else "Microsoft did not record the administrator's consent.",
+            reason=error[:64], retry_url=retry_url,
+        )
+    if params.get("admin_consent", "").lower() != "true":
+        raise SigninDenied("Microsoft did not confirm the administrator's consent.", retry_url=retry_url)
+    expected = deps.identity.resolve_tenant(hint)
+    claimed = params.get("tenant")
+    if claimed and claimed.lower() != expected.lower():
+        raise TenantMismatch("The consent response names another tenant than the one it was started for.")
+    token = deps.identity.acquire_app_token(tenant_id=expected, serialized_cache=None)
+    if token.tenant_id.lower() != expected.lower():
+        raise TenantMismatch("The app-only token names another tenant than the one that consented.")
+    return record_app_token(deps, token, consented=True)
+
+
+def consent_link(settings: Settings, tenant: str) -> str:
+    return f"{settings.public_base_url}/api/consent/start?tenant={quote(tenant)}"
+
+
+def consent_request_email(settings: Settings, tenant: str | None, *, requested_by: str | None = None) -> dict[str, str]:
+    """A ready-to-send email asking the Office 365 admin to grant consent."""
+    hint = validate_tenant_hint(tenant)
+    link = consent_link(settings, hint)
+    lines = [
+        "Hello,",
+        "",
+        "Our recruiting team schedules interviews with an interview scheduling service that reads "
+        "interviewers' Outlook free/busy and books interview events. It needs a one-time admin consent "
+        "for our Office 365 tenant.",
+        "",
+        "Please open this link, sign in as an Office 365 administrator and accept:",
+        link,
+        "",
+        "It asks for these application permissions, and only these:",
+    ]
+    lines += [f"  - {name}: {why}" for name, why in APP_PERMISSIONS]
+    lines += [
+        "",
+        "The service never reads or sends anyone's mail with these permissions. Each recruiter still "
+        "signs in with their own Office 365 account, and both grants are needed for any calendar request.",
+        "",
+        "Thank you" + (f",\n{requested_by}" if requested_by else ""),
+    ]
+    return {
+        "subject": "Admin consent needed for interview scheduling with Office 365",
+        "body": "\n".join(lines),
+        "consent_url": link,
+    }

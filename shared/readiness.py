@@ -1,0 +1,148 @@
+"""Readiness: the integration guide's compatibility checks for the signed-in user's tenant.
+
+Each check says pass, fail or skipped, what it found, and what to do. A failed
+check is a normal outcome (a value), not an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from shared.access import RequestContext, app_token, retry_on_conflict, user_token
+from shared.errors import AdminConsentRequired, Forbidden, GraphRequestFailed, InvalidRequest, NotFound, ServiceError
+from shared.models import AccessToken, Tenant
+from shared.ports import Dependencies
+
+HYBRID_REQUIREMENTS = (
+    "Only v1.0 of the Mail, Calendar and Contacts API is available for mailboxes in hybrid deployments.",
+    "Mailbox databases on Exchange 2016 CU3 or later, and every Exchange 2016 server at CU3 or later.",
+    "On-premises Active Directory synchronised to Entra ID (Azure AD).",
+    "No Exchange 2013 servers in load-balanced arrays with Exchange 2016 servers.",
+    "Autodiscover and the client namespace published in Internet DNS.",
+    "See https://learn.microsoft.com/microsoft-365/enterprise/hybrid-modern-auth-overview",
+)
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    status: str  # pass | fail | skipped
+    detail: str
+    action: str | None = None
+    requirements: tuple[str, ...] = ()
+
+
+def _graph_failure(check_id: str, title: str, err: ServiceError, mailbox: str) -> Check:
+    if isinstance(err, NotFound):
+        return Check(check_id, title, "fail", f"{mailbox} does not exist in the tenant's directory.",
+                     "Create the shared mailbox as the integration guide describes, or correct the address.")
+    if isinstance(err, GraphRequestFailed) and err.reason == "access_policy":
+        return Check(check_id, title, "fail",
+                     f"An application access policy blocks the app from {mailbox}.",
+                     "Ask your Exchange admin to add the mailbox to the policy's security group "
+                     "(New-ApplicationAccessPolicy / Set-ApplicationAccessPolicy).")
+    if isinstance(err, GraphRequestFailed) and err.reason == "on_premises":
+        return Check(check_id, title, "fail",
+                     f"{mailbox} is on premises and Microsoft Graph cannot reach it.",
+                     "Hybrid deployments are supported when these requirements are met.",
+                     HYBRID_REQUIREMENTS)
+    if isinstance(err, AdminConsentRequired):
+        return Check(check_id, title, "fail", "The tenant gives the app no token.",
+                     "Ask your Office 365 administrator to grant consent again.")
+    return Check(check_id, title, "fail", f"Microsoft Graph failed: {err.message}",
+                 "Try again later; if it persists, contact support with the time of the check.")
+
+
+def _mailbox_check(deps: Dependencies, token: AccessToken | None, check_id: str, title: str,
+                   address: str | None, setting: str) -> Check:
+    if not address:
+        return Check(check_id, title, "fail", "No mailbox address is configured.",
+                     f"An admin of the tenant sets {setting} with PUT /api/tenants/me/settings.")
+    if token is None:
+        return Check(check_id, title, "skipped", "No app-only token for the tenant.")
+    try:
+        deps.graph.get_user(token, address)
+        deps.graph.probe_calendar(token, address)
+    except ServiceError as err:
+        return _graph_failure(check_id, title, err, address)
+    return Check(check_id, title, "pass", f"{address} exists and the app can read its calendar.")
+
+
+def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
+    checks: list[Check] = []
+    tenant: Tenant | None
+    try:
+        tenant = deps.tenants.get_tenant(ctx.tenant_id)
+    except NotFound:
+        tenant = None
+    token: AccessToken | None = None
+    try:
+        token = app_token(deps, ctx.tenant_id)
+    except ServiceError as err:
+        checks.append(Check("admin_consent", "Admin consent", "fail", err.message,
+                            "Send your Office 365 administrator the consent request email."))
+    else:
+        status = "pass" if not (tenant and tenant.missing_roles) else "fail"
+        tenant = deps.tenants.get_tenant(ctx.tenant_id)
+        missing = list(tenant.missing_roles)
+        checks.append(Check("admin_consent", "Admin consent", "fail" if missing else status,
+                            "All application permissions are granted." if not missing
+                            else f"Missing application permissions: {', '.join(missing)}.",
+                            None if not missing else "Ask your administrator to grant consent again."))
+    directory_title = "The app can read the directory"
+    if token is None:
+        checks.append(Check("directory", directory_title, "skipped", "No app-only token for the tenant."))
+    else:
+        try:
+            deps.graph.list_users(token, top=1)
+            checks.append(Check("directory", directory_title, "pass", "Users can be listed."))
+        except ServiceError as err:
+            checks.append(_graph_failure("directory", directory_title, err, "the directory"))
+    mailbox_title = "Your mailbox is reachable through Microsoft Graph"
+    try:
+        deps.graph.probe_calendar(user_token(deps, ctx), None)
+        checks.append(Check("user_mailbox", mailbox_title, "pass", "Your calendar can be read."))
+    except ServiceError as err:
+        checks.append(_graph_failure("user_mailbox", mailbox_title, err, ctx.user.username or "your mailbox"))
+    checks.append(_mailbox_check(deps, token, "interviews_mailbox", "Candidate-facing Interviews mailbox",
+                                 tenant.interviews_mailbox if tenant else None, "interviews_mailbox"))
+    checks.append(_mailbox_check(deps, token, "sync_mailbox", "Sync mailbox",
+                                 tenant.sync_mailbox if tenant else None, "sync_mailbox"))
+    return {
+        "tenant_id": ctx.tenant_id,
+        "ready": all(c.status == "pass" for c in checks),
+        "checks": [asdict(c) for c in checks],
+    }
+
+
+def _email(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
+        raise InvalidRequest(f"{name} must be an email address.", field=name)
+    return value.strip().lower()
+
+
+def tenant_settings_view(tenant: Tenant) -> dict[str, Any]:
+    return {"interviews_mailbox": tenant.interviews_mailbox, "sync_mailbox": tenant.sync_mailbox}
+
+
+def update_tenant_settings(deps: Dependencies, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    """Only an admin of the tenant may set its mailbox addresses. Raises Forbidden, InvalidRequest."""
+    if not ctx.user.is_tenant_admin:
+        raise Forbidden("Only an administrator of your Office 365 tenant can change these settings.")
+    unknown = set(body) - {"interviews_mailbox", "sync_mailbox"}
+    if unknown:
+        raise InvalidRequest(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+    changes = {k: _email(body[k], k) for k in ("interviews_mailbox", "sync_mailbox") if k in body}
+
+    def write() -> Tenant:
+        current = deps.tenants.get_tenant(ctx.tenant_id)
+        return deps.tenants.update_tenant(replace(current, **changes))
+
+    return tenant_settings_view(retry_on_conflict(write))

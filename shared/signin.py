@@ -1,0 +1,211 @@
+"""Recruiter sign-in (delegated auth-code flow with PKCE through MSAL), sessions and sign-out.
+
+The MSAL flow (PKCE verifier, nonce) is kept server-side, encrypted, keyed by
+``state`` and bound to the browser by a cookie. The session credential handed to
+the web frontend is random and opaque; only its hash is stored.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.access import (
+    RequestContext,
+    authenticate_session,
+    consent_request_url,
+    ensure_tenant_consent,
+    hash_secret,
+    retry_on_conflict,
+    user_token,
+)
+from shared.consent import BrowserFlowStart, new_flow, take_flow
+from shared.errors import AdminConsentRequired, InvalidRequest, NotFound, ReauthRequired, ServiceError
+from shared.models import FlowKind, Session, TokenHealth, User
+from shared.ports import Dependencies
+
+# Least-privilege delegated scopes (openid, profile and offline_access are added by MSAL).
+BASE_SCOPES = [
+    "Calendars.Read",
+    "Calendars.Read.Shared",
+    "Calendars.ReadWrite",
+    "Calendars.ReadWrite.Shared",
+    "User.Read",
+    "User.ReadBasic.All",
+    "MailboxSettings.Read",
+    "email",
+]
+# Opt-in features and the extra scopes each asks for, incrementally.
+FEATURE_SCOPES: dict[str, tuple[str, ...]] = {"automation": ("Mail.Read", "Mail.Send")}
+
+
+@dataclass(frozen=True)
+class SigninOutcome:
+    session_credential: str
+    user: User
+    return_to: str | None
+
+
+def _normalise_return(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http"} or not parts.netloc or parts.username or parts.password:
+        raise InvalidRequest("The return address must be an absolute http(s) URL.", parameter="return_to")
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path or '/'}".rstrip("/") + (
+        f"?{parts.query}" if parts.query else ""
+    )
+
+
+def check_return_to(allowed: tuple[str, ...], return_to: str | None) -> str | None:
+    """Accept a return address only if it is exactly on the allow-list (query string aside)."""
+    if not return_to:
+        return None
+    normalised = _normalise_return(return_to)
+    base = normalised.split("?", 1)[0]
+    if base not in {a.rstrip("/") for a in allowed}:
+        raise InvalidRequest("The return address is not on the allow-list.", parameter="return_to")
+    return normalised
+
+
+def parse_features(raw: str | None) -> tuple[str, ...]:
+    names = tuple(sorted({f.strip().lower() for f in (raw or "").split(",") if f.strip()}))
+    unknown = [n for n in names if n not in FEATURE_SCOPES]
+    if unknown:
+        raise InvalidRequest(f"Unknown feature(s): {', '.join(unknown)}.", parameter="features")
+    return names
+
+
+def start_signin(
+    deps: Dependencies, *, features: tuple[str, ...] = (), return_to: str | None = None,
+    login_hint: str | None = None,
+) -> BrowserFlowStart:
+    checked_return = check_return_to(deps.settings.allowed_return_urls, return_to)
+    scopes = list(BASE_SCOPES)
+    for feature in features:
+        scopes += [s for s in FEATURE_SCOPES[feature] if s not in scopes]
+    start = deps.identity.start_signin(scopes=scopes, redirect_uri=deps.settings.redirect_uri, login_hint=login_hint)
+    binding = new_flow(
+        deps, FlowKind.SIGNIN, start.state,
+        {"flow": start.flow, "return_to": checked_return, "features": list(features)},
+    )
+    return BrowserFlowStart(redirect_url=start.auth_uri, binding=binding)
+
+
+def complete_signin(deps: Dependencies, params: Mapping[str, str], binding: str | None) -> SigninOutcome:
+    """Raises InvalidFlowState, SigninDenied, AdminConsentRequired (tenant has not consented)."""
+    pending = take_flow(deps, FlowKind.SIGNIN, params.get("state"), binding)
+    result = deps.identity.complete_signin(pending.data["flow"], dict(params))
+    # The tenant comes from the ID token MSAL just validated, never from the redirect.
+    try:
+        ensure_tenant_consent(deps, result.tenant_id)
+    except AdminConsentRequired as err:
+        raise AdminConsentRequired(
+            "Your organisation's Office 365 administrator has not granted consent yet, so you cannot "
+            "sign in. Ask them to grant it: the consent request email has the link.",
+            consent_request_url=consent_request_url(deps.settings, result.tenant_id),
+            **{k: v for k, v in err.details.items() if k != "consent_request_url"},
+        ) from err
+    granted = set(result.scopes)
+    features = tuple(
+        sorted(f for f, needed in FEATURE_SCOPES.items() if all(s in granted for s in needed))
+    )
+    now = deps.clock.now()
+
+    def write_user() -> User:
+        try:
+            current: User | None = deps.users.get_user(result.tenant_id, result.user_id)
+        except NotFound:
+            current = None
+        fields: dict[str, Any] = dict(
+            username=result.username, display_name=result.display_name, granted_scopes=result.scopes,
+            features=features, token_health=TokenHealth.OK, signed_in_at=now,
+            is_tenant_admin=result.is_tenant_admin,
+        )
+        if current is None:
+            return deps.users.create_user(User(tenant_id=result.tenant_id, user_id=result.user_id, **fields))
+        return deps.users.update_user(replace(current, **fields))
+
+    user = retry_on_conflict(write_user)
+    if result.serialized_cache is not None:
+        deps.token_caches.save_cache(result.tenant_id, result.user_id, result.serialized_cache)
+    credential = secrets.token_urlsafe(32)
+    deps.sessions.create_session(
+        Session(
+            session_hash=hash_secret(credential),
+            tenant_id=result.tenant_id,
+            user_id=result.user_id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=deps.settings.session_ttl_seconds),
+        )
+    )
+    return SigninOutcome(session_credential=credential, user=user, return_to=pending.data.get("return_to"))
+
+
+def logout(deps: Dependencies, credential: str | None) -> None:
+    """Revoke the session and delete the user's token cache. Succeeds when already signed out."""
+    if not credential:
+        return
+    session_hash = hash_secret(credential)
+    try:
+        session = deps.sessions.get_session(session_hash)
+    except NotFound:
+        return
+    deps.sessions.delete_session(session_hash)
+    deps.token_caches.delete_cache(session.tenant_id, session.user_id)
+
+
+def describe_me(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
+    """The signed-in user, their tenant's consent, scopes, features and whether their token works."""
+    user = ctx.user
+    try:
+        tenant = deps.tenants.get_tenant(user.tenant_id)
+        consent: dict[str, Any] = {
+            "status": tenant.consent_status.value,
+            "missing_permissions": list(tenant.missing_roles),
+        }
+    except NotFound:
+        consent = {"status": "none", "missing_permissions": []}
+    if consent["status"] != "consented":
+        consent["consent_request_url"] = consent_request_url(deps.settings, user.tenant_id)
+    health = user.token_health.value
+    if user.token_health is TokenHealth.OK:
+        try:
+            user_token(deps, ctx)
+        except ReauthRequired:
+            health = TokenHealth.REAUTH_REQUIRED.value
+        except ServiceError:
+            health = "unknown"  # Microsoft did not answer; the grant itself may be fine
+    token_health: dict[str, Any] = {"status": health}
+    if health == TokenHealth.REAUTH_REQUIRED.value:
+        token_health["login_url"] = f"{deps.settings.public_base_url}/api/auth/login"
+    return {
+        "user": {
+            "id": user.user_id,
+            "username": user.username,
+            "display_name": user.display_name,
+            "is_tenant_admin": user.is_tenant_admin,
+        },
+        "tenant": {"id": user.tenant_id, "consent": consent},
+        "granted_scopes": list(user.granted_scopes),
+        "features": list(user.features),
+        "token_health": token_health,
+        "session_expires_at": ctx.session.expires_at.isoformat(),
+    }
+
+
+# re-exported for handlers
+__all__ = [
+    "BASE_SCOPES",
+    "FEATURE_SCOPES",
+    "SigninOutcome",
+    "authenticate_session",
+    "check_return_to",
+    "complete_signin",
+    "describe_me",
+    "logout",
+    "parse_features",
+    "start_signin",
+]
