@@ -87,13 +87,12 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
         checks.append(Check("admin_consent", "Admin consent", "fail", err.message,
                             "Send your Office 365 administrator the consent request email."))
     else:
-        status = "pass" if not (tenant and tenant.missing_roles) else "fail"
         tenant = deps.tenants.get_tenant(ctx.tenant_id)
         missing = list(tenant.missing_roles)
-        checks.append(Check("admin_consent", "Admin consent", "fail" if missing else status,
-                            "All application permissions are granted." if not missing
-                            else f"Missing application permissions: {', '.join(missing)}.",
-                            None if not missing else "Ask your administrator to grant consent again."))
+        checks.append(Check("admin_consent", "Admin consent", "fail" if missing else "pass",
+                            f"Missing application permissions: {', '.join(missing)}." if missing
+                            else "All application permissions are granted.",
+                            "Ask your administrator to grant consent again." if missing else None))
     directory_title = "The app can read the directory"
     if token is None:
         checks.append(Check("directory", directory_title, "skipped", "No app-only token for the tenant."))

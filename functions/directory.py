@@ -1,0 +1,32 @@
+"""Calendar-side lookups under the two-token rule: directory users and stored bookings.
+
+Every lookup is made within the caller's own tenant, whatever ids the request names.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions._auth import requires_session
+from functions._http import http_endpoint, json_response
+from shared.access import RequestContext
+from shared.bootstrap import get_container
+from shared.lookups import get_booking_view, get_directory_user
+
+bp = func.Blueprint()
+
+
+@bp.function_name("directory_user")
+@bp.route(route="directory/users/{user}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@http_endpoint
+@requires_session(calendar=True)
+def directory_user(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    return json_response(get_directory_user(get_container(), ctx, req.route_params.get("user", "")))
+
+
+@bp.function_name("booking_get")
+@bp.route(route="bookings/{booking_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@http_endpoint
+@requires_session(calendar=True)
+def booking_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    return json_response(get_booking_view(get_container(), ctx, req.route_params.get("booking_id", "")))

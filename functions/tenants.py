@@ -1,0 +1,38 @@
+"""The signed-in user's tenant: readiness checks and tenant settings."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions._auth import requires_session
+from functions._http import http_endpoint, json_response, read_json
+from shared.access import RequestContext
+from shared.bootstrap import get_container
+from shared.readiness import run_readiness, tenant_settings_view, update_tenant_settings
+
+bp = func.Blueprint()
+
+
+@bp.function_name("tenant_readiness")
+@bp.route(route="tenants/me/readiness", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@http_endpoint
+@requires_session(calendar=False)
+def tenant_readiness(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    return json_response(run_readiness(get_container(), ctx))
+
+
+@bp.function_name("tenant_settings_get")
+@bp.route(route="tenants/me/settings", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@http_endpoint
+@requires_session(calendar=True)
+def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    assert ctx.tenant is not None  # the two-token guard resolved it
+    return json_response(tenant_settings_view(ctx.tenant))
+
+
+@bp.function_name("tenant_settings_put")
+@bp.route(route="tenants/me/settings", methods=["PUT"], auth_level=func.AuthLevel.FUNCTION)
+@http_endpoint
+@requires_session(calendar=True)
+def tenant_settings_put(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    return json_response(update_tenant_settings(get_container(), ctx, read_json(req)))

@@ -1,0 +1,43 @@
+"""Reads scoped to the caller's tenant: a directory user through Graph, a booking from storage."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shared.access import RequestContext, app_token
+from shared.errors import InvalidRequest
+from shared.ports import Dependencies
+
+_USER_REF = re.compile(r"^[A-Za-z0-9._%+'@-]{1,256}$")
+_BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def get_directory_user(deps: Dependencies, ctx: RequestContext, user: str) -> dict[str, Any]:
+    """Raises NotFound when the user is not in the caller's tenant."""
+    if not _USER_REF.match(user):
+        raise InvalidRequest("Name the user by object id or user principal name.", parameter="user")
+    found = deps.graph.get_user(app_token(deps, ctx.tenant_id), user)
+    return {
+        "id": found.user_id,
+        "user_principal_name": found.user_principal_name,
+        "display_name": found.display_name,
+        "mail": found.mail,
+    }
+
+
+def get_booking_view(deps: Dependencies, ctx: RequestContext, booking_id: str) -> dict[str, Any]:
+    """Raises NotFound when the caller's tenant holds no such booking."""
+    if not _BOOKING_ID.match(booking_id):
+        raise InvalidRequest("Malformed booking id.", parameter="booking_id")
+    booking = deps.bookings.get_booking(ctx.tenant_id, booking_id)
+    return {
+        "id": booking.booking_id,
+        "status": booking.status.value,
+        "mailbox": booking.mailbox,
+        "subject": booking.subject,
+        "start": booking.start.isoformat(),
+        "end": booking.end.isoformat(),
+        "attendees": list(booking.attendees),
+        "event_id": booking.event_id,
+    }
