@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from shared.access import RequestContext, authenticate_session, require_calendar_access
 from shared.bootstrap import get_container
+
+if TYPE_CHECKING:
+    from shared.access import RequestContext
 
 SESSION_COOKIE = "ics_session"
 SIGNIN_FLOW_COOKIE = "ics_signin_flow"
@@ -58,6 +60,8 @@ def requires_session(*, calendar: bool) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest, *args: Any, **kwargs: Any) -> func.HttpResponse:
+            from shared.access import authenticate_session, require_calendar_access
+
             deps = get_container()
             credential = session_credential(req)
             ctx: RequestContext = (

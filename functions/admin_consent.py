@@ -1,4 +1,7 @@
-"""Admin consent: /api/consent/start, /api/consent/callback, /api/consent/request."""
+"""Admin consent: /api/consent/start, /api/consent/callback, /api/consent/request.
+
+Core modules are imported inside the handlers: indexing the app stays cheap (cold start).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from functions._http import http_endpoint, json_response, status_for
 from functions._pages import page, redirect
 from shared import errors
 from shared.bootstrap import get_container
-from shared.consent import APP_PERMISSIONS, complete_admin_consent, consent_request_email, start_admin_consent
 
 bp = func.Blueprint()
 COOKIE_PATH = "/api/consent"
@@ -19,6 +21,8 @@ COOKIE_PATH = "/api/consent"
 @bp.route(route="consent/start", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def consent_start(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.consent import start_admin_consent
+
     deps = get_container()
     start = start_admin_consent(deps, req.params.get("tenant"))
     return redirect(
@@ -32,6 +36,8 @@ def consent_start(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="consent/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.consent import APP_PERMISSIONS, complete_admin_consent
+
     deps = get_container()
     clear = {"Set-Cookie": expired_cookie(CONSENT_FLOW_COOKIE, path=COOKIE_PATH)}
     try:
@@ -64,6 +70,8 @@ def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="consent/request", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def consent_request(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.consent import APP_PERMISSIONS, consent_request_email
+
     email = consent_request_email(get_container().settings, req.params.get("tenant"),
                                   requested_by=(req.params.get("from") or "")[:200] or None)
     return json_response({

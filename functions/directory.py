@@ -5,13 +5,16 @@ Every lookup is made within the caller's own tenant, whatever ids the request na
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions._auth import requires_session
 from functions._http import http_endpoint, json_response
-from shared.access import RequestContext
 from shared.bootstrap import get_container
-from shared.lookups import get_booking_view, get_directory_user
+
+if TYPE_CHECKING:
+    from shared.access import RequestContext
 
 bp = func.Blueprint()
 
@@ -21,6 +24,8 @@ bp = func.Blueprint()
 @http_endpoint
 @requires_session(calendar=True)
 def directory_user(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.lookups import get_directory_user
+
     return json_response(get_directory_user(get_container(), ctx, req.route_params.get("user", "")))
 
 
@@ -29,4 +34,6 @@ def directory_user(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
 @http_endpoint
 @requires_session(calendar=True)
 def booking_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.lookups import get_booking_view
+
     return json_response(get_booking_view(get_container(), ctx, req.route_params.get("booking_id", "")))

@@ -6,7 +6,6 @@ import azure.functions as func
 
 from functions._http import error_body, http_endpoint, json_response
 from shared.bootstrap import get_container
-from shared.health import check_health
 
 bp = func.Blueprint()
 
@@ -15,6 +14,8 @@ bp = func.Blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def health(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.health import check_health  # imported on first call: cold start
+
     results = check_health(get_container())
     healthy = all(r.ok for r in results)
     body = {

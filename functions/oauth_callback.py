@@ -1,7 +1,11 @@
-"""Recruiter sign-in: /api/auth/login, /api/auth/callback (GET and form_post), /api/auth/logout, /api/me."""
+"""Recruiter sign-in: /api/auth/login, /api/auth/callback (GET and form_post), /api/auth/logout, /api/me.
+
+Core modules are imported inside the handlers: indexing the app stays cheap (cold start).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import azure.functions as func
@@ -18,9 +22,10 @@ from functions._auth import (
 from functions._http import http_endpoint, json_response, status_for
 from functions._pages import page, redirect
 from shared import errors
-from shared.access import RequestContext
 from shared.bootstrap import get_container
-from shared.signin import complete_signin, describe_me, logout, parse_features, start_signin
+
+if TYPE_CHECKING:
+    from shared.access import RequestContext
 
 bp = func.Blueprint()
 FLOW_COOKIE_PATH = "/api/auth"
@@ -30,6 +35,8 @@ FLOW_COOKIE_PATH = "/api/auth"
 @bp.route(route="auth/login", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def auth_login(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.signin import parse_features, start_signin
+
     deps = get_container()
     start = start_signin(
         deps,
@@ -59,6 +66,8 @@ def _callback_params(req: func.HttpRequest) -> dict[str, str]:
 @bp.route(route="auth/callback", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.signin import complete_signin
+
     deps = get_container()
     clear = expired_cookie(SIGNIN_FLOW_COOKIE, path=FLOW_COOKIE_PATH, same_site="None")
     login = f"{deps.settings.public_base_url}/api/auth/login"
@@ -90,6 +99,8 @@ def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="auth/logout", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def auth_logout(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.signin import logout
+
     logout(get_container(), session_credential(req))
     return func.HttpResponse(status_code=204, headers={
         "Set-Cookie": expired_cookie(SESSION_COOKIE, path="/"), "Cache-Control": "no-store"})
@@ -100,4 +111,6 @@ def auth_logout(req: func.HttpRequest) -> func.HttpResponse:
 @http_endpoint
 @requires_session(calendar=False)
 def me(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.signin import describe_me
+
     return json_response(describe_me(get_container(), ctx))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from functions._auth import requires_session
 from functions._http import http_endpoint, json_response, read_json
-from shared.access import RequestContext
 from shared.bootstrap import get_container
-from shared.readiness import run_readiness, tenant_settings_view, update_tenant_settings
+
+if TYPE_CHECKING:
+    from shared.access import RequestContext
 
 bp = func.Blueprint()
 
@@ -18,6 +21,8 @@ bp = func.Blueprint()
 @http_endpoint
 @requires_session(calendar=False)
 def tenant_readiness(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.readiness import run_readiness
+
     return json_response(run_readiness(get_container(), ctx))
 
 
@@ -26,6 +31,8 @@ def tenant_readiness(req: func.HttpRequest, *, ctx: RequestContext) -> func.Http
 @http_endpoint
 @requires_session(calendar=True)
 def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.readiness import tenant_settings_view
+
     assert ctx.tenant is not None  # the two-token guard resolved it
     return json_response(tenant_settings_view(ctx.tenant))
 
@@ -35,4 +42,6 @@ def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.H
 @http_endpoint
 @requires_session(calendar=True)
 def tenant_settings_put(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.readiness import update_tenant_settings
+
     return json_response(update_tenant_settings(get_container(), ctx, read_json(req)))
