@@ -437,14 +437,13 @@ class TableTokenCacheStore:
         return plaintext.decode("utf-8")
 
     def save_cache(self, tenant_id: str, owner: str, serialized: str) -> None:
-        ciphertext = self._cipher.encrypt(
-            serialized.encode("utf-8"), tenant_id=tenant_id, record_id=self.record_id(owner)
-        )
+        plaintext = serialized.encode("utf-8")
+        ciphertext = self._cipher.encrypt(plaintext, tenant_id=tenant_id, record_id=self.record_id(owner))
         chunks = [ciphertext[i : i + CHUNK_CHARS] for i in range(0, len(ciphertext), CHUNK_CHARS)]
         if len(chunks) > MAX_CHUNKS:
             raise RecordTooLarge(
-                f"The token cache of {owner} in tenant {tenant_id} is {len(serialized)} characters; "
-                f"Table Storage holds at most about {MAX_CHUNKS * CHUNK_CHARS * 3 // 4} per record."
+                f"The token cache of {owner} in tenant {tenant_id} is {len(plaintext)} bytes; "
+                f"a Table Storage record holds at most about {MAX_CHUNKS * CHUNK_CHARS * 3 // 4} bytes of it."
             )
         entity: dict[str, Any] = {
             "PartitionKey": _key(tenant_id, name="tenant_id"),

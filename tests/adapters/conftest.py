@@ -1,0 +1,57 @@
+"""Adapter test fixtures: one Azurite per test session on free ports, a fresh table prefix per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devtools.azurite import Azurite, free_port, start_azurite
+from shared.adapters.crypto import AesGcmCipher, StaticKeySource, generate_key
+from shared.adapters.tables import TableStorage
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    instance = start_azurite(blob_port=free_port(), queue_port=free_port(), table_port=free_port())
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def keys() -> StaticKeySource:
+    return StaticKeySource({"k1": generate_key()}, current="k1")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def table_prefix() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def storage(azurite: Azurite, keys: StaticKeySource, clock: FakeClock, table_prefix: str) -> TableStorage:
+    return TableStorage(
+        azurite.connection_string, cipher=AesGcmCipher(keys), table_prefix=table_prefix, clock=clock, retry_total=0
+    )
