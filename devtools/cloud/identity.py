@@ -1,0 +1,873 @@
+"""The local Entra ID (identity platform v2): discovery, /authorize, /token, admin consent, sign-in pages.
+
+Follows Microsoft's protocol documentation (v2-oauth2-auth-code-flow, v2-oauth2-client-creds-grant-
+flow, v2-admin-consent). Noted choices where the documentation is silent or this cloud differs:
+
+* PKCE: Entra supports ``S256`` and ``plain`` (a challenge without method is ``plain``) and does not
+  require PKCE from confidential clients; so does this cloud. A given challenge is always verified.
+* Loopback redirect URIs: Entra ignores the port of ``http://localhost`` / ``http://127.0.0.1``
+  redirect URIs when matching ("the port component is ignored" for loopback addresses), so a
+  registered ``http://localhost:7071/api/auth/callback`` also accepts ``http://127.0.0.1:<any>/...``
+  with the same path. Everything else must match exactly.
+* Client credentials for a tenant where nobody consented: 400 ``unauthorized_client`` AADSTS700016
+  (the app is not in the directory). With consent but no granted roles the token has no ``roles``.
+* A refresh or redemption that needs delegated consent the user or tenant no longer has:
+  ``consent_required`` AADSTS65001 (documented as a token-endpoint error: "send the user back to
+  the /authorize endpoint").
+* ``/v2.0/adminconsent`` with tenant ``common``: the documentation says not to; no AADSTS number is
+  documented for it, so the redirect carries ``invalid_request`` with a plain description.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from devtools.cloud import consent, tokens
+from devtools.cloud.aadsts import AadstsError
+from devtools.cloud.signin import (
+    CODE_LIFETIME_SECONDS,
+    AuthCode,
+    Pending,
+    add_code,
+    add_pending,
+    new_opaque,
+    signin_state,
+)
+from devtools.cloud.state import AppRegistration, RefreshTokenGrant, Tenant, User, World, utcnow
+
+SESSION_COOKIE = "ESTSAUTH"
+MULTI_TENANT_SEGMENTS = ("common", "organizations")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def resolve_tenant(world: World, segment: str) -> Tenant | None:
+    """The tenant a path segment names; None for ``common``/``organizations``.
+
+    Raises ``AadstsError`` 90002 for a tenant this cloud does not know (``consumers`` included:
+    personal Microsoft accounts do not exist here).
+    """
+    if segment.lower() in MULTI_TENANT_SEGMENTS:
+        return None
+    tenant = world.tenant_by_id_or_domain(segment)
+    if tenant is None:
+        raise AadstsError("invalid_tenant", 90002, tenant=segment)
+    return tenant
+
+
+def redirect_uri_allowed(app: AppRegistration, redirect_uri: str) -> bool:
+    if redirect_uri in app.redirect_uris:
+        return True
+    asked = urlsplit(redirect_uri)
+    if asked.scheme != "http" or asked.hostname not in ("localhost", "127.0.0.1", "::1"):
+        return False
+    for registered in app.redirect_uris:
+        reg = urlsplit(registered)
+        if reg.scheme == "http" and reg.hostname in ("localhost", "127.0.0.1", "::1"):
+            # Loopback: the port is ignored; scheme, path and query must still match.
+            if reg.path == asked.path and reg.query == asked.query:
+                return True
+    return False
+
+
+def _with_params(url: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + [(k, v) for k, v in params.items()]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def respond_to_client(redirect_uri: str, response_mode: str, params: Mapping[str, str]) -> Response:
+    """Deliver an authorization response the way ``response_mode`` asks."""
+    if response_mode == "form_post":
+        fields = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}"/>' for k, v in params.items()
+        )
+        page = (
+            "<html><head><title>Working...</title></head>"
+            '<body onload="document.forms[0].submit()">'
+            f'<form method="POST" name="hiddenform" action="{html.escape(redirect_uri)}">{fields}'
+            "<noscript><p>Script is disabled. Click Submit to continue.</p>"
+            '<input type="submit" value="Submit"/></noscript></form></body></html>'
+        )
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    if response_mode == "fragment":
+        return RedirectResponse(f"{redirect_uri}#{urlencode(dict(params))}", status_code=302)
+    return RedirectResponse(_with_params(redirect_uri, params), status_code=302)
+
+
+def _error_params(err: AadstsError, state: str | None) -> dict[str, str]:
+    params = {"error": err.error, "error_description": err.short_description}
+    if err.suberror:
+        params["error_subcode"] = err.suberror
+    if state is not None:
+        params["state"] = state
+    return params
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    doc = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:Segoe UI,sans-serif;max-width:28rem;margin:3rem auto}"
+        "label{display:block;margin:.3rem 0}button{margin:.5rem .5rem 0 0}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def error_page(err: AadstsError) -> HTMLResponse:
+    """Errors Entra shows in the browser because the redirect URI cannot be trusted."""
+    return _page(
+        "Sign in",
+        f"<p>Sorry, but we're having trouble signing you in.</p><p id='error'>{html.escape(err.short_description)}</p>",
+        status=400,
+    )
+
+
+def _client_info(user: User) -> str:
+    raw = json.dumps({"uid": user.id, "utid": user.tenant_id}).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _verify_pkce(challenge: str, method: str | None, verifier: str | None) -> bool:
+    if not verifier:
+        return False
+    if (method or "plain") == "S256":
+        digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+        computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    else:
+        computed = verifier
+    return hmac.compare_digest(computed, challenge)
+
+
+class Identity:
+    """Request handlers bound to one world."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    # ---- discovery --------------------------------------------------------------------------------
+    async def instance_discovery(self, request: Request) -> Response:
+        """The documented instance-discovery answer; only this cloud's own host is a known instance."""
+        base = tokens.authority_host(self.world, request)
+        endpoint = request.query_params.get("authorization_endpoint", "")
+        parts = urlsplit(endpoint)
+        own_host = urlsplit(base).hostname
+        segments = [s for s in parts.path.split("/") if s]
+        if parts.scheme != "https" or parts.hostname != own_host or not segments:
+            return JSONResponse(
+                {
+                    "error": "invalid_instance",
+                    "error_description": "AADSTS50049: Unknown or invalid instance.",
+                    "error_codes": [50049],
+                },
+                status_code=400,
+            )
+        tenant = segments[0]
+        host = urlsplit(base).netloc
+        return JSONResponse(
+            {
+                "tenant_discovery_endpoint": f"{base}/{tenant}/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
+            }
+        )
+
+    async def openid_configuration(self, request: Request) -> Response:
+        segment = request.path_params["tenant"]
+        try:
+            tenant = resolve_tenant(self.world, segment)
+        except AadstsError as err:
+            return err.response()
+        base = tokens.authority_host(self.world, request)
+        # For common/organizations the issuer is a template, as Microsoft's own document shows.
+        issuer_tid = tenant.tenant_id if tenant else "{tenantid}"
+        path_tenant = tenant.tenant_id if tenant else segment.lower()
+        return JSONResponse(
+            {
+                "token_endpoint": f"{base}/{path_tenant}/oauth2/v2.0/token",
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                "jwks_uri": f"{base}/{path_tenant}/discovery/v2.0/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "issuer": f"{base}/{issuer_tid}/v2.0",
+                "request_uri_parameter_supported": False,
+                "authorization_endpoint": f"{base}/{path_tenant}/oauth2/v2.0/authorize",
+                "code_challenge_methods_supported": ["plain", "S256"],
+                "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "end_session_endpoint": f"{base}/{path_tenant}/oauth2/v2.0/logout",
+                "claims_supported": [
+                    "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "preferred_username",
+                    "name", "tid", "ver", "email", "oid",
+                ],
+                "tenant_region_scope": "NA",
+                "cloud_instance_name": urlsplit(base).hostname,
+                "msgraph_host": urlsplit(base).netloc,
+            }
+        )
+
+    async def keys(self, request: Request) -> Response:
+        try:
+            resolve_tenant(self.world, request.path_params["tenant"])
+        except AadstsError as err:
+            return err.response()
+        return JSONResponse(tokens.jwks(self.world))
+
+    # ---- browser sessions ---------------------------------------------------------------------------
+    def _session_user(self, request: Request) -> User | None:
+        value = request.cookies.get(SESSION_COOKIE)
+        if not value:
+            return None
+        state = signin_state(self.world)
+        with self.world.lock:
+            user_id = state.sessions.get(value)
+            return self.world.users.get(user_id) if user_id else None
+
+    def _start_session(self, response: Response, user: User) -> None:
+        value = new_opaque()
+        state = signin_state(self.world)
+        with self.world.lock:
+            state.sessions[value] = user.id
+        response.set_cookie(SESSION_COOKIE, value, secure=True, httponly=True, samesite="lax", path="/")
+
+    def _user_for_hint(self, hint: str, tenant: Tenant | None) -> User | None:
+        with self.world.lock:
+            tenants = [tenant] if tenant else list(self.world.tenants.values())
+            for candidate in tenants:
+                user = self.world.find_user(candidate.tenant_id, hint)
+                if user is not None:
+                    return user
+        return None
+
+    def _auto_user(self, tenant: Tenant | None, login_hint: str | None) -> User | None:
+        """The user the automatic browser signs in as, if automatic sign-in is on."""
+        auto = signin_state(self.world).auto
+        if auto is None:
+            return None
+        if auto.user_id is not None:
+            with self.world.lock:
+                return self.world.users.get(auto.user_id)
+        if login_hint:
+            return self._user_for_hint(login_hint, tenant)
+        return None
+
+    # ---- /authorize ---------------------------------------------------------------------------------
+    async def authorize(self, request: Request) -> Response:
+        if request.method == "POST":
+            params = {k: str(v) for k, v in (await request.form()).items()}
+        else:
+            params = dict(request.query_params)
+        return self._authorize(request, request.path_params["tenant"], params)
+
+    def _app(self, client_id: str) -> AppRegistration:
+        if not client_id:
+            raise AadstsError("invalid_request", 900144, parameter="client_id")
+        with self.world.lock:
+            app = self.world.apps.get(client_id.lower())
+        if app is None:
+            raise AadstsError("unauthorized_client", 700016, client_id=client_id, tenant="the directory")
+        return app
+
+    def _authorize(self, request: Request, segment: str, params: dict[str, str]) -> Response:
+        # Failures before the redirect URI is trusted are shown in the browser, never redirected.
+        try:
+            tenant = resolve_tenant(self.world, segment)
+            app = self._app(params.get("client_id", ""))
+            redirect_uri = params.get("redirect_uri", "")
+            if not redirect_uri:
+                raise AadstsError("invalid_request", 900144, parameter="redirect_uri")
+            if not redirect_uri_allowed(app, redirect_uri):
+                raise AadstsError("invalid_request", 50011, redirect_uri=redirect_uri, client_id=app.client_id)
+        except AadstsError as err:
+            return error_page(err)
+
+        state = params.get("state")
+        mode = params.get("response_mode", "query")
+        if mode not in ("query", "fragment", "form_post"):
+            mode = "query"
+        try:
+            response_type = params.get("response_type", "")
+            if not response_type:
+                raise AadstsError("invalid_request", 900144, parameter="response_type")
+            if response_type != "code":
+                if set(response_type.split()) - {"code", "id_token", "token"}:
+                    raise AadstsError(
+                        "unsupported_response_type", None, message=f"Unsupported response_type '{response_type}'."
+                    )
+                raise AadstsError("unsupported_response_type", 700054, response_type=response_type)
+            if "scope" not in params or not params["scope"].strip():
+                raise AadstsError("invalid_request", 900144, parameter="scope")
+            consent.parse_scopes(params["scope"], app)
+            method = params.get("code_challenge_method")
+            if method is not None and method not in ("plain", "S256"):
+                raise AadstsError(
+                    "invalid_request", None, message=f"Unsupported code_challenge_method '{method}'."
+                )
+            if method is not None and not params.get("code_challenge"):
+                raise AadstsError("invalid_request", 900144, parameter="code_challenge")
+        except AadstsError as err:
+            return respond_to_client(redirect_uri, mode, _error_params(err, state))
+
+        prompt = params.get("prompt", "")
+        login_hint = params.get("login_hint")
+        user = self._auto_user(tenant, login_hint)
+        interactive_prompt = prompt in ("login", "select_account")
+        if user is None:
+            session_user = self._session_user(request)
+            if session_user is not None and not interactive_prompt:
+                user = session_user
+        if user is None:
+            if prompt == "none":
+                err = AadstsError("login_required", 50058)
+                return respond_to_client(redirect_uri, mode, _error_params(err, state))
+            ctx = add_pending(self.world, Pending(kind="authorize", tenant_segment=segment, params=params))
+            return self._sign_in_page(segment, tenant, ctx, login_hint)
+        response = self._after_sign_in(request, Pending("authorize", segment, params, user.id), user)
+        # The browser now holds a session for this user, as Entra's cookie would give it.
+        self._start_session(response, user)
+        return response
+
+    def _check_user_for_tenant(self, user: User, tenant: Tenant | None) -> AadstsError | None:
+        if user.kind != "user":
+            # Shared mailboxes are backed by disabled accounts.
+            return AadstsError("invalid_request", 50057)
+        if tenant is not None and user.tenant_id != tenant.tenant_id:
+            return AadstsError("invalid_request", 50020, upn=user.user_principal_name, tenant=tenant.tenant_id)
+        return None
+
+    def _after_sign_in(self, request: Request, pending: Pending, user: User) -> Response:
+        """Continue a flow once the user is known: consent if needed, then answer the client."""
+        segment = pending.tenant_segment
+        tenant = resolve_tenant(self.world, segment)
+        problem = self._check_user_for_tenant(user, tenant)
+        if problem is not None:
+            return error_page(problem)
+        if pending.kind != "authorize":
+            return self._admin_after_sign_in(request, pending, user)
+
+        params = pending.params
+        app = self._app(params["client_id"])
+        redirect_uri = params["redirect_uri"]
+        mode = params.get("response_mode", "query")
+        state = params.get("state")
+        scope_request = consent.parse_scopes(params["scope"], app)
+        missing = consent.missing_consent(self.world, user, app, scope_request)
+        prompt = params.get("prompt", "")
+        if missing or prompt == "consent":
+            if prompt == "none":
+                err = AadstsError("consent_required", 65001, client_id=app.client_id, app_name=app.display_name)
+                return respond_to_client(redirect_uri, mode, _error_params(err, state))
+            wanted = scope_request.delegated_needed(app)
+            if consent.needs_admin(missing) and not user.is_admin:
+                err = AadstsError("access_denied", 90094)
+                return respond_to_client(redirect_uri, mode, _error_params(err, state))
+            auto = signin_state(self.world).auto
+            if auto is None:
+                pending.user_id = user.id
+                ctx = add_pending(self.world, pending)
+                return self._consent_page(segment, ctx, app, sorted(wanted), admin=False)
+            if auto.consent != "accept":
+                err = AadstsError("access_denied", 65004, suberror="cancel")
+                return respond_to_client(redirect_uri, mode, _error_params(err, state))
+            consent.grant_user_consent(self.world, user, app.client_id, wanted)
+        return self._issue_code(pending, app, user)
+
+    def _issue_code(self, pending: Pending, app: AppRegistration, user: User) -> Response:
+        params = pending.params
+        challenge = params.get("code_challenge") or None
+        code = add_code(
+            self.world,
+            AuthCode(
+                client_id=app.client_id,
+                redirect_uri=params["redirect_uri"],
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                request_scope=params["scope"],
+                nonce=params.get("nonce"),
+                code_challenge=challenge,
+                code_challenge_method=(params.get("code_challenge_method") or "plain") if challenge else None,
+                expires_at=time.time() + CODE_LIFETIME_SECONDS,
+            ),
+        )
+        answer = {"code": code}
+        if "state" in params:
+            answer["state"] = params["state"]
+        answer["session_state"] = hashlib.sha256(user.id.encode()).hexdigest()[:36]
+        if params.get("client_info") == "1":
+            answer["client_info"] = _client_info(user)
+        return respond_to_client(params["redirect_uri"], params.get("response_mode", "query"), answer)
+
+    # ---- pages ------------------------------------------------------------------------------------------
+    def _sign_in_page(
+        self, segment: str, tenant: Tenant | None, ctx: str, login_hint: str | None, error: str | None = None
+    ) -> HTMLResponse:
+        with self.world.lock:
+            tenants = [tenant] if tenant else sorted(self.world.tenants.values(), key=lambda t: t.display_name)
+            options = []
+            for t in tenants:
+                for u in sorted(self.world.tenant_users(t.tenant_id), key=lambda u: u.user_principal_name):
+                    if u.kind != "user":
+                        continue
+                    checked = " checked" if login_hint and login_hint.lower() == u.user_principal_name.lower() else ""
+                    admin = " (admin)" if u.is_admin else ""
+                    options.append(
+                        f"<label><input type='radio' name='login' value='{html.escape(u.user_principal_name)}'"
+                        f"{checked}/> {html.escape(u.display_name)} &lt;{html.escape(u.user_principal_name)}&gt;"
+                        f" {html.escape(t.display_name)}{admin}</label>"
+                    )
+        notice = f"<p id='error' style='color:#a00'>{html.escape(error)}</p>" if error else ""
+        body = (
+            f"{notice}<p>Pick an account</p>"
+            f"<form method='POST' action='/{html.escape(segment)}/login'>"
+            f"<input type='hidden' name='ctx' value='{html.escape(ctx)}'/>{''.join(options)}"
+            "<label>Password <input type='password' name='passwd'/></label>"
+            "<button type='submit'>Sign in</button></form>"
+        )
+        return _page("Sign in", body, status=200 if not error else 400)
+
+    def _consent_page(
+        self,
+        segment: str,
+        ctx: str,
+        app: AppRegistration,
+        scopes: list[str],
+        *,
+        admin: bool,
+        roles: list[str] | None = None,
+    ) -> HTMLResponse:
+        items = "".join(f"<li>{html.escape(s)}</li>" for s in scopes)
+        role_items = "".join(f"<li>{html.escape(r)} (application)</li>" for r in roles or [])
+        org = "<p>Consent on behalf of your organization.</p>" if admin else ""
+        body = (
+            f"<p><strong>{html.escape(app.display_name)}</strong> needs permission to:</p>"
+            f"<ul>{items}{role_items}</ul>{org}"
+            f"<form method='POST' action='/{html.escape(segment)}/consent'>"
+            f"<input type='hidden' name='ctx' value='{html.escape(ctx)}'/>"
+            "<button type='submit' name='answer' value='accept'>Accept</button>"
+            "<button type='submit' name='answer' value='cancel'>Cancel</button></form>"
+        )
+        return _page("Permissions requested", body)
+
+    def _take_pending(self, ctx: str) -> Pending | None:
+        state = signin_state(self.world)
+        with self.world.lock:
+            return state.pending.pop(ctx, None)
+
+    async def login_post(self, request: Request) -> Response:
+        form = await request.form()
+        ctx = str(form.get("ctx", ""))
+        state = signin_state(self.world)
+        with self.world.lock:
+            pending = state.pending.get(ctx)
+        if pending is None:
+            return error_page(AadstsError("invalid_request", None, message="The sign-in request has expired. Start again."))
+        tenant = resolve_tenant(self.world, pending.tenant_segment)
+        login = str(form.get("login", ""))
+        password = str(form.get("passwd", ""))
+        user = self._user_for_hint(login, tenant) if login else None
+        if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
+            err = AadstsError("invalid_request", 50126)
+            return self._sign_in_page(pending.tenant_segment, tenant, ctx, login or None, error=err.short_description)
+        self._take_pending(ctx)
+        response = self._after_sign_in(request, pending, user)
+        self._start_session(response, user)
+        return response
+
+    async def consent_post(self, request: Request) -> Response:
+        form = await request.form()
+        pending = self._take_pending(str(form.get("ctx", "")))
+        if pending is None or pending.user_id is None:
+            return error_page(AadstsError("invalid_request", None, message="The consent request has expired. Start again."))
+        with self.world.lock:
+            user = self.world.users.get(pending.user_id)
+        if user is None:
+            return error_page(AadstsError("invalid_request", None, message="The signed-in user no longer exists."))
+        accepted = str(form.get("answer", "")) == "accept"
+        if pending.kind != "authorize":
+            return self._admin_answer(pending, user, accepted=accepted, grant_roles=None)
+        params = pending.params
+        app = self._app(params["client_id"])
+        mode = params.get("response_mode", "query")
+        if not accepted:
+            err = AadstsError("access_denied", 65004, suberror="cancel")
+            return respond_to_client(params["redirect_uri"], mode, _error_params(err, params.get("state")))
+        scope_request = consent.parse_scopes(params["scope"], app)
+        consent.grant_user_consent(self.world, user, app.client_id, scope_request.delegated_needed(app))
+        return self._issue_code(pending, app, user)
+
+    # ---- admin consent ---------------------------------------------------------------------------------
+    async def admin_consent_v2(self, request: Request) -> Response:
+        return self._admin_consent(request, "adminconsent_v2")
+
+    async def admin_consent_classic(self, request: Request) -> Response:
+        return self._admin_consent(request, "adminconsent")
+
+    def _admin_consent(self, request: Request, kind: str) -> Response:
+        segment = request.path_params["tenant"]
+        params = dict(request.query_params)
+        try:
+            if kind == "adminconsent_v2" and segment.lower() in MULTI_TENANT_SEGMENTS:
+                tenant = None  # checked below, after the redirect URI is trusted
+            else:
+                tenant = resolve_tenant(self.world, segment)
+            app = self._app(params.get("client_id", ""))
+            redirect_uri = params.get("redirect_uri", "")
+            if not redirect_uri:
+                raise AadstsError("invalid_request", 900144, parameter="redirect_uri")
+            if not redirect_uri_allowed(app, redirect_uri):
+                raise AadstsError("invalid_request", 50011, redirect_uri=redirect_uri, client_id=app.client_id)
+        except AadstsError as err:
+            return error_page(err)
+        state = params.get("state")
+        if kind == "adminconsent_v2":
+            try:
+                if segment.lower() in MULTI_TENANT_SEGMENTS:
+                    raise AadstsError(
+                        "invalid_request",
+                        None,
+                        message=(
+                            "The v2.0 admin consent endpoint needs a specific tenant (ID or domain); "
+                            f"'{segment}' is not accepted."
+                        ),
+                    )
+                if not params.get("scope", "").strip():
+                    raise AadstsError("invalid_request", 900144, parameter="scope")
+                consent.parse_scopes(params["scope"], app)
+            except AadstsError as err:
+                return respond_to_client(redirect_uri, "query", _error_params(err, state))
+
+        user = self._auto_user(tenant, params.get("login_hint"))
+        if user is None:
+            user = self._session_user(request)
+            if user is not None and params.get("prompt") in ("login", "select_account"):
+                user = None
+        if user is None:
+            ctx = add_pending(self.world, Pending(kind=kind, tenant_segment=segment, params=params))
+            return self._sign_in_page(segment, tenant, ctx, params.get("login_hint"))
+        response = self._after_sign_in(request, Pending(kind, segment, params, user.id), user)
+        self._start_session(response, user)
+        return response
+
+    def _admin_after_sign_in(self, request: Request, pending: Pending, user: User) -> Response:
+        params = pending.params
+        app = self._app(params["client_id"])
+        if not user.is_admin:
+            err = AadstsError("access_denied", 90094)
+            return self._admin_failure(pending, err)
+        auto = signin_state(self.world).auto
+        if auto is None:
+            pending.user_id = user.id
+            ctx = add_pending(self.world, pending)
+            scopes, roles = self._admin_grant_preview(pending, app)
+            return self._consent_page(pending.tenant_segment, ctx, app, scopes, admin=True, roles=roles)
+        return self._admin_answer(pending, user, accepted=auto.consent == "accept", grant_roles=auto.grant_roles)
+
+    def _admin_grant_preview(self, pending: Pending, app: AppRegistration) -> tuple[list[str], list[str]]:
+        if pending.kind == "adminconsent_v2":
+            request = consent.parse_scopes(pending.params["scope"], app)
+            if not request.default:
+                return sorted(request.graph | request.oidc), []
+        return sorted(app.delegated_scopes), sorted(app.required_roles)
+
+    def _admin_failure(self, pending: Pending, err: AadstsError) -> Response:
+        params = pending.params
+        state = params.get("state")
+        if pending.kind == "adminconsent_v2":
+            answer = {"admin_consent": "True", "error": err.error, "error_description": err.short_description}
+        else:
+            answer = {"error": "permission_denied", "error_description": "The admin canceled the request"}
+            if err.code != 65004:
+                answer["error_description"] = err.short_description
+        if state is not None:
+            answer["state"] = state
+        return respond_to_client(params["redirect_uri"], "query", answer)
+
+    def _admin_answer(
+        self, pending: Pending, user: User, *, accepted: bool, grant_roles: list[str] | None
+    ) -> Response:
+        params = pending.params
+        app = self._app(params["client_id"])
+        tenant = self.world.tenants[user.tenant_id]
+        state = params.get("state")
+        if not accepted:
+            # Documented v2 failure: admin_consent=True&error=consent_required&error_description=AADSTS65004...
+            return self._admin_failure(pending, AadstsError("consent_required", 65004))
+        if pending.kind == "adminconsent_v2":
+            request = consent.parse_scopes(params["scope"], app)
+            if request.default:
+                consent.grant_tenant_consent(self.world, tenant, app, roles=grant_roles)
+            else:
+                consent.grant_tenant_consent(
+                    self.world,
+                    tenant,
+                    app,
+                    roles=set(tenant.app_consents.get(app.client_id, set())),
+                    delegated=request.graph | request.oidc,
+                )
+            answer = {"admin_consent": "True", "tenant": tenant.tenant_id, "scope": params["scope"]}
+            if state is not None:
+                answer["state"] = state
+        else:
+            consent.grant_tenant_consent(self.world, tenant, app, roles=grant_roles)
+            answer = {"tenant": tenant.tenant_id}
+            if state is not None:
+                answer["state"] = state
+            answer["admin_consent"] = "True"
+        return respond_to_client(params["redirect_uri"], "query", answer)
+
+    # ---- /token -------------------------------------------------------------------------------------------
+    async def token(self, request: Request) -> Response:
+        if request.method != "POST":
+            return AadstsError("invalid_request", 900561).response()
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        try:
+            return self._token(request, request.path_params["tenant"], form)
+        except AadstsError as err:
+            return err.response(correlation_id=request.headers.get("client-request-id"))
+
+    def _client(self, request: Request, form: dict[str, str], tenant: Tenant | None) -> AppRegistration:
+        client_id = form.get("client_id", "")
+        secret = form.get("client_secret")
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(header[6:].strip()).decode()
+            except (ValueError, UnicodeDecodeError) as err:
+                raise AadstsError("invalid_client", None, 401, message="Malformed Basic credentials.") from err
+            basic_id, _, basic_secret = decoded.partition(":")
+            client_id = client_id or unquote_plus(basic_id)
+            secret = unquote_plus(basic_secret)
+        if not client_id:
+            raise AadstsError("invalid_request", 900144, parameter="client_id")
+        with self.world.lock:
+            app = self.world.apps.get(client_id.lower())
+        if app is None:
+            raise AadstsError(
+                "unauthorized_client", 700016, client_id=client_id, tenant=tenant.display_name if tenant else "common"
+            )
+        if not secret:
+            raise AadstsError("invalid_client", 7000218, 401)
+        if not any(hmac.compare_digest(secret.encode(), s.encode()) for s in app.secrets):
+            raise AadstsError("invalid_client", 7000215, 401, client_id=app.client_id)
+        return app
+
+    def _token(self, request: Request, segment: str, form: dict[str, str]) -> Response:
+        tenant = resolve_tenant(self.world, segment)
+        grant_type = form.get("grant_type", "")
+        if not grant_type:
+            raise AadstsError("invalid_request", 900144, parameter="grant_type")
+        app = self._client(request, form, tenant)
+        if grant_type == "authorization_code":
+            return self._redeem_code(request, tenant, app, form)
+        if grant_type == "refresh_token":
+            return self._redeem_refresh_token(request, tenant, app, form)
+        if grant_type == "client_credentials":
+            return self._client_credentials(request, tenant, app, form)
+        raise AadstsError("unsupported_grant_type", 70003, grant_type=grant_type)
+
+    def _delegated_answer(
+        self,
+        request: Request,
+        app: AppRegistration,
+        user: User,
+        scope_request: consent.ScopeRequest,
+        *,
+        nonce: str | None,
+        form: dict[str, str],
+    ) -> Response:
+        """Tokens for a user: access token with every Graph scope consented, RT and ID token when asked."""
+        graph_scopes = consent.consented_graph(self.world, user, app.client_id)
+        wanted = scope_request.graph | (
+            frozenset(s for s in app.delegated_scopes if s not in consent.OIDC_SCOPES)
+            if scope_request.default
+            else frozenset()
+        )
+        if not wanted <= graph_scopes:
+            raise AadstsError("consent_required", 65001, client_id=app.client_id, app_name=app.display_name)
+        oidc_consented = consent.consented_delegated(self.world, user, app.client_id) & set(consent.OIDC_SCOPES)
+        lifetime = tokens.access_token_lifetime(self.world)
+        access_token = tokens.issue_access_token(
+            self.world,
+            tenant_id=user.tenant_id,
+            client_id=app.client_id,
+            user_id=user.id,
+            scopes=set(graph_scopes) | (oidc_consented - {"offline_access"}),
+            lifetime=lifetime,
+            request=request,
+        )
+        body: dict[str, Any] = {
+            "token_type": "Bearer",
+            "scope": consent.scope_string(graph_scopes, oidc_consented, uri_form=scope_request.uri_form),
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": access_token,
+        }
+        if "offline_access" in scope_request.oidc:
+            refresh = new_opaque("1.AR")
+            with self.world.lock:
+                self.world.refresh_tokens[refresh] = RefreshTokenGrant(
+                    token=refresh,
+                    tenant_id=user.tenant_id,
+                    user_id=user.id,
+                    client_id=app.client_id,
+                    scopes=set(graph_scopes),
+                    issued_at=utcnow(),
+                )
+            body["refresh_token"] = refresh
+        if "openid" in scope_request.oidc:
+            body["id_token"] = tokens.issue_id_token(
+                self.world, user=user, client_id=app.client_id, nonce=nonce, request=request
+            )
+        if form.get("client_info") == "1":
+            body["client_info"] = _client_info(user)
+        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    def _redeem_code(
+        self, request: Request, tenant: Tenant | None, app: AppRegistration, form: dict[str, str]
+    ) -> Response:
+        value = form.get("code", "")
+        if not value:
+            raise AadstsError("invalid_request", 900144, parameter="code")
+        state = signin_state(self.world)
+        with self.world.lock:
+            code = state.codes.get(value)
+            if code is None:
+                raise AadstsError("invalid_grant", 9002313)
+            if code.redeemed:
+                raise AadstsError("invalid_grant", 54005)
+            if code.expires_at < time.time():
+                raise AadstsError("invalid_grant", 70008)
+            if code.client_id != app.client_id:
+                raise AadstsError("invalid_grant", 70000)
+            if tenant is not None and tenant.tenant_id != code.tenant_id:
+                raise AadstsError("invalid_grant", 700005)
+            redirect_uri = form.get("redirect_uri", "")
+            if redirect_uri != code.redirect_uri:
+                raise AadstsError("invalid_grant", 500112, got=redirect_uri, expected=code.redirect_uri)
+            if code.code_challenge is not None and not _verify_pkce(
+                code.code_challenge, code.code_challenge_method, form.get("code_verifier")
+            ):
+                raise AadstsError("invalid_grant", 501481)
+            code.redeemed = True
+            user = self.world.users.get(code.user_id)
+        if user is None:
+            raise AadstsError("invalid_grant", 70000)
+        original = consent.parse_scopes(code.request_scope, app)
+        asked = consent.parse_scopes(form["scope"], app) if form.get("scope") else original
+        merged = consent.ScopeRequest(
+            oidc=asked.oidc | original.oidc,
+            graph=asked.graph,
+            default=asked.default,
+            uri_form=asked.uri_form or original.uri_form,
+        )
+        return self._delegated_answer(request, app, user, merged, nonce=code.nonce, form=form)
+
+    def _redeem_refresh_token(
+        self, request: Request, tenant: Tenant | None, app: AppRegistration, form: dict[str, str]
+    ) -> Response:
+        value = form.get("refresh_token", "")
+        if not value:
+            raise AadstsError("invalid_request", 900144, parameter="refresh_token")
+        with self.world.lock:
+            grant = self.world.refresh_tokens.get(value)
+            if grant is None:
+                raise AadstsError("invalid_grant", 9002313)
+            if grant.client_id != app.client_id:
+                raise AadstsError("invalid_grant", 70000)
+            if tenant is not None and tenant.tenant_id != grant.tenant_id:
+                raise AadstsError("invalid_grant", 700005)
+            user = self.world.users.get(grant.user_id)
+            if grant.revoked or user is None:
+                issued = grant.issued_at.strftime("%m/%d/%Y %H:%M:%S")
+                raise AadstsError(
+                    "invalid_grant",
+                    grant.revoked_code if grant.revoked else 50173,
+                    issued=issued,
+                    valid_from=datetime.now(timezone.utc).strftime("%m/%d/%Y %H:%M:%S"),
+                )
+        if form.get("scope"):
+            asked = consent.parse_scopes(form["scope"], app)
+        else:
+            asked = consent.ScopeRequest(
+                oidc=frozenset({"openid", "profile", "offline_access"}),
+                graph=frozenset(grant.scopes),
+                default=False,
+                uri_form=True,
+            )
+        if not consent.consented_graph(self.world, user, app.client_id):
+            # Every delegated grant for this app was withdrawn.
+            raise AadstsError("consent_required", 65001, client_id=app.client_id, app_name=app.display_name)
+        # A refresh answers with a new refresh token; the old one stays valid ("Refresh tokens
+        # aren't revoked when used"), so offline_access is implied by the grant itself.
+        asked = consent.ScopeRequest(
+            oidc=asked.oidc | {"offline_access"}, graph=asked.graph, default=asked.default, uri_form=asked.uri_form
+        )
+        return self._delegated_answer(request, app, user, asked, nonce=None, form=form)
+
+    def _client_credentials(
+        self, request: Request, tenant: Tenant | None, app: AppRegistration, form: dict[str, str]
+    ) -> Response:
+        if tenant is None:
+            raise AadstsError("invalid_request", 50059)
+        raw_scope = form.get("scope", "").strip()
+        if not raw_scope:
+            raise AadstsError("invalid_request", 900144, parameter="scope")
+        items = raw_scope.split()
+        for item in items:
+            lowered = item.lower()
+            prefix = next((p for p in consent.GRAPH_PREFIXES if lowered.startswith(p)), None)
+            if prefix is None and lowered.endswith("/.default"):
+                raise AadstsError(
+                    "invalid_resource", 500011, resource=item.rsplit("/", 1)[0], tenant=tenant.display_name
+                )
+            if prefix is None or lowered[len(prefix) :] != ".default":
+                raise AadstsError("invalid_scope", 1002012, scope=item)
+        if not consent.app_in_tenant(self.world, tenant, app.client_id):
+            raise AadstsError("unauthorized_client", 700016, client_id=app.client_id, tenant=tenant.display_name)
+        with self.world.lock:
+            roles = set(tenant.app_consents.get(app.client_id, set()))
+        lifetime = tokens.access_token_lifetime(self.world)
+        access_token = tokens.issue_access_token(
+            self.world,
+            tenant_id=tenant.tenant_id,
+            client_id=app.client_id,
+            roles=roles,
+            lifetime=lifetime,
+            request=request,
+        )
+        return JSONResponse(
+            {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token},
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
+
+
+def routes(world: World) -> list[BaseRoute]:
+    ep = Identity(world)
+    return [
+        Route("/common/discovery/instance", ep.instance_discovery, methods=["GET"]),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration", ep.openid_configuration, methods=["GET"]),
+        Route("/{tenant}/discovery/v2.0/keys", ep.keys, methods=["GET"]),
+        Route("/{tenant}/oauth2/v2.0/authorize", ep.authorize, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/v2.0/token", ep.token, methods=["GET", "POST"]),
+        Route("/{tenant}/v2.0/adminconsent", ep.admin_consent_v2, methods=["GET"]),
+        Route("/{tenant}/adminconsent", ep.admin_consent_classic, methods=["GET"]),
+        Route("/{tenant}/login", ep.login_post, methods=["POST"]),
+        Route("/{tenant}/consent", ep.consent_post, methods=["POST"]),
+    ]
