@@ -1,0 +1,335 @@
+"""Calendar reads: getSchedule (free/busy), calendarView, calendarView/delta, and the calendar itself.
+
+What getSchedule reveals follows the documented rule: subject, location and isPrivate only for
+``normal``/``personal`` events of a user who shares details with the signed-in user (or is that
+user). App-only callers have no signed-in user, so they get status, start and end only.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from devtools.cloud.common import GraphError
+from devtools.cloud.graph import odata, store
+from devtools.cloud.graph.events import OUTLOOK_WEB, calendar_id, page
+from devtools.cloud.graph.pipeline import GraphContext, graph_route, json_response
+from devtools.cloud.graph.serialize import event_json
+from devtools.cloud.graph.store import Instance
+from devtools.cloud.graph.timezones import format_local, parse_datetime_timezone, parse_query_datetime
+from devtools.cloud.state import User, World
+
+MAX_SCHEDULES = 20
+MAX_WINDOW = timedelta(days=62)  # "The time period to look up must be less than 62 days."
+DEFAULT_INTERVAL = 30
+# availabilityView codes (newest text): 0 free or working elsewhere, 1 tentative, 2 busy, 3 out of office.
+VIEW_CODE = {"free": 0, "workingElsewhere": 0, "unknown": 0, "tentative": 1, "busy": 2, "oof": 3}
+DETAIL_SENSITIVITY = {"normal", "personal"}
+DELTA_PAGE = 10
+
+
+def _invalid(message: str) -> GraphError:
+    return GraphError(400, "ErrorInvalidParameter", message)
+
+
+def _schedule_error(address: str, message: str, code: str) -> dict[str, Any]:
+    # Observed shape of an unresolvable entry (the documentation only says "indicates the error").
+    return {"scheduleId": address, "error": {"message": message, "responseCode": code}}
+
+
+def schedule_information(
+    ctx: GraphContext, address: str, start: datetime, end: datetime, interval: int
+) -> dict[str, Any]:
+    world = ctx.world
+    user = world.find_user(ctx.caller.tenant_id, address)
+    if user is None:
+        return _schedule_error(
+            address, f"Unable to resolve e-mail address {address} to an Active Directory object.", "5009"
+        )
+    if user.mailbox_on_premises:
+        return _schedule_error(
+            address, "The mailbox is either inactive, soft-deleted, or is hosted on-premise.", "MailboxNotEnabledForRESTAPI"
+        )
+    viewer = ctx.caller.user_id
+    with world.lock:
+        sees_details = viewer is not None and (viewer == user.id or viewer in user.shares_details_with)
+    tz = ctx.prefer_tz
+    items: list[dict[str, Any]] = []
+    busy = [inst for inst in store.instances(world, user.id, start, end) if not inst.event.is_cancelled]
+    for inst in busy:
+        item: dict[str, Any] = {}
+        if sees_details and inst.event.sensitivity in DETAIL_SENSITIVITY:
+            item["isPrivate"] = False
+        item["status"] = inst.event.show_as
+        if sees_details and inst.event.sensitivity in DETAIL_SENSITIVITY:
+            item["subject"] = inst.event.subject
+            item["location"] = inst.event.location
+        item["start"] = format_local(inst.start, tz)
+        item["end"] = format_local(inst.end, tz)
+        items.append(item)
+    slots = math.ceil((end - start) / timedelta(minutes=interval))
+    view = []
+    for index in range(slots):
+        slot_start = start + timedelta(minutes=interval * index)
+        slot_end = min(slot_start + timedelta(minutes=interval), end)
+        codes = [VIEW_CODE.get(i.event.show_as, 0) for i in busy if i.start < slot_end and i.end > slot_start]
+        view.append(str(max(codes, default=0)))
+    result: dict[str, Any] = {
+        "scheduleId": address,
+        "availabilityView": "".join(view),
+        "scheduleItems": items,
+    }
+    working_hours = user.mailbox_settings.get("workingHours")
+    if working_hours is not None:
+        result["workingHours"] = working_hours
+    return result
+
+
+async def get_schedule(ctx: GraphContext) -> Response:
+    ctx.mailbox(ctx.request.path_params.get("user"), "schedule")
+    body = await ctx.json()
+    schedules = body.get("schedules")
+    if not isinstance(schedules, list) or not schedules or not all(isinstance(s, str) for s in schedules):
+        raise _invalid("The schedules parameter is required and must list SMTP addresses.")
+    if len(schedules) > MAX_SCHEDULES:
+        raise _invalid(f"The number of schedules requested exceeds the limit of {MAX_SCHEDULES}.")
+    if "startTime" not in body or "endTime" not in body:
+        raise _invalid("The startTime and endTime parameters are required.")
+    start = parse_datetime_timezone(body["startTime"], field_name="startTime")
+    end = parse_datetime_timezone(body["endTime"], field_name="endTime")
+    if end <= start:
+        raise _invalid("The endTime must be after the startTime.")
+    if end - start >= MAX_WINDOW:
+        raise _invalid("The time period to look up must be less than 62 days.")
+    interval = body.get("availabilityViewInterval", DEFAULT_INTERVAL)
+    if interval is None:
+        interval = DEFAULT_INTERVAL
+    if not isinstance(interval, int) or not 5 <= interval <= 1440:
+        raise _invalid("availabilityViewInterval must be between 5 and 1440 minutes.")
+    values = [schedule_information(ctx, address, start, end, interval) for address in schedules]
+    return json_response(
+        {
+            "@odata.context": odata.context_url(ctx.request, "Collection(microsoft.graph.scheduleInformation)"),
+            "value": values,
+        }
+    )
+
+
+def _window(ctx: GraphContext) -> tuple[datetime, datetime]:
+    params = ctx.request.query_params
+    raw_start, raw_end = params.get("startDateTime"), params.get("endDateTime")
+    if not raw_start or not raw_end:
+        raise _invalid(
+            "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime."
+        )
+    try:
+        start = parse_query_datetime(raw_start)
+        end = parse_query_datetime(raw_end)
+    except ValueError as err:
+        raise _invalid("The startDateTime or endDateTime value is not a valid ISO 8601 date and time.") from err
+    assert start is not None and end is not None
+    return start, end
+
+
+def _order(ctx: GraphContext, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    raw = ctx.request.query_params.get("$orderby")
+    if not raw:
+        return items
+    prop, _, direction = raw.strip().partition(" ")
+    getter = odata.property_getter()
+    if prop.lower() not in ("start/datetime", "end/datetime", "subject", "createddatetime", "lastmodifieddatetime"):
+        raise GraphError(400, "BadRequest", f"The $orderby property '{prop}' is not supported.")
+    if prop.lower() in ("start/datetime", "end/datetime"):
+        # Order by the instant: every item of one response shares one time zone anyway.
+        return sorted(items, key=lambda i: getter(i, prop) or "", reverse=direction.strip().lower() == "desc")
+    return sorted(items, key=lambda i: str(getter(i, prop) or ""), reverse=direction.strip().lower() == "desc")
+
+
+async def calendar_view(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
+    cid = ctx.request.path_params.get("calendar")
+    if cid is not None and cid != calendar_id(owner):
+        raise store.not_found()
+    start, end = _window(ctx)
+    items = [
+        event_json(ctx.world, inst, base_url=OUTLOOK_WEB, tz_name=ctx.prefer_tz)
+        for inst in store.instances(ctx.world, owner.id, start, end)
+    ]
+    raw_filter = ctx.request.query_params.get("$filter")
+    if raw_filter:
+        predicate = odata.compile_filter(raw_filter, odata.property_getter())
+        items = [i for i in items if predicate(i)]
+    items = _order(ctx, items)
+    fields = odata.select_fields(ctx.request)
+    if fields is not None:
+        items = [odata.apply_select(i, fields, keep=("id",)) for i in items]
+    body = page(ctx, items, f"users('{owner.id}')/calendarView")
+    headers = {}
+    max_page = odata.prefer_max_page_size(ctx.request)
+    if max_page is not None:
+        headers["Preference-Applied"] = f"odata.maxpagesize={max_page}"
+    response = json_response(body, headers=headers)
+    return response
+
+
+async def event_instances(ctx: GraphContext) -> Response:
+    """``GET /events/{id}/instances``: the occurrences of one series inside a window."""
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
+    master = store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]).event
+    start, end = _window(ctx)
+    items = [
+        event_json(ctx.world, inst, base_url=OUTLOOK_WEB, tz_name=ctx.prefer_tz)
+        for inst in store.expand(master, start, end)
+    ]
+    return json_response(page(ctx, items, f"users('{owner.id}')/events('{master.id}')/instances"))
+
+
+# ---- calendarView/delta -----------------------------------------------------------------------
+def _delta_gone(ctx: GraphContext, token: dict[str, Any]) -> GraphError:
+    restart = odata.link(
+        ctx.request,
+        **{
+            "$deltatoken": None,
+            "$skiptoken": None,
+            "startDateTime": token.get("s"),
+            "endDateTime": token.get("e"),
+        },
+    )
+    return GraphError(
+        410,
+        "resyncRequired",
+        "The delta token is no longer valid, and the app must reset the sync state.",
+        headers={"Location": restart},
+    )
+
+
+def _removed(event_id: str) -> dict[str, Any]:
+    return {"@odata.type": "#microsoft.graph.event", "id": event_id, "@removed": {"reason": "deleted"}}
+
+
+def _delta_items(ctx: GraphContext, owner: User, start: datetime, end: datetime, since: int | None) -> list[dict[str, Any]]:
+    world = ctx.world
+    tz = ctx.prefer_tz
+
+    def render(inst: Instance) -> dict[str, Any]:
+        body = {"@odata.type": "#microsoft.graph.event"}
+        body.update(event_json(world, inst, base_url=OUTLOOK_WEB, tz_name=tz))
+        return body
+
+    if since is None:
+        return [render(inst) for inst in store.instances(world, owner.id, start, end)]
+    state = store.graph_state(world)
+    with world.lock:
+        changed: dict[str, str] = {}
+        for change in state.changes:
+            if change.seq > since and change.mailbox_id == owner.id:
+                changed[change.event_id] = change.change_type
+        current = {eid: world.events.get(eid) for eid in changed}
+        tombstones = {eid: state.tombstones.get(eid) for eid in changed}
+    items: list[dict[str, Any]] = []
+    for event_id, kind in changed.items():
+        event = current[event_id]
+        if event is not None and event.mailbox_id == owner.id:
+            found = list(store.expand(event, start, end))
+            if found:
+                items.extend(render(inst) for inst in found)
+            else:
+                # Moved out of the window: to this view it is gone.
+                items.append(_removed(event_id))
+            continue
+        gone = tombstones[event_id]
+        if gone is not None and gone.recurrence is not None:
+            items.extend(_removed(inst.id) for inst in store.expand(gone, start, end))
+        items.append(_removed(event_id))
+    return items
+
+
+async def calendar_view_delta(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
+    params = ctx.request.query_params
+    world = ctx.world
+    generation = list(store.delta_generation(world, owner.id))
+    state = store.graph_state(world)
+    skiptoken, deltatoken = params.get("$skiptoken"), params.get("$deltatoken")
+    if skiptoken or deltatoken:
+        token = odata.decode_token(skiptoken or deltatoken or "")
+        if token.get("m") != owner.id:
+            raise GraphError(400, "BadRequest", "The delta token does not belong to this mailbox.")
+        if token.get("g") != generation:
+            raise _delta_gone(ctx, token)
+        start = parse_query_datetime(token["s"])
+        end = parse_query_datetime(token["e"])
+        assert start is not None and end is not None
+        if skiptoken:
+            since, round_seq, offset = token.get("since"), int(token["seq"]), int(token["off"])
+        else:
+            since, round_seq, offset = int(token["seq"]), state.seq, 0
+    else:
+        start, end = _window(ctx)
+        since, round_seq, offset = None, state.seq, 0
+    items = _delta_items(ctx, owner, start, end, since)
+    size = odata.prefer_max_page_size(ctx.request) or DELTA_PAGE
+    common = {"m": owner.id, "s": start.isoformat(), "e": end.isoformat(), "g": generation}
+    body: dict[str, Any] = {"@odata.context": odata.context_url(ctx.request, "Collection(event)")}
+    base = {"startDateTime": None, "endDateTime": None, "$skiptoken": None, "$deltatoken": None}
+    if offset + size < len(items):
+        token = odata.encode_token({**common, "since": since, "seq": round_seq, "off": offset + size})
+        body["@odata.nextLink"] = odata.link(ctx.request, **{**base, "$skiptoken": token})
+    else:
+        token = odata.encode_token({**common, "seq": round_seq})
+        body["@odata.deltaLink"] = odata.link(ctx.request, **{**base, "$deltatoken": token})
+    body["value"] = items[offset : offset + size]
+    return json_response(body)
+
+
+async def get_calendar(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
+    return json_response(
+        {"@odata.context": odata.context_url(ctx.request, f"users('{owner.id}')/calendars/$entity"), **_calendar_json(owner)}
+    )
+
+
+async def list_calendars(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
+    return json_response(
+        {"@odata.context": odata.context_url(ctx.request, f"users('{owner.id}')/calendars"), "value": [_calendar_json(owner)]}
+    )
+
+
+def _calendar_json(owner: User) -> dict[str, Any]:
+    return {
+        "id": calendar_id(owner),
+        "name": "Calendar",
+        "color": "auto",
+        "hexColor": "",
+        "isDefaultCalendar": True,
+        "changeKey": "",
+        "canShare": True,
+        "canViewPrivateItems": True,
+        "canEdit": True,
+        "allowedOnlineMeetingProviders": ["teamsForBusiness"],
+        "defaultOnlineMeetingProvider": "teamsForBusiness",
+        "isTallyingResponses": True,
+        "isRemovable": False,
+        "owner": {"name": owner.display_name, "address": owner.mail},
+    }
+
+
+def routes(world: World) -> list[BaseRoute]:
+    result: list[BaseRoute] = []
+    for base in ("/me", "/users/{user}"):
+        result += [
+            graph_route(world, base + "/calendar/getSchedule", get_schedule, ["POST"]),
+            graph_route(world, base + "/calendarView/delta", calendar_view_delta, ["GET"]),
+            graph_route(world, base + "/calendarView", calendar_view, ["GET"]),
+            graph_route(world, base + "/calendar/calendarView", calendar_view, ["GET"]),
+            graph_route(world, base + "/calendars/{calendar}/calendarView", calendar_view, ["GET"]),
+            graph_route(world, base + "/events/{event}/instances", event_instances, ["GET"]),
+            graph_route(world, base + "/calendar", get_calendar, ["GET"]),
+            graph_route(world, base + "/calendars", list_calendars, ["GET"]),
+        ]
+    return result

@@ -1,0 +1,291 @@
+"""Controls for the Graph side of the local cloud: what people do in Outlook, and the failure switches.
+
+Each function works on a ``World`` directly (for tests in-process) and is also reachable over HTTP
+under ``/_control/graph/...`` (for tests against a running cloud); the routes call these functions.
+Every change to an event goes through ``store`` and so reaches ``World.emit_change``.
+
+Mailboxes are named by user id, UPN or mail address; events by id (the organizer's event or an
+attendee's copy, whichever is handy). Event bodies use Graph's JSON shape.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from devtools.cloud.common import GraphError
+from devtools.cloud.graph import store, switches
+from devtools.cloud.graph.events import join_url, parse_changes
+from devtools.cloud.graph.timezones import parse_datetime_timezone
+from devtools.cloud.state import Attendee, Event, User, World, new_id
+
+RESPONSES = {"accepted", "tentativelyAccepted", "declined"}
+
+
+def resolve_user(world: World, key: str) -> User:
+    """A user of any tenant by id, UPN or mail."""
+    with world.lock:
+        user = world.users.get(key.lower()) or world.users.get(key)
+        if user is not None:
+            return user
+        for user in world.users.values():
+            if key.lower() in (user.user_principal_name.lower(), user.mail.lower()):
+                return user
+    raise KeyError(f"no such user: {key}")
+
+
+def _event(world: World, event_id: str) -> Event:
+    with world.lock:
+        event = world.events.get(event_id)
+    if event is None:
+        raise KeyError(f"no such event: {event_id}")
+    return event
+
+
+def _organizer_event(world: World, event_id: str) -> Event:
+    event = store.organizer_of(world, _event(world, event_id))
+    if event is None:
+        raise KeyError(f"the organizer's event of {event_id} is gone")
+    return event
+
+
+# ---- what people do in Outlook ------------------------------------------------------------------
+def add_event(world: World, mailbox: str, event: dict[str, Any]) -> Event:
+    """Create an event in a mailbox as its owner would in Outlook (attendees get their copies)."""
+    owner = resolve_user(world, mailbox)
+    changes = parse_changes(event, existing=None)
+    if "start" not in changes or "end" not in changes:
+        raise ValueError("an event needs start and end")
+    created = Event(id=new_id(), mailbox_id=owner.id, subject="", start=changes["start"], end=changes["end"])
+    for name, value in changes.items():
+        setattr(created, name, value)
+    if created.is_online_meeting and not created.join_url:
+        created.online_meeting_provider = "teamsForBusiness"
+        created.join_url = join_url()
+    return store.add_event(world, created)
+
+
+def edit_event(world: World, event_id: str, patch: dict[str, Any]) -> Event:
+    """Change an event as its owner would (Graph JSON ``patch``); organizer edits reach attendees."""
+    event = _event(world, event_id)
+    return store.update_event(world, event, parse_changes(patch, existing=event))
+
+
+def move_event(world: World, event_id: str, start: datetime, end: datetime) -> Event:
+    """Drag an event to a new time in Outlook (aware datetimes)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be aware datetimes")
+    return store.update_event(world, _event(world, event_id), {"start": start, "end": end})
+
+
+def delete_event(world: World, event_id: str) -> None:
+    """Delete an event in Outlook; the organizer deleting a meeting cancels it for attendees."""
+    store.delete_event(world, _event(world, event_id))
+
+
+def respond(
+    world: World,
+    event_id: str,
+    attendee: str,
+    response: str,
+    *,
+    proposed_start: datetime | None = None,
+    proposed_end: datetime | None = None,
+) -> Attendee:
+    """An attendee accepts, tentatively accepts or declines (optionally proposing a new time)."""
+    if response not in RESPONSES:
+        raise ValueError(f"response must be one of {sorted(RESPONSES)}")
+    organizer_event = _organizer_event(world, event_id)
+    return store.respond(
+        world, organizer_event, attendee, response, proposed_start=proposed_start, proposed_end=proposed_end
+    )
+
+
+def accept(world: World, event_id: str, attendee: str) -> Attendee:
+    return respond(world, event_id, attendee, "accepted")
+
+
+def tentatively_accept(world: World, event_id: str, attendee: str) -> Attendee:
+    return respond(world, event_id, attendee, "tentativelyAccepted")
+
+
+def decline(world: World, event_id: str, attendee: str) -> Attendee:
+    return respond(world, event_id, attendee, "declined")
+
+
+def propose_new_time(
+    world: World, event_id: str, attendee: str, start: datetime, end: datetime, *, response: str = "tentativelyAccepted"
+) -> Attendee:
+    """Outlook's "Propose new time": a tentative (or declined) answer carrying proposedNewTime."""
+    if response not in ("tentativelyAccepted", "declined"):
+        raise ValueError("a proposal goes with tentativelyAccepted or declined")
+    return respond(world, event_id, attendee, response, proposed_start=start, proposed_end=end)
+
+
+def invalidate_delta_tokens(world: World, mailbox: str | None = None) -> None:
+    """Delta tokens issued so far (for one mailbox, or all) answer 410 resyncRequired from now on."""
+    store.invalidate_delta_tokens(world, resolve_user(world, mailbox).id if mailbox else None)
+
+
+# Failure switches, re-exported so tests need one import.
+def throttle(world: World, *, count: int, retry_after: float = 2.0, mailbox: str | None = None) -> None:
+    switches.set_throttle(world, count=count, retry_after=retry_after,
+                          mailbox_id=resolve_user(world, mailbox).id if mailbox else None)
+
+
+def fail(world: World, *, count: int, status: int = 503, mailbox: str | None = None) -> None:
+    switches.set_fault(world, count=count, status=status, mailbox_id=resolve_user(world, mailbox).id if mailbox else None)
+
+
+def set_latency(world: World, seconds: float) -> None:
+    switches.set_latency(world, seconds)
+
+
+def block_mailbox(world: World, mailbox: str, blocked: bool = True) -> None:
+    """An application access policy keeps apps out of (or lets them back into) this mailbox."""
+    switches.set_access_policy_block(world, resolve_user(world, mailbox).id, blocked)
+
+
+def set_on_premises(world: World, mailbox: str, on_premises: bool = True) -> None:
+    switches.set_mailbox_on_premises(world, resolve_user(world, mailbox).id, on_premises)
+
+
+def enforce_mailbox_concurrency(world: World, enforce: bool = True) -> None:
+    switches.set_mailbox_concurrency(world, enforce)
+
+
+def clear_switches(world: World) -> None:
+    switches.clear(world)
+
+
+# ---- HTTP --------------------------------------------------------------------------------------
+def _summary(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "mailbox": event.mailbox_id,
+        "subject": event.subject,
+        "start": event.start.isoformat(),
+        "end": event.end.isoformat(),
+        "showAs": event.show_as,
+        "isCancelled": event.is_cancelled,
+        "organizerEventId": event.organizer_event_id,
+        "iCalUId": event.ical_uid,
+        "attendees": [{"address": a.address, "response": a.response} for a in event.attendees],
+    }
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("the control body must be a JSON object")
+    return value
+
+
+def control_routes(world: World) -> list[BaseRoute]:
+    """``/_control/graph/...``: the functions above over HTTP. Errors: 400 (bad input), 404 (unknown name)."""
+
+    def wrap(fn: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await _json(request)
+                return await fn(request, body)
+            except KeyError as err:
+                return JSONResponse({"error": {"code": "NotFound", "message": str(err.args[0])}}, status_code=404)
+            except (ValueError, TypeError) as err:
+                return JSONResponse({"error": {"code": "BadRequest", "message": str(err)}}, status_code=400)
+            except GraphError as err:
+                return err.response()
+
+        return endpoint
+
+    def when(value: Any, name: str) -> datetime:
+        if value is None:
+            raise ValueError(f"{name} is required")
+        return parse_datetime_timezone(value, field_name=name)
+
+    async def list_mailbox_events(request: Request, body: dict[str, Any]) -> Response:
+        user = resolve_user(world, request.path_params["mailbox"])
+        events = sorted(world.mailbox_events(user.id), key=lambda e: (e.start, e.id))
+        return JSONResponse({"value": [_summary(e) for e in events]})
+
+    async def create(request: Request, body: dict[str, Any]) -> Response:
+        return JSONResponse(_summary(add_event(world, request.path_params["mailbox"], body)), status_code=201)
+
+    async def patch(request: Request, body: dict[str, Any]) -> Response:
+        return JSONResponse(_summary(edit_event(world, request.path_params["event"], body)))
+
+    async def move(request: Request, body: dict[str, Any]) -> Response:
+        event = move_event(world, request.path_params["event"], when(body.get("start"), "start"), when(body.get("end"), "end"))
+        return JSONResponse(_summary(event))
+
+    async def remove(request: Request, body: dict[str, Any]) -> Response:
+        delete_event(world, request.path_params["event"])
+        return Response(status_code=204)
+
+    async def answer(request: Request, body: dict[str, Any]) -> Response:
+        proposed = body.get("proposedNewTime")
+        start = end = None
+        if proposed is not None:
+            start, end = when(proposed.get("start"), "start"), when(proposed.get("end"), "end")
+        respond(world, request.path_params["event"], str(body.get("attendee", "")), str(body.get("response", "")),
+                proposed_start=start, proposed_end=end)
+        return JSONResponse(_summary(_organizer_event(world, request.path_params["event"])))
+
+    async def set_throttle(request: Request, body: dict[str, Any]) -> Response:
+        throttle(world, count=int(body.get("count", 1)), retry_after=float(body.get("retryAfter", 2.0)),
+                 mailbox=body.get("mailbox"))
+        return Response(status_code=204)
+
+    async def set_faults(request: Request, body: dict[str, Any]) -> Response:
+        fail(world, count=int(body.get("count", 1)), status=int(body.get("status", 503)), mailbox=body.get("mailbox"))
+        return Response(status_code=204)
+
+    async def latency(request: Request, body: dict[str, Any]) -> Response:
+        set_latency(world, float(body.get("seconds", 0)))
+        return Response(status_code=204)
+
+    async def policy(request: Request, body: dict[str, Any]) -> Response:
+        block_mailbox(world, str(body["mailbox"]), bool(body.get("blocked", True)))
+        return Response(status_code=204)
+
+    async def on_premises(request: Request, body: dict[str, Any]) -> Response:
+        set_on_premises(world, str(body["mailbox"]), bool(body.get("onPremises", True)))
+        return Response(status_code=204)
+
+    async def concurrency(request: Request, body: dict[str, Any]) -> Response:
+        enforce_mailbox_concurrency(world, bool(body.get("enforce", True)))
+        return Response(status_code=204)
+
+    async def clear(request: Request, body: dict[str, Any]) -> Response:
+        clear_switches(world)
+        return Response(status_code=204)
+
+    async def invalidate(request: Request, body: dict[str, Any]) -> Response:
+        invalidate_delta_tokens(world, body.get("mailbox"))
+        return Response(status_code=204)
+
+    prefix = "/_control/graph"
+    return [
+        Route(prefix + "/mailboxes/{mailbox}/events", wrap(list_mailbox_events), methods=["GET"]),
+        Route(prefix + "/mailboxes/{mailbox}/events", wrap(create), methods=["POST"]),
+        Route(prefix + "/events/{event}", wrap(patch), methods=["PATCH"]),
+        Route(prefix + "/events/{event}", wrap(remove), methods=["DELETE"]),
+        Route(prefix + "/events/{event}/move", wrap(move), methods=["POST"]),
+        Route(prefix + "/events/{event}/respond", wrap(answer), methods=["POST"]),
+        Route(prefix + "/switches/throttle", wrap(set_throttle), methods=["POST"]),
+        Route(prefix + "/switches/faults", wrap(set_faults), methods=["POST"]),
+        Route(prefix + "/switches/latency", wrap(latency), methods=["POST"]),
+        Route(prefix + "/switches/access-policy", wrap(policy), methods=["POST"]),
+        Route(prefix + "/switches/on-premises", wrap(on_premises), methods=["POST"]),
+        Route(prefix + "/switches/mailbox-concurrency", wrap(concurrency), methods=["POST"]),
+        Route(prefix + "/switches", wrap(clear), methods=["DELETE"]),
+        Route(prefix + "/delta/invalidate", wrap(invalidate), methods=["POST"]),
+    ]

@@ -1,0 +1,298 @@
+"""Event endpoints: create, list, get, update, delete, cancel and respond, for /me and /users/{id}.
+
+``transactionId``: the documentation says it exists "to avoid redundant POST operations in case of
+client retries" but not what a retry gets back. This cloud answers a POST whose transactionId matches
+an event already in that mailbox with ``201 Created`` and the existing event, unchanged, so a client
+that retries after a lost response sees the same outcome as the first attempt.
+
+Extended properties sent in the POST are stored but, as documented, not included in the create
+response; read them with ``$expand=singleValueExtendedProperties($filter=id eq '...')``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from devtools.cloud.common import GraphError
+from devtools.cloud.graph import odata, store
+from devtools.cloud.graph.pipeline import GraphContext, graph_route, json_response
+from devtools.cloud.graph.serialize import event_json, extended_properties_json
+from devtools.cloud.graph.store import Instance
+from devtools.cloud.graph.timezones import parse_datetime_timezone, require_zone
+from devtools.cloud.state import Attendee, Event, User, World, new_id
+
+OUTLOOK_WEB = "https://outlook.office365.com"
+SHOW_AS = {"free", "tentative", "busy", "oof", "workingElsewhere", "unknown"}
+SENSITIVITY = {"normal", "personal", "private", "confidential"}
+ATTENDEE_TYPES = {"required", "optional", "resource"}
+PROVIDERS = {"unknown", "teamsForBusiness", "skypeForBusiness", "skypeForConsumer"}
+DEFAULT_PAGE = 10
+_EXPAND = re.compile(r"^singleValueExtendedProperties(?:\(\$filter=(?P<filter>.*)\))?$", re.IGNORECASE)
+
+
+def calendar_id(user: User) -> str:
+    """The primary calendar's id: stable per user."""
+    return "AAMkCal-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"calendar:{user.id}"))
+
+
+def join_url() -> str:
+    thread = uuid.uuid4().hex
+    return f"https://teams.microsoft.com/l/meetup-join/19%3ameeting_{thread}%40thread.v2/0"
+
+
+def _enum(value: Any, allowed: set[str], name: str) -> str:
+    for option in allowed:
+        if isinstance(value, str) and value.lower() == option.lower():
+            return option
+    raise GraphError(400, "ErrorInvalidRequest", f"The value '{value}' is not valid for {name}.")
+
+
+def _attendees(raw: Any) -> list[Attendee]:
+    if not isinstance(raw, list):
+        raise GraphError(400, "ErrorInvalidRequest", "attendees must be a collection.")
+    result = []
+    for item in raw:
+        email = (item or {}).get("emailAddress") or {}
+        address = email.get("address")
+        if not isinstance(address, str) or "@" not in address:
+            raise GraphError(400, "ErrorInvalidRecipients", "At least one recipient is not valid.")
+        result.append(
+            Attendee(
+                address=address,
+                name=email.get("name") or "",
+                type=_enum(item.get("type") or "required", ATTENDEE_TYPES, "type"),
+            )
+        )
+    return result
+
+
+def parse_changes(body: dict[str, Any], *, existing: Event | None) -> dict[str, Any]:
+    """Event attribute changes from a Graph event JSON body; only what the body sends."""
+    changes: dict[str, Any] = {}
+    if "subject" in body:
+        changes["subject"] = str(body["subject"] or "")
+    if "body" in body:
+        content = body["body"] or {}
+        changes["body"] = str(content.get("content") or "")
+        changes["body_content_type"] = "text" if str(content.get("contentType", "html")).lower() == "text" else "html"
+    for side in ("start", "end"):
+        if side in body:
+            value = body[side]
+            changes[side] = parse_datetime_timezone(value, field_name=side)
+            tz_name = (value or {}).get("timeZone") or "UTC"
+            require_zone(tz_name)
+            changes[f"original_{side}_time_zone"] = tz_name
+    if "location" in body:
+        changes["location"] = str((body["location"] or {}).get("displayName") or "")
+    if "attendees" in body:
+        new = _attendees(body["attendees"])
+        if existing is not None:
+            # Keep the answers of attendees who stay in the meeting.
+            known = {a.address.lower(): a for a in existing.attendees}
+            for attendee in new:
+                old = known.get(attendee.address.lower())
+                if old is not None:
+                    attendee.response, attendee.response_time = old.response, old.response_time
+        changes["attendees"] = new
+    if "isAllDay" in body:
+        changes["is_all_day"] = bool(body["isAllDay"])
+    if "showAs" in body:
+        changes["show_as"] = _enum(body["showAs"], SHOW_AS, "showAs")
+    if "sensitivity" in body:
+        changes["sensitivity"] = _enum(body["sensitivity"], SENSITIVITY, "sensitivity")
+    if "categories" in body:
+        changes["categories"] = [str(c) for c in body["categories"] or []]
+    if "responseRequested" in body:
+        changes["response_requested"] = bool(body["responseRequested"])
+    if "recurrence" in body:
+        changes["recurrence"] = body["recurrence"]
+    if "isOnlineMeeting" in body:
+        changes["is_online_meeting"] = bool(body["isOnlineMeeting"])
+    if "onlineMeetingProvider" in body:
+        changes["online_meeting_provider"] = _enum(body["onlineMeetingProvider"], PROVIDERS, "onlineMeetingProvider")
+    if "transactionId" in body:
+        if existing is not None and body["transactionId"] != existing.transaction_id:
+            raise GraphError(400, "ErrorInvalidRequest", "The transactionId of an event cannot be changed.")
+        changes["transaction_id"] = body["transactionId"]
+    if "singleValueExtendedProperties" in body:
+        props = dict(existing.extended_properties) if existing is not None else {}
+        for prop in body["singleValueExtendedProperties"] or []:
+            if not isinstance(prop, dict) or not isinstance(prop.get("id"), str):
+                raise GraphError(400, "ErrorInvalidRequest", "An extended property needs an id.")
+            props[prop["id"]] = str(prop.get("value", ""))
+        changes["extended_properties"] = props
+    return changes
+
+
+def _online_meeting(event: Event) -> None:
+    """Graph creates a Teams meeting when asked for one and keeps its join URL from then on."""
+    if event.is_online_meeting and event.online_meeting_provider == "unknown":
+        event.online_meeting_provider = "teamsForBusiness"
+    if event.is_online_meeting and event.online_meeting_provider == "teamsForBusiness" and not event.join_url:
+        event.join_url = join_url()
+
+
+def _event_body(ctx: GraphContext, owner: User, inst: Instance, *, entity: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if entity:
+        body["@odata.context"] = odata.context_url(ctx.request, f"users('{owner.id}')/events/$entity")
+    body.update(event_json(ctx.world, inst, base_url=OUTLOOK_WEB, tz_name=ctx.prefer_tz))
+    expand = ctx.request.query_params.get("$expand")
+    if expand:
+        match = _EXPAND.match(expand.strip())
+        if match is None:
+            raise GraphError(400, "BadRequest", f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'.")
+        wanted: set[str] | None = None
+        if match.group("filter"):
+            props = [{"id": pid} for pid in inst.event.extended_properties]
+            predicate = odata.compile_filter(match.group("filter"), odata.property_getter())
+            wanted = {p["id"].lower() for p in props if predicate(p)}
+        body["singleValueExtendedProperties"] = extended_properties_json(inst.event, wanted)
+    fields = odata.select_fields(ctx.request)
+    if fields is not None:
+        body = odata.apply_select(body, fields + (["singleValueExtendedProperties"] if expand else []), keep=("id",))
+    return body
+
+
+def _check_calendar(ctx: GraphContext, owner: User) -> None:
+    cid = ctx.request.path_params.get("calendar")
+    if cid is not None and cid != calendar_id(owner):
+        raise store.not_found()
+
+
+async def create_event(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
+    _check_calendar(ctx, owner)
+    body = await ctx.json()
+    transaction_id = body.get("transactionId")
+    if isinstance(transaction_id, str) and transaction_id:
+        existing = store.find_by_transaction(ctx.world, owner.id, transaction_id)
+        if existing is not None:
+            return json_response(_event_body(ctx, owner, Instance(existing, existing.start, existing.end)), 201)
+    if "start" not in body or "end" not in body:
+        raise GraphError(400, "ErrorInvalidRequest", "Your request can't be completed. The start and end of the event are required.")
+    changes = parse_changes(body, existing=None)
+    if changes["end"] < changes["start"]:
+        raise GraphError(400, "ErrorInvalidRequest", "The end time must be after the start time.")
+    event = Event(id=new_id(), mailbox_id=owner.id, subject="", start=changes["start"], end=changes["end"])
+    for name, value in changes.items():
+        setattr(event, name, value)
+    event.created_by_client_id = ctx.caller.client_id
+    _online_meeting(event)
+    store.add_event(ctx.world, event)
+    return json_response(_event_body(ctx, owner, Instance(event, event.start, event.end)), 201)
+
+
+async def list_events(ctx: GraphContext) -> Response:
+    """``GET /events``: single instances and series masters (occurrences are a calendarView matter)."""
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
+    _check_calendar(ctx, owner)
+    with ctx.world.lock:
+        events = sorted(ctx.world.mailbox_events(owner.id), key=lambda e: (e.created, e.id))
+    items = [_event_body(ctx, owner, Instance(e, e.start, e.end), entity=False) for e in events]
+    raw_filter = ctx.request.query_params.get("$filter")
+    if raw_filter:
+        predicate = odata.compile_filter(raw_filter, odata.property_getter())
+        items = [i for i in items if predicate(i)]
+    return json_response(page(ctx, items, f"users('{owner.id}')/events"))
+
+
+def page(ctx: GraphContext, items: list[dict[str, Any]], context: str) -> dict[str, Any]:
+    """One page of a collection: $top / Prefer odata.maxpagesize, with an @odata.nextLink carrying $skiptoken."""
+    request = ctx.request
+    size = odata.prefer_max_page_size(request) or odata.top(request, default=DEFAULT_PAGE, maximum=1000)
+    if "$top" in request.query_params:
+        size = odata.top(request, default=DEFAULT_PAGE, maximum=1000)
+    skip = 0
+    token = request.query_params.get("$skiptoken")
+    if token:
+        skip = int(odata.decode_token(token).get("skip", 0))
+    body: dict[str, Any] = {"@odata.context": odata.context_url(request, context)}
+    if skip + size < len(items):
+        body["@odata.nextLink"] = odata.link(request, **{"$skiptoken": odata.encode_token({"skip": skip + size})})
+    body["value"] = items[skip : skip + size]
+    return body
+
+
+async def get_event(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
+    inst = store.find_event(ctx.world, owner.id, ctx.request.path_params["event"])
+    return json_response(_event_body(ctx, owner, inst))
+
+
+def _series_item(inst: Instance) -> Event:
+    if inst.occurrence_id is not None:
+        # Exceptions to a series are not modelled; change the series master instead.
+        raise GraphError(400, "ErrorInvalidRequest", "Changing a single occurrence of a series is not supported here; change the series.")
+    return inst.event
+
+
+async def update_event(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
+    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    body = await ctx.json()
+    changes = parse_changes(body, existing=event)
+    if event.organizer_event_id is not None:
+        # An attendee may only change their own view of the meeting.
+        changes = {k: v for k, v in changes.items() if k in ("show_as", "categories", "extended_properties")}
+    store.update_event(ctx.world, event, changes)
+    _online_meeting(event)
+    return json_response(_event_body(ctx, owner, Instance(event, event.start, event.end)))
+
+
+async def delete_event(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
+    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    store.delete_event(ctx.world, event)
+    return Response(status_code=204)
+
+
+async def cancel_event(ctx: GraphContext) -> Response:
+    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
+    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    body = await ctx.json()
+    store.cancel_event(ctx.world, event, str(body.get("Comment") or body.get("comment") or ""))
+    return Response(status_code=202)
+
+
+def _respond(response: str) -> Any:
+    async def handler(ctx: GraphContext) -> Response:
+        owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
+        event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+        if event.organizer_event_id is None:
+            raise GraphError(400, "ErrorInvalidRequest", "Your request can't be completed. You can't respond to a meeting you organized.")
+        organizer_event = store.organizer_of(ctx.world, event)
+        if organizer_event is None:
+            raise store.not_found()
+        body = await ctx.json()
+        proposed = body.get("proposedNewTime")
+        start = end = None
+        if isinstance(proposed, dict) and response in ("declined", "tentativelyAccepted"):
+            start = parse_datetime_timezone(proposed.get("start"), field_name="proposedNewTime.start")
+            end = parse_datetime_timezone(proposed.get("end"), field_name="proposedNewTime.end")
+        store.respond(ctx.world, organizer_event, owner.mail, response, proposed_start=start, proposed_end=end)
+        return Response(status_code=202)
+
+    return handler
+
+
+def routes(world: World) -> list[BaseRoute]:
+    result: list[BaseRoute] = []
+    for base in ("/me", "/users/{user}"):
+        for coll in ("/events", "/calendar/events", "/calendars/{calendar}/events"):
+            result.append(graph_route(world, base + coll, create_event, ["POST"]))
+            result.append(graph_route(world, base + coll, list_events, ["GET"]))
+        for item in ("/events/{event}", "/calendar/events/{event}"):
+            result.append(graph_route(world, base + item, get_event, ["GET"]))
+            result.append(graph_route(world, base + item, update_event, ["PATCH"]))
+            result.append(graph_route(world, base + item, delete_event, ["DELETE"]))
+            result.append(graph_route(world, base + item + "/cancel", cancel_event, ["POST"]))
+            result.append(graph_route(world, base + item + "/accept", _respond("accepted"), ["POST"]))
+            result.append(graph_route(world, base + item + "/decline", _respond("declined"), ["POST"]))
+            result.append(graph_route(world, base + item + "/tentativelyAccept", _respond("tentativelyAccepted"), ["POST"]))
+    return result

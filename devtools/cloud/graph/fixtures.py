@@ -1,0 +1,94 @@
+"""Load ``fixtures/calendars.json``: events placed relative to the current week, and shared-mailbox access.
+
+Days are offsets from Monday of the current week *in the mailbox owner's time zone* (0 = Monday,
+-7 = last Monday, 7 = next Monday); times are wall-clock times in the event's ``timeZone`` (default:
+the owner's mailboxSettings.timeZone). So the demo calendars are always about "this week" and
+"next week", whenever the cloud starts.
+
+``mailbox_access`` entries grant the members of a group (for example the recruiting team) full
+access to a shared mailbox; in this cloud that is the same relation as a calendar shared with them
+(``User.shares_details_with``), which both delegated ``.Shared`` access and getSchedule details use.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from devtools.cloud.graph import controls, store
+from devtools.cloud.graph.timezones import UTC, require_zone
+from devtools.cloud.state import World, utcnow
+
+
+def current_monday(tz_name: str, *, now: datetime | None = None) -> date:
+    today = (now or utcnow()).astimezone(require_zone(tz_name)).date()
+    return today - timedelta(days=today.weekday())
+
+
+def _local(day: date, clock: str, tz_name: str) -> dict[str, str]:
+    return {"dateTime": datetime.combine(day, time.fromisoformat(clock)).isoformat(), "timeZone": tz_name}
+
+
+def event_body(raw: dict[str, Any], owner_tz: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """A Graph event JSON body for one fixture entry."""
+    tz_name = raw.get("timeZone") or owner_tz
+    monday = current_monday(tz_name, now=now)
+    first_day = monday + timedelta(days=int(raw["day"]))
+    body: dict[str, Any] = {
+        "subject": raw["subject"],
+        "showAs": raw.get("showAs", "busy"),
+        "sensitivity": raw.get("sensitivity", "normal"),
+        "isAllDay": bool(raw.get("isAllDay", False)),
+    }
+    if body["isAllDay"]:
+        last_day = monday + timedelta(days=int(raw.get("endDay", raw["day"])))
+        body["start"] = _local(first_day, "00:00", tz_name)
+        body["end"] = _local(last_day + timedelta(days=1), "00:00", tz_name)
+    else:
+        body["start"] = _local(first_day, raw["start"], tz_name)
+        body["end"] = _local(first_day, raw["end"], tz_name)
+    if raw.get("location"):
+        body["location"] = {"displayName": raw["location"]}
+    if raw.get("body"):
+        body["body"] = {"contentType": "text", "content": raw["body"]}
+    if raw.get("attendees"):
+        body["attendees"] = [
+            {"emailAddress": {"address": a}, "type": "required"} if isinstance(a, str) else a for a in raw["attendees"]
+        ]
+    if raw.get("isOnlineMeeting"):
+        body["isOnlineMeeting"] = True
+        body["onlineMeetingProvider"] = "teamsForBusiness"
+    if raw.get("recurrence"):
+        recurrence = json.loads(json.dumps(raw["recurrence"]))
+        rng = recurrence.setdefault("range", {"type": "noEnd"})
+        rng["startDate"] = first_day.isoformat()
+        if rng.get("type") == "endDay":
+            # Fixture shorthand: an endDate given as a day offset like the event's own day.
+            rng["type"] = "endDate"
+            rng["endDate"] = (monday + timedelta(days=int(rng.pop("endDay")))).isoformat()
+        rng.setdefault("recurrenceTimeZone", tz_name)
+        body["recurrence"] = recurrence
+    if raw.get("categories"):
+        body["categories"] = raw["categories"]
+    return body
+
+
+def load_calendars(world: World, path: Path | str) -> None:
+    """Add the fixture's mailbox access grants and events (with attendee copies and responses) to ``world``."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    for grant in doc.get("mailbox_access", []):
+        mailbox = controls.resolve_user(world, grant["mailbox"])
+        with world.lock:
+            for member in grant["members"]:
+                mailbox.shares_details_with.add(controls.resolve_user(world, member).id)
+    now = utcnow()
+    for raw in doc.get("events", []):
+        owner = controls.resolve_user(world, raw["mailbox"])
+        owner_tz = str(owner.mailbox_settings.get("timeZone") or "UTC")
+        event = controls.add_event(world, owner.id, event_body(raw, owner_tz, now=now))
+        # Fixture events look as if they had been there a while.
+        event.created = event.last_modified = now.astimezone(UTC) - timedelta(days=14)
+        for attendee, response in (raw.get("responses") or {}).items():
+            store.respond(world, event, attendee, response)

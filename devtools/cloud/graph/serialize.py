@@ -1,0 +1,145 @@
+"""Events as Graph JSON, in the property order and shapes of the v1.0 reference examples."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from devtools.cloud.graph.store import Instance, own_attendee
+from devtools.cloud.graph.timezones import format_local
+from devtools.cloud.state import Attendee, Event, World
+
+NEVER = "0001-01-01T00:00:00Z"
+
+
+def iso_z(value: datetime | None) -> str:
+    if value is None:
+        return NEVER
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}0Z"
+
+
+def etag(event: Event) -> str:
+    return f'W/"{change_key(event)}"'
+
+
+def change_key(event: Event) -> str:
+    # Exchange change keys are base64 strings; derive one from our opaque key so they look alike.
+    return base64.b64encode(event.change_key.replace("-", "").encode()[:24]).decode("ascii")
+
+
+def _body_content(event: Event) -> dict[str, str]:
+    if event.body_content_type.lower() == "html":
+        content = event.body if event.body.lstrip().lower().startswith("<html") else (
+            f"<html><head></head><body>{event.body}</body></html>"
+        )
+        return {"contentType": "html", "content": content}
+    return {"contentType": "text", "content": event.body}
+
+
+def _preview(event: Event) -> str:
+    text = re.sub(r"<[^>]+>", " ", event.body) if event.body_content_type.lower() == "html" else event.body
+    return " ".join(html.unescape(text).split())[:255]
+
+
+def location_json(name: str) -> dict[str, Any]:
+    if not name:
+        return {"displayName": "", "locationType": "default", "uniqueIdType": "unknown", "address": {}, "coordinates": {}}
+    return {"displayName": name, "locationType": "default", "uniqueId": name, "uniqueIdType": "private"}
+
+
+def attendee_json(attendee: Attendee, tz_name: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": attendee.type,
+        "status": {"response": attendee.response, "time": iso_z(attendee.response_time)},
+        "emailAddress": {"name": attendee.name or attendee.address, "address": attendee.address},
+    }
+    if attendee.proposed_start is not None and attendee.proposed_end is not None:
+        body["proposedNewTime"] = {
+            "start": format_local(attendee.proposed_start, tz_name),
+            "end": format_local(attendee.proposed_end, tz_name),
+        }
+    return body
+
+
+def event_json(world: World, inst: Instance, *, base_url: str, tz_name: str | None) -> dict[str, Any]:
+    """Graph's event resource for one instance (a single event, a series master, or an occurrence)."""
+    event = inst.event
+    is_occurrence = inst.occurrence_id is not None
+    if is_occurrence:
+        kind = "occurrence"
+    elif event.recurrence is not None:
+        kind = "seriesMaster"
+    else:
+        kind = "singleInstance"
+    organizer = event.organizer_event_id is None
+    if organizer:
+        response_status = {"response": "organizer", "time": NEVER}
+    else:
+        mine = own_attendee(world, event)
+        response_status = {
+            "response": mine.response if mine else "none",
+            "time": iso_z(mine.response_time if mine else None),
+        }
+    body: dict[str, Any] = {
+        "@odata.etag": etag(event),
+        "id": inst.id,
+        "createdDateTime": iso_z(event.created),
+        "lastModifiedDateTime": iso_z(event.last_modified),
+        "changeKey": change_key(event),
+        "categories": list(event.categories),
+    }
+    if event.transaction_id is not None:
+        # "This property is only returned in a response payload if an app has set it."
+        body["transactionId"] = event.transaction_id
+    body.update(
+        {
+            "originalStartTimeZone": event.original_start_time_zone,
+            "originalEndTimeZone": event.original_end_time_zone,
+            "iCalUId": event.ical_uid,
+            "reminderMinutesBeforeStart": 15,
+            "isReminderOn": True,
+            "hasAttachments": False,
+            "subject": event.subject,
+            "bodyPreview": _preview(event),
+            "importance": "normal",
+            "sensitivity": event.sensitivity,
+            "isAllDay": event.is_all_day,
+            "isCancelled": event.is_cancelled,
+            "isOrganizer": organizer,
+            "responseRequested": event.response_requested,
+            "seriesMasterId": event.id if is_occurrence else None,
+            "showAs": event.show_as,
+            "type": kind,
+            "webLink": f"{base_url}/owa/?itemid={quote(inst.id, safe='')}&exvsurl=1&path=/calendar/item",
+            "onlineMeetingUrl": None,
+            "isOnlineMeeting": event.is_online_meeting,
+            "onlineMeetingProvider": event.online_meeting_provider,
+            "allowNewTimeProposals": True,
+            "isDraft": False,
+            "hideAttendees": False,
+            "responseStatus": response_status,
+            "body": _body_content(event),
+            "start": format_local(inst.start, tz_name),
+            "end": format_local(inst.end, tz_name),
+            "location": location_json(event.location),
+            "locations": [location_json(event.location)] if event.location else [],
+            "recurrence": None if is_occurrence else event.recurrence,
+            "attendees": [attendee_json(a, tz_name) for a in event.attendees],
+            "organizer": {"emailAddress": {"name": event.organizer_name, "address": event.organizer_address}},
+            "onlineMeeting": {"joinUrl": event.join_url} if event.join_url else None,
+        }
+    )
+    return body
+
+
+def extended_properties_json(event: Event, wanted: set[str] | None) -> list[dict[str, str]]:
+    """singleValueExtendedProperties, optionally only those whose id is in ``wanted`` (case-insensitive)."""
+    chosen = []
+    for prop_id, value in event.extended_properties.items():
+        if wanted is None or prop_id.lower() in wanted:
+            chosen.append({"id": prop_id, "value": value})
+    return chosen

@@ -1,0 +1,108 @@
+"""Failure switches for Graph requests: throttling, faults, latency, access policies, on-premises mailboxes.
+
+The switches live in ``world.switches`` (shared with the rest of the cloud); these functions are the
+only writers and readers on the Graph side, so their shapes stay in one place:
+
+- ``throttle``: ``{mailbox user id or "*": {"remaining": N, "retry_after": seconds}}``
+- ``faults``: ``{mailbox user id or "*": {"remaining": N, "status": 5xx}}``
+
+A ``"*"`` entry counts down on every Graph request; a mailbox entry only on requests that reach that
+mailbox. Every read-modify-write happens under ``world.lock`` because uvicorn may serve requests
+from several threads (``$batch``, sync test clients) as well as the event loop.
+"""
+
+from __future__ import annotations
+
+from devtools.cloud.state import World
+
+ANY_MAILBOX = "*"
+
+
+def set_throttle(world: World, *, count: int, retry_after: float = 2.0, mailbox_id: str | None = None) -> None:
+    """The next ``count`` requests (to ``mailbox_id``, or to anything) answer 429 with ``Retry-After``."""
+    if count < 0 or retry_after < 0:
+        raise ValueError("count and retry_after must not be negative")
+    with world.lock:
+        key = mailbox_id or ANY_MAILBOX
+        if count == 0:
+            world.switches.throttle.pop(key, None)
+        else:
+            world.switches.throttle[key] = {"remaining": count, "retry_after": retry_after}
+
+
+def set_fault(world: World, *, count: int, status: int = 503, mailbox_id: str | None = None) -> None:
+    """The next ``count`` requests (to ``mailbox_id``, or to anything) answer ``status`` (a 5xx)."""
+    if not 500 <= status <= 599:
+        raise ValueError("fault status must be a 5xx code")
+    if count < 0:
+        raise ValueError("count must not be negative")
+    with world.lock:
+        key = mailbox_id or ANY_MAILBOX
+        if count == 0:
+            world.switches.faults.pop(key, None)
+        else:
+            world.switches.faults[key] = {"remaining": count, "status": status}
+
+
+def set_latency(world: World, seconds: float) -> None:
+    """Every Graph request takes at least this much longer (held while the mailbox slot is taken)."""
+    if seconds < 0:
+        raise ValueError("latency must not be negative")
+    with world.lock:
+        world.switches.latency_seconds = float(seconds)
+
+
+def set_access_policy_block(world: World, mailbox_id: str, blocked: bool = True) -> None:
+    """An application access policy denies (or no longer denies) apps access to this mailbox."""
+    with world.lock:
+        if blocked:
+            world.switches.access_policy_blocked.add(mailbox_id)
+        else:
+            world.switches.access_policy_blocked.discard(mailbox_id)
+
+
+def set_mailbox_on_premises(world: World, mailbox_id: str, on_premises: bool = True) -> None:
+    """Move a mailbox on premises (Graph cannot reach it) or back to Exchange Online."""
+    with world.lock:
+        user = world.users.get(mailbox_id)
+        if user is None:
+            raise KeyError(mailbox_id)
+        user.mailbox_on_premises = on_premises
+
+
+def set_mailbox_concurrency(world: World, enforce: bool) -> None:
+    with world.lock:
+        world.switches.enforce_mailbox_concurrency = enforce
+
+
+def clear(world: World) -> None:
+    """Throttling, faults, latency and access policies off; the concurrency limit back on."""
+    with world.lock:
+        world.switches.throttle.clear()
+        world.switches.faults.clear()
+        world.switches.latency_seconds = 0.0
+        world.switches.access_policy_blocked.clear()
+        world.switches.enforce_mailbox_concurrency = True
+
+
+def _take(table: dict[str, dict[str, float]], key: str) -> dict[str, float] | None:
+    entry = table.get(key)
+    if not entry or entry.get("remaining", 0) <= 0:
+        return None
+    entry["remaining"] = entry["remaining"] - 1
+    if entry["remaining"] <= 0:
+        table.pop(key, None)
+    return entry
+
+
+def take_throttle(world: World, mailbox_id: str | None) -> float | None:
+    """Consume one throttled request for this request's scope; the Retry-After seconds, or None."""
+    with world.lock:
+        entry = _take(world.switches.throttle, mailbox_id or ANY_MAILBOX)
+    return None if entry is None else float(entry["retry_after"])
+
+
+def take_fault(world: World, mailbox_id: str | None) -> int | None:
+    with world.lock:
+        entry = _take(world.switches.faults, mailbox_id or ANY_MAILBOX)
+    return None if entry is None else int(entry["status"])
