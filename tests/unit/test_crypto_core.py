@@ -69,7 +69,16 @@ def test_tampered_ciphertext_fails_authentication_without_revealing_anything(
 
 @pytest.mark.parametrize(
     "token",
-    ["", "v1", "v2.k1.AAAA.BBBB", "v1.k1.AAAA", "v1.k.1.AAAA.BBBB", "v1.k1.!!!!.BBBB", "v1.k1.AAAA.BBBB", "v1..AAAA.BBBB"],
+    [
+        "",
+        "v1",
+        "v2.k1.AAAA.BBBB",
+        "v1.k1.AAAA",
+        "v1.k.1.AAAA.BBBB",
+        "v1.k1.!!!!.BBBB",
+        "v1.k1.AAAA.BBBB",
+        "v1..AAAA.BBBB",
+    ],
 )
 def test_malformed_tokens_are_reported_as_malformed(cipher: AesGcmCipher, token: str) -> None:
     with pytest.raises(TokenIntegrityError, match="malformed") as caught:

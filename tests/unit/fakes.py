@@ -1,0 +1,264 @@
+"""Hand-written fakes of the ports, with the same ETag and single-use semantics as the adapters."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from shared.access import hash_secret
+from shared.config import Settings
+from shared.errors import (
+    AdminConsentRequired,
+    ConcurrencyConflict,
+    GraphRequestFailed,
+    InvalidFlowState,
+    NotFound,
+    ReauthRequired,
+    SigninDenied,
+)
+from shared.models import (
+    AccessToken,
+    Booking,
+    DirectoryUser,
+    FlowKind,
+    PendingFlow,
+    Session,
+    SigninResult,
+    SigninStart,
+    Tenant,
+    User,
+)
+
+
+class FakeClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> None:
+        self.current += timedelta(**kwargs)
+
+
+class _Records:
+    """Records keyed by a tuple, each with an ETag that changes on every write."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, ...], Any] = {}
+
+    def get(self, key: tuple[str, ...]) -> Any:
+        if key not in self.items:
+            raise NotFound("not found")
+        return self.items[key]
+
+    def create(self, key: tuple[str, ...], record: Any) -> Any:
+        if key in self.items:
+            raise ConcurrencyConflict("exists")
+        stored = replace(record, etag=uuid.uuid4().hex)
+        self.items[key] = stored
+        return stored
+
+    def update(self, key: tuple[str, ...], record: Any) -> Any:
+        current = self.get(key)
+        if record.etag != current.etag:
+            raise ConcurrencyConflict("stale etag")
+        stored = replace(record, etag=uuid.uuid4().hex)
+        self.items[key] = stored
+        return stored
+
+    def delete(self, key: tuple[str, ...]) -> None:
+        self.items.pop(key, None)
+
+
+class FakeTenants(_Records):
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        return self.get((tenant_id,))  # type: ignore[no-any-return]
+
+    def create_tenant(self, tenant: Tenant) -> Tenant:
+        return self.create((tenant.tenant_id,), tenant)  # type: ignore[no-any-return]
+
+    def update_tenant(self, tenant: Tenant) -> Tenant:
+        return self.update((tenant.tenant_id,), tenant)  # type: ignore[no-any-return]
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        self.delete((tenant_id,))
+
+    def list_tenants(self) -> list[Tenant]:
+        return list(self.items.values())
+
+
+class FakeUsers(_Records):
+    def get_user(self, tenant_id: str, user_id: str) -> User:
+        return self.get((tenant_id, user_id))  # type: ignore[no-any-return]
+
+    def create_user(self, user: User) -> User:
+        return self.create((user.tenant_id, user.user_id), user)  # type: ignore[no-any-return]
+
+    def update_user(self, user: User) -> User:
+        return self.update((user.tenant_id, user.user_id), user)  # type: ignore[no-any-return]
+
+    def delete_user(self, tenant_id: str, user_id: str) -> None:
+        self.delete((tenant_id, user_id))
+
+    def list_users(self, tenant_id: str) -> list[User]:
+        return [u for (t, _), u in self.items.items() if t == tenant_id]
+
+
+class FakeSessions(_Records):
+    def create_session(self, session: Session) -> Session:
+        return self.create((session.session_hash,), session)  # type: ignore[no-any-return]
+
+    def get_session(self, session_hash: str) -> Session:
+        return self.get((session_hash,))  # type: ignore[no-any-return]
+
+    def update_session(self, session: Session) -> Session:
+        return self.update((session.session_hash,), session)  # type: ignore[no-any-return]
+
+    def delete_session(self, session_hash: str) -> None:
+        self.delete((session_hash,))
+
+    def delete_user_sessions(self, tenant_id: str, user_id: str) -> None:
+        for key, s in list(self.items.items()):
+            if (s.tenant_id, s.user_id) == (tenant_id, user_id):
+                del self.items[key]
+
+
+class FakeBookings(_Records):
+    def get_booking(self, tenant_id: str, booking_id: str) -> Booking:
+        return self.get((tenant_id, booking_id))  # type: ignore[no-any-return]
+
+    def create_booking(self, booking: Booking) -> Booking:
+        return self.create((booking.tenant_id, booking.booking_id), booking)  # type: ignore[no-any-return]
+
+    def update_booking(self, booking: Booking) -> Booking:
+        return self.update((booking.tenant_id, booking.booking_id), booking)  # type: ignore[no-any-return]
+
+    def delete_booking(self, tenant_id: str, booking_id: str) -> None:
+        self.delete((tenant_id, booking_id))
+
+    def list_bookings(self, tenant_id: str) -> list[Booking]:
+        return [b for (t, _), b in self.items.items() if t == tenant_id]
+
+
+class FakeCaches:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], str] = {}
+
+    def load_cache(self, tenant_id: str, owner: str) -> str | None:
+        return self.items.get((tenant_id, owner))
+
+    def save_cache(self, tenant_id: str, owner: str, serialized: str) -> None:
+        self.items[(tenant_id, owner)] = serialized
+
+    def delete_cache(self, tenant_id: str, owner: str) -> None:
+        self.items.pop((tenant_id, owner), None)
+
+
+class FakeFlows:
+    def __init__(self, clock: FakeClock) -> None:
+        self.items: dict[tuple[FlowKind, str], PendingFlow] = {}
+        self.clock = clock
+
+    def create_flow(self, flow: PendingFlow) -> None:
+        self.items[(flow.kind, hash_secret(flow.state))] = flow
+
+    def take_flow(self, kind: FlowKind, state: str) -> PendingFlow:
+        flow = self.items.pop((kind, hash_secret(state)), None)
+        if flow is None or flow.expires_at <= self.clock.now():
+            raise InvalidFlowState("unknown, used or expired")
+        return flow
+
+
+TENANT_A = "aaaaaaaa-0000-0000-0000-00000000000a"
+TENANT_B = "bbbbbbbb-0000-0000-0000-00000000000b"
+ALL_ROLES = ("Calendars.ReadWrite", "MailboxSettings.Read", "User.Read.All")
+
+
+@dataclass
+class FakeIdentity:
+    """Plays the identity platform: which tenants consented with which roles, which users may refresh."""
+
+    tenants: dict[str, str] = field(default_factory=lambda: {"contoso.example": TENANT_A, TENANT_A: TENANT_A,
+                                                              "fabrikam.example": TENANT_B, TENANT_B: TENANT_B})
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tenant id -> granted roles
+    revoked_users: set[str] = field(default_factory=set)
+    signin_as: SigninResult | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def start_signin(self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None,
+                     prompt: str | None = None) -> SigninStart:
+        state = uuid.uuid4().hex
+        flow = {"state": state, "scope": scopes, "redirect_uri": redirect_uri, "code_verifier": "v" * 43}
+        return SigninStart(auth_uri=f"https://login.example/authorize?state={state}", state=state, flow=flow)
+
+    def complete_signin(self, flow: dict[str, Any], auth_response: dict[str, str]) -> SigninResult:
+        if "error" in auth_response:
+            raise SigninDenied("denied", reason=auth_response["error"])
+        if auth_response.get("state") != flow["state"]:
+            raise InvalidFlowState("state mismatch")
+        assert self.signin_as is not None
+        return self.signin_as
+
+    def acquire_user_token(self, *, tenant_id: str, user_id: str, serialized_cache: str | None,
+                           scopes: list[str]) -> AccessToken:
+        self.calls.append(f"user:{user_id}")
+        if user_id in self.revoked_users or not serialized_cache:
+            raise ReauthRequired("revoked", reason="AADSTS50173")
+        return AccessToken(token=f"user-token-{user_id}", tenant_id=tenant_id, scopes=tuple(scopes))
+
+    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None) -> AccessToken:
+        self.calls.append(f"app:{tenant_id}")
+        if tenant_id not in self.roles:
+            raise AdminConsentRequired("no consent", reason="AADSTS700016")
+        return AccessToken(token=f"app-token-{tenant_id}", tenant_id=tenant_id, roles=self.roles[tenant_id],
+                           serialized_cache='{"app": "cache"}')
+
+    def resolve_tenant(self, tenant: str) -> str:
+        if tenant not in self.tenants:
+            raise NotFound("unknown tenant")
+        return self.tenants[tenant]
+
+    def admin_consent_url(self, *, tenant: str, state: str, redirect_uri: str) -> str:
+        return f"https://login.example/{tenant}/v2.0/adminconsent?state={state}"
+
+
+@dataclass
+class FakeGraph:
+    users: dict[str, dict[str, DirectoryUser]] = field(default_factory=dict)  # tenant -> ref -> user
+    failures: dict[str, GraphRequestFailed] = field(default_factory=dict)  # mailbox -> failure
+
+    def get_user(self, token: AccessToken, user: str) -> DirectoryUser:
+        found = self.users.get(token.tenant_id, {}).get(user.lower())
+        if found is None:
+            raise NotFound("no such user")
+        return found
+
+    def list_users(self, token: AccessToken, *, top: int) -> list[DirectoryUser]:
+        return list(self.users.get(token.tenant_id, {}).values())[:top]
+
+    def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
+        key = (mailbox or "me").lower()
+        if key in self.failures:
+            raise self.failures[key]
+
+
+class FakeDeps:
+    """Everything the core needs, in memory."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = Settings(
+            client_id="client", client_secret="secret", public_base_url="https://svc.example",
+            allowed_return_urls=("https://app.example/after-login",), **settings,
+        )
+        self.clock = FakeClock()
+        self.tenants = FakeTenants()
+        self.users = FakeUsers()
+        self.sessions = FakeSessions()
+        self.bookings = FakeBookings()
+        self.token_caches = FakeCaches()
+        self.flows = FakeFlows(self.clock)
+        self.identity = FakeIdentity()
+        self.graph = FakeGraph()

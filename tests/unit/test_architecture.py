@@ -1,0 +1,60 @@
+"""The dependency rule and cold start, checked by scanning imports."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SDKS = ("msal", "httpx", "requests", "azure.data", "azure.storage", "azure.keyvault", "azure.identity",
+        "azure.core", "cryptography")
+CORE_ALLOWED = ("shared.models", "shared.ports", "shared.errors", "shared.config", "shared.access",
+                "shared.consent", "shared.signin", "shared.readiness", "shared.lookups", "shared.health")
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_function_modules_import_only_shared_and_azure_functions() -> None:
+    for path in (ROOT / "functions").glob("*.py"):
+        for name in imports_of(path):
+            assert not name.startswith(SDKS), f"{path.name} imports {name}"
+            assert not name.startswith("shared.adapters"), f"{path.name} imports an adapter: {name}"
+
+
+def test_core_modules_import_no_sdk_and_no_adapter() -> None:
+    core = [p for p in (ROOT / "shared").glob("*.py") if p.name not in {"bootstrap.py", "__init__.py"}]
+    assert core
+    for path in core:
+        for name in imports_of(path):
+            assert not name.startswith(SDKS), f"{path.name} imports {name}"
+            assert not name.startswith("shared.adapters"), f"{path.name} imports {name}"
+            if name.startswith("shared."):
+                assert name in CORE_ALLOWED, f"{path.name} imports {name}"
+
+
+def test_importing_the_app_loads_no_sdk_and_registers_every_function() -> None:
+    code = (
+        "import json, sys; import function_app; "
+        "print(json.dumps({'modules': sorted(sys.modules), "
+        "'functions': [f.get_function_name() for f in function_app.app.get_functions()]}))"
+    )
+    env = {"PATH": "/usr/bin:/bin"}  # no settings at all: indexing must still succeed
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    report = json.loads(out.stdout)
+    loaded = [m for m in report["modules"] if m.startswith(SDKS)]
+    assert loaded == []
+    assert {"health", "consent_start", "consent_callback", "auth_login", "auth_callback", "me",
+            "tenant_readiness"} <= set(report["functions"])

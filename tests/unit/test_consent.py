@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from shared.consent import complete_admin_consent, consent_request_email, start_admin_consent
+from shared.errors import InvalidFlowState, InvalidRequest, SigninDenied, TenantMismatch
+from shared.models import ConsentStatus
+from tests.unit.fakes import ALL_ROLES, TENANT_A, TENANT_B, FakeDeps
+
+
+def _start(deps: FakeDeps, tenant: str = "contoso.example") -> tuple[str, str]:
+    start = start_admin_consent(deps, tenant)
+    state = parse_qs(urlsplit(start.redirect_url).query)["state"][0]
+    return state, start.binding
+
+
+def test_consent_records_tenant_id_from_the_app_token() -> None:
+    deps = FakeDeps()
+    deps.identity.roles[TENANT_A] = ALL_ROLES
+    state, binding = _start(deps)
+    tenant = complete_admin_consent(
+        deps, {"state": state, "admin_consent": "True", "tenant": TENANT_A}, binding
+    )
+    assert tenant.tenant_id == TENANT_A
+    assert tenant.consent_status is ConsentStatus.CONSENTED
+    assert deps.token_caches.load_cache(TENANT_A, "app") is not None
+
+
+def test_consent_callback_refuses_a_spoofed_tenant_and_stores_nothing() -> None:
+    deps = FakeDeps()
+    deps.identity.roles[TENANT_A] = ALL_ROLES
+    deps.identity.roles[TENANT_B] = ALL_ROLES
+    state, binding = _start(deps, "contoso.example")
+    with pytest.raises(TenantMismatch):
+        complete_admin_consent(deps, {"state": state, "admin_consent": "True", "tenant": TENANT_B}, binding)
+    assert deps.tenants.items == {}
+    assert deps.token_caches.items == {}
+
+
+def test_consent_state_is_single_use() -> None:
+    deps = FakeDeps()
+    deps.identity.roles[TENANT_A] = ALL_ROLES
+    state, binding = _start(deps)
+    params = {"state": state, "admin_consent": "True", "tenant": TENANT_A}
+    complete_admin_consent(deps, params, binding)
+    deps.tenants.items.clear()
+    with pytest.raises(InvalidFlowState):
+        complete_admin_consent(deps, params, binding)
+    assert deps.tenants.items == {}
+
+
+def test_consent_state_expires() -> None:
+    deps = FakeDeps()
+    deps.identity.roles[TENANT_A] = ALL_ROLES
+    state, binding = _start(deps)
+    deps.clock.advance(seconds=deps.settings.flow_ttl_seconds + 1)
+    with pytest.raises(InvalidFlowState):
+        complete_admin_consent(deps, {"state": state, "admin_consent": "True"}, binding)
+    assert deps.tenants.items == {}
+
+
+def test_consent_state_from_another_browser_is_refused() -> None:
+    deps = FakeDeps()
+    deps.identity.roles[TENANT_A] = ALL_ROLES
+    state, _binding = _start(deps)
+    with pytest.raises(InvalidFlowState):
+        complete_admin_consent(deps, {"state": state, "admin_consent": "True"}, "someone-elses-cookie")
+    assert deps.tenants.items == {}
+
+
+def test_forged_state_is_refused() -> None:
+    deps = FakeDeps()
+    with pytest.raises(InvalidFlowState):
+        complete_admin_consent(deps, {"state": "forged", "admin_consent": "True"}, "x")
+
+
+def test_partial_consent_lists_missing_permissions() -> None:
+    deps = FakeDeps()
+    deps.identity.roles[TENANT_A] = ("Calendars.ReadWrite",)
+    state, binding = _start(deps)
+    tenant = complete_admin_consent(deps, {"state": state, "admin_consent": "True"}, binding)
+    assert tenant.consent_status is ConsentStatus.PARTIAL
+    assert tenant.missing_roles == ("User.Read.All", "MailboxSettings.Read")
+
+
+def test_admin_cancel_is_reported_and_stores_nothing() -> None:
+    deps = FakeDeps()
+    state, binding = _start(deps)
+    with pytest.raises(SigninDenied) as caught:
+        complete_admin_consent(deps, {"state": state, "error": "access_denied"}, binding)
+    assert "cancelled" in caught.value.message
+    assert caught.value.details["retry_url"].endswith("/api/consent/start?tenant=contoso.example")
+    assert deps.tenants.items == {}
+
+
+@pytest.mark.parametrize("tenant", ["", "common", "organizations", "not a domain", "x" * 300])
+def test_consent_start_refuses_bad_tenant(tenant: str) -> None:
+    with pytest.raises(InvalidRequest):
+        start_admin_consent(FakeDeps(), tenant)
+
+
+def test_consent_request_email_lists_link_and_permissions_with_reasons() -> None:
+    deps = FakeDeps()
+    email = consent_request_email(deps.settings, "contoso.example", requested_by="Rita Recruiter")
+    assert email["consent_url"] == "https://svc.example/api/consent/start?tenant=contoso.example"
+    assert email["consent_url"] in email["body"]
+    for role in ALL_ROLES:
+        assert role in email["body"]
+    assert email["body"].endswith("Rita Recruiter")

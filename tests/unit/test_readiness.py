@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.access import require_calendar_access
+from shared.errors import Forbidden, GraphRequestFailed, InvalidRequest, NotFound
+from shared.lookups import get_booking_view, get_directory_user
+from shared.models import Booking, DirectoryUser
+from shared.readiness import run_readiness, update_tenant_settings
+from shared.models import SigninResult
+from tests.unit.fakes import TENANT_A, TENANT_B, FakeDeps
+from tests.unit.test_signin import USER, consented, sign_in
+
+ADMIN = SigninResult(**{**USER.__dict__, "user_id": "admin1", "is_tenant_admin": True})
+
+
+def _checks(report: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in report["checks"]}
+
+
+def _ready_deps() -> tuple[FakeDeps, str]:
+    deps = FakeDeps()
+    consented(deps)
+    deps.graph.users[TENANT_A] = {
+        "interviews@contoso.example": DirectoryUser("i1", "interviews@contoso.example", "Interviews"),
+        "sync@contoso.example": DirectoryUser("s1", "sync@contoso.example", "Sync"),
+    }
+    credential = sign_in(deps, ADMIN)
+    ctx = require_calendar_access(deps, credential)
+    update_tenant_settings(deps, ctx, {"interviews_mailbox": "interviews@contoso.example",
+                                       "sync_mailbox": "Sync@Contoso.example"})
+    return deps, credential
+
+
+def test_readiness_passes_when_everything_is_reachable() -> None:
+    deps, credential = _ready_deps()
+    report = run_readiness(deps, require_calendar_access(deps, credential))
+    assert report["ready"] is True, report
+    assert set(_checks(report)) == {"admin_consent", "directory", "user_mailbox", "interviews_mailbox",
+                                    "sync_mailbox"}
+
+
+def test_readiness_reports_access_policy_and_on_premises_mailboxes() -> None:
+    deps, credential = _ready_deps()
+    deps.graph.failures["interviews@contoso.example"] = GraphRequestFailed(
+        "blocked", status=403, reason="access_policy", graph_code="ErrorAccessDenied")
+    deps.graph.failures["me"] = GraphRequestFailed("on prem", status=404, reason="on_premises")
+    checks = _checks(run_readiness(deps, require_calendar_access(deps, credential)))
+    assert checks["interviews_mailbox"]["status"] == "fail"
+    assert "application access policy" in checks["interviews_mailbox"]["detail"]
+    assert checks["user_mailbox"]["status"] == "fail"
+    assert any("Exchange 2016 CU3" in r for r in checks["user_mailbox"]["requirements"])
+    assert checks["sync_mailbox"]["status"] == "pass"
+
+
+def test_readiness_reports_missing_mailbox_settings_and_missing_mailboxes() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    checks = _checks(run_readiness(deps, require_calendar_access(deps, credential)))
+    assert checks["interviews_mailbox"]["status"] == "fail"
+    assert "PUT /api/tenants/me/settings" in checks["interviews_mailbox"]["action"]
+
+
+def test_only_tenant_admins_change_settings_and_values_are_validated() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    ctx = require_calendar_access(deps, sign_in(deps))
+    with pytest.raises(Forbidden):
+        update_tenant_settings(deps, ctx, {"interviews_mailbox": "interviews@contoso.example"})
+    admin_ctx = require_calendar_access(deps, sign_in(deps, ADMIN))
+    with pytest.raises(InvalidRequest):
+        update_tenant_settings(deps, admin_ctx, {"interviews_mailbox": "not an address"})
+    with pytest.raises(InvalidRequest):
+        update_tenant_settings(deps, admin_ctx, {"colour": "blue"})
+
+
+def test_lookups_stay_inside_the_callers_tenant() -> None:
+    deps = FakeDeps()
+    consented(deps, TENANT_A)
+    consented(deps, TENANT_B)
+    deps.graph.users[TENANT_A] = {"alex@contoso.example": DirectoryUser("a1", "alex@contoso.example", "Alex")}
+    from datetime import datetime, timezone
+
+    when = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
+    deps.bookings.create_booking(Booking(tenant_id=TENANT_A, booking_id="b1", mailbox="x", start=when,
+                                         end=when, subject="Interview"))
+    b_user = SigninResult(**{**USER.__dict__, "tenant_id": TENANT_B, "user_id": "ub"})
+    ctx_b = require_calendar_access(deps, sign_in(deps, b_user))
+    with pytest.raises(NotFound):
+        get_directory_user(deps, ctx_b, "alex@contoso.example")
+    with pytest.raises(NotFound):
+        get_booking_view(deps, ctx_b, "b1")
+    ctx_a = require_calendar_access(deps, sign_in(deps))
+    assert get_booking_view(deps, ctx_a, "b1")["subject"] == "Interview"
+    assert get_directory_user(deps, ctx_a, "alex@contoso.example")["id"] == "a1"

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.access import hash_secret, require_calendar_access
+from shared.errors import AdminConsentRequired, InvalidFlowState, InvalidRequest, ReauthRequired, SigninRequired
+from shared.models import ConsentStatus, SigninResult, Tenant, TokenHealth
+from shared.signin import complete_signin, describe_me, logout, parse_features, start_signin
+from tests.unit.fakes import ALL_ROLES, TENANT_A, FakeDeps
+
+USER = SigninResult(tenant_id=TENANT_A, user_id="u1", username="rita@contoso.example", display_name="Rita",
+                    scopes=("Calendars.ReadWrite", "User.Read"), is_tenant_admin=False,
+                    serialized_cache='{"user": "cache"}')
+
+
+def consented(deps: FakeDeps, tenant_id: str = TENANT_A) -> None:
+    deps.identity.roles[tenant_id] = ALL_ROLES
+    deps.tenants.create_tenant(Tenant(tenant_id=tenant_id, consent_status=ConsentStatus.CONSENTED,
+                                      granted_roles=ALL_ROLES, checked_at=deps.clock.now()))
+
+
+def sign_in(deps: FakeDeps, result: SigninResult = USER, **start_kwargs: object) -> str:
+    start = start_signin(deps, **start_kwargs)  # type: ignore[arg-type]
+    state = start.redirect_url.split("state=")[1]
+    deps.identity.signin_as = result
+    return complete_signin(deps, {"state": state, "code": "c"}, start.binding).session_credential
+
+
+def test_signin_creates_user_session_and_encrypted_cache_slot() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    session = deps.sessions.get_session(hash_secret(credential))
+    assert credential not in str(deps.sessions.items)  # only the hash is stored
+    assert session.expires_at == deps.clock.now() + timedelta(seconds=deps.settings.session_ttl_seconds)
+    assert deps.users.get_user(TENANT_A, "u1").username == "rita@contoso.example"
+    assert deps.token_caches.load_cache(TENANT_A, "u1") == '{"user": "cache"}'
+
+
+def test_user_of_unconsented_tenant_is_not_signed_in() -> None:
+    deps = FakeDeps()
+    with pytest.raises(AdminConsentRequired) as caught:
+        sign_in(deps)
+    assert caught.value.details["consent_request_url"].endswith(f"/api/consent/request?tenant={TENANT_A}")
+    assert deps.sessions.items == {} and deps.users.items == {} and deps.token_caches.items == {}
+
+
+def test_signin_state_is_single_use_and_bound_to_browser() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    start = start_signin(deps)
+    state = start.redirect_url.split("state=")[1]
+    deps.identity.signin_as = USER
+    with pytest.raises(InvalidFlowState):
+        complete_signin(deps, {"state": state, "code": "c"}, "another-browser")
+    with pytest.raises(InvalidFlowState):  # the failed attempt consumed it
+        complete_signin(deps, {"state": state, "code": "c"}, start.binding)
+    assert deps.sessions.items == {}
+
+
+def test_return_address_must_be_on_the_allow_list() -> None:
+    deps = FakeDeps()
+    with pytest.raises(InvalidRequest):
+        start_signin(deps, return_to="https://evil.example/after-login")
+    with pytest.raises(InvalidRequest):
+        start_signin(deps, return_to="https://app.example/after-login/../x")
+    start_signin(deps, return_to="https://app.example/after-login?tab=2")
+
+
+def test_automation_feature_asks_for_mail_scopes_only_when_opted_in() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    plain = start_signin(deps)
+    flow = next(iter(deps.flows.items.values()))
+    assert "Mail.Send" not in flow.data["flow"]["scope"]
+    deps.flows.items.clear()
+    start_signin(deps, features=parse_features("automation"))
+    flow = next(iter(deps.flows.items.values()))
+    assert {"Mail.Read", "Mail.Send"} <= set(flow.data["flow"]["scope"])
+    assert plain.redirect_url
+    with pytest.raises(InvalidRequest):
+        parse_features("everything")
+
+
+def test_features_follow_granted_scopes() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    result = SigninResult(**{**USER.__dict__, "scopes": USER.scopes + ("Mail.Read", "Mail.Send")})
+    sign_in(deps, result, features=("automation",))
+    assert deps.users.get_user(TENANT_A, "u1").features == ("automation",)
+
+
+def test_two_token_rule_needs_session_and_consent() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    assert require_calendar_access(deps, credential).tenant_id == TENANT_A
+    with pytest.raises(SigninRequired):
+        require_calendar_access(deps, None)
+    with pytest.raises(SigninRequired):
+        require_calendar_access(deps, "not-a-session")
+    deps.tenants.delete_tenant(TENANT_A)
+    with pytest.raises(AdminConsentRequired):
+        require_calendar_access(deps, credential)
+
+
+def test_expired_session_requires_signin() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    deps.clock.advance(seconds=deps.settings.session_ttl_seconds)
+    with pytest.raises(SigninRequired):
+        require_calendar_access(deps, credential)
+
+
+def test_revoked_refresh_token_marks_user_and_does_not_retry() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    deps.identity.revoked_users.add("u1")
+    ctx = require_calendar_access(deps, credential)
+    assert describe_me(deps, ctx)["token_health"]["status"] == "reauth_required"
+    assert deps.users.get_user(TENANT_A, "u1").token_health is TokenHealth.REAUTH_REQUIRED
+    calls = len(deps.identity.calls)
+    for _ in range(3):
+        with pytest.raises(ReauthRequired) as caught:
+            require_calendar_access(deps, credential)
+        assert caught.value.details["login_url"].endswith("/api/auth/login")
+    assert len(deps.identity.calls) == calls  # marked once; no refresh loop
+
+
+def test_signing_in_again_clears_reauth() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    sign_in(deps)
+    deps.identity.revoked_users.add("u1")
+    deps.users.update_user(deps.users.get_user(TENANT_A, "u1").__class__(
+        **{**deps.users.get_user(TENANT_A, "u1").__dict__, "token_health": TokenHealth.REAUTH_REQUIRED}))
+    deps.identity.revoked_users.clear()
+    credential = sign_in(deps)
+    assert require_calendar_access(deps, credential).user.token_health is TokenHealth.OK
+
+
+def test_withdrawn_consent_marks_tenant_and_blocks_calendar_calls() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    del deps.identity.roles[TENANT_A]
+    from shared.access import app_token
+
+    with pytest.raises(AdminConsentRequired):
+        app_token(deps, TENANT_A)
+    assert deps.tenants.get_tenant(TENANT_A).consent_status is ConsentStatus.NEEDS_ATTENTION
+    with pytest.raises(AdminConsentRequired):
+        require_calendar_access(deps, credential)
+    deps.identity.roles[TENANT_A] = ALL_ROLES  # the admin consents again
+    deps.clock.advance(seconds=61)
+    assert require_calendar_access(deps, credential).tenant is not None
+
+
+def test_logout_revokes_session_and_deletes_token_cache() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    logout(deps, credential)
+    assert deps.token_caches.load_cache(TENANT_A, "u1") is None
+    with pytest.raises(SigninRequired):
+        require_calendar_access(deps, credential)
+    logout(deps, credential)  # already signed out: still fine
