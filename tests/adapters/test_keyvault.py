@@ -43,7 +43,12 @@ class FakeCredential:
         self.requests: list[tuple[tuple[str, ...], str | None]] = []
 
     def get_token(
-        self, *scopes: str, claims: str | None = None, tenant_id: str | None = None, enable_cae: bool = False, **kwargs: Any
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
     ) -> AccessToken:
         self.requests.append((scopes, tenant_id))
         return AccessToken(ACCESS_TOKEN, int(time.time()) + 3600)
@@ -71,7 +76,9 @@ class FakeVault:
         return version
 
 
-def _json_response(request: Any, status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None) -> Any:
+def _json_response(
+    request: Any, status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None
+) -> Any:
     raw = requests.Response()
     raw.status_code = status
     raw.reason = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}[status]
@@ -144,7 +151,12 @@ class KeyVaultTransport(HttpTransport[Any, Any]):
             return _json_response(
                 request,
                 429,
-                {"error": {"code": "Throttled", "message": "Request was not processed because too many requests were received."}},
+                {
+                    "error": {
+                        "code": "Throttled",
+                        "message": "Request was not processed because too many requests were received.",
+                    }
+                },
                 {"Retry-After": "1"},
             )
         history = vault.versions.get(name, [])
@@ -252,7 +264,9 @@ def test_unknown_version_is_a_token_integrity_error(source: KeyVaultKeySource, v
     assert caught.value.details["reason"] == "unknown_key_version"
 
 
-def test_missing_secret_is_a_configuration_error_naming_vault_and_secret(source: KeyVaultKeySource, vault: FakeVault) -> None:
+def test_missing_secret_is_a_configuration_error_naming_vault_and_secret(
+    source: KeyVaultKeySource, vault: FakeVault
+) -> None:
     with pytest.raises(ConfigurationError) as caught:
         source.current()
     assert "does not exist" in caught.value.message

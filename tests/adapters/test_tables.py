@@ -259,9 +259,7 @@ def test_token_cache_past_the_entity_limit_is_refused_clearly(storage: TableStor
 
 def test_update_with_a_stale_etag_is_refused(storage: TableStorage) -> None:
     first = storage.tenants.create_tenant(tenant())
-    second_writer = storage.tenants.update_tenant(
-        dataclasses.replace(first, consent_status=ConsentStatus.CONSENTED)
-    )
+    second_writer = storage.tenants.update_tenant(dataclasses.replace(first, consent_status=ConsentStatus.CONSENTED))
     with pytest.raises(ConcurrencyConflict):
         storage.tenants.update_tenant(dataclasses.replace(first, consent_status=ConsentStatus.REVOKED))
     assert storage.tenants.get_tenant(TENANT) == second_writer
@@ -367,30 +365,35 @@ def test_expired_flow_is_not_returned_and_is_gone(
         storage.flows.take_flow(FlowKind.SIGNIN, "late")
 
 
+def race_takes(storage: TableStorage, state: str, racers: int) -> list[str]:
+    """Start ``racers`` threads taking one flow at the same moment; return each outcome."""
+    barrier = threading.Barrier(racers)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        barrier.wait()
+        try:
+            storage.flows.take_flow(FlowKind.SIGNIN, state)
+            result = "taken"
+        except InvalidFlowState:
+            result = "refused"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=take) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
 def test_two_racing_takes_of_one_flow_cannot_both_succeed(storage: TableStorage, clock: FakeClock) -> None:
     for round_no in range(5):
         state = f"race-{round_no}"
         storage.flows.create_flow(pending_flow(state, clock))
-        barrier = threading.Barrier(6)
-        outcomes: list[str] = []
-        lock = threading.Lock()
-
-        def take() -> None:
-            barrier.wait()
-            try:
-                storage.flows.take_flow(FlowKind.SIGNIN, state)
-                result = "taken"
-            except InvalidFlowState:
-                result = "refused"
-            with lock:
-                outcomes.append(result)
-
-        threads = [threading.Thread(target=take) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(outcomes) == ["refused"] * 5 + ["taken"]
+        assert sorted(race_takes(storage, state, 6)) == ["refused"] * 5 + ["taken"]
 
 
 def test_a_flow_claimed_but_not_yet_deleted_cannot_be_taken_again(

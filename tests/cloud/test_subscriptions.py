@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -22,6 +25,8 @@ from starlette.testclient import TestClient
 
 from devtools.cloud import notify, tokens
 from devtools.cloud.graph import subscriptions
+from devtools.cloud.seed import load_world
+from devtools.cloud.server import start_cloud
 from devtools.cloud.state import AppRegistration, Tenant, User, World
 
 TENANT_A = "11111111-1111-4111-8111-111111111111"
@@ -46,8 +51,6 @@ class Received:
         return "validationToken" in self.query
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body)
 
 
@@ -589,3 +592,59 @@ def test_reauthorization_is_requested_automatically_before_expiry(
     assert post.json()["value"][0]["lifecycleEvent"] == "reauthorizationRequired"
     assert renewed.status_code == 200
     assert notify.state(world).subscriptions[sub_id].reauthorization_required_at is None
+
+
+# ---- end to end: the whole cloud over HTTPS, events changed through the Graph API -------------------
+CONTOSO = "9ede9f80-1655-48eb-ac0c-abec2d7295a7"
+ADELE = "8e715cdf-74d3-409b-8145-2916038342f1"
+SERVICE_APP = "6731de76-14a6-49ae-97bc-6eba6914391e"
+
+
+@pytest.fixture(scope="module")
+def running_cloud() -> Iterator[Any]:
+    cloud = start_cloud(world=load_world())
+    yield cloud
+    notify.stop_delivery(cloud.world)
+    cloud.stop()
+
+
+def test_event_created_through_graph_is_notified_to_the_service(running_cloud: Any, receiver: Receiver) -> None:
+    world: World = running_cloud.world
+    world.switches.notification_batch_delay_seconds = 60.0
+    token = tokens.issue_access_token(world, tenant_id=CONTOSO, client_id=SERVICE_APP, roles={"Calendars.ReadWrite"})
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(
+        base_url=running_cloud.graph_url,
+        verify=ssl.create_default_context(cafile=str(running_cloud.ca_bundle)),
+        headers=headers,
+    ) as graph:
+        # The handshake is an outbound call made while the cloud serves this request: it must not deadlock.
+        created = graph.post(
+            "/subscriptions",
+            json={
+                "changeType": "created,updated",
+                "notificationUrl": receiver.url("/notify"),
+                "resource": f"users/{ADELE}/events",
+                "expirationDateTime": in_minutes(60),
+                "clientState": "e2e-state",
+            },
+        )
+        assert created.status_code == 201, created.text
+        event = graph.post(
+            f"/users/{ADELE}/events",
+            json={
+                "subject": "Interview",
+                "start": {"dateTime": "2030-01-07T10:00:00", "timeZone": "UTC"},
+                "end": {"dateTime": "2030-01-07T11:00:00", "timeZone": "UTC"},
+            },
+        )
+        assert event.status_code == 201, event.text
+        notify.flush_notifications(world, timeout=5)
+        deliveries = graph.get(f"{running_cloud.base_url}/_control/subscriptions/deliveries").json()
+
+    [post] = receiver.notifications("/notify")
+    [item] = post.json()["value"]
+    assert (item["changeType"], item["clientState"], item["tenantId"]) == ("created", "e2e-state", CONTOSO)
+    assert item["resourceData"]["id"] == event.json()["id"]
+    assert item["resourceData"]["@odata.etag"] == event.json()["@odata.etag"]
+    assert [d["outcome"] for d in deliveries["value"] if d["kind"] == "change"] == ["delivered"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-import function_app
+from tests.app_functions import app_functions
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
@@ -20,7 +20,7 @@ def _normalise(route: str) -> str:
 
 def app_operations() -> set[tuple[str, str]]:
     operations = set()
-    for fn in function_app.app.get_functions():
+    for fn in app_functions():
         trigger = fn.get_bindings()[0].get_dict_repr()
         if trigger.get("type") != "httpTrigger":
             continue
@@ -49,6 +49,6 @@ def test_nothing_documented_is_missing_from_the_app() -> None:
 
 def test_operation_ids_match_function_names() -> None:
     spec = yaml.safe_load((ROOT / "openapi.yaml").read_text())
-    names = {fn.get_function_name() for fn in function_app.app.get_functions()}
+    names = {fn.get_function_name() for fn in app_functions()}
     ids = {op["operationId"] for item in spec["paths"].values() for m, op in item.items() if m in METHODS}
     assert ids - {"auth_callback_form_post"} <= names
