@@ -329,7 +329,9 @@ class KeyVaultKeySource:
                     setting="KEY_VAULT_URL",
                 ) from None
             if err.status_code == 429:
-                raise UpstreamUnavailable(f"Key Vault {self._vault_url} is throttling requests (429); try later.") from None
+                raise UpstreamUnavailable(
+                    f"Key Vault {self._vault_url} is throttling requests (429); try later."
+                ) from None
             raise UpstreamUnavailable(
                 f"Key Vault {self._vault_url} failed reading the {where} (HTTP {err.status_code})."
             ) from None
@@ -401,10 +403,14 @@ def build_key_source(settings: Settings) -> KeySource:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.adapters.keys", description="Manage the local token key file.")
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.adapters.keys", description="Manage the local token key file."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     rotate = sub.add_parser("rotate", help="add a new key version and make it current")
-    rotate.add_argument("--file", help="key file (default: LOCAL_KEY_FILE or ~/.config/interview-calendar/token-keys.json)")
+    rotate.add_argument(
+        "--file", help="key file (default: LOCAL_KEY_FILE or ~/.config/interview-calendar/token-keys.json)"
+    )
     args = parser.parse_args(argv)
     path = args.file or Settings.from_env().local_key_file
     try:

@@ -84,7 +84,18 @@ FLOWS = "flows"
 SESSIONS = "sessions"
 SESSIONS_BY_USER = "sessionsbyuser"
 _LONGEST_TABLE = max(
-    len(t) for t in (TENANTS, USERS, TOKEN_CACHES, BOOKINGS, SUBSCRIPTIONS, SUBSCRIPTIONS_BY_ID, FLOWS, SESSIONS, SESSIONS_BY_USER)
+    len(t)
+    for t in (
+        TENANTS,
+        USERS,
+        TOKEN_CACHES,
+        BOOKINGS,
+        SUBSCRIPTIONS,
+        SUBSCRIPTIONS_BY_ID,
+        FLOWS,
+        SESSIONS,
+        SESSIONS_BY_USER,
+    )
 )
 
 # String properties are UTF-16 on the service and capped at 64 KiB, so 30,000 ASCII characters
@@ -297,7 +308,9 @@ class TableStorage:
         except ResourceNotFoundError as err:
             raise NotFound(f"Not found while {action}.") from err
         except (ResourceExistsError, ResourceModifiedError) as err:
-            raise ConcurrencyConflict(f"Conflict while {action}: the record exists or changed since it was read.") from err
+            raise ConcurrencyConflict(
+                f"Conflict while {action}: the record exists or changed since it was read."
+            ) from err
         except ClientAuthenticationError as err:
             raise ConfigurationError(
                 f"Table Storage at {self._endpoint} refused our credentials while {action}; check AzureWebJobsStorage.",
@@ -314,7 +327,9 @@ class TableStorage:
             if status == 413:
                 raise RecordTooLarge(f"Record too large for Table Storage while {action}.") from err
             if status == 503 or status == 500 or status == 429:
-                raise UpstreamUnavailable(f"Table Storage is busy or unavailable (HTTP {status}) while {action}.") from err
+                raise UpstreamUnavailable(
+                    f"Table Storage is busy or unavailable (HTTP {status}) while {action}."
+                ) from err
             raise UpstreamError(f"Table Storage failed (HTTP {status}) while {action}.") from err
 
     def check(self) -> bool:
@@ -358,7 +373,10 @@ class TableTenantStore:
         etag = _require_etag(tenant.etag, "tenant")
         with self._s.translating(f"updating tenant {tenant.tenant_id}"):
             meta = self._s.table(TENANTS).update_entity(
-                self._codec.to_entity(tenant), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                self._codec.to_entity(tenant),
+                UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         return dataclasses.replace(tenant, etag=_etag(meta))
 
@@ -392,7 +410,10 @@ class TableUserStore:
         etag = _require_etag(user.etag, "user")
         with self._s.translating(f"updating user {user.user_id} of tenant {user.tenant_id}"):
             meta = self._s.table(USERS).update_entity(
-                self._codec.to_entity(user), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                self._codec.to_entity(user),
+                UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         return dataclasses.replace(user, etag=_etag(meta))
 
@@ -556,7 +577,10 @@ class TableSessionStore:
         etag = _require_etag(session.etag, "session")
         with self._s.translating("updating a session"):
             meta = self._s.table(SESSIONS).update_entity(
-                self._codec.to_entity(session), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                self._codec.to_entity(session),
+                UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         return dataclasses.replace(session, etag=_etag(meta))
 
@@ -575,7 +599,9 @@ class TableSessionStore:
         partition = self._user_partition(tenant_id, user_id)
         with self._s.translating(f"deleting the sessions of user {user_id}"):
             index = self._s.table(SESSIONS_BY_USER)
-            hashes = [str(e["RowKey"]) for e in index.query_entities("PartitionKey eq @pk", parameters={"pk": partition})]
+            hashes = [
+                str(e["RowKey"]) for e in index.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+            ]
             for session_hash in hashes:
                 self._s.table(SESSIONS).delete_entity(session_hash, self._ROW)
                 index.delete_entity(partition, session_hash)
@@ -604,13 +630,18 @@ class TableBookingStore:
         etag = _require_etag(booking.etag, "booking")
         with self._s.translating(f"updating booking {booking.booking_id} of tenant {booking.tenant_id}"):
             meta = self._s.table(BOOKINGS).update_entity(
-                self._codec.to_entity(booking), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                self._codec.to_entity(booking),
+                UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         return dataclasses.replace(booking, etag=_etag(meta))
 
     def delete_booking(self, tenant_id: str, booking_id: str) -> None:
         with self._s.translating(f"deleting booking {booking_id} of tenant {tenant_id}"):
-            self._s.table(BOOKINGS).delete_entity(_key(tenant_id, name="tenant_id"), _key(booking_id, name="booking_id"))
+            self._s.table(BOOKINGS).delete_entity(
+                _key(tenant_id, name="tenant_id"), _key(booking_id, name="booking_id")
+            )
 
     def list_bookings(self, tenant_id: str) -> list[Booking]:
         with self._s.translating(f"listing bookings of tenant {tenant_id}"):
@@ -691,7 +722,10 @@ class TableSubscriptionStore:
         etag = _require_etag(subscription.etag, "subscription")
         with self._s.translating(f"updating subscription {subscription.subscription_id}"):
             meta = self._s.table(SUBSCRIPTIONS).update_entity(
-                self._to_entity(subscription), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                self._to_entity(subscription),
+                UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
             )
         return dataclasses.replace(subscription, etag=_etag(meta))
 
