@@ -16,6 +16,7 @@ whatever is pending from the calling thread, so tests need not wait on timers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import threading
 import time
@@ -184,9 +185,14 @@ def state(world: World) -> NotificationState:
 
 # ---- queueing ----------------------------------------------------------------------------------
 def _etag(world: World, event_id: str) -> str:
+    """The event's current ``@odata.etag``, as the Graph event endpoints render it."""
     event = world.events.get(event_id)
-    key = event.change_key if event is not None else event_id
-    return f'W/"{key}"'
+    if event is not None:
+        from devtools.cloud.graph.serialize import etag
+
+        return etag(event)
+    # A deleted event has no change key left; an opaque value in the same base64 style stands in.
+    return 'W/"' + base64.b64encode(event_id.replace("-", "").encode()[:24]).decode("ascii") + '"'
 
 
 def change_item(world: World, sub: Subscription, change_type: str, event_id: str) -> dict[str, Any]:
