@@ -76,7 +76,9 @@ def _load_app(spec: str, project_dir: Path) -> func.FunctionApp:
     sys.path.insert(0, str(project_dir))
     module = importlib.import_module(module_name)
     app = getattr(module, attribute or "app")
-    if not isinstance(app, FunctionRegister):  # FunctionApp, AsgiFunctionApp and WsgiFunctionApp
+    if not isinstance(
+        app, FunctionRegister
+    ):  # FunctionApp, AsgiFunctionApp and WsgiFunctionApp
         raise HostConfigurationError(f"'{spec}' is not a func.FunctionApp.")
     return app  # type: ignore[return-value]
 

@@ -188,8 +188,9 @@ def _parse_parameter(token: str, template: str) -> _Parameter:
         catch_all = True
         body = body[2:] if body.startswith("**") else body[1:]
     default: str | None = None
-    if "=" in body:
-        body, default = body.split("=", 1)
+    pieces = _split_outside_parens(body, "=")
+    if len(pieces) > 1:
+        body, default = pieces[0], "=".join(pieces[1:])
     optional = body.endswith("?")
     if optional:
         body = body[:-1]
@@ -225,22 +226,65 @@ def _parse_parameter(token: str, template: str) -> _Parameter:
     )
 
 
-def _parse_segment(text: str, template: str) -> _Segment:
+def _tokenise_segment(text: str, template: str) -> list[str | _Parameter]:
+    """Literals and parameters of one segment; ``{{`` and ``}}`` stand for literal braces, as in ASP.NET."""
     parts: list[str | _Parameter] = []
-    position = 0
-    for match in re.finditer(r"\{([^{}]*)\}", text):
-        if match.start() > position:
-            parts.append(text[position : match.start()])
-        parts.append(_parse_parameter(match.group(1), template))
-        position = match.end()
-    if position < len(text):
-        parts.append(text[position:])
-    if any(isinstance(p, str) and ("{" in p or "}" in p) for p in parts):
-        raise HostConfigurationError(f"Unbalanced braces in route '{template}'.")
+    literal = ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char in "{}" and text[index : index + 2] == char * 2:
+            literal += char
+            index += 2
+            continue
+        if char == "}":
+            raise HostConfigurationError(f"Unbalanced braces in route '{template}'.")
+        if char != "{":
+            literal += char
+            index += 1
+            continue
+        if literal:
+            parts.append(literal)
+            literal = ""
+        token = ""
+        index += 1
+        while True:
+            if index >= len(text):
+                raise HostConfigurationError(
+                    f"Unbalanced braces in route '{template}'."
+                )
+            if text[index] in "{}" and text[index : index + 2] == text[index] * 2:
+                token += text[index]
+                index += 2
+            elif text[index] == "}":
+                index += 1
+                break
+            elif text[index] == "{":
+                raise HostConfigurationError(
+                    f"Unbalanced braces in route '{template}'."
+                )
+            else:
+                token += text[index]
+                index += 1
+        parts.append(_parse_parameter(token, template))
+    if literal:
+        parts.append(literal)
+    return parts
+
+
+def _parse_segment(text: str, template: str) -> _Segment:
+    parts = _tokenise_segment(text, template)
     if not parts:
         raise HostConfigurationError(f"Empty segment in route '{template}'.")
     if len(parts) == 1:
         return _Segment(parts=tuple(parts))
+    if any(
+        isinstance(a, _Parameter) and isinstance(b, _Parameter)
+        for a, b in zip(parts, parts[1:])
+    ):
+        raise HostConfigurationError(
+            f"Route '{template}': two parameters need a literal between them."
+        )
     regex = ""
     for part in parts:
         if isinstance(part, str):

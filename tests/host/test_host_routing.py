@@ -12,7 +12,9 @@ def match(route: str, path: str) -> dict[str, str] | None:
     return RouteTemplate.parse(route, prefix="api").match(split_path(path))
 
 
-def test_literal_segments_match_case_insensitively_and_ignore_a_trailing_slash() -> None:
+def test_literal_segments_match_case_insensitively_and_ignore_a_trailing_slash() -> (
+    None
+):
     assert match("Tenants/Settings", "/api/tenants/settings/") == {}
     assert match("tenants/settings", "/api/tenants") is None
     assert match("tenants", "/api/tenants/extra") is None
@@ -44,7 +46,11 @@ def test_catch_all_takes_the_rest_including_slashes_or_nothing() -> None:
         ("n/{v:int}", "2147483647", "2147483648"),
         ("n/{v:long}", "2147483648", "x"),
         ("n/{v:alpha}", "abcXYZ", "abc1"),
-        ("n/{v:guid}", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "3f2504e0-4f89-11d3-9a0c"),
+        (
+            "n/{v:guid}",
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "3f2504e0-4f89-11d3-9a0c",
+        ),
         ("n/{v:guid}", "{3F2504E0-4F89-11D3-9A0C-0305E82C3301}", "not-a-guid"),
         ("n/{v:bool}", "True", "yes"),
         ("n/{v:double}", "1.5e3", "1.5.3"),
@@ -56,13 +62,18 @@ def test_catch_all_takes_the_rest_including_slashes_or_nothing() -> None:
         ("n/{v:regex(^[a-z]{{2}}\\d$)}", "ab1", "abc"),
     ],
 )
-def test_inline_constraints_accept_and_refuse_like_aspnet(route: str, good: str, bad: str) -> None:
+def test_inline_constraints_accept_and_refuse_like_aspnet(
+    route: str, good: str, bad: str
+) -> None:
     assert match(route, f"/api/n/{good}") is not None
     assert match(route, f"/api/n/{bad}") is None
 
 
 def test_complex_segment_splits_on_its_literals_from_the_right() -> None:
-    assert match("files/{name}.{ext}", "/api/files/archive.tar.gz") == {"name": "archive.tar", "ext": "gz"}
+    assert match("files/{name}.{ext}", "/api/files/archive.tar.gz") == {
+        "name": "archive.tar",
+        "ext": "gz",
+    }
 
 
 @pytest.mark.parametrize(
@@ -82,7 +93,9 @@ def test_invalid_templates_fail_at_start(route: str, message: str) -> None:
 
 
 def table(*routes: tuple[str, list[str] | None]) -> RouteTable[str]:
-    return RouteTable.build((RouteTemplate.parse(r, prefix="api"), m, r) for r, m in routes)
+    return RouteTable.build(
+        (RouteTemplate.parse(r, prefix="api"), m, r) for r, m in routes
+    )
 
 
 def resolved_route(t: RouteTable[str], method: str, path: str) -> str:
@@ -91,8 +104,15 @@ def resolved_route(t: RouteTable[str], method: str, path: str) -> str:
     return found.route.target
 
 
-def test_literals_beat_parameters_beat_catch_all_whatever_the_registration_order() -> None:
-    t = table(("{*path}", None), ("users/{id}", None), ("users/me", None), ("users/{id:int}", None))
+def test_literals_beat_parameters_beat_catch_all_whatever_the_registration_order() -> (
+    None
+):
+    t = table(
+        ("{*path}", None),
+        ("users/{id}", None),
+        ("users/me", None),
+        ("users/{id:int}", None),
+    )
     assert resolved_route(t, "GET", "/api/users/me") == "users/me"
     assert resolved_route(t, "GET", "/api/users/12") == "users/{id:int}"
     assert resolved_route(t, "GET", "/api/users/ann") == "users/{id}"
@@ -111,6 +131,8 @@ def test_wrong_method_gives_the_allowed_methods_and_unknown_path_gives_none() ->
     assert t.resolve("GET", split_path("/api/other")) is None
 
 
-def test_a_catch_all_accepting_the_method_serves_what_a_specific_route_refuses() -> None:
+def test_a_catch_all_accepting_the_method_serves_what_a_specific_route_refuses() -> (
+    None
+):
     t = table(("items/{id}", ["GET"]), ("{*path}", None))
     assert resolved_route(t, "POST", "/api/items/1") == "{*path}"
