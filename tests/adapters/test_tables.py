@@ -365,6 +365,16 @@ def test_expired_flow_is_not_returned_and_is_gone(
         storage.flows.take_flow(FlowKind.SIGNIN, "late")
 
 
+def test_abandoned_expired_flows_are_purged_and_live_ones_kept(storage: TableStorage, clock: FakeClock) -> None:
+    storage.flows.create_flow(pending_flow("abandoned", clock, ttl=60))
+    storage.flows.create_flow(pending_flow("live", clock, ttl=3600))
+    clock.advance(seconds=61)
+    assert storage.flows.purge_expired_flows() == 1
+    assert storage.flows.take_flow(FlowKind.SIGNIN, "live").state == "live"
+    with pytest.raises(InvalidFlowState):
+        storage.flows.take_flow(FlowKind.SIGNIN, "abandoned")
+
+
 def race_takes(storage: TableStorage, state: str, racers: int) -> list[str]:
     """Start ``racers`` threads taking one flow at the same moment; return each outcome."""
     barrier = threading.Barrier(racers)
