@@ -1,0 +1,130 @@
+"""The whole local stack: Azurite, the local Microsoft cloud and the Functions host, wired together.
+
+``python -m devtools.stack`` (the README's run command calls it) serves the app at
+http://localhost:7071/api with the local cloud as Entra ID and Graph. When
+AUTHORITY_HOST / GRAPH_BASE_URL name other hosts (a real tenant), no local cloud
+is started and the settings are used as given. Tests use ``service_settings()``
+to configure the app against a cloud they started themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from devtools.azurite import ROOT, start_azurite
+
+DATA_DIR = ROOT / ".devdata"
+LOCAL_HOSTS = ("https://127.0.0.1", "https://localhost", "https://[::1]")
+
+
+def fixture_app() -> dict[str, Any]:
+    """The service's app registration in the local cloud's directory fixture."""
+    directory = json.loads((ROOT / "devtools" / "cloud" / "fixtures" / "directory.json").read_text())
+    return dict(directory["apps"][0])
+
+
+def service_settings(*, authority_host: str, graph_url: str, ca_bundle: str, storage: str,
+                     public_base_url: str, function_key: str, key_file: str | None = None) -> dict[str, str]:
+    """App settings that point the service at a local cloud."""
+    app = fixture_app()
+    return {
+        "AzureWebJobsStorage": storage,
+        "AUTHORITY_HOST": authority_host,
+        "GRAPH_BASE_URL": graph_url,
+        "SSL_CERT_FILE": ca_bundle,
+        "REQUESTS_CA_BUNDLE": ca_bundle,
+        "CLIENT_ID": app["client_id"],
+        "CLIENT_SECRET": app["secrets"][0],
+        "PUBLIC_BASE_URL": public_base_url,
+        "FUNCTION_KEY": function_key,
+        **({"LOCAL_KEY_FILE": key_file} if key_file else {}),
+    }
+
+
+def _local_settings() -> dict[str, str]:
+    path = ROOT / "local.settings.json"
+    if not path.exists():
+        return {}
+    values = json.loads(path.read_text()).get("Values", {})
+    return {k: str(v) for k, v in values.items() if v not in (None, "")}
+
+
+def _dev_function_key() -> str:
+    path = DATA_DIR / "function-key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=7071, help="the app's HTTP port (7071, like func start)")
+    parser.add_argument("--cloud-port", type=int, default=8443, help="the local Microsoft cloud's port (8443)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    given: dict[str, str] = {**_local_settings(), **{k: v for k, v in os.environ.items() if v}}
+    azurite = None
+    if given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true") == "UseDevelopmentStorage=true":
+        azurite = start_azurite(data_dir=str(DATA_DIR / "azurite"))
+        print(f"Azurite (storage)        : {azurite.connection_string}")
+    cloud = None
+    authority = given.get("AUTHORITY_HOST", "")
+    if not authority or authority.startswith(LOCAL_HOSTS):
+        from devtools.cloud.server import start_cloud
+
+        cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud")
+        settings = service_settings(
+            authority_host=cloud.authority_host, graph_url=cloud.graph_url, ca_bundle=str(cloud.ca_bundle),
+            storage=given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+            public_base_url=f"http://localhost:{args.port}",
+            function_key=given.get("FUNCTION_KEY") or _dev_function_key(),
+        )
+        settings.update({k: v for k, v in given.items() if k not in settings})
+        print(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control)")
+    else:
+        settings = {"FUNCTION_KEY": _dev_function_key(), **given}
+        print(f"Identity platform        : {authority}")
+    # The worker reads its settings from the environment, as under Core Tools.
+    os.environ.update(settings)
+
+    from devtools.host.runner import start_host
+
+    import function_app
+
+    host = start_host(function_app.app, settings=settings, port=args.port)
+    public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
+    print(f"Functions host           : {host.base_url}/api  (try {public}/api/health)")
+    print(f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)")
+    print(f"Admin consent            : {public}/api/consent/start?tenant=contoso.example")
+    print(f"Sign in                  : {public}/api/auth/login")
+    print("Ctrl+C stops everything.", flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    host.stop()
+    if cloud is not None:
+        cloud.stop()
+    if azurite is not None:
+        azurite.stop()
+    return 0
+
+
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
