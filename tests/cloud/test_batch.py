@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from devtools.cloud import tokens
-from devtools.cloud.graph import batch
+from devtools.cloud.graph import batch, switches
+from devtools.cloud.graph.testing import app_only, graph_app
+from devtools.cloud.seed import load_world
 from devtools.cloud.state import AppRegistration, Tenant, User, World
 
 TENANT = "11111111-1111-4111-8111-111111111111"
@@ -299,3 +302,84 @@ def test_batch_needs_a_valid_token(client: TestClient, downstream: Downstream) -
 
     assert response.status_code == 401
     assert downstream.order == []
+
+
+# ---- through the real Graph pipeline: throttling and the four-concurrent-requests limit -----------
+CONTOSO = "9ede9f80-1655-48eb-ac0c-abec2d7295a7"
+ADELE = "8e715cdf-74d3-409b-8145-2916038342f1"
+MEGAN = "3a951ec0-b92d-4737-8162-6bf6abc5f3c5"
+
+
+@pytest.fixture()
+def graph_world() -> World:
+    return load_world()
+
+
+@pytest.fixture()
+def graph_client(graph_world: World) -> Iterator[TestClient]:
+    with TestClient(graph_app(graph_world), base_url="https://graph.local") as test_client:
+        yield test_client
+
+
+def test_throttling_applies_to_each_request_of_a_batch(graph_client: TestClient, graph_world: World) -> None:
+    switches.set_throttle(graph_world, count=1, retry_after=3, mailbox_id=ADELE)
+    auth = app_only(graph_world, CONTOSO, ["Calendars.Read"])
+
+    response = post_batch(
+        graph_client,
+        auth,
+        [
+            {"id": "1", "method": "GET", "url": f"/users/{ADELE}/events?$select=subject"},
+            {"id": "2", "method": "GET", "url": f"/users/{ADELE}/events?$select=subject"},
+            {"id": "3", "method": "GET", "url": f"/users/{MEGAN}/events?$select=subject"},
+        ],
+    )
+
+    results = by_id(response)
+    statuses = sorted(results[i]["status"] for i in ("1", "2"))
+    assert statuses == [200, 429]
+    throttled = next(r for r in results.values() if r["status"] == 429)
+    assert throttled["headers"]["retry-after"] == "3"
+    assert throttled["body"]["error"]["code"] == "TooManyRequests"
+    assert results["3"]["status"] == 200
+
+
+def test_a_batch_alone_never_trips_the_mailbox_concurrency_limit(graph_client: TestClient, graph_world: World) -> None:
+    switches.set_latency(graph_world, 0.1)  # keeps every request's mailbox slot busy for a while
+    auth = app_only(graph_world, CONTOSO, ["Calendars.Read"])
+    requests = [{"id": str(i), "method": "GET", "url": f"/users/{ADELE}/events?$top=1"} for i in range(12)]
+
+    started = time.monotonic()
+    results = by_id(post_batch(graph_client, auth, requests))
+    elapsed = time.monotonic() - started
+
+    assert {r["status"] for r in results.values()} == {200}
+    assert elapsed >= 0.3  # 12 requests, four at a time, 0.1 s each
+
+
+def test_batch_requests_keep_the_callers_permissions(graph_client: TestClient, graph_world: World) -> None:
+    auth = app_only(graph_world, CONTOSO, ["Calendars.Read"])
+
+    results = by_id(
+        post_batch(
+            graph_client,
+            auth,
+            [
+                {
+                    "id": "1",
+                    "method": "POST",
+                    "url": f"/users/{ADELE}/events",
+                    "headers": {"Content-Type": "application/json"},
+                    "body": {
+                        "subject": "x",
+                        "start": {"dateTime": "2030-01-07T10:00:00", "timeZone": "UTC"},
+                        "end": {"dateTime": "2030-01-07T11:00:00", "timeZone": "UTC"},
+                    },
+                },
+                {"id": "2", "method": "GET", "url": "/users/nobody@contoso.example/events"},
+            ],
+        )
+    )
+
+    assert results["1"]["status"] == 403  # Calendars.Read cannot write
+    assert results["2"]["status"] == 404
