@@ -290,9 +290,11 @@ def test_delta_initial_pages_then_only_changes(world: World, client: TestClient)
     controls.edit_event(world, ids[0], {"subject": "D0 renamed"})
     controls.delete_event(world, ids[1])
     new_id = add(world, LIDIA, "D5", "20:00", "20:30", tz="UTC")
-    add(world, LIDIA, "Outside window", "10:00", "10:30", tz="UTC", **{})  # same day: inside, counted below
+    outside = controls.add_event(world, LIDIA, {"subject": "Next day", "start": at("10:00", "UTC", "2030-03-04"),
+                                                 "end": at("10:30", "UTC", "2030-03-04")}).id
     changes, delta_link = sync(client, headers, delta_link)
     by_id = {c["id"]: c for c in changes}
+    assert outside not in by_id
     assert by_id[ids[0]]["subject"] == "D0 renamed"
     assert by_id[ids[1]]["@removed"] == {"reason": "deleted"}
     assert by_id[new_id]["subject"] == "D5"

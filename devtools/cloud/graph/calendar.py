@@ -227,7 +227,8 @@ def _delta_items(ctx: GraphContext, owner: User, start: datetime, end: datetime,
         changed: dict[str, str] = {}
         for change in state.changes:
             if change.seq > since and change.mailbox_id == owner.id:
-                changed[change.event_id] = change.change_type
+                # The first change since the token tells whether the client can have seen the item.
+                changed.setdefault(change.event_id, change.change_type)
         current = {eid: world.events.get(eid) for eid in changed}
         tombstones = {eid: state.tombstones.get(eid) for eid in changed}
     items: list[dict[str, Any]] = []
@@ -237,10 +238,12 @@ def _delta_items(ctx: GraphContext, owner: User, start: datetime, end: datetime,
             found = list(store.expand(event, start, end))
             if found:
                 items.extend(render(inst) for inst in found)
-            else:
+            elif kind != "created":
                 # Moved out of the window: to this view it is gone.
                 items.append(_removed(event_id))
             continue
+        if kind == "created":
+            continue  # created and deleted since the last round: the client never saw it
         gone = tombstones[event_id]
         if gone is not None and gone.recurrence is not None:
             items.extend(_removed(inst.id) for inst in store.expand(gone, start, end))
