@@ -12,26 +12,20 @@ from devtools.cloud.state import World
 
 
 def routes(world: World) -> list[BaseRoute]:
-    # Imported here so that importing the package (e.g. for graph.fixtures from the seed loader)
-    # stays cheap and free of cycles.
-    from devtools.cloud.graph import calendar, directory, events, subscriptions
+    # Imported here so that importing the package (e.g. graph.fixtures from the seed loader) stays
+    # cheap and free of import cycles.
+    from devtools.cloud.graph import batch, calendar, directory, events, subscriptions
 
-    result: list[BaseRoute] = []
-    result += subscriptions.routes(world)
-    result += directory.routes(world)
-    result += calendar.routes(world)
-    result += events.routes(world)
-    try:
-        from devtools.cloud.graph import batch
-    except ModuleNotFoundError as err:
-        if err.name != "devtools.cloud.graph.batch":
-            raise
-    else:
-        result += batch.routes(world)
-    return result
+    return [
+        *subscriptions.routes(world),
+        *batch.routes(world),
+        *directory.routes(world),
+        *calendar.routes(world),
+        *events.routes(world),
+    ]
 
 
 def control_routes(world: World) -> list[BaseRoute]:
-    from devtools.cloud.graph import controls
+    from devtools.cloud.graph import controls, subscriptions
 
-    return controls.control_routes(world)
+    return controls.control_routes(world) + subscriptions.control_routes(world)
