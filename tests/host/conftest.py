@@ -19,9 +19,7 @@ from devtools.azurite import Azurite, free_port, start_azurite  # noqa: E402
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    instance = start_azurite(
-        blob_port=free_port(), queue_port=free_port(), table_port=free_port()
-    )
+    instance = start_azurite(blob_port=free_port(), queue_port=free_port(), table_port=free_port())
     try:
         yield instance
     finally:

@@ -40,9 +40,7 @@ def build_app() -> func.FunctionApp:
     def special_item(req: func.HttpRequest) -> str:
         return "special"
 
-    @app.route(
-        route="echo/{name?}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
-    )
+    @app.route(route="echo/{name?}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
     async def echo(req: func.HttpRequest) -> func.HttpResponse:
         await asyncio.sleep(0)
         reply = func.HttpResponse(
@@ -164,37 +162,23 @@ def test_function_level_refuses_missing_and_wrong_keys(client: httpx.Client) -> 
                 "message": "A valid function key is required.",
             }
         }
-    assert (
-        client.get("/api/secret", headers={"x-functions-key": "wrong"}).status_code
-        == 401
-    )
+    assert client.get("/api/secret", headers={"x-functions-key": "wrong"}).status_code == 401
 
 
 def test_function_level_accepts_code_query_and_key_header(client: httpx.Client) -> None:
     assert client.get("/api/secret", params={"code": "default-key"}).text == "secret"
-    assert (
-        client.get("/api/secret", headers={"x-functions-key": "default-key"}).text
-        == "secret"
-    )
+    assert client.get("/api/secret", headers={"x-functions-key": "default-key"}).text == "secret"
     assert client.get("/api/secret", params={"code": "master-key"}).status_code == 200
 
 
 def test_a_function_key_opens_only_its_own_function(client: httpx.Client) -> None:
-    assert (
-        client.get("/api/secret/item", params={"code": "item-key"}).text
-        == "secret item"
-    )
+    assert client.get("/api/secret/item", params={"code": "item-key"}).text == "secret item"
     assert client.get("/api/secret", params={"code": "item-key"}).status_code == 401
 
 
 def test_admin_level_takes_only_the_master_key(client: httpx.Client) -> None:
-    assert (
-        client.get("/api/admin-only", params={"code": "default-key"}).status_code == 401
-    )
-    assert (
-        client.get("/api/admin-only", headers={"x-functions-key": "master-key"}).text
-        == "admin"
-    )
+    assert client.get("/api/admin-only", params={"code": "default-key"}).status_code == 401
+    assert client.get("/api/admin-only", headers={"x-functions-key": "master-key"}).text == "admin"
 
 
 def test_function_exception_is_a_500_json(client: httpx.Client) -> None:
@@ -216,9 +200,7 @@ def test_body_over_100_mb_is_refused_before_it_is_read(host: RunningHost) -> Non
     # A raw socket: HTTP clients refuse to declare a length they do not send.
     address = host.base_url.removeprefix("http://").split(":")
     with socket.create_connection((address[0], int(address[1])), timeout=10) as conn:
-        conn.sendall(
-            b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 104857601\r\nConnection: close\r\n\r\n"
-        )
+        conn.sendall(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 104857601\r\nConnection: close\r\n\r\n")
         reply = b""
         while chunk := conn.recv(65536):
             reply += chunk
@@ -239,9 +221,7 @@ def test_without_function_key_function_level_refuses_all_and_warns(
     transport = httpx.ASGITransport(app=asgi)
 
     async def call() -> tuple[int, int]:
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://host"
-        ) as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://host") as http:
             refused = await http.get("/api/secret", params={"code": ""})
             anonymous = await http.get("/api/items/1")
             return refused.status_code, anonymous.status_code
@@ -249,17 +229,11 @@ def test_without_function_key_function_level_refuses_all_and_warns(
     assert asyncio.run(call()) == (401, 200)
 
 
-def test_keys_never_reach_the_log(
-    caplog: pytest.LogCaptureFixture, client: httpx.Client
-) -> None:
+def test_keys_never_reach_the_log(caplog: pytest.LogCaptureFixture, client: httpx.Client) -> None:
     with caplog.at_level(logging.DEBUG):
         client.get("/api/secret", params={"code": "default-key"})
         client.get("/api/secret", params={"code": "wrong-key-value"})
-    host_records = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name.startswith(("devtools", "uvicorn"))
-    ]
+    host_records = [r.getMessage() for r in caplog.records if r.name.startswith(("devtools", "uvicorn"))]
     assert host_records  # the host did log the invocations
     assert not [m for m in host_records if "default-key" in m or "wrong-key-value" in m]
 
@@ -268,28 +242,20 @@ def test_unsupported_binding_fails_at_start_naming_it() -> None:
     app = func.FunctionApp()
 
     @app.route(route="out")
-    @app.queue_output(
-        arg_name="out", queue_name="outbox", connection="AzureWebJobsStorage"
-    )
+    @app.queue_output(arg_name="out", queue_name="outbox", connection="AzureWebJobsStorage")
     def with_output(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
         return func.HttpResponse("")
 
-    with pytest.raises(
-        HostConfigurationError, match="'with_output' uses the binding type 'queue'"
-    ):
+    with pytest.raises(HostConfigurationError, match="'with_output' uses the binding type 'queue'"):
         start_host(app, settings=KEYS)
 
 
 def test_unsupported_trigger_fails_at_start_naming_it() -> None:
     app = func.FunctionApp()
 
-    @app.blob_trigger(
-        arg_name="blob", path="c/{name}", connection="AzureWebJobsStorage"
-    )
+    @app.blob_trigger(arg_name="blob", path="c/{name}", connection="AzureWebJobsStorage")
     def on_blob(blob: func.InputStream) -> None:
         return None
 
-    with pytest.raises(
-        HostConfigurationError, match="'on_blob' uses the trigger type 'blobTrigger'"
-    ):
+    with pytest.raises(HostConfigurationError, match="'on_blob' uses the trigger type 'blobTrigger'"):
         build_asgi_app(app, settings=KEYS)

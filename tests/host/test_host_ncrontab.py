@@ -51,12 +51,8 @@ def test_seconds_field_comes_first() -> None:
 
 def test_next_occurrence_is_strictly_after_the_given_moment() -> None:
     schedule = NCrontab.parse("0 30 9 * * *")
-    assert schedule.next_after(datetime(2025, 1, 1, 9, 30, 0)) == datetime(
-        2025, 1, 2, 9, 30, 0
-    )
-    assert schedule.next_after(datetime(2025, 1, 1, 9, 29, 59, 999999)) == datetime(
-        2025, 1, 1, 9, 30, 0
-    )
+    assert schedule.next_after(datetime(2025, 1, 1, 9, 30, 0)) == datetime(2025, 1, 2, 9, 30, 0)
+    assert schedule.next_after(datetime(2025, 1, 1, 9, 29, 59, 999999)) == datetime(2025, 1, 1, 9, 30, 0)
 
 
 def test_lists_ranges_with_steps_and_start_with_step() -> None:
@@ -81,15 +77,11 @@ def test_day_of_month_and_day_of_week_must_both_match() -> None:
 
 
 def test_february_29th_waits_for_a_leap_year() -> None:
-    assert occurrences("0 0 0 29 Feb *", datetime(2025, 1, 1), 1) == [
-        datetime(2028, 2, 29)
-    ]
+    assert occurrences("0 0 0 29 Feb *", datetime(2025, 1, 1), 1) == [datetime(2028, 2, 29)]
 
 
 def test_times_keep_the_time_zone_of_the_given_moment() -> None:
-    following = NCrontab.parse("0 0 * * * *").next_after(
-        datetime(2025, 1, 1, 10, 15, tzinfo=UTC)
-    )
+    following = NCrontab.parse("0 0 * * * *").next_after(datetime(2025, 1, 1, 10, 15, tzinfo=UTC))
     assert following == datetime(2025, 1, 1, 11, 0, tzinfo=UTC)
 
 
@@ -116,9 +108,7 @@ def test_five_field_unix_form_is_refused_with_a_hint() -> None:
         ("", "0 fields"),
     ],
 )
-def test_invalid_expressions_are_refused_naming_the_problem(
-    expression: str, message: str
-) -> None:
+def test_invalid_expressions_are_refused_naming_the_problem(expression: str, message: str) -> None:
     with pytest.raises(NCrontabError, match=message):
         NCrontab.parse(expression)
 
@@ -134,14 +124,10 @@ def test_percent_setting_schedule_is_resolved_from_settings() -> None:
 
 
 def test_missing_schedule_setting_names_the_setting_and_function() -> None:
-    with pytest.raises(
-        HostConfigurationError, match="function 'renew'.*'RENEWAL_SCHEDULE'"
-    ):
+    with pytest.raises(HostConfigurationError, match="function 'renew'.*'RENEWAL_SCHEDULE'"):
         parse_schedule("%RENEWAL_SCHEDULE%", {}, function_name="renew")
 
 
 def test_invalid_schedule_from_a_setting_names_the_function() -> None:
-    with pytest.raises(
-        HostConfigurationError, match="function 'renew' is invalid.*five fields"
-    ):
+    with pytest.raises(HostConfigurationError, match="function 'renew' is invalid.*five fields"):
         parse_schedule("%S%", {"S": "0 */6 * * *"}, function_name="renew")

@@ -12,9 +12,7 @@ def match(route: str, path: str) -> dict[str, str] | None:
     return RouteTemplate.parse(route, prefix="api").match(split_path(path))
 
 
-def test_literal_segments_match_case_insensitively_and_ignore_a_trailing_slash() -> (
-    None
-):
+def test_literal_segments_match_case_insensitively_and_ignore_a_trailing_slash() -> None:
     assert match("Tenants/Settings", "/api/tenants/settings/") == {}
     assert match("tenants/settings", "/api/tenants") is None
     assert match("tenants", "/api/tenants/extra") is None
@@ -62,9 +60,7 @@ def test_catch_all_takes_the_rest_including_slashes_or_nothing() -> None:
         ("n/{v:regex(^[a-z]{{2}}\\d$)}", "ab1", "abc"),
     ],
 )
-def test_inline_constraints_accept_and_refuse_like_aspnet(
-    route: str, good: str, bad: str
-) -> None:
+def test_inline_constraints_accept_and_refuse_like_aspnet(route: str, good: str, bad: str) -> None:
     assert match(route, f"/api/n/{good}") is not None
     assert match(route, f"/api/n/{bad}") is None
 
@@ -93,9 +89,7 @@ def test_invalid_templates_fail_at_start(route: str, message: str) -> None:
 
 
 def table(*routes: tuple[str, list[str] | None]) -> RouteTable[str]:
-    return RouteTable.build(
-        (RouteTemplate.parse(r, prefix="api"), m, r) for r, m in routes
-    )
+    return RouteTable.build((RouteTemplate.parse(r, prefix="api"), m, r) for r, m in routes)
 
 
 def resolved_route(t: RouteTable[str], method: str, path: str) -> str:
@@ -104,9 +98,7 @@ def resolved_route(t: RouteTable[str], method: str, path: str) -> str:
     return found.route.target
 
 
-def test_literals_beat_parameters_beat_catch_all_whatever_the_registration_order() -> (
-    None
-):
+def test_literals_beat_parameters_beat_catch_all_whatever_the_registration_order() -> None:
     t = table(
         ("{*path}", None),
         ("users/{id}", None),
@@ -131,8 +123,6 @@ def test_wrong_method_gives_the_allowed_methods_and_unknown_path_gives_none() ->
     assert t.resolve("GET", split_path("/api/other")) is None
 
 
-def test_a_catch_all_accepting_the_method_serves_what_a_specific_route_refuses() -> (
-    None
-):
+def test_a_catch_all_accepting_the_method_serves_what_a_specific_route_refuses() -> None:
     t = table(("items/{id}", ["GET"]), ("{*path}", None))
     assert resolved_route(t, "POST", "/api/items/1") == "{*path}"
