@@ -1,14 +1,13 @@
-"""Adapter test fixtures: one Azurite per test session on free ports, a fresh table prefix per test."""
+"""Adapter test fixtures: a fresh table prefix per test over the session's Azurite (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devtools.azurite import Azurite, free_port, start_azurite
+from devtools.azurite import Azurite
 from shared.adapters.crypto import AesGcmCipher, StaticKeySource, generate_key
 from shared.adapters.tables import TableStorage
 
@@ -24,15 +23,6 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.current += timedelta(**delta)
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    instance = start_azurite(blob_port=free_port(), queue_port=free_port(), table_port=free_port())
-    try:
-        yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture
