@@ -32,9 +32,7 @@ DEFAULT_PORT = 7071
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m devtools.host", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m devtools.host", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--app",
         default="function_app:app",
@@ -45,18 +43,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=".",
         help="folder with host.json, local.settings.json and the app",
     )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (127.0.0.1)")
     parser.add_argument(
         "--port",
         type=int,
         default=None,
         help=f"HTTP port ({DEFAULT_PORT}, or Host.LocalHttpPort)",
     )
-    parser.add_argument(
-        "--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (INFO)"
-    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (INFO)")
     return parser.parse_args(argv)
 
 
@@ -64,9 +58,7 @@ def _local_http_port(project_dir: Path) -> int | None:
     path = project_dir / "local.settings.json"
     if not path.exists():
         return None
-    port = (json.loads(path.read_text(encoding="utf-8")).get("Host") or {}).get(
-        "LocalHttpPort"
-    )
+    port = (json.loads(path.read_text(encoding="utf-8")).get("Host") or {}).get("LocalHttpPort")
     return int(port) if port else None
 
 
@@ -76,9 +68,7 @@ def _load_app(spec: str, project_dir: Path) -> func.FunctionApp:
     sys.path.insert(0, str(project_dir))
     module = importlib.import_module(module_name)
     app = getattr(module, attribute or "app")
-    if not isinstance(
-        app, FunctionRegister
-    ):  # FunctionApp, AsgiFunctionApp and WsgiFunctionApp
+    if not isinstance(app, FunctionRegister):  # FunctionApp, AsgiFunctionApp and WsgiFunctionApp
         raise HostConfigurationError(f"'{spec}' is not a func.FunctionApp.")
     return app  # type: ignore[return-value]
 
@@ -96,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(settings)
         options = HostOptions.load(project_dir)
         app = _load_app(args.app, project_dir)
-        port = (
-            args.port
-            if args.port is not None
-            else (_local_http_port(project_dir) or DEFAULT_PORT)
-        )
+        port = args.port if args.port is not None else (_local_http_port(project_dir) or DEFAULT_PORT)
         host = LocalHost(
             app,
             settings=settings,

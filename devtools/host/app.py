@@ -62,9 +62,7 @@ class _Endpoint:
         self.spec = spec
         self.auth_level = str(spec.trigger.get("authLevel", FUNCTION)).lower()
         if self.auth_level not in (ANONYMOUS, FUNCTION, ADMIN):
-            raise HostConfigurationError(
-                f"Function '{spec.name}' has an unknown authLevel '{self.auth_level}'."
-            )
+            raise HostConfigurationError(f"Function '{spec.name}' has an unknown authLevel '{self.auth_level}'.")
         names = [MASTER_KEY_SETTING]
         if self.auth_level == FUNCTION:
             names = [
@@ -94,10 +92,7 @@ def _error(
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body = json.dumps({"error": {"code": code, "message": message}}).encode("utf-8")
     raw = [(b"content-type", b"application/json; charset=utf-8")]
-    raw += [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in (headers or {}).items()
-    ]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     return status, raw, body
 
 
@@ -117,9 +112,7 @@ def _response_parts(result: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]
             result.encode("utf-8"),
         )
     if not isinstance(result, func.HttpResponse):
-        raise TypeError(
-            f"an HTTP function must return func.HttpResponse or str, not {type(result).__name__}"
-        )
+        raise TypeError(f"an HTTP function must return func.HttpResponse or str, not {type(result).__name__}")
     headers: list[tuple[bytes, bytes]] = []
     has_content_type = False
     for name, value in result.headers.items():
@@ -131,11 +124,7 @@ def _response_parts(result: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]
     if not has_content_type:
         # Same rule as the worker's HttpResponseConverter: charset only for text/* types.
         mimetype = result.mimetype
-        content_type = (
-            f"{mimetype}; charset={result.charset}"
-            if mimetype.startswith("text/")
-            else mimetype
-        )
+        content_type = f"{mimetype}; charset={result.charset}" if mimetype.startswith("text/") else mimetype
         headers.append((b"content-type", content_type.encode("latin-1")))
     return int(result.status_code), headers, result.get_body()
 
@@ -163,14 +152,10 @@ class FunctionsHttpApp:
                 continue
             route = str(spec.trigger.get("route") or spec.name)
             template = RouteTemplate.parse(route, prefix=options.route_prefix)
-            methods = [
-                str(m).upper() for m in spec.trigger.get("methods") or []
-            ] or None
+            methods = [str(m).upper() for m in spec.trigger.get("methods") or []] or None
             entries.append((template, methods, _Endpoint(spec, settings)))
         self.table: RouteTable[_Endpoint] = RouteTable.build(entries)
-        function_level = [
-            r.target for r in self.table.routes if r.target.auth_level == FUNCTION
-        ]
+        function_level = [r.target for r in self.table.routes if r.target.auth_level == FUNCTION]
         if function_level and not settings.get(FUNCTION_KEY_SETTING):
             refusing = sorted(e.spec.name for e in function_level if not e.has_keys)
             logger.warning(
@@ -181,11 +166,7 @@ class FunctionsHttpApp:
                 MASTER_KEY_SETTING,
                 ", ".join(refusing) or "(none)",
             )
-        admin_level = [
-            r.target.spec.name
-            for r in self.table.routes
-            if r.target.auth_level == ADMIN
-        ]
+        admin_level = [r.target.spec.name for r in self.table.routes if r.target.auth_level == ADMIN]
         if admin_level and not settings.get(MASTER_KEY_SETTING):
             logger.warning(
                 "The app setting %s is not set: admin-level HTTP functions refuse every request: %s",
@@ -212,9 +193,7 @@ class FunctionsHttpApp:
             }
         )
 
-    async def _handle(
-        self, request: Request
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _handle(self, request: Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         scope = request.scope
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = raw_path.decode("latin-1")
@@ -233,9 +212,7 @@ class FunctionsHttpApp:
             )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BODY_BYTES:
-            return _error(
-                413, "payload_too_large", "The request body is larger than 100 MB."
-            )
+            return _error(413, "payload_too_large", "The request body is larger than 100 MB.")
 
         resolved = self.table.resolve(request.method, split_path(path))
         if resolved is None:
@@ -253,18 +230,14 @@ class FunctionsHttpApp:
                 {"allow": allow},
             )
         endpoint = resolved.route.target
-        presented = request.headers.get(KEY_HEADER) or request.query_params.get(
-            KEY_QUERY
-        )
+        presented = request.headers.get(KEY_HEADER) or request.query_params.get(KEY_QUERY)
         if not endpoint.authorises(presented):
             return _error(401, "unauthorized", "A valid function key is required.")
 
         try:
             body = await self._read_body(request)
         except _BodyTooLarge:
-            return _error(
-                413, "payload_too_large", "The request body is larger than 100 MB."
-            )
+            return _error(413, "payload_too_large", "The request body is larger than 100 MB.")
         http_request = func.HttpRequest(
             method=request.method,
             url=str(request.url),
@@ -282,9 +255,7 @@ class FunctionsHttpApp:
             return _response_parts(result)
         except Exception:
             logger.exception("Function '%s' failed", endpoint.spec.name)
-            return _error(
-                500, "function_failed", "The function failed; see the host log."
-            )
+            return _error(500, "function_failed", "The function failed; see the host log.")
 
     @staticmethod
     async def _read_body(request: Request) -> bytes:
@@ -318,9 +289,7 @@ def build_asgi_app(
         specs = index_functions(function_app, settings=settings)
     own_invoker = invoker is None
     active = invoker or Invoker()
-    http_app = FunctionsHttpApp(
-        specs, settings=settings, options=options, invoker=active
-    )
+    http_app = FunctionsHttpApp(specs, settings=settings, options=options, invoker=active)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

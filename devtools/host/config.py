@@ -21,9 +21,7 @@ DEFAULT_ROUTE_PREFIX = "api"
 MESSAGE_ENCODINGS = ("base64", "none")
 
 # TimeSpan as .NET writes it in host.json: [-][d.]hh:mm:ss[.fffffff]
-_TIMESPAN = re.compile(
-    r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})(?:\.(?P<frac>\d{1,7}))?$"
-)
+_TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})(?:\.(?P<frac>\d{1,7}))?$")
 _SETTING_REF = re.compile(r"%([^%]+)%")
 
 
@@ -48,9 +46,7 @@ def parse_timespan(value: object, *, name: str) -> timedelta:
                 seconds=int(match.group("s")),
                 microseconds=int(frac.ljust(7, "0")[:6]),
             )
-    raise HostConfigurationError(
-        f"{name}: {value!r} is not a duration such as '00:00:02'."
-    )
+    raise HostConfigurationError(f"{name}: {value!r} is not a duration such as '00:00:02'.")
 
 
 @dataclass(frozen=True)
@@ -65,24 +61,14 @@ class QueueOptions:
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 32:
-            raise HostConfigurationError(
-                f"queues.batchSize must be 1..32, got {self.batch_size}."
-            )
+            raise HostConfigurationError(f"queues.batchSize must be 1..32, got {self.batch_size}.")
         if self.max_dequeue_count < 1:
-            raise HostConfigurationError(
-                f"queues.maxDequeueCount must be at least 1, got {self.max_dequeue_count}."
-            )
-        if self.visibility_timeout < timedelta(
-            0
-        ) or self.visibility_timeout > timedelta(days=7):
-            raise HostConfigurationError(
-                "queues.visibilityTimeout must be between 0 and 7 days."
-            )
+            raise HostConfigurationError(f"queues.maxDequeueCount must be at least 1, got {self.max_dequeue_count}.")
+        if self.visibility_timeout < timedelta(0) or self.visibility_timeout > timedelta(days=7):
+            raise HostConfigurationError("queues.visibilityTimeout must be between 0 and 7 days.")
         if self.max_polling_interval < timedelta(milliseconds=100):
             # The platform's own floor: it never polls more often than every 100 ms.
-            raise HostConfigurationError(
-                "queues.maxPollingInterval must be at least 100 ms."
-            )
+            raise HostConfigurationError("queues.maxPollingInterval must be at least 100 ms.")
         if self.message_encoding not in MESSAGE_ENCODINGS:
             raise HostConfigurationError(
                 f"queues.messageEncoding must be one of {MESSAGE_ENCODINGS}, got {self.message_encoding!r}."
@@ -107,9 +93,7 @@ class HostOptions:
         if "maxDequeueCount" in queues:
             queue_kwargs["max_dequeue_count"] = int(queues["maxDequeueCount"])
         if "visibilityTimeout" in queues:
-            queue_kwargs["visibility_timeout"] = parse_timespan(
-                queues["visibilityTimeout"], name="visibilityTimeout"
-            )
+            queue_kwargs["visibility_timeout"] = parse_timespan(queues["visibilityTimeout"], name="visibilityTimeout")
         if "maxPollingInterval" in queues:
             queue_kwargs["max_polling_interval"] = parse_timespan(
                 queues["maxPollingInterval"], name="maxPollingInterval"
@@ -117,9 +101,7 @@ class HostOptions:
         if "messageEncoding" in queues:
             queue_kwargs["message_encoding"] = str(queues["messageEncoding"]).lower()
         prefix = http.get("routePrefix", DEFAULT_ROUTE_PREFIX)
-        return cls(
-            route_prefix=str(prefix).strip("/"), queues=QueueOptions(**queue_kwargs)
-        )
+        return cls(route_prefix=str(prefix).strip("/"), queues=QueueOptions(**queue_kwargs))
 
     @classmethod
     def load(cls, project_dir: str | os.PathLike[str]) -> HostOptions:
@@ -138,9 +120,7 @@ class HostOptions:
         return replace(self, queues=replace(self.queues, **changes))
 
 
-def load_settings(
-    project_dir: str | os.PathLike[str], environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def load_settings(project_dir: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """App settings as Core Tools builds them: local.settings.json "Values", then the environment."""
     settings: dict[str, str] = {}
     path = Path(project_dir) / "local.settings.json"
@@ -150,27 +130,21 @@ def load_settings(
         except json.JSONDecodeError as err:
             raise HostConfigurationError(f"{path} is not valid JSON: {err}") from err
         if data.get("IsEncrypted"):
-            raise HostConfigurationError(
-                f"{path} is encrypted; the local host reads only plain values."
-            )
+            raise HostConfigurationError(f"{path} is encrypted; the local host reads only plain values.")
         for key, value in (data.get("Values") or {}).items():
             settings[str(key)] = "" if value is None else str(value)
     settings.update(os.environ if environ is None else environ)
     return settings
 
 
-def resolve_setting_references(
-    value: str, settings: Mapping[str, str], *, what: str
-) -> str:
+def resolve_setting_references(value: str, settings: Mapping[str, str], *, what: str) -> str:
     """Replace ``%NAME%`` with the app setting NAME, as the host does for binding expressions."""
 
     def lookup(match: re.Match[str]) -> str:
         name = match.group(1)
         resolved = settings.get(name)
         if resolved is None or resolved == "":
-            raise HostConfigurationError(
-                f"{what} refers to the app setting '{name}', which is not set."
-            )
+            raise HostConfigurationError(f"{what} refers to the app setting '{name}', which is not set.")
         return resolved
 
     return _SETTING_REF.sub(lookup, value)

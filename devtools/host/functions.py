@@ -68,9 +68,7 @@ def _direction(binding: Mapping[str, Any]) -> str:
     return str(binding.get("direction", "")).lower()
 
 
-def index_functions(
-    function_app: func.FunctionApp, *, settings: Mapping[str, str]
-) -> list[FunctionSpec]:
+def index_functions(function_app: func.FunctionApp, *, settings: Mapping[str, str]) -> list[FunctionSpec]:
     """Every enabled function of the app.
 
     Raises HostConfigurationError for a binding type the host does not serve, or for
@@ -92,9 +90,7 @@ def index_functions(
             )
         bindings = [_plain(b.get_dict_repr()) for b in function.get_bindings()]
         for binding in bindings:
-            if binding.get("type") == trigger_type and binding.get(
-                "name"
-            ) == trigger.get("name"):
+            if binding.get("type") == trigger_type and binding.get("name") == trigger.get("name"):
                 continue
             is_http_return = (
                 trigger_type == HTTP_TRIGGER
@@ -116,9 +112,7 @@ def index_functions(
                 f"Function '{name}': the parameters {list(parameters)} do not match the bindings "
                 f"(trigger '{trigger_arg}', optional '{CONTEXT_PARAMETER}')."
             )
-        disabled = settings.get(
-            f"AzureWebJobs.{name}.Disabled", ""
-        ).strip().lower() in ("true", "1")
+        disabled = settings.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
         if disabled:
             logger.info(
                 "Function '%s' is disabled by its AzureWebJobs.%s.Disabled setting.",
@@ -220,17 +214,11 @@ class Invoker:
     """Calls user functions; owns the thread pool that plain (sync) functions run in."""
 
     def __init__(self, *, max_workers: int | None = None) -> None:
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="function"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="function")
 
-    async def invoke(
-        self, spec: FunctionSpec, trigger_value: Any, *, reason: str
-    ) -> Any:
+    async def invoke(self, spec: FunctionSpec, trigger_value: Any, *, reason: str) -> Any:
         """Run one invocation and return what the function returned; its exception propagates."""
-        context = InvocationContext(
-            function_name=spec.name, function_directory=spec.directory
-        )
+        context = InvocationContext(function_name=spec.name, function_directory=spec.directory)
         kwargs: dict[str, Any] = {spec.trigger_arg: trigger_value}
         if spec.wants_context:
             kwargs[CONTEXT_PARAMETER] = context
@@ -275,9 +263,7 @@ class Invoker:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _call_in_thread(
-    spec: FunctionSpec, context: InvocationContext, kwargs: dict[str, Any]
-) -> Any:
+def _call_in_thread(spec: FunctionSpec, context: InvocationContext, kwargs: dict[str, Any]) -> Any:
     # The worker sets the invocation id in thread-local storage so logs from user threads can be correlated.
     context.thread_local_storage.invocation_id = context.invocation_id
     return spec.user_function(**kwargs)

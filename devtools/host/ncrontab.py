@@ -57,9 +57,7 @@ class _Field:
         if "/" in item:
             base, step_text = item.split("/", 1)
             if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
-                raise NCrontabError(
-                    f"'{item}': the step in the {self.name} field must be a positive number."
-                )
+                raise NCrontabError(f"'{item}': the step in the {self.name} field must be a positive number.")
             step = int(step_text)
         if base == "*":
             return range(self.low, self.high + 1, step)
@@ -67,9 +65,7 @@ class _Field:
             first_text, last_text = base.split("-", 1)
             first, last = self._value(first_text), self._value(last_text)
             if first > last:
-                raise NCrontabError(
-                    f"'{item}': the range in the {self.name} field runs backwards."
-                )
+                raise NCrontabError(f"'{item}': the range in the {self.name} field runs backwards.")
             return range(first, last + 1, step)
         first = self._value(base)
         if "/" in item:
@@ -82,23 +78,15 @@ class _Field:
             value = int(text)
         else:
             lowered = text.lower()
-            matches = [
-                i
-                for i, n in enumerate(self.names)
-                if lowered and n.lower().startswith(lowered)
-            ]
+            matches = [i for i, n in enumerate(self.names) if lowered and n.lower().startswith(lowered)]
             if not matches:
                 allowed = f"a number {self.low}-{self.high}" + (
                     f" or a name ({', '.join(self.names)})" if self.names else ""
                 )
-                raise NCrontabError(
-                    f"'{text}' is not valid in the {self.name} field: use {allowed}."
-                )
+                raise NCrontabError(f"'{text}' is not valid in the {self.name} field: use {allowed}.")
             value = matches[0] + self.low
         if not self.low <= value <= self.high:
-            raise NCrontabError(
-                f"{value} is outside the {self.name} field's range {self.low}-{self.high}."
-            )
+            raise NCrontabError(f"{value} is outside the {self.name} field's range {self.low}-{self.high}.")
         return value
 
 
@@ -146,9 +134,7 @@ class NCrontab:
 
     def _day_matches(self, moment: datetime) -> bool:
         # Python: Monday=0; NCRONTAB: Sunday=0.
-        return (
-            moment.day in self.days and (moment.weekday() + 1) % 7 in self.days_of_week
-        )
+        return moment.day in self.days and (moment.weekday() + 1) % 7 in self.days_of_week
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first occurrence strictly after ``moment`` (None only for a schedule that never occurs)."""
@@ -167,32 +153,22 @@ class NCrontab:
                         second=0,
                     )
                 else:
-                    candidate = candidate.replace(
-                        month=self.months[index], day=1, hour=0, minute=0, second=0
-                    )
+                    candidate = candidate.replace(month=self.months[index], day=1, hour=0, minute=0, second=0)
                 continue
             if not self._day_matches(candidate):
-                candidate = candidate.replace(hour=0, minute=0, second=0) + timedelta(
-                    days=1
-                )
+                candidate = candidate.replace(hour=0, minute=0, second=0) + timedelta(days=1)
                 continue
             if candidate.hour not in self.hours:
                 index = bisect.bisect_left(self.hours, candidate.hour)
                 if index == len(self.hours):
-                    candidate = candidate.replace(
-                        hour=0, minute=0, second=0
-                    ) + timedelta(days=1)
+                    candidate = candidate.replace(hour=0, minute=0, second=0) + timedelta(days=1)
                 else:
-                    candidate = candidate.replace(
-                        hour=self.hours[index], minute=0, second=0
-                    )
+                    candidate = candidate.replace(hour=self.hours[index], minute=0, second=0)
                 continue
             if candidate.minute not in self.minutes:
                 index = bisect.bisect_left(self.minutes, candidate.minute)
                 if index == len(self.minutes):
-                    candidate = candidate.replace(minute=0, second=0) + timedelta(
-                        hours=1
-                    )
+                    candidate = candidate.replace(minute=0, second=0) + timedelta(hours=1)
                 else:
                     candidate = candidate.replace(minute=self.minutes[index], second=0)
                 continue

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -59,16 +60,12 @@ _DEVELOPMENT_STORAGE = (
 )
 
 
-def storage_connection_string(
-    settings: Mapping[str, str], connection: str | None, *, function_name: str
-) -> str:
+def storage_connection_string(settings: Mapping[str, str], connection: str | None, *, function_name: str) -> str:
     """The connection string a binding's ``connection`` property points at."""
     name = connection or DEFAULT_CONNECTION
     value = settings.get(name) or settings.get(f"AzureWebJobs{name}")
     if not value:
-        raise HostConfigurationError(
-            f"Function '{function_name}': the storage connection setting '{name}' is not set."
-        )
+        raise HostConfigurationError(f"Function '{function_name}': the storage connection setting '{name}' is not set.")
     if value.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true":
         return _DEVELOPMENT_STORAGE
     return value
@@ -85,29 +82,21 @@ class QueueBinding:
         return self.queue_name + POISON_SUFFIX
 
 
-def queue_bindings(
-    specs: list[FunctionSpec], settings: Mapping[str, str]
-) -> list[QueueBinding]:
+def queue_bindings(specs: list[FunctionSpec], settings: Mapping[str, str]) -> list[QueueBinding]:
     """Resolve queue names and connections of every queue-triggered function; fail fast if one cannot be."""
     bindings: list[QueueBinding] = []
     for spec in specs:
         if spec.trigger_type != QUEUE_TRIGGER:
             continue
         raw_name = str(spec.trigger.get("queueName", ""))
-        name = resolve_setting_references(
-            raw_name, settings, what=f"The queue name of function '{spec.name}'"
-        )
+        name = resolve_setting_references(raw_name, settings, what=f"The queue name of function '{spec.name}'")
         if not _QUEUE_NAME.match(name):
             raise HostConfigurationError(
                 f"Function '{spec.name}': '{name}' is not a valid queue name "
                 "(3-63 lower-case letters, digits and single hyphens)."
             )
-        connection = storage_connection_string(
-            settings, spec.trigger.get("connection"), function_name=spec.name
-        )
-        bindings.append(
-            QueueBinding(spec=spec, queue_name=name, connection_string=connection)
-        )
+        connection = storage_connection_string(settings, spec.trigger.get("connection"), function_name=spec.name)
+        bindings.append(QueueBinding(spec=spec, queue_name=name, connection_string=connection))
     return bindings
 
 
@@ -127,9 +116,7 @@ def decode_body(content: str, encoding: str) -> bytes:
 class QueuePoller:
     """Polls one queue for one function."""
 
-    def __init__(
-        self, binding: QueueBinding, *, options: QueueOptions, invoker: Invoker
-    ) -> None:
+    def __init__(self, binding: QueueBinding, *, options: QueueOptions, invoker: Invoker) -> None:
         self.binding = binding
         self._options = options
         self._invoker = invoker
@@ -189,14 +176,10 @@ class QueuePoller:
         dequeue_count = int(message.dequeue_count or 0)
         if dequeue_count > self._options.max_dequeue_count:
             # Already over the limit (a host stopped mid-run before): poison without another try.
-            await self._move_to_poison(
-                message, reason="its dequeue count is over maxDequeueCount"
-            )
+            await self._move_to_poison(message, reason="its dequeue count is over maxDequeueCount")
             return
         try:
-            body = decode_body(
-                str(message.content or ""), self._options.message_encoding
-            )
+            body = decode_body(str(message.content or ""), self._options.message_encoding)
         except _DecodeError:
             logger.error(
                 "Function '%s': message %s on '%s' is not valid base64 (messageEncoding is base64).",
@@ -230,17 +213,13 @@ class QueuePoller:
             )
             try:
                 if dequeue_count >= self._options.max_dequeue_count:
-                    await self._move_to_poison(
-                        message, reason=f"it failed {dequeue_count} times"
-                    )
+                    await self._move_to_poison(message, reason=f"it failed {dequeue_count} times")
                 else:
                     await asyncio.to_thread(
                         self._queue.update_message,
                         message.id,
                         pop_receipt=message.pop_receipt,
-                        visibility_timeout=int(
-                            self._options.visibility_timeout.total_seconds()
-                        ),
+                        visibility_timeout=int(self._options.visibility_timeout.total_seconds()),
                     )
             except AzureError as err:
                 # The lease runs out and the message comes back by itself; nothing is lost.
@@ -252,9 +231,7 @@ class QueuePoller:
                 )
             return
         try:
-            await asyncio.to_thread(
-                self._queue.delete_message, message.id, message.pop_receipt
-            )
+            await asyncio.to_thread(self._queue.delete_message, message.id, message.pop_receipt)
         except ResourceNotFoundError:
             logger.warning(
                 "Function '%s': message %s was gone before it could be deleted.",
@@ -262,9 +239,7 @@ class QueuePoller:
                 message.id,
             )
         except AzureError as err:
-            logger.warning(
-                "Function '%s': could not delete message %s: %s", name, message.id, err
-            )
+            logger.warning("Function '%s': could not delete message %s: %s", name, message.id, err)
 
     async def _move_to_poison(self, message: QueueMessage, *, reason: str) -> None:
         logger.warning(
@@ -277,9 +252,7 @@ class QueuePoller:
         # Copy first, then delete: a crash in between duplicates the message rather than losing it.
         await asyncio.to_thread(_create_if_missing, self._poison)
         await asyncio.to_thread(self._poison.send_message, message.content)
-        await asyncio.to_thread(
-            self._queue.delete_message, message.id, message.pop_receipt
-        )
+        await asyncio.to_thread(self._queue.delete_message, message.id, message.pop_receipt)
 
     def close(self) -> None:
         self._queue.close()
@@ -287,10 +260,8 @@ class QueuePoller:
 
 
 def _create_if_missing(client: QueueClient) -> None:
-    try:
+    with contextlib.suppress(ResourceExistsError):
         client.create_queue()
-    except ResourceExistsError:
-        pass
 
 
 class QueueService:
@@ -304,10 +275,7 @@ class QueueService:
         options: QueueOptions,
         invoker: Invoker,
     ) -> None:
-        self.pollers = [
-            QueuePoller(b, options=options, invoker=invoker)
-            for b in queue_bindings(specs, settings)
-        ]
+        self.pollers = [QueuePoller(b, options=options, invoker=invoker) for b in queue_bindings(specs, settings)]
 
     async def run(self, stopping: asyncio.Event) -> None:
         for poller in self.pollers:

@@ -11,6 +11,7 @@ catch-alls and a longer literal prefix wins.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import uuid
@@ -32,16 +33,10 @@ _INTEGER = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _ALPHA = re.compile(r"^[A-Za-z]+$")
 _GUID_FORMS = (
-    re.compile(
-        r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-    ),
+    re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
     re.compile(r"^[0-9a-fA-F]{32}$"),
-    re.compile(
-        r"^\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}$"
-    ),
-    re.compile(
-        r"^\([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\)$"
-    ),
+    re.compile(r"^\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}$"),
+    re.compile(r"^\([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\)$"),
 )
 
 
@@ -73,9 +68,7 @@ def _is_guid(value: str) -> bool:
 
 def _int_args(name: str, args: Sequence[str], count: int) -> list[int]:
     if len(args) != count or not all(_INTEGER.match(a.strip()) for a in args):
-        raise HostConfigurationError(
-            f"Route constraint '{name}' takes {count} integer argument(s), got {list(args)}."
-        )
+        raise HostConfigurationError(f"Route constraint '{name}' takes {count} integer argument(s), got {list(args)}.")
     return [int(a) for a in args]
 
 
@@ -95,9 +88,7 @@ def _build_constraint(name: str, args: Sequence[str] | None, raw: str) -> Constr
     }
     if key in simple:
         if args:
-            raise HostConfigurationError(
-                f"Route constraint '{name}' takes no arguments: {raw}"
-            )
+            raise HostConfigurationError(f"Route constraint '{name}' takes no arguments: {raw}")
         return simple[key]
     if args is None:
         raise HostConfigurationError(f"Unknown route constraint '{name}' in {raw}")
@@ -157,9 +148,7 @@ class _Parameter:
 @dataclass(frozen=True)
 class _Segment:
     parts: tuple[str | _Parameter, ...]
-    pattern: re.Pattern[str] | None = (
-        None  # only for segments mixing literals and parameters
-    )
+    pattern: re.Pattern[str] | None = None  # only for segments mixing literals and parameters
 
     @property
     def literal(self) -> str | None:
@@ -197,26 +186,16 @@ def _parse_parameter(token: str, template: str) -> _Parameter:
     pieces = _split_outside_parens(body, ":")
     name = pieces[0].strip()
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-        raise HostConfigurationError(
-            f"Invalid route parameter name '{name}' in route '{template}'."
-        )
+        raise HostConfigurationError(f"Invalid route parameter name '{name}' in route '{template}'.")
     constraints: list[Constraint] = []
     for raw in pieces[1:]:
         match = re.match(r"^([A-Za-z]+)(?:\((.*)\))?$", raw, re.DOTALL)
         if not match:
-            raise HostConfigurationError(
-                f"Invalid route constraint '{raw}' in route '{template}'."
-            )
-        args = (
-            _split_outside_parens(match.group(2), ",")
-            if match.group(2) is not None
-            else None
-        )
+            raise HostConfigurationError(f"Invalid route constraint '{raw}' in route '{template}'.")
+        args = _split_outside_parens(match.group(2), ",") if match.group(2) is not None else None
         constraints.append(_build_constraint(match.group(1), args, template))
     if optional and default is not None:
-        raise HostConfigurationError(
-            f"Route parameter '{name}' cannot be both optional and have a default."
-        )
+        raise HostConfigurationError(f"Route parameter '{name}' cannot be both optional and have a default.")
     return _Parameter(
         name=name,
         optional=optional,
@@ -250,9 +229,7 @@ def _tokenise_segment(text: str, template: str) -> list[str | _Parameter]:
         index += 1
         while True:
             if index >= len(text):
-                raise HostConfigurationError(
-                    f"Unbalanced braces in route '{template}'."
-                )
+                raise HostConfigurationError(f"Unbalanced braces in route '{template}'.")
             if text[index] in "{}" and text[index : index + 2] == text[index] * 2:
                 token += text[index]
                 index += 2
@@ -260,9 +237,7 @@ def _tokenise_segment(text: str, template: str) -> list[str | _Parameter]:
                 index += 1
                 break
             elif text[index] == "{":
-                raise HostConfigurationError(
-                    f"Unbalanced braces in route '{template}'."
-                )
+                raise HostConfigurationError(f"Unbalanced braces in route '{template}'.")
             else:
                 token += text[index]
                 index += 1
@@ -278,13 +253,8 @@ def _parse_segment(text: str, template: str) -> _Segment:
         raise HostConfigurationError(f"Empty segment in route '{template}'.")
     if len(parts) == 1:
         return _Segment(parts=tuple(parts))
-    if any(
-        isinstance(a, _Parameter) and isinstance(b, _Parameter)
-        for a, b in zip(parts, parts[1:])
-    ):
-        raise HostConfigurationError(
-            f"Route '{template}': two parameters need a literal between them."
-        )
+    if any(isinstance(a, _Parameter) and isinstance(b, _Parameter) for a, b in itertools.pairwise(parts)):
+        raise HostConfigurationError(f"Route '{template}': two parameters need a literal between them.")
     regex = ""
     for part in parts:
         if isinstance(part, str):
@@ -296,9 +266,7 @@ def _parse_segment(text: str, template: str) -> _Segment:
         else:
             # Greedy groups reproduce ASP.NET's right-to-left matching of complex segments.
             regex += f"(?P<{part.name}>.+)"
-    return _Segment(
-        parts=tuple(parts), pattern=re.compile(f"^{regex}$", re.IGNORECASE | re.DOTALL)
-    )
+    return _Segment(parts=tuple(parts), pattern=re.compile(f"^{regex}$", re.IGNORECASE | re.DOTALL))
 
 
 def _split_template(template: str) -> list[str]:
@@ -337,23 +305,15 @@ class RouteTemplate:
                 if isinstance(part, _Parameter):
                     names.append(part.name.lower())
                     if part.catch_all and index != len(segments) - 1:
-                        raise HostConfigurationError(
-                            f"Route '{full}': a catch-all must be the last segment."
-                        )
+                        raise HostConfigurationError(f"Route '{full}': a catch-all must be the last segment.")
         if len(names) != len(set(names)):
             raise HostConfigurationError(f"Route '{full}' uses a parameter name twice.")
         for index, segment in enumerate(segments):
             parameter = segment.parameter
             if parameter is not None and parameter.optional:
                 later = segments[index + 1 :]
-                if not all(
-                    s.parameter is not None
-                    and (s.parameter.optional or s.parameter.catch_all)
-                    for s in later
-                ):
-                    raise HostConfigurationError(
-                        f"Route '{full}': an optional parameter must be at the end."
-                    )
+                if not all(s.parameter is not None and (s.parameter.optional or s.parameter.catch_all) for s in later):
+                    raise HostConfigurationError(f"Route '{full}': an optional parameter must be at the end.")
         return cls(text=full, segments=segments)
 
     @property
@@ -375,9 +335,7 @@ class RouteTemplate:
                     values[parameter.name] = parameter.default
                 return values
             if index >= len(path_segments):
-                if parameter is not None and (
-                    parameter.optional or parameter.default is not None
-                ):
+                if parameter is not None and (parameter.optional or parameter.default is not None):
                     if parameter.default is not None:
                         values[parameter.name] = parameter.default
                     continue
@@ -442,9 +400,7 @@ class RouteTable(Generic[T]):
     routes: list[Route[T]] = field(default_factory=list)
 
     @classmethod
-    def build(
-        cls, entries: Iterable[tuple[RouteTemplate, Iterable[str] | None, T]]
-    ) -> RouteTable[T]:
+    def build(cls, entries: Iterable[tuple[RouteTemplate, Iterable[str] | None, T]]) -> RouteTable[T]:
         routes = [
             Route(
                 template,
@@ -454,14 +410,10 @@ class RouteTable(Generic[T]):
             )
             for order, (template, methods, target) in enumerate(entries)
         ]
-        routes.sort(
-            key=lambda r: (r.template.precedence, r.template.text.lower(), r.order)
-        )
+        routes.sort(key=lambda r: (r.template.precedence, r.template.text.lower(), r.order))
         return cls(routes)
 
-    def resolve(
-        self, method: str, path_segments: Sequence[str]
-    ) -> RouteMatch[T] | frozenset[str] | None:
+    def resolve(self, method: str, path_segments: Sequence[str]) -> RouteMatch[T] | frozenset[str] | None:
         """The first route matching path and method; else the methods the path allows (405); else None (404)."""
         allowed: set[str] = set()
         for route in self.routes:

@@ -46,9 +46,7 @@ def _thread_count(settings: Mapping[str, str]) -> int | None:
     if not raw:
         return None  # the stdlib default, as the worker uses on Python 3.9+
     if not raw.isdigit() or not 1 <= int(raw) <= 32:
-        raise HostConfigurationError(
-            f"{THREAD_COUNT_SETTING} must be a number from 1 to 32, got '{raw}'."
-        )
+        raise HostConfigurationError(f"{THREAD_COUNT_SETTING} must be a number from 1 to 32, got '{raw}'.")
     return int(raw)
 
 
@@ -77,9 +75,7 @@ class LocalHost:
     ) -> None:
         self.settings = dict(settings)
         self.options = options or HostOptions()
-        self.specs: list[FunctionSpec] = index_functions(
-            function_app, settings=self.settings
-        )
+        self.specs: list[FunctionSpec] = index_functions(function_app, settings=self.settings)
         self.invoker = Invoker(max_workers=_thread_count(self.settings))
         self.timers = TimerService(
             self.specs,
@@ -111,9 +107,7 @@ class LocalHost:
             raise
         self.host = host
         self.port = int(self._socket.getsockname()[1])
-        config = uvicorn.Config(
-            asgi, log_level=log_level, lifespan="on", access_log=log_level == "debug"
-        )
+        config = uvicorn.Config(asgi, log_level=log_level, lifespan="on", access_log=log_level == "debug")
         self.server = _Server(config)
         self._shutdown_grace = shutdown_grace
         self._stopping: asyncio.Event | None = None
@@ -126,16 +120,10 @@ class LocalHost:
         lines = []
         for spec in self.specs:
             if spec.trigger_type == HTTP_TRIGGER:
-                methods = (
-                    ",".join(str(m) for m in spec.trigger.get("methods") or []) or "ALL"
-                )
+                methods = ",".join(str(m) for m in spec.trigger.get("methods") or []) or "ALL"
                 route = str(spec.trigger.get("route") or spec.name)
-                prefix = (
-                    f"/{self.options.route_prefix}" if self.options.route_prefix else ""
-                )
-                lines.append(
-                    f"{spec.name}: [{methods}] {self.base_url}{prefix}/{route}"
-                )
+                prefix = f"/{self.options.route_prefix}" if self.options.route_prefix else ""
+                lines.append(f"{spec.name}: [{methods}] {self.base_url}{prefix}/{route}")
             else:
                 lines.append(f"{spec.name}: {spec.trigger_type}")
         return lines
@@ -156,9 +144,7 @@ class LocalHost:
             await self.server.serve(sockets=[self._socket])
         finally:
             self._stopping.set()
-            _, pending = await asyncio.wait(
-                background, timeout=self._shutdown_grace.total_seconds()
-            )
+            _, pending = await asyncio.wait(background, timeout=self._shutdown_grace.total_seconds())
             for task in pending:
                 logger.warning(
                     "Stopping '%s' without waiting longer for running invocations.",
@@ -233,28 +219,18 @@ def start_host(
             asyncio.run(local_host.serve())
         except Exception as err:
             logger.exception("The local host failed")
-            failure.append(
-                err
-            )  # surfaced to the starting thread below when it fails during start
+            failure.append(err)  # surfaced to the starting thread below when it fails during start
 
-    thread = threading.Thread(
-        target=run, name=f"local-host-{local_host.port}", daemon=True
-    )
+    thread = threading.Thread(target=run, name=f"local-host-{local_host.port}", daemon=True)
     thread.start()
     waited = 0.0
     while not local_host.server.started:
         if not thread.is_alive():
-            raise RuntimeError("The local host stopped while starting.") from (
-                failure[0] if failure else None
-            )
+            raise RuntimeError("The local host stopped while starting.") from (failure[0] if failure else None)
         if waited >= start_timeout:
             local_host.request_stop()
-            raise RuntimeError(
-                f"The local host did not start within {start_timeout} s."
-            )
+            raise RuntimeError(f"The local host did not start within {start_timeout} s.")
         with contextlib.suppress(Exception):
             thread.join(0.02)
         waited += 0.02
-    return RunningHost(
-        base_url=local_host.base_url, local_host=local_host, _thread=thread
-    )
+    return RunningHost(base_url=local_host.base_url, local_host=local_host, _thread=thread)

@@ -41,18 +41,12 @@ __all__ = [
 ]
 
 
-def parse_schedule(
-    schedule: str, settings: Mapping[str, str], *, function_name: str = ""
-) -> NCrontab:
+def parse_schedule(schedule: str, settings: Mapping[str, str], *, function_name: str = "") -> NCrontab:
     """Resolve ``%SETTING%`` references and parse the NCRONTAB expression.
 
     Raises HostConfigurationError (a ValueError) naming the function and the problem.
     """
-    what = (
-        f"The schedule of function '{function_name}'"
-        if function_name
-        else "The schedule"
-    )
+    what = f"The schedule of function '{function_name}'" if function_name else "The schedule"
     expression = resolve_setting_references(schedule, settings, what=what)
     try:
         return NCrontab.parse(expression)
@@ -67,9 +61,7 @@ def time_zone(settings: Mapping[str, str]) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:
-        raise HostConfigurationError(
-            f"{TIME_ZONE_SETTING}='{name}' is not an IANA time zone name."
-        ) from err
+        raise HostConfigurationError(f"{TIME_ZONE_SETTING}='{name}' is not an IANA time zone name.") from err
 
 
 @dataclass(frozen=True)
@@ -120,9 +112,7 @@ class TimerService:
                 timer.schedule.expression,
                 timer.schedule.next_after(self._now()),
             )
-        await asyncio.gather(
-            *(self._run_timer(timer, stopping) for timer in self.timers)
-        )
+        await asyncio.gather(*(self._run_timer(timer, stopping) for timer in self.timers))
 
     async def _run_timer(self, timer: _Timer, stopping: asyncio.Event) -> None:
         last: datetime | None = None
@@ -163,10 +153,7 @@ class TimerService:
         started: datetime,
         last: datetime | None,
     ) -> None:
-        past_due = (
-            started - scheduled > self._tolerance
-            or self._next(timer, scheduled) <= started
-        )
+        past_due = started - scheduled > self._tolerance or self._next(timer, scheduled) <= started
         request = TimerRequest(
             past_due=past_due,
             schedule_status={
@@ -177,9 +164,7 @@ class TimerService:
             schedule={"AdjustForDST": True},
         )
         try:
-            await self._invoker.invoke(
-                timer.spec, request, reason=f"Timer fired at {started.isoformat()}"
-            )
+            await self._invoker.invoke(timer.spec, request, reason=f"Timer fired at {started.isoformat()}")
         except Exception:
             # The platform does not retry a failed timer invocation; the next occurrence runs as usual.
             logger.exception("Timer function '%s' failed", timer.spec.name)

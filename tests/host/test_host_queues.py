@@ -93,7 +93,9 @@ def queues(azurite: Azurite, queue_name: str) -> Iterator[Queues]:
     ]
     try:
         yield Queues(
-            *clients,
+            ok=clients[0],
+            failing=clients[1],
+            poison=clients[2],
             seen_ok=ok,
             seen_failing=failing,
             host=host,
