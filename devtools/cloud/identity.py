@@ -137,6 +137,12 @@ def error_page(err: AadstsError) -> HTMLResponse:
     )
 
 
+async def read_form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body, the only form encoding OAuth uses."""
+    body = (await request.body()).decode("utf-8", "replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
 def _client_info(user: User) -> str:
     raw = json.dumps({"uid": user.id, "utid": user.tenant_id}).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
@@ -271,7 +277,7 @@ class Identity:
     # ---- /authorize ---------------------------------------------------------------------------------
     async def authorize(self, request: Request) -> Response:
         if request.method == "POST":
-            params = {k: str(v) for k, v in (await request.form()).items()}
+            params = await read_form(request)
         else:
             params = dict(request.query_params)
         return self._authorize(request, request.path_params["tenant"], params)
@@ -471,7 +477,7 @@ class Identity:
             return state.pending.pop(ctx, None)
 
     async def login_post(self, request: Request) -> Response:
-        form = await request.form()
+        form = await read_form(request)
         ctx = str(form.get("ctx", ""))
         state = signin_state(self.world)
         with self.world.lock:
@@ -491,7 +497,7 @@ class Identity:
         return response
 
     async def consent_post(self, request: Request) -> Response:
-        form = await request.form()
+        form = await read_form(request)
         pending = self._take_pending(str(form.get("ctx", "")))
         if pending is None or pending.user_id is None:
             return error_page(AadstsError("invalid_request", None, message="The consent request has expired. Start again."))
@@ -636,7 +642,7 @@ class Identity:
     async def token(self, request: Request) -> Response:
         if request.method != "POST":
             return AadstsError("invalid_request", 900561).response()
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = await read_form(request)
         try:
             return self._token(request, request.path_params["tenant"], form)
         except AadstsError as err:
@@ -710,7 +716,6 @@ class Identity:
             user_id=user.id,
             scopes=set(graph_scopes) | (oidc_consented - {"offline_access"}),
             lifetime=lifetime,
-            request=request,
         )
         body: dict[str, Any] = {
             "token_type": "Bearer",
@@ -850,7 +855,6 @@ class Identity:
             client_id=app.client_id,
             roles=roles,
             lifetime=lifetime,
-            request=request,
         )
         return JSONResponse(
             {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token},

@@ -45,7 +45,9 @@ class RunningCloud:
         return int(self.base_url.rsplit(":", 1)[1])
 
     def stop(self) -> None:
+        # Clients keep connections alive (MSAL's requests session does); do not wait for them.
         self._server.should_exit = True
+        self._server.force_exit = True
         self._thread.join(timeout=10)
 
     def __enter__(self) -> RunningCloud:
@@ -65,6 +67,7 @@ def _config(world: World, host: str, port: int, tls: TlsFiles) -> uvicorn.Config
         log_level="warning",
         access_log=False,  # request lines would carry authorization codes and tokens in query strings
         lifespan="off",
+        timeout_graceful_shutdown=1,
     )
 
 

@@ -148,12 +148,12 @@ def issue_access_token(
     roles: list[str] | set[str] | frozenset[str] | None = None,
     lifetime: int | None = None,
     audience: str = GRAPH_RESOURCE,
-    request: Request | None = None,
 ) -> str:
     """Mint a Graph access token: delegated (``user_id`` and ``scopes``) or app-only (``roles``).
 
     Claims are present only when they have a value, as in Entra: an app-only token whose app was
-    granted no roles carries no ``roles`` claim at all.
+    granted no roles carries no ``roles`` claim at all. The issuer comes from the world's announced
+    address only (never from a request), so Graph's check agrees however the token was minted.
     """
     if user_id is None and scopes:
         raise ValueError("delegated scopes need a user_id")
@@ -162,7 +162,7 @@ def issue_access_token(
     uti = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
     claims: dict[str, Any] = {
         "aud": audience,
-        "iss": v1_issuer(world, tenant_id, request),
+        "iss": v1_issuer(world, tenant_id),
         "iat": now,
         "nbf": now,
         "exp": now + ttl,
