@@ -20,7 +20,6 @@ import os
 import sys
 from pathlib import Path
 
-import azure.functions as func
 from azure.functions.decorators.function_app import FunctionRegister
 
 from devtools.host.config import HostConfigurationError, HostOptions, load_settings
@@ -62,7 +61,7 @@ def _local_http_port(project_dir: Path) -> int | None:
     return int(port) if port else None
 
 
-def _load_app(spec: str, project_dir: Path) -> func.FunctionApp:
+def _load_app(spec: str, project_dir: Path) -> FunctionRegister:
     module_name, _, attribute = spec.partition(":")
     # The worker imports the app from the project folder; do the same.
     sys.path.insert(0, str(project_dir))
@@ -70,7 +69,7 @@ def _load_app(spec: str, project_dir: Path) -> func.FunctionApp:
     app = getattr(module, attribute or "app")
     if not isinstance(app, FunctionRegister):  # FunctionApp, AsgiFunctionApp and WsgiFunctionApp
         raise HostConfigurationError(f"'{spec}' is not a func.FunctionApp.")
-    return app  # type: ignore[return-value]
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import azure.functions as func
+from azure.functions.decorators.function_app import FunctionRegister
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
@@ -270,7 +271,7 @@ class FunctionsHttpApp:
 
 
 def build_asgi_app(
-    function_app: func.FunctionApp,
+    function_app: FunctionRegister,
     *,
     settings: Mapping[str, str],
     options: HostOptions | None = None,

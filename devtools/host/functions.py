@@ -27,6 +27,7 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions._abc import RetryContext, TraceContext
+from azure.functions.decorators.function_app import FunctionRegister
 
 from devtools.host.config import HostConfigurationError
 
@@ -68,7 +69,7 @@ def _direction(binding: Mapping[str, Any]) -> str:
     return str(binding.get("direction", "")).lower()
 
 
-def index_functions(function_app: func.FunctionApp, *, settings: Mapping[str, str]) -> list[FunctionSpec]:
+def index_functions(function_app: FunctionRegister, *, settings: Mapping[str, str]) -> list[FunctionSpec]:
     """Every enabled function of the app.
 
     Raises HostConfigurationError for a binding type the host does not serve, or for

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import azure.functions as func
 import uvicorn
+from azure.functions.decorators.function_app import FunctionRegister
 
 from devtools.host.app import build_asgi_app
 from devtools.host.config import HostConfigurationError, HostOptions
@@ -63,7 +63,7 @@ class LocalHost:
 
     def __init__(
         self,
-        function_app: func.FunctionApp,
+        function_app: FunctionRegister,
         *,
         settings: Mapping[str, str],
         options: HostOptions | None = None,
@@ -107,7 +107,9 @@ class LocalHost:
             raise
         self.host = host
         self.port = int(self._socket.getsockname()[1])
-        config = uvicorn.Config(asgi, log_level=log_level, lifespan="on", access_log=log_level == "debug")
+        # No access log: request lines carry ?code= keys, which must never be logged. log_config=None
+        # leaves logging set-up to the caller (the command line, or pytest), not to uvicorn.
+        config = uvicorn.Config(asgi, log_level=log_level, log_config=None, lifespan="on", access_log=False)
         self.server = _Server(config)
         self._shutdown_grace = shutdown_grace
         self._stopping: asyncio.Event | None = None
@@ -190,7 +192,7 @@ class RunningHost:
 
 
 def start_host(
-    function_app: func.FunctionApp,
+    function_app: FunctionRegister,
     *,
     settings: Mapping[str, str],
     port: int = 0,

@@ -259,3 +259,22 @@ def test_unsupported_trigger_fails_at_start_naming_it() -> None:
 
     with pytest.raises(HostConfigurationError, match="'on_blob' uses the trigger type 'blobTrigger'"):
         build_asgi_app(app, settings=KEYS)
+
+
+def test_an_asgi_function_app_is_served_through_its_catch_all() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"hello {request.path_params['who']}")
+
+    app = func.AsgiFunctionApp(
+        app=Starlette(routes=[Route("/api/hello/{who}", hello)]), http_auth_level=func.AuthLevel.ANONYMOUS
+    )
+    running = start_host(app, settings={})
+    try:
+        assert httpx.get(f"{running.base_url}/api/hello/ann", timeout=10).text == "hello ann"
+    finally:
+        running.stop()
