@@ -91,21 +91,22 @@ def schedule_information(
 
 async def get_schedule(ctx: GraphContext) -> Response:
     ctx.mailbox(ctx.request.path_params.get("user"), "schedule")
-    body = await ctx.json()
+    # Action parameters are matched case-insensitively: the SDKs send "Schedules", "StartTime", ...
+    body = {key.lower(): value for key, value in (await ctx.json()).items()}
     schedules = body.get("schedules")
     if not isinstance(schedules, list) or not schedules or not all(isinstance(s, str) for s in schedules):
         raise _invalid("The schedules parameter is required and must list SMTP addresses.")
     if len(schedules) > MAX_SCHEDULES:
         raise _invalid(f"The number of schedules requested exceeds the limit of {MAX_SCHEDULES}.")
-    if "startTime" not in body or "endTime" not in body:
+    if "starttime" not in body or "endtime" not in body:
         raise _invalid("The startTime and endTime parameters are required.")
-    start = parse_datetime_timezone(body["startTime"], field_name="startTime")
-    end = parse_datetime_timezone(body["endTime"], field_name="endTime")
+    start = parse_datetime_timezone(body["starttime"], field_name="startTime")
+    end = parse_datetime_timezone(body["endtime"], field_name="endTime")
     if end <= start:
         raise _invalid("The endTime must be after the startTime.")
     if end - start >= MAX_WINDOW:
         raise _invalid("The time period to look up must be less than 62 days.")
-    interval = body.get("availabilityViewInterval", DEFAULT_INTERVAL)
+    interval = body.get("availabilityviewinterval", DEFAULT_INTERVAL)
     if interval is None:
         interval = DEFAULT_INTERVAL
     if not isinstance(interval, int) or not 5 <= interval <= 1440:

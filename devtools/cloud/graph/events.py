@@ -255,8 +255,8 @@ async def delete_event(ctx: GraphContext) -> Response:
 async def cancel_event(ctx: GraphContext) -> Response:
     owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
     event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
-    body = await ctx.json()
-    store.cancel_event(ctx.world, event, str(body.get("Comment") or body.get("comment") or ""))
+    body = {key.lower(): value for key, value in (await ctx.json()).items()}  # action parameters: any case
+    store.cancel_event(ctx.world, event, str(body.get("comment") or ""))
     return Response(status_code=202)
 
 
@@ -269,8 +269,8 @@ def _respond(response: str) -> Any:
         organizer_event = store.organizer_of(ctx.world, event)
         if organizer_event is None:
             raise store.not_found()
-        body = await ctx.json()
-        proposed = body.get("proposedNewTime")
+        body = {key.lower(): value for key, value in (await ctx.json()).items()}  # action parameters: any case
+        proposed = body.get("proposednewtime")
         start = end = None
         if isinstance(proposed, dict) and response in ("declined", "tentativelyAccepted"):
             start = parse_datetime_timezone(proposed.get("start"), field_name="proposedNewTime.start")
