@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -41,11 +41,19 @@ def at(clock: str, tz: str = "UTC", day: str = DAY) -> dict[str, str]:
 
 
 def add(world: World, mailbox: str, subject: str, start: str, end: str, tz: str = PT, **extra: Any) -> str:
-    return controls.add_event(world, mailbox, {"subject": subject, "start": at(start, tz), "end": at(end, tz), **extra}).id
+    return controls.add_event(
+        world, mailbox, {"subject": subject, "start": at(start, tz), "end": at(end, tz), **extra}
+    ).id
 
 
-def schedule(client: TestClient, headers: dict[str, str], body: dict[str, Any], *, tz: str | None = None,
-             path: str = "/v1.0/me/calendar/getSchedule") -> Any:
+def schedule(
+    client: TestClient,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    *,
+    tz: str | None = None,
+    path: str = "/v1.0/me/calendar/getSchedule",
+) -> Any:
     if tz:
         headers = {**headers, "Prefer": f'outlook.timezone="{tz}"'}
     return client.post(path, json=body, headers=headers)
@@ -57,19 +65,27 @@ def test_get_schedule_matches_the_documented_shape_and_view(world: World, client
     add(world, ALEX, "Maybe", "11:00", "11:30", showAs="tentative")
     add(world, ALEX, "Away", "13:00", "14:00", showAs="oof")
     add(world, ALEX, "Elsewhere", "15:00", "16:00", showAs="workingElsewhere")
-    body = {"schedules": [ALEX], "startTime": at("08:00", PT), "endTime": at("17:00", PT), "availabilityViewInterval": 60}
+    body = {
+        "schedules": [ALEX],
+        "startTime": at("08:00", PT),
+        "endTime": at("17:00", PT),
+        "availabilityViewInterval": 60,
+    }
     response = schedule(client, delegated(world, MEGAN, ["Calendars.Read"]), body, tz=PT)
     assert response.status_code == 200, response.text
     payload = response.json()
     assert payload["@odata.context"].endswith("$metadata#Collection(microsoft.graph.scheduleInformation)")
     info = payload["value"][0]
     assert info["scheduleId"] == ALEX
-    # 08-09 free, 09-10 busy, 10-11 free, 11-12 tentative, 12-13 free, 13-14 oof, 14-15 free, 15-16 elsewhere, 16-17 free
+    # 08 free, 09 busy, 10 free, 11 tentative, 12 free, 13 oof, 14 free, 15 working elsewhere (0), 16 free
     assert info["availabilityView"] == "020103000"
     first = info["scheduleItems"][0]
     # Alex shares details with Megan: subject/location/isPrivate of a normal event are shown.
     assert first == {
-        "isPrivate": False, "status": "busy", "subject": "Busy block", "location": "Room 1",
+        "isPrivate": False,
+        "status": "busy",
+        "subject": "Busy block",
+        "location": "Room 1",
         "start": {"dateTime": f"{DAY}T09:00:00.0000000", "timeZone": PT},
         "end": {"dateTime": f"{DAY}T10:00:00.0000000", "timeZone": PT},
     }
@@ -99,15 +115,19 @@ def test_get_schedule_owner_sees_own_details_and_app_only_sees_none(world: World
     body = {"schedules": [ALEX], "startTime": at("08:00", PT), "endTime": at("12:00", PT)}
     own = schedule(client, delegated(world, ALEX, ["Calendars.Read"]), body).json()["value"][0]
     assert own["scheduleItems"][0]["subject"] == "Mine"
-    app = schedule(client, app_only(world, "contoso.example", ["Calendars.Read"]), body,
-                   path=f"/v1.0/users/{MEGAN}/calendar/getSchedule").json()["value"][0]
+    app = schedule(
+        client,
+        app_only(world, "contoso.example", ["Calendars.Read"]),
+        body,
+        path=f"/v1.0/users/{MEGAN}/calendar/getSchedule",
+    ).json()["value"][0]
     assert set(app["scheduleItems"][0]) == {"status", "start", "end"}
 
 
 def test_get_schedule_unknown_and_foreign_users_get_an_error_item(world: World, client: TestClient) -> None:
     body = {"schedules": ["nobody@contoso.example", TOM], "startTime": at("08:00"), "endTime": at("09:00")}
     values = schedule(client, delegated(world, MEGAN, ["Calendars.Read"]), body).json()["value"]
-    for value, address in zip(values, ["nobody@contoso.example", TOM]):
+    for value, address in zip(values, ["nobody@contoso.example", TOM], strict=True):
         assert value["scheduleId"] == address
         assert set(value) == {"scheduleId", "error"}
         assert set(value["error"]) == {"message", "responseCode"}
@@ -115,8 +135,12 @@ def test_get_schedule_unknown_and_foreign_users_get_an_error_item(world: World, 
 
 def test_get_schedule_expands_recurring_fixture_events(world: World, client: TestClient) -> None:
     monday = current_monday(PT) + timedelta(days=7)  # next week: the standup recurs every weekday
-    body = {"schedules": [ALEX], "startTime": at("09:00", PT, monday.isoformat()), "endTime": at("10:00", PT, monday.isoformat()),
-            "availabilityViewInterval": 15}
+    body = {
+        "schedules": [ALEX],
+        "startTime": at("09:00", PT, monday.isoformat()),
+        "endTime": at("10:00", PT, monday.isoformat()),
+        "availabilityViewInterval": 15,
+    }
     info = schedule(client, delegated(world, MEGAN, ["Calendars.Read"]), body).json()["value"][0]
     standup = [i for i in info["scheduleItems"] if i.get("subject") == "Team standup"]
     assert len(standup) == 1
@@ -140,11 +164,14 @@ def test_get_schedule_limits(world: World, client: TestClient, patch: dict[str, 
 
 
 def test_get_schedule_window_just_under_62_days_is_fine(world: World, client: TestClient) -> None:
-    start = datetime(2030, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2030, 3, 1, tzinfo=UTC)
     end = start + timedelta(days=61, hours=23)
-    body = {"schedules": [ALEX], "availabilityViewInterval": 1440,
-            "startTime": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-            "endTime": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
+    body = {
+        "schedules": [ALEX],
+        "availabilityViewInterval": 1440,
+        "startTime": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "endTime": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+    }
     response = schedule(client, delegated(world, MEGAN, ["Calendars.Read"]), body)
     assert response.status_code == 200
     assert len(response.json()["value"][0]["availabilityView"]) == 62
@@ -162,14 +189,19 @@ def view(client: TestClient, headers: dict[str, str], path: str, start: str, end
 
 
 def test_calendar_view_requires_the_window(world: World, client: TestClient) -> None:
-    response = client.get(f"/v1.0/users/{ALEX}/calendarView", headers=app_only(world, "contoso.example", ["Calendars.Read"]))
+    response = client.get(
+        f"/v1.0/users/{ALEX}/calendarView", headers=app_only(world, "contoso.example", ["Calendars.Read"])
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "ErrorInvalidParameter"
 
 
 def test_calendar_view_bounds_use_their_offset_not_prefer(world: World, client: TestClient) -> None:
     add(world, ALEX, "Early", "08:00", "09:00")  # 16:00-17:00 UTC
-    headers = {**app_only(world, "contoso.example", ["Calendars.Read"]), "Prefer": 'outlook.timezone="Pacific Standard Time"'}
+    headers = {
+        **app_only(world, "contoso.example", ["Calendars.Read"]),
+        "Prefer": 'outlook.timezone="Pacific Standard Time"',
+    }
     # Without an offset the bounds are UTC: 15:00-16:00 UTC does not reach the event.
     miss = view(client, headers, f"/v1.0/users/{ALEX}/calendarView", f"{DAY}T15:00:00", f"{DAY}T16:00:00").json()
     assert miss["value"] == []
@@ -183,11 +215,42 @@ def test_calendar_view_bounds_use_their_offset_not_prefer(world: World, client: 
 def test_calendar_view_event_has_the_documented_properties(world: World, client: TestClient) -> None:
     add(world, ALEX, "Props", "08:00", "09:00")
     headers = app_only(world, "contoso.example", ["Calendars.Read"])
-    event = view(client, headers, f"/v1.0/users/{ALEX}/calendarView", f"{DAY}T00:00:00Z", f"{DAY}T23:59:59Z").json()["value"][0]
-    for key in ("@odata.etag", "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories", "originalStartTimeZone",
-                "iCalUId", "subject", "bodyPreview", "importance", "sensitivity", "isAllDay", "isCancelled", "isOrganizer",
-                "responseRequested", "seriesMasterId", "showAs", "type", "webLink", "responseStatus", "body", "start", "end",
-                "location", "locations", "recurrence", "attendees", "organizer", "isOnlineMeeting", "onlineMeetingProvider"):
+    event = view(client, headers, f"/v1.0/users/{ALEX}/calendarView", f"{DAY}T00:00:00Z", f"{DAY}T23:59:59Z").json()[
+        "value"
+    ][0]
+    for key in (
+        "@odata.etag",
+        "id",
+        "createdDateTime",
+        "lastModifiedDateTime",
+        "changeKey",
+        "categories",
+        "originalStartTimeZone",
+        "iCalUId",
+        "subject",
+        "bodyPreview",
+        "importance",
+        "sensitivity",
+        "isAllDay",
+        "isCancelled",
+        "isOrganizer",
+        "responseRequested",
+        "seriesMasterId",
+        "showAs",
+        "type",
+        "webLink",
+        "responseStatus",
+        "body",
+        "start",
+        "end",
+        "location",
+        "locations",
+        "recurrence",
+        "attendees",
+        "organizer",
+        "isOnlineMeeting",
+        "onlineMeetingProvider",
+    ):
         assert key in event, key
     assert "transactionId" not in event
     assert event["type"] == "singleInstance"
@@ -198,28 +261,62 @@ def test_calendar_view_event_has_the_documented_properties(world: World, client:
 
 def test_calendar_view_expands_daily_weekly_and_monthly_series(world: World, client: TestClient) -> None:
     headers = app_only(world, "contoso.example", ["Calendars.Read"])
-    controls.add_event(world, DIEGO, {
-        "subject": "Daily", "start": at("09:00", "W. Europe Standard Time", "2030-03-04"),
-        "end": at("09:15", "W. Europe Standard Time", "2030-03-04"),
-        "recurrence": {"pattern": {"type": "daily", "interval": 2},
-                       "range": {"type": "numbered", "startDate": "2030-03-04", "numberOfOccurrences": 3}}})
-    controls.add_event(world, DIEGO, {
-        "subject": "Weekly", "start": at("10:00", "W. Europe Standard Time", "2030-03-05"),
-        "end": at("11:00", "W. Europe Standard Time", "2030-03-05"),
-        "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["tuesday", "thursday"]},
-                       "range": {"type": "endDate", "startDate": "2030-03-05", "endDate": "2030-04-02"}}})
-    controls.add_event(world, DIEGO, {
-        "subject": "Monthly", "start": at("12:00", "W. Europe Standard Time", "2030-01-15"),
-        "end": at("13:00", "W. Europe Standard Time", "2030-01-15"),
-        "recurrence": {"pattern": {"type": "absoluteMonthly", "interval": 1, "dayOfMonth": 15},
-                       "range": {"type": "noEnd", "startDate": "2030-01-15"}}})
-    items = view(client, headers, f"/v1.0/users/{DIEGO}/calendarView", "2030-03-01T00:00:00Z", "2030-04-30T00:00:00Z",
-                 **{"$top": "100"}).json()["value"]
+    controls.add_event(
+        world,
+        DIEGO,
+        {
+            "subject": "Daily",
+            "start": at("09:00", "W. Europe Standard Time", "2030-03-04"),
+            "end": at("09:15", "W. Europe Standard Time", "2030-03-04"),
+            "recurrence": {
+                "pattern": {"type": "daily", "interval": 2},
+                "range": {"type": "numbered", "startDate": "2030-03-04", "numberOfOccurrences": 3},
+            },
+        },
+    )
+    controls.add_event(
+        world,
+        DIEGO,
+        {
+            "subject": "Weekly",
+            "start": at("10:00", "W. Europe Standard Time", "2030-03-05"),
+            "end": at("11:00", "W. Europe Standard Time", "2030-03-05"),
+            "recurrence": {
+                "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["tuesday", "thursday"]},
+                "range": {"type": "endDate", "startDate": "2030-03-05", "endDate": "2030-04-02"},
+            },
+        },
+    )
+    controls.add_event(
+        world,
+        DIEGO,
+        {
+            "subject": "Monthly",
+            "start": at("12:00", "W. Europe Standard Time", "2030-01-15"),
+            "end": at("13:00", "W. Europe Standard Time", "2030-01-15"),
+            "recurrence": {
+                "pattern": {"type": "absoluteMonthly", "interval": 1, "dayOfMonth": 15},
+                "range": {"type": "noEnd", "startDate": "2030-01-15"},
+            },
+        },
+    )
+    items = view(
+        client,
+        headers,
+        f"/v1.0/users/{DIEGO}/calendarView",
+        "2030-03-01T00:00:00Z",
+        "2030-04-30T00:00:00Z",
+        **{"$top": "100"},
+    ).json()["value"]
     mine = [i for i in items if i["subject"] in ("Daily", "Weekly", "Monthly")]
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for item in mine:
         by_subject.setdefault(item["subject"], []).append(item)
-    assert [i["start"]["dateTime"][:16] for i in by_subject["Daily"]] == ["2030-03-04T08:00", "2030-03-06T08:00", "2030-03-08T08:00"]
+    assert [i["start"]["dateTime"][:16] for i in by_subject["Daily"]] == [
+        "2030-03-04T08:00",
+        "2030-03-06T08:00",
+        "2030-03-08T08:00",
+    ]
     # Tuesdays and Thursdays from 5 March to 2 April: 9 occurrences; the clock follows CET -> CEST on 31 March.
     weekly = [i["start"]["dateTime"][:16] for i in by_subject["Weekly"]]
     assert len(weekly) == 9 and weekly[0] == "2030-03-05T09:00" and weekly[-1] == "2030-04-02T08:00"
@@ -238,8 +335,14 @@ def test_calendar_view_pages_with_maxpagesize_select_and_orderby(world: World, c
     for hour in range(8, 13):
         add(world, LIDIA, f"Slot {hour}", f"{hour:02d}:00", f"{hour:02d}:30", tz="UTC")
     headers = {**app_only(world, "contoso.example", ["Calendars.Read"]), "Prefer": "odata.maxpagesize=2"}
-    response = view(client, headers, f"/v1.0/users/{LIDIA}/calendar/calendarView", f"{DAY}T00:00:00Z", f"{DAY}T23:00:00Z",
-                    **{"$select": "subject,start", "$orderby": "start/dateTime desc"})
+    response = view(
+        client,
+        headers,
+        f"/v1.0/users/{LIDIA}/calendar/calendarView",
+        f"{DAY}T00:00:00Z",
+        f"{DAY}T23:00:00Z",
+        **{"$select": "subject,start", "$orderby": "start/dateTime desc"},
+    )
     assert response.headers["Preference-Applied"] == "odata.maxpagesize=2"
     body = response.json()
     subjects = [e["subject"] for e in body["value"]]
@@ -259,9 +362,13 @@ def test_calendar_view_by_calendar_id(world: World, client: TestClient) -> None:
     cid = calendars[0]["id"]
     assert client.get(f"/v1.0/users/{ALEX}/calendar", headers=headers).json()["id"] == cid
     add(world, ALEX, "In calendar", "08:00", "09:00")
-    ok = view(client, headers, f"/v1.0/users/{ALEX}/calendars/{cid}/calendarView", f"{DAY}T00:00:00Z", f"{DAY}T23:00:00Z")
+    ok = view(
+        client, headers, f"/v1.0/users/{ALEX}/calendars/{cid}/calendarView", f"{DAY}T00:00:00Z", f"{DAY}T23:00:00Z"
+    )
     assert [e["subject"] for e in ok.json()["value"]] == ["In calendar"]
-    missing = view(client, headers, f"/v1.0/users/{ALEX}/calendars/nope/calendarView", f"{DAY}T00:00:00Z", f"{DAY}T23:00:00Z")
+    missing = view(
+        client, headers, f"/v1.0/users/{ALEX}/calendars/nope/calendarView", f"{DAY}T00:00:00Z", f"{DAY}T23:00:00Z"
+    )
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "ErrorItemNotFound"
 
@@ -290,8 +397,11 @@ def test_delta_initial_pages_then_only_changes(world: World, client: TestClient)
     controls.edit_event(world, ids[0], {"subject": "D0 renamed"})
     controls.delete_event(world, ids[1])
     new_id = add(world, LIDIA, "D5", "20:00", "20:30", tz="UTC")
-    outside = controls.add_event(world, LIDIA, {"subject": "Next day", "start": at("10:00", "UTC", "2030-03-04"),
-                                                 "end": at("10:30", "UTC", "2030-03-04")}).id
+    outside = controls.add_event(
+        world,
+        LIDIA,
+        {"subject": "Next day", "start": at("10:00", "UTC", "2030-03-04"), "end": at("10:30", "UTC", "2030-03-04")},
+    ).id
     changes, delta_link = sync(client, headers, delta_link)
     by_id = {c["id"]: c for c in changes}
     assert outside not in by_id

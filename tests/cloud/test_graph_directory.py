@@ -33,8 +33,18 @@ def test_me_returns_the_documented_default_properties(world: World, client: Test
     body = response.json()
     assert body["@odata.context"] == "https://graph.local/v1.0/$metadata#users/$entity"
     assert set(body) == {
-        "@odata.context", "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
-        "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id",
+        "@odata.context",
+        "businessPhones",
+        "displayName",
+        "givenName",
+        "jobTitle",
+        "mail",
+        "mobilePhone",
+        "officeLocation",
+        "preferredLanguage",
+        "surname",
+        "userPrincipalName",
+        "id",
     }
     assert body["userPrincipalName"] == ALEX
     assert body["displayName"] == "Alex Wilber"
@@ -110,7 +120,10 @@ def test_list_users_stays_inside_the_tenant_and_pages(world: World, client: Test
         (f"mail eq '{MEGAN.upper()}'", {MEGAN}),
         (f"userPrincipalName eq '{ALEX}'", {ALEX}),
         ("accountEnabled eq false", {"interviews@contoso.example", "sync@contoso.example"}),
-        ("startswith(displayName,'L') and accountEnabled eq true", {"lee.gu@contoso.example", "lidia.holloway@contoso.example", "lynne.robbins@contoso.example"}),
+        (
+            "startswith(displayName,'L') and accountEnabled eq true",
+            {"lee.gu@contoso.example", "lidia.holloway@contoso.example", "lynne.robbins@contoso.example"},
+        ),
     ],
 )
 def test_list_users_filters(world: World, client: TestClient, query: str, expected: set[str]) -> None:
@@ -130,8 +143,11 @@ def test_unsupported_filter_is_400(world: World, client: TestClient) -> None:
 def test_mailbox_settings_needs_mailbox_settings_read(world: World, client: TestClient) -> None:
     denied = client.get("/v1.0/me/mailboxSettings", headers=delegated(world, ALEX, ["User.Read"]))
     assert denied.status_code == 403
-    assert denied.json()["error"] == {**denied.json()["error"], "code": "ErrorAccessDenied",
-                                      "message": "Access is denied. Check credentials and try again."}
+    assert denied.json()["error"] == {
+        **denied.json()["error"],
+        "code": "ErrorAccessDenied",
+        "message": "Access is denied. Check credentials and try again.",
+    }
     body = client.get("/v1.0/me/mailboxSettings", headers=delegated(world, ALEX, ["MailboxSettings.Read"])).json()
     assert body["timeZone"] == "Pacific Standard Time"
     assert body["workingHours"]["timeZone"] == {"name": "Pacific Standard Time"}
@@ -155,5 +171,7 @@ def test_mailbox_of_unknown_user_is_error_invalid_user(world: World, client: Tes
 
 
 def test_delegated_mailbox_settings_of_someone_else_are_denied(world: World, client: TestClient) -> None:
-    response = client.get(f"/v1.0/users/{ALEX}/mailboxSettings", headers=delegated(world, MEGAN, ["MailboxSettings.Read"]))
+    response = client.get(
+        f"/v1.0/users/{ALEX}/mailboxSettings", headers=delegated(world, MEGAN, ["MailboxSettings.Read"])
+    )
     assert response.status_code == 403

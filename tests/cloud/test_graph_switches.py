@@ -89,9 +89,15 @@ def test_on_premises_mailbox_is_unreachable_but_still_in_the_directory(world: Wo
     response = client.get(f"/v1.0/users/{NESTOR}/calendarView", params=VIEW, headers=read(world))
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "MailboxNotEnabledForRESTAPI"
-    info = client.post(f"/v1.0/users/{MEGAN}/calendar/getSchedule", headers=read(world), json={
-        "schedules": [NESTOR], "startTime": {"dateTime": "2030-03-03T08:00:00", "timeZone": "UTC"},
-        "endTime": {"dateTime": "2030-03-03T09:00:00", "timeZone": "UTC"}}).json()["value"][0]
+    info = client.post(
+        f"/v1.0/users/{MEGAN}/calendar/getSchedule",
+        headers=read(world),
+        json={
+            "schedules": [NESTOR],
+            "startTime": {"dateTime": "2030-03-03T08:00:00", "timeZone": "UTC"},
+            "endTime": {"dateTime": "2030-03-03T09:00:00", "timeZone": "UTC"},
+        },
+    ).json()["value"][0]
     assert info["error"]["responseCode"] == "MailboxNotEnabledForRESTAPI"
     controls.set_on_premises(world, ALEX)
     assert client.get(f"/v1.0/users/{ALEX}/calendarView", params=VIEW, headers=read(world)).status_code == 404
@@ -108,9 +114,14 @@ def _concurrent(world: World, mailbox: str, count: int, headers: dict[str, str])
     async def run() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=graph_app(world))
         async with httpx.AsyncClient(transport=transport, base_url="https://graph.local") as http:
-            return list(await asyncio.gather(*[
-                http.get(f"/v1.0/users/{mailbox}/calendarView", params=VIEW, headers=headers) for _ in range(count)
-            ]))
+            return list(
+                await asyncio.gather(
+                    *[
+                        http.get(f"/v1.0/users/{mailbox}/calendarView", params=VIEW, headers=headers)
+                        for _ in range(count)
+                    ]
+                )
+            )
 
     return asyncio.run(run())
 
@@ -150,8 +161,15 @@ def test_concurrency_limit_can_be_switched_off(world: World) -> None:
 
 
 def test_switches_over_http(world: World, client: TestClient) -> None:
-    assert client.post("/_control/graph/switches/throttle", json={"count": 1, "retryAfter": 7, "mailbox": ALEX}).status_code == 204
-    assert client.get(f"/v1.0/users/{ALEX}/calendarView", params=VIEW, headers=read(world)).headers["Retry-After"] == "7"
+    assert (
+        client.post(
+            "/_control/graph/switches/throttle", json={"count": 1, "retryAfter": 7, "mailbox": ALEX}
+        ).status_code
+        == 204
+    )
+    assert (
+        client.get(f"/v1.0/users/{ALEX}/calendarView", params=VIEW, headers=read(world)).headers["Retry-After"] == "7"
+    )
     assert client.post("/_control/graph/switches/faults", json={"count": 1, "status": 502}).status_code == 204
     assert client.get("/v1.0/users", headers=read(world)).status_code == 502
     assert client.post("/_control/graph/switches/access-policy", json={"mailbox": ALEX}).status_code == 204
@@ -166,7 +184,10 @@ def test_switches_over_http(world: World, client: TestClient) -> None:
     assert client.get(f"/v1.0/users/{ALEX}/calendarView", params=VIEW, headers=read(world)).status_code == 200
     assert world.switches.latency_seconds == 0.0 and world.switches.enforce_mailbox_concurrency is True
     assert client.post("/_control/graph/switches/faults", json={"count": 1, "status": 404}).status_code == 400
-    assert client.post("/_control/graph/switches/access-policy", json={"mailbox": "nobody@contoso.example"}).status_code == 404
+    assert (
+        client.post("/_control/graph/switches/access-policy", json={"mailbox": "nobody@contoso.example"}).status_code
+        == 404
+    )
 
 
 def test_delta_invalidation_over_http(world: World, client: TestClient) -> None:

@@ -11,7 +11,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from devtools.cloud.common import GraphError
@@ -52,7 +52,9 @@ def schedule_information(
         )
     if user.mailbox_on_premises:
         return _schedule_error(
-            address, "The mailbox is either inactive, soft-deleted, or is hosted on-premise.", "MailboxNotEnabledForRESTAPI"
+            address,
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            "MailboxNotEnabledForRESTAPI",
         )
     viewer = ctx.caller.user_id
     with world.lock:
@@ -125,7 +127,8 @@ def _window(ctx: GraphContext) -> tuple[datetime, datetime]:
     raw_start, raw_end = params.get("startDateTime"), params.get("endDateTime")
     if not raw_start or not raw_end:
         raise _invalid(
-            "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime."
+            "This request requires a time window specified by the query string parameters "
+            "StartDateTime and EndDateTime."
         )
     try:
         start = parse_query_datetime(raw_start)
@@ -212,7 +215,9 @@ def _removed(event_id: str) -> dict[str, Any]:
     return {"@odata.type": "#microsoft.graph.event", "id": event_id, "@removed": {"reason": "deleted"}}
 
 
-def _delta_items(ctx: GraphContext, owner: User, start: datetime, end: datetime, since: int | None) -> list[dict[str, Any]]:
+def _delta_items(
+    ctx: GraphContext, owner: User, start: datetime, end: datetime, since: int | None
+) -> list[dict[str, Any]]:
     world = ctx.world
     tz = ctx.prefer_tz
 
@@ -281,11 +286,11 @@ async def calendar_view_delta(ctx: GraphContext) -> Response:
     body: dict[str, Any] = {"@odata.context": odata.context_url(ctx.request, "Collection(event)")}
     base = {"startDateTime": None, "endDateTime": None, "$skiptoken": None, "$deltatoken": None}
     if offset + size < len(items):
-        token = odata.encode_token({**common, "since": since, "seq": round_seq, "off": offset + size})
-        body["@odata.nextLink"] = odata.link(ctx.request, **{**base, "$skiptoken": token})
+        next_token = odata.encode_token({**common, "since": since, "seq": round_seq, "off": offset + size})
+        body["@odata.nextLink"] = odata.link(ctx.request, **{**base, "$skiptoken": next_token})
     else:
-        token = odata.encode_token({**common, "seq": round_seq})
-        body["@odata.deltaLink"] = odata.link(ctx.request, **{**base, "$deltatoken": token})
+        next_token = odata.encode_token({**common, "seq": round_seq})
+        body["@odata.deltaLink"] = odata.link(ctx.request, **{**base, "$deltatoken": next_token})
     body["value"] = items[offset : offset + size]
     return json_response(body)
 
@@ -293,14 +298,20 @@ async def calendar_view_delta(ctx: GraphContext) -> Response:
 async def get_calendar(ctx: GraphContext) -> Response:
     owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
     return json_response(
-        {"@odata.context": odata.context_url(ctx.request, f"users('{owner.id}')/calendars/$entity"), **_calendar_json(owner)}
+        {
+            "@odata.context": odata.context_url(ctx.request, f"users('{owner.id}')/calendars/$entity"),
+            **_calendar_json(owner),
+        }
     )
 
 
 async def list_calendars(ctx: GraphContext) -> Response:
     owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
     return json_response(
-        {"@odata.context": odata.context_url(ctx.request, f"users('{owner.id}')/calendars"), "value": [_calendar_json(owner)]}
+        {
+            "@odata.context": odata.context_url(ctx.request, f"users('{owner.id}')/calendars"),
+            "value": [_calendar_json(owner)],
+        }
     )
 
 

@@ -11,6 +11,7 @@ attendee's copy, whichever is handy). Event bodies use Graph's JSON shape.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -134,12 +135,15 @@ def invalidate_delta_tokens(world: World, mailbox: str | None = None) -> None:
 
 # Failure switches, re-exported so tests need one import.
 def throttle(world: World, *, count: int, retry_after: float = 2.0, mailbox: str | None = None) -> None:
-    switches.set_throttle(world, count=count, retry_after=retry_after,
-                          mailbox_id=resolve_user(world, mailbox).id if mailbox else None)
+    switches.set_throttle(
+        world, count=count, retry_after=retry_after, mailbox_id=resolve_user(world, mailbox).id if mailbox else None
+    )
 
 
 def fail(world: World, *, count: int, status: int = 503, mailbox: str | None = None) -> None:
-    switches.set_fault(world, count=count, status=status, mailbox_id=resolve_user(world, mailbox).id if mailbox else None)
+    switches.set_fault(
+        world, count=count, status=status, mailbox_id=resolve_user(world, mailbox).id if mailbox else None
+    )
 
 
 def set_latency(world: World, seconds: float) -> None:
@@ -192,7 +196,7 @@ async def _json(request: Request) -> dict[str, Any]:
 def control_routes(world: World) -> list[BaseRoute]:
     """``/_control/graph/...``: the functions above over HTTP. Errors: 400 (bad input), 404 (unknown name)."""
 
-    def wrap(fn: Any) -> Any:
+    def wrap(fn: Callable[[Request, dict[str, Any]], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 body = await _json(request)
@@ -223,7 +227,9 @@ def control_routes(world: World) -> list[BaseRoute]:
         return JSONResponse(_summary(edit_event(world, request.path_params["event"], body)))
 
     async def move(request: Request, body: dict[str, Any]) -> Response:
-        event = move_event(world, request.path_params["event"], when(body.get("start"), "start"), when(body.get("end"), "end"))
+        event = move_event(
+            world, request.path_params["event"], when(body.get("start"), "start"), when(body.get("end"), "end")
+        )
         return JSONResponse(_summary(event))
 
     async def remove(request: Request, body: dict[str, Any]) -> Response:
@@ -235,13 +241,23 @@ def control_routes(world: World) -> list[BaseRoute]:
         start = end = None
         if proposed is not None:
             start, end = when(proposed.get("start"), "start"), when(proposed.get("end"), "end")
-        respond(world, request.path_params["event"], str(body.get("attendee", "")), str(body.get("response", "")),
-                proposed_start=start, proposed_end=end)
+        respond(
+            world,
+            request.path_params["event"],
+            str(body.get("attendee", "")),
+            str(body.get("response", "")),
+            proposed_start=start,
+            proposed_end=end,
+        )
         return JSONResponse(_summary(_organizer_event(world, request.path_params["event"])))
 
     async def set_throttle(request: Request, body: dict[str, Any]) -> Response:
-        throttle(world, count=int(body.get("count", 1)), retry_after=float(body.get("retryAfter", 2.0)),
-                 mailbox=body.get("mailbox"))
+        throttle(
+            world,
+            count=int(body.get("count", 1)),
+            retry_after=float(body.get("retryAfter", 2.0)),
+            mailbox=body.get("mailbox"),
+        )
         return Response(status_code=204)
 
     async def set_faults(request: Request, body: dict[str, Any]) -> Response:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.routing import BaseRoute
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from devtools.cloud.graph import odata
 from devtools.cloud.graph.pipeline import GraphContext, graph_route, json_response
@@ -19,8 +19,17 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 999
 # The properties Graph returns for a user when no $select is given (v1.0 default set).
 DEFAULT_USER_PROPERTIES = (
-    "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone", "officeLocation",
-    "preferredLanguage", "surname", "userPrincipalName", "id",
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
 )
 
 

@@ -146,7 +146,11 @@ def _event_body(ctx: GraphContext, owner: User, inst: Instance, *, entity: bool 
     if expand:
         match = _EXPAND.match(expand.strip())
         if match is None:
-            raise GraphError(400, "BadRequest", f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'.")
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'.",
+            )
         wanted: set[str] | None = None
         if match.group("filter"):
             props = [{"id": pid} for pid in inst.event.extended_properties]
@@ -175,7 +179,9 @@ async def create_event(ctx: GraphContext) -> Response:
         if existing is not None:
             return json_response(_event_body(ctx, owner, Instance(existing, existing.start, existing.end)), 201)
     if "start" not in body or "end" not in body:
-        raise GraphError(400, "ErrorInvalidRequest", "Your request can't be completed. The start and end of the event are required.")
+        raise GraphError(
+            400, "ErrorInvalidRequest", "Your request can't be completed. The start and end of the event are required."
+        )
     changes = parse_changes(body, existing=None)
     if changes["end"] < changes["start"]:
         raise GraphError(400, "ErrorInvalidRequest", "The end time must be after the start time.")
@@ -228,7 +234,11 @@ async def get_event(ctx: GraphContext) -> Response:
 def _series_item(inst: Instance) -> Event:
     if inst.occurrence_id is not None:
         # Exceptions to a series are not modelled; change the series master instead.
-        raise GraphError(400, "ErrorInvalidRequest", "Changing a single occurrence of a series is not supported here; change the series.")
+        raise GraphError(
+            400,
+            "ErrorInvalidRequest",
+            "Changing a single occurrence of a series is not supported here; change the series.",
+        )
     return inst.event
 
 
@@ -265,7 +275,11 @@ def _respond(response: str) -> Any:
         owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
         event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
         if event.organizer_event_id is None:
-            raise GraphError(400, "ErrorInvalidRequest", "Your request can't be completed. You can't respond to a meeting you organized.")
+            raise GraphError(
+                400,
+                "ErrorInvalidRequest",
+                "Your request can't be completed. You can't respond to a meeting you organized.",
+            )
         organizer_event = store.organizer_of(ctx.world, event)
         if organizer_event is None:
             raise store.not_found()
@@ -294,5 +308,7 @@ def routes(world: World) -> list[BaseRoute]:
             result.append(graph_route(world, base + item + "/cancel", cancel_event, ["POST"]))
             result.append(graph_route(world, base + item + "/accept", _respond("accepted"), ["POST"]))
             result.append(graph_route(world, base + item + "/decline", _respond("declined"), ["POST"]))
-            result.append(graph_route(world, base + item + "/tentativelyAccept", _respond("tentativelyAccepted"), ["POST"]))
+            result.append(
+                graph_route(world, base + item + "/tentativelyAccept", _respond("tentativelyAccepted"), ["POST"])
+            )
     return result

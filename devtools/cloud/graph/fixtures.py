@@ -13,12 +13,12 @@ access to a shared mailbox; in this cloud that is the same relation as a calenda
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from devtools.cloud.graph import controls, store
-from devtools.cloud.graph.timezones import UTC, require_zone
+from devtools.cloud.graph.timezones import require_zone
 from devtools.cloud.state import World, utcnow
 
 

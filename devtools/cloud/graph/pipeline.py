@@ -37,8 +37,14 @@ ACCESS_DENIED = "Access is denied. Check credentials and try again."
 
 # Permissions, from the permission tables of each API's reference page.
 DIRECTORY_OTHERS_DELEGATED = frozenset(
-    {"user.readbasic.all", "user.read.all", "user.readwrite.all", "directory.read.all", "directory.readwrite.all",
-     "directory.accessasuser.all"}
+    {
+        "user.readbasic.all",
+        "user.read.all",
+        "user.readwrite.all",
+        "directory.read.all",
+        "directory.readwrite.all",
+        "directory.accessasuser.all",
+    }
 )
 DIRECTORY_SELF_DELEGATED = DIRECTORY_OTHERS_DELEGATED | {"user.read", "user.readwrite"}
 DIRECTORY_APP = frozenset(
@@ -110,7 +116,9 @@ def mailbox_concurrency_exceeded() -> GraphError:
 def fault(status: int) -> GraphError:
     codes = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceNotAvailable", 504: "GatewayTimeout"}
     headers = {"Retry-After": "1"} if status == 503 else None
-    return GraphError(status, codes.get(status, "UnknownError"), "The service is temporarily unavailable.", headers=headers)
+    return GraphError(
+        status, codes.get(status, "UnknownError"), "The service is temporarily unavailable.", headers=headers
+    )
 
 
 @dataclass
@@ -151,18 +159,18 @@ class GraphContext:
         if self.caller.user_id is None:
             raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
         with self.world.lock:
-            user = self.world.users.get(self.caller.user_id)
-        if user is None:
+            found = self.world.users.get(self.caller.user_id)
+        if found is None:
             raise directory_not_found(self.caller.user_id)
-        return user
+        return found
 
     def directory_user(self, key: str | None) -> User:
         """A directory read of a user (``None`` is /me): permission, then lookup inside the caller's tenant."""
         if key is None:
-            user = self.me()
+            me = self.me()
             if not self.scopes & DIRECTORY_SELF_DELEGATED:
                 raise directory_denied()
-            return user
+            return me
         user = self.world.find_user(self.caller.tenant_id, key)
         if self.caller.app_only:
             if not self.roles & DIRECTORY_APP:
@@ -184,11 +192,19 @@ class GraphContext:
     def mailbox(self, key: str | None, access: str) -> User:
         """Enter a mailbox (``None`` is /me) for ``access`` in read | write | schedule | settings."""
         assert access in MAILBOX_ACCESS
-        own = {"read": CALENDAR_READ | CALENDAR_READ_SHARED, "write": CALENDAR_WRITE | CALENDAR_WRITE_SHARED,
-               "schedule": SCHEDULE, "settings": MAILBOX_SETTINGS}[access]
+        own = {
+            "read": CALENDAR_READ | CALENDAR_READ_SHARED,
+            "write": CALENDAR_WRITE | CALENDAR_WRITE_SHARED,
+            "schedule": SCHEDULE,
+            "settings": MAILBOX_SETTINGS,
+        }[access]
         if self.caller.app_only:
-            app_needed = {"read": CALENDAR_READ, "write": CALENDAR_WRITE, "schedule": SCHEDULE,
-                          "settings": MAILBOX_SETTINGS}[access]
+            app_needed = {
+                "read": CALENDAR_READ,
+                "write": CALENDAR_WRITE,
+                "schedule": SCHEDULE,
+                "settings": MAILBOX_SETTINGS,
+            }[access]
             if not self.roles & app_needed:
                 raise access_denied()
         elif not self.scopes & own:

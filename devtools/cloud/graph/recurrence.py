@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from devtools.cloud.common import GraphError
-from devtools.cloud.graph.timezones import UTC, zone
+from devtools.cloud.graph.timezones import zone
 
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 INDEXES = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}

@@ -33,8 +33,10 @@ def change_key(event: Event) -> str:
 
 def _body_content(event: Event) -> dict[str, str]:
     if event.body_content_type.lower() == "html":
-        content = event.body if event.body.lstrip().lower().startswith("<html") else (
-            f"<html><head></head><body>{event.body}</body></html>"
+        content = (
+            event.body
+            if event.body.lstrip().lower().startswith("<html")
+            else (f"<html><head></head><body>{event.body}</body></html>")
         )
         return {"contentType": "html", "content": content}
     return {"contentType": "text", "content": event.body}
@@ -47,7 +49,13 @@ def _preview(event: Event) -> str:
 
 def location_json(name: str) -> dict[str, Any]:
     if not name:
-        return {"displayName": "", "locationType": "default", "uniqueIdType": "unknown", "address": {}, "coordinates": {}}
+        return {
+            "displayName": "",
+            "locationType": "default",
+            "uniqueIdType": "unknown",
+            "address": {},
+            "coordinates": {},
+        }
     return {"displayName": name, "locationType": "default", "uniqueId": name, "uniqueIdType": "private"}
 
 

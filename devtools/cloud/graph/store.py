@@ -238,9 +238,23 @@ def _sync_copies(world: World, organizer_event: Event, pending: _Pending, *, mov
             continue
         attendee, _user = wanted.pop(copy.mailbox_id)
         for name in (
-            "subject", "start", "end", "is_all_day", "sensitivity", "location", "body", "body_content_type",
-            "is_cancelled", "is_online_meeting", "online_meeting_provider", "join_url", "recurrence",
-            "original_start_time_zone", "original_end_time_zone", "organizer_address", "organizer_name",
+            "subject",
+            "start",
+            "end",
+            "is_all_day",
+            "sensitivity",
+            "location",
+            "body",
+            "body_content_type",
+            "is_cancelled",
+            "is_online_meeting",
+            "online_meeting_provider",
+            "join_url",
+            "recurrence",
+            "original_start_time_zone",
+            "original_end_time_zone",
+            "organizer_address",
+            "organizer_name",
             "response_requested",
         ):
             setattr(copy, name, getattr(organizer_event, name))
@@ -329,7 +343,9 @@ def cancel_event(world: World, event: Event, comment: str = "") -> None:
     """The organizer cancels a meeting: attendees' copies are marked cancelled, the organizer's goes."""
     if event.organizer_event_id is not None:
         raise GraphError(
-            400, "ErrorAccessDenied", "Your request can't be completed. You need to be an organizer to cancel a meeting."
+            400,
+            "ErrorAccessDenied",
+            "Your request can't be completed. You need to be an organizer to cancel a meeting.",
         )
     delete_event(world, event)
 

@@ -7,13 +7,11 @@ name it was given in responses. Internally every instant is an aware UTC ``datet
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from devtools.cloud.common import GraphError
-
-UTC = timezone.utc
 
 # Windows zone -> IANA zone, from CLDR's windowsZones ("001" territory). The common zones only:
 # enough for fixtures and clients; an unknown name is answered the way Graph answers it.
@@ -132,7 +130,9 @@ def parse_datetime_timezone(value: Any, *, field_name: str = "dateTime") -> date
     try:
         parsed = _parse_iso(value["dateTime"])
     except ValueError as err:
-        raise GraphError(400, "ErrorInvalidRequest", f"Cannot convert the literal '{value['dateTime']}' to DateTime.") from err
+        raise GraphError(
+            400, "ErrorInvalidRequest", f"Cannot convert the literal '{value['dateTime']}' to DateTime."
+        ) from err
     if parsed.tzinfo is None:
         tz = require_zone(value.get("timeZone") or "UTC")
         parsed = parsed.replace(tzinfo=tz)
