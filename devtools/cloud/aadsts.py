@@ -9,7 +9,7 @@ description, so descriptions here follow Microsoft's error-code reference closel
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.responses import JSONResponse
 
@@ -36,7 +36,10 @@ MESSAGES: dict[int, str] = {
         "changed or reset their password. The grant was issued on '{issued}' and the TokensValidFrom date (before "
         "which tokens are not valid) for this user is '{valid_from}'."
     ),
-    54005: "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+    54005: (
+        "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing "
+        "refresh token."
+    ),
     65001: (
         "The user or administrator has not consented to use the application with ID '{client_id}' named "
         "'{app_name}'. Send an interactive authorization request for this user and resource."
@@ -127,7 +130,7 @@ class AadstsError(Exception):
     def response(self, *, correlation_id: str | None = None) -> JSONResponse:
         trace_id = str(uuid.uuid4())
         correlation_id = correlation_id or str(uuid.uuid4())
-        timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         body: dict[str, object] = {
             "error": self.error,
             "error_description": self.description(trace_id, correlation_id, timestamp),

@@ -132,9 +132,7 @@ def app_in_tenant(world: World, tenant: Tenant, client_id: str) -> bool:
     with world.lock:
         if client_id in tenant.app_consents or client_id in tenant.delegated_consents:
             return True
-        return any(
-            client_id in u.delegated_consents for u in world.users.values() if u.tenant_id == tenant.tenant_id
-        )
+        return any(client_id in u.delegated_consents for u in world.users.values() if u.tenant_id == tenant.tenant_id)
 
 
 def grant_user_consent(world: World, user: User, client_id: str, scopes: Iterable[str]) -> None:

@@ -6,7 +6,6 @@ and friends; ``routes`` gathers them so one mount serves all. Errors: 400 bad in
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from devtools.cloud import controls
+from devtools.cloud import controls, graph
 from devtools.cloud.state import World
 
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
@@ -172,20 +171,6 @@ def identity_routes(world: World) -> list[BaseRoute]:
     ]
 
 
-def _graph_control_routes(world: World) -> list[BaseRoute]:
-    """The graph package's controls (``devtools.cloud.graph.control_routes``), once it offers them."""
-    graph = importlib.import_module("devtools.cloud.graph")
-    gather = getattr(graph, "control_routes", None)
-    if gather is not None:
-        found: list[BaseRoute] = gather(world)
-        return found
-    found = []
-    for name in ("devtools.cloud.graph.controls", "devtools.cloud.graph.subscriptions"):
-        module = importlib.import_module(name)
-        found.extend(module.control_routes(world))
-    return found
-
-
 def routes(world: World) -> list[BaseRoute]:
     """Every control route: identity's here, plus those the graph package contributes."""
-    return [*identity_routes(world), *_graph_control_routes(world)]
+    return [*identity_routes(world), *graph.control_routes(world)]

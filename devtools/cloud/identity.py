@@ -27,7 +27,7 @@ import html
 import json
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -50,7 +50,6 @@ from devtools.cloud.state import AppRegistration, RefreshTokenGrant, Tenant, Use
 
 SESSION_COOKIE = "ESTSAUTH"
 MULTI_TENANT_SEGMENTS = ("common", "organizations")
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -76,10 +75,10 @@ def redirect_uri_allowed(app: AppRegistration, redirect_uri: str) -> bool:
         return False
     for registered in app.redirect_uris:
         reg = urlsplit(registered)
-        if reg.scheme == "http" and reg.hostname in ("localhost", "127.0.0.1", "::1"):
-            # Loopback: the port is ignored; scheme, path and query must still match.
-            if reg.path == asked.path and reg.query == asked.query:
-                return True
+        # Loopback: the port is ignored; scheme, path and query must still match.
+        loopback = reg.scheme == "http" and reg.hostname in ("localhost", "127.0.0.1", "::1")
+        if loopback and reg.path == asked.path and reg.query == asked.query:
+            return True
     return False
 
 
@@ -220,8 +219,19 @@ class Identity:
                 "frontchannel_logout_supported": True,
                 "end_session_endpoint": f"{base}/{path_tenant}/oauth2/v2.0/logout",
                 "claims_supported": [
-                    "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "preferred_username",
-                    "name", "tid", "ver", "email", "oid",
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "nonce",
+                    "preferred_username",
+                    "name",
+                    "tid",
+                    "ver",
+                    "email",
+                    "oid",
                 ],
                 "tenant_region_scope": "NA",
                 "cloud_instance_name": urlsplit(base).hostname,
@@ -323,9 +333,7 @@ class Identity:
             consent.parse_scopes(params["scope"], app)
             method = params.get("code_challenge_method")
             if method is not None and method not in ("plain", "S256"):
-                raise AadstsError(
-                    "invalid_request", None, message=f"Unsupported code_challenge_method '{method}'."
-                )
+                raise AadstsError("invalid_request", None, message=f"Unsupported code_challenge_method '{method}'.")
             if method is not None and not params.get("code_challenge"):
                 raise AadstsError("invalid_request", 900144, parameter="code_challenge")
         except AadstsError as err:
@@ -341,8 +349,8 @@ class Identity:
                 user = session_user
         if user is None:
             if prompt == "none":
-                err = AadstsError("login_required", 50058)
-                return respond_to_client(redirect_uri, mode, _error_params(err, state))
+                no_session = AadstsError("login_required", 50058)
+                return respond_to_client(redirect_uri, mode, _error_params(no_session, state))
             ctx = add_pending(self.world, Pending(kind="authorize", tenant_segment=segment, params=params))
             return self._sign_in_page(segment, tenant, ctx, login_hint)
         response = self._after_sign_in(request, Pending("authorize", segment, params, user.id), user)
@@ -483,7 +491,9 @@ class Identity:
         with self.world.lock:
             pending = state.pending.get(ctx)
         if pending is None:
-            return error_page(AadstsError("invalid_request", None, message="The sign-in request has expired. Start again."))
+            return error_page(
+                AadstsError("invalid_request", None, message="The sign-in request has expired. Start again.")
+            )
         tenant = resolve_tenant(self.world, pending.tenant_segment)
         login = str(form.get("login", ""))
         password = str(form.get("passwd", ""))
@@ -500,7 +510,9 @@ class Identity:
         form = await read_form(request)
         pending = self._take_pending(str(form.get("ctx", "")))
         if pending is None or pending.user_id is None:
-            return error_page(AadstsError("invalid_request", None, message="The consent request has expired. Start again."))
+            return error_page(
+                AadstsError("invalid_request", None, message="The consent request has expired. Start again.")
+            )
         with self.world.lock:
             user = self.world.users.get(pending.user_id)
         if user is None:
@@ -605,9 +617,7 @@ class Identity:
             answer["state"] = state
         return respond_to_client(params["redirect_uri"], "query", answer)
 
-    def _admin_answer(
-        self, pending: Pending, user: User, *, accepted: bool, grant_roles: list[str] | None
-    ) -> Response:
+    def _admin_answer(self, pending: Pending, user: User, *, accepted: bool, grant_roles: list[str] | None) -> Response:
         params = pending.params
         app = self._app(params["client_id"])
         tenant = self.world.tenants[user.tenant_id]
@@ -805,7 +815,7 @@ class Identity:
                     "invalid_grant",
                     grant.revoked_code if grant.revoked else 50173,
                     issued=issued,
-                    valid_from=datetime.now(timezone.utc).strftime("%m/%d/%Y %H:%M:%S"),
+                    valid_from=datetime.now(UTC).strftime("%m/%d/%Y %H:%M:%S"),
                 )
         if form.get("scope"):
             asked = consent.parse_scopes(form["scope"], app)

@@ -7,11 +7,11 @@ event model's JSON mapping.
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
+from devtools.cloud.graph.fixtures import load_calendars
 from devtools.cloud.state import AppRegistration, Tenant, User, World
 
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
@@ -82,23 +82,8 @@ def load_directory(world: World, path: Path | str = DIRECTORY_PATH) -> None:
 
 
 def load_world(directory_path: Path | str | None = None, calendars_path: Path | str | None = None) -> World:
-    """A fresh world seeded from the directory fixture and, when it exists, the calendars fixture.
-
-    An explicitly given ``calendars_path`` must exist; the default one is skipped while the graph
-    package does not provide it yet.
-    """
+    """A fresh world seeded from the directory fixture and the calendars fixture."""
     world = World()
     load_directory(world, directory_path or DIRECTORY_PATH)
-    path = Path(calendars_path) if calendars_path is not None else CALENDARS_PATH
-    if calendars_path is None and not path.exists():
-        return world
-    try:
-        fixtures = importlib.import_module("devtools.cloud.graph.fixtures")
-    except ModuleNotFoundError as err:
-        if err.name not in ("devtools.cloud.graph.fixtures", "devtools.cloud.graph"):
-            raise
-        if calendars_path is not None:
-            raise
-        return world
-    fixtures.load_calendars(world, path)
+    load_calendars(world, calendars_path or CALENDARS_PATH)
     return world

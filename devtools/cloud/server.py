@@ -82,8 +82,7 @@ def start_cloud(
     world = world if world is not None else load_world()
     tls = create_tls_files(data_dir)
     server = uvicorn.Server(_config(world, host, port, tls))
-    # uvicorn installs signal handlers only on the main thread; in a worker thread it must not try.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # uvicorn installs signal handlers only when it runs on the main thread, so this thread is safe.
     failure: list[BaseException] = []
 
     def run() -> None:

@@ -80,9 +80,12 @@ def form_action(page: str) -> str:
     return html.unescape(match.group(1))
 
 
-def sign_in(cloud: RunningCloud, app: msal.ConfidentialClientApplication, scopes: list[str], **flow_options: Any) -> dict[str, Any]:
+def sign_in(
+    cloud: RunningCloud, app: msal.ConfidentialClientApplication, scopes: list[str], **flow_options: Any
+) -> dict[str, Any]:
     """Run the auth-code flow in automatic mode (the caller set auto sign-in) and redeem the code."""
     flow = app.initiate_auth_code_flow(scopes, redirect_uri=REDIRECT_URI, **flow_options)
     with browser() as client:
         auth_response = redirect_params(client.get(flow["auth_uri"]))
-    return app.acquire_token_by_auth_code_flow(flow, auth_response)
+    result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, auth_response)
+    return result

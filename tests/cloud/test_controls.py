@@ -44,7 +44,9 @@ def test_auto_sign_in_over_http_drives_the_flow(cloud: RunningCloud, world: Worl
 
 
 def test_admin_consent_over_http_grants_and_withdraws(cloud: RunningCloud, world: World) -> None:
-    assert control(cloud, "PUT", f"/tenants/{CONTOSO}/admin-consent", {"roles": ["Calendars.ReadWrite"]}).json() == {"ok": True}
+    assert control(cloud, "PUT", f"/tenants/{CONTOSO}/admin-consent", {"roles": ["Calendars.ReadWrite"]}).json() == {
+        "ok": True
+    }
     assert world.tenants[CONTOSO_ID].app_consents[CLIENT_ID] == {"Calendars.ReadWrite"}
     app = msal_app(cloud, instance_discovery=False)
     assert tokens.verify_access_token(world, app.acquire_token_for_client([GRAPH_DEFAULT])["access_token"]).roles == {
@@ -73,8 +75,12 @@ def test_expiring_access_tokens_over_http_fails_graphs_check_for_that_user_only(
 ) -> None:
     alex = controls.get_user(world, ALEX)
     adele = controls.get_user(world, ADELE)
-    alex_token = tokens.issue_access_token(world, tenant_id=CONTOSO_ID, client_id=CLIENT_ID, user_id=alex.id, scopes=["User.Read"])
-    adele_token = tokens.issue_access_token(world, tenant_id=CONTOSO_ID, client_id=CLIENT_ID, user_id=adele.id, scopes=["User.Read"])
+    alex_token = tokens.issue_access_token(
+        world, tenant_id=CONTOSO_ID, client_id=CLIENT_ID, user_id=alex.id, scopes=["User.Read"]
+    )
+    adele_token = tokens.issue_access_token(
+        world, tenant_id=CONTOSO_ID, client_id=CLIENT_ID, user_id=adele.id, scopes=["User.Read"]
+    )
     assert control(cloud, "POST", "/expire-access-tokens", {"user": ALEX}).json() == {"ok": True, "expired": 1}
     with pytest.raises(GraphError) as failure:
         tokens.verify_access_token(world, alex_token)
@@ -102,13 +108,24 @@ def test_a_second_app_registered_over_http_is_a_stranger_to_every_tenant(cloud: 
     controls.grant_admin_consent(world, CONTOSO)  # consent for the service's app, not this one
     assert app.acquire_token_for_client([GRAPH_DEFAULT])["error"] == "unauthorized_client"
     controls.grant_admin_consent(world, CONTOSO, client_id=other["client_id"])
-    token = msal_app(cloud, client_id=other["client_id"], secret=other["secret"]).acquire_token_for_client([GRAPH_DEFAULT])
+    token = msal_app(cloud, client_id=other["client_id"], secret=other["secret"]).acquire_token_for_client(
+        [GRAPH_DEFAULT]
+    )
     assert tokens.verify_access_token(world, token["access_token"]).roles == {"Calendars.Read"}
 
 
 def test_user_consent_over_http_and_its_withdrawal(cloud: RunningCloud, world: World) -> None:
-    assert control(cloud, "PUT", f"/users/{ALEX}/consent", {"scopes": ["openid", "offline_access", "calendars.readwrite"]}).status_code == 200
-    assert controls.get_user(world, ALEX).delegated_consents[CLIENT_ID] == {"openid", "offline_access", "Calendars.ReadWrite"}
+    assert (
+        control(
+            cloud, "PUT", f"/users/{ALEX}/consent", {"scopes": ["openid", "offline_access", "calendars.readwrite"]}
+        ).status_code
+        == 200
+    )
+    assert controls.get_user(world, ALEX).delegated_consents[CLIENT_ID] == {
+        "openid",
+        "offline_access",
+        "Calendars.ReadWrite",
+    }
     control(cloud, "DELETE", f"/users/{ALEX}/consent")
     assert controls.get_user(world, ALEX).delegated_consents == {}
 

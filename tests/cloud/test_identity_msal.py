@@ -152,7 +152,9 @@ def test_app_only_token_needs_the_default_scope(cloud: RunningCloud, world: Worl
 
 def test_wrong_client_secret_is_invalid_client(cloud: RunningCloud, world: World) -> None:
     controls.grant_admin_consent(world, CONTOSO)
-    result = msal_app(cloud, secret="not-the-secret", instance_discovery=False).acquire_token_for_client([GRAPH_DEFAULT])
+    result = msal_app(cloud, secret="not-the-secret", instance_discovery=False).acquire_token_for_client(
+        [GRAPH_DEFAULT]
+    )
     assert result["error"] == "invalid_client"
     assert result["error_codes"] == [7000215]
 
@@ -303,7 +305,10 @@ def test_discovery_documents_for_each_tenant_form(cloud: RunningCloud, world: Wo
         assert unknown.json()["error_codes"] == [90002]
         discovery = client.get(
             f"{cloud.authority_host}/common/discovery/instance",
-            params={"api-version": "1.1", "authorization_endpoint": "https://127.0.0.1/contoso.example/oauth2/v2.0/authorize"},
+            params={
+                "api-version": "1.1",
+                "authorization_endpoint": "https://127.0.0.1/contoso.example/oauth2/v2.0/authorize",
+            },
         ).json()
         assert discovery["tenant_discovery_endpoint"] == (
             f"{cloud.authority_host}/contoso.example/v2.0/.well-known/openid-configuration"
@@ -331,7 +336,9 @@ def test_token_endpoint_accepts_http_basic_client_authentication(cloud: RunningC
 
 
 def test_expired_access_token_fails_graph_check(cloud: RunningCloud, world: World) -> None:
-    token = tokens.issue_access_token(world, tenant_id=CONTOSO_ID, client_id=CLIENT_ID, roles=["Calendars.Read"], lifetime=1)
+    token = tokens.issue_access_token(
+        world, tenant_id=CONTOSO_ID, client_id=CLIENT_ID, roles=["Calendars.Read"], lifetime=1
+    )
     time.sleep(1.1)
     with pytest.raises(Exception, match="Access token has expired or is not yet valid."):
         tokens.verify_access_token(world, token)
