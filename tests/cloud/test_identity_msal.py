@@ -370,3 +370,22 @@ def test_msal_looks_up_aliases_at_microsoft_after_a_failed_silent_acquisition(
         app.acquire_token_for_client([GRAPH_DEFAULT])  # no consent: the token endpoint answers an error
     assert asked[0].startswith(f"{cloud.authority_host}/common/discovery/instance")
     assert asked[-1].startswith("https://login.microsoftonline.com/common/discovery/instance")
+
+
+def test_tokens_from_msal_open_graph_on_the_same_host(cloud: RunningCloud, world: World) -> None:
+    controls.set_auto_sign_in(world, ALEX)
+    controls.grant_admin_consent(world, CONTOSO)
+    app = msal_app(cloud)
+    delegated = sign_in(cloud, app, [GRAPH_CALENDARS])
+    app_only = app.acquire_token_for_client([GRAPH_DEFAULT])
+    with httpx.Client() as client:
+        me = client.get(f"{cloud.graph_url}/me", headers={"Authorization": f"Bearer {delegated['access_token']}"})
+        megan = client.get(
+            f"{cloud.graph_url}/users/megan.bowen@contoso.example",
+            headers={"Authorization": f"Bearer {app_only['access_token']}"},
+        )
+        anonymous = client.get(f"{cloud.graph_url}/me")
+    assert me.status_code == 200 and me.json()["userPrincipalName"] == ALEX
+    assert megan.status_code == 200 and megan.json()["displayName"] == "Megan Bowen"
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "InvalidAuthenticationToken"
