@@ -20,6 +20,7 @@ from shared.config import REQUIRED_APP_ROLES, Settings
 from shared.errors import (
     AdminConsentRequired,
     ConcurrencyConflict,
+    GraphRequestFailed,
     NotFound,
     ReauthRequired,
     SigninRequired,
@@ -45,6 +46,8 @@ class RequestContext:
     session: Session
     user: User
     tenant: Tenant | None = None
+    user_access: AccessToken | None = None  # the user's delegated Graph token, proven live
+
 
     @property
     def tenant_id(self) -> str:
@@ -95,13 +98,16 @@ def authenticate_session(deps: Dependencies, credential: str | None) -> RequestC
 
 
 def require_calendar_access(deps: Dependencies, credential: str | None) -> RequestContext:
-    """The two-token rule. Raises SigninRequired, ReauthRequired or AdminConsentRequired."""
+    """The two-token rule: a live session whose user's own grant still yields a token, in a tenant
+    that holds admin consent. Raises SigninRequired, ReauthRequired or AdminConsentRequired."""
     ctx = authenticate_session(deps, credential)
     if ctx.user.token_health is TokenHealth.REAUTH_REQUIRED:
         raise ReauthRequired("Your Office 365 sign-in has expired or was revoked. Sign in again.",
                              login_url=login_url(deps.settings))
     tenant = ensure_tenant_consent(deps, ctx.tenant_id)
-    return replace(ctx, tenant=tenant)
+    # MSAL answers from its cache while the access token is fresh, so this costs a storage read,
+    # and a refresh only when the token nears expiry; a refused refresh marks the user.
+    return replace(ctx, tenant=tenant, user_access=user_token(deps, ctx))
 
 
 # ---- tenant consent ------------------------------------------------------------------------------
@@ -119,7 +125,7 @@ def ensure_tenant_consent(deps: Dependencies, tenant_id: str) -> Tenant:
     if tenant.consent_status is ConsentStatus.CONSENTED:
         return tenant
     due = tenant.checked_at is None or deps.clock.now() - tenant.checked_at >= CONSENT_RECHECK_INTERVAL
-    if due and tenant.consent_status is not ConsentStatus.REVOKED:
+    if due:
         try:
             tenant = refresh_tenant_consent(deps, tenant_id)
         except AdminConsentRequired:
@@ -198,14 +204,33 @@ def app_token(deps: Dependencies, tenant_id: str) -> AccessToken:
                                 "consent was withdrawn or never completed.") from err
     if token.tenant_id != tenant_id:
         raise AdminConsentRequired("The app-only token names another tenant.")
-    status, _missing = evaluate_roles(token.roles)
+    status, missing = evaluate_roles(token.roles)
     try:
-        known = deps.tenants.get_tenant(tenant_id)
+        known: Tenant | None = deps.tenants.get_tenant(tenant_id)
     except NotFound:
         known = None
     if token.serialized_cache is not None or known is None or known.consent_status is not status:
         record_app_token(deps, token)
+    if missing:
+        if not token.roles:
+            mark_tenant(deps, tenant_id, ConsentStatus.NEEDS_ATTENTION, "no application permissions granted")
+        # A token without the roles would only earn 403s from Graph: never use it.
+        raise _consent_required(deps, tenant_id, "The administrator's consent lacks permissions the service needs.",
+                                missing_permissions=list(missing))
     return token
+
+
+def with_app_token(deps: Dependencies, tenant_id: str, call: Callable[[AccessToken], T]) -> T:
+    """Run a Graph call with the tenant's app-only token. If Graph refuses the token (revoked early,
+    signing keys rolled), drop the cached token and try once more with a fresh one."""
+    try:
+        return call(app_token(deps, tenant_id))
+    except GraphRequestFailed as err:
+        if err.reason != "unauthorized":
+            raise
+        logger.info("Graph refused the cached app-only token; acquiring a fresh one")
+        deps.token_caches.delete_cache(tenant_id, APP_CACHE_OWNER)
+        return call(app_token(deps, tenant_id))
 
 
 def user_token(deps: Dependencies, ctx: RequestContext) -> AccessToken:

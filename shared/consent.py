@@ -100,10 +100,10 @@ def complete_admin_consent(deps: Dependencies, params: Mapping[str, str], bindin
     retry_url = f"{deps.settings.public_base_url}/api/consent/start?tenant={quote(hint)}"
     error = params.get("error")
     if error:
-        cancelled = error in {"access_denied", "permission_denied"}
+        # v2 answers a declined consent with consent_required (AADSTS65004), classic with
+        # permission_denied, and the Cancel button with access_denied: all mean nothing was granted.
         raise SigninDenied(
-            "The administrator cancelled the consent." if cancelled
-            else "Microsoft did not record the administrator's consent.",
+            "The administrator cancelled or declined the consent, so nothing was granted.",
             reason=error[:64], retry_url=retry_url,
         )
     if params.get("admin_consent", "").lower() != "true":

@@ -1,10 +1,11 @@
 """Microsoft identity platform through MSAL Python: sign-in, silent refresh, app-only tokens.
 
-MSAL is used unchanged. Two details make it work against any authority host:
-``instance_discovery`` points at ``{AUTHORITY_HOST}/common/discovery/instance``
-(for login.microsoftonline.com that is MSAL's own default, and MSAL skips the call
-for hosts it knows), and one ``http_cache`` is shared by every application object
-so discovery documents are fetched once per worker.
+MSAL is used unchanged. For the authority hosts MSAL knows (the public and sovereign
+Microsoft clouds) it runs with its defaults. For any other host (a private or local
+authority) it runs with ``instance_discovery=False``, as MSAL documents for
+authorities it cannot validate: otherwise MSAL asks login.microsoftonline.com for
+authority aliases after a failed refresh. One ``http_cache`` is shared by every
+application object so discovery documents are fetched once per worker.
 
 Both of MSAL's failure forms (an ``error`` in the result dict, and ``ValueError``
 for state or nonce mismatches) become our errors here and nowhere else.
@@ -17,7 +18,7 @@ import json
 import logging
 import threading
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import msal
 import requests
@@ -95,6 +96,8 @@ class MsalIdentity:
         self._host = settings.authority_host
         self._http = http_client or requests.Session()
         self._http_cache: dict[Any, Any] = {}
+        known = urlsplit(self._host).hostname in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
+        self._instance_discovery: bool | None = None if known else False
         self._lock = threading.Lock()
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -105,7 +108,7 @@ class MsalIdentity:
                 client_credential=self._secret,
                 authority=f"{self._host}/{tenant}",
                 token_cache=cache,
-                instance_discovery=f"{self._host}/common/discovery/instance",
+                instance_discovery=self._instance_discovery,
                 http_client=self._http,
                 http_cache=self._http_cache,
                 timeout=self._settings.http_timeout_seconds,
@@ -132,8 +135,9 @@ class MsalIdentity:
         self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None, prompt: str | None = None
     ) -> SigninStart:
         app = self._app("organizations")
+        # form_post keeps the code out of URLs, browser history and Referer headers (RFC 9700 4.3.1).
         flow = app.initiate_auth_code_flow(
-            scopes, redirect_uri=redirect_uri, login_hint=login_hint, prompt=prompt
+            scopes, redirect_uri=redirect_uri, login_hint=login_hint, prompt=prompt, response_mode="form_post"
         )
         if "error" in flow:
             raise UpstreamError(f"Could not start the sign-in: {_describe(flow)}.")

@@ -120,8 +120,8 @@ def test_revoked_refresh_token_marks_user_and_does_not_retry() -> None:
     consented(deps)
     credential = sign_in(deps)
     deps.identity.revoked_users.add("u1")
-    ctx = require_calendar_access(deps, credential)
-    assert describe_me(deps, ctx)["token_health"]["status"] == "reauth_required"
+    with pytest.raises(ReauthRequired):
+        require_calendar_access(deps, credential)
     assert deps.users.get_user(TENANT_A, "u1").token_health is TokenHealth.REAUTH_REQUIRED
     calls = len(deps.identity.calls)
     for _ in range(3):
@@ -129,6 +129,10 @@ def test_revoked_refresh_token_marks_user_and_does_not_retry() -> None:
             require_calendar_access(deps, credential)
         assert caught.value.details["login_url"].endswith("/api/auth/login")
     assert len(deps.identity.calls) == calls  # marked once; no refresh loop
+    from shared.access import authenticate_session
+
+    me = describe_me(deps, authenticate_session(deps, credential))
+    assert me["token_health"]["status"] == "reauth_required"
 
 
 def test_signing_in_again_clears_reauth() -> None:
