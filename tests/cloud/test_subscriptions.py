@@ -1,33 +1,23 @@
-"""Graph subscriptions and change notifications of the local cloud, against a real local webhook receiver."""
+"""Graph subscriptions and change notifications: the routes in-process over a small world, a real webhook receiver.
+
+Each test owns its world, so timing switches and subscriptions never leak between tests; the
+end-to-end path over the running HTTPS cloud is in ``test_subscriptions_e2e.py``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
-import ssl
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from devtools.cloud import notify, tokens
 from devtools.cloud.graph import subscriptions
-from devtools.cloud.seed import load_world
-from devtools.cloud.server import start_cloud
 from devtools.cloud.state import AppRegistration, Tenant, User, World
+from tests.cloud.subscriptions_support import Behaviour, Receiver, in_minutes
 
 TENANT_A = "11111111-1111-4111-8111-111111111111"
 TENANT_B = "22222222-2222-4222-8222-222222222222"
@@ -36,89 +26,6 @@ OTHER_APP = "aaaaaaaa-0000-4000-8000-000000000002"
 ALICE = "a11ce000-0000-4000-8000-000000000001"
 BOB = "b0b00000-0000-4000-8000-000000000002"
 CAROL = "ca401000-0000-4000-8000-000000000003"  # tenant B
-
-
-# ---- a webhook receiver --------------------------------------------------------------------------
-@dataclass
-class Received:
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def is_validation(self) -> bool:
-        return "validationToken" in self.query
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Behaviour:
-    """How one path answers: the handshake (echo / wrong / status) and a script of notification answers."""
-
-    validation: str = "echo"  # echo | encoded | status500 | slow
-    validation_delay: float = 0.0
-    # Answers for notification POSTs in order; the last one repeats. (status, delay seconds)
-    answers: list[tuple[int, float]] = field(default_factory=lambda: [(202, 0.0)])
-
-
-class Receiver:
-    """A tiny HTTP server on 127.0.0.1 that records every request and answers as scripted per path."""
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.behaviour: dict[str, Behaviour] = {}
-        self._lock = threading.Lock()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 5
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(5)
-
-    def notifications(self, path: str | None = None) -> list[Received]:
-        with self._lock:
-            return [r for r in self.requests if not r.is_validation and (path is None or r.path == path)]
-
-    def validations(self) -> list[Received]:
-        with self._lock:
-            return [r for r in self.requests if r.is_validation]
-
-    async def _handle(self, request: Request) -> Response:
-        path = "/" + request.path_params["path"]
-        received = Received(path, parse_qs(request.url.query), dict(request.headers), await request.body())
-        with self._lock:
-            self.requests.append(received)
-            behaviour = self.behaviour.setdefault(path, Behaviour())
-            if not received.is_validation:
-                count = len([r for r in self.requests if r.path == path and not r.is_validation])
-                status, delay = behaviour.answers[min(count - 1, len(behaviour.answers) - 1)]
-        if received.is_validation:
-            token = received.query["validationToken"][0]  # parse_qs decodes it
-            await asyncio.sleep(behaviour.validation_delay)
-            if behaviour.validation == "status500":
-                return PlainTextResponse("boom", status_code=500)
-            if behaviour.validation == "encoded":
-                return PlainTextResponse(urlsplit(str(request.url)).query.split("validationToken=")[1])
-            return PlainTextResponse(token)
-        await asyncio.sleep(delay)
-        return Response(status_code=status)
 
 
 @pytest.fixture()
@@ -189,10 +96,6 @@ def user_token(
         world, tenant_id=tenant_id, client_id=client_id, user_id=user_id, scopes=set(scopes)
     )
     return {"Authorization": f"Bearer {token}"}
-
-
-def in_minutes(minutes: float) -> str:
-    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
 
 
 def create(client: TestClient, headers: dict[str, str], receiver: Receiver, **overrides: Any) -> Any:
@@ -592,59 +495,3 @@ def test_reauthorization_is_requested_automatically_before_expiry(
     assert post.json()["value"][0]["lifecycleEvent"] == "reauthorizationRequired"
     assert renewed.status_code == 200
     assert notify.state(world).subscriptions[sub_id].reauthorization_required_at is None
-
-
-# ---- end to end: the whole cloud over HTTPS, events changed through the Graph API -------------------
-CONTOSO = "9ede9f80-1655-48eb-ac0c-abec2d7295a7"
-ADELE = "8e715cdf-74d3-409b-8145-2916038342f1"
-SERVICE_APP = "6731de76-14a6-49ae-97bc-6eba6914391e"
-
-
-@pytest.fixture(scope="module")
-def running_cloud() -> Iterator[Any]:
-    cloud = start_cloud(world=load_world())
-    yield cloud
-    notify.stop_delivery(cloud.world)
-    cloud.stop()
-
-
-def test_event_created_through_graph_is_notified_to_the_service(running_cloud: Any, receiver: Receiver) -> None:
-    world: World = running_cloud.world
-    world.switches.notification_batch_delay_seconds = 60.0
-    token = tokens.issue_access_token(world, tenant_id=CONTOSO, client_id=SERVICE_APP, roles={"Calendars.ReadWrite"})
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(
-        base_url=running_cloud.graph_url,
-        verify=ssl.create_default_context(cafile=str(running_cloud.ca_bundle)),
-        headers=headers,
-    ) as graph:
-        # The handshake is an outbound call made while the cloud serves this request: it must not deadlock.
-        created = graph.post(
-            "/subscriptions",
-            json={
-                "changeType": "created,updated",
-                "notificationUrl": receiver.url("/notify"),
-                "resource": f"users/{ADELE}/events",
-                "expirationDateTime": in_minutes(60),
-                "clientState": "e2e-state",
-            },
-        )
-        assert created.status_code == 201, created.text
-        event = graph.post(
-            f"/users/{ADELE}/events",
-            json={
-                "subject": "Interview",
-                "start": {"dateTime": "2030-01-07T10:00:00", "timeZone": "UTC"},
-                "end": {"dateTime": "2030-01-07T11:00:00", "timeZone": "UTC"},
-            },
-        )
-        assert event.status_code == 201, event.text
-        notify.flush_notifications(world, timeout=5)
-        deliveries = graph.get(f"{running_cloud.base_url}/_control/subscriptions/deliveries").json()
-
-    [post] = receiver.notifications("/notify")
-    [item] = post.json()["value"]
-    assert (item["changeType"], item["clientState"], item["tenantId"]) == ("created", "e2e-state", CONTOSO)
-    assert item["resourceData"]["id"] == event.json()["id"]
-    assert item["resourceData"]["@odata.etag"] == event.json()["@odata.etag"]
-    assert [d["outcome"] for d in deliveries["value"] if d["kind"] == "change"] == ["delivered"]
