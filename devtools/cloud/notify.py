@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -449,10 +450,8 @@ async def _post(world: World, client: httpx.AsyncClient, kind: str, url: str, it
 
 
 def _remove(st: NotificationState, pending: PendingNotification) -> None:
-    try:
+    with contextlib.suppress(ValueError):  # already dropped by a world reset
         st.pending.remove(pending)
-    except ValueError:
-        pass  # already dropped by a world reset
 
 
 def _client() -> httpx.AsyncClient:
@@ -538,10 +537,8 @@ class DeliveryWorker:
     def wake(self) -> None:
         loop, event = self._loop, self._wake_event
         if loop is not None and event is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closing during stop()
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:
-                pass  # loop closing during stop()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True
@@ -569,10 +566,8 @@ class DeliveryWorker:
                 except Exception:  # keep delivering for the other subscriptions
                     logger.exception("notification worker cycle failed")
                 del world
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake_event.wait(), _POLL_SECONDS)
-                except TimeoutError:
-                    pass
                 self._wake_event.clear()
             for task in list(tasks):
                 task.cancel()
@@ -638,8 +633,3 @@ def _wake(world: World) -> None:
     worker = _workers.get(world)
     if worker is not None:
         worker.wake()
-
-
-def snapshot(sub: Subscription) -> Subscription:
-    """A copy safe to read outside the world lock."""
-    return replace(sub)

@@ -104,5 +104,3 @@ class Receiver:
             return PlainTextResponse(token)
         await asyncio.sleep(delay)
         return Response(status_code=status)
-
-

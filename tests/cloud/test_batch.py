@@ -212,12 +212,16 @@ def test_more_than_twenty_requests_are_rejected(
         b"not json",
         b'{"value": []}',
         b'{"requests": []}',
-        b'{"requests": [{"id": "a", "method": "GET", "url": "/users/x"}, {"id": "A", "method": "GET", "url": "/users/y"}]}',
+        (
+            b'{"requests": [{"id": "a", "method": "GET", "url": "/users/x"},'
+            b' {"id": "A", "method": "GET", "url": "/users/y"}]}'
+        ),
         b'{"requests": [{"id": "1", "method": "GET", "url": "/users/x", "dependsOn": ["9"]}]}',
         b'{"requests": [{"id": "1", "url": "/users/x"}]}',
         # 1 and 2 could run side by side, 3 after both: neither fully parallel nor fully sequential.
         (
-            b'{"requests": [{"id": "1", "method": "GET", "url": "/users/x"}, {"id": "2", "method": "GET", "url": "/users/y"},'
+            b'{"requests": [{"id": "1", "method": "GET", "url": "/users/x"},'
+            b' {"id": "2", "method": "GET", "url": "/users/y"},'
             b' {"id": "3", "method": "GET", "url": "/users/z", "dependsOn": ["1", "2"]}]}'
         ),
     ],
