@@ -205,6 +205,9 @@ def issue_access_token(
     return _sign(world, claims)
 
 
+GLOBAL_ADMINISTRATOR_TEMPLATE_ID = "62e90394-69f5-4237-9190-012177145e10"
+
+
 def issue_id_token(
     world: World,
     *,
@@ -231,6 +234,10 @@ def issue_id_token(
     }
     if nonce:
         claims["nonce"] = nonce
+    if user.is_admin:
+        # Directory role template ids, as Entra emits them when the app registration's
+        # groupMembershipClaims includes DirectoryRole: here, Global Administrator.
+        claims["wids"] = [GLOBAL_ADMINISTRATOR_TEMPLATE_ID]
     return _sign(world, claims)
 
 

@@ -58,6 +58,23 @@ NO_CONSENT_CODES = frozenset({700016, 65001, 90002, 500011, 7000112, 50020})
 BAD_CREDENTIAL_CODES = frozenset({7000215, 7000222, 700027})
 
 
+class _NoMsalDebug(logging.Filter):
+    """MSAL's DEBUG records carry token-request bodies (authorization codes, PKCE verifiers).
+    Drop them whatever level the application logs at; INFO and above carry no secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_MSAL_LOGGERS = (
+    "msal.application", "msal.token_cache", "msal.authority", "msal.telemetry", "msal.region",
+    "msal.oauth2cli.oauth2", "msal.oauth2cli.oidc", "msal.oauth2cli.authcode", "msal.oauth2cli.assertion",
+    "msal.throttled_http_client", "msal.individual_cache",
+)
+for _name in _MSAL_LOGGERS:
+    logging.getLogger(_name).addFilter(_NoMsalDebug())
+
+
 def _codes(result: dict[str, Any]) -> set[int]:
     return {int(c) for c in result.get("error_codes") or [] if str(c).isdigit()}
 

@@ -4,6 +4,7 @@ local cloud (https, verified against its CA), keeps cookies per host, submits fo
 from __future__ import annotations
 
 import re
+import ssl
 from html import unescape
 from http.cookies import SimpleCookie
 from urllib.parse import urljoin, urlsplit
@@ -14,7 +15,8 @@ import httpx
 class Browser:
     def __init__(self, service_url: str, *, ca_bundle: str) -> None:
         self.service_url = service_url
-        self.client = httpx.Client(verify=ca_bundle, follow_redirects=False, timeout=30)
+        self.client = httpx.Client(verify=ssl.create_default_context(cafile=ca_bundle), follow_redirects=False,
+                                   timeout=30)
         self.cookies: dict[str, dict[str, str]] = {}  # host -> name -> value
         self.history: list[httpx.Response] = []
 
