@@ -34,7 +34,10 @@ def start(project: Path, port: int, env: dict[str, str]) -> subprocess.Popen[str
     return subprocess.Popen(
         [sys.executable, "-m", "devtools.host", "--project-dir", str(project), "--port", str(port)],
         cwd=ROOT,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        # Only the machine's basics: settings other suites put in this process's environment must not
+        # override the project's local.settings.json (the environment wins, as under Core Tools).
+        env={**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+             **env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
