@@ -17,10 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SNIPPET = (
-    "import time; t = time.perf_counter(); import {module}; "
-    "print(time.perf_counter() - t)"
-)
+SNIPPET = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
 
 def sample(module: str) -> float:

@@ -16,8 +16,6 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from devtools.azurite import ROOT, start_azurite
@@ -32,8 +30,16 @@ def fixture_app() -> dict[str, Any]:
     return dict(directory["apps"][0])
 
 
-def service_settings(*, authority_host: str, graph_url: str, ca_bundle: str, storage: str,
-                     public_base_url: str, function_key: str, key_file: str | None = None) -> dict[str, str]:
+def service_settings(
+    *,
+    authority_host: str,
+    graph_url: str,
+    ca_bundle: str,
+    storage: str,
+    public_base_url: str,
+    function_key: str,
+    key_file: str | None = None,
+) -> dict[str, str]:
     """App settings that point the service at a local cloud."""
     app = fixture_app()
     return {
@@ -87,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
         cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud")
         settings = service_settings(
-            authority_host=cloud.authority_host, graph_url=cloud.graph_url, ca_bundle=str(cloud.ca_bundle),
+            authority_host=cloud.authority_host,
+            graph_url=cloud.graph_url,
+            ca_bundle=str(cloud.ca_bundle),
             storage=given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
             public_base_url=f"http://localhost:{args.port}",
             function_key=given.get("FUNCTION_KEY") or _dev_function_key(),
@@ -100,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     # The worker reads its settings from the environment, as under Core Tools.
     os.environ.update(settings)
 
-    from devtools.host.runner import start_host
-
     import function_app
+    from devtools.host.runner import start_host
 
     host = start_host(function_app.app, settings=settings, port=args.port)
     public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
@@ -122,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     if azurite is not None:
         azurite.stop()
     return 0
-
-
 
 
 if __name__ == "__main__":

@@ -16,8 +16,15 @@ _STYLE = (
 )
 
 
-def page(title: str, paragraphs: list[str], *, status: int = 200, links: list[tuple[str, str]] | None = None,
-         items: list[str] | None = None, headers: dict[str, str] | None = None) -> func.HttpResponse:
+def page(
+    title: str,
+    paragraphs: list[str],
+    *,
+    status: int = 200,
+    links: list[tuple[str, str]] | None = None,
+    items: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> func.HttpResponse:
     body = [f"<h1>{escape(title)}</h1>", '<div class="box">']
     body += [f"<p>{escape(p)}</p>" for p in paragraphs]
     if items:
@@ -26,14 +33,21 @@ def page(title: str, paragraphs: list[str], *, status: int = 200, links: list[tu
         body.append(f'<p><a class="button" href="{escape(href, quote=True)}">{escape(label)}</a></p>')
     body.append("</div>")
     html = (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width\"><title>{escape(title)}</title>"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width"><title>{escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
     )
     return func.HttpResponse(
-        html, status_code=status, mimetype="text/html", charset="utf-8",
-        headers={**SECURITY_HEADERS, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-                 "Referrer-Policy": "no-referrer", **(headers or {})},
+        html,
+        status_code=status,
+        mimetype="text/html",
+        charset="utf-8",
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "Referrer-Policy": "no-referrer",
+            **(headers or {}),
+        },
     )
 
 

@@ -45,9 +45,18 @@ def auth_login(req: func.HttpRequest) -> func.HttpResponse:
         login_hint=(req.params.get("login_hint") or "")[:256] or None,
     )
     # SameSite=None so the cookie also comes back with a response_mode=form_post callback (a cross-site POST).
-    return redirect(start.redirect_url, headers={"Set-Cookie": cookie(
-        SIGNIN_FLOW_COOKIE, start.binding, max_age=deps.settings.flow_ttl_seconds, path=FLOW_COOKIE_PATH,
-        same_site="None")})
+    return redirect(
+        start.redirect_url,
+        headers={
+            "Set-Cookie": cookie(
+                SIGNIN_FLOW_COOKIE,
+                start.binding,
+                max_age=deps.settings.flow_ttl_seconds,
+                path=FLOW_COOKIE_PATH,
+                same_site="None",
+            )
+        },
+    )
 
 
 def _callback_params(req: func.HttpRequest) -> dict[str, str]:
@@ -74,25 +83,40 @@ def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
     try:
         outcome = complete_signin(deps, _callback_params(req), read_cookie(req, SIGNIN_FLOW_COOKIE))
     except errors.InvalidFlowState as err:
-        return page("This sign-in has expired", [err.message, "Nothing was stored."], status=status_for(err),
-                    links=[("Sign in again", login)], headers={"Set-Cookie": clear})
+        return page(
+            "This sign-in has expired",
+            [err.message, "Nothing was stored."],
+            status=status_for(err),
+            links=[("Sign in again", login)],
+            headers={"Set-Cookie": clear},
+        )
     except errors.SigninDenied as err:
-        return page("You were not signed in", [err.message], status=status_for(err),
-                    links=[("Sign in again", login)], headers={"Set-Cookie": clear})
+        return page(
+            "You were not signed in",
+            [err.message],
+            status=status_for(err),
+            links=[("Sign in again", login)],
+            headers={"Set-Cookie": clear},
+        )
     except errors.AdminConsentRequired as err:
         link = str(err.details.get("consent_request_url", ""))
-        return page("Your organisation has not connected Office 365 yet", [
-            err.message,
-            "Send your Office 365 administrator the consent request email; once they accept, sign in again.",
-        ], status=status_for(err), links=[("Get the email for your admin", link), ("Sign in again", login)],
-            headers={"Set-Cookie": clear})
-    session_cookie = cookie(SESSION_COOKIE, outcome.session_credential,
-                            max_age=deps.settings.session_ttl_seconds, path="/")
+        return page(
+            "Your organisation has not connected Office 365 yet",
+            [
+                err.message,
+                "Send your Office 365 administrator the consent request email; once they accept, sign in again.",
+            ],
+            status=status_for(err),
+            links=[("Get the email for your admin", link), ("Sign in again", login)],
+            headers={"Set-Cookie": clear},
+        )
+    session_cookie = cookie(
+        SESSION_COOKIE, outcome.session_credential, max_age=deps.settings.session_ttl_seconds, path="/"
+    )
     headers = {"Set-Cookie": session_cookie}
     if outcome.return_to:
         return redirect(outcome.return_to, headers=headers)
-    return page("You're signed in", [f"Signed in as {outcome.user.username}. You can close this tab."],
-                headers=headers)
+    return page("You're signed in", [f"Signed in as {outcome.user.username}. You can close this tab."], headers=headers)
 
 
 @bp.function_name("auth_logout")
@@ -102,8 +126,9 @@ def auth_logout(req: func.HttpRequest) -> func.HttpResponse:
     from shared.signin import logout
 
     logout(get_container(), session_credential(req))
-    return func.HttpResponse(status_code=204, headers={
-        "Set-Cookie": expired_cookie(SESSION_COOKIE, path="/"), "Cache-Control": "no-store"})
+    return func.HttpResponse(
+        status_code=204, headers={"Set-Cookie": expired_cookie(SESSION_COOKIE, path="/"), "Cache-Control": "no-store"}
+    )
 
 
 @bp.function_name("me")

@@ -48,7 +48,6 @@ class RequestContext:
     tenant: Tenant | None = None
     user_access: AccessToken | None = None  # the user's delegated Graph token, proven live
 
-
     @property
     def tenant_id(self) -> str:
         return self.user.tenant_id
@@ -86,8 +85,9 @@ def authenticate_session(deps: Dependencies, credential: str | None) -> RequestC
     try:
         session = deps.sessions.get_session(hash_secret(credential))
     except NotFound:
-        raise SigninRequired("Your session is unknown or has ended. Sign in again.",
-                             login_url=login_url(settings)) from None
+        raise SigninRequired(
+            "Your session is unknown or has ended. Sign in again.", login_url=login_url(settings)
+        ) from None
     if session.revoked or session.expires_at <= deps.clock.now():
         raise SigninRequired("Your session has ended. Sign in again.", login_url=login_url(settings))
     try:
@@ -102,8 +102,9 @@ def require_calendar_access(deps: Dependencies, credential: str | None) -> Reque
     that holds admin consent. Raises SigninRequired, ReauthRequired or AdminConsentRequired."""
     ctx = authenticate_session(deps, credential)
     if ctx.user.token_health is TokenHealth.REAUTH_REQUIRED:
-        raise ReauthRequired("Your Office 365 sign-in has expired or was revoked. Sign in again.",
-                             login_url=login_url(deps.settings))
+        raise ReauthRequired(
+            "Your Office 365 sign-in has expired or was revoked. Sign in again.", login_url=login_url(deps.settings)
+        )
     tenant = ensure_tenant_consent(deps, ctx.tenant_id)
     # MSAL answers from its cache while the access token is fresh, so this costs a storage read,
     # and a refresh only when the token nears expiry; a refused refresh marks the user.
@@ -158,13 +159,25 @@ def record_app_token(deps: Dependencies, token: AccessToken, *, consented: bool 
             current = None
         if current is None:
             return deps.tenants.create_tenant(
-                Tenant(tenant_id=token.tenant_id, consent_status=status, granted_roles=token.roles,
-                       missing_roles=missing, consented_at=now, checked_at=now)
+                Tenant(
+                    tenant_id=token.tenant_id,
+                    consent_status=status,
+                    granted_roles=token.roles,
+                    missing_roles=missing,
+                    consented_at=now,
+                    checked_at=now,
+                )
             )
         return deps.tenants.update_tenant(
-            replace(current, consent_status=status, granted_roles=token.roles, missing_roles=missing,
-                    consented_at=now if consented else current.consented_at, checked_at=now,
-                    attention_reason=None)
+            replace(
+                current,
+                consent_status=status,
+                granted_roles=token.roles,
+                missing_roles=missing,
+                consented_at=now if consented else current.consented_at,
+                checked_at=now,
+                attention_reason=None,
+            )
         )
 
     tenant = retry_on_conflict(write)
@@ -200,8 +213,11 @@ def app_token(deps: Dependencies, tenant_id: str) -> AccessToken:
         token = deps.identity.acquire_app_token(tenant_id=tenant_id, serialized_cache=cache)
     except AdminConsentRequired as err:
         mark_tenant(deps, tenant_id, ConsentStatus.NEEDS_ATTENTION, str(err.details.get("reason", "refused")))
-        raise _consent_required(deps, tenant_id, "Microsoft refused the app-only token: the administrator's "
-                                "consent was withdrawn or never completed.") from err
+        raise _consent_required(
+            deps,
+            tenant_id,
+            "Microsoft refused the app-only token: the administrator's consent was withdrawn or never completed.",
+        ) from err
     if token.tenant_id != tenant_id:
         raise AdminConsentRequired("The app-only token names another tenant.")
     status, missing = evaluate_roles(token.roles)
@@ -215,8 +231,12 @@ def app_token(deps: Dependencies, tenant_id: str) -> AccessToken:
         if not token.roles:
             mark_tenant(deps, tenant_id, ConsentStatus.NEEDS_ATTENTION, "no application permissions granted")
         # A token without the roles would only earn 403s from Graph: never use it.
-        raise _consent_required(deps, tenant_id, "The administrator's consent lacks permissions the service needs.",
-                                missing_permissions=list(missing))
+        raise _consent_required(
+            deps,
+            tenant_id,
+            "The administrator's consent lacks permissions the service needs.",
+            missing_permissions=list(missing),
+        )
     return token
 
 
@@ -243,8 +263,11 @@ def user_token(deps: Dependencies, ctx: RequestContext) -> AccessToken:
         )
     except ReauthRequired as err:
         mark_user_reauth(deps, user)
-        raise ReauthRequired("Your Office 365 sign-in has expired or was revoked. Sign in again.",
-                             login_url=login_url(deps.settings), reason=err.details.get("reason")) from err
+        raise ReauthRequired(
+            "Your Office 365 sign-in has expired or was revoked. Sign in again.",
+            login_url=login_url(deps.settings),
+            reason=err.details.get("reason"),
+        ) from err
     if token.serialized_cache is not None:
         deps.token_caches.save_cache(user.tenant_id, user.user_id, token.serialized_cache)
     return token

@@ -36,7 +36,7 @@ class Settings:
     client_secret: str | None = field(default=None, repr=False)
     public_base_url: str = "http://localhost:7071"
     key_vault_url: str | None = None
-    token_key_secret_name: str = "token-encryption-key"
+    token_key_secret_name: str = "token-encryption-key"  # noqa: S105 - the secret's name, not its value
     local_key_file: str = field(default_factory=_default_key_file)
     table_prefix: str = ""
     allowed_return_urls: tuple[str, ...] = ()

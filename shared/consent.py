@@ -24,11 +24,16 @@ from shared.ports import Dependencies
 
 # Application permissions and why we need each (shown to the admin and in the email).
 APP_PERMISSIONS: tuple[tuple[str, str], ...] = (
-    ("Calendars.ReadWrite", "Find times when interviewers are free and create interviews with their "
-     "attendees. We write only to events we created."),
+    (
+        "Calendars.ReadWrite",
+        "Find times when interviewers are free and create interviews with their "
+        "attendees. We write only to events we created.",
+    ),
     ("User.Read.All", "Look up interviewers' names and email addresses to schedule interviews."),
-    ("MailboxSettings.Read", "Read interviewers' time zones and working hours. This does not grant access "
-     "to read anyone's mail."),
+    (
+        "MailboxSettings.Read",
+        "Read interviewers' time zones and working hours. This does not grant access to read anyone's mail.",
+    ),
 )
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -50,8 +55,7 @@ def validate_tenant_hint(tenant: str | None) -> str:
     if not value:
         raise InvalidRequest("Name the tenant: its domain (contoso.com) or tenant id.", parameter="tenant")
     if value in _ALIASES or not (_GUID.match(value) or _DOMAIN.match(value)):
-        raise InvalidRequest("The tenant must be a tenant id (GUID) or a verified domain name.",
-                             parameter="tenant")
+        raise InvalidRequest("The tenant must be a tenant id (GUID) or a verified domain name.", parameter="tenant")
     return value
 
 
@@ -86,9 +90,7 @@ def start_admin_consent(deps: Dependencies, tenant: str | None) -> BrowserFlowSt
     hint = validate_tenant_hint(tenant)
     state = secrets.token_urlsafe(32)
     binding = new_flow(deps, FlowKind.CONSENT, state, {"tenant_hint": hint})
-    url = deps.identity.admin_consent_url(
-        tenant=hint, state=state, redirect_uri=deps.settings.consent_redirect_uri
-    )
+    url = deps.identity.admin_consent_url(tenant=hint, state=state, redirect_uri=deps.settings.consent_redirect_uri)
     return BrowserFlowStart(redirect_url=url, binding=binding)
 
 
@@ -104,7 +106,8 @@ def complete_admin_consent(deps: Dependencies, params: Mapping[str, str], bindin
         # permission_denied, and the Cancel button with access_denied: all mean nothing was granted.
         raise SigninDenied(
             "The administrator cancelled or declined the consent, so nothing was granted.",
-            reason=error[:64], retry_url=retry_url,
+            reason=error[:64],
+            retry_url=retry_url,
         )
     if params.get("admin_consent", "").lower() != "true":
         raise SigninDenied("Microsoft did not confirm the administrator's consent.", retry_url=retry_url)

@@ -51,9 +51,7 @@ def check_health(container: Any) -> list[CheckResult]:
         return str(container.probe.reachable(settings.graph_base_url + "/$metadata"))
 
     def authority() -> str:
-        return str(
-            container.probe.reachable(settings.authority_host + "/common/v2.0/.well-known/openid-configuration")
-        )
+        return str(container.probe.reachable(settings.authority_host + "/common/v2.0/.well-known/openid-configuration"))
 
     checks: dict[str, Callable[[], str]] = {
         "storage": storage,

@@ -39,30 +39,59 @@ class Check:
 
 def _graph_failure(check_id: str, title: str, err: ServiceError, mailbox: str) -> Check:
     if isinstance(err, NotFound):
-        return Check(check_id, title, "fail", f"{mailbox} does not exist in the tenant's directory.",
-                     "Create the shared mailbox as the integration guide describes, or correct the address.")
+        return Check(
+            check_id,
+            title,
+            "fail",
+            f"{mailbox} does not exist in the tenant's directory.",
+            "Create the shared mailbox as the integration guide describes, or correct the address.",
+        )
     if isinstance(err, GraphRequestFailed) and err.reason == "access_policy":
-        return Check(check_id, title, "fail",
-                     f"An application access policy blocks the app from {mailbox}.",
-                     "Ask your Exchange admin to add the mailbox to the policy's security group "
-                     "(New-ApplicationAccessPolicy / Set-ApplicationAccessPolicy).")
+        return Check(
+            check_id,
+            title,
+            "fail",
+            f"An application access policy blocks the app from {mailbox}.",
+            "Ask your Exchange admin to add the mailbox to the policy's security group "
+            "(New-ApplicationAccessPolicy / Set-ApplicationAccessPolicy).",
+        )
     if isinstance(err, GraphRequestFailed) and err.reason == "on_premises":
-        return Check(check_id, title, "fail",
-                     f"{mailbox} is on premises and Microsoft Graph cannot reach it.",
-                     "Hybrid deployments are supported when these requirements are met.",
-                     HYBRID_REQUIREMENTS)
+        return Check(
+            check_id,
+            title,
+            "fail",
+            f"{mailbox} is on premises and Microsoft Graph cannot reach it.",
+            "Hybrid deployments are supported when these requirements are met.",
+            HYBRID_REQUIREMENTS,
+        )
     if isinstance(err, AdminConsentRequired):
-        return Check(check_id, title, "fail", "The tenant gives the app no token.",
-                     "Ask your Office 365 administrator to grant consent again.")
-    return Check(check_id, title, "fail", f"Microsoft Graph failed: {err.message}",
-                 "Try again later; if it persists, contact support with the time of the check.")
+        return Check(
+            check_id,
+            title,
+            "fail",
+            "The tenant gives the app no token.",
+            "Ask your Office 365 administrator to grant consent again.",
+        )
+    return Check(
+        check_id,
+        title,
+        "fail",
+        f"Microsoft Graph failed: {err.message}",
+        "Try again later; if it persists, contact support with the time of the check.",
+    )
 
 
-def _mailbox_check(deps: Dependencies, token: AccessToken | None, check_id: str, title: str,
-                   address: str | None, setting: str) -> Check:
+def _mailbox_check(
+    deps: Dependencies, token: AccessToken | None, check_id: str, title: str, address: str | None, setting: str
+) -> Check:
     if not address:
-        return Check(check_id, title, "fail", "No mailbox address is configured.",
-                     f"An admin of the tenant sets {setting} with PUT /api/tenants/me/settings.")
+        return Check(
+            check_id,
+            title,
+            "fail",
+            "No mailbox address is configured.",
+            f"An admin of the tenant sets {setting} with PUT /api/tenants/me/settings.",
+        )
     if token is None:
         return Check(check_id, title, "skipped", "No app-only token for the tenant.")
     try:
@@ -84,15 +113,29 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
     try:
         token = app_token(deps, ctx.tenant_id)
     except ServiceError as err:
-        checks.append(Check("admin_consent", "Admin consent", "fail", err.message,
-                            "Send your Office 365 administrator the consent request email."))
+        checks.append(
+            Check(
+                "admin_consent",
+                "Admin consent",
+                "fail",
+                err.message,
+                "Send your Office 365 administrator the consent request email.",
+            )
+        )
     else:
         tenant = deps.tenants.get_tenant(ctx.tenant_id)
         missing = list(tenant.missing_roles)
-        checks.append(Check("admin_consent", "Admin consent", "fail" if missing else "pass",
-                            f"Missing application permissions: {', '.join(missing)}." if missing
-                            else "All application permissions are granted.",
-                            "Ask your administrator to grant consent again." if missing else None))
+        checks.append(
+            Check(
+                "admin_consent",
+                "Admin consent",
+                "fail" if missing else "pass",
+                f"Missing application permissions: {', '.join(missing)}."
+                if missing
+                else "All application permissions are granted.",
+                "Ask your administrator to grant consent again." if missing else None,
+            )
+        )
     directory_title = "The app can read the directory"
     if token is None:
         checks.append(Check("directory", directory_title, "skipped", "No app-only token for the tenant."))
@@ -108,10 +151,21 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
         checks.append(Check("user_mailbox", mailbox_title, "pass", "Your calendar can be read."))
     except ServiceError as err:
         checks.append(_graph_failure("user_mailbox", mailbox_title, err, ctx.user.username or "your mailbox"))
-    checks.append(_mailbox_check(deps, token, "interviews_mailbox", "Candidate-facing Interviews mailbox",
-                                 tenant.interviews_mailbox if tenant else None, "interviews_mailbox"))
-    checks.append(_mailbox_check(deps, token, "sync_mailbox", "Sync mailbox",
-                                 tenant.sync_mailbox if tenant else None, "sync_mailbox"))
+    checks.append(
+        _mailbox_check(
+            deps,
+            token,
+            "interviews_mailbox",
+            "Candidate-facing Interviews mailbox",
+            tenant.interviews_mailbox if tenant else None,
+            "interviews_mailbox",
+        )
+    )
+    checks.append(
+        _mailbox_check(
+            deps, token, "sync_mailbox", "Sync mailbox", tenant.sync_mailbox if tenant else None, "sync_mailbox"
+        )
+    )
     return {
         "tenant_id": ctx.tenant_id,
         "ready": all(c.status == "pass" for c in checks),
@@ -138,10 +192,17 @@ def update_tenant_settings(deps: Dependencies, ctx: RequestContext, body: dict[s
     unknown = set(body) - {"interviews_mailbox", "sync_mailbox"}
     if unknown:
         raise InvalidRequest(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
-    changes = {k: _email(body[k], k) for k in ("interviews_mailbox", "sync_mailbox") if k in body}
+    interviews = _email(body.get("interviews_mailbox"), "interviews_mailbox")
+    sync = _email(body.get("sync_mailbox"), "sync_mailbox")
 
     def write() -> Tenant:
         current = deps.tenants.get_tenant(ctx.tenant_id)
-        return deps.tenants.update_tenant(replace(current, **changes))
+        return deps.tenants.update_tenant(
+            replace(
+                current,
+                interviews_mailbox=interviews if "interviews_mailbox" in body else current.interviews_mailbox,
+                sync_mailbox=sync if "sync_mailbox" in body else current.sync_mailbox,
+            )
+        )
 
     return tenant_settings_view(retry_on_conflict(write))

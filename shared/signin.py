@@ -79,7 +79,10 @@ def parse_features(raw: str | None) -> tuple[str, ...]:
 
 
 def start_signin(
-    deps: Dependencies, *, features: tuple[str, ...] = (), return_to: str | None = None,
+    deps: Dependencies,
+    *,
+    features: tuple[str, ...] = (),
+    return_to: str | None = None,
     login_hint: str | None = None,
 ) -> BrowserFlowStart:
     checked_return = check_return_to(deps.settings.allowed_return_urls, return_to)
@@ -88,7 +91,9 @@ def start_signin(
         scopes += [s for s in FEATURE_SCOPES[feature] if s not in scopes]
     start = deps.identity.start_signin(scopes=scopes, redirect_uri=deps.settings.redirect_uri, login_hint=login_hint)
     binding = new_flow(
-        deps, FlowKind.SIGNIN, start.state,
+        deps,
+        FlowKind.SIGNIN,
+        start.state,
         {"flow": start.flow, "return_to": checked_return, "features": list(features)},
     )
     return BrowserFlowStart(redirect_url=start.auth_uri, binding=binding)
@@ -109,9 +114,7 @@ def complete_signin(deps: Dependencies, params: Mapping[str, str], binding: str 
             **{k: v for k, v in err.details.items() if k != "consent_request_url"},
         ) from err
     granted = set(result.scopes)
-    features = tuple(
-        sorted(f for f, needed in FEATURE_SCOPES.items() if all(s in granted for s in needed))
-    )
+    features = tuple(sorted(f for f, needed in FEATURE_SCOPES.items() if all(s in granted for s in needed)))
     now = deps.clock.now()
 
     def write_user() -> User:
@@ -120,8 +123,12 @@ def complete_signin(deps: Dependencies, params: Mapping[str, str], binding: str 
         except NotFound:
             current = None
         fields: dict[str, Any] = dict(
-            username=result.username, display_name=result.display_name, granted_scopes=result.scopes,
-            features=features, token_health=TokenHealth.OK, signed_in_at=now,
+            username=result.username,
+            display_name=result.display_name,
+            granted_scopes=result.scopes,
+            features=features,
+            token_health=TokenHealth.OK,
+            signed_in_at=now,
             is_tenant_admin=result.is_tenant_admin,
         )
         if current is None:

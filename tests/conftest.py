@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from devtools.azurite import Azurite, free_port, start_azurite
+
+if TYPE_CHECKING:
+    from devtools.cloud.server import RunningCloud
 
 TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
@@ -25,7 +29,7 @@ def azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture(scope="session")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
     """The local cloud over HTTPS; the test process trusts its CA for as long as it runs."""
     from devtools.cloud.server import start_cloud
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from devtools.cloud import tokens
+from devtools.cloud import notify, tokens
 from devtools.cloud.app import build_app
 from devtools.cloud.seed import load_world
 from devtools.cloud.state import World
@@ -49,6 +49,7 @@ class RunningCloud:
         self._server.should_exit = True
         self._server.force_exit = True
         self._thread.join(timeout=10)
+        notify.stop_delivery(self.world)
 
     def __enter__(self) -> RunningCloud:
         return self

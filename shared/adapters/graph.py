@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -72,8 +72,14 @@ class GraphClient:
 
     # ---- transport -----------------------------------------------------------------------------
     def request(
-        self, method: str, path: str, token: AccessToken, *, params: dict[str, str] | None = None,
-        json: Any = None, headers: dict[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        token: AccessToken,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         all_headers = {"Authorization": f"Bearer {token.token}", **(headers or {})}
         attempt = 0
@@ -91,8 +97,13 @@ class GraphClient:
             retry_after = self._retry_after(response)
             if retry_after is not None and attempt < self._max_retries:
                 attempt += 1
-                logger.info("Graph answered %s for %s %s; retrying in %.1f s", response.status_code, method,
-                            path.split("?")[0], retry_after)
+                logger.info(
+                    "Graph answered %s for %s %s; retrying in %.1f s",
+                    response.status_code,
+                    method,
+                    path.split("?")[0],
+                    retry_after,
+                )
                 self._sleep(retry_after)
                 continue
             raise self._error(response)
@@ -119,7 +130,9 @@ class GraphClient:
         reason = classify(response.status_code, code, message)
         return GraphRequestFailed(
             f"Microsoft Graph answered HTTP {response.status_code} ({code or 'no code'}).",
-            status=response.status_code, reason=reason, graph_code=code,
+            status=response.status_code,
+            reason=reason,
+            graph_code=code,
         )
 
     # ---- calls ---------------------------------------------------------------------------------
@@ -141,7 +154,7 @@ class GraphClient:
         return [self._user(u) for u in raw.get("value", [])]
 
     def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
-        start = datetime.now(timezone.utc).replace(microsecond=0)
+        start = datetime.now(UTC).replace(microsecond=0)
         params = {
             "startDateTime": start.isoformat().replace("+00:00", "Z"),
             "endDateTime": (start + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),

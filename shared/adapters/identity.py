@@ -67,9 +67,17 @@ class _NoMsalDebug(logging.Filter):
 
 
 _MSAL_LOGGERS = (
-    "msal.application", "msal.token_cache", "msal.authority", "msal.telemetry", "msal.region",
-    "msal.oauth2cli.oauth2", "msal.oauth2cli.oidc", "msal.oauth2cli.authcode", "msal.oauth2cli.assertion",
-    "msal.throttled_http_client", "msal.individual_cache",
+    "msal.application",
+    "msal.token_cache",
+    "msal.authority",
+    "msal.telemetry",
+    "msal.region",
+    "msal.oauth2cli.oauth2",
+    "msal.oauth2cli.oidc",
+    "msal.oauth2cli.authcode",
+    "msal.oauth2cli.assertion",
+    "msal.throttled_http_client",
+    "msal.individual_cache",
 )
 for _name in _MSAL_LOGGERS:
     logging.getLogger(_name).addFilter(_NoMsalDebug())
@@ -162,9 +170,7 @@ class MsalIdentity:
 
     def complete_signin(self, flow: dict[str, Any], auth_response: dict[str, str]) -> SigninResult:
         if "error" in auth_response:
-            raise SigninDenied(
-                "Microsoft did not sign you in.", reason=str(auth_response.get("error"))[:64]
-            )
+            raise SigninDenied("Microsoft did not sign you in.", reason=str(auth_response.get("error"))[:64])
         cache = self._cache(None)
         app = self._app("organizations", cache)
         try:
@@ -176,8 +182,9 @@ class MsalIdentity:
             raise UpstreamUnavailable("The identity platform did not answer.") from err
         if "error" in result:
             logger.warning("Sign-in code redemption failed: %s", _describe(result))
-            raise SigninDenied("Microsoft refused to complete the sign-in. Try signing in again.",
-                               reason=str(result.get("error")))
+            raise SigninDenied(
+                "Microsoft refused to complete the sign-in. Try signing in again.", reason=str(result.get("error"))
+            )
         claims = result.get("id_token_claims") or {}
         tenant_id, user_id = claims.get("tid"), claims.get("oid")
         if not tenant_id or not user_id:

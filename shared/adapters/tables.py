@@ -76,7 +76,7 @@ logger = logging.getLogger(__name__)
 
 TENANTS = "tenants"
 USERS = "users"
-TOKEN_CACHES = "tokencaches"
+TOKEN_CACHES = "tokencaches"  # noqa: S105 - a table name, not a secret
 BOOKINGS = "bookings"
 SUBSCRIPTIONS = "subscriptions"
 SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"

@@ -15,8 +15,9 @@ import httpx
 class Browser:
     def __init__(self, service_url: str, *, ca_bundle: str) -> None:
         self.service_url = service_url
-        self.client = httpx.Client(verify=ssl.create_default_context(cafile=ca_bundle), follow_redirects=False,
-                                   timeout=30)
+        self.client = httpx.Client(
+            verify=ssl.create_default_context(cafile=ca_bundle), follow_redirects=False, timeout=30
+        )
         self.cookies: dict[str, dict[str, str]] = {}  # host -> name -> value
         self.history: list[httpx.Response] = []
 
@@ -53,8 +54,9 @@ class Browser:
             form = re.search(r'<form[^>]*method="post"[^>]*action="([^"]+)"', response.text, re.I)
             if form and "onload" in response.text:
                 fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.text))
-                response = self.request("POST", unescape(form.group(1)),
-                                        data={k: unescape(v) for k, v in fields.items()})
+                response = self.request(
+                    "POST", unescape(form.group(1)), data={k: unescape(v) for k, v in fields.items()}
+                )
                 continue
             return response
         raise AssertionError("too many redirects")

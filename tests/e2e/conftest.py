@@ -55,9 +55,13 @@ def stack(azurite: Azurite, cloud: Any, tmp_path_factory: pytest.TempPathFactory
     key_dir: Path = tmp_path_factory.mktemp("keys")
     key_dir.chmod(0o700)
     settings = service_settings(
-        authority_host=cloud.authority_host, graph_url=cloud.graph_url, ca_bundle=str(cloud.ca_bundle),
-        storage=azurite.connection_string, public_base_url=base_url,
-        key_file=str(key_dir / "token-keys.json"), function_key=FUNCTION_KEY,
+        authority_host=cloud.authority_host,
+        graph_url=cloud.graph_url,
+        ca_bundle=str(cloud.ca_bundle),
+        storage=azurite.connection_string,
+        public_base_url=base_url,
+        key_file=str(key_dir / "token-keys.json"),
+        function_key=FUNCTION_KEY,
     )
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)

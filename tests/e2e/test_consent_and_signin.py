@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -93,8 +94,9 @@ def test_calendar_endpoints_need_the_function_key_and_a_session(e2e: Stack) -> N
     ok = recruiter.request("GET", "/api/directory/users/alex.wilber@contoso.example", headers=KEY)
     assert ok.status_code == 200, ok.text
     assert ok.json()["display_name"] == "Alex Wilber"
-    bearer = e2e.browser().request("GET", "/api/me", headers={
-        **KEY, "Authorization": f"Bearer {recruiter.service_cookie('ics_session')}"})
+    bearer = e2e.browser().request(
+        "GET", "/api/me", headers={**KEY, "Authorization": f"Bearer {recruiter.service_cookie('ics_session')}"}
+    )
     assert bearer.status_code == 200
 
 
@@ -107,8 +109,9 @@ def _nothing_stored() -> None:
 
 def test_forged_state_stores_nothing(e2e: Stack) -> None:
     browser = e2e.browser()
-    consent_page = browser.request("GET", "/api/consent/callback?" + urlencode(
-        {"state": "forged", "admin_consent": "True", "tenant": CONTOSO}))
+    consent_page = browser.request(
+        "GET", "/api/consent/callback?" + urlencode({"state": "forged", "admin_consent": "True", "tenant": CONTOSO})
+    )
     assert consent_page.status_code == 400
     signin_page = browser.request("GET", "/api/auth/callback?state=forged&code=abc")
     assert signin_page.status_code == 400
@@ -231,7 +234,7 @@ def test_withdrawn_admin_consent_answers_admin_consent_required(e2e: Stack) -> N
 
 
 def test_tenant_b_cannot_read_tenant_a_users_or_bookings(e2e: Stack) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from shared.models import Booking
 
@@ -239,10 +242,17 @@ def test_tenant_b_cannot_read_tenant_a_users_or_bookings(e2e: Stack) -> None:
     consent(e2e, FABRIKAM_ADMIN, "fabrikam.example")
     contoso = sign_in(e2e)
     fabrikam = sign_in(e2e, FABRIKAM_RECRUITER)
-    when = datetime(2026, 12, 1, 15, tzinfo=timezone.utc)
-    get_container().bookings.create_booking(Booking(
-        tenant_id=CONTOSO, booking_id="bk1", mailbox="interviews@contoso.example", start=when, end=when,
-        subject="Onsite interview"))
+    when = datetime(2026, 12, 1, 15, tzinfo=UTC)
+    get_container().bookings.create_booking(
+        Booking(
+            tenant_id=CONTOSO,
+            booking_id="bk1",
+            mailbox="interviews@contoso.example",
+            start=when,
+            end=when,
+            subject="Onsite interview",
+        )
+    )
     alex = controls.get_user(e2e.world, "alex.wilber@contoso.example")
     for ref in ("alex.wilber@contoso.example", alex.id):
         denied = fabrikam.request("GET", f"/api/directory/users/{ref}", headers=KEY)

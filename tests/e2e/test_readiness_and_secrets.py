@@ -34,8 +34,12 @@ def test_readiness_reports_each_check_and_what_to_do(e2e: Stack) -> None:
     assert checks["directory"]["status"] == "pass"
     assert checks["user_mailbox"]["status"] == "pass"
     assert checks["interviews_mailbox"]["status"] == "fail"  # not configured yet
-    put = admin.request("PUT", "/api/tenants/me/settings", headers=KEY, json={
-        "interviews_mailbox": "interviews@contoso.example", "sync_mailbox": "sync@contoso.example"})
+    put = admin.request(
+        "PUT",
+        "/api/tenants/me/settings",
+        headers=KEY,
+        json={"interviews_mailbox": "interviews@contoso.example", "sync_mailbox": "sync@contoso.example"},
+    )
     assert put.status_code == 200, put.text
     ready = admin.request("GET", "/api/tenants/me/readiness", headers=KEY)
     assert ready.json()["ready"] is True, ready.text
@@ -46,8 +50,9 @@ def test_readiness_reports_each_check_and_what_to_do(e2e: Stack) -> None:
     assert checks["sync_mailbox"]["status"] == "fail"
     assert "application access policy" in checks["sync_mailbox"]["detail"]
 
-    missing = admin.request("PUT", "/api/tenants/me/settings", headers=KEY,
-                            json={"interviews_mailbox": "nobody@contoso.example"})
+    missing = admin.request(
+        "PUT", "/api/tenants/me/settings", headers=KEY, json={"interviews_mailbox": "nobody@contoso.example"}
+    )
     assert missing.status_code == 200
     checks = _checks(admin.request("GET", "/api/tenants/me/readiness", headers=KEY))
     assert checks["interviews_mailbox"]["status"] == "fail"
@@ -57,8 +62,9 @@ def test_readiness_reports_each_check_and_what_to_do(e2e: Stack) -> None:
 def test_recruiters_cannot_change_tenant_settings(e2e: Stack) -> None:
     consent(e2e)
     recruiter = sign_in(e2e, RECRUITER)
-    response = recruiter.request("PUT", "/api/tenants/me/settings", headers=KEY,
-                                 json={"interviews_mailbox": "interviews@contoso.example"})
+    response = recruiter.request(
+        "PUT", "/api/tenants/me/settings", headers=KEY, json={"interviews_mailbox": "interviews@contoso.example"}
+    )
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden"
 

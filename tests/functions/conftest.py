@@ -12,8 +12,23 @@ from tests.unit.fakes import FakeDeps
 def deps() -> Iterator[FakeDeps]:
     """Fakes installed as the handlers' container."""
     fakes = FakeDeps()
-    container = Container(fakes.settings, **{name: getattr(fakes, name) for name in (
-        "clock", "tenants", "users", "sessions", "bookings", "token_caches", "flows", "identity", "graph")})
+    container = Container(
+        fakes.settings,
+        **{
+            name: getattr(fakes, name)
+            for name in (
+                "clock",
+                "tenants",
+                "users",
+                "sessions",
+                "bookings",
+                "token_caches",
+                "flows",
+                "identity",
+                "graph",
+            )
+        },
+    )
     set_container(container)
     yield fakes
     set_container(None)

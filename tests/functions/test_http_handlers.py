@@ -13,10 +13,18 @@ from tests.unit.test_readiness import ADMIN
 from tests.unit.test_signin import consented, sign_in
 
 
-def request(method: str, url: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
-            params: dict[str, str] | None = None, route_params: dict[str, str] | None = None) -> func.HttpRequest:
-    return func.HttpRequest(method, url, body=body, headers=headers or {}, params=params or {},
-                            route_params=route_params or {})
+def request(
+    method: str,
+    url: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    route_params: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    return func.HttpRequest(
+        method, url, body=body, headers=headers or {}, params=params or {}, route_params=route_params or {}
+    )
 
 
 def error_of(response: func.HttpResponse) -> dict[str, Any]:
@@ -42,9 +50,14 @@ def test_calendar_endpoint_of_unconsented_tenant_is_admin_consent_required(deps:
     consented(deps)
     credential = sign_in(deps)
     deps.tenants.delete_tenant(next(iter(deps.tenants.items))[0])
-    response = directory.directory_user(request("GET", "http://localhost/api/directory/users/x",
-                                                headers={"Authorization": f"Bearer {credential}"},
-                                                route_params={"user": "x"}))
+    response = directory.directory_user(
+        request(
+            "GET",
+            "http://localhost/api/directory/users/x",
+            headers={"Authorization": f"Bearer {credential}"},
+            route_params={"user": "x"},
+        )
+    )
     assert response.status_code == 403
     assert error_of(response)["code"] == "admin_consent_required"
     assert "consent_request_url" in error_of(response)
@@ -60,8 +73,9 @@ def _put_settings(credential: str, body: bytes, content_type: str | None = "appl
     headers = {"Authorization": f"Bearer {credential}"}
     if content_type:
         headers["Content-Type"] = content_type
-    return tenants.tenant_settings_put(request("PUT", "http://localhost/api/tenants/me/settings", body=body,
-                                               headers=headers))
+    return tenants.tenant_settings_put(
+        request("PUT", "http://localhost/api/tenants/me/settings", body=body, headers=headers)
+    )
 
 
 def test_malformed_json_is_a_400(admin_credential: str) -> None:
@@ -90,8 +104,7 @@ def test_oversized_body_is_a_413(admin_credential: str) -> None:
 def test_settings_round_trip(admin_credential: str, deps: FakeDeps) -> None:
     response = _put_settings(admin_credential, b'{"interviews_mailbox": "Interviews@Contoso.example"}')
     assert response.status_code == 200
-    assert json.loads(response.get_body()) == {"interviews_mailbox": "interviews@contoso.example",
-                                               "sync_mailbox": None}
+    assert json.loads(response.get_body()) == {"interviews_mailbox": "interviews@contoso.example", "sync_mailbox": None}
 
 
 def test_unexpected_exception_is_a_generic_500_without_details() -> None:
@@ -106,8 +119,9 @@ def test_unexpected_exception_is_a_generic_500_without_details() -> None:
 
 
 def test_consent_start_redirects_with_a_binding_cookie(deps: FakeDeps) -> None:
-    response = admin_consent.consent_start(request("GET", "http://localhost/api/consent/start",
-                                                   params={"tenant": "contoso.example"}))
+    response = admin_consent.consent_start(
+        request("GET", "http://localhost/api/consent/start", params={"tenant": "contoso.example"})
+    )
     assert response.status_code == 302
     assert response.headers["Location"].startswith("https://login.example/contoso.example/v2.0/adminconsent")
     cookie = response.headers["Set-Cookie"]
@@ -122,8 +136,9 @@ def test_consent_start_without_tenant_is_a_400(deps: FakeDeps) -> None:
 
 
 def test_callback_with_forged_state_shows_a_page_and_sets_no_session(deps: FakeDeps) -> None:
-    response = oauth_callback.auth_callback(request("GET", "http://localhost/api/auth/callback",
-                                                    params={"state": "forged", "code": "x"}))
+    response = oauth_callback.auth_callback(
+        request("GET", "http://localhost/api/auth/callback", params={"state": "forged", "code": "x"})
+    )
     assert response.status_code == 400
     assert response.mimetype == "text/html"
     assert "ics_session=" not in response.headers.get("Set-Cookie", "")
@@ -131,24 +146,31 @@ def test_callback_with_forged_state_shows_a_page_and_sets_no_session(deps: FakeD
 
 
 def test_form_post_callback_needs_a_form(deps: FakeDeps) -> None:
-    response = oauth_callback.auth_callback(request("POST", "http://localhost/api/auth/callback",
-                                                    body=b"{}", headers={"Content-Type": "application/json"}))
+    response = oauth_callback.auth_callback(
+        request("POST", "http://localhost/api/auth/callback", body=b"{}", headers={"Content-Type": "application/json"})
+    )
     assert response.status_code == 415
 
 
 def test_login_then_callback_sets_a_secure_session_cookie(deps: FakeDeps) -> None:
     consented(deps)
-    login = oauth_callback.auth_login(request("GET", "http://localhost/api/auth/login",
-                                              params={"return_to": "https://app.example/after-login"}))
+    login = oauth_callback.auth_login(
+        request("GET", "http://localhost/api/auth/login", params={"return_to": "https://app.example/after-login"})
+    )
     assert login.status_code == 302
     binding = login.headers["Set-Cookie"].split(";")[0]
     state = login.headers["Location"].split("state=")[1]
     from tests.unit.test_signin import USER
 
     deps.identity.signin_as = USER
-    callback = oauth_callback.auth_callback(request("GET", "http://localhost/api/auth/callback",
-                                                    params={"state": state, "code": "c"},
-                                                    headers={"Cookie": binding}))
+    callback = oauth_callback.auth_callback(
+        request(
+            "GET",
+            "http://localhost/api/auth/callback",
+            params={"state": state, "code": "c"},
+            headers={"Cookie": binding},
+        )
+    )
     assert callback.status_code == 302
     assert callback.headers["Location"] == "https://app.example/after-login"
     cookie = callback.headers["Set-Cookie"]
@@ -159,8 +181,9 @@ def test_login_then_callback_sets_a_secure_session_cookie(deps: FakeDeps) -> Non
     me = oauth_callback.me(request("GET", "http://localhost/api/me", headers={"Cookie": session_cookie}))
     assert me.status_code == 200
     assert json.loads(me.get_body())["user"]["username"] == "rita@contoso.example"
-    logout = oauth_callback.auth_logout(request("POST", "http://localhost/api/auth/logout",
-                                                headers={"Cookie": session_cookie}))
+    logout = oauth_callback.auth_logout(
+        request("POST", "http://localhost/api/auth/logout", headers={"Cookie": session_cookie})
+    )
     assert logout.status_code == 204
     again = oauth_callback.me(request("GET", "http://localhost/api/me", headers={"Cookie": session_cookie}))
     assert again.status_code == 401

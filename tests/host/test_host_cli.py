@@ -36,8 +36,11 @@ def start(project: Path, port: int, env: dict[str, str]) -> subprocess.Popen[str
         cwd=ROOT,
         # Only the machine's basics: settings other suites put in this process's environment must not
         # override the project's local.settings.json (the environment wins, as under Core Tools).
-        env={**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
-             **env, "PYTHONPATH": str(ROOT)},
+        env={
+            **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+            **env,
+            "PYTHONPATH": str(ROOT),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.access import hash_secret
@@ -34,7 +34,7 @@ from shared.models import (
 
 class FakeClock:
     def __init__(self, now: datetime | None = None) -> None:
-        self.current = now or datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+        self.current = now or datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
     def now(self) -> datetime:
         return self.current
@@ -181,15 +181,22 @@ ALL_ROLES = ("Calendars.ReadWrite", "MailboxSettings.Read", "User.Read.All")
 class FakeIdentity:
     """Plays the identity platform: which tenants consented with which roles, which users may refresh."""
 
-    tenants: dict[str, str] = field(default_factory=lambda: {"contoso.example": TENANT_A, TENANT_A: TENANT_A,
-                                                              "fabrikam.example": TENANT_B, TENANT_B: TENANT_B})
+    tenants: dict[str, str] = field(
+        default_factory=lambda: {
+            "contoso.example": TENANT_A,
+            TENANT_A: TENANT_A,
+            "fabrikam.example": TENANT_B,
+            TENANT_B: TENANT_B,
+        }
+    )
     roles: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tenant id -> granted roles
     revoked_users: set[str] = field(default_factory=set)
     signin_as: SigninResult | None = None
     calls: list[str] = field(default_factory=list)
 
-    def start_signin(self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None,
-                     prompt: str | None = None) -> SigninStart:
+    def start_signin(
+        self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None, prompt: str | None = None
+    ) -> SigninStart:
         state = uuid.uuid4().hex
         flow = {"state": state, "scope": scopes, "redirect_uri": redirect_uri, "code_verifier": "v" * 43}
         return SigninStart(auth_uri=f"https://login.example/authorize?state={state}", state=state, flow=flow)
@@ -202,8 +209,9 @@ class FakeIdentity:
         assert self.signin_as is not None
         return self.signin_as
 
-    def acquire_user_token(self, *, tenant_id: str, user_id: str, serialized_cache: str | None,
-                           scopes: list[str]) -> AccessToken:
+    def acquire_user_token(
+        self, *, tenant_id: str, user_id: str, serialized_cache: str | None, scopes: list[str]
+    ) -> AccessToken:
         self.calls.append(f"user:{user_id}")
         if user_id in self.revoked_users or not serialized_cache:
             raise ReauthRequired("revoked", reason="AADSTS50173")
@@ -213,8 +221,12 @@ class FakeIdentity:
         self.calls.append(f"app:{tenant_id}")
         if tenant_id not in self.roles:
             raise AdminConsentRequired("no consent", reason="AADSTS700016")
-        return AccessToken(token=f"app-token-{tenant_id}", tenant_id=tenant_id, roles=self.roles[tenant_id],
-                           serialized_cache='{"app": "cache"}')
+        return AccessToken(
+            token=f"app-token-{tenant_id}",
+            tenant_id=tenant_id,
+            roles=self.roles[tenant_id],
+            serialized_cache='{"app": "cache"}',
+        )
 
     def resolve_tenant(self, tenant: str) -> str:
         if tenant not in self.tenants:
@@ -250,8 +262,11 @@ class FakeDeps:
 
     def __init__(self, **settings: Any) -> None:
         self.settings = Settings(
-            client_id="client", client_secret="secret", public_base_url="https://svc.example",
-            allowed_return_urls=("https://app.example/after-login",), **settings,
+            client_id="client",
+            client_secret="secret",
+            public_base_url="https://svc.example",
+            allowed_return_urls=("https://app.example/after-login",),
+            **settings,
         )
         self.clock = FakeClock()
         self.tenants = FakeTenants()

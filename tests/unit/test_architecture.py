@@ -9,10 +9,29 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SDKS = ("msal", "httpx", "requests", "azure.data", "azure.storage", "azure.keyvault", "azure.identity",
-        "azure.core", "cryptography")
-CORE_ALLOWED = ("shared.models", "shared.ports", "shared.errors", "shared.config", "shared.access",
-                "shared.consent", "shared.signin", "shared.readiness", "shared.lookups", "shared.health")
+SDKS = (
+    "msal",
+    "httpx",
+    "requests",
+    "azure.data",
+    "azure.storage",
+    "azure.keyvault",
+    "azure.identity",
+    "azure.core",
+    "cryptography",
+)
+CORE_ALLOWED = (
+    "shared.models",
+    "shared.ports",
+    "shared.errors",
+    "shared.config",
+    "shared.access",
+    "shared.consent",
+    "shared.signin",
+    "shared.readiness",
+    "shared.lookups",
+    "shared.health",
+)
 
 
 def imports_of(path: Path) -> set[str]:
@@ -51,10 +70,16 @@ def test_importing_the_app_loads_no_sdk_and_registers_every_function() -> None:
         "'functions': [f.get_function_name() for f in function_app.app.get_functions()]}))"
     )
     env = {"PATH": "/usr/bin:/bin"}  # no settings at all: indexing must still succeed
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     report = json.loads(out.stdout)
     loaded = [m for m in report["modules"] if m.startswith(SDKS)]
     assert loaded == []
-    assert {"health", "consent_start", "consent_callback", "auth_login", "auth_callback", "me",
-            "tenant_readiness"} <= set(report["functions"])
+    assert {
+        "health",
+        "consent_start",
+        "consent_callback",
+        "auth_login",
+        "auth_callback",
+        "me",
+        "tenant_readiness",
+    } <= set(report["functions"])

@@ -20,9 +20,7 @@ def test_consent_records_tenant_id_from_the_app_token() -> None:
     deps = FakeDeps()
     deps.identity.roles[TENANT_A] = ALL_ROLES
     state, binding = _start(deps)
-    tenant = complete_admin_consent(
-        deps, {"state": state, "admin_consent": "True", "tenant": TENANT_A}, binding
-    )
+    tenant = complete_admin_consent(deps, {"state": state, "admin_consent": "True", "tenant": TENANT_A}, binding)
     assert tenant.tenant_id == TENANT_A
     assert tenant.consent_status is ConsentStatus.CONSENTED
     assert deps.token_caches.load_cache(TENANT_A, "app") is not None

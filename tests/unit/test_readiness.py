@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 from shared.access import require_calendar_access
 from shared.errors import Forbidden, GraphRequestFailed, InvalidRequest, NotFound
 from shared.lookups import get_booking_view, get_directory_user
-from shared.models import Booking, DirectoryUser
+from shared.models import Booking, DirectoryUser, SigninResult
 from shared.readiness import run_readiness, update_tenant_settings
-from shared.models import SigninResult
 from tests.unit.fakes import TENANT_A, TENANT_B, FakeDeps
 from tests.unit.test_signin import USER, consented, sign_in
 
@@ -27,8 +28,9 @@ def _ready_deps() -> tuple[FakeDeps, str]:
     }
     credential = sign_in(deps, ADMIN)
     ctx = require_calendar_access(deps, credential)
-    update_tenant_settings(deps, ctx, {"interviews_mailbox": "interviews@contoso.example",
-                                       "sync_mailbox": "Sync@Contoso.example"})
+    update_tenant_settings(
+        deps, ctx, {"interviews_mailbox": "interviews@contoso.example", "sync_mailbox": "Sync@Contoso.example"}
+    )
     return deps, credential
 
 
@@ -36,14 +38,14 @@ def test_readiness_passes_when_everything_is_reachable() -> None:
     deps, credential = _ready_deps()
     report = run_readiness(deps, require_calendar_access(deps, credential))
     assert report["ready"] is True, report
-    assert set(_checks(report)) == {"admin_consent", "directory", "user_mailbox", "interviews_mailbox",
-                                    "sync_mailbox"}
+    assert set(_checks(report)) == {"admin_consent", "directory", "user_mailbox", "interviews_mailbox", "sync_mailbox"}
 
 
 def test_readiness_reports_access_policy_and_on_premises_mailboxes() -> None:
     deps, credential = _ready_deps()
     deps.graph.failures["interviews@contoso.example"] = GraphRequestFailed(
-        "blocked", status=403, reason="access_policy", graph_code="ErrorAccessDenied")
+        "blocked", status=403, reason="access_policy", graph_code="ErrorAccessDenied"
+    )
     deps.graph.failures["me"] = GraphRequestFailed("on prem", status=404, reason="on_premises")
     checks = _checks(run_readiness(deps, require_calendar_access(deps, credential)))
     assert checks["interviews_mailbox"]["status"] == "fail"
@@ -80,11 +82,12 @@ def test_lookups_stay_inside_the_callers_tenant() -> None:
     consented(deps, TENANT_A)
     consented(deps, TENANT_B)
     deps.graph.users[TENANT_A] = {"alex@contoso.example": DirectoryUser("a1", "alex@contoso.example", "Alex")}
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    when = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
-    deps.bookings.create_booking(Booking(tenant_id=TENANT_A, booking_id="b1", mailbox="x", start=when,
-                                         end=when, subject="Interview"))
+    when = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    deps.bookings.create_booking(
+        Booking(tenant_id=TENANT_A, booking_id="b1", mailbox="x", start=when, end=when, subject="Interview")
+    )
     b_user = SigninResult(**{**USER.__dict__, "tenant_id": TENANT_B, "user_id": "ub"})
     ctx_b = require_calendar_access(deps, sign_in(deps, b_user))
     with pytest.raises(NotFound):

@@ -10,15 +10,27 @@ from shared.models import ConsentStatus, SigninResult, Tenant, TokenHealth
 from shared.signin import complete_signin, describe_me, logout, parse_features, start_signin
 from tests.unit.fakes import ALL_ROLES, TENANT_A, FakeDeps
 
-USER = SigninResult(tenant_id=TENANT_A, user_id="u1", username="rita@contoso.example", display_name="Rita",
-                    scopes=("Calendars.ReadWrite", "User.Read"), is_tenant_admin=False,
-                    serialized_cache='{"user": "cache"}')
+USER = SigninResult(
+    tenant_id=TENANT_A,
+    user_id="u1",
+    username="rita@contoso.example",
+    display_name="Rita",
+    scopes=("Calendars.ReadWrite", "User.Read"),
+    is_tenant_admin=False,
+    serialized_cache='{"user": "cache"}',
+)
 
 
 def consented(deps: FakeDeps, tenant_id: str = TENANT_A) -> None:
     deps.identity.roles[tenant_id] = ALL_ROLES
-    deps.tenants.create_tenant(Tenant(tenant_id=tenant_id, consent_status=ConsentStatus.CONSENTED,
-                                      granted_roles=ALL_ROLES, checked_at=deps.clock.now()))
+    deps.tenants.create_tenant(
+        Tenant(
+            tenant_id=tenant_id,
+            consent_status=ConsentStatus.CONSENTED,
+            granted_roles=ALL_ROLES,
+            checked_at=deps.clock.now(),
+        )
+    )
 
 
 def sign_in(deps: FakeDeps, result: SigninResult = USER, **start_kwargs: object) -> str:
@@ -140,8 +152,11 @@ def test_signing_in_again_clears_reauth() -> None:
     consented(deps)
     sign_in(deps)
     deps.identity.revoked_users.add("u1")
-    deps.users.update_user(deps.users.get_user(TENANT_A, "u1").__class__(
-        **{**deps.users.get_user(TENANT_A, "u1").__dict__, "token_health": TokenHealth.REAUTH_REQUIRED}))
+    deps.users.update_user(
+        deps.users.get_user(TENANT_A, "u1").__class__(
+            **{**deps.users.get_user(TENANT_A, "u1").__dict__, "token_health": TokenHealth.REAUTH_REQUIRED}
+        )
+    )
     deps.identity.revoked_users.clear()
     credential = sign_in(deps)
     assert require_calendar_access(deps, credential).user.token_health is TokenHealth.OK
