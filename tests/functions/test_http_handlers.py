@@ -187,3 +187,20 @@ def test_login_then_callback_sets_a_secure_session_cookie(deps: FakeDeps) -> Non
     assert logout.status_code == 204
     again = oauth_callback.me(request("GET", "http://localhost/api/me", headers={"Cookie": session_cookie}))
     assert again.status_code == 401
+
+
+def test_missing_client_id_is_a_clear_configuration_error() -> None:
+    from shared.bootstrap import Container, set_container
+    from shared.config import Settings
+
+    set_container(Container(Settings.from_env({})))
+    try:
+        response = admin_consent.consent_start(
+            request("GET", "http://localhost/api/consent/start", params={"tenant": "contoso.example"})
+        )
+    finally:
+        set_container(None)
+    assert response.status_code == 500
+    error = error_of(response)
+    assert error["code"] == "configuration_error"
+    assert "CLIENT_ID" in error["message"]
