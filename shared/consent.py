@@ -89,8 +89,9 @@ def take_flow(deps: Dependencies, kind: FlowKind, state: str | None, binding: st
 def start_admin_consent(deps: Dependencies, tenant: str | None) -> BrowserFlowStart:
     hint = validate_tenant_hint(tenant)
     state = secrets.token_urlsafe(32)
-    binding = new_flow(deps, FlowKind.CONSENT, state, {"tenant_hint": hint})
+    # Build the URL first: a missing CLIENT_ID fails before anything is stored.
     url = deps.identity.admin_consent_url(tenant=hint, state=state, redirect_uri=deps.settings.consent_redirect_uri)
+    binding = new_flow(deps, FlowKind.CONSENT, state, {"tenant_hint": hint})
     return BrowserFlowStart(redirect_url=url, binding=binding)
 
 
