@@ -301,16 +301,46 @@ class Identity:
             raise AadstsError("unauthorized_client", 700016, client_id=client_id, tenant="the directory")
         return app
 
+    def _client_redirect(self, params: dict[str, str]) -> tuple[AppRegistration, str]:
+        """The requesting app and its redirect URI, once the URI is known to be registered for it."""
+        app = self._app(params.get("client_id", ""))
+        redirect_uri = params.get("redirect_uri", "")
+        if not redirect_uri:
+            raise AadstsError("invalid_request", 900144, parameter="redirect_uri")
+        if not redirect_uri_allowed(app, redirect_uri):
+            raise AadstsError("invalid_request", 50011, redirect_uri=redirect_uri, client_id=app.client_id)
+        return app, redirect_uri
+
+    def _known_user(self, request: Request, tenant: Tenant | None, params: dict[str, str]) -> User | None:
+        """The user already signed in: the automatic user, else the browser session unless the prompt asks anew."""
+        user = self._auto_user(tenant, params.get("login_hint"))
+        if user is None and params.get("prompt") not in ("login", "select_account"):
+            user = self._session_user(request)
+        return user
+
+    def _sign_in_or_continue(
+        self,
+        request: Request,
+        kind: str,
+        segment: str,
+        tenant: Tenant | None,
+        params: dict[str, str],
+        user: User | None,
+    ) -> Response:
+        """Show the sign-in page when no user is known, else continue the flow as that user."""
+        if user is None:
+            ctx = add_pending(self.world, Pending(kind=kind, tenant_segment=segment, params=params))
+            return self._sign_in_page(segment, tenant, ctx, params.get("login_hint"))
+        response = self._after_sign_in(request, Pending(kind, segment, params, user.id), user)
+        # The browser now holds a session for this user, as Entra's cookie would give it.
+        self._start_session(response, user)
+        return response
+
     def _authorize(self, request: Request, segment: str, params: dict[str, str]) -> Response:
         # Failures before the redirect URI is trusted are shown in the browser, never redirected.
         try:
             tenant = resolve_tenant(self.world, segment)
-            app = self._app(params.get("client_id", ""))
-            redirect_uri = params.get("redirect_uri", "")
-            if not redirect_uri:
-                raise AadstsError("invalid_request", 900144, parameter="redirect_uri")
-            if not redirect_uri_allowed(app, redirect_uri):
-                raise AadstsError("invalid_request", 50011, redirect_uri=redirect_uri, client_id=app.client_id)
+            app, redirect_uri = self._client_redirect(params)
         except AadstsError as err:
             return error_page(err)
 
@@ -339,24 +369,11 @@ class Identity:
         except AadstsError as err:
             return respond_to_client(redirect_uri, mode, _error_params(err, state))
 
-        prompt = params.get("prompt", "")
-        login_hint = params.get("login_hint")
-        user = self._auto_user(tenant, login_hint)
-        interactive_prompt = prompt in ("login", "select_account")
-        if user is None:
-            session_user = self._session_user(request)
-            if session_user is not None and not interactive_prompt:
-                user = session_user
-        if user is None:
-            if prompt == "none":
-                no_session = AadstsError("login_required", 50058)
-                return respond_to_client(redirect_uri, mode, _error_params(no_session, state))
-            ctx = add_pending(self.world, Pending(kind="authorize", tenant_segment=segment, params=params))
-            return self._sign_in_page(segment, tenant, ctx, login_hint)
-        response = self._after_sign_in(request, Pending("authorize", segment, params, user.id), user)
-        # The browser now holds a session for this user, as Entra's cookie would give it.
-        self._start_session(response, user)
-        return response
+        user = self._known_user(request, tenant, params)
+        if user is None and params.get("prompt") == "none":
+            no_session = AadstsError("login_required", 50058)
+            return respond_to_client(redirect_uri, mode, _error_params(no_session, state))
+        return self._sign_in_or_continue(request, "authorize", segment, tenant, params, user)
 
     def _check_user_for_tenant(self, user: User, tenant: Tenant | None) -> AadstsError | None:
         if user.kind != "user":
@@ -545,12 +562,7 @@ class Identity:
                 tenant = None  # checked below, after the redirect URI is trusted
             else:
                 tenant = resolve_tenant(self.world, segment)
-            app = self._app(params.get("client_id", ""))
-            redirect_uri = params.get("redirect_uri", "")
-            if not redirect_uri:
-                raise AadstsError("invalid_request", 900144, parameter="redirect_uri")
-            if not redirect_uri_allowed(app, redirect_uri):
-                raise AadstsError("invalid_request", 50011, redirect_uri=redirect_uri, client_id=app.client_id)
+            app, redirect_uri = self._client_redirect(params)
         except AadstsError as err:
             return error_page(err)
         state = params.get("state")
@@ -571,17 +583,8 @@ class Identity:
             except AadstsError as err:
                 return respond_to_client(redirect_uri, "query", _error_params(err, state))
 
-        user = self._auto_user(tenant, params.get("login_hint"))
-        if user is None:
-            user = self._session_user(request)
-            if user is not None and params.get("prompt") in ("login", "select_account"):
-                user = None
-        if user is None:
-            ctx = add_pending(self.world, Pending(kind=kind, tenant_segment=segment, params=params))
-            return self._sign_in_page(segment, tenant, ctx, params.get("login_hint"))
-        response = self._after_sign_in(request, Pending(kind, segment, params, user.id), user)
-        self._start_session(response, user)
-        return response
+        user = self._known_user(request, tenant, params)
+        return self._sign_in_or_continue(request, kind, segment, tenant, params, user)
 
     def _admin_after_sign_in(self, request: Request, pending: Pending, user: User) -> Response:
         params = pending.params
