@@ -1,0 +1,57 @@
+"""The README's run command serves /api/health with 200 and storage healthy, and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devtools.azurite import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def test_run_command_serves_health_with_storage_healthy(tmp_path: Path) -> None:
+    port, cloud_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)  # the local key file goes here, not into the developer's home
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.stack", "--port", str(port), "--cloud-port", str(cloud_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        response = None
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert response is not None, "the run command did not serve in time"
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "healthy"
+        assert body["checks"]["storage"]["ok"] is True
+        assert body["checks"]["key_source"]["ok"] is True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output = process.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output = process.communicate()[0]
+    assert process.returncode == 0, output
