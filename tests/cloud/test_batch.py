@@ -17,8 +17,7 @@ from starlette.testclient import TestClient
 
 from devtools.cloud import tokens
 from devtools.cloud.graph import batch, switches
-from devtools.cloud.graph.testing import app_only, graph_app
-from devtools.cloud.seed import load_world
+from devtools.cloud.graph.testing import app_only
 from devtools.cloud.state import AppRegistration, Tenant, User, World
 
 TENANT = "11111111-1111-4111-8111-111111111111"
@@ -312,17 +311,6 @@ def test_batch_needs_a_valid_token(client: TestClient, downstream: Downstream) -
 CONTOSO = "9ede9f80-1655-48eb-ac0c-abec2d7295a7"
 ADELE = "8e715cdf-74d3-409b-8145-2916038342f1"
 MEGAN = "3a951ec0-b92d-4737-8162-6bf6abc5f3c5"
-
-
-@pytest.fixture()
-def graph_world() -> World:
-    return load_world()
-
-
-@pytest.fixture()
-def graph_client(graph_world: World) -> Iterator[TestClient]:
-    with TestClient(graph_app(graph_world), base_url="https://graph.local") as test_client:
-        yield test_client
 
 
 def test_throttling_applies_to_each_request_of_a_batch(graph_client: TestClient, graph_world: World) -> None:

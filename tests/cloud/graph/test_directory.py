@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from starlette.testclient import TestClient
 
-from devtools.cloud.graph.testing import app_only, delegated, graph_app
-from devtools.cloud.seed import load_world
+from devtools.cloud.graph.testing import app_only, delegated
 from devtools.cloud.state import World
 
 ALEX = "alex.wilber@contoso.example"
 MEGAN = "megan.bowen@contoso.example"
 TOM = "tom.ochieng@fabrikam.example"
-
-
-@pytest.fixture
-def world() -> World:
-    return load_world()
-
-
-@pytest.fixture
-def client(world: World) -> Iterator[TestClient]:
-    with TestClient(graph_app(world), base_url="https://graph.local") as test_client:
-        yield test_client
 
 
 def test_me_returns_the_documented_default_properties(world: World, client: TestClient) -> None:

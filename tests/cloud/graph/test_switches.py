@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,24 +12,12 @@ from starlette.testclient import TestClient
 
 from devtools.cloud.graph import controls
 from devtools.cloud.graph.testing import app_only, delegated, graph_app
-from devtools.cloud.seed import load_world
 from devtools.cloud.state import World
 
 ALEX = "alex.wilber@contoso.example"
 MEGAN = "megan.bowen@contoso.example"
 NESTOR = "nestor.wilke@contoso.example"  # mailbox on premises in the directory fixture
 VIEW = {"startDateTime": "2030-03-03T00:00:00Z", "endDateTime": "2030-03-04T00:00:00Z"}
-
-
-@pytest.fixture
-def world() -> World:
-    return load_world()
-
-
-@pytest.fixture
-def client(world: World) -> Iterator[TestClient]:
-    with TestClient(graph_app(world), base_url="https://graph.local") as test_client:
-        yield test_client
 
 
 def read(world: World) -> dict[str, str]:

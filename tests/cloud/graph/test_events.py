@@ -3,7 +3,6 @@ PATCH, DELETE, cancel, attendee copies and responses, and the Outlook-side contr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,8 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from devtools.cloud.graph import controls
-from devtools.cloud.graph.testing import app_only, delegated, graph_app
-from devtools.cloud.seed import load_world
+from devtools.cloud.graph.testing import app_only, delegated
 from devtools.cloud.state import World
 
 ALEX = "alex.wilber@contoso.example"
@@ -25,17 +23,6 @@ DAY = "2030-03-03"
 
 def uid(world: World, upn: str) -> str:
     return controls.resolve_user(world, upn).id
-
-
-@pytest.fixture
-def world() -> World:
-    return load_world()
-
-
-@pytest.fixture
-def client(world: World) -> Iterator[TestClient]:
-    with TestClient(graph_app(world), base_url="https://graph.local") as test_client:
-        yield test_client
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,8 +10,7 @@ from starlette.testclient import TestClient
 
 from devtools.cloud.graph import controls
 from devtools.cloud.graph.fixtures import current_monday
-from devtools.cloud.graph.testing import app_only, delegated, graph_app
-from devtools.cloud.seed import load_world
+from devtools.cloud.graph.testing import app_only, delegated
 from devtools.cloud.state import World
 
 ALEX = "alex.wilber@contoso.example"
@@ -23,17 +21,6 @@ JOHANNA = "johanna.lorenz@contoso.example"
 TOM = "tom.ochieng@fabrikam.example"
 DAY = "2030-03-03"  # a Sunday, far from the fixture weeks and clear of their weekday series
 PT = "Pacific Standard Time"
-
-
-@pytest.fixture
-def world() -> World:
-    return load_world()
-
-
-@pytest.fixture
-def client(world: World) -> Iterator[TestClient]:
-    with TestClient(graph_app(world), base_url="https://graph.local") as test_client:
-        yield test_client
 
 
 def at(clock: str, tz: str = "UTC", day: str = DAY) -> dict[str, str]:
