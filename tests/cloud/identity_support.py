@@ -84,8 +84,15 @@ def sign_in(
     cloud: RunningCloud, app: msal.ConfidentialClientApplication, scopes: list[str], **flow_options: Any
 ) -> dict[str, Any]:
     """Run the auth-code flow in automatic mode (the caller set auto sign-in) and redeem the code."""
-    flow = app.initiate_auth_code_flow(scopes, redirect_uri=REDIRECT_URI, **flow_options)
-    with browser() as client:
-        auth_response = redirect_params(client.get(flow["auth_uri"]))
+    flow, auth_response = authorize(app, scopes, **flow_options)
     result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, auth_response)
     return result
+
+
+def authorize(
+    app: msal.ConfidentialClientApplication, scopes: list[str], **flow_options: Any
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Start MSAL's auth-code flow and follow it in a browser to the redirect: the flow and the redirect's query."""
+    flow: dict[str, Any] = app.initiate_auth_code_flow(scopes, redirect_uri=REDIRECT_URI, **flow_options)
+    with browser() as client:
+        return flow, redirect_params(client.get(flow["auth_uri"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -22,10 +23,10 @@ from tests.cloud.identity_support import (
     GRAPH_DEFAULT,
     REDIRECT_URI,
     SECRET,
+    authorize,
     browser,
     form_fields,
     msal_app,
-    redirect_params,
     sign_in,
 )
 
@@ -33,11 +34,9 @@ from tests.cloud.identity_support import (
 def test_auth_code_flow_with_pkce_yields_tokens_graph_accepts(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ALEX)
     app = msal_app(cloud)
-    flow = app.initiate_auth_code_flow([GRAPH_CALENDARS], redirect_uri=REDIRECT_URI)
+    flow, auth_response = authorize(app, [GRAPH_CALENDARS])
     query = parse_qs(urlsplit(flow["auth_uri"]).query)
     assert query["code_challenge_method"] == ["S256"]
-    with browser() as client:
-        auth_response = redirect_params(client.get(flow["auth_uri"]))
     assert auth_response["state"] == flow["state"]
 
     result = app.acquire_token_by_auth_code_flow(flow, auth_response)
@@ -57,10 +56,9 @@ def test_auth_code_flow_with_pkce_yields_tokens_graph_accepts(cloud: RunningClou
 def test_id_token_carries_the_nonce_of_the_flow_and_verifies_with_the_jwks(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ALEX)
     app = msal_app(cloud)
-    flow = app.initiate_auth_code_flow([GRAPH_CALENDARS], redirect_uri=REDIRECT_URI)
+    flow, auth_response = authorize(app, [GRAPH_CALENDARS])
+    result = app.acquire_token_by_auth_code_flow(flow, auth_response)
     with browser() as client:
-        auth_response = redirect_params(client.get(flow["auth_uri"]))
-        result = app.acquire_token_by_auth_code_flow(flow, auth_response)
         config = client.get(f"{cloud.authority_host}/{CONTOSO}/v2.0/.well-known/openid-configuration").json()
         jwks = client.get(config["jwks_uri"]).json()
     header = jwt.get_unverified_header(result["id_token"])
@@ -162,9 +160,7 @@ def test_wrong_client_secret_is_invalid_client(cloud: RunningCloud, world: World
 def test_wrong_pkce_verifier_is_invalid_grant(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ALEX)
     app = msal_app(cloud)
-    flow = app.initiate_auth_code_flow([GRAPH_CALENDARS], redirect_uri=REDIRECT_URI)
-    with browser() as client:
-        auth_response = redirect_params(client.get(flow["auth_uri"]))
+    flow, auth_response = authorize(app, [GRAPH_CALENDARS])
     flow["code_verifier"] = "a-verifier-that-does-not-hash-to-the-challenge-0123456789"
     result = app.acquire_token_by_auth_code_flow(flow, auth_response)
     assert result["error"] == "invalid_grant"
@@ -174,36 +170,42 @@ def test_wrong_pkce_verifier_is_invalid_grant(cloud: RunningCloud, world: World)
 def test_an_authorization_code_is_single_use(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ALEX)
     app = msal_app(cloud)
-    flow = app.initiate_auth_code_flow([GRAPH_CALENDARS], redirect_uri=REDIRECT_URI)
-    with browser() as client:
-        auth_response = redirect_params(client.get(flow["auth_uri"]))
+    flow, auth_response = authorize(app, [GRAPH_CALENDARS])
     assert "access_token" in app.acquire_token_by_auth_code_flow(dict(flow), auth_response)
     again = app.acquire_token_by_auth_code_flow(dict(flow), auth_response)
     assert again["error"] == "invalid_grant"
     assert again["error_codes"] == [54005]
 
 
-@pytest.mark.parametrize(("reason", "code"), [("revoked", 50173), ("expired", 70008), ("inactive", 700082)])
-def test_revoked_refresh_token_is_invalid_grant(cloud: RunningCloud, world: World, reason: str, code: int) -> None:
+def signed_in_with_short_lived_tokens(cloud: RunningCloud, world: World) -> msal.ConfidentialClientApplication:
+    """An MSAL client with Alex signed in, whose next silent acquisition must refresh (MSAL refreshes tokens
+    that expire within five minutes)."""
     controls.set_auto_sign_in(world, ALEX)
     controls.set_access_token_lifetime(world, 60)
     app = msal_app(cloud, instance_discovery=False)
     sign_in(cloud, app, [GRAPH_CALENDARS])
-    assert controls.revoke_refresh_tokens(world, ALEX, reason=reason) == 1
+    return app
+
+
+def refresh_silently(app: msal.ConfidentialClientApplication) -> dict[str, Any]:
     result = app.acquire_token_silent_with_error([GRAPH_CALENDARS], account=app.get_accounts()[0])
     assert result is not None
+    return result
+
+
+@pytest.mark.parametrize(("reason", "code"), [("revoked", 50173), ("expired", 70008), ("inactive", 700082)])
+def test_revoked_refresh_token_is_invalid_grant(cloud: RunningCloud, world: World, reason: str, code: int) -> None:
+    app = signed_in_with_short_lived_tokens(cloud, world)
+    assert controls.revoke_refresh_tokens(world, ALEX, reason=reason) == 1
+    result = refresh_silently(app)
     assert result["error"] == "invalid_grant"
     assert result["error_codes"] == [code]
 
 
 def test_refresh_after_consent_was_withdrawn_needs_consent_again(cloud: RunningCloud, world: World) -> None:
-    controls.set_auto_sign_in(world, ALEX)
-    controls.set_access_token_lifetime(world, 60)
-    app = msal_app(cloud, instance_discovery=False)
-    sign_in(cloud, app, [GRAPH_CALENDARS])
+    app = signed_in_with_short_lived_tokens(cloud, world)
     controls.withdraw_user_consent(world, ALEX)
-    result = app.acquire_token_silent_with_error([GRAPH_CALENDARS], account=app.get_accounts()[0])
-    assert result is not None
+    result = refresh_silently(app)
     assert result["error"] == "consent_required"
     assert result["error_codes"] == [65001]
 
@@ -218,9 +220,7 @@ def test_tenant_wide_consent_lets_users_sign_in_without_their_own(cloud: Running
 
 def test_declined_consent_redirects_with_access_denied(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ALEX, consent="decline")
-    flow = msal_app(cloud).initiate_auth_code_flow([GRAPH_CALENDARS], redirect_uri=REDIRECT_URI)
-    with browser() as client:
-        answer = redirect_params(client.get(flow["auth_uri"]))
+    flow, answer = authorize(msal_app(cloud), [GRAPH_CALENDARS])
     assert answer["error"] == "access_denied"
     assert answer["error_description"].startswith("AADSTS65004")
     assert answer["state"] == flow["state"]
@@ -247,17 +247,13 @@ def test_form_post_answers_with_an_auto_submitting_form(cloud: RunningCloud, wor
 
 
 def test_prompt_none_without_a_session_is_login_required(cloud: RunningCloud, world: World) -> None:
-    flow = msal_app(cloud).initiate_auth_code_flow([GRAPH_CALENDARS], redirect_uri=REDIRECT_URI, prompt="none")
-    with browser() as client:
-        answer = redirect_params(client.get(flow["auth_uri"]))
+    _, answer = authorize(msal_app(cloud), [GRAPH_CALENDARS], prompt="none")
     assert answer["error"] == "login_required"
 
 
 def test_prompt_none_with_a_session_but_no_consent_is_consent_required(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ALEX)
-    flow = msal_app(cloud).initiate_auth_code_flow([GRAPH_CALENDARS], redirect_uri=REDIRECT_URI, prompt="none")
-    with browser() as client:
-        answer = redirect_params(client.get(flow["auth_uri"]))
+    _, answer = authorize(msal_app(cloud), [GRAPH_CALENDARS], prompt="none")
     assert answer["error"] == "consent_required"
 
 
