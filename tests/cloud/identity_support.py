@@ -68,6 +68,12 @@ def redirect_params(response: httpx.Response) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(response.headers["location"]).query))
 
 
+def redirect_of(url: str) -> dict[str, str]:
+    """Open ``url`` in a fresh browser: the query parameters of its 302 back to the client app."""
+    with browser() as client:
+        return redirect_params(client.get(url))
+
+
 def form_fields(page: str) -> dict[str, str]:
     """Hidden inputs of an HTML form (the form_post answer, the sign-in and consent pages)."""
     fields = re.findall(r"<input type=['\"]hidden['\"] name=['\"]([^'\"]+)['\"] value=['\"]([^'\"]*)['\"]", page)
@@ -94,5 +100,4 @@ def authorize(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Start MSAL's auth-code flow and follow it in a browser to the redirect: the flow and the redirect's query."""
     flow: dict[str, Any] = app.initiate_auth_code_flow(scopes, redirect_uri=REDIRECT_URI, **flow_options)
-    with browser() as client:
-        return flow, redirect_params(client.get(flow["auth_uri"]))
+    return flow, redirect_of(flow["auth_uri"])

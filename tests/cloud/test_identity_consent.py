@@ -25,6 +25,7 @@ from tests.cloud.identity_support import (
     form_action,
     form_fields,
     msal_app,
+    redirect_of,
     redirect_params,
 )
 
@@ -45,8 +46,7 @@ def test_v2_admin_consent_records_the_roles_and_redirects_with_the_documented_su
     cloud: RunningCloud, world: World
 ) -> None:
     controls.set_auto_sign_in(world, ADELE)
-    with browser() as client:
-        answer = redirect_params(client.get(v2_admin_consent_url(cloud)))
+    answer = redirect_of(v2_admin_consent_url(cloud))
     assert answer == {"admin_consent": "True", "tenant": CONTOSO_ID, "scope": GRAPH_DEFAULT, "state": "st-123"}
     assert world.tenants[CONTOSO_ID].app_consents[CLIENT_ID] == ALL_ROLES
     token = msal_app(cloud).acquire_token_for_client([GRAPH_DEFAULT])
@@ -55,8 +55,7 @@ def test_v2_admin_consent_records_the_roles_and_redirects_with_the_documented_su
 
 def test_v2_admin_consent_cancelled_redirects_with_the_documented_failure(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ADELE, consent="cancel")
-    with browser() as client:
-        answer = redirect_params(client.get(v2_admin_consent_url(cloud)))
+    answer = redirect_of(v2_admin_consent_url(cloud))
     assert answer["admin_consent"] == "True"
     assert answer["error"] == "consent_required"
     assert answer["error_description"].startswith("AADSTS65004")
@@ -66,8 +65,7 @@ def test_v2_admin_consent_cancelled_redirects_with_the_documented_failure(cloud:
 
 def test_v2_admin_consent_refuses_the_common_tenant(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ADELE)
-    with browser() as client:
-        answer = redirect_params(client.get(v2_admin_consent_url(cloud, tenant="common")))
+    answer = redirect_of(v2_admin_consent_url(cloud, tenant="common"))
     assert answer["error"] == "invalid_request"
     assert "common" in answer["error_description"]
     assert all(not t.app_consents for t in world.tenants.values())
@@ -87,16 +85,14 @@ def test_classic_admin_consent_through_common_lands_in_the_admins_tenant(cloud: 
 
 def test_classic_admin_consent_cancelled_is_permission_denied(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ADELE, consent="decline")
-    with browser() as client:
-        answer = redirect_params(client.get(classic_admin_consent_url(cloud)))
+    answer = redirect_of(classic_admin_consent_url(cloud))
     assert answer["error"] == "permission_denied"
     assert answer["error_description"] == "The admin canceled the request"
 
 
 def test_admin_consent_by_a_user_who_is_not_an_admin_grants_nothing(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ALEX)
-    with browser() as client:
-        answer = redirect_params(client.get(v2_admin_consent_url(cloud)))
+    answer = redirect_of(v2_admin_consent_url(cloud))
     assert answer["error"] == "access_denied"
     assert answer["error_description"].startswith("AADSTS90094")
     assert CLIENT_ID not in world.tenants[CONTOSO_ID].app_consents
@@ -104,8 +100,7 @@ def test_admin_consent_by_a_user_who_is_not_an_admin_grants_nothing(cloud: Runni
 
 def test_partial_admin_consent_grants_only_the_chosen_roles(cloud: RunningCloud, world: World) -> None:
     controls.set_auto_sign_in(world, ADELE, grant_roles=["Calendars.ReadWrite"])
-    with browser() as client:
-        redirect_params(client.get(v2_admin_consent_url(cloud)))
+    redirect_of(v2_admin_consent_url(cloud))
     assert world.tenants[CONTOSO_ID].app_consents[CLIENT_ID] == {"Calendars.ReadWrite"}
 
 
