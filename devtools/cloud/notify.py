@@ -176,12 +176,7 @@ class NotificationState:
 
 def state(world: World) -> NotificationState:
     """This world's notification state, created on first use (and anew after a world reset)."""
-    with world.lock:
-        current = world.extra.get(STATE_SLOT)
-        if not isinstance(current, NotificationState):
-            current = NotificationState()
-            world.extra[STATE_SLOT] = current
-        return current
+    return world.module_state(STATE_SLOT, NotificationState)
 
 
 # ---- queueing ----------------------------------------------------------------------------------

@@ -64,13 +64,7 @@ class SignInState:
 
 
 def signin_state(world: World) -> SignInState:
-    with world.lock:
-        state = world.extra.get(_SLOT)
-        if state is None:
-            state = SignInState()
-            world.extra[_SLOT] = state
-        assert isinstance(state, SignInState)
-        return state
+    return world.module_state(_SLOT, SignInState)
 
 
 def new_opaque(prefix: str = "") -> str:

@@ -15,7 +15,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+S = TypeVar("S")
 
 
 def utcnow() -> datetime:
@@ -229,6 +231,16 @@ class World:
     def mailbox_events(self, mailbox_id: str) -> list[Event]:
         with self.lock:
             return [e for e in self.events.values() if e.mailbox_id == mailbox_id]
+
+    # ---- per-module state -------------------------------------------------------------------------
+    def module_state(self, slot: str, kind: type[S]) -> S:
+        """The ``kind`` object kept in ``extra[slot]``, created on first use (and anew after a reset)."""
+        with self.lock:
+            current = self.extra.get(slot)
+            if not isinstance(current, kind):
+                current = kind()
+                self.extra[slot] = current
+            return current
 
     # ---- change notifications -----------------------------------------------------------------
     def add_change_listener(self, listener: ChangeListener) -> None:

@@ -113,13 +113,7 @@ def v1_issuer(world: World, tenant_id: str, request: Request | None = None) -> s
 
 
 def _issued(world: World) -> IssuedAccessTokens:
-    with world.lock:
-        book = world.extra.get(_ISSUED_SLOT)
-        if book is None:
-            book = IssuedAccessTokens()
-            world.extra[_ISSUED_SLOT] = book
-        assert isinstance(book, IssuedAccessTokens)
-        return book
+    return world.module_state(_ISSUED_SLOT, IssuedAccessTokens)
 
 
 def _sign(world: World, claims: dict[str, Any]) -> str:

@@ -53,12 +53,7 @@ class GraphState:
 
 
 def graph_state(world: World) -> GraphState:
-    with world.lock:
-        state = world.extra.get(_SLOT)
-        if not isinstance(state, GraphState):
-            state = GraphState()
-            world.extra[_SLOT] = state
-        return state
+    return world.module_state(_SLOT, GraphState)
 
 
 def not_found() -> GraphError:
