@@ -1,5 +1,5 @@
-"""Fixtures for tests of the local Microsoft cloud: the session's cloud (tests/conftest.py), a fresh world per test,
-and the local Graph in process on a world of its own."""
+"""Fixtures for tests of the local Microsoft cloud: the session's cloud (tests/conftest.py), a fresh world
+per test, a webhook receiver, and the local Graph in process on a world of its own."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from devtools.cloud.graph.testing import graph_app
 from devtools.cloud.seed import load_world
 from devtools.cloud.server import RunningCloud
 from devtools.cloud.state import World
+from tests.cloud.subscriptions_support import Receiver
 
 
 @pytest.fixture
@@ -20,6 +21,15 @@ def world(cloud: RunningCloud) -> World:
     """The running cloud's world, back in its fixture state."""
     controls.reset_world(cloud.world)
     return cloud.world
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver of change notifications, running for this test."""
+    server = Receiver()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from starlette.testclient import TestClient
 from devtools.cloud import tokens
 from devtools.cloud.graph import batch, switches
 from devtools.cloud.graph.testing import app_only
-from devtools.cloud.state import AppRegistration, Tenant, User, World
+from devtools.cloud.state import World
+from tests.cloud.world_support import small_world
 
 TENANT = "11111111-1111-4111-8111-111111111111"
 APP = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -78,20 +79,7 @@ class Downstream:
 
 @pytest.fixture()
 def world() -> World:
-    w = World()
-    w.tenants[TENANT] = Tenant(tenant_id=TENANT, domain="contoso.example", display_name="Contoso")
-    for uid, name in ((ALICE, "alice"), (BOB, "bob")):
-        w.users[uid] = User(
-            tenant_id=TENANT,
-            id=uid,
-            user_principal_name=f"{name}@contoso.example",
-            display_name=name.title(),
-            mail=f"{name}@contoso.example",
-        )
-    w.apps[APP] = AppRegistration(
-        client_id=APP, display_name="app", secrets=["s"], redirect_uris=[], required_roles=["Calendars.ReadWrite"]
-    )
-    return w
+    return small_world({TENANT: "contoso.example"}, [(TENANT, ALICE, "alice"), (TENANT, BOB, "bob")], [APP])
 
 
 @pytest.fixture()

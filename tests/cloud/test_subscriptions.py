@@ -16,8 +16,9 @@ from starlette.testclient import TestClient
 
 from devtools.cloud import notify, tokens
 from devtools.cloud.graph import subscriptions
-from devtools.cloud.state import AppRegistration, Tenant, User, World
+from devtools.cloud.state import World
 from tests.cloud.subscriptions_support import Behaviour, Receiver, in_minutes
+from tests.cloud.world_support import small_world
 
 TENANT_A = "11111111-1111-4111-8111-111111111111"
 TENANT_B = "22222222-2222-4222-8222-222222222222"
@@ -28,36 +29,13 @@ BOB = "b0b00000-0000-4000-8000-000000000002"
 CAROL = "ca401000-0000-4000-8000-000000000003"  # tenant B
 
 
-@pytest.fixture()
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
-
-
 # ---- a world and a client ------------------------------------------------------------------------
 def _world() -> World:
-    world = World()
-    for tid, domain in ((TENANT_A, "contoso.example"), (TENANT_B, "fabrikam.example")):
-        world.tenants[tid] = Tenant(tenant_id=tid, domain=domain, display_name=domain)
-    for tid, uid, name in ((TENANT_A, ALICE, "alice"), (TENANT_A, BOB, "bob"), (TENANT_B, CAROL, "carol")):
-        domain = world.tenants[tid].domain
-        world.users[uid] = User(
-            tenant_id=tid,
-            id=uid,
-            user_principal_name=f"{name}@{domain}",
-            display_name=name.title(),
-            mail=f"{name}@{domain}",
-        )
-    for client_id in (APP, OTHER_APP):
-        world.apps[client_id] = AppRegistration(
-            client_id=client_id,
-            display_name=client_id,
-            secrets=["s"],
-            redirect_uris=[],
-            required_roles=["Calendars.ReadWrite"],
-        )
+    world = small_world(
+        {TENANT_A: "contoso.example", TENANT_B: "fabrikam.example"},
+        [(TENANT_A, ALICE, "alice"), (TENANT_A, BOB, "bob"), (TENANT_B, CAROL, "carol")],
+        [APP, OTHER_APP],
+    )
     sw = world.switches
     # Only flush_notifications delivers first attempts in these tests, so batching is deterministic.
     sw.notification_batch_delay_seconds = 60.0

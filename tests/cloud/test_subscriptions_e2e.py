@@ -19,14 +19,6 @@ SERVICE_APP = "6731de76-14a6-49ae-97bc-6eba6914391e"
 
 
 @pytest.fixture()
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture()
 def graph(cloud: RunningCloud, world: World) -> Iterator[httpx.Client]:
     token = tokens.issue_access_token(world, tenant_id=CONTOSO, client_id=SERVICE_APP, roles={"Calendars.ReadWrite"})
     verify = ssl.create_default_context(cafile=str(cloud.ca_bundle))
