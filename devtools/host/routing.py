@@ -115,14 +115,16 @@ def _build_constraint(name: str, args: Sequence[str] | None, raw: str) -> Constr
     raise HostConfigurationError(f"Unknown route constraint '{name}' in {raw}")
 
 
-def _split_outside_parens(text: str, sep: str) -> list[str]:
+def _split_outside(text: str, sep: str, brackets: str = "()") -> list[str]:
+    """``text`` split at each ``sep`` that stands outside the pair of ``brackets``."""
+    opening, closing = brackets
     parts: list[str] = []
     depth = 0
     current = ""
     for char in text:
-        if char == "(":
+        if char == opening:
             depth += 1
-        elif char == ")":
+        elif char == closing:
             depth -= 1
         if char == sep and depth == 0:
             parts.append(current)
@@ -177,13 +179,13 @@ def _parse_parameter(token: str, template: str) -> _Parameter:
         catch_all = True
         body = body[2:] if body.startswith("**") else body[1:]
     default: str | None = None
-    pieces = _split_outside_parens(body, "=")
+    pieces = _split_outside(body, "=")
     if len(pieces) > 1:
         body, default = pieces[0], "=".join(pieces[1:])
     optional = body.endswith("?")
     if optional:
         body = body[:-1]
-    pieces = _split_outside_parens(body, ":")
+    pieces = _split_outside(body, ":")
     name = pieces[0].strip()
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
         raise HostConfigurationError(f"Invalid route parameter name '{name}' in route '{template}'.")
@@ -192,7 +194,7 @@ def _parse_parameter(token: str, template: str) -> _Parameter:
         match = re.match(r"^([A-Za-z]+)(?:\((.*)\))?$", raw, re.DOTALL)
         if not match:
             raise HostConfigurationError(f"Invalid route constraint '{raw}' in route '{template}'.")
-        args = _split_outside_parens(match.group(2), ",") if match.group(2) is not None else None
+        args = _split_outside(match.group(2), ",") if match.group(2) is not None else None
         constraints.append(_build_constraint(match.group(1), args, template))
     if optional and default is not None:
         raise HostConfigurationError(f"Route parameter '{name}' cannot be both optional and have a default.")
@@ -269,22 +271,6 @@ def _parse_segment(text: str, template: str) -> _Segment:
     return _Segment(parts=tuple(parts), pattern=re.compile(f"^{regex}$", re.IGNORECASE | re.DOTALL))
 
 
-def _split_template(template: str) -> list[str]:
-    segments: list[str] = []
-    depth = 0
-    current = ""
-    for char in template:
-        depth += char == "{"
-        depth -= char == "}"
-        if char == "/" and depth == 0:
-            segments.append(current)
-            current = ""
-        else:
-            current += char
-    segments.append(current)
-    return segments
-
-
 @dataclass(frozen=True)
 class RouteTemplate:
     """A parsed route template, prefix included."""
@@ -297,7 +283,7 @@ class RouteTemplate:
         route = route.strip()
         route = route.removeprefix("~/")
         full = "/".join(p for p in (prefix.strip("/"), route.strip("/")) if p)
-        texts = _split_template(full) if full else []
+        texts = _split_outside(full, "/", "{}") if full else []
         segments = tuple(_parse_segment(t, full) for t in texts)
         names: list[str] = []
         for index, segment in enumerate(segments):
