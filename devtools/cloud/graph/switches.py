@@ -23,11 +23,7 @@ def set_throttle(world: World, *, count: int, retry_after: float = 2.0, mailbox_
     if count < 0 or retry_after < 0:
         raise ValueError("count and retry_after must not be negative")
     with world.lock:
-        key = mailbox_id or ANY_MAILBOX
-        if count == 0:
-            world.switches.throttle.pop(key, None)
-        else:
-            world.switches.throttle[key] = {"remaining": count, "retry_after": retry_after}
+        _arm(world.switches.throttle, mailbox_id, count, {"retry_after": retry_after})
 
 
 def set_fault(world: World, *, count: int, status: int = 503, mailbox_id: str | None = None) -> None:
@@ -37,11 +33,7 @@ def set_fault(world: World, *, count: int, status: int = 503, mailbox_id: str | 
     if count < 0:
         raise ValueError("count must not be negative")
     with world.lock:
-        key = mailbox_id or ANY_MAILBOX
-        if count == 0:
-            world.switches.faults.pop(key, None)
-        else:
-            world.switches.faults[key] = {"remaining": count, "status": status}
+        _arm(world.switches.faults, mailbox_id, count, {"status": status})
 
 
 def set_latency(world: World, seconds: float) -> None:
@@ -83,6 +75,15 @@ def clear(world: World) -> None:
         world.switches.latency_seconds = 0.0
         world.switches.access_policy_blocked.clear()
         world.switches.enforce_mailbox_concurrency = True
+
+
+def _arm(table: dict[str, dict[str, float]], mailbox_id: str | None, count: int, entry: dict[str, float]) -> None:
+    """The next ``count`` requests to ``mailbox_id`` (or to anything) take ``entry``; none for a count of 0."""
+    key = mailbox_id or ANY_MAILBOX
+    if count == 0:
+        table.pop(key, None)
+    else:
+        table[key] = {"remaining": count, **entry}
 
 
 def _take(table: dict[str, dict[str, float]], key: str) -> dict[str, float] | None:
