@@ -12,9 +12,14 @@ from shared.errors import TokenIntegrityError
 PLAINTEXT = b'{"refresh_token": "rt-plaintext-marker"}'
 
 
+def fresh_keys(version: str = "k1") -> StaticKeySource:
+    """A key source holding one newly generated key under ``version``."""
+    return StaticKeySource({version: generate_key()}, current=version)
+
+
 @pytest.fixture
 def keys() -> StaticKeySource:
-    return StaticKeySource({"k1": generate_key()}, current="k1")
+    return fresh_keys()
 
 
 @pytest.fixture
@@ -87,16 +92,14 @@ def test_malformed_tokens_are_reported_as_malformed(cipher: AesGcmCipher, token:
 
 
 def test_unknown_key_version_is_reported_as_such(cipher: AesGcmCipher) -> None:
-    other = AesGcmCipher(StaticKeySource({"k7": generate_key()}, current="k7"))
-    token = other.encrypt(PLAINTEXT, tenant_id="t1", record_id="r")
+    token = AesGcmCipher(fresh_keys("k7")).encrypt(PLAINTEXT, tenant_id="t1", record_id="r")
     with pytest.raises(TokenIntegrityError, match="unknown key version 'k7'") as caught:
         cipher.decrypt(token, tenant_id="t1", record_id="r")
     assert caught.value.details["reason"] == "unknown_key_version"
 
 
 def test_same_version_name_with_a_different_key_fails_authentication(cipher: AesGcmCipher) -> None:
-    impostor = AesGcmCipher(StaticKeySource({"k1": generate_key()}, current="k1"))
-    token = impostor.encrypt(PLAINTEXT, tenant_id="t1", record_id="r")
+    token = AesGcmCipher(fresh_keys("k1")).encrypt(PLAINTEXT, tenant_id="t1", record_id="r")
     with pytest.raises(TokenIntegrityError, match="failed authentication"):
         cipher.decrypt(token, tenant_id="t1", record_id="r")
 
