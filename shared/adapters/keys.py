@@ -236,6 +236,14 @@ class _Current:
     next_refresh: float
 
 
+def _access_denied(where: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"Access to the {where} was denied (403): grant this app's identity "
+        "'get' on secrets (the 'Key Vault Secrets User' role).",
+        setting="KEY_VAULT_URL",
+    )
+
+
 class KeyVaultKeySource:
     """``KeySource`` over a Key Vault secret holding base64 of 32 random bytes; the key version is the secret version.
 
@@ -308,11 +316,7 @@ class KeyVaultKeySource:
             ) from None
         except ClientAuthenticationError as err:
             if err.status_code == 403:
-                raise ConfigurationError(
-                    f"Access to the {where} was denied (403): grant this app's identity "
-                    "'get' on secrets (the 'Key Vault Secrets User' role).",
-                    setting="KEY_VAULT_URL",
-                ) from None
+                raise _access_denied(where) from None
             raise ConfigurationError(
                 f"Could not authenticate to read the {where}: no usable Azure credential ({type(err).__name__}).",
                 setting="KEY_VAULT_URL",
@@ -323,11 +327,7 @@ class KeyVaultKeySource:
             ) from None
         except HttpResponseError as err:
             if err.status_code == 403:  # some 403 bodies arrive as plain HttpResponseError
-                raise ConfigurationError(
-                    f"Access to the {where} was denied (403): grant this app's identity "
-                    "'get' on secrets (the 'Key Vault Secrets User' role).",
-                    setting="KEY_VAULT_URL",
-                ) from None
+                raise _access_denied(where) from None
             if err.status_code == 429:
                 raise UpstreamUnavailable(
                     f"Key Vault {self._vault_url} is throttling requests (429); try later."
