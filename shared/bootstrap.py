@@ -74,9 +74,7 @@ class Container:
         def build() -> Any:
             from shared.adapters.tables import TableStorage
 
-            return TableStorage(
-                self.settings.storage_connection, cipher=self.cipher, table_prefix=self.settings.table_prefix
-            )
+            return TableStorage.from_settings(self.settings, cipher=self.cipher, clock=self.clock)
 
         return self._get("storage", build)
 

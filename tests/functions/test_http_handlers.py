@@ -204,3 +204,58 @@ def test_missing_client_id_is_a_clear_configuration_error() -> None:
     error = error_of(response)
     assert error["code"] == "configuration_error"
     assert "CLIENT_ID" in error["message"]
+
+
+class _Storage:
+    def __init__(self, up: bool) -> None:
+        self.up = up
+
+    def check(self) -> bool:
+        if not self.up:
+            from shared.errors import UpstreamUnavailable
+
+            raise UpstreamUnavailable("Table Storage is unreachable.")
+        return True
+
+
+class _Keys:
+    def current(self) -> tuple[str, bytes]:
+        return "v7", b"k" * 32
+
+
+class _Probe:
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def reachable(self, url: str) -> str:
+        self.urls.append(url)
+        return "answered HTTP 401"
+
+
+@pytest.mark.parametrize(("storage_up", "status"), [(True, 200), (False, 503)])
+def test_health_reports_each_dependency_without_secrets(storage_up: bool, status: int) -> None:
+    from shared.bootstrap import Container, set_container
+    from shared.config import Settings
+
+    probe = _Probe()
+    settings = Settings.from_env({"CLIENT_SECRET": "never-shown-secret"})
+    set_container(Container(settings, storage=_Storage(storage_up), key_source=_Keys(), probe=probe))
+    try:
+        response = health.health(request("GET", "http://localhost/api/health"))
+    finally:
+        set_container(None)
+    assert response.status_code == status
+    body = json.loads(response.get_body())
+    assert body["status"] == ("healthy" if storage_up else "unhealthy")
+    assert body["checks"]["storage"]["ok"] is storage_up
+    assert body["checks"]["key_source"] == {
+        "ok": True,
+        "latency_ms": body["checks"]["key_source"]["latency_ms"],
+        "detail": "local key file, key version v7",
+    }
+    assert sorted(probe.urls) == [
+        "https://graph.microsoft.com/v1.0/me",
+        "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
+    ]
+    assert b"never-shown-secret" not in response.get_body()
+    assert b"k" * 32 not in response.get_body()
