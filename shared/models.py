@@ -17,7 +17,6 @@ class ConsentStatus(StrEnum):
     CONSENTED = "consented"
     PARTIAL = "partial"
     NEEDS_ATTENTION = "needs_attention"  # an app-only token could not be had since consent
-    REVOKED = "revoked"
 
 
 class TokenHealth(StrEnum):
