@@ -261,7 +261,7 @@ def test_update_with_a_stale_etag_is_refused(storage: TableStorage) -> None:
     first = storage.tenants.create_tenant(tenant())
     second_writer = storage.tenants.update_tenant(dataclasses.replace(first, consent_status=ConsentStatus.CONSENTED))
     with pytest.raises(ConcurrencyConflict):
-        storage.tenants.update_tenant(dataclasses.replace(first, consent_status=ConsentStatus.REVOKED))
+        storage.tenants.update_tenant(dataclasses.replace(first, consent_status=ConsentStatus.NEEDS_ATTENTION))
     assert storage.tenants.get_tenant(TENANT) == second_writer
 
 
@@ -294,7 +294,7 @@ def test_every_store_refuses_a_stale_etag(storage: TableStorage, store: str) -> 
 def test_creating_an_existing_record_is_refused(storage: TableStorage) -> None:
     storage.tenants.create_tenant(tenant())
     with pytest.raises(ConcurrencyConflict):
-        storage.tenants.create_tenant(tenant(consent_status=ConsentStatus.REVOKED))
+        storage.tenants.create_tenant(tenant(consent_status=ConsentStatus.NEEDS_ATTENTION))
     storage.users.create_user(User(tenant_id=TENANT, user_id=ALICE, username="a"))
     with pytest.raises(ConcurrencyConflict):
         storage.users.create_user(User(tenant_id=TENANT, user_id=ALICE, username="b"))
