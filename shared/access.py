@@ -142,14 +142,19 @@ def ensure_tenant_consent(deps: Dependencies, tenant_id: str) -> Tenant:
     )
 
 
-def evaluate_roles(roles: tuple[str, ...]) -> tuple[ConsentStatus, tuple[str, ...]]:
+def evaluate_roles(roles: tuple[str, ...]) -> tuple[ConsentStatus, tuple[str, ...], str | None]:
+    """Status, missing roles and (for needs_attention) why, from the roles an app-only token carries."""
     missing = tuple(r for r in REQUIRED_APP_ROLES if r not in roles)
-    return (ConsentStatus.PARTIAL if missing else ConsentStatus.CONSENTED), missing
+    if not missing:
+        return ConsentStatus.CONSENTED, missing, None
+    if not roles:  # consent withdrawn, or the service principal holds no grant at all
+        return ConsentStatus.NEEDS_ATTENTION, missing, "no application permissions granted"
+    return ConsentStatus.PARTIAL, missing, None
 
 
 def record_app_token(deps: Dependencies, token: AccessToken, *, consented: bool = False) -> Tenant:
     """Record what an app-only token proves about the tenant (its tid and roles) and keep its cache."""
-    status, missing = evaluate_roles(token.roles)
+    status, missing, reason = evaluate_roles(token.roles)
     now = deps.clock.now()
 
     def write() -> Tenant:
@@ -166,6 +171,7 @@ def record_app_token(deps: Dependencies, token: AccessToken, *, consented: bool 
                     missing_roles=missing,
                     consented_at=now,
                     checked_at=now,
+                    attention_reason=reason,
                 )
             )
         return deps.tenants.update_tenant(
@@ -176,7 +182,7 @@ def record_app_token(deps: Dependencies, token: AccessToken, *, consented: bool 
                 missing_roles=missing,
                 consented_at=now if consented else current.consented_at,
                 checked_at=now,
-                attention_reason=None,
+                attention_reason=reason,
             )
         )
 
@@ -206,8 +212,10 @@ def refresh_tenant_consent(deps: Dependencies, tenant_id: str) -> Tenant:
 
 
 # ---- tokens --------------------------------------------------------------------------------------
-def app_token(deps: Dependencies, tenant_id: str) -> AccessToken:
-    """An app-only Graph token for the tenant; a refusal marks the tenant as needing attention."""
+def app_token(deps: Dependencies, tenant_id: str, *, known: Tenant | None = None) -> AccessToken:
+    """An app-only Graph token for the tenant; a refusal, or a token without the roles the service
+    needs, marks the tenant and raises AdminConsentRequired. ``known``: the tenant record the caller
+    already read (saves a storage read on the hot path)."""
     cache = deps.token_caches.load_cache(tenant_id, APP_CACHE_OWNER)
     try:
         token = deps.identity.acquire_app_token(tenant_id=tenant_id, serialized_cache=cache)
@@ -220,16 +228,15 @@ def app_token(deps: Dependencies, tenant_id: str) -> AccessToken:
         ) from err
     if token.tenant_id != tenant_id:
         raise AdminConsentRequired("The app-only token names another tenant.")
-    status, missing = evaluate_roles(token.roles)
-    try:
-        known: Tenant | None = deps.tenants.get_tenant(tenant_id)
-    except NotFound:
-        known = None
+    status, missing, _reason = evaluate_roles(token.roles)
+    if known is None:
+        try:
+            known = deps.tenants.get_tenant(tenant_id)
+        except NotFound:
+            known = None
     if token.serialized_cache is not None or known is None or known.consent_status is not status:
         record_app_token(deps, token)
     if missing:
-        if not token.roles:
-            mark_tenant(deps, tenant_id, ConsentStatus.NEEDS_ATTENTION, "no application permissions granted")
         # A token without the roles would only earn 403s from Graph: never use it.
         raise _consent_required(
             deps,
@@ -240,11 +247,13 @@ def app_token(deps: Dependencies, tenant_id: str) -> AccessToken:
     return token
 
 
-def with_app_token(deps: Dependencies, tenant_id: str, call: Callable[[AccessToken], T]) -> T:
+def with_app_token(
+    deps: Dependencies, tenant_id: str, call: Callable[[AccessToken], T], *, known: Tenant | None = None
+) -> T:
     """Run a Graph call with the tenant's app-only token. If Graph refuses the token (revoked early,
     signing keys rolled), drop the cached token and try once more with a fresh one."""
     try:
-        return call(app_token(deps, tenant_id))
+        return call(app_token(deps, tenant_id, known=known))
     except GraphRequestFailed as err:
         if err.reason != "unauthorized":
             raise

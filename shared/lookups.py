@@ -17,7 +17,7 @@ def get_directory_user(deps: Dependencies, ctx: RequestContext, user: str) -> di
     """Raises NotFound when the user is not in the caller's tenant."""
     if not _USER_REF.match(user):
         raise InvalidRequest("Name the user by object id or user principal name.", parameter="user")
-    found = with_app_token(deps, ctx.tenant_id, lambda token: deps.graph.get_user(token, user))
+    found = with_app_token(deps, ctx.tenant_id, lambda token: deps.graph.get_user(token, user), known=ctx.tenant)
     return {
         "id": found.user_id,
         "user_principal_name": found.user_principal_name,

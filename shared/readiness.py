@@ -111,7 +111,7 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
         tenant = None
     token: AccessToken | None = None
     try:
-        token = app_token(deps, ctx.tenant_id)
+        token = app_token(deps, ctx.tenant_id, known=tenant)
     except ServiceError as err:
         checks.append(
             Check(

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from shared.access import (
     RequestContext,
-    authenticate_session,
     consent_request_url,
     ensure_tenant_consent,
     hash_secret,
@@ -201,18 +200,3 @@ def describe_me(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
         "token_health": token_health,
         "session_expires_at": ctx.session.expires_at.isoformat(),
     }
-
-
-# re-exported for handlers
-__all__ = [
-    "BASE_SCOPES",
-    "FEATURE_SCOPES",
-    "SigninOutcome",
-    "authenticate_session",
-    "check_return_to",
-    "complete_signin",
-    "describe_me",
-    "logout",
-    "parse_features",
-    "start_signin",
-]
