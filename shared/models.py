@@ -8,7 +8,7 @@ send it back so two writers cannot silently overwrite each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -158,3 +158,57 @@ class DirectoryUser:
     user_principal_name: str
     display_name: str
     mail: str | None = None
+
+
+# ---- availability ---------------------------------------------------------------------------------
+class FreeBusyStatus(StrEnum):
+    """Graph's freeBusyStatus values as getSchedule reports them."""
+
+    FREE = "free"
+    TENTATIVE = "tentative"
+    BUSY = "busy"
+    OOF = "oof"
+    WORKING_ELSEWHERE = "workingElsewhere"
+    UNKNOWN = "unknown"
+
+
+class ScheduleStatus(StrEnum):
+    OK = "ok"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class BusyBlock:
+    """One scheduleItem: an aware UTC interval with its free/busy status. ``subject`` and
+    ``location`` are set only where Graph showed them to the signed-in user."""
+
+    start: datetime
+    end: datetime
+    status: FreeBusyStatus
+    subject: str | None = None
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """A mailbox's working hours: local wall-clock ``start``/``end`` on ``days`` (lower-case English
+    day names) in ``time_zone`` (a tzinfo: IANA, mapped from Windows, or built from a custom zone).
+    ``end`` at or before ``start`` means the hours run past local midnight."""
+
+    days: tuple[str, ...]
+    start: time
+    end: time
+    time_zone: tzinfo = field(compare=False)
+    time_zone_name: str  # IANA name, or the custom zone's own name
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What Graph told us about one person over the queried window."""
+
+    email: str
+    status: ScheduleStatus = ScheduleStatus.OK
+    reason: str | None = None  # for unreadable: unknown, on_premises, access_policy, throttled, timeout, ...
+    mailbox_time_zone: str | None = None  # the mailbox's zone as Graph names it (often a Windows name)
+    working_hours: WorkingHours | None = None
+    busy: tuple[BusyBlock, ...] = ()

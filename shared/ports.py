@@ -9,6 +9,7 @@ Create and update return the record with its new ETag.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from shared.models import (
     DirectoryUser,
     FlowKind,
     PendingFlow,
+    Schedule,
     Session,
     SigninResult,
     SigninStart,
@@ -170,6 +172,17 @@ class GraphGateway(Protocol):
 
     def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
         """Read a tiny calendar window of ``mailbox`` (None: the signed-in user's own)."""
+        ...
+
+    def get_schedules(
+        self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
+    ) -> list[Schedule]:
+        """Free/busy and working hours of each address over [start, end), through the signed-in
+        user's ``/me/calendar/getSchedule``: chunks of at most 20 addresses and windows under 62 days,
+        up to 4 requests in flight, retries within ``deadline`` (a ``time.monotonic()`` value).
+        One result per address, in order. A person that could not be read comes back UNREADABLE
+        with a reason (never as free). Raises GraphRequestFailed(reason="unauthorized") when Graph
+        refuses the token itself."""
         ...
 
 
