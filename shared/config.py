@@ -43,6 +43,7 @@ class Settings:
     session_ttl_seconds: int = 8 * 3600
     flow_ttl_seconds: int = 600
     http_timeout_seconds: float = 10.0
+    availability_deadline_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +82,7 @@ class Settings:
             session_ttl_seconds=int(num("SESSION_TTL_SECONDS", 8 * 3600)),
             flow_ttl_seconds=int(num("FLOW_TTL_SECONDS", 600)),
             http_timeout_seconds=num("HTTP_TIMEOUT_SECONDS", 10.0),
+            availability_deadline_seconds=num("AVAILABILITY_DEADLINE_SECONDS", 20.0),
         )
 
     def require(self, name: str) -> str:

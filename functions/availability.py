@@ -1,0 +1,145 @@
+"""Availability under the two-token rule: bookable slots, and interview loops of several sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+import azure.functions as func
+
+from functions._auth import requires_session
+from functions._http import http_endpoint, json_response, read_json
+from shared.bootstrap import get_container
+
+if TYPE_CHECKING:
+    from shared.access import RequestContext
+    from shared.models import Schedule
+    from shared.slots import Explanation
+
+bp = func.Blueprint()
+
+
+@bp.function_name("availability")
+@bp.route(route="availability", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@http_endpoint
+@requires_session(calendar=True)
+def availability(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.availability import find_availability
+    from shared.availability_request import parse_availability_request
+
+    request = parse_availability_request(read_json(req))
+    answer = find_availability(get_container(), ctx, request)
+    zone, window = request.options.time_zone, (request.options.start, request.options.end)
+    return json_response(
+        {
+            "time_zone": answer.time_zone_name,
+            "slots": [
+                {"start": _at(s.start, zone), "end": _at(s.end, zone), "interviewers": list(s.interviewers)}
+                for s in answer.search.slots
+            ],
+            "interviewers": [_schedule(s, zone, window) for s in answer.schedules],
+            "explanation": _explanation(answer.search.explanation, zone),
+        }
+    )
+
+
+@bp.function_name("availability_loops")
+@bp.route(route="availability/loops", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@http_endpoint
+@requires_session(calendar=True)
+def availability_loops(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.availability import find_interview_loops
+    from shared.availability_request import parse_loop_request
+
+    request = parse_loop_request(read_json(req))
+    answer = find_interview_loops(get_container(), ctx, request)
+    zone, window = request.options.time_zone, (request.options.start, request.options.end)
+    return json_response(
+        {
+            "time_zone": answer.time_zone_name,
+            "loops": [
+                {
+                    "start": _at(loop.sessions[0].start, zone),
+                    "end": _at(loop.sessions[-1].end, zone),
+                    "sessions": [
+                        {
+                            "name": s.name,
+                            "start": _at(s.start, zone),
+                            "end": _at(s.end, zone),
+                            "interviewers": list(s.interviewers),
+                        }
+                        for s in loop.sessions
+                    ],
+                    "gaps_minutes": [int(g.total_seconds() // 60) for g in loop.gaps],
+                    "load": loop.load,
+                }
+                for loop in answer.search.loops
+            ],
+            "interviewers": [_schedule(s, zone, window) for s in answer.schedules],
+            "explanation": _explanation(answer.search.explanation, zone),
+        }
+    )
+
+
+def _at(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).isoformat()
+
+
+def _schedule(schedule: Schedule, zone: tzinfo, window: tuple[datetime, datetime]) -> dict[str, Any]:
+    hours = schedule.working_hours
+    start, end = window
+    return {
+        "email": schedule.email,
+        "status": schedule.status.value,
+        "reason": schedule.reason,
+        "time_zone": schedule.mailbox_time_zone,
+        "working_hours": None
+        if hours is None
+        else {
+            "days": list(hours.days),
+            "start": hours.start.strftime("%H:%M"),
+            "end": hours.end.strftime("%H:%M"),
+            "time_zone": hours.time_zone_name,
+        },
+        "busy": [
+            {
+                "start": _at(b.start, zone),
+                "end": _at(b.end, zone),
+                "status": b.status.value,
+                "subject": b.subject,
+                "location": b.location,
+            }
+            for b in schedule.busy
+            if b.end > start and b.start < end
+        ],
+    }
+
+
+def _explanation(explanation: Explanation | None, zone: tzinfo) -> dict[str, Any] | None:
+    if explanation is None:
+        return None
+    return {
+        "summary": explanation.summary,
+        "reasons": [
+            {
+                "kind": r.kind.value,
+                "person": r.person,
+                "pool": r.pool,
+                "session": r.session,
+                "periods": [{"start": _at(a, zone), "end": _at(b, zone)} for a, b in r.periods],
+                "detail": r.detail,
+            }
+            for r in explanation.reasons
+        ],
+        "suggestions": [
+            {
+                "kind": s.kind.value,
+                "subject": s.subject,
+                "amount": s.amount,
+                "session": s.session,
+                "slots": s.slots,
+                "detail": s.detail,
+            }
+            for s in explanation.suggestions
+        ],
+    }

@@ -1,0 +1,170 @@
+"""Availability: bookable interview slots and interview loops across many interviewers.
+
+One getSchedule pass (through the Graph adapter, which knows chunks, waves, retries and the
+deadline) with the signed-in user's delegated token, so titles appear only where Outlook would
+show them to this user; the caps read this service's own stored bookings; the slot engine
+(``shared.slots``) does the rest. A person Graph could not read is reported, never free.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.access import RequestContext
+from shared.availability_request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
+from shared.errors import GraphRequestFailed, ReauthRequired
+from shared.models import AccessToken, BookingStatus, Schedule
+from shared.ports import Dependencies
+from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
+from shared.slots import Panel, Person, Pool, SlotRules, SlotSearch, find_slots
+
+logger = logging.getLogger(__name__)
+
+# How far past the requested window an explanation may look when it suggests widening it.
+EXPLANATION_HORIZON = timedelta(days=14)
+# Bookings this far either side of the window can count toward a day or ISO-week cap.
+CAP_MARGIN = timedelta(days=8)
+
+
+@dataclass(frozen=True)
+class AvailabilityAnswer:
+    time_zone_name: str
+    schedules: tuple[Schedule, ...]
+    search: SlotSearch
+
+
+@dataclass(frozen=True)
+class LoopAnswer:
+    time_zone_name: str
+    schedules: tuple[Schedule, ...]
+    search: LoopSearch
+
+
+def _panel(spec: PanelSpec) -> Panel:
+    return Panel(
+        required=spec.required,
+        optional=spec.optional,
+        pools=tuple(Pool(name=p.name, members=p.members, need=p.need) for p in spec.pools),
+    )
+
+
+def _rules(options: SlotOptions, duration: timedelta, now: datetime) -> SlotRules:
+    return SlotRules(
+        duration=duration,
+        interval=options.interval,
+        time_zone=options.time_zone,
+        buffer_before=options.buffer_before,
+        buffer_after=options.buffer_after,
+        not_before=now + options.minimum_notice,
+        tentative_is_busy=options.tentative_is_busy,
+        working_hours=options.working_hours,
+        max_per_day=options.max_per_day,
+        max_per_week=options.max_per_week,
+    )
+
+
+def _user_access(ctx: RequestContext) -> AccessToken:
+    if ctx.user_access is None:  # the two-token guard always sets it for calendar calls
+        raise ReauthRequired("Sign in again.")
+    return ctx.user_access
+
+
+def _read_schedules(
+    deps: Dependencies, ctx: RequestContext, people: Sequence[str], start: datetime, end: datetime
+) -> list[Schedule]:
+    """Raises ReauthRequired when Graph refuses the user's own token: never an empty calendar."""
+    deadline = time.monotonic() + deps.settings.availability_deadline_seconds
+    try:
+        return deps.graph.get_schedules(_user_access(ctx), people, start, end, deadline=deadline)
+    except GraphRequestFailed as err:
+        if err.reason != "unauthorized":
+            raise
+        raise ReauthRequired(
+            "Microsoft Graph refused your Office 365 sign-in. Sign in again.", reason="token_refused"
+        ) from err
+
+
+def _booked(
+    deps: Dependencies, tenant_id: str, people: Iterable[str], start: datetime, end: datetime
+) -> dict[str, tuple[tuple[datetime, datetime], ...]]:
+    """Each person's interviews booked by this service near the window (what the caps count)."""
+    wanted = set(people)
+    found: dict[str, list[tuple[datetime, datetime]]] = {p: [] for p in wanted}
+    lo, hi = start - CAP_MARGIN, end + CAP_MARGIN
+    for booking in deps.bookings.list_bookings(tenant_id):
+        if booking.status is BookingStatus.CANCELLED or booking.status is BookingStatus.FAILED:
+            continue
+        if booking.end <= lo or booking.start >= hi:
+            continue
+        for attendee in booking.attendees:
+            key = attendee.lower()
+            if key in wanted:
+                found[key].append((booking.start, booking.end))
+    return {p: tuple(sorted(v)) for p, v in found.items()}
+
+
+def _people(
+    schedules: Sequence[Schedule], booked: Mapping[str, tuple[tuple[datetime, datetime], ...]]
+) -> dict[str, Person]:
+    return {s.email: Person(schedule=s, booked=booked.get(s.email, ())) for s in schedules}
+
+
+def _caps_apply(options: SlotOptions) -> bool:
+    return options.max_per_day is not None or options.max_per_week is not None
+
+
+def _fetch(
+    deps: Dependencies, ctx: RequestContext, people: Sequence[str], options: SlotOptions, extra: timedelta
+) -> tuple[list[Schedule], dict[str, Person]]:
+    fetch_start = options.start - options.buffer_before
+    fetch_end = options.end + options.buffer_after + extra
+    schedules = _read_schedules(deps, ctx, people, fetch_start, fetch_end)
+    booked = _booked(deps, ctx.tenant_id, people, fetch_start, fetch_end) if _caps_apply(options) else {}
+    return schedules, _people(schedules, booked)
+
+
+def find_availability(deps: Dependencies, ctx: RequestContext, request: AvailabilityRequest) -> AvailabilityAnswer:
+    """Bookable slots for the panel. Raises ReauthRequired, UpstreamError; no slot is a value."""
+    options = request.options
+    people = request.panel.people
+    rules = _rules(options, request.duration, deps.clock.now())
+    panel = _panel(request.panel)
+    schedules, persons = _fetch(deps, ctx, people, options, timedelta(0))
+    search = find_slots(panel, persons, options.start, options.end, rules)
+    if not search.slots:
+        # Only when nothing fits: read two more weeks so the explanation can say how far to widen.
+        schedules, persons = _fetch(deps, ctx, people, options, EXPLANATION_HORIZON)
+        search = find_slots(
+            panel, persons, options.start, options.end, rules, horizon_end=options.end + EXPLANATION_HORIZON
+        )
+    logger.info("availability: %d people, %d slots", len(people), len(search.slots))
+    return AvailabilityAnswer(time_zone_name=options.time_zone_name, schedules=tuple(schedules), search=search)
+
+
+def find_interview_loops(deps: Dependencies, ctx: RequestContext, request: LoopRequest) -> LoopAnswer:
+    """The best schedules for an ordered loop of sessions. Raises ReauthRequired, UpstreamError."""
+    options = request.options
+    schedules, persons = _fetch(deps, ctx, request.people, options, timedelta(0))
+    sessions = tuple(LoopSession(name=s.name, duration=s.duration, panel=_panel(s.panel)) for s in request.sessions)
+    rules = LoopRules(
+        interval=options.interval,
+        time_zone=options.time_zone,
+        buffer_before=options.buffer_before,
+        buffer_after=options.buffer_after,
+        not_before=deps.clock.now() + options.minimum_notice,
+        tentative_is_busy=options.tentative_is_busy,
+        working_hours=options.working_hours,
+        max_per_day=options.max_per_day,
+        max_per_week=options.max_per_week,
+        max_gap=request.max_gap,
+        same_day=request.same_day,
+        candidate_windows=request.candidate_windows,
+        max_results=request.max_results,
+    )
+    search = find_loops(sessions, persons, options.start, options.end, rules)
+    logger.info("loops: %d sessions, %d people, %d results", len(sessions), len(persons), len(search.loops))
+    return LoopAnswer(time_zone_name=options.time_zone_name, schedules=tuple(schedules), search=search)

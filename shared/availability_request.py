@@ -1,0 +1,349 @@
+"""Availability requests: the JSON contract parsed into typed, validated values.
+
+Every refusal is an ``InvalidRequest`` naming the offending field (``field``) in words a
+recruiter can act on; nothing here touches storage or Graph.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from shared.errors import InvalidRequest
+from shared.timezones import UnknownTimeZone, resolve_time_zone
+
+MAX_PEOPLE = 200
+MAX_WINDOW_MONTHS = 6
+MAX_DURATION = timedelta(hours=8)
+MAX_SESSIONS = 8
+MAX_RESULTS = 50
+INTERVALS = range(5, 241)
+# Syntax only (RFC 5322 dot-atom local part, a dotted domain); deliverability is Graph's business.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    members: tuple[str, ...]
+    need: int
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    pools: tuple[PoolSpec, ...]
+
+    @property
+    def people(self) -> tuple[str, ...]:
+        """Every distinct address, in the order first named."""
+        seen: dict[str, None] = {}
+        for email in (*self.required, *self.optional, *(m for p in self.pools for m in p.members)):
+            seen.setdefault(email, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class SlotOptions:
+    start: datetime
+    end: datetime
+    time_zone: tzinfo
+    time_zone_name: str
+    interval: timedelta
+    buffer_before: timedelta
+    buffer_after: timedelta
+    minimum_notice: timedelta
+    tentative_is_busy: bool
+    working_hours: bool
+    max_per_day: int | None
+    max_per_week: int | None
+
+
+@dataclass(frozen=True)
+class AvailabilityRequest:
+    panel: PanelSpec
+    duration: timedelta
+    options: SlotOptions
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    name: str
+    duration: timedelta
+    panel: PanelSpec
+
+
+@dataclass(frozen=True)
+class LoopRequest:
+    sessions: tuple[SessionSpec, ...]
+    options: SlotOptions
+    max_gap: timedelta
+    same_day: bool
+    candidate_windows: tuple[tuple[datetime, datetime], ...]
+    max_results: int
+
+    @property
+    def people(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for session in self.sessions:
+            for email in session.panel.people:
+                seen.setdefault(email, None)
+        return tuple(seen)
+
+
+def _bad(field: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, field=field)
+
+
+def _bool(body: Mapping[str, Any], field: str, default: bool) -> bool:
+    value = body.get(field, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _bad(field, f"`{field}` must be true or false.")
+    return value
+
+
+def _int(body: Mapping[str, Any], field: str, default: int | None, *, low: int, high: int) -> int | None:
+    value = body.get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _bad(field, f"`{field}` must be a whole number.")
+    if value != int(value):
+        raise _bad(field, f"`{field}` must be a whole number.")
+    number = int(value)
+    if not low <= number <= high:
+        raise _bad(field, f"`{field}` must be between {low} and {high}.")
+    return number
+
+
+def _minutes(body: Mapping[str, Any], field: str, default: int, *, low: int, high: int) -> timedelta:
+    value = _int(body, field, default, low=low, high=high)
+    return timedelta(minutes=value if value is not None else default)
+
+
+def _datetime(value: Any, field: str) -> datetime:
+    if not isinstance(value, str) or len(value) > 40:
+        raise _bad(field, f"`{field}` must be an ISO 8601 date and time with an offset, like 2026-12-07T09:00:00-05:00.")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad(field, f"`{field}` is not a valid ISO 8601 date and time.") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise _bad(field, f"`{field}` needs a UTC offset (for example -05:00 or Z).")
+    return parsed
+
+
+def email_address(value: Any, field: str) -> str:
+    """A syntactically valid address, lower-cased (Exchange addresses are case-insensitive)."""
+    if not isinstance(value, str) or not 3 <= len(value) <= 254 or not _EMAIL.fullmatch(value):
+        raise _bad(field, f"`{field}` must be an email address, like alex.wilber@contoso.com.")
+    return value.lower()
+
+
+def _emails(value: Any, field: str) -> list[str]:
+    if not isinstance(value, list):
+        raise _bad(field, f"`{field}` must be a list of email addresses.")
+    if len(value) > MAX_PEOPLE:
+        raise _bad(field, f"`{field}` names more than {MAX_PEOPLE} people.")
+    return [email_address(item, f"{field}[{i}]") for i, item in enumerate(value)]
+
+
+def parse_time_zone(body: Mapping[str, Any], field: str = "time_zone") -> tuple[tzinfo, str]:
+    name = body.get(field, "UTC")
+    if name is None:
+        name = "UTC"
+    if not isinstance(name, str) or not 1 <= len(name) <= 100:
+        raise _bad(field, f"`{field}` must be an IANA or Windows time zone name, like America/New_York.")
+    try:
+        return resolve_time_zone(name), name
+    except UnknownTimeZone:
+        raise _bad(field, f"`{field}` {name!r} is not a time zone this service knows (IANA or Windows name).") from None
+
+
+def _panel(body: Mapping[str, Any], prefix: str = "") -> PanelSpec:
+    required: list[str] = []
+    optional: list[str] = []
+    raw_people = body.get("interviewers", [])
+    if raw_people is None:
+        raw_people = []
+    if not isinstance(raw_people, list):
+        raise _bad(f"{prefix}interviewers", f"`{prefix}interviewers` must be a list.")
+    if len(raw_people) > MAX_PEOPLE:
+        raise _bad(f"{prefix}interviewers", f"`{prefix}interviewers` names more than {MAX_PEOPLE} people.")
+    for i, item in enumerate(raw_people):
+        field = f"{prefix}interviewers[{i}]"
+        if isinstance(item, str):
+            email, is_required = email_address(item, field), True
+        elif isinstance(item, dict):
+            email = email_address(item.get("email"), f"{field}.email")
+            is_required = _bool(item, "required", True) if "required" in item else True
+            if not isinstance(item.get("required", True), bool):
+                raise _bad(f"{field}.required", f"`{field}.required` must be true or false.")
+        else:
+            raise _bad(field, f"`{field}` must be an object with `email` and `required`.")
+        (required if is_required else optional).append(email)
+    pools: list[PoolSpec] = []
+    raw_pools = body.get("pools", [])
+    if raw_pools is None:
+        raw_pools = []
+    if not isinstance(raw_pools, list) or len(raw_pools) > MAX_PEOPLE:
+        raise _bad(f"{prefix}pools", f"`{prefix}pools` must be a list of pools.")
+    for i, item in enumerate(raw_pools):
+        field = f"{prefix}pools[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(field, f"`{field}` must be an object with `name`, `members` and `need`.")
+        name = item.get("name", f"pool {i + 1}")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.isprintable():
+            raise _bad(f"{field}.name", f"`{field}.name` must be a short printable name.")
+        members = list(dict.fromkeys(_emails(item.get("members"), f"{field}.members")))
+        if not members:
+            raise _bad(f"{field}.members", f"`{field}.members` must name at least one person.")
+        need = _int(item, "need", 1, low=1, high=MAX_PEOPLE)
+        assert need is not None
+        if need > len(members):
+            raise _bad(
+                f"{field}.need", f"`{field}.need` is {need} but the pool has only {len(members)} distinct members."
+            )
+        pools.append(PoolSpec(name=name, members=tuple(members), need=need))
+    _refuse_repeats(prefix, required, optional, pools)
+    panel = PanelSpec(required=tuple(required), optional=tuple(optional), pools=tuple(pools))
+    if not panel.required and not panel.optional and not panel.pools:
+        raise _bad(f"{prefix}interviewers", "Name at least one interviewer or one pool.")
+    return panel
+
+
+def _refuse_repeats(prefix: str, required: list[str], optional: list[str], pools: list[PoolSpec]) -> None:
+    """Each person has one role on a panel: naming someone twice is ambiguous, so it is refused."""
+    seen: dict[str, str] = {}
+    places = [
+        *((f"{prefix}interviewers", e) for e in required),
+        *((f"{prefix}interviewers", e) for e in optional),
+        *((f"{prefix}pools[{i}].members", e) for i, p in enumerate(pools) for e in p.members),
+    ]
+    for field, email in places:
+        if email in seen:
+            raise _bad(field, f"{email} is named more than once on the panel (in `{seen[email]}` and `{field}`).")
+        seen[email] = field
+
+
+def _options(body: Mapping[str, Any]) -> SlotOptions:
+    if "start" not in body:
+        raise _bad("start", "`start` is required.")
+    if "end" not in body:
+        raise _bad("end", "`end` is required.")
+    start, end = _datetime(body["start"], "start"), _datetime(body["end"], "end")
+    if end <= start:
+        raise _bad("end", "`end` must be after `start`.")
+    if end > _add_months(start, MAX_WINDOW_MONTHS):
+        raise _bad("end", f"The window from `start` to `end` may span at most {MAX_WINDOW_MONTHS} months.")
+    zone, zone_name = parse_time_zone(body)
+    interval = _int(body, "interval_minutes", 15, low=INTERVALS.start, high=INTERVALS.stop - 1)
+    assert interval is not None
+    return SlotOptions(
+        start=start,
+        end=end,
+        time_zone=zone,
+        time_zone_name=zone_name,
+        interval=timedelta(minutes=interval),
+        buffer_before=_minutes(body, "buffer_before_minutes", 0, low=0, high=240),
+        buffer_after=_minutes(body, "buffer_after_minutes", 0, low=0, high=240),
+        minimum_notice=_minutes(body, "minimum_notice_minutes", 0, low=0, high=60 * 24 * 90),
+        tentative_is_busy=_bool(body, "tentative_is_busy", True),
+        working_hours=_bool(body, "working_hours", True),
+        max_per_day=_int(body, "max_per_day", None, low=1, high=100),
+        max_per_week=_int(body, "max_per_week", None, low=1, high=500),
+    )
+
+
+def _duration(body: Mapping[str, Any], field: str = "duration_minutes") -> timedelta:
+    if field not in body:
+        raise _bad(field, f"`{field}` is required.")
+    minutes = _int(body, field, None, low=-(10**6), high=10**6)
+    assert minutes is not None
+    if minutes <= 0:
+        raise _bad(field, f"`{field}` must be more than zero.")
+    if timedelta(minutes=minutes) > MAX_DURATION:
+        raise _bad(field, f"`{field}` may be at most {int(MAX_DURATION.total_seconds() // 60)} minutes (8 hours).")
+    return timedelta(minutes=minutes)
+
+
+def _check_people(people: tuple[str, ...]) -> None:
+    if len(people) > MAX_PEOPLE:
+        raise _bad("interviewers", f"The request names {len(people)} distinct people; at most {MAX_PEOPLE} are allowed.")
+
+
+def parse_availability_request(body: Mapping[str, Any]) -> AvailabilityRequest:
+    """Raises InvalidRequest naming the field."""
+    panel = _panel(body)
+    _check_people(panel.people)
+    duration = _duration(body)
+    return AvailabilityRequest(panel=panel, duration=duration, options=_options(body))
+
+
+def parse_loop_request(body: Mapping[str, Any]) -> LoopRequest:
+    """Raises InvalidRequest naming the field."""
+    raw_sessions = body.get("sessions")
+    if not isinstance(raw_sessions, list) or not raw_sessions:
+        raise _bad("sessions", "`sessions` must be a non-empty list of interview sessions.")
+    if len(raw_sessions) > MAX_SESSIONS:
+        raise _bad("sessions", f"A loop may have at most {MAX_SESSIONS} sessions.")
+    sessions: list[SessionSpec] = []
+    for i, raw in enumerate(raw_sessions):
+        if not isinstance(raw, dict):
+            raise _bad(f"sessions[{i}]", f"`sessions[{i}]` must be an object.")
+        name = raw.get("name", f"Session {i + 1}")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.isprintable():
+            raise _bad(f"sessions[{i}].name", f"`sessions[{i}].name` must be a short printable name.")
+        duration = _duration(raw, "duration_minutes") if "duration_minutes" in raw else None
+        if duration is None:
+            raise _bad(f"sessions[{i}].duration_minutes", f"`sessions[{i}].duration_minutes` is required.")
+        sessions.append(SessionSpec(name=name, duration=duration, panel=_panel(raw, prefix=f"sessions[{i}].")))
+    options = _options(body)
+    windows: list[tuple[datetime, datetime]] = []
+    raw_windows = body.get("candidate_windows", [])
+    if raw_windows is None:
+        raw_windows = []
+    if not isinstance(raw_windows, list) or len(raw_windows) > 100:
+        raise _bad("candidate_windows", "`candidate_windows` must be a list of at most 100 {start, end} windows.")
+    for i, raw in enumerate(raw_windows):
+        if not isinstance(raw, dict):
+            raise _bad(f"candidate_windows[{i}]", f"`candidate_windows[{i}]` must be an object with start and end.")
+        w_start = _datetime(raw.get("start"), f"candidate_windows[{i}].start")
+        w_end = _datetime(raw.get("end"), f"candidate_windows[{i}].end")
+        if w_end <= w_start:
+            raise _bad(f"candidate_windows[{i}].end", f"`candidate_windows[{i}].end` must be after its start.")
+        windows.append((w_start, w_end))
+    max_results = _int(body, "max_results", 5, low=1, high=MAX_RESULTS)
+    assert max_results is not None
+    request = LoopRequest(
+        sessions=tuple(sessions),
+        options=options,
+        max_gap=_minutes(body, "max_gap_minutes", 30, low=0, high=24 * 60),
+        same_day=_bool(body, "same_day", True),
+        candidate_windows=tuple(windows),
+        max_results=max_results,
+    )
+    _check_people(request.people)
+    return request
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """The same wall-clock moment ``months`` later, clamped to the month's last day."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    days_in_month = [31, 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28, 31, 30, 31, 30,
+                     31, 31, 30, 31, 30, 31][month - 1]
+    return moment.replace(year=year, month=month, day=min(moment.day, days_in_month))
