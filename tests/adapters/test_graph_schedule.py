@@ -687,3 +687,15 @@ def test_existing_lookups_still_retry_a_throttled_read(
     assert client.get_user(TOKEN, "alex@contoso.example").user_id == "u1"
     assert len(recorder.requests) == 2
     assert ticks.waits == [1.0]
+
+
+def test_retry_after_given_as_an_http_date_in_the_past_retries_at_once(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    client, recorder = make_client(
+        failing_first(1, lambda: graph_error(503, "ServiceUnavailable", "x", **{"Retry-After": past}))
+    )
+    schedules = client.get_schedules(TOKEN, people(1), START, END, deadline=ticks() + 20)
+    assert schedules[0].status is ScheduleStatus.OK
+    assert ticks.waits == [0.0]
