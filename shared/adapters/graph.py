@@ -206,9 +206,10 @@ class GraphClient:
                     headers=all_headers,
                     timeout=self._attempt_timeout(deadline),
                 )
-            except httpx.TransportError as err:
+            except httpx.RequestError as err:
                 # A request that never left cannot have created anything: retry it whatever the method.
-                if (retryable or isinstance(err, NOT_SENT_ERRORS)) and attempt < limit:
+                transient = isinstance(err, httpx.TransportError)
+                if transient and (retryable or isinstance(err, NOT_SENT_ERRORS)) and attempt < limit:
                     wait_for = self._backoff(attempt)
                     if self._fits(wait_for, deadline):
                         attempt += 1
@@ -221,7 +222,7 @@ class GraphClient:
                     raise _TimedOut(f"Microsoft Graph did not answer in time ({type(err).__name__}).") from err
                 raise UpstreamUnavailable(f"Microsoft Graph did not answer ({type(err).__name__}).") from err
             if response.status_code < 400:
-                return response.json() if response.content else {}
+                return self._body(response)
             if retryable and response.status_code in TRANSIENT_STATUSES and attempt < limit:
                 wait_for = self._retry_wait(response, attempt)
                 # Honouring Retry-After means not coming back sooner: a longer wait than we allow ends it.
@@ -233,6 +234,18 @@ class GraphClient:
                     self._sleep(wait_for)
                     continue
             raise self._error(response)
+
+    @staticmethod
+    def _body(response: httpx.Response) -> dict[str, Any]:
+        if not response.content:
+            return {}
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise UpstreamUnavailable(f"Microsoft Graph answered HTTP {response.status_code} without a JSON object.")
+        return body
 
     def _attempt_timeout(self, deadline: float | None) -> httpx.Timeout | None:
         """The client's timeouts, shortened so that no attempt outlives the deadline."""

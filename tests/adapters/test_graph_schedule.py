@@ -699,3 +699,14 @@ def test_retry_after_given_as_an_http_date_in_the_past_retries_at_once(
     schedules = client.get_schedules(TOKEN, people(1), START, END, deadline=ticks() + 20)
     assert schedules[0].status is ScheduleStatus.OK
     assert ticks.waits == [0.0]
+
+
+@pytest.mark.parametrize("content", [b"<html>not json</html>", b"[1, 2]"])
+def test_a_success_without_a_json_object_marks_the_chunk_unreadable(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks, content: bytes
+) -> None:
+    client, _ = make_client(lambda r: httpx.Response(200, content=content))
+    schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 20)
+    assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "other")}
+    with pytest.raises(UpstreamUnavailable):
+        client.request("GET", "me", TOKEN)
