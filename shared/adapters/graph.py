@@ -1,16 +1,25 @@
-"""Microsoft Graph over httpx: one client per worker, explicit timeouts, bounded retries.
+"""Microsoft Graph over httpx: one client per worker, explicit timeouts, retries decided per call.
 
-Graph's error JSON is read here and turned into ``NotFound`` or
-``GraphRequestFailed`` with a ``reason``; raw Graph JSON goes no further.
-Retries: 429 and 503 honour ``Retry-After`` (capped), other 5xx retry with a short
-exponential backoff; at most ``max_retries`` extra attempts.
+Graph's error JSON is read here and turned into ``NotFound`` or ``GraphRequestFailed`` with a
+``reason``; raw Graph JSON goes no further. Retries: reads and idempotent writes may retry; a POST
+that could create something retries only when the caller says it is safe (a read over POST such
+as getSchedule, or a body that carries a ``transactionId``). 429 and 503 honour ``Retry-After``
+(capped); other 5xx, timeouts and connection errors back off exponentially with jitter. A request
+that never left (connection refused, no pooled connection) may always be retried.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import re
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import time as clock_time
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -18,13 +27,64 @@ import httpx
 
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
-from shared.models import AccessToken, DirectoryUser
+from shared.models import (
+    AccessToken,
+    BusyBlock,
+    DirectoryUser,
+    FreeBusyStatus,
+    Schedule,
+    ScheduleStatus,
+    WorkingHours,
+)
+from shared.timezones import (
+    WEEKDAYS,
+    CustomTimeZone,
+    TransitionRule,
+    custom_time_zone,
+    resolve_time_zone,
+    time_zone_key,
+)
 
 logger = logging.getLogger(__name__)
 
 ON_PREMISES_CODES = frozenset({"MailboxNotEnabledForRESTAPI", "MailboxNotSupportedForRESTAPI"})
 ON_PREMISES_MARKERS = ("on premises", "on-premise", "hybrid", "REST API is not yet supported")
 USER_SELECT = "id,userPrincipalName,displayName,mail"
+
+# Retry policy. PATCH counts as idempotent: Graph's PATCH sets the properties it names, so sending
+# it twice leaves the same state. A caller that appends or counts passes retry_safe=False.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+RETRY_AFTER_STATUSES = frozenset({429, 503})  # "A suggested wait time is returned in the response header"
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 8.0
+
+# getSchedule limits, from Microsoft's free/busy concept page: "up to 20 entities at once", "The time
+# period to look up must be less than 62 days", and Outlook's "Four concurrent requests" per mailbox
+# (every getSchedule runs against the signed-in user's own mailbox).
+SCHEDULES_PER_REQUEST = 20
+WINDOW_PER_REQUEST = timedelta(days=61)
+MAX_IN_FLIGHT = 4
+SCHEDULE_RETRIES = 5  # bounded by the query's deadline as well
+SCHEDULE_PATH = "me/calendar/getSchedule"
+SCHEDULE_REASONS = frozenset({"throttled", "access_policy", "on_premises"})  # passed through; else "other"
+# Per-schedule error items. Graph documents only that it "returns a single schedule item and indicates
+# the error"; the codes below are those the local cloud answers ("5009": address not resolved) plus
+# Exchange's own names for the same conditions. Messages are read only where no code is distinct.
+UNKNOWN_ADDRESS_CODES = frozenset(
+    {
+        "5009",
+        "ErrorMailRecipientNotFound",
+        "ErrorInvalidSmtpAddress",
+        "ErrorNonExistentMailbox",
+        "ErrorInvalidRecipients",
+    }
+)
+UNKNOWN_ADDRESS_MARKERS = ("unable to resolve", "not found in the directory", "could not be resolved")
+THROTTLED_CODES = frozenset({"TooManyRequests", "ErrorServerBusy", "ApplicationThrottled"})
+TIMEOUT_CODES = frozenset({"ErrorTimeoutExpired", "ErrorRequestTimeout"})
+TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d{1,7})?)?")
 
 
 def classify(status: int, code: str, message: str) -> str:
@@ -45,8 +105,34 @@ def classify(status: int, code: str, message: str) -> str:
     return "other"
 
 
+class _TimedOut(UpstreamUnavailable):
+    """Graph did not answer in time, or the caller's deadline passed before it could."""
+
+
+def _not_before_retry_after(response: httpx.Response) -> float | None:
+    """Seconds from the ``Retry-After`` header (delta-seconds, possibly fractional, or an HTTP date)."""
+    header = response.headers.get("Retry-After", "").strip()
+    if not header:
+        return None
+    try:
+        return max(float(header), 0.0)
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
+
+
 class GraphClient:
-    """GraphGateway over httpx."""
+    """GraphGateway over httpx.
+
+    ``clock`` (a ``time.monotonic``-like function), ``sleep`` and ``jitter`` (a ``random.random``-like
+    function) are injectable so retries and deadlines can be tested without waiting.
+    """
 
     def __init__(
         self,
@@ -55,8 +141,12 @@ class GraphClient:
         transport: httpx.BaseTransport | None = None,
         max_retries: int = 2,
         max_retry_after: float = 10.0,
-        sleep: Any = time.sleep,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
+        self._timeout = settings.http_timeout_seconds
         self._client = httpx.Client(
             base_url=settings.graph_base_url + "/",
             timeout=httpx.Timeout(settings.http_timeout_seconds, connect=5.0),
@@ -66,11 +156,23 @@ class GraphClient:
         self._max_retries = max_retries
         self._max_retry_after = max_retry_after
         self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self._max_in_flight = max_in_flight
 
     def close(self) -> None:
         self._client.close()
 
     # ---- transport -----------------------------------------------------------------------------
+    @staticmethod
+    def may_retry(method: str, body: Any) -> bool:
+        """The default retry decision: reads and idempotent writes, and POSTs that carry a
+        ``transactionId`` (Graph uses it to avoid creating the same event twice)."""
+        method = method.upper()
+        if method in IDEMPOTENT_METHODS:
+            return True
+        return method == "POST" and isinstance(body, dict) and bool(body.get("transactionId"))
+
     def request(
         self,
         method: str,
@@ -80,49 +182,105 @@ class GraphClient:
         params: dict[str, str] | None = None,
         json: Any = None,
         headers: dict[str, str] | None = None,
+        retry_safe: bool | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
     ) -> dict[str, Any]:
+        """Send one Graph call and return its JSON body ({} when empty).
+
+        ``retry_safe`` overrides the default decision (``may_retry``); ``deadline`` (a ``clock()``
+        value) bounds every attempt and every wait. Raises NotFound, GraphRequestFailed, or
+        UpstreamUnavailable when Graph did not answer."""
+        retryable = self.may_retry(method, json) if retry_safe is None else retry_safe
+        limit = self._max_retries if max_retries is None else max_retries
         all_headers = {"Authorization": f"Bearer {token.token}", **(headers or {})}
+        route = path.split("?")[0]
         attempt = 0
         while True:
             try:
-                response = self._client.request(method, path.lstrip("/"), params=params, json=json, headers=all_headers)
-            except httpx.HTTPError as err:
-                if attempt < self._max_retries:
-                    attempt += 1
-                    self._sleep(0.5 * 2**attempt)
-                    continue
+                response = self._client.request(
+                    method,
+                    path.lstrip("/"),
+                    params=params,
+                    json=json,
+                    headers=all_headers,
+                    timeout=self._attempt_timeout(deadline),
+                )
+            except httpx.RequestError as err:
+                # A request that never left cannot have created anything: retry it whatever the method.
+                transient = isinstance(err, httpx.TransportError)
+                if transient and (retryable or isinstance(err, NOT_SENT_ERRORS)) and attempt < limit:
+                    wait_for = self._backoff(attempt)
+                    if self._fits(wait_for, deadline):
+                        attempt += 1
+                        logger.info(
+                            "Graph %s %s failed (%s); retry in %.2f s", method, route, type(err).__name__, wait_for
+                        )
+                        self._sleep(wait_for)
+                        continue
+                if isinstance(err, httpx.TimeoutException) or self._passed(deadline):
+                    raise _TimedOut(f"Microsoft Graph did not answer in time ({type(err).__name__}).") from err
                 raise UpstreamUnavailable(f"Microsoft Graph did not answer ({type(err).__name__}).") from err
             if response.status_code < 400:
-                return response.json() if response.content else {}
-            retry_after = self._retry_after(response)
-            if retry_after is not None and attempt < self._max_retries:
-                attempt += 1
-                logger.info(
-                    "Graph answered %s for %s %s; retrying in %.1f s",
-                    response.status_code,
-                    method,
-                    path.split("?")[0],
-                    retry_after,
-                )
-                self._sleep(retry_after)
-                continue
+                return self._body(response)
+            if retryable and response.status_code in TRANSIENT_STATUSES and attempt < limit:
+                wait_for = self._retry_wait(response, attempt)
+                # Honouring Retry-After means not coming back sooner: a longer wait than we allow ends it.
+                if wait_for <= self._max_retry_after and self._fits(wait_for, deadline):
+                    attempt += 1
+                    logger.info(
+                        "Graph answered %s for %s %s; retry in %.2f s", response.status_code, method, route, wait_for
+                    )
+                    self._sleep(wait_for)
+                    continue
             raise self._error(response)
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
-        if response.status_code not in (429, 500, 502, 503, 504):
-            return None
-        header = response.headers.get("Retry-After")
+    @staticmethod
+    def _body(response: httpx.Response) -> dict[str, Any]:
+        if not response.content:
+            return {}
         try:
-            wait = float(header) if header else 1.0
+            body = response.json()
         except ValueError:
-            wait = 1.0
-        return min(max(wait, 0.0), self._max_retry_after)
+            body = None
+        if not isinstance(body, dict):
+            raise UpstreamUnavailable(f"Microsoft Graph answered HTTP {response.status_code} without a JSON object.")
+        return body
+
+    def _attempt_timeout(self, deadline: float | None) -> httpx.Timeout | None:
+        """The client's timeouts, shortened so that no attempt outlives the deadline."""
+        if deadline is None:
+            return None
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise _TimedOut("The deadline for Microsoft Graph passed.")
+        return httpx.Timeout(min(self._timeout, remaining), connect=min(5.0, remaining))
+
+    def _passed(self, deadline: float | None) -> bool:
+        return deadline is not None and self._clock() >= deadline
+
+    def _fits(self, wait_for: float, deadline: float | None) -> bool:
+        return deadline is None or self._clock() + wait_for < deadline
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: half the step fixed, half random."""
+        step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0**attempt)
+        return step / 2 + self._jitter() * step / 2
+
+    def _retry_wait(self, response: httpx.Response, attempt: int) -> float:
+        if response.status_code in RETRY_AFTER_STATUSES:
+            suggested = _not_before_retry_after(response)
+            if suggested is not None:
+                return suggested
+        return self._backoff(attempt)
 
     @staticmethod
     def _error(response: httpx.Response) -> Exception:
         try:
             error = response.json().get("error") or {}
         except ValueError:
+            error = {}
+        if not isinstance(error, dict):
             error = {}
         code, message = str(error.get("code", "")), str(error.get("message", ""))
         if response.status_code == 404 and code not in ON_PREMISES_CODES and "REST API" not in message:
@@ -163,3 +321,256 @@ class GraphClient:
         }
         path = "me/calendarView" if mailbox is None else f"users/{quote(mailbox, safe='@')}/calendarView"
         self.request("GET", path, token, params=params)
+
+    # ---- free/busy -------------------------------------------------------------------------------
+    def get_schedules(
+        self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
+    ) -> list[Schedule]:
+        """See GraphGateway.get_schedules. Chunks run on a small thread pool over the one
+        ``httpx.Client`` (its connection pool is thread-safe), so the synchronous core gets
+        concurrency without a second event loop or a second pool; at most ``max_in_flight``
+        requests run at once because all of them count against the caller's own mailbox."""
+        if start.tzinfo is None or end.tzinfo is None or end <= start:
+            raise ValueError("get_schedules needs an aware window with end after start.")
+        first_spelling: dict[str, str] = {}
+        for email in emails:
+            first_spelling.setdefault(email.lower(), email)
+        people = list(first_spelling.values())
+        if not people:
+            return []
+        windows = split_window(start.astimezone(UTC), end.astimezone(UTC))
+        chunks = [people[i : i + SCHEDULES_PER_REQUEST] for i in range(0, len(people), SCHEDULES_PER_REQUEST)]
+        jobs = [(window, chunk) for window in windows for chunk in chunks]  # first window first everywhere
+        pool = ThreadPoolExecutor(max_workers=min(self._max_in_flight, len(jobs)), thread_name_prefix="graph")
+        futures: list[Future[list[Schedule]]] = [
+            pool.submit(self._read_chunk, token, chunk, window, deadline) for window, chunk in jobs
+        ]
+        try:
+            pending: set[Future[list[Schedule]]] = set(futures)
+            while pending:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                done, pending = wait(pending, timeout=remaining, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    failure = future.exception()
+                    if failure is not None:
+                        raise failure  # the token itself was refused: nothing else is worth waiting for
+        finally:
+            # Queued chunks are dropped; one still in flight ends by its own deadline-bound timeout.
+            pool.shutdown(wait=False, cancel_futures=True)
+        per_window: dict[datetime, dict[str, Schedule]] = {window[0]: {} for window in windows}
+        for (window, chunk), future in zip(jobs, futures, strict=True):
+            if future.done() and not future.cancelled():
+                got = future.result()  # raises the refused token that arrived as the deadline passed
+            else:
+                got = [_unreadable(email, "timeout") for email in chunk]
+            per_window[window[0]].update((schedule.email.lower(), schedule) for schedule in got)
+        merged = {
+            key: _merge([per_window[window[0]][key] for window in windows])
+            for key in (email.lower() for email in people)
+        }
+        result = [replace(merged[email.lower()], email=email) for email in emails]
+        unreadable = sum(1 for schedule in merged.values() if schedule.status is ScheduleStatus.UNREADABLE)
+        logger.info("getSchedule: %d people, %d requests, %d unreadable", len(people), len(jobs), unreadable)
+        return result
+
+    def _read_chunk(
+        self, token: AccessToken, chunk: list[str], window: tuple[datetime, datetime], deadline: float
+    ) -> list[Schedule]:
+        """One getSchedule call; every outcome but a refused token becomes one Schedule per address."""
+        body = {
+            "schedules": chunk,
+            "startTime": {"dateTime": _graph_datetime(window[0]), "timeZone": "UTC"},
+            "endTime": {"dateTime": _graph_datetime(window[1]), "timeZone": "UTC"},
+            "availabilityViewInterval": 1440,  # the view string is not used; keep it short
+        }
+        try:
+            raw = self.request(
+                "POST",
+                SCHEDULE_PATH,
+                token,
+                json=body,
+                headers={"Prefer": 'outlook.timezone="UTC"'},
+                retry_safe=True,  # a read over POST: nothing is created
+                deadline=deadline,
+                max_retries=SCHEDULE_RETRIES,
+            )
+        except GraphRequestFailed as err:
+            if err.reason == "unauthorized":
+                raise
+            reason = err.reason if err.reason in SCHEDULE_REASONS else "other"
+            logger.warning("getSchedule failed for %d people: HTTP %s (%s)", len(chunk), err.status, err.reason)
+            return [_unreadable(email, reason) for email in chunk]
+        except _TimedOut:
+            return [_unreadable(email, "timeout") for email in chunk]
+        except (NotFound, UpstreamUnavailable) as err:
+            logger.warning("getSchedule failed for %d people: %s", len(chunk), err.message)
+            return [_unreadable(email, "other") for email in chunk]
+        values = raw.get("value")
+        items = [v for v in values if isinstance(v, dict)] if isinstance(values, list) else []
+        by_id = {str(item.get("scheduleId", "")).lower(): item for item in items}
+        positional = len(items) == len(chunk)
+        schedules: list[Schedule] = []
+        for index, email in enumerate(chunk):
+            item = by_id.get(email.lower()) or (items[index] if positional else None)
+            schedules.append(parse_schedule(email, item) if item is not None else _unreadable(email, "other"))
+        return schedules
+
+
+# ---- getSchedule parsing (module level: pure, tested directly) -----------------------------------------
+def split_window(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """[start, end) in consecutive pieces that getSchedule accepts (each shorter than 62 days)."""
+    pieces: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor < end:
+        stop = min(cursor + WINDOW_PER_REQUEST, end)
+        pieces.append((cursor, stop))
+        cursor = stop
+    return pieces
+
+
+def _graph_datetime(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def _unreadable(email: str, reason: str) -> Schedule:
+    return Schedule(email=email, status=ScheduleStatus.UNREADABLE, reason=reason)
+
+
+def _merge(parts: list[Schedule]) -> Schedule:
+    """One person's schedule over several windows: unreadable if any window was; working hours and
+    zone from the first window; busy blocks in time order, a block that straddles two windows once."""
+    for part in parts:
+        if part.status is ScheduleStatus.UNREADABLE:
+            return part
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    blocks = dict.fromkeys(block for part in parts for block in part.busy)
+    return replace(first, busy=tuple(sorted(blocks, key=lambda b: (b.start, b.end))))
+
+
+def item_error_reason(error: dict[str, Any]) -> str:
+    """The unreadable reason for a per-schedule error item (``{"message", "responseCode"}``)."""
+    code = str(error.get("responseCode") or error.get("code") or "")
+    message = str(error.get("message") or "").lower()
+    if code in UNKNOWN_ADDRESS_CODES or any(marker in message for marker in UNKNOWN_ADDRESS_MARKERS):
+        return "unknown"
+    if code in THROTTLED_CODES:
+        return "throttled"
+    if code in TIMEOUT_CODES:
+        return "timeout"
+    reason = classify(0, code, str(error.get("message") or ""))
+    if reason in {"on_premises"}:
+        return reason
+    if "access to odata is disabled" in message:
+        return "access_policy"
+    return "other"
+
+
+def parse_schedule(email: str, raw: dict[str, Any]) -> Schedule:
+    """One scheduleInformation. Anything it cannot read makes the person unreadable, never free."""
+    error = raw.get("error")
+    if isinstance(error, dict):
+        return _unreadable(email, item_error_reason(error))
+    try:
+        items = raw.get("scheduleItems") or []
+        if not isinstance(items, list):
+            raise ValueError("scheduleItems is not a list")
+        busy = tuple(sorted((_busy_block(item) for item in items), key=lambda b: (b.start, b.end)))
+        hours_raw = raw.get("workingHours")
+        working_hours, zone_name = _working_hours(hours_raw) if isinstance(hours_raw, dict) else (None, None)
+    except (ValueError, TypeError, KeyError) as err:  # UnknownTimeZone is a ValueError
+        logger.warning("getSchedule answer for one person could not be read: %s", err)
+        return _unreadable(email, "other")
+    return Schedule(email=email, mailbox_time_zone=zone_name, working_hours=working_hours, busy=busy)
+
+
+def _busy_block(item: Any) -> BusyBlock:
+    if not isinstance(item, dict):
+        raise ValueError("a scheduleItem is not an object")
+    start, end = _instant(item["start"]), _instant(item["end"])
+    if end < start:
+        raise ValueError("a scheduleItem ends before it starts")
+    try:
+        status = FreeBusyStatus(str(item.get("status", "")))
+    except ValueError:
+        status = FreeBusyStatus.UNKNOWN
+    return BusyBlock(
+        start=start, end=end, status=status, subject=_text(item, "subject"), location=_text(item, "location")
+    )
+
+
+def _text(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _instant(value: Any) -> datetime:
+    """A dateTimeTimeZone as an aware UTC datetime (the zone is UTC when the Prefer header was honoured)."""
+    if not isinstance(value, dict):
+        raise ValueError("a dateTimeTimeZone is not an object")
+    moment = datetime.fromisoformat(str(value["dateTime"]))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=resolve_time_zone(str(value.get("timeZone") or "UTC")))
+    return moment.astimezone(UTC)
+
+
+def _time_of_day(value: Any) -> clock_time:
+    match = TIME_OF_DAY.fullmatch(str(value))
+    if match is None:
+        raise ValueError(f"not a time of day: {str(value)[:20]!r}")
+    return clock_time(int(match[1]), int(match[2]), int(match[3] or 0))
+
+
+def _working_hours(raw: dict[str, Any]) -> tuple[WorkingHours, str]:
+    days = raw.get("daysOfWeek") or []
+    if not isinstance(days, list) or any(str(day).lower() not in WEEKDAYS for day in days):
+        raise ValueError("daysOfWeek holds something other than day names")
+    zone_raw = raw.get("timeZone")
+    if not isinstance(zone_raw, dict):
+        raise ValueError("workingHours has no timeZone")
+    zone_name = str(zone_raw.get("name") or "")
+    zone: tzinfo
+    if "bias" in zone_raw or str(zone_raw.get("@odata.type", "")).endswith("customTimeZone"):
+        zone = _custom_zone(zone_raw)
+    else:
+        zone = resolve_time_zone(zone_name)
+    hours = WorkingHours(
+        days=tuple(str(day).lower() for day in days),
+        start=_time_of_day(raw.get("startTime")),
+        end=_time_of_day(raw.get("endTime")),
+        time_zone=zone,
+        time_zone_name=time_zone_key(zone),
+    )
+    return hours, zone_name or hours.time_zone_name
+
+
+def _transition(raw: Any) -> TransitionRule | None:
+    """A standardOffset/daylightOffset; month 0 (or absent) means the zone has no such change."""
+    if not isinstance(raw, dict) or not raw.get("month"):
+        return None
+    return TransitionRule(
+        month=int(raw["month"]),
+        occurrence=int(raw["dayOccurrence"]),
+        weekday=str(raw["dayOfWeek"]).lower(),
+        at=_time_of_day(raw.get("time") or "00:00"),
+    )
+
+
+def _custom_zone(raw: dict[str, Any]) -> CustomTimeZone:
+    # Windows' sign convention (UTC = local + bias), which the documentation's own example follows
+    # ("bias 300, daylightBias -100": daylight time is "+300-100=200"); see shared/timezones.py.
+    standard, daylight = _transition(raw.get("standardOffset")), _transition(raw.get("daylightOffset"))
+    daylight_raw = raw.get("daylightOffset")
+    daylight_bias = int(daylight_raw.get("daylightBias") or 0) if isinstance(daylight_raw, dict) else 0
+    if standard is None or daylight is None:
+        standard = daylight = None
+    return custom_time_zone(
+        str(raw.get("name") or ""),
+        int(raw.get("bias") or 0),
+        standard=standard,
+        daylight=daylight,
+        daylight_bias_minutes=daylight_bias,
+    )

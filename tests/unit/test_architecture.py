@@ -31,6 +31,7 @@ CORE_ALLOWED = (
     "shared.readiness",
     "shared.lookups",
     "shared.health",
+    "shared.timezones",  # pure: zoneinfo, tzdata and tzlocal.windows_tz (a CLDR table), no I/O at import
 )
 
 

@@ -1,0 +1,712 @@
+"""GraphClient.get_schedules and the per-call retry policy, against httpx.MockTransport.
+
+Time is a fake monotonic clock that the injected sleep moves, so no test waits for a retry.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.adapters.graph import GraphClient, split_window
+from shared.config import Settings
+from shared.errors import GraphRequestFailed, UpstreamUnavailable
+from shared.models import AccessToken, BusyBlock, FreeBusyStatus, Schedule, ScheduleStatus
+
+TOKEN = AccessToken(token="delegated-token", tenant_id="tenant-a", scopes=("Calendars.Read",))
+START = datetime(2026, 12, 7, 5, 0, tzinfo=UTC)
+END = START + timedelta(days=14)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Ticks:
+    """A monotonic clock in seconds that only ``sleep`` moves; it records every wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.waits.append(seconds)
+            self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+@pytest.fixture
+def ticks() -> Ticks:
+    return Ticks()
+
+
+def people(count: int) -> list[str]:
+    return [f"person{i:03d}@contoso.example" for i in range(count)]
+
+
+def body_of(request: httpx.Request) -> dict[str, Any]:
+    return json.loads(request.content)  # type: ignore[no-any-return]
+
+
+def at(value: datetime) -> dict[str, str]:
+    return {"dateTime": value.astimezone(UTC).replace(tzinfo=None).isoformat() + ".0000000", "timeZone": "UTC"}
+
+
+def information(address: str, items: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "scheduleId": address,
+        "availabilityView": "0",
+        "scheduleItems": items or [],
+        "workingHours": {
+            "daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+            "startTime": "09:00:00.0000000",
+            "endTime": "17:00:00.0000000",
+            "timeZone": {"name": "Eastern Standard Time"},
+        },
+        **extra,
+    }
+
+
+def answer(values: list[dict[str, Any]]) -> httpx.Response:
+    return httpx.Response(200, json={"value": values})
+
+
+def free_for_all(request: httpx.Request) -> httpx.Response:
+    return answer([information(address) for address in body_of(request)["schedules"]])
+
+
+def graph_error(status: int, code: str, message: str, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": code, "message": message}}, headers=headers)
+
+
+class Recorder:
+    """Wraps a handler; keeps every request (thread-safe) and the largest number in flight at once."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[httpx.Request] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.requests.append(request)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self.handler(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+@pytest.fixture
+def make_client(ticks: Ticks) -> Iterator[Callable[..., tuple[GraphClient, Recorder]]]:
+    made: list[GraphClient] = []
+
+    def make(handler: Handler, **options: Any) -> tuple[GraphClient, Recorder]:
+        recorder = Recorder(handler)
+        client = GraphClient(
+            Settings(graph_base_url="https://graph.test/v1.0"),
+            transport=httpx.MockTransport(recorder),
+            sleep=ticks.sleep,
+            clock=ticks,
+            jitter=lambda: 0.5,
+            **options,
+        )
+        made.append(client)
+        return client, recorder
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def by_email(schedules: list[Schedule]) -> dict[str, Schedule]:
+    return {schedule.email: schedule for schedule in schedules}
+
+
+# ---- chunking, windows, concurrency ---------------------------------------------------------------------
+def test_45_people_go_out_as_three_requests_of_at_most_20_with_the_users_token_in_utc(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(free_for_all)
+    everyone = people(45)
+    schedules = client.get_schedules(TOKEN, everyone, START, END, deadline=ticks() + 20)
+    assert [s.email for s in schedules] == everyone
+    assert all(s.status is ScheduleStatus.OK for s in schedules)
+    sent = sorted((body_of(r)["schedules"] for r in recorder.requests), key=lambda chunk: chunk[0])
+    assert [len(chunk) for chunk in sent] == [20, 20, 5]
+    assert [address for chunk in sent for address in chunk] == everyone
+    for request in recorder.requests:
+        assert request.method == "POST"
+        assert request.url.path == "/v1.0/me/calendar/getSchedule"
+        assert request.headers["Authorization"] == "Bearer delegated-token"
+        assert request.headers["Prefer"] == 'outlook.timezone="UTC"'
+        body = body_of(request)
+        assert body["startTime"] == {"dateTime": "2026-12-07T05:00:00", "timeZone": "UTC"}
+        assert body["endTime"] == {"dateTime": "2026-12-21T05:00:00", "timeZone": "UTC"}
+    assert ticks.waits == []
+
+
+def test_repeated_addresses_are_asked_once_and_answered_in_the_order_given(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(free_for_all)
+    asked = ["b@contoso.example", "a@contoso.example", "B@contoso.example"]
+    schedules = client.get_schedules(TOKEN, asked, START, END, deadline=ticks() + 20)
+    assert [s.email for s in schedules] == asked
+    assert [body_of(r)["schedules"] for r in recorder.requests] == [["b@contoso.example", "a@contoso.example"]]
+
+
+def test_six_month_window_is_split_under_62_days_and_merged_per_person(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    start, end = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 7, 5, tzinfo=UTC)
+    pieces = split_window(start, end)
+    boundary = pieces[0][1]
+    straddling = {
+        "status": "busy",
+        "start": at(boundary - timedelta(hours=1)),
+        "end": at(boundary + timedelta(hours=1)),
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = body_of(request)
+        window_start = datetime.fromisoformat(body["startTime"]["dateTime"]).replace(tzinfo=UTC)
+        window_end = datetime.fromisoformat(body["endTime"]["dateTime"]).replace(tzinfo=UTC)
+        values = []
+        for address in body["schedules"]:
+            items = [
+                {
+                    "status": "oof",
+                    "start": at(window_start + timedelta(days=1)),
+                    "end": at(window_start + timedelta(days=2)),
+                }
+            ]
+            if window_start < boundary + timedelta(hours=1) and window_end > boundary - timedelta(hours=1):
+                items.append(straddling)
+            value = information(address, items)
+            if window_start != start:  # later windows claim other hours: the first window's are kept
+                value["workingHours"]["startTime"] = "06:00:00.0000000"
+            values.append(value)
+        return answer(values)
+
+    client, recorder = make_client(handler)
+    schedules = client.get_schedules(TOKEN, people(25), start, end, deadline=ticks() + 20)
+
+    assert len(pieces) == 3
+    windows = sorted(
+        {(body_of(r)["startTime"]["dateTime"], body_of(r)["endTime"]["dateTime"]) for r in recorder.requests}
+    )
+    assert len(recorder.requests) == 6  # 2 chunks x 3 windows
+    assert windows[0][0] == "2026-01-05T00:00:00" and windows[-1][1] == "2026-07-05T00:00:00"
+    for (_, first_end), (second_start, _) in zip(windows, windows[1:], strict=False):
+        assert first_end == second_start
+    for window_start, window_end in windows:
+        assert datetime.fromisoformat(window_end) - datetime.fromisoformat(window_start) < timedelta(days=62)
+    for schedule in schedules:
+        assert schedule.status is ScheduleStatus.OK
+        assert [b.status for b in schedule.busy].count(FreeBusyStatus.OOF) == 3
+        assert [b.start for b in schedule.busy].count(boundary - timedelta(hours=1)) == 1  # merged once
+        assert [b.start for b in schedule.busy] == sorted(b.start for b in schedule.busy)
+        assert schedule.working_hours is not None and schedule.working_hours.start == time(9)
+
+
+def test_eight_chunks_run_four_at_a_time_never_more(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    # Every request waits at a barrier for four: it only opens if four really are in flight together.
+    barrier = threading.Barrier(4, timeout=10)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        barrier.wait()
+        return free_for_all(request)
+
+    client, recorder = make_client(handler)
+    schedules = client.get_schedules(TOKEN, people(150), START, END, deadline=ticks() + 20)
+    assert len(recorder.requests) == 8
+    assert recorder.max_in_flight == 4
+    assert all(s.status is ScheduleStatus.OK for s in schedules)
+
+
+# ---- retries -------------------------------------------------------------------------------------------
+def failing_first(times: int, failure: Callable[[], httpx.Response]) -> Handler:
+    count = {"n": 0}
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            count["n"] += 1
+            fail = count["n"] <= times
+        return failure() if fail else free_for_all(request)
+
+    return handler
+
+
+def test_429_waits_as_long_as_retry_after_says_then_reads_everyone(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    throttled = failing_first(2, lambda: graph_error(429, "TooManyRequests", "Too many", **{"Retry-After": "2.128"}))
+    client, recorder = make_client(throttled)
+    schedules = client.get_schedules(TOKEN, people(3), START, END, deadline=ticks() + 20)
+    assert ticks.waits == [2.128, 2.128]
+    assert len(recorder.requests) == 3
+    assert all(s.status is ScheduleStatus.OK for s in schedules)
+
+
+def test_503_honours_retry_after_and_backs_off_with_jitter_without_it(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    answers = iter(
+        [
+            graph_error(503, "ServiceUnavailable", "Busy", **{"Retry-After": "3"}),
+            graph_error(503, "ServiceUnavailable", "Busy"),
+            graph_error(502, "BadGateway", "Gateway"),
+        ]
+    )
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            failure = next(answers, None)
+        return failure or free_for_all(request)
+
+    client, _ = make_client(handler)
+    schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 20)
+    # Retry-After first; then backoff steps of 1 s and 2 s, each half fixed and half jitter (0.5 here).
+    assert ticks.waits == [3.0, 0.75, 1.5]
+    assert all(s.status is ScheduleStatus.OK for s in schedules)
+
+
+def test_throttled_past_retries_marks_only_that_chunk_throttled(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "person020@contoso.example" in body_of(request)["schedules"]:
+            return graph_error(429, "TooManyRequests", "Too many", **{"Retry-After": "1"})
+        return free_for_all(request)
+
+    client, recorder = make_client(handler)
+    schedules = client.get_schedules(TOKEN, people(25), START, END, deadline=ticks() + 60)
+    statuses = [(s.status, s.reason) for s in schedules]
+    assert statuses[:20] == [(ScheduleStatus.OK, None)] * 20
+    assert statuses[20:] == [(ScheduleStatus.UNREADABLE, "throttled")] * 5
+    assert len(recorder.requests) == 1 + 6  # one good chunk, the other tried 1 + 5 times
+
+
+def test_retry_after_longer_than_the_deadline_leaves_allows_gives_up_as_throttled(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(lambda r: graph_error(429, "TooManyRequests", "Slow down", **{"Retry-After": "30"}))
+    schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 20)
+    assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "throttled")}
+    assert len(recorder.requests) == 1
+    assert ticks.waits == []
+
+
+def test_timeouts_are_retried_then_reported_as_timeout(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    client, recorder = make_client(handler)
+    schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 60)
+    assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "timeout")}
+    assert len(recorder.requests) == 6
+    assert ticks.waits == [0.375, 0.75, 1.5, 3.0, 6.0]
+
+
+def test_a_connection_error_is_retried_and_then_succeeds(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.RemoteProtocolError("connection reset", request=request)
+        return free_for_all(request)
+
+    client, _ = make_client(handler)
+    schedules = client.get_schedules(TOKEN, people(1), START, END, deadline=ticks() + 20)
+    assert schedules[0].status is ScheduleStatus.OK
+    assert ticks.waits == [0.375]
+
+
+# ---- the deadline ----------------------------------------------------------------------------------------
+def test_the_deadline_reports_only_the_people_not_yet_read_as_timeout(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    answered = threading.Semaphore(0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "person040@contoso.example" not in body_of(request)["schedules"]:
+            response = free_for_all(request)
+            answered.release()
+            return response
+        # The slow chunk: once the others have answered, the deadline passes while it waits.
+        assert answered.acquire(timeout=10) and answered.acquire(timeout=10)
+        ticks.advance(25)
+        raise httpx.ReadTimeout("timed out at the deadline", request=request)
+
+    client, recorder = make_client(handler)
+    schedules = client.get_schedules(TOKEN, people(45), START, END, deadline=ticks() + 20)
+    assert all(s.status is ScheduleStatus.OK for s in schedules[:40])
+    assert {(s.status, s.reason) for s in schedules[40:]} == {(ScheduleStatus.UNREADABLE, "timeout")}
+    assert len(recorder.requests) == 3  # no retry once the deadline has passed
+
+
+def test_a_request_that_hangs_is_abandoned_at_the_deadline(ticks: Ticks) -> None:
+    release = threading.Event()
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        release.wait(timeout=10)
+        return free_for_all(request)
+
+    import time as real_time
+
+    client = GraphClient(Settings(graph_base_url="https://graph.test/v1.0"), transport=httpx.MockTransport(hang))
+    try:
+        schedules = client.get_schedules(TOKEN, people(30), START, END, deadline=real_time.monotonic() + 0.05)
+    finally:
+        release.set()
+        client.close()
+    assert [(s.status, s.reason) for s in schedules] == [(ScheduleStatus.UNREADABLE, "timeout")] * 30
+
+
+def test_a_deadline_already_passed_sends_nothing(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(free_for_all)
+    schedules = client.get_schedules(TOKEN, people(3), START, END, deadline=ticks() - 1)
+    assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "timeout")}
+    assert recorder.requests == []
+
+
+# ---- errors ----------------------------------------------------------------------------------------------
+def test_per_schedule_error_items_make_people_unreadable_with_a_reason(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    errors = {
+        "nobody@contoso.example": ("Unable to resolve e-mail address nobody to an Active Directory object.", "5009"),
+        "onprem@contoso.example": (
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+            "MailboxNotEnabledForRESTAPI",
+        ),
+        "policy@contoso.example": ("Access to OData is disabled.", "ErrorAccessDenied"),
+        "busy@contoso.example": ("The server cannot service this request right now.", "ErrorServerBusy"),
+        "odd@contoso.example": ("Something else went wrong.", "ErrorFreeBusyGenerationFailed"),
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        values = []
+        for address in body_of(request)["schedules"]:
+            if address in errors:
+                message, code = errors[address]
+                values.append({"scheduleId": address, "error": {"message": message, "responseCode": code}})
+            else:
+                values.append(information(address))
+        return answer(values)
+
+    client, _ = make_client(handler)
+    asked = ["alex@contoso.example", *errors]
+    result = by_email(client.get_schedules(TOKEN, asked, START, END, deadline=ticks() + 20))
+    assert result["alex@contoso.example"].status is ScheduleStatus.OK
+    reasons = {email: (result[email].status, result[email].reason) for email in errors}
+    assert reasons == {
+        "nobody@contoso.example": (ScheduleStatus.UNREADABLE, "unknown"),
+        "onprem@contoso.example": (ScheduleStatus.UNREADABLE, "on_premises"),
+        "policy@contoso.example": (ScheduleStatus.UNREADABLE, "access_policy"),
+        "busy@contoso.example": (ScheduleStatus.UNREADABLE, "throttled"),
+        "odd@contoso.example": (ScheduleStatus.UNREADABLE, "other"),
+    }
+    assert all(result[email].busy == () and result[email].working_hours is None for email in errors)
+
+
+@pytest.mark.parametrize(
+    ("response", "reason", "attempts"),
+    [
+        (lambda: graph_error(403, "ErrorAccessDenied", "Access to OData is disabled."), "access_policy", 1),
+        (lambda: graph_error(400, "ErrorInvalidParameter", "Bad"), "other", 1),
+        (lambda: graph_error(500, "InternalServerError", "Oops"), "other", 6),
+        (lambda: httpx.Response(502, text="<html>Bad gateway</html>"), "other", 6),
+        (lambda: httpx.Response(200, json={"value": []}), "other", 1),
+    ],
+)
+def test_a_failed_request_marks_its_people_unreadable_never_free(
+    make_client: Callable[..., tuple[GraphClient, Recorder]],
+    ticks: Ticks,
+    response: Callable[[], httpx.Response],
+    reason: str,
+    attempts: int,
+) -> None:
+    client, recorder = make_client(lambda r: response())
+    schedules = client.get_schedules(TOKEN, people(3), START, END, deadline=ticks() + 60)
+    assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, reason)}
+    assert len(recorder.requests) == attempts
+
+
+def test_a_refused_token_raises_unauthorized(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(
+        lambda r: graph_error(401, "InvalidAuthenticationToken", "Access token has expired.")
+    )
+    with pytest.raises(GraphRequestFailed) as caught:
+        client.get_schedules(TOKEN, people(45), START, END, deadline=ticks() + 20)
+    assert caught.value.reason == "unauthorized"
+    assert "delegated-token" not in str(caught.value)
+
+
+# ---- parsing ---------------------------------------------------------------------------------------------
+def test_busy_items_are_utc_with_subject_and_location_only_where_graph_gave_them(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    items = [
+        {
+            "isPrivate": False,
+            "status": "busy",
+            "subject": "Design review",
+            "location": "Room 1",
+            "start": {"dateTime": "2026-12-08T14:00:00.0000000", "timeZone": "UTC"},
+            "end": {"dateTime": "2026-12-08T15:00:00.0000000", "timeZone": "UTC"},
+        },
+        {
+            "status": "tentative",
+            "start": {"dateTime": "2026-12-08T09:00:00.0000000", "timeZone": "Eastern Standard Time"},
+            "end": {"dateTime": "2026-12-08T09:30:00.0000000", "timeZone": "Eastern Standard Time"},
+        },
+        {"status": "somethingNew", "start": at(START), "end": at(START + timedelta(minutes=5)), "location": ""},
+        {"status": "workingElsewhere", "start": at(END - timedelta(hours=2)), "end": at(END)},
+    ]
+    client, _ = make_client(lambda r: answer([information("alex@contoso.example", items)]))
+    (alex,) = client.get_schedules(TOKEN, ["alex@contoso.example"], START, END, deadline=ticks() + 20)
+    assert alex.busy == (
+        BusyBlock(START, START + timedelta(minutes=5), FreeBusyStatus.UNKNOWN),
+        BusyBlock(
+            datetime(2026, 12, 8, 14, tzinfo=UTC),
+            datetime(2026, 12, 8, 14, 30, tzinfo=UTC),
+            FreeBusyStatus.TENTATIVE,
+        ),
+        BusyBlock(
+            datetime(2026, 12, 8, 14, tzinfo=UTC),
+            datetime(2026, 12, 8, 15, tzinfo=UTC),
+            FreeBusyStatus.BUSY,
+            subject="Design review",
+            location="Room 1",
+        ),
+        BusyBlock(END - timedelta(hours=2), END, FreeBusyStatus.WORKING_ELSEWHERE),
+    )
+    assert all(block.start.tzinfo is UTC for block in alex.busy)
+
+
+def test_working_hours_in_windows_iana_and_custom_zones(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    zones: dict[str, dict[str, Any]] = {
+        "windows@contoso.example": {"name": "Pacific Standard Time"},
+        "iana@contoso.example": {"name": "Europe/Paris"},
+        "custom@contoso.example": {  # the local cloud's fixture user: Sydney's rules as a custom zone
+            "@odata.type": "#microsoft.graph.customTimeZone",
+            "bias": -600,
+            "name": "Customized Time Zone",
+            "standardOffset": {
+                "time": "03:00:00.0000000",
+                "dayOccurrence": 1,
+                "dayOfWeek": "sunday",
+                "month": 4,
+                "year": 0,
+            },
+            "daylightOffset": {
+                "daylightBias": -60,
+                "time": "02:00:00.0000000",
+                "dayOccurrence": 1,
+                "dayOfWeek": "sunday",
+                "month": 10,
+                "year": 0,
+            },
+        },
+        "fixed@contoso.example": {"@odata.type": "#microsoft.graph.customTimeZone", "bias": -330, "name": "Fixed"},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        values = []
+        for address in body_of(request)["schedules"]:
+            value = information(address)
+            value["workingHours"]["timeZone"] = zones[address]
+            value["workingHours"]["daysOfWeek"] = ["Monday", "friday"]
+            values.append(value)
+        return answer(values)
+
+    client, _ = make_client(handler)
+    result = by_email(client.get_schedules(TOKEN, list(zones), START, END, deadline=ticks() + 20))
+    windows, iana, custom, fixed = (result[email] for email in zones)
+
+    assert windows.mailbox_time_zone == "Pacific Standard Time"
+    assert windows.working_hours is not None
+    assert windows.working_hours.time_zone_name == "America/Los_Angeles"
+    assert windows.working_hours.days == ("monday", "friday")
+    assert (windows.working_hours.start, windows.working_hours.end) == (time(9), time(17))
+    assert iana.working_hours is not None and iana.working_hours.time_zone_name == "Europe/Paris"
+    assert iana.mailbox_time_zone == "Europe/Paris"
+
+    assert custom.status is ScheduleStatus.OK and custom.working_hours is not None
+    assert custom.mailbox_time_zone == custom.working_hours.time_zone_name == "Customized Time Zone"
+    zone = custom.working_hours.time_zone
+    assert datetime(2026, 12, 7, 9, tzinfo=zone).utcoffset() == timedelta(hours=11)
+    assert datetime(2026, 7, 6, 9, tzinfo=zone).utcoffset() == timedelta(hours=10)
+    assert fixed.working_hours is not None
+    assert datetime(2026, 7, 6, 9, tzinfo=fixed.working_hours.time_zone).utcoffset() == timedelta(hours=5, minutes=30)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda v: v["workingHours"].update(timeZone={"name": "Atlantis Standard Time"}),
+        lambda v: v["workingHours"].update(startTime="9 am"),
+        lambda v: v["workingHours"].update(daysOfWeek=["someday"]),
+        lambda v: v.update(scheduleItems=[{"status": "busy", "start": {"dateTime": "soon", "timeZone": "UTC"}}]),
+        lambda v: v.update(scheduleItems=[{"status": "busy", "start": at(START)}]),
+    ],
+)
+def test_an_answer_that_cannot_be_read_makes_the_person_unreadable_not_free(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks, spoil: Callable[[dict[str, Any]], None]
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        value = information("alex@contoso.example")
+        spoil(value)
+        return answer([value, information("megan@contoso.example")])
+
+    client, _ = make_client(handler)
+    alex, megan = client.get_schedules(
+        TOKEN, ["alex@contoso.example", "megan@contoso.example"], START, END, deadline=ticks() + 20
+    )
+    assert (alex.status, alex.reason) == (ScheduleStatus.UNREADABLE, "other")
+    assert megan.status is ScheduleStatus.OK
+
+
+# ---- the per-call retry policy ----------------------------------------------------------------------------
+def test_a_create_without_transaction_id_is_never_retried(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(lambda r: graph_error(503, "ServiceUnavailable", "Busy", **{"Retry-After": "1"}))
+    with pytest.raises(GraphRequestFailed):
+        client.request("POST", "me/events", TOKEN, json={"subject": "Interview"})
+    assert len(recorder.requests) == 1
+
+    def times_out(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    client, recorder = make_client(times_out)
+    with pytest.raises(UpstreamUnavailable):
+        client.request("POST", "me/events", TOKEN, json={"subject": "Interview"})
+    assert len(recorder.requests) == 1
+    assert ticks.waits == []
+
+
+def test_a_create_with_transaction_id_is_retried(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    answers = iter([graph_error(503, "ServiceUnavailable", "Busy", **{"Retry-After": "1"})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, None) or httpx.Response(201, json={"id": "event-1"})
+
+    client, recorder = make_client(handler)
+    created = client.request("POST", "me/events", TOKEN, json={"subject": "Interview", "transactionId": "tx-1"})
+    assert created == {"id": "event-1"}
+    assert len(recorder.requests) == 2
+    assert body_of(recorder.requests[0]) == body_of(recorder.requests[1])
+    assert ticks.waits == [1.0]
+
+
+def test_a_create_that_never_left_is_retried_without_transaction_id(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(201, json={"id": "event-1"})
+
+    client, recorder = make_client(handler)
+    assert client.request("POST", "me/events", TOKEN, json={"subject": "Interview"}) == {"id": "event-1"}
+    assert len(recorder.requests) == 2
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+def test_reads_and_idempotent_writes_are_retried(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks, method: str
+) -> None:
+    answers = iter([graph_error(500, "InternalServerError", "Oops")])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, None) or httpx.Response(200, json={"ok": True})
+
+    client, recorder = make_client(handler)
+    assert client.request(method, "me/events/1", TOKEN, json=None if method == "GET" else {}) == {"ok": True}
+    assert len(recorder.requests) == 2
+
+
+def test_a_caller_can_forbid_retries_of_an_otherwise_retried_call(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(lambda r: graph_error(500, "InternalServerError", "Oops"))
+    with pytest.raises(GraphRequestFailed):
+        client.request("PATCH", "me/events/1", TOKEN, json={}, retry_safe=False)
+    assert len(recorder.requests) == 1
+
+
+def test_existing_lookups_still_retry_a_throttled_read(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    answers = iter([graph_error(429, "TooManyRequests", "Too many", **{"Retry-After": "1"})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        user = {"id": "u1", "userPrincipalName": "alex@contoso.example", "displayName": "Alex"}
+        return next(answers, None) or httpx.Response(200, json=user)
+
+    client, recorder = make_client(handler)
+    assert client.get_user(TOKEN, "alex@contoso.example").user_id == "u1"
+    assert len(recorder.requests) == 2
+    assert ticks.waits == [1.0]
+
+
+def test_retry_after_given_as_an_http_date_in_the_past_retries_at_once(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    client, recorder = make_client(
+        failing_first(1, lambda: graph_error(503, "ServiceUnavailable", "x", **{"Retry-After": past}))
+    )
+    schedules = client.get_schedules(TOKEN, people(1), START, END, deadline=ticks() + 20)
+    assert schedules[0].status is ScheduleStatus.OK
+    assert ticks.waits == [0.0]
+
+
+@pytest.mark.parametrize("content", [b"<html>not json</html>", b"[1, 2]"])
+def test_a_success_without_a_json_object_marks_the_chunk_unreadable(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks, content: bytes
+) -> None:
+    client, _ = make_client(lambda r: httpx.Response(200, content=content))
+    schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 20)
+    assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "other")}
+    with pytest.raises(UpstreamUnavailable):
+        client.request("GET", "me", TOKEN)
