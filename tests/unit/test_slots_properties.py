@@ -16,9 +16,7 @@ MINUTE = timedelta(minutes=1)
 ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Australia/Sydney")
 OUTPUT_ZONES = (*ZONES, "Asia/Kathmandu")
 # Around the US and European spring and autumn changes, Sydney's April change, and a plain week.
-BASES = tuple(
-    datetime(2026, m, d, 12, tzinfo=UTC) for m, d in ((3, 7), (3, 28), (10, 24), (10, 31), (4, 4), (6, 10))
-)
+BASES = tuple(datetime(2026, m, d, 12, tzinfo=UTC) for m, d in ((3, 7), (3, 28), (10, 24), (10, 31), (4, 4), (6, 10)))
 # Working-hours boundaries avoid 01:00-03:30 local: there the engine's documented PEP 495 reading
 # of a skipped or repeated boundary and a wall-clock reading differ by design.
 BOUNDARY_MINUTES = tuple(m for m in range(0, 1440, 5) if not 60 <= m <= 210)
@@ -83,14 +81,16 @@ def reference_slots(
     s = start
     while s + duration <= end:
         local = s.astimezone(zone)
-        if (local.hour * 60 + local.minute) % interval == 0:
-            if all(free(r, s) for r in panel.required) and all(
-                sum(free(m, s) for m in pool.members) >= pool.need for pool in panel.pools
-            ):
-                names = [*panel.required]
-                names += [m for pool in panel.pools for m in pool.members if free(m, s)]
-                names += [o for o in panel.optional if free(o, s)]
-                out.append((local.isoformat(), (s + duration).astimezone(zone).isoformat(), tuple(names)))
+        on_grid = (local.hour * 60 + local.minute) % interval == 0
+        if (
+            on_grid
+            and all(free(r, s) for r in panel.required)
+            and all(sum(free(m, s) for m in pool.members) >= pool.need for pool in panel.pools)
+        ):
+            names = [*panel.required]
+            names += [m for pool in panel.pools for m in pool.members if free(m, s)]
+            names += [o for o in panel.optional if free(o, s)]
+            out.append((local.isoformat(), (s + duration).astimezone(zone).isoformat(), tuple(names)))
         s += MINUTE
     return out
 
