@@ -1,0 +1,333 @@
+"""Availability through the HTTP endpoints, against Azurite and the local Microsoft cloud."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from devtools.cloud import controls
+from devtools.cloud.graph import controls as graph_controls
+from shared.bootstrap import get_container, set_container
+from shared.models import Booking, BookingStatus
+from tests.e2e.conftest import CONTOSO, RECRUITER, Stack
+from tests.e2e.test_consent_and_signin import KEY, consent, sign_in
+
+pytestmark = pytest.mark.e2e
+
+ALEX = "alex.wilber@contoso.example"  # Pacific, 09:00-17:00, shares details with the recruiter
+LYNNE = "lynne.robbins@contoso.example"  # America/Chicago, 09:00-17:00, shares nothing
+DIEGO = "diego.siciliani@contoso.example"  # W. Europe, 09:00-17:00
+NESTOR = "nestor.wilke@contoso.example"  # mailbox on premises
+PACIFIC = ZoneInfo("America/Los_Angeles")
+CHICAGO = ZoneInfo("America/Chicago")
+
+
+def _monday(weeks_ahead: int) -> date:
+    today = datetime.now(UTC).date()
+    return today - timedelta(days=today.weekday()) + timedelta(weeks=weeks_ahead)
+
+
+@pytest.fixture
+def recruiter(e2e: Stack) -> Any:
+    consent(e2e)
+    return sign_in(e2e, RECRUITER)
+
+
+def _utc(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+
+
+def _event(mailbox: str, start: datetime, end: datetime, subject: str, **extra: Any) -> None:
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    graph_controls.add_event(
+        controls_world(),
+        mailbox,
+        {
+            "subject": subject,
+            "start": {"dateTime": start.astimezone(UTC).strftime(fmt), "timeZone": "UTC"},
+            "end": {"dateTime": end.astimezone(UTC).strftime(fmt), "timeZone": "UTC"},
+            **extra,
+        },
+    )
+
+
+_WORLD: list[Any] = []
+
+
+def controls_world() -> Any:
+    return _WORLD[0]
+
+
+@pytest.fixture(autouse=True)
+def _remember_world(e2e: Stack) -> Iterator[None]:
+    _WORLD[:] = [e2e.world]
+    yield
+    _WORLD.clear()
+
+
+def _ask(browser: Any, body: dict[str, Any], path: str = "/api/availability") -> Any:
+    return browser.request("POST", path, headers=KEY, json=body)
+
+
+def _window(day: date, days: int = 1) -> dict[str, str]:
+    return {"start": _utc(day, 0).isoformat(), "end": _utc(day + timedelta(days=days), 0).isoformat()}
+
+
+def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruiter: Any) -> None:
+    day = _monday(3)  # a Monday with nothing but the fixtures' recurring meetings
+    busy_from = datetime(day.year, day.month, day.day, 11, 0, tzinfo=PACIFIC)
+    _event(ALEX, busy_from, busy_from + timedelta(hours=1), "Design review", location={"displayName": "Room 1"})
+    _event(LYNNE, datetime(day.year, day.month, day.day, 14, 0, tzinfo=CHICAGO),
+           datetime(day.year, day.month, day.day, 15, 0, tzinfo=CHICAGO), "1:1")
+    response = _ask(
+        recruiter,
+        {
+            "interviewers": [{"email": ALEX}, {"email": LYNNE, "required": True}],
+            **_window(day),
+            "duration_minutes": 60,
+            "interval_minutes": 30,
+            "time_zone": "America/Los_Angeles",
+        },
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["time_zone"] == "America/Los_Angeles"
+    slots = answer["slots"]
+    assert slots, answer["explanation"]
+    people = {p["email"]: p for p in answer["interviewers"]}
+    for slot in slots:
+        start, end = datetime.fromisoformat(slot["start"]), datetime.fromisoformat(slot["end"])
+        assert start.utcoffset() == timedelta(hours=-8)  # in the asked zone (December: PST)
+        assert end - start == timedelta(hours=1)
+        assert start.astimezone(PACIFIC).hour >= 9 and end.astimezone(PACIFIC) <= start.astimezone(PACIFIC).replace(hour=17, minute=0)
+        assert end.astimezone(CHICAGO) <= start.astimezone(CHICAGO).replace(hour=17, minute=0)
+        for person in (ALEX, LYNNE):
+            for block in people[person]["busy"]:
+                if block["status"] in ("busy", "oof", "tentative"):
+                    b_start, b_end = datetime.fromisoformat(block["start"]), datetime.fromisoformat(block["end"])
+                    assert not (b_start < end and start < b_end), (slot, block)
+        assert slot["interviewers"] == [ALEX, LYNNE]
+    starts = [datetime.fromisoformat(s["start"]).astimezone(PACIFIC) for s in slots]
+    assert starts == sorted(starts)
+    # Pacific 09:00-17:00 and Chicago 09:00-17:00 (07:00-15:00 Pacific) overlap 09:00-15:00 Pacific;
+    # Alex is busy 11-12 and Lynne 12-13 Pacific, so on a 30-minute grid:
+    expected = [(9, 0), (9, 30), (10, 0), (13, 0), (13, 30), (14, 0)]
+    standup = [b for b in people[ALEX]["busy"] if b["subject"] == "Team standup"]
+    if standup:  # the fixtures' daily 09:30-09:45 standup takes the first two starts
+        expected = [(10, 0), (13, 0), (13, 30), (14, 0)]
+    assert [(s.hour, s.minute) for s in starts] == expected
+    # Details only where Outlook would show them to the recruiter: Alex shares, Lynne does not.
+    review = [b for b in people[ALEX]["busy"] if b["subject"] == "Design review"]
+    assert review and review[0]["location"] == "Room 1"
+    assert all(b["subject"] is None and b["location"] is None for b in people[LYNNE]["busy"])
+    assert people[ALEX]["working_hours"]["time_zone"] == "America/Los_Angeles"
+    assert people[ALEX]["time_zone"] == "Pacific Standard Time"
+    assert people[LYNNE]["status"] == "ok"
+
+
+def test_people_with_no_common_working_hours_get_an_explanation(recruiter: Any) -> None:
+    day = _monday(3)
+    # Pacific 09:00-17:00 and W. Europe 09:00-17:00 never overlap.
+    response = _ask(recruiter, {"interviewers": [ALEX, DIEGO], **_window(day, 5), "duration_minutes": 30})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["slots"] == []
+    explanation = answer["explanation"]
+    assert explanation["summary"]
+    assert any(r["kind"] in ("no_common_time", "outside_working_hours") for r in explanation["reasons"])
+    kinds = {s["kind"] for s in explanation["suggestions"]}
+    assert kinds & {"make_optional", "ignore_working_hours"}, explanation
+
+
+def test_optional_people_are_listed_only_when_free_and_pools_need_enough_members(recruiter: Any) -> None:
+    day = _monday(3)
+    pacific_10 = datetime(day.year, day.month, day.day, 10, 0, tzinfo=PACIFIC)
+    _event(LYNNE, pacific_10, pacific_10 + timedelta(hours=1), "Busy")
+    response = _ask(
+        recruiter,
+        {
+            "interviewers": [{"email": ALEX, "required": True}, {"email": LYNNE, "required": False}],
+            "pools": [{"name": "panel", "members": [DIEGO, "johanna.lorenz@contoso.example"], "need": 1}],
+            **_window(day),
+            "duration_minutes": 60,
+            "interval_minutes": 60,
+            "working_hours": False,
+            "time_zone": "Pacific Standard Time",
+        },
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["time_zone"] == "Pacific Standard Time"
+    by_start = {datetime.fromisoformat(s["start"]).astimezone(PACIFIC).hour: s["interviewers"] for s in answer["slots"]}
+    assert ALEX in by_start[10] and LYNNE not in by_start[10]
+    assert LYNNE in by_start[13]
+    for people in by_start.values():
+        assert people[0] == ALEX
+        assert DIEGO in people or "johanna.lorenz@contoso.example" in people
+
+
+def test_unreadable_and_unknown_people_are_never_free(recruiter: Any) -> None:
+    day = _monday(3)
+    response = _ask(
+        recruiter,
+        {"interviewers": [ALEX, NESTOR, "nobody@contoso.example"], **_window(day), "duration_minutes": 30},
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["slots"] == []
+    people = {p["email"]: p for p in answer["interviewers"]}
+    assert people[NESTOR]["status"] == "unreadable" and people[NESTOR]["reason"] == "on_premises"
+    assert people["nobody@contoso.example"]["status"] == "unreadable"
+    assert people["nobody@contoso.example"]["reason"] == "unknown"
+    reasons = answer["explanation"]["reasons"]
+    assert {r["person"] for r in reasons if r["kind"] == "unreadable"} >= {NESTOR, "nobody@contoso.example"}
+
+
+def test_a_user_of_another_tenant_sees_contoso_people_as_unknown(e2e: Stack) -> None:
+    consent(e2e)
+    consent(e2e, admin="kai.nakamura@fabrikam.example", domain="fabrikam.example")
+    fabrikam = sign_in(e2e, "sara.davis@fabrikam.example")
+    day = _monday(3)
+    _event(ALEX, _utc(day, 18), _utc(day, 19), "Secret project")
+    response = _ask(fabrikam, {"interviewers": [ALEX], **_window(day), "duration_minutes": 30})
+    assert response.status_code == 200, response.text
+    person = response.json()["interviewers"][0]
+    assert person["status"] == "unreadable" and person["reason"] == "unknown"
+    assert person["busy"] == []
+    assert "Secret project" not in response.text
+
+
+def test_a_throttling_storm_still_gives_full_answers(recruiter: Any, e2e: Stack) -> None:
+    day = _monday(3)
+    graph_controls.throttle(e2e.world, count=6, retry_after=0.05)
+    people = [ALEX, LYNNE, DIEGO, "johanna.lorenz@contoso.example", "lee.gu@contoso.example"]
+    response = _ask(
+        recruiter, {"interviewers": [{"email": p, "required": False} for p in people], **_window(day), "duration_minutes": 30}
+    )
+    assert response.status_code == 200, response.text
+    statuses = {p["email"]: (p["status"], p["reason"]) for p in response.json()["interviewers"]}
+    assert statuses == {p: ("ok", None) for p in people}
+
+
+def test_people_not_read_by_the_deadline_are_reported_as_timeouts(recruiter: Any, e2e: Stack) -> None:
+    day = _monday(3)
+    os.environ["AVAILABILITY_DEADLINE_SECONDS"] = "0.3"
+    set_container(None)
+    graph_controls.set_latency(e2e.world, 1.0)
+    try:
+        response = _ask(recruiter, {"interviewers": [ALEX, LYNNE], **_window(day), "duration_minutes": 30})
+    finally:
+        graph_controls.set_latency(e2e.world, 0.0)
+        os.environ.pop("AVAILABILITY_DEADLINE_SECONDS", None)
+        set_container(None)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["slots"] == []
+    assert {(p["status"], p["reason"]) for p in answer["interviewers"]} == {("unreadable", "timeout")}
+
+
+def test_a_dead_user_token_answers_reauth_required_not_an_empty_calendar(recruiter: Any, e2e: Stack) -> None:
+    controls.set_access_token_lifetime(e2e.world, 1)
+    fresh = sign_in(e2e, RECRUITER)
+    controls.revoke_refresh_tokens(e2e.world, RECRUITER)
+    # MSAL refreshes any token within 5 minutes of expiry, so the next call must refresh and fails.
+    response = _ask(fresh, {"interviewers": [ALEX], **_window(_monday(3)), "duration_minutes": 30})
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "reauth_required"
+
+
+def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
+    day = _monday(3)
+    pacific_9 = datetime(day.year, day.month, day.day, 9, 0, tzinfo=PACIFIC)
+    get_container().bookings.create_booking(
+        Booking(
+            tenant_id=CONTOSO,
+            booking_id=uuid.uuid4().hex,
+            mailbox=ALEX,
+            start=pacific_9.astimezone(UTC),
+            end=(pacific_9 + timedelta(hours=1)).astimezone(UTC),
+            subject="Interview",
+            status=BookingStatus.BOOKED,
+            attendees=(ALEX,),
+        )
+    )
+    body = {"interviewers": [ALEX], **_window(day, 2), "duration_minutes": 30, "interval_minutes": 60,
+            "time_zone": "America/Los_Angeles", "working_hours": True}
+    free = _ask(recruiter, body).json()["slots"]
+    capped = _ask(recruiter, {**body, "max_per_day": 1}).json()["slots"]
+    days = {datetime.fromisoformat(s["start"]).date() for s in capped}
+    assert day not in days and day + timedelta(days=1) in days
+    assert len(capped) < len(free)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"end": "2026-01-01T00:00:00Z", "start": "2026-02-01T00:00:00Z"}, "end"),
+        ({"duration_minutes": 0}, "duration_minutes"),
+        ({"duration_minutes": -30}, "duration_minutes"),
+        ({"duration_minutes": 481}, "duration_minutes"),
+        ({"start": "2026-01-01T00:00:00Z", "end": "2026-07-02T00:00:00Z"}, "end"),
+        ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
+        ({"interviewers": [f"p{i}@contoso.example" for i in range(201)]}, "interviewers"),
+        ({"pools": [{"name": "x", "members": [ALEX], "need": 2}], "interviewers": []}, "pools[0].need"),
+        ({"interviewers": ["not-an-address"]}, "interviewers[0]"),
+        ({"interval_minutes": 4}, "interval_minutes"),
+        ({"interval_minutes": 241}, "interval_minutes"),
+        ({"start": "2026-01-01T00:00:00"}, "start"),
+        ({"interviewers": []}, "interviewers"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field(recruiter: Any, change: dict[str, Any], field: str) -> None:
+    body = {"interviewers": [ALEX], "start": "2026-12-07T00:00:00-05:00", "end": "2026-12-08T00:00:00-05:00",
+            "duration_minutes": 60, **change}
+    response = _ask(recruiter, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["field"] == field
+
+
+def test_loops_chain_sessions_on_one_day(recruiter: Any) -> None:
+    day = _monday(3)
+    tuesday = day + timedelta(days=1)
+    response = _ask(
+        recruiter,
+        {
+            "sessions": [
+                {"name": "Coding", "duration_minutes": 60, "interviewers": [ALEX]},
+                {"name": "Design", "duration_minutes": 45,
+                 "pools": [{"name": "architects", "members": [LYNNE, "lee.gu@contoso.example"], "need": 1}],
+                 "interviewers": []},
+            ],
+            **_window(day, 3),
+            "time_zone": "America/Los_Angeles",
+            "interval_minutes": 15,
+            "max_gap_minutes": 30,
+            "candidate_windows": [
+                {"start": datetime(tuesday.year, tuesday.month, tuesday.day, 9, tzinfo=PACIFIC).isoformat(),
+                 "end": datetime(tuesday.year, tuesday.month, tuesday.day, 17, tzinfo=PACIFIC).isoformat()}
+            ],
+            "max_results": 3,
+        },
+        path="/api/availability/loops",
+    )
+    assert response.status_code == 200, response.text
+    loops = response.json()["loops"]
+    assert 1 <= len(loops) <= 3
+    for loop in loops:
+        first, second = loop["sessions"]
+        assert first["interviewers"] == [ALEX]
+        assert len(second["interviewers"]) == 1
+        end1, start2 = datetime.fromisoformat(first["end"]), datetime.fromisoformat(second["start"])
+        assert timedelta(0) <= start2 - end1 <= timedelta(minutes=30)
+        assert datetime.fromisoformat(first["start"]).astimezone(PACIFIC).date() == tuesday
+        assert loop["gaps_minutes"] == [int((start2 - end1).total_seconds() // 60)]
+    gaps = [loop["gaps_minutes"][0] for loop in loops]
+    assert gaps == sorted(gaps)
