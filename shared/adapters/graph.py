@@ -548,7 +548,10 @@ def _working_hours(raw: dict[str, Any]) -> tuple[WorkingHours, str]:
 
 
 def _transition(raw: Any) -> TransitionRule | None:
-    """A standardOffset/daylightOffset; month 0 (or absent) means the zone has no such change."""
+    """A standardOffset/daylightOffset; month 0 (or absent) means the zone has no such change.
+
+    ``year`` is documented only as how often the change happens, "0 means every year"; no other value
+    is described, so every rule is applied yearly."""
     if not isinstance(raw, dict) or not raw.get("month"):
         return None
     return TransitionRule(
