@@ -31,6 +31,7 @@ CORE_ALLOWED = (
     "shared.readiness",
     "shared.lookups",
     "shared.health",
+    "shared.slots",
 )
 
 
