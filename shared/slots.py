@@ -53,6 +53,8 @@ pool's "at least ``need`` free" is a bit-sliced counter compared with ``need``.
 from __future__ import annotations
 
 import math
+import operator
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -133,6 +135,7 @@ class ReasonKind(StrEnum):
     NO_COMMON_TIME = "no_common_time"  # everybody has time alone, never all at once
     WINDOW_TOO_SHORT = "window_too_short"  # no start of the grid fits the window
     SESSIONS_DO_NOT_CHAIN = "sessions_do_not_chain"  # loops: each session fits alone, never in sequence
+    OUTSIDE_CANDIDATE_WINDOWS = "outside_candidate_windows"  # loops: a session fits only outside them
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,13 @@ def bit_positions(mask: int) -> list[int]:
     return out
 
 
+def _mask_of(indexes: Iterable[int]) -> int:
+    out = 0
+    for i in indexes:
+        out |= 1 << i
+    return out
+
+
 def _seconds(delta: timedelta, what: str) -> int:
     if delta % timedelta(seconds=1):
         raise ValueError(f"{what} must be whole seconds")
@@ -327,11 +337,13 @@ def grid_starts(lo: float, hi: float, interval_minutes: int, zone: tzinfo) -> li
     last = datetime.fromtimestamp(hi, zone).date() + ONE_DAY
     step = interval_minutes * 60
     minutes = range(0, 1440, interval_minutes)
+    irregular = False
     while day <= last:
         if _regular_day(day, zone):
             midnight = int(local_instant(day, time(0), zone))
-            out.extend(midnight + i * step for i in range(len(minutes)))
+            out.extend(range(midnight, midnight + 86400, step))
         else:
+            irregular = True
             for m in minutes:
                 wall = datetime.combine(day, time(m // 60, m % 60))
                 for fold in (0, 1):
@@ -339,7 +351,9 @@ def grid_starts(lo: float, hi: float, interval_minutes: int, zone: tzinfo) -> li
                     if datetime.fromtimestamp(instant, zone).replace(tzinfo=None) == wall:
                         out.append(instant)
         day += ONE_DAY
-    return sorted({s for s in out if lo <= s <= hi})
+    if irregular:
+        out = sorted(set(out))
+    return out[bisect_left(out, math.ceil(lo)) : bisect_right(out, math.floor(hi))]
 
 
 def person_zone(schedule: Schedule) -> tzinfo:
@@ -424,16 +438,17 @@ class Engine:
             return
         c0 = self.candidates[0]
         g = math.gcd(interval, self.before, self.after, *self.durations.values())
-        for a, b in zip(self.candidates, self.candidates[1:], strict=False):
-            g = math.gcd(g, b - a)
+        spacing = set(map(operator.sub, self.candidates[1:], self.candidates[:-1]))
+        g = math.gcd(g, *spacing)
         self.g = g
         self.t0 = c0 - self.before
         self.n = (self.candidates[-1] + max(self.durations.values()) + self.after - self.t0) // g
         self.full = (1 << self.n) - 1
-        cand = 0
-        for c in self.candidates:
-            cand |= 1 << ((c - self.t0) // g)
-        self.cand = cand
+        self.cand = _mask_of((c - self.t0) // g for c in self.candidates) if len(spacing) > 1 else 0
+        if len(spacing) <= 1:  # evenly spaced: one repeated pattern
+            every = spacing.pop() // g if spacing else 1
+            pattern = "1".rjust(every, "0") * len(self.candidates)
+            self.cand = int(pattern, 2) << (self.before // g)
         self.notice = self.full
         if rules.not_before is not None:
             first = self._ceil_cell(rules.not_before.timestamp())
@@ -454,13 +469,7 @@ class Engine:
         i, j = self._ceil_cell(a), self._floor_cell(b)
         return ((1 << (j - i)) - 1) << i if j > i else 0
 
-    def _touching(self, a: float, b: float) -> int:
-        """Mask of the cells [a, b) overlaps."""
-        i = max(math.floor((a - self.t0) / self.g), 0)
-        j = min(math.ceil((b - self.t0) / self.g), self.n)
-        return ((1 << (j - i)) - 1) << i if j > i else 0
-
-    def _starts_in(self, a: float, b: float) -> int:
+    def starts_in(self, a: float, b: float) -> int:
         """Mask of the cells whose start instant lies in [a, b)."""
         i, j = self._ceil_cell(a), min(self._ceil_cell(b), self.n)
         return ((1 << (j - i)) - 1) << i if j > i else 0
@@ -475,11 +484,19 @@ class Engine:
         schedule = person.schedule
         busy = 0
         lo, hi = self.t0, self.t0 + self.n * self.g
-        for block in schedule.busy:
-            if block.status in blocking:
-                a, b = block.start.timestamp(), block.end.timestamp()
-                if b > lo and a < hi:
-                    busy |= self._touching(a, b)
+        t0, g, n = self.t0, self.g, self.n
+        touched = [  # the cells each blocking event touches: the hot loop of the engine, kept inline
+            (int((blk.start.timestamp() - t0) // g), -int((t0 - blk.end.timestamp()) // g))
+            for blk in schedule.busy
+            if blk.status in blocking
+        ]
+        for i, j in touched:
+            if j > 0 and i < n:
+                if i < 0:
+                    i = 0
+                if j > n:
+                    j = n
+                busy |= ((1 << (j - i)) - 1) << i
         hours = schedule.working_hours if self.rules.working_hours else None
         key: object = None
         if hours is not None:
@@ -499,7 +516,7 @@ class Engine:
             return self.full
         allowed = self.full
         for _, a, b in capped_periods(person, rules):
-            allowed &= ~self._starts_in(a.timestamp(), b.timestamp())
+            allowed &= ~self.starts_in(a.timestamp(), b.timestamp())
         return allowed
 
     def _cached_runs(self, key: object, mask: int, length: int) -> int:

@@ -32,6 +32,9 @@ CORE_ALLOWED = (
     "shared.lookups",
     "shared.health",
     "shared.timezones",  # pure: zoneinfo, tzdata and tzlocal.windows_tz (a CLDR table), no I/O at import
+    "shared.slots",
+    "shared.loops",
+    "shared.availability_request",
 )
 
 

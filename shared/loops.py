@@ -1,0 +1,436 @@
+"""Interview loops: an ordered list of sessions booked back to back (within a gap) for one candidate.
+
+Pure functions over ``shared.models`` and the slot engine in ``shared.slots``; no I/O::
+
+    find_loops(sessions, people, start, end, rules, *, horizon_end=None) -> LoopSearch
+
+Each :class:`LoopSession` has a duration and its own :class:`~shared.slots.Panel`. A loop places
+every session on the slot grid of ``rules.time_zone`` (see ``shared.slots``), in order: session
+``i + 1`` starts at or after session ``i`` ends, at most ``rules.max_gap`` later (``None``: no
+limit). With ``same_day`` all sessions lie in one local day of ``rules.time_zone``; with
+``candidate_windows`` every session lies inside one of the candidate's windows.
+
+Each session is bookable for its people exactly as in ``find_slots``; across the loop, a person who
+sits in several sessions must have their buffers free of their other sessions (so consecutive
+sessions of one person need a gap of ``max(buffer_before, buffer_after)``) and counts once per
+session toward the caps. Pools get exactly ``need`` members, those with the fewest stored
+interviews in the session's ISO week first (then in member order); optional people are listed
+when they are free.
+
+Loops are ranked by fewest gaps, then shortest total gap, then the lowest load (the sum, over
+every seat, of that person's stored interviews in the week), then the earliest start; at most
+``max_results`` come back, each with distinct session times. With none, the explanation names the
+session that fits nowhere (with the same reasons as ``find_slots``) or says that the sessions do
+not chain, with suggestions found by re-running the search on relaxed inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, tzinfo
+
+from shared.slots import (
+    ONE_DAY,
+    SUGGESTION_ORDER,
+    Engine,
+    Explanation,
+    Panel,
+    Person,
+    Reason,
+    ReasonKind,
+    SlotRules,
+    Suggestion,
+    SuggestionKind,
+    bit_positions,
+    explain,
+    person_zone,
+)
+
+_MAX_SEQUENCES = 20_000  # start sequences looked at; beyond it the search keeps the earliest ones
+_MAX_TRIES = 64  # pool combinations tried per sequence before giving it up
+
+
+@dataclass(frozen=True)
+class LoopSession:
+    duration: timedelta
+    panel: Panel
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class LoopRules:
+    interval: timedelta
+    time_zone: tzinfo
+    buffer_before: timedelta = timedelta(0)
+    buffer_after: timedelta = timedelta(0)
+    not_before: datetime | None = None
+    tentative_is_busy: bool = True
+    working_hours: bool = True
+    max_per_day: int | None = None
+    max_per_week: int | None = None
+    max_gap: timedelta | None = None  # between one session's end and the next one's start
+    same_day: bool = True
+    candidate_windows: tuple[tuple[datetime, datetime], ...] = ()
+    max_results: int = 5
+
+    def slot_rules(self, duration: timedelta) -> SlotRules:
+        return SlotRules(
+            duration=duration,
+            interval=self.interval,
+            time_zone=self.time_zone,
+            buffer_before=self.buffer_before,
+            buffer_after=self.buffer_after,
+            not_before=self.not_before,
+            tentative_is_busy=self.tentative_is_busy,
+            working_hours=self.working_hours,
+            max_per_day=self.max_per_day,
+            max_per_week=self.max_per_week,
+        )
+
+
+@dataclass(frozen=True)
+class ScheduledSession:
+    name: str
+    start: datetime
+    end: datetime
+    interviewers: tuple[str, ...]  # required, then chosen pool members, then free optional people
+
+
+@dataclass(frozen=True)
+class Loop:
+    sessions: tuple[ScheduledSession, ...]
+    gaps: tuple[timedelta, ...]
+    load: int  # stored interviews in the week of each seat, summed over the seats
+
+
+@dataclass(frozen=True)
+class LoopSearch:
+    loops: tuple[Loop, ...]
+    explanation: Explanation | None
+
+
+@dataclass
+class _Seats:
+    """Who sits where in one candidate loop: (start, end) seconds per person."""
+
+    by_person: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+def find_loops(
+    sessions: Sequence[LoopSession],
+    people: Mapping[str, Person],
+    start: datetime,
+    end: datetime,
+    rules: LoopRules,
+    *,
+    horizon_end: datetime | None = None,
+) -> LoopSearch:
+    """The best loops for ``sessions`` in ``[start, end]``, or an explanation when none fits.
+
+    Raises ValueError for no sessions, a non-positive ``max_results`` or anything
+    :func:`shared.slots.find_slots` rejects."""
+    search = _Search(sessions, people, start, end, rules)
+    loops = search.run()
+    if loops:
+        return LoopSearch(loops, None)
+    return LoopSearch((), search.explain(horizon_end))
+
+
+class _Search:
+    def __init__(
+        self,
+        sessions: Sequence[LoopSession],
+        people: Mapping[str, Person],
+        start: datetime,
+        end: datetime,
+        rules: LoopRules,
+    ) -> None:
+        if not sessions:
+            raise ValueError("a loop needs at least one session")
+        if rules.max_results < 1:
+            raise ValueError("max_results must be positive")
+        self.sessions = tuple(sessions)
+        self.people = people
+        self.start, self.end, self.rules = start, end, rules
+        names: dict[str, None] = {}
+        for session in sessions:
+            names.update(dict.fromkeys(session.panel.people()))
+        durations = tuple(dict.fromkeys(s.duration for s in sessions))
+        self.engine = Engine(people, names, start, end, rules.slot_rules(durations[0]), durations)
+        self.chains = 0  # start sequences that met the gap, day and window rules
+        self._zones = {n: person_zone(p.schedule) for n, p in people.items() if n in names}
+        self._counts: dict[str, tuple[dict[date, int], dict[tuple[int, int], int]]] = {}
+        for name in names:
+            per_day: dict[date, int] = {}
+            per_week: dict[tuple[int, int], int] = {}
+            person = people.get(name)
+            for booked_start, _ in person.booked if person else ():
+                day = booked_start.astimezone(self._zones[name]).date()
+                per_day[day] = per_day.get(day, 0) + 1
+                week = day.isocalendar()[:2]
+                per_week[week] = per_week.get(week, 0) + 1
+            self._counts[name] = (per_day, per_week)
+        self._local: dict[tuple[str, int], date] = {}
+
+    # -- per session
+    def _session_masks(self, session: LoopSession) -> dict[str, int]:
+        return {name: self.engine.ok_mask(name, session.duration) for name in session.panel.people()}
+
+    def _window_mask(self, duration: timedelta) -> int:
+        if not self.rules.candidate_windows:
+            return -1
+        engine, seconds = self.engine, duration.total_seconds()
+        out = 0
+        for a, b in self.rules.candidate_windows:
+            out |= engine.starts_in(a.timestamp(), b.timestamp() - seconds + 0.5)
+        return out
+
+    # -- the search
+    def run(self) -> tuple[Loop, ...]:
+        engine = self.engine
+        if not engine.n:
+            return ()
+        self.masks = [self._session_masks(s) for s in self.sessions]
+        finals = [
+            engine.final(s.panel, s.duration, m) & self._window_mask(s.duration)
+            for s, m in zip(self.sessions, self.masks, strict=True)
+        ]
+        if not all(finals):
+            return ()
+        positions = [bit_positions(f) for f in finals]
+        spans = [engine.durations[s.duration] // engine.g for s in self.sessions]
+        max_gap = None if self.rules.max_gap is None else math.floor(self.rules.max_gap.total_seconds() / engine.g)
+        sequences: list[tuple[int, ...]] = []
+        zone = self.rules.time_zone
+
+        def extend(prefix: list[int], limit: int) -> None:
+            i = len(prefix)
+            if i == len(self.sessions):
+                sequences.append(tuple(prefix))
+                return
+            after = prefix[-1] + spans[i - 1]
+            options = positions[i]
+            lo = bisect_left(options, after)
+            hi = len(options) if max_gap is None else bisect_right(options, after + max_gap)
+            for k in options[lo:hi]:
+                if k + spans[i] > limit:
+                    break
+                if len(sequences) >= _MAX_SEQUENCES:
+                    return
+                prefix.append(k)
+                extend(prefix, limit)
+                prefix.pop()
+
+        for k0 in positions[0]:
+            limit = engine.n
+            if self.rules.same_day:
+                day = datetime.fromtimestamp(engine.cell_start(k0), zone).date()
+                midnight = datetime.combine(day + ONE_DAY, time(0), zone).timestamp()
+                limit = math.floor((midnight - engine.t0) / engine.g)
+            if k0 + spans[0] <= limit:
+                extend([k0], limit)
+            if len(sequences) >= _MAX_SEQUENCES:
+                break
+        self.chains = len(sequences)
+
+        def gap_key(seq: tuple[int, ...]) -> tuple[int, int]:
+            gaps = [seq[i + 1] - seq[i] - spans[i] for i in range(len(seq) - 1)]
+            return sum(1 for g in gaps if g), sum(gaps)
+
+        sequences.sort(key=lambda seq: (gap_key(seq), seq[0]))
+        out: list[Loop] = []
+        for _, group in itertools.groupby(sequences, key=gap_key):
+            found = [loop for seq in group if (loop := self._assign(seq, spans)) is not None]
+            found.sort(key=lambda loop: (loop.load, loop.sessions[0].start))
+            out.extend(found[: self.rules.max_results - len(out)])
+            if len(out) >= self.rules.max_results:
+                break
+        return tuple(out)
+
+    def _local_day(self, name: str, instant: int) -> date:
+        key = (name, instant)
+        found = self._local.get(key)
+        if found is None:
+            zone = self._zones.get(name)
+            found = self._local[key] = datetime.fromtimestamp(instant, zone).date() if zone else date.min
+        return found
+
+    def _week_load(self, name: str, instant: int) -> int:
+        return self._counts.get(name, ({}, {}))[1].get(self._local_day(name, instant).isocalendar()[:2], 0)
+
+    def _fits(self, seats: _Seats, name: str, a: int, b: int) -> bool:
+        """Can ``name`` also sit in [a, b) given their other seats in this loop (buffers, caps)?"""
+        taken = seats.by_person.get(name, [])
+        if not taken:
+            return True
+        engine, rules = self.engine, self.rules
+        spacing = max(engine.before, engine.after)
+        for s, e in taken:
+            if not (e + spacing <= a or b + spacing <= s):
+                return False
+        per_day, per_week = self._counts.get(name, ({}, {}))
+        day = self._local_day(name, a)
+        if rules.max_per_day is not None:
+            same = 1 + sum(1 for s, _ in taken if self._local_day(name, s) == day)
+            if per_day.get(day, 0) + same > rules.max_per_day:
+                return False
+        if rules.max_per_week is not None:
+            week = day.isocalendar()[:2]
+            same = 1 + sum(1 for s, _ in taken if self._local_day(name, s).isocalendar()[:2] == week)
+            if per_week.get(week, 0) + same > rules.max_per_week:
+                return False
+        return True
+
+    def _assign(self, seq: tuple[int, ...], spans: Sequence[int]) -> Loop | None:
+        engine = self.engine
+        seats = _Seats()
+        times = [(engine.cell_start(k), engine.cell_start(k + span)) for k, span in zip(seq, spans, strict=True)]
+        for session, (a, b) in zip(self.sessions, times, strict=True):
+            for name in session.panel.required:
+                if not self._fits(seats, name, a, b):
+                    return None
+                seats.by_person.setdefault(name, []).append((a, b))
+        # Pools of every session, in order, with a bounded backtracking over member choices.
+        tasks = [(i, pool) for i, session in enumerate(self.sessions) for pool in session.panel.pools]
+        chosen: dict[tuple[int, str], tuple[str, ...]] = {}
+        tries = [0]
+
+        def fill(t: int) -> bool:
+            if t == len(tasks):
+                return True
+            i, pool = tasks[t]
+            a, b = times[i]
+            k = seq[i]
+            free = [m for m in pool.members if self.masks[i][m] >> k & 1 and self._fits(seats, m, a, b)]
+            if len(free) < pool.need:
+                return False
+            order = {m: n for n, m in enumerate(pool.members)}
+            free.sort(key=lambda m: (self._week_load(m, a) + len(seats.by_person.get(m, ())), order[m]))
+            for combo in itertools.combinations(free, pool.need):
+                if tries[0] >= _MAX_TRIES:
+                    return False
+                tries[0] += 1
+                if not self._compatible(seats, combo, a, b):
+                    continue
+                for m in combo:
+                    seats.by_person.setdefault(m, []).append((a, b))
+                chosen[(i, pool.name)] = combo
+                if fill(t + 1):
+                    return True
+                for m in combo:
+                    seats.by_person[m].pop()
+            return False
+
+        if not fill(0):
+            return None
+        zone = self.rules.time_zone
+        scheduled = []
+        load = 0
+        for i, (session, (a, b)) in enumerate(zip(self.sessions, times, strict=True)):
+            names = [*session.panel.required]
+            for pool in session.panel.pools:
+                picked = set(chosen[(i, pool.name)])
+                names += [m for m in pool.members if m in picked]
+            for name in session.panel.optional:
+                if self.masks[i][name] >> seq[i] & 1 and self._fits(seats, name, a, b):
+                    seats.by_person.setdefault(name, []).append((a, b))
+                    names.append(name)
+            load += sum(self._week_load(n, a) for n in names)
+            scheduled.append(
+                ScheduledSession(
+                    session.name, datetime.fromtimestamp(a, zone), datetime.fromtimestamp(b, zone), tuple(names)
+                )
+            )
+        gaps = tuple(scheduled[i + 1].start - scheduled[i].end for i in range(len(scheduled) - 1))
+        return Loop(tuple(scheduled), gaps, load)
+
+    def _compatible(self, seats: _Seats, combo: Sequence[str], a: int, b: int) -> bool:
+        added: list[str] = []
+        ok = True
+        for m in combo:
+            if not self._fits(seats, m, a, b):
+                ok = False
+                break
+            seats.by_person.setdefault(m, []).append((a, b))
+            added.append(m)
+        for m in added:
+            seats.by_person[m].pop()
+        return ok
+
+    # -- explanations
+    def explain(self, horizon_end: datetime | None) -> Explanation:
+        engine, rules = self.engine, self.rules
+        for i, session in enumerate(self.sessions):
+            slot_rules = rules.slot_rules(session.duration)
+            alone = engine.final(session.panel, session.duration) if engine.n else 0
+            if not alone:
+                found = explain(engine, session.panel, self.people, self.start, self.end, slot_rules, None, session=i)
+                reasons = found.reasons
+                label = session.name or f"session {i + 1}"
+                summary = f"{label} fits nowhere. {found.summary}"
+                return Explanation(summary, reasons, (*found.suggestions, *self._suggest(horizon_end)))
+            if not alone & self._window_mask(session.duration):
+                label = session.name or f"session {i + 1}"
+                detail = f"{label} fits nowhere inside the candidate's windows"
+                reason = Reason(ReasonKind.OUTSIDE_CANDIDATE_WINDOWS, detail=detail, session=i)
+                return Explanation(f"No loop fits: {detail}.", (reason,), self._suggest(horizon_end))
+        parts = []
+        if rules.max_gap is not None:
+            parts.append(f"at most {int(rules.max_gap.total_seconds() // 60)} minutes apart")
+        if rules.same_day:
+            parts.append("on one day")
+        if rules.candidate_windows:
+            parts.append("inside the candidate's windows")
+        if self.chains:
+            detail = (
+                f"{self.chains} sequence(s) of times fit, but no choice of interviewers keeps everybody's "
+                "buffers and caps across the sessions"
+            )
+        else:
+            detail = "every session fits somewhere alone, but never in sequence " + ", ".join(parts)
+        reason = Reason(ReasonKind.SESSIONS_DO_NOT_CHAIN, detail=detail.strip())
+        suggestions = self._suggest(horizon_end)
+        summary = f"No loop of {len(self.sessions)} sessions fits: {reason.detail}."
+        if suggestions:
+            summary += f" Smallest change that gives a loop: {suggestions[0].detail}."
+        return Explanation(summary, (reason,), suggestions)
+
+    def _suggest(self, horizon_end: datetime | None) -> tuple[Suggestion, ...]:
+        rules = self.rules
+
+        def rerun(changed: LoopRules, until: datetime | None = None) -> tuple[Loop, ...]:
+            return _Search(self.sessions, self.people, self.start, until or self.end, changed).run()
+
+        out: list[Suggestion] = []
+        if rules.max_gap is not None:
+            found = rerun(replace(rules, max_gap=None))
+            if found:
+                widest = min(max(loop.gaps, default=timedelta(0)) for loop in found)
+                minutes = math.ceil(widest.total_seconds() / 60)
+                count = len(rerun(replace(rules, max_gap=timedelta(minutes=minutes))))
+                detail = f"allow gaps of up to {minutes} minutes"
+                out.append(Suggestion(SuggestionKind.RAISE_MAX_GAP, None, minutes, count, detail))
+        if rules.same_day:
+            found = rerun(replace(rules, same_day=False))
+            if found:
+                detail = "spread the sessions over several days"
+                out.append(Suggestion(SuggestionKind.ALLOW_SEVERAL_DAYS, None, None, len(found), detail))
+        if rules.tentative_is_busy:
+            found = rerun(replace(rules, tentative_is_busy=False))
+            if found:
+                detail = "count tentative events as free"
+                out.append(Suggestion(SuggestionKind.TENTATIVE_AS_FREE, None, None, len(found), detail))
+        if horizon_end is not None and horizon_end > self.end:
+            found = rerun(rules, horizon_end)
+            if found:
+                last_end = min(loop.sessions[-1].end for loop in found)
+                days = max(math.ceil((last_end - self.end) / ONE_DAY), 1)
+                detail = f"widen the window by {days} day(s)"
+                out.append(Suggestion(SuggestionKind.WIDEN_WINDOW, None, days, len(found), detail))
+        order = {kind: i for i, kind in enumerate(SUGGESTION_ORDER)}
+        out.sort(key=lambda s: (order[s.kind], s.amount or 0, -s.slots))
+        return tuple(out)
