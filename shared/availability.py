@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from shared.access import RequestContext
 from shared.availability_request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
 from shared.errors import GraphRequestFailed, ReauthRequired
+from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
 from shared.models import AccessToken, BookingStatus, Schedule
 from shared.ports import Dependencies
-from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
 from shared.slots import Panel, Person, Pool, SlotRules, SlotSearch, find_slots
 
 logger = logging.getLogger(__name__)

@@ -133,7 +133,9 @@ def _minutes(body: Mapping[str, Any], field: str, default: int, *, low: int, hig
 
 def _datetime(value: Any, field: str) -> datetime:
     if not isinstance(value, str) or len(value) > 40:
-        raise _bad(field, f"`{field}` must be an ISO 8601 date and time with an offset, like 2026-12-07T09:00:00-05:00.")
+        raise _bad(
+            field, f"`{field}` must be an ISO 8601 date and time with an offset, like 2026-12-07T09:00:00-05:00."
+        )
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -282,7 +284,9 @@ def _duration(body: Mapping[str, Any], field: str = "duration_minutes") -> timed
 
 def _check_people(people: tuple[str, ...]) -> None:
     if len(people) > MAX_PEOPLE:
-        raise _bad("interviewers", f"The request names {len(people)} distinct people; at most {MAX_PEOPLE} are allowed.")
+        raise _bad(
+            "interviewers", f"The request names {len(people)} distinct people; at most {MAX_PEOPLE} are allowed."
+        )
 
 
 def parse_availability_request(body: Mapping[str, Any]) -> AvailabilityRequest:
@@ -344,6 +348,18 @@ def _add_months(moment: datetime, months: int) -> datetime:
     """The same wall-clock moment ``months`` later, clamped to the month's last day."""
     month_index = moment.month - 1 + months
     year, month = moment.year + month_index // 12, month_index % 12 + 1
-    days_in_month = [31, 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28, 31, 30, 31, 30,
-                     31, 31, 30, 31, 30, 31][month - 1]
+    days_in_month = [
+        31,
+        29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][month - 1]
     return moment.replace(year=year, month=month, day=min(moment.day, days_in_month))

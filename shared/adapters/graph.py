@@ -66,7 +66,7 @@ BACKOFF_CAP_SECONDS = 8.0
 SCHEDULES_PER_REQUEST = 20
 WINDOW_PER_REQUEST = timedelta(days=61)
 MAX_IN_FLIGHT = 4
-SCHEDULE_RETRIES = 5  # bounded by the query's deadline as well
+SCHEDULE_RETRIES = 8  # a storm of 429s is ridden out; the query's deadline bounds it as well
 SCHEDULE_PATH = "me/calendar/getSchedule"
 SCHEDULE_REASONS = frozenset({"throttled", "access_policy", "on_premises"})  # passed through; else "other"
 # Per-schedule error items. Graph documents only that it "returns a single schedule item and indicates

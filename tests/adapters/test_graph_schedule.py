@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.graph import GraphClient, split_window
+from shared.adapters.graph import BACKOFF_CAP_SECONDS, SCHEDULE_RETRIES, GraphClient, split_window
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, UpstreamUnavailable
 from shared.models import AccessToken, BusyBlock, FreeBusyStatus, Schedule, ScheduleStatus
@@ -305,7 +305,7 @@ def test_throttled_past_retries_marks_only_that_chunk_throttled(
     statuses = [(s.status, s.reason) for s in schedules]
     assert statuses[:20] == [(ScheduleStatus.OK, None)] * 20
     assert statuses[20:] == [(ScheduleStatus.UNREADABLE, "throttled")] * 5
-    assert len(recorder.requests) == 1 + 6  # one good chunk, the other tried 1 + 5 times
+    assert len(recorder.requests) == 1 + 1 + SCHEDULE_RETRIES  # one good chunk, the other tried 1 + retries
 
 
 def test_retry_after_longer_than_the_deadline_leaves_allows_gives_up_as_throttled(
@@ -327,8 +327,9 @@ def test_timeouts_are_retried_then_reported_as_timeout(
     client, recorder = make_client(handler)
     schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 60)
     assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "timeout")}
-    assert len(recorder.requests) == 6
-    assert ticks.waits == [0.375, 0.75, 1.5, 3.0, 6.0]
+    assert len(recorder.requests) == 1 + SCHEDULE_RETRIES
+    assert ticks.waits[:5] == [0.375, 0.75, 1.5, 3.0, 6.0]  # exponential, with the fixed jitter of the test
+    assert len(ticks.waits) == SCHEDULE_RETRIES and max(ticks.waits) <= BACKOFF_CAP_SECONDS
 
 
 def test_a_connection_error_is_retried_and_then_succeeds(
@@ -443,8 +444,8 @@ def test_per_schedule_error_items_make_people_unreadable_with_a_reason(
     [
         (lambda: graph_error(403, "ErrorAccessDenied", "Access to OData is disabled."), "access_policy", 1),
         (lambda: graph_error(400, "ErrorInvalidParameter", "Bad"), "other", 1),
-        (lambda: graph_error(500, "InternalServerError", "Oops"), "other", 6),
-        (lambda: httpx.Response(502, text="<html>Bad gateway</html>"), "other", 6),
+        (lambda: graph_error(500, "InternalServerError", "Oops"), "other", 1 + SCHEDULE_RETRIES),
+        (lambda: httpx.Response(502, text="<html>Bad gateway</html>"), "other", 1 + SCHEDULE_RETRIES),
         (lambda: httpx.Response(200, json={"value": []}), "other", 1),
     ],
 )

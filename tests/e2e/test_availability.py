@@ -83,8 +83,12 @@ def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruit
     day = _monday(3)  # a Monday with nothing but the fixtures' recurring meetings
     busy_from = datetime(day.year, day.month, day.day, 11, 0, tzinfo=PACIFIC)
     _event(ALEX, busy_from, busy_from + timedelta(hours=1), "Design review", location={"displayName": "Room 1"})
-    _event(LYNNE, datetime(day.year, day.month, day.day, 14, 0, tzinfo=CHICAGO),
-           datetime(day.year, day.month, day.day, 15, 0, tzinfo=CHICAGO), "1:1")
+    _event(
+        LYNNE,
+        datetime(day.year, day.month, day.day, 14, 0, tzinfo=CHICAGO),
+        datetime(day.year, day.month, day.day, 15, 0, tzinfo=CHICAGO),
+        "1:1",
+    )
     response = _ask(
         recruiter,
         {
@@ -105,7 +109,9 @@ def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruit
         start, end = datetime.fromisoformat(slot["start"]), datetime.fromisoformat(slot["end"])
         assert start.utcoffset() == timedelta(hours=-8)  # in the asked zone (December: PST)
         assert end - start == timedelta(hours=1)
-        assert start.astimezone(PACIFIC).hour >= 9 and end.astimezone(PACIFIC) <= start.astimezone(PACIFIC).replace(hour=17, minute=0)
+        assert start.astimezone(PACIFIC).hour >= 9 and end.astimezone(PACIFIC) <= start.astimezone(PACIFIC).replace(
+            hour=17, minute=0
+        )
         assert end.astimezone(CHICAGO) <= start.astimezone(CHICAGO).replace(hour=17, minute=0)
         for person in (ALEX, LYNNE):
             for block in people[person]["busy"]:
@@ -208,7 +214,8 @@ def test_a_throttling_storm_still_gives_full_answers(recruiter: Any, e2e: Stack)
     graph_controls.throttle(e2e.world, count=6, retry_after=0.05)
     people = [ALEX, LYNNE, DIEGO, "johanna.lorenz@contoso.example", "lee.gu@contoso.example"]
     response = _ask(
-        recruiter, {"interviewers": [{"email": p, "required": False} for p in people], **_window(day), "duration_minutes": 30}
+        recruiter,
+        {"interviewers": [{"email": p, "required": False} for p in people], **_window(day), "duration_minutes": 30},
     )
     assert response.status_code == 200, response.text
     statuses = {p["email"]: (p["status"], p["reason"]) for p in response.json()["interviewers"]}
@@ -257,8 +264,14 @@ def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
             attendees=(ALEX,),
         )
     )
-    body = {"interviewers": [ALEX], **_window(day, 2), "duration_minutes": 30, "interval_minutes": 60,
-            "time_zone": "America/Los_Angeles", "working_hours": True}
+    body = {
+        "interviewers": [ALEX],
+        **_window(day, 2),
+        "duration_minutes": 30,
+        "interval_minutes": 60,
+        "time_zone": "America/Los_Angeles",
+        "working_hours": True,
+    }
     free = _ask(recruiter, body).json()["slots"]
     capped = _ask(recruiter, {**body, "max_per_day": 1}).json()["slots"]
     days = {datetime.fromisoformat(s["start"]).date() for s in capped}
@@ -285,8 +298,13 @@ def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
     ],
 )
 def test_bad_input_is_refused_naming_the_field(recruiter: Any, change: dict[str, Any], field: str) -> None:
-    body = {"interviewers": [ALEX], "start": "2026-12-07T00:00:00-05:00", "end": "2026-12-08T00:00:00-05:00",
-            "duration_minutes": 60, **change}
+    body = {
+        "interviewers": [ALEX],
+        "start": "2026-12-07T00:00:00-05:00",
+        "end": "2026-12-08T00:00:00-05:00",
+        "duration_minutes": 60,
+        **change,
+    }
     response = _ask(recruiter, body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -302,17 +320,22 @@ def test_loops_chain_sessions_on_one_day(recruiter: Any) -> None:
         {
             "sessions": [
                 {"name": "Coding", "duration_minutes": 60, "interviewers": [ALEX]},
-                {"name": "Design", "duration_minutes": 45,
-                 "pools": [{"name": "architects", "members": [LYNNE, "lee.gu@contoso.example"], "need": 1}],
-                 "interviewers": []},
+                {
+                    "name": "Design",
+                    "duration_minutes": 45,
+                    "pools": [{"name": "architects", "members": [LYNNE, "lee.gu@contoso.example"], "need": 1}],
+                    "interviewers": [],
+                },
             ],
             **_window(day, 3),
             "time_zone": "America/Los_Angeles",
             "interval_minutes": 15,
             "max_gap_minutes": 30,
             "candidate_windows": [
-                {"start": datetime(tuesday.year, tuesday.month, tuesday.day, 9, tzinfo=PACIFIC).isoformat(),
-                 "end": datetime(tuesday.year, tuesday.month, tuesday.day, 17, tzinfo=PACIFIC).isoformat()}
+                {
+                    "start": datetime(tuesday.year, tuesday.month, tuesday.day, 9, tzinfo=PACIFIC).isoformat(),
+                    "end": datetime(tuesday.year, tuesday.month, tuesday.day, 17, tzinfo=PACIFIC).isoformat(),
+                }
             ],
             "max_results": 3,
         },
