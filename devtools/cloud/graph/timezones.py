@@ -86,9 +86,7 @@ class CustomTimeZone(tzinfo):
         self.daylight_bias = _int(daylight.get("daylightBias"), "daylightBias")
         self._standard = _rule(standard) if standard else None
         self._daylight = _rule(daylight) if daylight else None
-        self.has_dst = bool(
-            self.daylight_bias and self._standard is not None and self._daylight is not None
-        )
+        self.has_dst = bool(self.daylight_bias and self._standard is not None and self._daylight is not None)
         self._std = timedelta(minutes=-self.bias)
         self._dst = timedelta(minutes=-(self.bias + self.daylight_bias))
 
@@ -196,8 +194,7 @@ def _custom_zone(key: str) -> CustomTimeZone:
 
 def is_custom(body: Any) -> bool:
     return isinstance(body, dict) and (
-        str(body.get("@odata.type") or "").lstrip("#").lower() == "microsoft.graph.customtimezone"
-        or "bias" in body
+        str(body.get("@odata.type") or "").lstrip("#").lower() == "microsoft.graph.customtimezone" or "bias" in body
     )
 
 
