@@ -256,8 +256,11 @@ def prefer_timezone(headers: Any) -> str | None:
 def format_local(instant: datetime, tz_name: str | None) -> dict[str, str]:
     """A dateTimeTimeZone for ``instant`` shown in ``tz_name`` (UTC when None), Graph's 7-digit fraction."""
     tz = zone(tz_name) if tz_name else None
-    local = instant.astimezone(tz or UTC)
-    text = local.strftime("%Y-%m-%dT%H:%M:%S") + f".{local.microsecond:06d}0"
+    if tz is None and instant.tzinfo is UTC:
+        local = instant.replace(tzinfo=None)  # already UTC, as every instant here is
+    else:
+        local = instant.astimezone(tz or UTC).replace(tzinfo=None)
+    text = local.isoformat(timespec="microseconds") + "0"
     return {"dateTime": text, "timeZone": tz_name if tz is not None and tz_name else "UTC"}
 
 
