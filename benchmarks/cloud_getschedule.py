@@ -3,8 +3,10 @@
 1. CPU: median ``time.thread_time`` of one ``POST /v1.0/me/calendar/getSchedule`` of 20 schedules
    over 14 days (about 16 items each), served in process by the cloud's ASGI app (routing,
    authentication, handler, JSON). Target: under 5 ms.
-2. Overlap: against a running cloud (HTTPS on loopback) with 100 ms added to every Graph request, the
-   wall time of 4 concurrent getSchedule calls (4 x 20 people) divided by one alone. Target: close to 1.0.
+2. Overlap: against a running cloud (HTTPS on loopback, in a process of its own so that the client's
+   CPU is not counted as the cloud's) with 100 ms added to every Graph request, the wall time of 4
+   concurrent getSchedule calls (4 x 20 people, all against the caller's mailbox) divided by one
+   alone. Target: close to 1.0.
 3. The unit other benchmarks count in, "one Graph round trip": one such getSchedule measured alone with
    the same added latency (``devtools.cloud.graph.load.measure_round_trip``).
 
@@ -16,10 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import sys
 import time
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -123,20 +127,33 @@ def cpu_per_request(runs: int) -> tuple[float, int]:
     return statistics.median(samples) * 1000, size
 
 
-def overlap(latency: float, runs: int) -> tuple[float, float, float]:
+def _serve(conn: Connection) -> None:
+    """Child process: run the seeded cloud until told to stop (so its CPU is not the client's)."""
     world, people, monday = _world()
     cloud = start_cloud(world=world)
     try:
-        token = _token(world)
-        verify = str(cloud.ca_bundle)
-        unit = measure_round_trip(cloud.base_url, token, latency, schedules=people[:20], start=monday, verify=verify)
+        conn.send((cloud.base_url, str(cloud.ca_bundle), _token(world), people, monday))
+        conn.recv()
+    finally:
+        cloud.stop()
+
+
+def overlap(latency: float, runs: int) -> tuple[float, float, float]:
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)
+    server.start()
+    try:
+        base_url, verify, token, people, monday = parent.recv()
+        unit = measure_round_trip(base_url, token, latency, schedules=people[:20], start=monday, verify=verify)
         bodies = [get_schedule_body(people[i * 20 : (i + 1) * 20], monday) for i in range(4)]
         headers = {"Authorization": f"Bearer {token}"}
 
         async def waves() -> list[float]:
             samples: list[float] = []
             limits = httpx.Limits(max_connections=8)
-            async with httpx.AsyncClient(base_url=cloud.graph_url, verify=verify, limits=limits, timeout=30) as client:
+            async with httpx.AsyncClient(
+                base_url=f"{base_url}/v1.0", verify=verify, limits=limits, timeout=30
+            ) as client:
                 await asyncio.gather(
                     *(client.post("/me/calendar/getSchedule", json=b, headers=headers) for b in bodies)
                 )
@@ -153,7 +170,8 @@ def overlap(latency: float, runs: int) -> tuple[float, float, float]:
         four = statistics.median(asyncio.run(waves()))
         return unit, four, four / unit
     finally:
-        cloud.stop()
+        parent.send("stop")
+        server.join(timeout=15)
 
 
 def main() -> int:
