@@ -11,4 +11,7 @@ from devtools.cloud.state import World
 def build_app(world: World) -> Starlette:
     """Compose the cloud for ``world``; the identity and Graph hosts are one host, as the service sees it."""
     # Controls and Graph come first: identity's "/{tenant}/..." patterns would swallow their paths.
-    return Starlette(routes=[*control.routes(world), *graph.routes(world), *identity.routes(world)])
+    return Starlette(
+        routes=[*control.routes(world), *graph.routes(world), *identity.routes(world)],
+        middleware=graph.middleware(),
+    )

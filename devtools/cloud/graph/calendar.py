@@ -21,7 +21,7 @@ from devtools.cloud.graph.pipeline import GraphContext, graph_route, json_respon
 from devtools.cloud.graph.serialize import event_json
 from devtools.cloud.graph.store import Instance
 from devtools.cloud.graph.timezones import format_local, parse_datetime_timezone, parse_query_datetime
-from devtools.cloud.state import User, World
+from devtools.cloud.state import Event, User, World
 
 MAX_SCHEDULES = 20
 MAX_WINDOW = timedelta(days=62)  # "The time period to look up must be less than 62 days."
@@ -41,11 +41,42 @@ def _schedule_error(address: str, message: str, code: str) -> dict[str, Any]:
     return {"scheduleId": address, "error": {"message": message, "responseCode": code}}
 
 
+def availability_view(busy: list[Instance], start: datetime, end: datetime, interval: int) -> str:
+    """One digit per interval of ``[start, end)``: the strongest showAs code of what overlaps it.
+
+    Each item marks the slots it overlaps (integer arithmetic over the slot grid), so the cost grows
+    with items plus slots rather than their product.
+    """
+    step = timedelta(minutes=interval)
+    slots = math.ceil((end - start) / step)
+    view = bytearray(b"0" * slots)
+    for inst in busy:
+        code = VIEW_CODE.get(inst.event.show_as, 0)
+        if code == 0 or inst.end <= start or inst.start >= end or inst.end <= inst.start:
+            continue
+        digit = ord("0") + code
+        first = max(0, (inst.start - start) // step)
+        last = min(slots, -((start - inst.end) // step))  # ceil division: the slot holding the item's end
+        for index in range(first, last):
+            if view[index] < digit:
+                view[index] = digit
+    return view.decode("ascii")
+
+
 def schedule_information(
-    ctx: GraphContext, address: str, start: datetime, end: datetime, interval: int
+    ctx: GraphContext,
+    address: str,
+    start: datetime,
+    end: datetime,
+    interval: int,
+    *,
+    user: User | None = None,
+    events: list[Event] | None = None,
 ) -> dict[str, Any]:
+    """One scheduleInformation; ``user`` and ``events`` may come resolved already (one pass per request)."""
     world = ctx.world
-    user = world.find_user(ctx.caller.tenant_id, address)
+    if user is None:
+        user = world.find_user(ctx.caller.tenant_id, address)
     if user is None:
         return _schedule_error(
             address, f"Unable to resolve e-mail address {address} to an Active Directory object.", "5009"
@@ -59,34 +90,36 @@ def schedule_information(
     viewer = ctx.caller.user_id
     with world.lock:
         sees_details = viewer is not None and (viewer == user.id or viewer in user.shares_details_with)
+        working_hours = user.mailbox_settings.get("workingHours")
     tz = ctx.prefer_tz
+    if events is None:
+        found = store.instances(world, user.id, start, end)
+    else:
+        found = sorted(
+            (inst for event in events for inst in store.expand(event, start, end)),
+            key=lambda inst: (inst.start, inst.end, inst.id),
+        )
+    busy = [inst for inst in found if not inst.event.is_cancelled]
     items: list[dict[str, Any]] = []
-    busy = [inst for inst in store.instances(world, user.id, start, end) if not inst.event.is_cancelled]
     for inst in busy:
         item: dict[str, Any] = {}
-        if sees_details and inst.event.sensitivity in DETAIL_SENSITIVITY:
+        detailed = sees_details and inst.event.sensitivity in DETAIL_SENSITIVITY
+        if detailed:
             item["isPrivate"] = False
         item["status"] = inst.event.show_as
-        if sees_details and inst.event.sensitivity in DETAIL_SENSITIVITY:
+        if detailed:
             item["subject"] = inst.event.subject
             item["location"] = inst.event.location
         item["start"] = format_local(inst.start, tz)
         item["end"] = format_local(inst.end, tz)
         items.append(item)
-    slots = math.ceil((end - start) / timedelta(minutes=interval))
-    view = []
-    for index in range(slots):
-        slot_start = start + timedelta(minutes=interval * index)
-        slot_end = min(slot_start + timedelta(minutes=interval), end)
-        codes = [VIEW_CODE.get(i.event.show_as, 0) for i in busy if i.start < slot_end and i.end > slot_start]
-        view.append(str(max(codes, default=0)))
     result: dict[str, Any] = {
         "scheduleId": address,
-        "availabilityView": "".join(view),
+        "availabilityView": availability_view(busy, start, end, interval),
         "scheduleItems": items,
     }
-    working_hours = user.mailbox_settings.get("workingHours")
     if working_hours is not None:
+        # As stored: a named zone (Windows or IANA) or a customTimeZone, never converted to Prefer's zone.
         result["workingHours"] = working_hours
     return result
 
@@ -113,7 +146,28 @@ async def get_schedule(ctx: GraphContext) -> Response:
         interval = DEFAULT_INTERVAL
     if not isinstance(interval, int) or not 5 <= interval <= 1440:
         raise _invalid("availabilityViewInterval must be between 5 and 1440 minutes.")
-    values = [schedule_information(ctx, address, start, end, interval) for address in schedules]
+    # One pass over the directory and the event store for all schedules (not one per schedule).
+    tenant_id = ctx.caller.tenant_id
+    wanted = {address.lower() for address in schedules}
+    people: dict[str, User] = {}
+    events: dict[str, list[Event]] = {}
+    with ctx.world.lock:
+        for person in ctx.world.users.values():
+            if person.tenant_id != tenant_id:
+                continue
+            for key in (person.id, person.mail.lower(), person.user_principal_name.lower()):
+                if key in wanted:
+                    people[key] = person
+                    events[person.id] = []
+        for event in ctx.world.events.values():
+            bucket = events.get(event.mailbox_id)
+            if bucket is not None:
+                bucket.append(event)
+    values = []
+    for address in schedules:
+        who = people.get(address.lower())
+        mailbox = events.get(who.id) if who is not None else None
+        values.append(schedule_information(ctx, address, start, end, interval, user=who, events=mailbox))
     return json_response(
         {
             "@odata.context": odata.context_url(ctx.request, "Collection(microsoft.graph.scheduleInformation)"),

@@ -21,6 +21,15 @@ from devtools.cloud.graph import controls, store
 from devtools.cloud.graph.timezones import require_zone
 from devtools.cloud.state import World, utcnow
 
+# A March window in which the US and Europe change to daylight time on different dates: in 2030 the US
+# changes on Sunday 10 March (second Sunday) and the EU on Sunday 31 March (last Sunday), so from 10 to
+# 31 March New York is 4 hours behind London instead of 5 (and Berlin 5 instead of 6). Fixture users:
+# megan.bowen and nestor.wilke (Eastern Standard Time), lidia.holloway (GMT Standard Time),
+# diego.siciliani and johanna.lorenz (W. Europe Standard Time).
+US_DAYLIGHT_2030 = date(2030, 3, 10)
+EU_DAYLIGHT_2030 = date(2030, 3, 31)
+MARCH_DST_WINDOW = (date(2030, 3, 4), date(2030, 4, 6))  # Monday 4 March to Saturday 6 April 2030
+
 
 def current_monday(tz_name: str, *, now: datetime | None = None) -> date:
     today = (now or utcnow()).astimezone(require_zone(tz_name)).date()

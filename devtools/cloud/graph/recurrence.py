@@ -1,14 +1,16 @@
 """Expansion of Graph's patternedRecurrence into occurrences, at wall-clock time in the series' zone.
 
 Supported patterns: daily, weekly, absoluteMonthly, relativeMonthly, absoluteYearly, relativeYearly;
-ranges: endDate, noEnd, numbered. Expansion walks day by day from the range's start date, which is
-simple and exact (a ``numbered`` range needs the count from the first occurrence anyway).
+ranges: endDate, noEnd, numbered. Expansion walks day by day, which is simple and exact: from the
+range's start date for a ``numbered`` range (it needs the count from the first occurrence), else from
+just before the window. Each occurrence keeps its wall-clock time in the series' zone, so a series
+crossing a daylight-saving change moves in UTC.
 """
 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -59,42 +61,45 @@ def _nth_weekday(year: int, month: int, weekdays: set[int], index: int) -> set[i
     return result
 
 
-def _matches(pattern: dict[str, Any], start: date, day: date) -> bool:
+def _matcher(pattern: dict[str, Any], start: date) -> Callable[[date], bool]:
+    """A test of whether a day holds an occurrence, with the pattern's constants worked out once."""
     kind = pattern["type"]
     interval = max(1, int(pattern.get("interval") or 1))
+    days = {_weekday(d) for d in pattern.get("daysOfWeek") or []}
+    index = INDEXES.get(str(pattern.get("index") or "first").lower(), 1)
     if kind == "daily":
-        return (day - start).days % interval == 0
+        return lambda day: (day - start).days % interval == 0
     if kind == "weekly":
         first = _weekday(pattern.get("firstDayOfWeek") or "sunday")
         # Weeks are counted from the week (as the pattern's first day defines it) holding the start.
         week_start = start - timedelta(days=(start.weekday() - first) % 7)
-        weeks = (day - week_start).days // 7
-        days = {_weekday(d) for d in pattern.get("daysOfWeek") or []}
-        return weeks % interval == 0 and day.weekday() in days
-    months = (day.year - start.year) * 12 + (day.month - start.month)
+        return lambda day: day.weekday() in days and ((day - week_start).days // 7) % interval == 0
+
+    def months(day: date) -> int:
+        return (day.year - start.year) * 12 + (day.month - start.month)
+
     if kind == "absoluteMonthly":
         wanted = int(pattern.get("dayOfMonth") or start.day)
-        last = calendar.monthrange(day.year, day.month)[1]
-        return months % interval == 0 and day.day == min(wanted, last)
+        return lambda day: months(day) % interval == 0 and day.day == min(
+            wanted, calendar.monthrange(day.year, day.month)[1]
+        )
     if kind == "relativeMonthly":
-        days = {_weekday(d) for d in pattern["daysOfWeek"]}
-        index = INDEXES.get(str(pattern.get("index") or "first").lower(), 1)
-        return months % interval == 0 and day.day in _nth_weekday(day.year, day.month, days, index)
+        return lambda day: months(day) % interval == 0 and day.day in _nth_weekday(day.year, day.month, days, index)
+    month = int(pattern.get("month") or start.month)
     if kind == "absoluteYearly":
-        month = int(pattern.get("month") or start.month)
         wanted = int(pattern.get("dayOfMonth") or start.day)
-        last = calendar.monthrange(day.year, month)[1]
-        return (day.year - start.year) % interval == 0 and day.month == month and day.day == min(wanted, last)
+        return lambda day: (
+            (day.year - start.year) % interval == 0
+            and day.month == month
+            and day.day == min(wanted, calendar.monthrange(day.year, month)[1])
+        )
     if kind == "relativeYearly":
-        month = int(pattern.get("month") or start.month)
-        days = {_weekday(d) for d in pattern["daysOfWeek"]}
-        index = INDEXES.get(str(pattern.get("index") or "first").lower(), 1)
-        return (
+        return lambda day: (
             (day.year - start.year) % interval == 0
             and day.month == month
             and day.day in _nth_weekday(day.year, month, days, index)
         )
-    return False
+    return lambda day: False
 
 
 def series_zone(recurrence: dict[str, Any], fallback: str) -> tzinfo:
@@ -119,7 +124,12 @@ def occurrences(
     end_day = date.fromisoformat(rng["endDate"]) if rng["type"] == "endDate" else None
     remaining = int(rng.get("numberOfOccurrences") or 0) if rng["type"] == "numbered" else None
     last_useful = (window_end.astimezone(tz) + timedelta(days=1)).date()
+    matches = _matcher(pattern, start_day)
     day = start_day
+    if remaining is None:
+        # Nothing is counted, so the walk may start just before the window (an occurrence that began
+        # the day before can still overlap it); patterns are measured from start_day either way.
+        day = max(start_day, (window_start.astimezone(tz) - duration).date() - timedelta(days=1))
     for _ in range(MAX_DAYS):
         if end_day is not None and day > end_day:
             return
@@ -127,7 +137,7 @@ def occurrences(
             return
         if day > last_useful:
             return
-        if _matches(pattern, start_day, day):
+        if matches(day):
             local = datetime.combine(day, local_first.time(), tzinfo=tz)
             start = local.astimezone(UTC)
             end = start + duration

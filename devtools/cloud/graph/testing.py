@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from starlette.applications import Starlette
 
 from devtools.cloud import tokens
-from devtools.cloud.graph import control_routes, routes
+from devtools.cloud.graph import control_routes, middleware, routes
 from devtools.cloud.graph.controls import resolve_user
 from devtools.cloud.state import World
 
@@ -20,7 +20,7 @@ SERVICE_CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
 
 
 def graph_app(world: World) -> Starlette:
-    return Starlette(routes=[*routes(world), *control_routes(world)])
+    return Starlette(routes=[*routes(world), *control_routes(world)], middleware=middleware())
 
 
 def delegated(world: World, user: str, scopes: Iterable[str], *, client_id: str = SERVICE_CLIENT_ID) -> dict[str, str]:
