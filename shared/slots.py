@@ -780,6 +780,8 @@ def _suggestions(
     for i, pool in enumerate(panel.pools):
         for lower in range(1, pool.need + 1):
             pools = (*panel.pools[:i], replace(pool, need=pool.need - lower), *panel.pools[i + 1 :])
+            if not _needs_somebody(replace(panel, pools=pools)):
+                break
             found = engine.final(replace(panel, pools=pools), duration).bit_count()
             if found:
                 detail = f"lower the need of pool {pool.name} from {pool.need} to {pool.need - lower}"
@@ -789,7 +791,7 @@ def _suggestions(
         relaxed = replace(
             panel, required=tuple(r for r in panel.required if r != name), optional=(*panel.optional, name)
         )
-        found = engine.final(relaxed, duration).bit_count()
+        found = engine.final(relaxed, duration).bit_count() if _needs_somebody(relaxed) else 0
         if found:
             out.append(Suggestion(SuggestionKind.MAKE_OPTIONAL, name, None, found, f"make {name} optional", session))
 
@@ -807,7 +809,9 @@ def _suggestions(
         if earlier:
             minutes = math.ceil((rules.not_before - earlier[-1].start).total_seconds() / 60)
             detail = f"ask for {minutes} minutes less notice"
-            out.append(Suggestion(SuggestionKind.SHORTEN_NOTICE, None, minutes, len(earlier), detail, session))
+            sooner = rules.not_before - timedelta(minutes=minutes)
+            found = sum(1 for s in earlier if s.start >= sooner)
+            out.append(Suggestion(SuggestionKind.SHORTEN_NOTICE, None, minutes, found, detail, session))
     if horizon_end is not None and horizon_end > end:
         later = rerun(rules, horizon_end)
         if later:
@@ -834,6 +838,11 @@ def _suggestions(
     order = {kind: i for i, kind in enumerate(SUGGESTION_ORDER)}
     out.sort(key=lambda s: (order[s.kind], s.amount or 0, -s.slots))
     return tuple(out)
+
+
+def _needs_somebody(panel: Panel) -> bool:
+    """A relaxed panel must still need an interviewer: a slot with nobody in it is no answer."""
+    return bool(panel.required) or any(pool.need > 0 for pool in panel.pools)
 
 
 def _summary(
