@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from devtools.cloud.common import GraphError
 from devtools.cloud.graph import store, switches
-from devtools.cloud.graph.events import join_url, parse_changes
+from devtools.cloud.graph.events import apply_meeting, parse_changes
 from devtools.cloud.graph.timezones import parse_datetime_timezone
 from devtools.cloud.state import Attendee, Event, User, World, new_id
 
@@ -63,18 +63,18 @@ def add_event(world: World, mailbox: str, event: dict[str, Any]) -> Event:
     if "start" not in changes or "end" not in changes:
         raise ValueError("an event needs start and end")
     created = Event(id=new_id(), mailbox_id=owner.id, subject="", start=changes["start"], end=changes["end"])
+    apply_meeting(None, changes)
     for name, value in changes.items():
         setattr(created, name, value)
-    if created.is_online_meeting and not created.join_url:
-        created.online_meeting_provider = "teamsForBusiness"
-        created.join_url = join_url()
     return store.add_event(world, created)
 
 
 def edit_event(world: World, event_id: str, patch: dict[str, Any]) -> Event:
     """Change an event as its owner would (Graph JSON ``patch``); organizer edits reach attendees."""
     event = _event(world, event_id)
-    return store.update_event(world, event, parse_changes(patch, existing=event))
+    changes = parse_changes(patch, existing=event)
+    apply_meeting(event, changes)
+    return store.update_event(world, event, changes)
 
 
 def move_event(world: World, event_id: str, start: datetime, end: datetime) -> Event:
@@ -146,6 +146,17 @@ def fail(world: World, *, count: int, status: int = 503, mailbox: str | None = N
     )
 
 
+def drop_online_meetings(world: World, *, count: int, mailbox: str | None = None, delete: bool = False) -> None:
+    """The next ``count`` Graph PATCHes that move an online meeting drop it, as users report Graph doing.
+
+    See ``events.apply_meeting``: ``delete=False`` keeps the Teams meeting, so restoring it (PATCH
+    ``isOnlineMeeting: true``) brings back the same join URL; ``delete=True`` makes the restore a new one.
+    """
+    switches.set_meeting_drop(
+        world, count=count, delete=delete, mailbox_id=resolve_user(world, mailbox).id if mailbox else None
+    )
+
+
 def set_latency(world: World, seconds: float) -> None:
     switches.set_latency(world, seconds)
 
@@ -179,6 +190,7 @@ def _summary(event: Event) -> dict[str, Any]:
         "isCancelled": event.is_cancelled,
         "organizerEventId": event.organizer_event_id,
         "iCalUId": event.ical_uid,
+        "joinUrl": event.join_url,
         "attendees": [{"address": a.address, "response": a.response} for a in event.attendees],
     }
 
@@ -264,6 +276,12 @@ def control_routes(world: World) -> list[BaseRoute]:
         fail(world, count=int(body.get("count", 1)), status=int(body.get("status", 503)), mailbox=body.get("mailbox"))
         return Response(status_code=204)
 
+    async def meeting_drop(request: Request, body: dict[str, Any]) -> Response:
+        drop_online_meetings(
+            world, count=int(body.get("count", 1)), mailbox=body.get("mailbox"), delete=bool(body.get("delete", False))
+        )
+        return Response(status_code=204)
+
     async def latency(request: Request, body: dict[str, Any]) -> Response:
         set_latency(world, float(body.get("seconds", 0)))
         return Response(status_code=204)
@@ -299,6 +317,7 @@ def control_routes(world: World) -> list[BaseRoute]:
         Route(prefix + "/switches/throttle", wrap(set_throttle), methods=["POST"]),
         Route(prefix + "/switches/faults", wrap(set_faults), methods=["POST"]),
         Route(prefix + "/switches/latency", wrap(latency), methods=["POST"]),
+        Route(prefix + "/switches/meeting-drop", wrap(meeting_drop), methods=["POST"]),
         Route(prefix + "/switches/access-policy", wrap(policy), methods=["POST"]),
         Route(prefix + "/switches/on-premises", wrap(on_premises), methods=["POST"]),
         Route(prefix + "/switches/mailbox-concurrency", wrap(concurrency), methods=["POST"]),

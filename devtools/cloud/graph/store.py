@@ -203,6 +203,8 @@ def _copy_for(source: Event, attendee_mailbox: User, attendee: Attendee) -> Even
         extended_properties={},  # extended properties belong to the item they were set on
         transaction_id=None,
         organizer_event_id=source.id,
+        calendar_id=None,  # meeting requests land in the attendee's primary calendar
+        detached_meeting=None,
         created=utcnow(),
         created_by_client_id=None,
     )
@@ -244,7 +246,10 @@ def _sync_copies(world: World, organizer_event: Event, pending: _Pending, *, mov
             "is_cancelled",
             "is_online_meeting",
             "online_meeting_provider",
-            "join_url",
+            "online_meeting",
+            "allow_new_time_proposals",
+            "hide_attendees",
+            "location_details",
             "recurrence",
             "original_start_time_zone",
             "original_end_time_zone",
