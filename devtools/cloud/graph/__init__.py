@@ -1,4 +1,5 @@
-"""Microsoft Graph v1.0 for the local cloud: directory, mailbox settings, calendars, events, subscriptions, $batch.
+"""Microsoft Graph v1.0 for the local cloud: directory, groups, mailbox settings, calendars, events, subscriptions,
+$batch.
 
 ``routes(world)`` is every Graph route under ``/v1.0``; ``control_routes(world)`` the Graph controls
 under ``/_control/graph``. The app mounts both.
@@ -14,14 +15,16 @@ from devtools.cloud.state import World
 def routes(world: World) -> list[BaseRoute]:
     # Imported here so that importing the package (e.g. graph.fixtures from the seed loader) stays
     # cheap and free of import cycles.
-    from devtools.cloud.graph import batch, calendar, directory, events, subscriptions
+    from devtools.cloud.graph import batch, calendar, calendars, directory, events, groups, subscriptions
 
     return [
         *subscriptions.routes(world),
         *batch.routes(world),
         *directory.routes(world),
         *calendar.routes(world),
+        *calendars.routes(world),
         *events.routes(world),
+        *groups.routes(world),
     ]
 
 

@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from devtools.cloud.common import GraphError
-from devtools.cloud.graph import store, switches
+from devtools.cloud.graph import delegation, store, switches
 from devtools.cloud.graph.events import apply_meeting, parse_changes
 from devtools.cloud.graph.timezones import parse_datetime_timezone
-from devtools.cloud.state import Attendee, Event, User, World, new_id
+from devtools.cloud.state import Attendee, Event, Group, User, World, new_id
 
 RESPONSES = {"accepted", "tentativelyAccepted", "declined"}
 
@@ -126,6 +126,23 @@ def propose_new_time(
     if response not in ("tentativelyAccepted", "declined"):
         raise ValueError("a proposal goes with tentativelyAccepted or declined")
     return respond(world, event_id, attendee, response, proposed_start=start, proposed_end=end)
+
+
+def resolve_group(world: World, key: str) -> Group:
+    """A group of any tenant by id or mail, or by display name when only one group has it."""
+    with world.lock:
+        group = world.groups.get(key.lower())
+        if group is not None:
+            return group
+        found = [g for g in world.groups.values() if key.lower() in ((g.mail or "").lower(), g.display_name.lower())]
+    if len(found) == 1:
+        return found[0]
+    raise KeyError(f"no such group (or more than one): {key}")
+
+
+def set_group_member(world: World, group: str, user: str, member: bool = True) -> None:
+    """An admin adds a user to a group or removes them; mailbox access through the group follows at once."""
+    delegation.set_group_member(world, resolve_group(world, group), resolve_user(world, user), member)
 
 
 def invalidate_delta_tokens(world: World, mailbox: str | None = None) -> None:
@@ -298,6 +315,10 @@ def control_routes(world: World) -> list[BaseRoute]:
         enforce_mailbox_concurrency(world, bool(body.get("enforce", True)))
         return Response(status_code=204)
 
+    async def membership(request: Request, body: dict[str, Any]) -> Response:
+        set_group_member(world, request.path_params["group"], str(body["user"]), request.method == "PUT")
+        return Response(status_code=204)
+
     async def clear(request: Request, body: dict[str, Any]) -> Response:
         clear_switches(world)
         return Response(status_code=204)
@@ -323,4 +344,5 @@ def control_routes(world: World) -> list[BaseRoute]:
         Route(prefix + "/switches/mailbox-concurrency", wrap(concurrency), methods=["POST"]),
         Route(prefix + "/switches", wrap(clear), methods=["DELETE"]),
         Route(prefix + "/delta/invalidate", wrap(invalidate), methods=["POST"]),
+        Route(prefix + "/groups/{group}/members", wrap(membership), methods=["PUT", "DELETE"]),
     ]

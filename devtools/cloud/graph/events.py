@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from devtools.cloud.common import GraphError
-from devtools.cloud.graph import odata, store, switches
+from devtools.cloud.graph import calendars, odata, store, switches
 from devtools.cloud.graph.pipeline import GraphContext, graph_route, json_response
 from devtools.cloud.graph.serialize import event_json, extended_properties_json
 from devtools.cloud.graph.store import Instance
@@ -38,7 +38,7 @@ _EXPAND = re.compile(r"^singleValueExtendedProperties(?:\(\$filter=(?P<filter>.*
 
 def calendar_id(user: User) -> str:
     """The primary calendar's id: stable per user."""
-    return "AAMkCal-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"calendar:{user.id}"))
+    return calendars.primary_calendar_id(user)
 
 
 def join_url() -> str:
@@ -297,15 +297,22 @@ def _event_body(ctx: GraphContext, owner: User, inst: Instance, *, entity: bool 
     return body
 
 
-def _check_calendar(ctx: GraphContext, owner: User) -> None:
-    cid = ctx.request.path_params.get("calendar")
-    if cid is not None and cid != calendar_id(owner):
+def _target(ctx: GraphContext, access: str) -> tuple[User, str | None]:
+    """The mailbox and calendar (None: the primary one) a request's path names; see graph/calendars.py."""
+    params = ctx.request.path_params
+    return calendars.resolve(ctx, params.get("user"), params.get("calendar"), access)
+
+
+def _find(ctx: GraphContext, owner: User, calendar: str | None) -> Instance:
+    """The path's event in this mailbox; through ``/calendars/{id}/events/{event}`` only in that calendar."""
+    inst = store.find_event(ctx.world, owner.id, ctx.request.path_params["event"])
+    if "calendar" in ctx.request.path_params and inst.event.calendar_id != calendar:
         raise store.not_found()
+    return inst
 
 
 async def create_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-    _check_calendar(ctx, owner)
+    owner, calendar = _target(ctx, "write")
     body = await ctx.json()
     transaction_id = body.get("transactionId")
     if isinstance(transaction_id, str) and transaction_id:
@@ -323,17 +330,23 @@ async def create_event(ctx: GraphContext) -> Response:
     event = Event(id=new_id(), mailbox_id=owner.id, subject="", start=changes["start"], end=changes["end"])
     for name, value in changes.items():
         setattr(event, name, value)
+    event.calendar_id = calendar
     event.created_by_client_id = ctx.caller.client_id
     store.add_event(ctx.world, event)
     return json_response(_event_body(ctx, owner, Instance(event, event.start, event.end)), 201)
 
 
 async def list_events(ctx: GraphContext) -> Response:
-    """``GET /events``: single instances and series masters (occurrences are a calendarView matter)."""
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
-    _check_calendar(ctx, owner)
+    """``GET /events``: single instances and series masters (occurrences are a calendarView matter).
+
+    ``/events`` and ``/calendar/events`` list the primary calendar, ``/calendars/{id}/events`` that calendar.
+    """
+    owner, calendar = _target(ctx, "read")
     with ctx.world.lock:
-        events = sorted(ctx.world.mailbox_events(owner.id), key=lambda e: (e.created, e.id))
+        events = sorted(
+            (e for e in ctx.world.mailbox_events(owner.id) if e.calendar_id == calendar),
+            key=lambda e: (e.created, e.id),
+        )
     items = [_event_body(ctx, owner, Instance(e, e.start, e.end), entity=False) for e in events]
     raw_filter = ctx.request.query_params.get("$filter")
     if raw_filter:
@@ -360,8 +373,8 @@ def page(ctx: GraphContext, items: list[dict[str, Any]], context: str) -> dict[s
 
 
 async def get_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
-    inst = store.find_event(ctx.world, owner.id, ctx.request.path_params["event"])
+    owner, calendar = _target(ctx, "read")
+    inst = _find(ctx, owner, calendar)
     return json_response(_event_body(ctx, owner, inst))
 
 
@@ -377,8 +390,8 @@ def _series_item(inst: Instance) -> Event:
 
 
 async def update_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    owner, calendar = _target(ctx, "write")
+    event = _series_item(_find(ctx, owner, calendar))
     body = await ctx.json()
     changes = parse_changes(body, existing=event)
     if event.organizer_event_id is not None:
@@ -397,15 +410,15 @@ async def update_event(ctx: GraphContext) -> Response:
 
 
 async def delete_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    owner, calendar = _target(ctx, "write")
+    event = _series_item(_find(ctx, owner, calendar))
     store.delete_event(ctx.world, event)
     return Response(status_code=204)
 
 
 async def cancel_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    owner, calendar = _target(ctx, "write")
+    event = _series_item(_find(ctx, owner, calendar))
     body = {key.lower(): value for key, value in (await ctx.json()).items()}  # action parameters: any case
     store.cancel_event(ctx.world, event, str(body.get("comment") or ""))
     return Response(status_code=202)
@@ -413,8 +426,8 @@ async def cancel_event(ctx: GraphContext) -> Response:
 
 def _respond(response: str) -> Any:
     async def handler(ctx: GraphContext) -> Response:
-        owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-        event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+        owner, calendar = _target(ctx, "write")
+        event = _series_item(_find(ctx, owner, calendar))
         if event.organizer_event_id is None:
             raise GraphError(
                 400,
@@ -448,7 +461,7 @@ def routes(world: World) -> list[BaseRoute]:
         for coll in ("/events", "/calendar/events", "/calendars/{calendar}/events"):
             result.append(graph_route(world, base + coll, create_event, ["POST"]))
             result.append(graph_route(world, base + coll, list_events, ["GET"]))
-        for item in ("/events/{event}", "/calendar/events/{event}"):
+        for item in ("/events/{event}", "/calendar/events/{event}", "/calendars/{calendar}/events/{event}"):
             result.append(graph_route(world, base + item, get_event, ["GET"]))
             result.append(graph_route(world, base + item, update_event, ["PATCH"]))
             result.append(graph_route(world, base + item, delete_event, ["DELETE"]))
