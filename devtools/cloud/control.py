@@ -70,6 +70,16 @@ def identity_routes(world: World) -> list[BaseRoute]:
                         }
                         for u in world.tenant_users(t.tenant_id)
                     ],
+                    "groups": [
+                        {
+                            "id": g.id,
+                            "display_name": g.display_name,
+                            "mail": g.mail,
+                            "members": sorted(world.users[m].user_principal_name for m in g.members),
+                        }
+                        for g in world.groups.values()
+                        if g.tenant_id == t.tenant_id
+                    ],
                 }
                 for t in world.tenants.values()
             ]

@@ -8,6 +8,15 @@ send nothing and disappear; lifecycle notifications (``reauthorizationRequired``
 ``reauthorizationRequired`` challenge change notifications keep flowing for a grace period and are
 then lost until the app reauthorizes or renews.
 
+Timing (documented in concepts/change-notifications-delivery-webhooks.md): "If Microsoft Graph doesn't
+receive a 2xx class code within 3 seconds, it tries to resend the change notification multiple times,
+for up to 4 hours. If Microsoft Graph still doesn't receive a 2xx code within the period, it discards
+the change notification." The documentation does not give the intervals between attempts; the default
+schedule in ``Switches.notification_retry_seconds`` is this cloud's choice. Every due time, the retry
+window and subscription expiry are read on the cloud's clock (``World.now``), so a test moves the clock
+(:func:`advance_clock`) and calls :func:`deliver_now` instead of waiting hours; only the 3-second
+answer budget of each POST is real time.
+
 Delivery runs on one background thread per world (its own asyncio loop), started lazily by the
 first subscription and stopped with :func:`stop_delivery`. :func:`flush_notifications` delivers
 whatever is pending from the calling thread, so tests need not wait on timers.
@@ -231,7 +240,7 @@ def _record(world: World, record: DeliveryRecord) -> None:
 
 def on_change(world: World, tenant_id: str, mailbox_id: str, change_type: str, event_id: str) -> None:
     """``World`` change listener: queue a notification for every matching live subscription."""
-    now = utcnow()
+    now = world.now()
     delay = timedelta(seconds=world.switches.notification_batch_delay_seconds)
     with world.lock:
         st = state(world)
@@ -269,7 +278,7 @@ def queue_lifecycle(world: World, sub: Subscription, event: str) -> bool:
         raise ValueError(f"unknown lifecycle event {event!r}")
     if not sub.lifecycle_notification_url:
         return False
-    now = utcnow()
+    now = world.now()
     delay = timedelta(seconds=world.switches.notification_batch_delay_seconds)
     with world.lock:
         _enqueue(
@@ -292,7 +301,7 @@ def fire_lifecycle_event(world: World, subscription_id: str, event: str) -> bool
         sub = state(world).subscriptions[subscription_id]
         queued = queue_lifecycle(world, sub, event)
         if event == "reauthorizationRequired" and sub.reauthorization_required_at is None:
-            sub.reauthorization_required_at = utcnow()
+            sub.reauthorization_required_at = world.now()
         elif event == "subscriptionRemoved":
             state(world).subscriptions.pop(subscription_id, None)
     return queued
@@ -301,7 +310,22 @@ def fire_lifecycle_event(world: World, subscription_id: str, event: str) -> bool
 def expire_subscription(world: World, subscription_id: str) -> None:
     """Control: move a subscription's expiration to now, as if its lifetime ran out."""
     with world.lock:
-        state(world).subscriptions[subscription_id].expiration = utcnow()
+        state(world).subscriptions[subscription_id].expiration = world.now()
+
+
+def advance_clock(world: World, seconds: float) -> datetime:
+    """Control: move the cloud's clock forward (never back); returns the cloud's new time.
+
+    Retries that fall due and subscriptions that expire meanwhile are handled by the next delivery round
+    (the background worker's, or :func:`deliver_now`).
+    """
+    if seconds < 0:
+        raise ValueError("the clock only moves forward")
+    with world.lock:
+        world.clock_offset += timedelta(seconds=seconds)
+        now = world.now()
+    _wake(world)
+    return now
 
 
 def delivery_log(world: World) -> list[DeliveryRecord]:
@@ -322,7 +346,7 @@ def pending_count(world: World) -> int:
 # ---- timers ------------------------------------------------------------------------------------
 def sweep(world: World, now: datetime | None = None) -> None:
     """Remove expired subscriptions and send the automatic near-expiry reauthorization challenges."""
-    now = now or utcnow()
+    now = now or world.now()
     sw = world.switches
     lead = timedelta(seconds=sw.reauthorization_before_expiry_seconds)
     repeat = timedelta(seconds=sw.reauthorization_repeat_seconds)
@@ -402,7 +426,7 @@ async def _post(world: World, client: httpx.AsyncClient, kind: str, url: str, it
     except httpx.HTTPError as err:
         reason = type(err).__name__
     elapsed = time.monotonic() - started
-    now = utcnow()
+    now = world.now()
     ok = status is not None and 200 <= status < 300
     window = timedelta(seconds=world.switches.notification_retry_window_seconds)
     attempt = max(p.attempts for p in items) + 1
@@ -450,13 +474,14 @@ def _remove(st: NotificationState, pending: PendingNotification) -> None:
 
 
 def _client() -> httpx.AsyncClient:
-    # No redirects: Graph posts to exactly the registered URL.
-    return httpx.AsyncClient(follow_redirects=False, trust_env=False)
+    # No redirects: Graph posts to exactly the registered URL. No timeout of httpx's own (its default is
+    # 5 seconds): each POST's only limit is the notification timeout, applied around it.
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=None)
 
 
 async def _deliver_due(world: World, client: httpx.AsyncClient, *, force: bool) -> list[asyncio.Task[None]]:
     sweep(world)
-    groups = _take_due(world, utcnow(), force=force)
+    groups = _take_due(world, world.now(), force=force)
     return [asyncio.create_task(_post(world, client, kind, url, items)) for (kind, url), items in groups.items()]
 
 
@@ -483,11 +508,32 @@ async def flush_async(world: World, timeout: float = 10.0) -> list[DeliveryRecor
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{len(left)} notification(s) still pending after {timeout} s")
             # Wait for the next retry (or for the worker to finish what it has in flight).
-            now = utcnow()
+            now = world.now()
             waits = [(p.due_at - now).total_seconds() for p in left if not p.in_flight]
             await asyncio.sleep(min([_POLL_SECONDS, *[w for w in waits if w > 0]]))
     with world.lock:
         return list(state(world).log[start:])
+
+
+async def deliver_now_async(world: World) -> list[DeliveryRecord]:
+    """One delivery round at the cloud's current time: every first attempt, and every retry now due.
+
+    Waits for those POSTs (each at most the notification timeout) and returns the records they wrote;
+    retries not yet due stay queued. Move the clock with :func:`advance_clock` to make them due.
+    """
+    with world.lock:
+        start = len(state(world).log)
+    async with _client() as client:
+        tasks = await _deliver_due(world, client, force=True)
+        if tasks:
+            await asyncio.gather(*tasks)
+    with world.lock:
+        return list(state(world).log[start:])
+
+
+def deliver_now(world: World) -> list[DeliveryRecord]:
+    """Synchronous :func:`deliver_now_async` (call it from a thread with no running event loop)."""
+    return asyncio.run(deliver_now_async(world))
 
 
 def flush_notifications(world: World, timeout: float = 10.0) -> list[DeliveryRecord]:

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 S = TypeVar("S")
@@ -75,8 +75,37 @@ class User:
     # or calendar settings let them view details).
     shares_details_with: set[str] = field(default_factory=set)
     mailbox_on_premises: bool = False
+    # Full Access mailbox permission (Exchange's Add-MailboxPermission): ids of users and of mail-enabled
+    # security groups whose members may open this mailbox (the shared mailboxes grant it to a group).
+    full_access: set[str] = field(default_factory=set)
     # May grant tenant-wide admin consent (a Global/Privileged Role/Cloud Application Administrator).
     is_admin: bool = False
+
+
+@dataclass
+class Group:
+    """A directory group; only what mailbox delegation needs: mail-enabled security groups and their members."""
+
+    tenant_id: str
+    id: str
+    display_name: str
+    mail: str | None = None
+    description: str | None = None
+    mail_enabled: bool = True
+    security_enabled: bool = True
+    members: set[str] = field(default_factory=set)  # user ids (direct members)
+
+
+@dataclass(frozen=True)
+class OnlineMeeting:
+    """A Teams meeting attached to an event: Graph's onlineMeetingInfo."""
+
+    join_url: str
+    conference_id: str | None = None
+    toll_number: str | None = None
+    toll_free_numbers: tuple[str, ...] = ()
+    quick_dial: str | None = None
+    phones: tuple[tuple[str, str], ...] = ()  # (number, phone type)
 
 
 @dataclass
@@ -92,7 +121,7 @@ class Attendee:
 
 @dataclass
 class Event:
-    """An event in one mailbox's primary calendar. Times are UTC."""
+    """An event in one calendar of one mailbox (the primary calendar unless ``calendar_id`` is set). Times are UTC."""
 
     id: str
     mailbox_id: str  # user id of the owning mailbox
@@ -111,7 +140,10 @@ class Event:
     is_cancelled: bool = False
     is_online_meeting: bool = False
     online_meeting_provider: str = "unknown"
-    join_url: str | None = None
+    online_meeting: OnlineMeeting | None = None
+    # A meeting detached from the event (a PATCH dropped it) that still exists in Teams: attaching a
+    # meeting again brings this one back, with the same join URL.
+    detached_meeting: OnlineMeeting | None = None
     transaction_id: str | None = None
     # "String {guid} Name x" -> value
     extended_properties: dict[str, str] = field(default_factory=dict)
@@ -129,6 +161,19 @@ class Event:
     # On an attendee's copy: id of the organizer's event it mirrors. None on the organizer's own event.
     organizer_event_id: str | None = None
     response_requested: bool = True
+    reminder_minutes_before_start: int = 15
+    is_reminder_on: bool = True
+    allow_new_time_proposals: bool = True
+    hide_attendees: bool = False
+    # Graph location fields beyond displayName, as sent: address, coordinates, locationType, locationUri,
+    # locationEmailAddress, uniqueId, uniqueIdType.
+    location_details: dict[str, Any] = field(default_factory=dict)
+    # Secondary calendar of the mailbox holding the event; None: the primary (default) calendar.
+    calendar_id: str | None = None
+
+    @property
+    def join_url(self) -> str | None:
+        return self.online_meeting.join_url if self.online_meeting is not None else None
 
 
 @dataclass
@@ -161,6 +206,9 @@ class Switches:
     # next N Graph requests answer this 5xx status.
     # Shape (graph/switches.py): {mailbox user id or "*": {"remaining": N, "status": 503}}
     faults: dict[str, Any] = field(default_factory=dict)
+    # next N PATCHes that move an event drop its online meeting (optionally only for one mailbox).
+    # Shape (graph/switches.py): {mailbox user id or "*": {"remaining": N, "delete": 0 | 1}}
+    meeting_drops: dict[str, Any] = field(default_factory=dict)
     # access tokens issued from now on expire after this many seconds (None: 3600)
     access_token_lifetime: int | None = None
     # ---- change notifications (devtools/cloud/notify.py); defaults are Graph's documented values
@@ -195,12 +243,24 @@ class World:
         self.tenants: dict[str, Tenant] = {}
         self.apps: dict[str, AppRegistration] = {}
         self.users: dict[str, User] = {}  # by user id (globally unique)
+        self.groups: dict[str, Group] = {}  # by group id (globally unique)
         self.events: dict[str, Event] = {}  # by event id
         self.refresh_tokens: dict[str, RefreshTokenGrant] = {}
         self.switches = Switches()
         self.extra: dict[str, Any] = {}  # per-module state (codes, subscriptions, delta tokens ...)
+        # The cloud's clock runs this far ahead of the wall clock (see ``now``); tests move it instead of sleeping.
+        self.clock_offset = timedelta(0)
         self._change_listeners: list[ChangeListener] = []
         self._reset_listeners: list[Callable[[], None]] = []
+
+    # ---- clock ---------------------------------------------------------------------------------
+    def now(self) -> datetime:
+        """The cloud's current time: the wall clock plus ``clock_offset``.
+
+        Notification delivery (retries, the retry window) and subscription lifetimes run on this clock,
+        so a test moves it forward (``devtools.cloud.notify.advance_clock``) instead of waiting.
+        """
+        return utcnow() + self.clock_offset
 
     # ---- directory -------------------------------------------------------------------------
     def tenant_by_id_or_domain(self, value: str) -> Tenant | None:
@@ -267,6 +327,8 @@ class World:
             self.tenants = fresh.tenants
             self.apps = fresh.apps
             self.users = fresh.users
+            self.groups = fresh.groups
+            self.clock_offset = fresh.clock_offset
             self.events = fresh.events
             self.refresh_tokens = fresh.refresh_tokens
             self.switches = fresh.switches

@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from devtools.cloud import controls, tokens
+from devtools.cloud import controls, notify, tokens
 from devtools.cloud.common import GraphError
+from devtools.cloud.graph import controls as graph_controls
 from devtools.cloud.server import RunningCloud
 from devtools.cloud.state import World
 from tests.cloud.identity_support import (
@@ -177,3 +178,22 @@ def test_login_hint_mode_without_a_hint_shows_the_page(cloud: RunningCloud, worl
         assert page.status_code == 200 and "Pick an account" in page.text
         hinted = msal_app(cloud).initiate_auth_code_flow([GRAPH_CALENDARS], redirect_uri=REDIRECT_URI, login_hint=ALEX)
         assert "code" in redirect_params(client.get(hinted["auth_uri"]))
+
+
+def test_reset_restores_group_membership_and_the_clock_and_the_directory_lists_groups(
+    cloud: RunningCloud, world: World
+) -> None:
+    graph_controls.set_group_member(world, "recruiting@contoso.example", "megan.bowen@contoso.example", member=False)
+    notify.advance_clock(world, 3600)
+    assert control(cloud, "POST", "/reset").status_code == 200
+
+    assert world.clock_offset.total_seconds() == 0
+    contoso = next(t for t in control(cloud, "GET", "/directory").json()["tenants"] if t["tenant_id"] == CONTOSO_ID)
+    assert contoso["groups"] == [
+        {
+            "id": contoso["groups"][0]["id"],
+            "display_name": "Recruiting Team",
+            "mail": "recruiting@contoso.example",
+            "members": ["megan.bowen@contoso.example", "patti.fernandez@contoso.example"],
+        }
+    ]

@@ -1,4 +1,5 @@
-"""Microsoft Graph v1.0 for the local cloud: directory, mailbox settings, calendars, events, subscriptions, $batch.
+"""Microsoft Graph v1.0 for the local cloud: directory, groups, mailbox settings, calendars, events, subscriptions,
+$batch.
 
 ``routes(world)`` is every Graph route under ``/v1.0`` (with ``middleware()`` around them);
 ``control_routes(world)`` the Graph controls under ``/_control/graph``. The app mounts both.
@@ -15,7 +16,17 @@ from devtools.cloud.state import World
 def routes(world: World) -> list[BaseRoute]:
     # Imported here so that importing the package (e.g. graph.fixtures from the seed loader) stays
     # cheap and free of import cycles.
-    from devtools.cloud.graph import batch, calendar, directory, events, mailbox_settings, routing, subscriptions
+    from devtools.cloud.graph import (
+        batch,
+        calendar,
+        calendars,
+        directory,
+        events,
+        groups,
+        mailbox_settings,
+        routing,
+        subscriptions,
+    )
 
     modelled = [
         *subscriptions.routes(world),
@@ -23,7 +34,9 @@ def routes(world: World) -> list[BaseRoute]:
         *directory.routes(world),
         *mailbox_settings.routes(world),
         *calendar.routes(world),
+        *calendars.routes(world),
         *events.routes(world),
+        *groups.routes(world),
     ]
     # Last: what no route above takes gets Graph's JSON error (or a case-insensitive second match).
     return [*modelled, *routing.fallback_routes(world, modelled)]

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from devtools.cloud.common import GraphError
-from devtools.cloud.graph import odata, store
+from devtools.cloud.graph import calendars, delegation, odata, store
 from devtools.cloud.graph.events import OUTLOOK_WEB, calendar_id, page
 from devtools.cloud.graph.pipeline import GraphContext, graph_route, json_response
 from devtools.cloud.graph.serialize import event_json
@@ -89,7 +89,7 @@ def schedule_information(
         )
     viewer = ctx.caller.user_id
     with world.lock:
-        sees_details = viewer is not None and (viewer == user.id or viewer in user.shares_details_with)
+        sees_details = delegation.may_open(world, user, viewer)
         working_hours = user.mailbox_settings.get("workingHours")
     tz = ctx.prefer_tz
     if events is None:
@@ -161,7 +161,7 @@ async def get_schedule(ctx: GraphContext) -> Response:
                     events[person.id] = []
         for event in ctx.world.events.values():
             bucket = events.get(event.mailbox_id)
-            if bucket is not None:
+            if bucket is not None and event.calendar_id is None:  # free/busy reads the primary calendar only
                 bucket.append(event)
     values = []
     for address in schedules:
@@ -208,14 +208,13 @@ def _order(ctx: GraphContext, items: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 async def calendar_view(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
-    cid = ctx.request.path_params.get("calendar")
-    if cid is not None and cid != calendar_id(owner):
-        raise store.not_found()
+    owner, cid = calendars.resolve(
+        ctx, ctx.request.path_params.get("user"), ctx.request.path_params.get("calendar"), "read"
+    )
     start, end = _window(ctx)
     items = [
         event_json(ctx.world, inst, base_url=OUTLOOK_WEB, tz_name=ctx.prefer_tz)
-        for inst in store.instances(ctx.world, owner.id, start, end)
+        for inst in store.instances(ctx.world, owner.id, start, end, cid)
     ]
     raw_filter = ctx.request.query_params.get("$filter")
     if raw_filter:
@@ -364,7 +363,7 @@ async def list_calendars(ctx: GraphContext) -> Response:
     return json_response(
         {
             "@odata.context": odata.context_url(ctx.request, f"users('{owner.id}')/calendars"),
-            "value": [_calendar_json(owner)],
+            "value": [_calendar_json(owner), *calendars.other_calendars(ctx, owner, own_list=True)],
         }
     )
 

@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from devtools.cloud.common import GraphError
-from devtools.cloud.graph import store, switches
-from devtools.cloud.graph.events import join_url, parse_changes
+from devtools.cloud.graph import delegation, store, switches
+from devtools.cloud.graph.events import apply_meeting, parse_changes
 from devtools.cloud.graph.timezones import parse_datetime_timezone
-from devtools.cloud.state import Attendee, Event, User, World, new_id
+from devtools.cloud.state import Attendee, Event, Group, User, World, new_id
 
 RESPONSES = {"accepted", "tentativelyAccepted", "declined"}
 
@@ -63,18 +63,18 @@ def add_event(world: World, mailbox: str, event: dict[str, Any]) -> Event:
     if "start" not in changes or "end" not in changes:
         raise ValueError("an event needs start and end")
     created = Event(id=new_id(), mailbox_id=owner.id, subject="", start=changes["start"], end=changes["end"])
+    apply_meeting(None, changes)
     for name, value in changes.items():
         setattr(created, name, value)
-    if created.is_online_meeting and not created.join_url:
-        created.online_meeting_provider = "teamsForBusiness"
-        created.join_url = join_url()
     return store.add_event(world, created)
 
 
 def edit_event(world: World, event_id: str, patch: dict[str, Any]) -> Event:
     """Change an event as its owner would (Graph JSON ``patch``); organizer edits reach attendees."""
     event = _event(world, event_id)
-    return store.update_event(world, event, parse_changes(patch, existing=event))
+    changes = parse_changes(patch, existing=event)
+    apply_meeting(event, changes)
+    return store.update_event(world, event, changes)
 
 
 def move_event(world: World, event_id: str, start: datetime, end: datetime) -> Event:
@@ -128,6 +128,23 @@ def propose_new_time(
     return respond(world, event_id, attendee, response, proposed_start=start, proposed_end=end)
 
 
+def resolve_group(world: World, key: str) -> Group:
+    """A group of any tenant by id or mail, or by display name when only one group has it."""
+    with world.lock:
+        group = world.groups.get(key.lower())
+        if group is not None:
+            return group
+        found = [g for g in world.groups.values() if key.lower() in ((g.mail or "").lower(), g.display_name.lower())]
+    if len(found) == 1:
+        return found[0]
+    raise KeyError(f"no such group (or more than one): {key}")
+
+
+def set_group_member(world: World, group: str, user: str, member: bool = True) -> None:
+    """An admin adds a user to a group or removes them; mailbox access through the group follows at once."""
+    delegation.set_group_member(world, resolve_group(world, group), resolve_user(world, user), member)
+
+
 def invalidate_delta_tokens(world: World, mailbox: str | None = None) -> None:
     """Delta tokens issued so far (for one mailbox, or all) answer 410 resyncRequired from now on."""
     store.invalidate_delta_tokens(world, resolve_user(world, mailbox).id if mailbox else None)
@@ -143,6 +160,17 @@ def throttle(world: World, *, count: int, retry_after: float = 2.0, mailbox: str
 def fail(world: World, *, count: int, status: int = 503, mailbox: str | None = None) -> None:
     switches.set_fault(
         world, count=count, status=status, mailbox_id=resolve_user(world, mailbox).id if mailbox else None
+    )
+
+
+def drop_online_meetings(world: World, *, count: int, mailbox: str | None = None, delete: bool = False) -> None:
+    """The next ``count`` Graph PATCHes that move an online meeting drop it, as users report Graph doing.
+
+    See ``events.apply_meeting``: ``delete=False`` keeps the Teams meeting, so restoring it (PATCH
+    ``isOnlineMeeting: true``) brings back the same join URL; ``delete=True`` makes the restore a new one.
+    """
+    switches.set_meeting_drop(
+        world, count=count, delete=delete, mailbox_id=resolve_user(world, mailbox).id if mailbox else None
     )
 
 
@@ -179,6 +207,7 @@ def _summary(event: Event) -> dict[str, Any]:
         "isCancelled": event.is_cancelled,
         "organizerEventId": event.organizer_event_id,
         "iCalUId": event.ical_uid,
+        "joinUrl": event.join_url,
         "attendees": [{"address": a.address, "response": a.response} for a in event.attendees],
     }
 
@@ -264,6 +293,12 @@ def control_routes(world: World) -> list[BaseRoute]:
         fail(world, count=int(body.get("count", 1)), status=int(body.get("status", 503)), mailbox=body.get("mailbox"))
         return Response(status_code=204)
 
+    async def meeting_drop(request: Request, body: dict[str, Any]) -> Response:
+        drop_online_meetings(
+            world, count=int(body.get("count", 1)), mailbox=body.get("mailbox"), delete=bool(body.get("delete", False))
+        )
+        return Response(status_code=204)
+
     async def latency(request: Request, body: dict[str, Any]) -> Response:
         set_latency(world, float(body.get("seconds", 0)))
         return Response(status_code=204)
@@ -278,6 +313,10 @@ def control_routes(world: World) -> list[BaseRoute]:
 
     async def concurrency(request: Request, body: dict[str, Any]) -> Response:
         enforce_mailbox_concurrency(world, bool(body.get("enforce", True)))
+        return Response(status_code=204)
+
+    async def membership(request: Request, body: dict[str, Any]) -> Response:
+        set_group_member(world, request.path_params["group"], str(body["user"]), request.method == "PUT")
         return Response(status_code=204)
 
     async def clear(request: Request, body: dict[str, Any]) -> Response:
@@ -299,9 +338,11 @@ def control_routes(world: World) -> list[BaseRoute]:
         Route(prefix + "/switches/throttle", wrap(set_throttle), methods=["POST"]),
         Route(prefix + "/switches/faults", wrap(set_faults), methods=["POST"]),
         Route(prefix + "/switches/latency", wrap(latency), methods=["POST"]),
+        Route(prefix + "/switches/meeting-drop", wrap(meeting_drop), methods=["POST"]),
         Route(prefix + "/switches/access-policy", wrap(policy), methods=["POST"]),
         Route(prefix + "/switches/on-premises", wrap(on_premises), methods=["POST"]),
         Route(prefix + "/switches/mailbox-concurrency", wrap(concurrency), methods=["POST"]),
         Route(prefix + "/switches", wrap(clear), methods=["DELETE"]),
         Route(prefix + "/delta/invalidate", wrap(invalidate), methods=["POST"]),
+        Route(prefix + "/groups/{group}/members", wrap(membership), methods=["PUT", "DELETE"]),
     ]

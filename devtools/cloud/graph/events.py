@@ -12,6 +12,7 @@ response; read them with ``$expand=singleValueExtendedProperties($filter=id eq '
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from typing import Any
 
@@ -19,12 +20,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from devtools.cloud.common import GraphError
-from devtools.cloud.graph import odata, store
+from devtools.cloud.graph import calendars, odata, store, switches
 from devtools.cloud.graph.pipeline import GraphContext, graph_route, json_response
 from devtools.cloud.graph.serialize import event_json, extended_properties_json
 from devtools.cloud.graph.store import Instance
 from devtools.cloud.graph.timezones import parse_datetime_timezone, require_zone
-from devtools.cloud.state import Attendee, Event, User, World, new_id
+from devtools.cloud.state import Attendee, Event, OnlineMeeting, User, World, new_id
 
 OUTLOOK_WEB = "https://outlook.office365.com"
 SHOW_AS = {"free", "tentative", "busy", "oof", "workingElsewhere", "unknown"}
@@ -37,12 +38,75 @@ _EXPAND = re.compile(r"^singleValueExtendedProperties(?:\(\$filter=(?P<filter>.*
 
 def calendar_id(user: User) -> str:
     """The primary calendar's id: stable per user."""
-    return "AAMkCal-" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"calendar:{user.id}"))
+    return calendars.primary_calendar_id(user)
 
 
 def join_url() -> str:
     thread = uuid.uuid4().hex
     return f"https://teams.microsoft.com/l/meetup-join/19%3ameeting_{thread}%40thread.v2/0"
+
+
+# The demo tenants' audio-conferencing bridge (fictional 555 numbers). The onlineMeetingInfo fields are
+# documented (v1.0 resources/onlinemeetinginfo.md: conferenceId, joinUrl, phones, quickDial,
+# tollFreeNumbers, tollNumber) but not their formats or phone types; these follow what Teams prints in
+# an invitation ("Conference ID: 123 456 789#").
+TOLL_NUMBER = "+1 323-555-0166"
+TOLL_FREE_NUMBER = "+1 800-555-0199"
+
+
+def new_meeting() -> OnlineMeeting:
+    """A new Teams meeting with dial-in details."""
+    conference_id = str(secrets.randbelow(900_000_000) + 100_000_000)
+    digits = re.sub(r"\D", "", TOLL_NUMBER)
+    return OnlineMeeting(
+        join_url=join_url(),
+        conference_id=conference_id,
+        toll_number=TOLL_NUMBER,
+        toll_free_numbers=(TOLL_FREE_NUMBER,),
+        quick_dial=f"+{digits},,{conference_id}#",
+        phones=((TOLL_NUMBER, "business"), (TOLL_FREE_NUMBER, "business")),
+    )
+
+
+def apply_meeting(existing: Event | None, changes: dict[str, Any], *, drop: str | None = None) -> None:
+    """Complete ``changes`` with the online meeting the event has after them.
+
+    Documented (v1.0 resources/event.md): after **isOnlineMeeting** is set to true (or
+    **onlineMeetingProvider** is set), "Microsoft Graph initializes **onlineMeeting**. Subsequently Outlook
+    ignores any further changes to **isOnlineMeeting**, and the meeting remains available online", and
+    the provider "cannot" change again. So a PATCH of ``isOnlineMeeting: false`` or of another provider
+    is ignored while a meeting is attached.
+
+    Not documented, but reported by users of Graph: a PATCH that moves an event sometimes comes back
+    with ``isOnlineMeeting: false`` and ``onlineMeeting: null``. ``drop`` models it (the meeting-drop
+    switch): ``"detach"`` keeps the Teams meeting alive, so turning the event online again brings back
+    the same join URL; ``"delete"`` loses it, so the next meeting is a new one.
+    """
+    current = existing.online_meeting if existing is not None else None
+    if current is not None:
+        if changes.get("is_online_meeting") is False:
+            changes.pop("is_online_meeting")
+        if "online_meeting_provider" in changes and existing is not None:
+            changes["online_meeting_provider"] = existing.online_meeting_provider
+    if drop is not None and current is not None:
+        changes.update(
+            is_online_meeting=False,
+            online_meeting=None,
+            detached_meeting=current if drop == "detach" else None,
+        )
+        return
+
+    def value(name: str, default: Any) -> Any:
+        return changes.get(name, getattr(existing, name) if existing is not None else default)
+
+    online = bool(value("is_online_meeting", False))
+    provider = value("online_meeting_provider", "unknown")
+    if online and provider == "unknown":
+        provider = changes["online_meeting_provider"] = "teamsForBusiness"
+    if online and provider == "teamsForBusiness" and current is None:
+        detached = existing.detached_meeting if existing is not None else None
+        changes["online_meeting"] = detached or new_meeting()
+        changes["detached_meeting"] = None
 
 
 def _enum(value: Any, allowed: set[str], name: str) -> str:
@@ -71,6 +135,65 @@ def _attendees(raw: Any) -> list[Attendee]:
     return result
 
 
+def _boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise GraphError(400, "ErrorInvalidRequest", f"The value '{value}' is not valid for {name}.")
+    return value
+
+
+ADDRESS_FIELDS = ("street", "city", "state", "countryOrRegion", "postalCode")  # physicalAddress
+COORDINATE_FIELDS = ("latitude", "longitude", "accuracy", "altitude", "altitudeAccuracy")  # outlookGeoCoordinates
+LOCATION_TYPES = {
+    "default",
+    "conferenceRoom",
+    "homeAddress",
+    "businessAddress",
+    "geoCoordinates",
+    "streetAddress",
+    "hotel",
+    "restaurant",
+    "localBusiness",
+    "postalAddress",
+}
+
+
+def _location(raw: Any) -> tuple[str, dict[str, Any]]:
+    """displayName and the other location fields (v1.0 resources/location.md, physicaladdress.md,
+    outlookgeocoordinates.md). Unknown members of address or coordinates are refused, as Graph refuses
+    properties its model does not have."""
+    if raw is None:
+        return "", {}
+    if not isinstance(raw, dict):
+        raise GraphError(400, "ErrorInvalidRequest", "location must be an object.")
+    details: dict[str, Any] = {}
+    address = raw.get("address")
+    if address:
+        if not isinstance(address, dict) or set(address) - set(ADDRESS_FIELDS) - {"@odata.type"}:
+            raise GraphError(400, "RequestBodyRead", "The address of a location has an unknown property.")
+        if any(not isinstance(address.get(k), str | None) for k in ADDRESS_FIELDS):
+            raise GraphError(400, "RequestBodyRead", "The fields of a location's address are strings.")
+        details["address"] = {k: address[k] for k in ADDRESS_FIELDS if address.get(k) is not None}
+    coordinates = raw.get("coordinates")
+    if coordinates:
+        if not isinstance(coordinates, dict) or set(coordinates) - set(COORDINATE_FIELDS) - {"@odata.type"}:
+            raise GraphError(400, "RequestBodyRead", "The coordinates of a location have an unknown property.")
+        for key in COORDINATE_FIELDS:
+            number = coordinates.get(key)
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
+                raise GraphError(400, "RequestBodyRead", f"The coordinate {key} must be a number.")
+        details["coordinates"] = {k: coordinates[k] for k in COORDINATE_FIELDS if coordinates.get(k) is not None}
+    if raw.get("locationType") is not None:
+        details["locationType"] = _enum(raw["locationType"], LOCATION_TYPES, "locationType")
+    for key in ("locationUri", "locationEmailAddress", "uniqueId"):
+        if isinstance(raw.get(key), str) and raw[key]:
+            details[key] = raw[key]
+    if raw.get("uniqueIdType") is not None:
+        details["uniqueIdType"] = _enum(
+            raw["uniqueIdType"], {"unknown", "locationStore", "directory", "private", "bing"}, "uniqueIdType"
+        )
+    return str(raw.get("displayName") or ""), details
+
+
 def parse_changes(body: dict[str, Any], *, existing: Event | None) -> dict[str, Any]:
     """Event attribute changes from a Graph event JSON body; only what the body sends."""
     changes: dict[str, Any] = {}
@@ -88,7 +211,7 @@ def parse_changes(body: dict[str, Any], *, existing: Event | None) -> dict[str, 
             require_zone(tz_name)
             changes[f"original_{side}_time_zone"] = tz_name
     if "location" in body:
-        changes["location"] = str((body["location"] or {}).get("displayName") or "")
+        changes["location"], changes["location_details"] = _location(body["location"])
     if "attendees" in body:
         new = _attendees(body["attendees"])
         if existing is not None:
@@ -109,6 +232,25 @@ def parse_changes(body: dict[str, Any], *, existing: Event | None) -> dict[str, 
         changes["categories"] = [str(c) for c in body["categories"] or []]
     if "responseRequested" in body:
         changes["response_requested"] = bool(body["responseRequested"])
+    # Stored as sent (v1.0 resources/event.md: "Set to true if an alert is set ...", "The number of minutes
+    # before the event start time that the reminder alert occurs", "true if the meeting organizer allows
+    # invitees to propose a new time ... Optional. The default is true", "When set to true, each attendee
+    # only sees themselves in the meeting request and meeting Tracking list").
+    for prop, name in (
+        ("isReminderOn", "is_reminder_on"),
+        ("allowNewTimeProposals", "allow_new_time_proposals"),
+        ("hideAttendees", "hide_attendees"),
+    ):
+        if prop in body:
+            changes[name] = _boolean(body[prop], prop)
+    if "reminderMinutesBeforeStart" in body:
+        minutes = body["reminderMinutesBeforeStart"]
+        # Int32 in the reference; the range Outlook accepts is not documented: negatives are refused here.
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 <= minutes <= 2**31 - 1:
+            raise GraphError(
+                400, "ErrorInvalidRequest", f"The value '{minutes}' is not valid for reminderMinutesBeforeStart."
+            )
+        changes["reminder_minutes_before_start"] = minutes
     if "recurrence" in body:
         changes["recurrence"] = body["recurrence"]
     if "isOnlineMeeting" in body:
@@ -127,14 +269,6 @@ def parse_changes(body: dict[str, Any], *, existing: Event | None) -> dict[str, 
             props[prop["id"]] = str(prop.get("value", ""))
         changes["extended_properties"] = props
     return changes
-
-
-def _online_meeting(event: Event) -> None:
-    """Graph creates a Teams meeting when asked for one and keeps its join URL from then on."""
-    if event.is_online_meeting and event.online_meeting_provider == "unknown":
-        event.online_meeting_provider = "teamsForBusiness"
-    if event.is_online_meeting and event.online_meeting_provider == "teamsForBusiness" and not event.join_url:
-        event.join_url = join_url()
 
 
 def _event_body(ctx: GraphContext, owner: User, inst: Instance, *, entity: bool = True) -> dict[str, Any]:
@@ -163,15 +297,22 @@ def _event_body(ctx: GraphContext, owner: User, inst: Instance, *, entity: bool 
     return body
 
 
-def _check_calendar(ctx: GraphContext, owner: User) -> None:
-    cid = ctx.request.path_params.get("calendar")
-    if cid is not None and cid != calendar_id(owner):
+def _target(ctx: GraphContext, access: str) -> tuple[User, str | None]:
+    """The mailbox and calendar (None: the primary one) a request's path names; see graph/calendars.py."""
+    params = ctx.request.path_params
+    return calendars.resolve(ctx, params.get("user"), params.get("calendar"), access)
+
+
+def _find(ctx: GraphContext, owner: User, calendar: str | None) -> Instance:
+    """The path's event in this mailbox; through ``/calendars/{id}/events/{event}`` only in that calendar."""
+    inst = store.find_event(ctx.world, owner.id, ctx.request.path_params["event"])
+    if "calendar" in ctx.request.path_params and inst.event.calendar_id != calendar:
         raise store.not_found()
+    return inst
 
 
 async def create_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-    _check_calendar(ctx, owner)
+    owner, calendar = _target(ctx, "write")
     body = await ctx.json()
     transaction_id = body.get("transactionId")
     if isinstance(transaction_id, str) and transaction_id:
@@ -183,23 +324,29 @@ async def create_event(ctx: GraphContext) -> Response:
             400, "ErrorInvalidRequest", "Your request can't be completed. The start and end of the event are required."
         )
     changes = parse_changes(body, existing=None)
+    apply_meeting(None, changes)
     if changes["end"] < changes["start"]:
         raise GraphError(400, "ErrorInvalidRequest", "The end time must be after the start time.")
     event = Event(id=new_id(), mailbox_id=owner.id, subject="", start=changes["start"], end=changes["end"])
     for name, value in changes.items():
         setattr(event, name, value)
+    event.calendar_id = calendar
     event.created_by_client_id = ctx.caller.client_id
-    _online_meeting(event)
     store.add_event(ctx.world, event)
     return json_response(_event_body(ctx, owner, Instance(event, event.start, event.end)), 201)
 
 
 async def list_events(ctx: GraphContext) -> Response:
-    """``GET /events``: single instances and series masters (occurrences are a calendarView matter)."""
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
-    _check_calendar(ctx, owner)
+    """``GET /events``: single instances and series masters (occurrences are a calendarView matter).
+
+    ``/events`` and ``/calendar/events`` list the primary calendar, ``/calendars/{id}/events`` that calendar.
+    """
+    owner, calendar = _target(ctx, "read")
     with ctx.world.lock:
-        events = sorted(ctx.world.mailbox_events(owner.id), key=lambda e: (e.created, e.id))
+        events = sorted(
+            (e for e in ctx.world.mailbox_events(owner.id) if e.calendar_id == calendar),
+            key=lambda e: (e.created, e.id),
+        )
     items = [_event_body(ctx, owner, Instance(e, e.start, e.end), entity=False) for e in events]
     raw_filter = ctx.request.query_params.get("$filter")
     if raw_filter:
@@ -226,8 +373,8 @@ def page(ctx: GraphContext, items: list[dict[str, Any]], context: str) -> dict[s
 
 
 async def get_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "read")
-    inst = store.find_event(ctx.world, owner.id, ctx.request.path_params["event"])
+    owner, calendar = _target(ctx, "read")
+    inst = _find(ctx, owner, calendar)
     return json_response(_event_body(ctx, owner, inst))
 
 
@@ -243,28 +390,35 @@ def _series_item(inst: Instance) -> Event:
 
 
 async def update_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    owner, calendar = _target(ctx, "write")
+    event = _series_item(_find(ctx, owner, calendar))
     body = await ctx.json()
     changes = parse_changes(body, existing=event)
     if event.organizer_event_id is not None:
         # An attendee may only change their own view of the meeting.
-        changes = {k: v for k, v in changes.items() if k in ("show_as", "categories", "extended_properties")}
+        changes = {
+            k: v
+            for k, v in changes.items()
+            if k in ("show_as", "categories", "extended_properties", "is_reminder_on", "reminder_minutes_before_start")
+        }
+    else:
+        moved = any(k in changes and changes[k] != getattr(event, k) for k in ("start", "end"))
+        drop = switches.take_meeting_drop(ctx.world, owner.id) if moved and event.online_meeting else None
+        apply_meeting(event, changes, drop=drop)
     store.update_event(ctx.world, event, changes)
-    _online_meeting(event)
     return json_response(_event_body(ctx, owner, Instance(event, event.start, event.end)))
 
 
 async def delete_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    owner, calendar = _target(ctx, "write")
+    event = _series_item(_find(ctx, owner, calendar))
     store.delete_event(ctx.world, event)
     return Response(status_code=204)
 
 
 async def cancel_event(ctx: GraphContext) -> Response:
-    owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-    event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+    owner, calendar = _target(ctx, "write")
+    event = _series_item(_find(ctx, owner, calendar))
     body = {key.lower(): value for key, value in (await ctx.json()).items()}  # action parameters: any case
     store.cancel_event(ctx.world, event, str(body.get("comment") or ""))
     return Response(status_code=202)
@@ -272,8 +426,8 @@ async def cancel_event(ctx: GraphContext) -> Response:
 
 def _respond(response: str) -> Any:
     async def handler(ctx: GraphContext) -> Response:
-        owner = ctx.mailbox(ctx.request.path_params.get("user"), "write")
-        event = _series_item(store.find_event(ctx.world, owner.id, ctx.request.path_params["event"]))
+        owner, calendar = _target(ctx, "write")
+        event = _series_item(_find(ctx, owner, calendar))
         if event.organizer_event_id is None:
             raise GraphError(
                 400,
@@ -287,6 +441,12 @@ def _respond(response: str) -> Any:
         proposed = body.get("proposednewtime")
         start = end = None
         if isinstance(proposed, dict) and response in ("declined", "tentativelyAccepted"):
+            if not organizer_event.allow_new_time_proposals:
+                # "Valid only for events that allow new time proposals" (v1.0 api/event-tentativelyaccept.md,
+                # event-decline.md); the error Graph answers otherwise is not documented.
+                raise GraphError(
+                    400, "ErrorInvalidRequest", "The organizer doesn't allow new time proposals for this meeting."
+                )
             start = parse_datetime_timezone(proposed.get("start"), field_name="proposedNewTime.start")
             end = parse_datetime_timezone(proposed.get("end"), field_name="proposedNewTime.end")
         store.respond(ctx.world, organizer_event, owner.mail, response, proposed_start=start, proposed_end=end)
@@ -301,7 +461,7 @@ def routes(world: World) -> list[BaseRoute]:
         for coll in ("/events", "/calendar/events", "/calendars/{calendar}/events"):
             result.append(graph_route(world, base + coll, create_event, ["POST"]))
             result.append(graph_route(world, base + coll, list_events, ["GET"]))
-        for item in ("/events/{event}", "/calendar/events/{event}"):
+        for item in ("/events/{event}", "/calendar/events/{event}", "/calendars/{calendar}/events/{event}"):
             result.append(graph_route(world, base + item, get_event, ["GET"]))
             result.append(graph_route(world, base + item, update_event, ["PATCH"]))
             result.append(graph_route(world, base + item, delete_event, ["DELETE"]))

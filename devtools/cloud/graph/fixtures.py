@@ -1,13 +1,9 @@
-"""Load ``fixtures/calendars.json``: events placed relative to the current week, and shared-mailbox access.
+"""Load ``fixtures/calendars.json``: events placed relative to the current week.
 
 Days are offsets from Monday of the current week *in the mailbox owner's time zone* (0 = Monday,
 -7 = last Monday, 7 = next Monday); times are wall-clock times in the event's ``timeZone`` (default:
 the owner's mailboxSettings.timeZone). So the demo calendars are always about "this week" and
 "next week", whenever the cloud starts.
-
-``mailbox_access`` entries grant the members of a group (for example the recruiting team) full
-access to a shared mailbox; in this cloud that is the same relation as a calendar shared with them
-(``User.shares_details_with``), which both delegated ``.Shared`` access and getSchedule details use.
 """
 
 from __future__ import annotations
@@ -85,13 +81,8 @@ def event_body(raw: dict[str, Any], owner_tz: str, *, now: datetime | None = Non
 
 
 def load_calendars(world: World, path: Path | str) -> None:
-    """Add the fixture's mailbox access grants and events (with attendee copies and responses) to ``world``."""
+    """Add the fixture's events (with attendee copies and responses) to ``world``."""
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    for grant in doc.get("mailbox_access", []):
-        mailbox = controls.resolve_user(world, grant["mailbox"])
-        with world.lock:
-            for member in grant["members"]:
-                mailbox.shares_details_with.add(controls.resolve_user(world, member).id)
     now = utcnow()
     for raw in doc.get("events", []):
         owner = controls.resolve_user(world, raw["mailbox"])

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from devtools.cloud import tokens
 from devtools.cloud.common import Caller, GraphError
-from devtools.cloud.graph import switches
+from devtools.cloud.graph import delegation, switches
 from devtools.cloud.graph.store import graph_state
 from devtools.cloud.graph.timezones import prefer_timezone
 from devtools.cloud.state import User, World
@@ -219,10 +219,10 @@ class GraphContext:
             user = found
 
         if not self.caller.app_only and user.id != self.caller.user_id and access != "schedule":
-            # Another user's mailbox with a delegated token: the .Shared permission and a share are both needed.
+            # Another user's mailbox with a delegated token: the .Shared permission and a share or Full
+            # Access (directly or through a group, see graph/delegation.py) are both needed.
             shared = {"read": CALENDAR_READ_SHARED, "write": CALENDAR_WRITE_SHARED}.get(access, frozenset())
-            with self.world.lock:
-                shares = self.caller.user_id in user.shares_details_with
+            shares = delegation.may_open(self.world, user, self.caller.user_id)
             if not (self.scopes & shared) or not shares:
                 raise access_denied()
 

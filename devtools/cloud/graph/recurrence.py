@@ -80,8 +80,8 @@ def _matcher(pattern: dict[str, Any], start: date) -> Callable[[date], bool]:
 
     if kind == "absoluteMonthly":
         wanted = int(pattern.get("dayOfMonth") or start.day)
-        return lambda day: months(day) % interval == 0 and day.day == min(
-            wanted, calendar.monthrange(day.year, day.month)[1]
+        return lambda day: (
+            months(day) % interval == 0 and day.day == min(wanted, calendar.monthrange(day.year, day.month)[1])
         )
     if kind == "relativeMonthly":
         return lambda day: months(day) % interval == 0 and day.day in _nth_weekday(day.year, day.month, days, index)

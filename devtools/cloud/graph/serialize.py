@@ -47,8 +47,15 @@ def _preview(event: Event) -> str:
     return " ".join(html.unescape(text).split())[:255]
 
 
-def location_json(name: str) -> dict[str, Any]:
-    if not name:
+def location_json(name: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Graph's location resource (v1.0 resources/location.md): the name, and what else the client sent.
+
+    ``address`` (physicalAddress: street, city, state, countryOrRegion, postalCode) and ``coordinates``
+    (outlookGeoCoordinates: latitude, longitude, accuracy, altitude, altitudeAccuracy) come back as
+    stored; they are never dropped.
+    """
+    details = details or {}
+    if not name and not details:
         return {
             "displayName": "",
             "locationType": "default",
@@ -56,7 +63,31 @@ def location_json(name: str) -> dict[str, Any]:
             "address": {},
             "coordinates": {},
         }
-    return {"displayName": name, "locationType": "default", "uniqueId": name, "uniqueIdType": "private"}
+    body: dict[str, Any] = {
+        "displayName": name,
+        "locationType": details.get("locationType", "default"),
+        "uniqueId": details.get("uniqueId", name),
+        "uniqueIdType": details.get("uniqueIdType", "private"),
+    }
+    for key in ("locationUri", "locationEmailAddress", "address", "coordinates"):
+        if key in details:
+            body[key] = details[key]
+    return body
+
+
+def online_meeting_json(event: Event) -> dict[str, Any] | None:
+    """onlineMeetingInfo (v1.0 resources/onlinemeetinginfo.md), or null when no meeting is attached."""
+    meeting = event.online_meeting
+    if meeting is None or not event.is_online_meeting:
+        return None
+    return {
+        "joinUrl": meeting.join_url,
+        "conferenceId": meeting.conference_id,
+        "tollNumber": meeting.toll_number,
+        "tollFreeNumbers": list(meeting.toll_free_numbers),
+        "quickDial": meeting.quick_dial,
+        "phones": [{"number": number, "type": kind} for number, kind in meeting.phones],
+    }
 
 
 def attendee_json(attendee: Attendee, tz_name: str | None) -> dict[str, Any]:
@@ -108,8 +139,8 @@ def event_json(world: World, inst: Instance, *, base_url: str, tz_name: str | No
             "originalStartTimeZone": event.original_start_time_zone,
             "originalEndTimeZone": event.original_end_time_zone,
             "iCalUId": event.ical_uid,
-            "reminderMinutesBeforeStart": 15,
-            "isReminderOn": True,
+            "reminderMinutesBeforeStart": event.reminder_minutes_before_start,
+            "isReminderOn": event.is_reminder_on,
             "hasAttachments": False,
             "subject": event.subject,
             "bodyPreview": _preview(event),
@@ -123,22 +154,28 @@ def event_json(world: World, inst: Instance, *, base_url: str, tz_name: str | No
             "showAs": event.show_as,
             "type": kind,
             "webLink": f"{base_url}/owa/?itemid={quote(inst.id, safe='')}&exvsurl=1&path=/calendar/item",
+            # Null for Teams meetings: the property "will be deprecated", clients read onlineMeeting.joinUrl
+            # (v1.0 resources/event.md).
             "onlineMeetingUrl": None,
             "isOnlineMeeting": event.is_online_meeting,
             "onlineMeetingProvider": event.online_meeting_provider,
-            "allowNewTimeProposals": True,
+            "allowNewTimeProposals": event.allow_new_time_proposals,
             "isDraft": False,
-            "hideAttendees": False,
+            "hideAttendees": event.hide_attendees,
             "responseStatus": response_status,
             "body": _body_content(event),
             "start": format_local(inst.start, tz_name),
             "end": format_local(inst.end, tz_name),
-            "location": location_json(event.location),
-            "locations": [location_json(event.location)] if event.location else [],
+            "location": location_json(event.location, event.location_details),
+            "locations": (
+                [location_json(event.location, event.location_details)]
+                if event.location or event.location_details
+                else []
+            ),
             "recurrence": None if is_occurrence else event.recurrence,
             "attendees": [attendee_json(a, tz_name) for a in event.attendees],
             "organizer": {"emailAddress": {"name": event.organizer_name, "address": event.organizer_address}},
-            "onlineMeeting": {"joinUrl": event.join_url} if event.join_url else None,
+            "onlineMeeting": online_meeting_json(event),
         }
     )
     return body

@@ -50,6 +50,8 @@ class GraphState:
     delta_generation: dict[str, int] = field(default_factory=dict)
     # (client_id, mailbox_id) -> requests being served now, for the four-concurrent-requests limit.
     in_flight: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Secondary calendars by id (graph/calendars.py SecondaryCalendar).
+    calendars: dict[str, Any] = field(default_factory=dict)
 
 
 def graph_state(world: World) -> GraphState:
@@ -69,12 +71,16 @@ class _Pending:
         self.items: list[tuple[str, str, str, str]] = []
 
     def record(self, event: Event, change_type: str) -> None:
-        state = graph_state(self.world)
-        state.seq += 1
-        state.changes.append(Change(state.seq, event.mailbox_id, event.id, change_type))
         if change_type != "deleted":
             event.last_modified = utcnow()
             event.change_key = new_id()
+        if event.calendar_id is not None:
+            # A secondary calendar is a folder of its own: the mailbox's change log (calendarView/delta of
+            # the primary calendar) and its /events subscriptions do not see it (graph/calendars.py).
+            return
+        state = graph_state(self.world)
+        state.seq += 1
+        state.changes.append(Change(state.seq, event.mailbox_id, event.id, change_type))
         owner = self.world.users.get(event.mailbox_id)
         if owner is not None:
             self.items.append((owner.tenant_id, event.mailbox_id, change_type, event.id))
@@ -147,10 +153,13 @@ def expand(event: Event, window_start: datetime, window_end: datetime) -> Iterat
         yield Instance(event, start, end, occurrence_id(event.id, start))
 
 
-def instances(world: World, mailbox_id: str, window_start: datetime, window_end: datetime) -> list[Instance]:
-    """Single instances and occurrences in a mailbox overlapping the window, ordered by start."""
+def instances(
+    world: World, mailbox_id: str, window_start: datetime, window_end: datetime, calendar_id: str | None = None
+) -> list[Instance]:
+    """Single instances and occurrences in one calendar of a mailbox (default: the primary one) overlapping
+    the window, ordered by start."""
     with world.lock:
-        events = world.mailbox_events(mailbox_id)
+        events = [e for e in world.mailbox_events(mailbox_id) if e.calendar_id == calendar_id]
     found = [inst for event in events for inst in expand(event, window_start, window_end)]
     found.sort(key=lambda inst: (inst.start, inst.end, inst.id))
     return found
@@ -203,6 +212,8 @@ def _copy_for(source: Event, attendee_mailbox: User, attendee: Attendee) -> Even
         extended_properties={},  # extended properties belong to the item they were set on
         transaction_id=None,
         organizer_event_id=source.id,
+        calendar_id=None,  # meeting requests land in the attendee's primary calendar
+        detached_meeting=None,
         created=utcnow(),
         created_by_client_id=None,
     )
@@ -244,7 +255,10 @@ def _sync_copies(world: World, organizer_event: Event, pending: _Pending, *, mov
             "is_cancelled",
             "is_online_meeting",
             "online_meeting_provider",
-            "join_url",
+            "online_meeting",
+            "allow_new_time_proposals",
+            "hide_attendees",
+            "location_details",
             "recurrence",
             "original_start_time_zone",
             "original_end_time_zone",

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from devtools.cloud import notify
 from devtools.cloud.common import Caller, GraphError
 from devtools.cloud.graph import odata
-from devtools.cloud.state import World, utcnow
+from devtools.cloud.state import World
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def visible_to(sub: notify.Subscription, caller: Caller) -> bool:
 
 
 def _find(world: World, caller: Caller, subscription_id: str) -> notify.Subscription:
-    now = utcnow()
+    now = world.now()
     with world.lock:
         sub = notify.state(world).subscriptions.get(subscription_id)
         if sub is None or sub.expired(now) or not visible_to(sub, caller):
@@ -207,6 +207,13 @@ def new_validation_token() -> str:
     return f"Validation: Testing client application reachability for subscription Request-Id: {uuid.uuid4()}"
 
 
+def validation_client() -> httpx.AsyncClient:
+    """The HTTP client of the handshake. It has no timeout of its own (httpx's default would end the wait
+    after 5 seconds): the endpoint gets the documented 10 seconds (``validation_timeout_seconds``),
+    applied around the request."""
+    return httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=None)
+
+
 async def validate_endpoint(world: World, url: str, subscription_id: str) -> None:
     """POST ``{url}?validationToken=...`` and require 200, text/plain and the decoded token, in time."""
     token = new_validation_token()
@@ -216,7 +223,7 @@ async def validate_endpoint(world: World, url: str, subscription_id: str) -> Non
     started = asyncio.get_running_loop().time()
     status: int | None = None
     error: GraphError | None = None
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+    async with validation_client() as client:
         try:
             response = await asyncio.wait_for(
                 client.post(target, content=b"", headers={"Content-Type": "text/plain; charset=utf-8"}), timeout
@@ -242,7 +249,7 @@ async def validate_endpoint(world: World, url: str, subscription_id: str) -> Non
                 1,
                 (subscription_id,),
                 None,
-                utcnow(),
+                world.now(),
                 elapsed,
                 error.message if error else None,
             )
@@ -262,7 +269,7 @@ def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator |
         try:
             caller = auth(world, request)
             body = await _json_body(request)
-            now = utcnow()
+            now = world.now()
             change_type = parse_change_type(body.get("changeType"))
             notification_url = check_notification_url(body.get("notificationUrl"), "notificationUrl")
             lifecycle_url = body.get("lifecycleNotificationUrl")
@@ -305,6 +312,7 @@ def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator |
                 expiration=expiration,
                 latest_supported_tls_version=tls,
                 notification_url_app_id=body.get("notificationUrlAppId"),
+                created_at=now,
             )
             with world.lock:
                 _check_quota(world, mailbox_id)  # the handshake let other creates run meanwhile
@@ -323,7 +331,7 @@ def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator |
             caller = auth(world, request)
         except GraphError as err:
             return err.response()
-        now = utcnow()
+        now = world.now()
         with world.lock:
             value = [
                 s.to_json()
@@ -350,7 +358,7 @@ def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator |
                 raise _invalid(f"Only expirationDateTime can be updated; got {', '.join(sorted(unknown))}.")
             sub = _find(world, caller, request.path_params["id"])
             authorize_mailbox(world, caller, sub.mailbox_id)
-            expiration = parse_expiration(body.get("expirationDateTime"), operation="Update", now=utcnow())
+            expiration = parse_expiration(body.get("expirationDateTime"), operation="Update", now=world.now())
             with world.lock:
                 sub = _find(world, caller, request.path_params["id"])
                 sub.expiration = expiration
@@ -394,7 +402,7 @@ def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator |
 
 
 def _check_quota(world: World, mailbox_id: str) -> None:
-    now = utcnow()
+    now = world.now()
     with world.lock:
         live = sum(
             1 for s in notify.state(world).subscriptions.values() if s.mailbox_id == mailbox_id and not s.expired(now)
@@ -423,7 +431,7 @@ def control_routes(world: World) -> list[BaseRoute]:
                     reauthorizationRequiredAt=(
                         notify.format_datetime(s.reauthorization_required_at) if s.reauthorization_required_at else None
                     ),
-                    paused=s.paused(world, utcnow()),
+                    paused=s.paused(world, world.now()),
                 )
                 value.append(body)
         return JSONResponse({"value": value})
@@ -466,8 +474,23 @@ def control_routes(world: World) -> list[BaseRoute]:
             return JSONResponse({"error": "no such subscription"}, status_code=404)
         return Response(status_code=204)
 
+    async def deliver(request: Request) -> Response:
+        records = await notify.deliver_now_async(world)
+        return JSONResponse({"value": [r.to_json() for r in records], "pending": notify.pending_count(world)})
+
+    async def clock(request: Request) -> Response:
+        body = await _control_body(request)
+        try:
+            now = notify.advance_clock(world, float(body.get("advanceSeconds", 0)))
+        except (TypeError, ValueError) as err:
+            return JSONResponse({"error": str(err)}, status_code=400)
+        return JSONResponse({"now": notify.format_datetime(now)})
+
     base = "/_control/subscriptions"
     return [
+        # The cloud's clock (World.now): notification retries, the retry window and subscription expiry.
+        Route("/_control/clock/advance", clock, methods=["POST"]),
+        Route(f"{base}/deliver", deliver, methods=["POST"]),
         Route(base, list_subscriptions, methods=["GET"]),
         Route(f"{base}/deliveries", deliveries, methods=["GET"]),
         Route(f"{base}/deliveries", clear_deliveries, methods=["DELETE"]),

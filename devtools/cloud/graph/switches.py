@@ -5,6 +5,8 @@ only writers and readers on the Graph side, so their shapes stay in one place:
 
 - ``throttle``: ``{mailbox user id or "*": {"remaining": N, "retry_after": seconds}}``
 - ``faults``: ``{mailbox user id or "*": {"remaining": N, "status": 5xx}}``
+- ``meeting_drops``: ``{mailbox user id or "*": {"remaining": N, "delete": 0 | 1}}``, counted only by
+  PATCHes that move an event (change its start or end) that has an online meeting
 
 A ``"*"`` entry counts down on every Graph request; a mailbox entry only on requests that reach that
 mailbox. Every read-modify-write happens under ``world.lock`` because uvicorn may serve requests
@@ -34,6 +36,28 @@ def set_fault(world: World, *, count: int, status: int = 503, mailbox_id: str | 
         raise ValueError("count must not be negative")
     with world.lock:
         _arm(world.switches.faults, mailbox_id, count, {"status": status})
+
+
+def set_meeting_drop(world: World, *, count: int, mailbox_id: str | None = None, delete: bool = False) -> None:
+    """The next ``count`` PATCHes that move an online meeting (in ``mailbox_id``, or anywhere) drop the meeting.
+
+    The event comes back with ``isOnlineMeeting: false`` and ``onlineMeeting: null``. With ``delete``
+    the Teams meeting is gone too, so a later ``isOnlineMeeting: true`` creates a new join URL;
+    otherwise it brings back the same one.
+    """
+    if count < 0:
+        raise ValueError("count must not be negative")
+    with world.lock:
+        _arm(world.switches.meeting_drops, mailbox_id, count, {"delete": 1.0 if delete else 0.0})
+
+
+def take_meeting_drop(world: World, mailbox_id: str) -> str | None:
+    """Consume one meeting drop for a PATCH moving an event of this mailbox: "detach", "delete" or None."""
+    with world.lock:
+        entry = _take(world.switches.meeting_drops, mailbox_id) or _take(world.switches.meeting_drops, ANY_MAILBOX)
+    if entry is None:
+        return None
+    return "delete" if entry.get("delete") else "detach"
 
 
 def set_latency(world: World, seconds: float) -> None:
@@ -68,10 +92,11 @@ def set_mailbox_concurrency(world: World, enforce: bool) -> None:
 
 
 def clear(world: World) -> None:
-    """Throttling, faults, latency and access policies off; the concurrency limit back on."""
+    """Throttling, faults, meeting drops, latency and access policies off; the concurrency limit back on."""
     with world.lock:
         world.switches.throttle.clear()
         world.switches.faults.clear()
+        world.switches.meeting_drops.clear()
         world.switches.latency_seconds = 0.0
         world.switches.access_policy_blocked.clear()
         world.switches.enforce_mailbox_concurrency = True

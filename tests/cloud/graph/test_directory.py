@@ -95,7 +95,7 @@ def test_list_users_stays_inside_the_tenant_and_pages(world: World, client: Test
         page = client.get(link, headers=headers).json()
         seen += [u["userPrincipalName"] for u in page["value"]]
         link = page.get("@odata.nextLink")
-    assert len(seen) == len(set(seen)) == 16
+    assert len(seen) == len(set(seen)) == 18
     assert all(upn.endswith("@contoso.example") for upn in seen)
 
 
