@@ -7,7 +7,7 @@ import pytest
 from shared.consent import complete_admin_consent, consent_request_email, start_admin_consent
 from shared.errors import InvalidFlowState, InvalidRequest, SigninDenied, TenantMismatch
 from shared.models import ConsentStatus
-from tests.unit.fakes import ALL_ROLES, TENANT_A, TENANT_B, FakeDeps
+from tests.kit import ALL_ROLES, TENANT_A, TENANT_B, FakeDeps
 
 
 def _start(deps: FakeDeps, tenant: str = "contoso.example") -> tuple[str, str]:
