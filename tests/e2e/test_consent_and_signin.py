@@ -211,7 +211,11 @@ def test_withdrawn_admin_consent_answers_admin_consent_required(e2e: Stack) -> N
     controls.set_access_token_lifetime(e2e.world, 120)
     consent(e2e)
     recruiter = sign_in(e2e)
+    assert recruiter.request("GET", "/api/directory/users/alex.wilber@contoso.example", headers=KEY).status_code == 200
     controls.withdraw_admin_consent(e2e.world, "contoso.example")
+    # An app-only token keeps the roles it was issued with until it runs out; the service notices the
+    # withdrawal when it needs a new one.
+    controls.expire_access_tokens(e2e.world, tenant="contoso.example")
     response = recruiter.request("GET", "/api/directory/users/alex.wilber@contoso.example", headers=KEY)
     assert response.status_code == 403, response.text
     assert response.json()["error"]["code"] == "admin_consent_required"
