@@ -14,7 +14,7 @@ from functions._http import http_endpoint, json_response
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
-    from shared.access import RequestContext
+    from shared.session_guard import RequestContext
 
 bp = func.Blueprint()
 

@@ -25,7 +25,7 @@ from shared import errors
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
-    from shared.access import RequestContext
+    from shared.session_guard import RequestContext
 
 bp = func.Blueprint()
 FLOW_COOKIE_PATH = "/api/auth"

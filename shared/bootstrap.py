@@ -2,8 +2,12 @@
 
 Handlers call ``get_container()``; nothing is built at import time. Each
 dependency is built on first use and kept for the life of the worker process.
-Tests build a ``Container`` with fakes through keyword overrides and install it
+Tests build a ``Container`` with fakes through keyword overrides (each typed as
+its port, so a misspelt or ill-typed override fails under mypy) and install it
 with ``set_container``.
+
+Stores built here from storage sit behind the worker's memory (``shared.worker_cache``):
+a warm calendar request reads nothing from storage. An override is used as given.
 """
 
 from __future__ import annotations
@@ -11,9 +15,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from shared.config import Settings
+from shared.ports import (
+    BookingStore,
+    Clock,
+    FlowStore,
+    GraphGateway,
+    IdentityProvider,
+    KeySource,
+    ReachabilityProbe,
+    SessionStore,
+    Storage,
+    SubscriptionStore,
+    TenantStore,
+    TokenCacheStore,
+    TokenCipher,
+    UserStore,
+)
 
 T = TypeVar("T")
 
@@ -23,118 +43,181 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-class Container:
-    """Lazily built dependencies. Pass any of them as keyword overrides (fakes in tests)."""
+class _Lazy:
+    """Builds each named dependency once, under a lock, unless it was given."""
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
-        self._settings = settings
-        self._built: dict[str, Any] = dict(overrides)
+    def __init__(self, given: dict[str, object | None]) -> None:
+        self._built: dict[str, object] = {k: v for k, v in given.items() if v is not None}
         self._lock = threading.RLock()
 
-    def _get(self, name: str, factory: Callable[[], T]) -> T:
-        if name in self._built:
-            return self._built[name]  # type: ignore[no-any-return]
-        with self._lock:
-            if name not in self._built:
-                self._built[name] = factory()
-            return self._built[name]  # type: ignore[no-any-return]
+    def get(self, name: str, factory: Callable[[], T]) -> T:
+        value = self._built.get(name)
+        if value is None:
+            with self._lock:
+                value = self._built.get(name)
+                if value is None:
+                    value = factory()
+                    self._built[name] = value
+        return value  # type: ignore[return-value]
+
+
+class Container:
+    """Lazily built dependencies; pass any of them as a keyword override (fakes in tests)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        key_source: KeySource | None = None,
+        cipher: TokenCipher | None = None,
+        storage: Storage | None = None,
+        tenants: TenantStore | None = None,
+        users: UserStore | None = None,
+        token_caches: TokenCacheStore | None = None,
+        flows: FlowStore | None = None,
+        sessions: SessionStore | None = None,
+        bookings: BookingStore | None = None,
+        subscriptions: SubscriptionStore | None = None,
+        identity: IdentityProvider | None = None,
+        graph: GraphGateway | None = None,
+        probe: ReachabilityProbe | None = None,
+    ) -> None:
+        self._settings = settings
+        self._settings_lock = threading.Lock()
+        self._lazy = _Lazy(
+            {
+                "clock": clock,
+                "key_source": key_source,
+                "cipher": cipher,
+                "storage": storage,
+                "tenants": tenants,
+                "users": users,
+                "token_caches": token_caches,
+                "flows": flows,
+                "sessions": sessions,
+                "bookings": bookings,
+                "subscriptions": subscriptions,
+                "identity": identity,
+                "graph": graph,
+                "probe": probe,
+            }
+        )
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            with self._lock:
+            with self._settings_lock:
                 if self._settings is None:
                     self._settings = Settings.from_env()
         return self._settings
 
     @property
-    def clock(self) -> Any:
-        return self._get("clock", SystemClock)
+    def clock(self) -> Clock:
+        return self._lazy.get("clock", SystemClock)
 
     @property
-    def key_source(self) -> Any:
-        def build() -> Any:
+    def key_source(self) -> KeySource:
+        def build() -> KeySource:
             from shared.adapters.keys import build_key_source
 
             return build_key_source(self.settings)
 
-        return self._get("key_source", build)
+        return self._lazy.get("key_source", build)
 
     @property
-    def cipher(self) -> Any:
-        def build() -> Any:
+    def cipher(self) -> TokenCipher:
+        def build() -> TokenCipher:
             from shared.adapters.crypto import AesGcmCipher
 
             return AesGcmCipher(self.key_source)
 
-        return self._get("cipher", build)
+        return self._lazy.get("cipher", build)
 
     @property
-    def storage(self) -> Any:
-        def build() -> Any:
+    def storage(self) -> Storage:
+        def build() -> Storage:
             from shared.adapters.tables import TableStorage
 
             return TableStorage.from_settings(self.settings, cipher=self.cipher, clock=self.clock)
 
-        return self._get("storage", build)
-
-    def _store(self, name: str) -> Any:
-        return self._get(name, lambda: getattr(self.storage, name))
+        return self._lazy.get("storage", build)
 
     @property
-    def tenants(self) -> Any:
-        return self._store("tenants")
+    def tenants(self) -> TenantStore:
+        def build() -> TenantStore:
+            from shared.worker_cache import CachedTenants
+
+            return CachedTenants(self.storage.tenants, self.clock)
+
+        return self._lazy.get("tenants", build)
 
     @property
-    def users(self) -> Any:
-        return self._store("users")
+    def users(self) -> UserStore:
+        def build() -> UserStore:
+            from shared.worker_cache import CachedUsers
+
+            return CachedUsers(self.storage.users, self.clock)
+
+        return self._lazy.get("users", build)
 
     @property
-    def token_caches(self) -> Any:
-        return self._store("token_caches")
+    def token_caches(self) -> TokenCacheStore:
+        def build() -> TokenCacheStore:
+            from shared.worker_cache import CachedTokenCaches
+
+            return CachedTokenCaches(self.storage.token_caches, self.clock)
+
+        return self._lazy.get("token_caches", build)
 
     @property
-    def flows(self) -> Any:
-        return self._store("flows")
+    def flows(self) -> FlowStore:
+        return self._lazy.get("flows", lambda: self.storage.flows)
 
     @property
-    def sessions(self) -> Any:
-        return self._store("sessions")
+    def sessions(self) -> SessionStore:
+        def build() -> SessionStore:
+            from shared.worker_cache import CachedSessions
+
+            return CachedSessions(self.storage.sessions, self.clock)
+
+        return self._lazy.get("sessions", build)
 
     @property
-    def bookings(self) -> Any:
-        return self._store("bookings")
+    def bookings(self) -> BookingStore:
+        return self._lazy.get("bookings", lambda: self.storage.bookings)
 
     @property
-    def subscriptions(self) -> Any:
-        return self._store("subscriptions")
+    def subscriptions(self) -> SubscriptionStore:
+        return self._lazy.get("subscriptions", lambda: self.storage.subscriptions)
 
     @property
-    def identity(self) -> Any:
-        def build() -> Any:
+    def identity(self) -> IdentityProvider:
+        def build() -> IdentityProvider:
             from shared.adapters.identity import MsalIdentity
 
             return MsalIdentity(self.settings)
 
-        return self._get("identity", build)
+        return self._lazy.get("identity", build)
 
     @property
-    def graph(self) -> Any:
-        def build() -> Any:
+    def graph(self) -> GraphGateway:
+        def build() -> GraphGateway:
             from shared.adapters.graph import GraphClient
 
-            return GraphClient(self.settings)
+            # getSchedule is in the port ahead of its adapter; the availability work adds it to GraphClient.
+            return GraphClient(self.settings)  # type: ignore[return-value]
 
-        return self._get("graph", build)
+        return self._lazy.get("graph", build)
 
     @property
-    def probe(self) -> Any:
-        def build() -> Any:
+    def probe(self) -> ReachabilityProbe:
+        def build() -> ReachabilityProbe:
             from shared.adapters.probe import HttpProbe
 
             return HttpProbe(timeout=min(self.settings.http_timeout_seconds, 5.0))
 
-        return self._get("probe", build)
+        return self._lazy.get("probe", build)
 
 
 _container: Container | None = None

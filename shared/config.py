@@ -93,13 +93,5 @@ class Settings:
             raise ConfigurationError(f"Required setting {name} is not set.", setting=name)
         return str(value)
 
-    @property
-    def redirect_uri(self) -> str:
-        return f"{self.public_base_url}/api/auth/callback"
-
-    @property
-    def consent_redirect_uri(self) -> str:
-        return f"{self.public_base_url}/api/consent/callback"
-
 
 _REQUIRED = {"CLIENT_ID": "client_id", "CLIENT_SECRET": "client_secret"}

@@ -14,13 +14,14 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import quote
 
-from shared.access import hash_secret, record_app_token
 from shared.config import Settings
 from shared.errors import InvalidFlowState, InvalidRequest, SigninDenied, TenantMismatch
 from shared.models import FlowKind, PendingFlow, Tenant
 from shared.ports import Dependencies
+from shared.session_guard import hash_secret
+from shared.tenant_consent import verify_consent
+from shared.urls import consent_callback_url, consent_start_url
 
 # Application permissions and why we need each (shown to the admin and in the email).
 APP_PERMISSIONS: tuple[tuple[str, str], ...] = (
@@ -90,7 +91,7 @@ def start_admin_consent(deps: Dependencies, tenant: str | None) -> BrowserFlowSt
     hint = validate_tenant_hint(tenant)
     state = secrets.token_urlsafe(32)
     # Build the URL first: a missing CLIENT_ID fails before anything is stored.
-    url = deps.identity.admin_consent_url(tenant=hint, state=state, redirect_uri=deps.settings.consent_redirect_uri)
+    url = deps.identity.admin_consent_url(tenant=hint, state=state, redirect_uri=consent_callback_url(deps.settings))
     binding = new_flow(deps, FlowKind.CONSENT, state, {"tenant_hint": hint})
     return BrowserFlowStart(redirect_url=url, binding=binding)
 
@@ -100,7 +101,7 @@ def complete_admin_consent(deps: Dependencies, params: Mapping[str, str], bindin
     AdminConsentRequired (no app-only token)."""
     flow = take_flow(deps, FlowKind.CONSENT, params.get("state"), binding)
     hint = str(flow.data["tenant_hint"])
-    retry_url = f"{deps.settings.public_base_url}/api/consent/start?tenant={quote(hint)}"
+    retry_url = consent_start_url(deps.settings, hint)
     error = params.get("error")
     if error:
         # v2 answers a declined consent with consent_required (AADSTS65004), classic with
@@ -116,14 +117,13 @@ def complete_admin_consent(deps: Dependencies, params: Mapping[str, str], bindin
     claimed = params.get("tenant")
     if claimed and claimed.lower() != expected.lower():
         raise TenantMismatch("The consent response names another tenant than the one it was started for.")
-    token = deps.identity.acquire_app_token(tenant_id=expected, serialized_cache=None)
-    if token.tenant_id.lower() != expected.lower():
-        raise TenantMismatch("The app-only token names another tenant than the one that consented.")
-    return record_app_token(deps, token, consented=True)
+    # Microsoft is asked afresh: an earlier refusal it remembers (such as one a forged callback
+    # provoked before the admin consented) must not answer for the real admin.
+    return verify_consent(deps, expected)
 
 
 def consent_link(settings: Settings, tenant: str) -> str:
-    return f"{settings.public_base_url}/api/consent/start?tenant={quote(tenant)}"
+    return consent_start_url(settings, tenant)
 
 
 def consent_request_email(settings: Settings, tenant: str | None, *, requested_by: str | None = None) -> dict[str, str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shared.access import RequestContext, with_app_token
 from shared.errors import InvalidRequest
 from shared.ports import Dependencies
+from shared.session_guard import RequestContext
+from shared.tokens import with_app_token
 
 _USER_REF = re.compile(r"^[A-Za-z0-9._%+'@-]{1,256}$")
 _BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -35,8 +35,9 @@ class Tenant:
     consent_status: ConsentStatus
     granted_roles: tuple[str, ...] = ()
     missing_roles: tuple[str, ...] = ()
-    consented_at: datetime | None = None
-    checked_at: datetime | None = None
+    consented_at: datetime | None = None  # when an app-only token first proved consent; never moves
+    checked_at: datetime | None = None  # the last consent check of any kind
+    verified_at: datetime | None = None  # the last time Microsoft was asked afresh and confirmed consent
     interviews_mailbox: str | None = None
     sync_mailbox: str | None = None
     attention_reason: str | None = None

@@ -135,6 +135,31 @@ class StorageHealth(Protocol):
         ...
 
 
+class Storage(StorageHealth, Protocol):
+    """The storage account: every store, and the health probe."""
+
+    @property
+    def tenants(self) -> TenantStore: ...
+    @property
+    def users(self) -> UserStore: ...
+    @property
+    def token_caches(self) -> TokenCacheStore: ...
+    @property
+    def flows(self) -> FlowStore: ...
+    @property
+    def sessions(self) -> SessionStore: ...
+    @property
+    def bookings(self) -> BookingStore: ...
+    @property
+    def subscriptions(self) -> SubscriptionStore: ...
+
+
+class ReachabilityProbe(Protocol):
+    def reachable(self, url: str) -> str:
+        """A short description of how the URL answered; raises UpstreamUnavailable when it did not."""
+        ...
+
+
 class IdentityProvider(Protocol):
     """Microsoft identity platform, through MSAL. Raises our errors, never MSAL's."""
 
@@ -149,11 +174,16 @@ class IdentityProvider(Protocol):
     def acquire_user_token(
         self, *, tenant_id: str, user_id: str, serialized_cache: str | None, scopes: list[str]
     ) -> AccessToken:
-        """Raises ReauthRequired when the refresh token no longer works."""
+        """Raises ReauthRequired when the refresh token no longer works (or ``serialized_cache`` is None).
+
+        While the access token derived from this cache is fresh, answered from the worker's memory."""
         ...
 
-    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None) -> AccessToken:
-        """Raises AdminConsentRequired when the tenant gives the app no token."""
+    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None, fresh: bool = False) -> AccessToken:
+        """Raises AdminConsentRequired when the tenant gives the app no token.
+
+        ``fresh``: ask the identity platform itself, ignoring any answer remembered for this worker
+        (cached tokens, and error answers MSAL keeps for a while), as a consent verification must."""
         ...
 
     def resolve_tenant(self, tenant: str) -> str:

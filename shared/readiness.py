@@ -10,10 +10,12 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from shared.access import RequestContext, app_token, retry_on_conflict, user_token
+from shared.conflicts import retry_on_conflict
 from shared.errors import AdminConsentRequired, Forbidden, GraphRequestFailed, InvalidRequest, NotFound, ServiceError
 from shared.models import AccessToken, Tenant
 from shared.ports import Dependencies
+from shared.session_guard import RequestContext
+from shared.tokens import app_token, user_token
 
 HYBRID_REQUIREMENTS = (
     "Only v1.0 of the Mail, Calendar and Contacts API is available for mailboxes in hybrid deployments.",
@@ -147,7 +149,7 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
             checks.append(_graph_failure("directory", directory_title, err, "the directory"))
     mailbox_title = "Your mailbox is reachable through Microsoft Graph"
     try:
-        deps.graph.probe_calendar(user_token(deps, ctx), None)
+        deps.graph.probe_calendar(user_token(deps, ctx.user), None)
         checks.append(Check("user_mailbox", mailbox_title, "pass", "Your calendar can be read."))
     except ServiceError as err:
         checks.append(_graph_failure("user_mailbox", mailbox_title, err, ctx.user.username or "your mailbox"))

@@ -14,18 +14,15 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.access import (
-    RequestContext,
-    consent_request_url,
-    ensure_tenant_consent,
-    hash_secret,
-    retry_on_conflict,
-    user_token,
-)
+from shared.conflicts import retry_on_conflict
 from shared.consent import BrowserFlowStart, new_flow, take_flow
 from shared.errors import AdminConsentRequired, InvalidRequest, NotFound, ReauthRequired, ServiceError
 from shared.models import FlowKind, Session, TokenHealth, User
 from shared.ports import Dependencies
+from shared.session_guard import RequestContext, hash_secret
+from shared.tenant_consent import ensure_tenant_consent
+from shared.tokens import user_token
+from shared.urls import consent_request_url, login_url, signin_callback_url
 
 # Least-privilege delegated scopes (openid, profile and offline_access are added by MSAL).
 BASE_SCOPES = [
@@ -88,7 +85,9 @@ def start_signin(
     scopes = list(BASE_SCOPES)
     for feature in features:
         scopes += [s for s in FEATURE_SCOPES[feature] if s not in scopes]
-    start = deps.identity.start_signin(scopes=scopes, redirect_uri=deps.settings.redirect_uri, login_hint=login_hint)
+    start = deps.identity.start_signin(
+        scopes=scopes, redirect_uri=signin_callback_url(deps.settings), login_hint=login_hint
+    )
     binding = new_flow(
         deps,
         FlowKind.SIGNIN,
@@ -179,14 +178,14 @@ def describe_me(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
     health = user.token_health.value
     if user.token_health is TokenHealth.OK:
         try:
-            user_token(deps, ctx)
+            user_token(deps, ctx.user)
         except ReauthRequired:
             health = TokenHealth.REAUTH_REQUIRED.value
         except ServiceError:
             health = "unknown"  # Microsoft did not answer; the grant itself may be fine
     token_health: dict[str, Any] = {"status": health}
     if health == TokenHealth.REAUTH_REQUIRED.value:
-        token_health["login_url"] = f"{deps.settings.public_base_url}/api/auth/login"
+        token_health["login_url"] = login_url(deps.settings)
     return {
         "user": {
             "id": user.user_id,

@@ -4,8 +4,16 @@ MSAL is used unchanged. For the authority hosts MSAL knows (the public and sover
 Microsoft clouds) it runs with its defaults. For any other host (a private or local
 authority) it runs with ``instance_discovery=False``, as MSAL documents for
 authorities it cannot validate: otherwise MSAL asks login.microsoftonline.com for
-authority aliases after a failed refresh. One ``http_cache`` is shared by every
-application object so discovery documents are fetched once per worker.
+authority aliases after a failed refresh. Each tenant's application objects share one
+``http_cache``, so its discovery document is fetched once per worker; MSAL also keeps
+error answers of the token endpoint there (an HTTP 400 for 60 seconds), so a verification
+that must ask Microsoft afresh (``fresh=True``) starts that tenant's ``http_cache`` anew.
+
+Per worker, each token cache's application object and its last access token are kept in
+memory: while the access token is fresh, asking again for the same cache answers from memory
+without deserialising anything. "Fresh" follows MSAL (a token within 5 minutes of expiry counts
+as expired) for tokens of the lifetimes Entra issues (at least 10 minutes); a shorter-lived
+token, which only a private or local authority issues, is used for the first half of its life.
 
 Both of MSAL's failure forms (an ``error`` in the result dict, and ``ValueError``
 for state or nonce mismatches) become our errors here and nowhere else.
@@ -17,6 +25,8 @@ import base64
 import json
 import logging
 import threading
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -56,6 +66,30 @@ REAUTH_CODES = frozenset({70008, 700082, 50173, 65001, 50076, 50079, 70043, 7000
 # Client-credential failures that mean "this tenant gives us nothing": consent missing or withdrawn.
 NO_CONSENT_CODES = frozenset({700016, 65001, 90002, 500011, 7000112, 50020})
 BAD_CREDENTIAL_CODES = frozenset({7000215, 7000222, 700027})
+# MSAL counts an access token within this many seconds of expiry as expired.
+MSAL_EXPIRY_MARGIN = 300
+HELD_CACHES = 4096  # token caches (users and tenants) kept in memory per worker
+_STRIPES = 64
+
+
+@dataclass
+class _Held:
+    """What this worker keeps for one token cache: the MSAL application bound to it and its last token."""
+
+    source: str  # the serialized cache this entry answers for
+    parent: str | None  # the cache it was refreshed from: requests that read it before the new one was stored
+    app: msal.ConfidentialClientApplication
+    cache: msal.SerializableTokenCache
+    token: AccessToken
+    fresh_until: float  # time.monotonic()
+
+    def answers(self, serialized: str) -> bool:
+        return serialized == self.source or serialized == self.parent
+
+
+def fresh_for(expires_in: int) -> float:
+    """How long a token that expires in ``expires_in`` seconds may still be handed out."""
+    return expires_in - min(MSAL_EXPIRY_MARGIN, expires_in / 2)
 
 
 class _NoMsalDebug(logging.Filter):
@@ -120,13 +154,24 @@ class MsalIdentity:
         self._secret = settings.require("CLIENT_SECRET")
         self._host = settings.authority_host
         self._http = http_client or requests.Session()
-        self._http_cache: dict[Any, Any] = {}
+        self._http_caches: dict[str, dict[Any, Any]] = {}
         known = urlsplit(self._host).hostname in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
         self._instance_discovery: bool | None = None if known else False
         self._lock = threading.Lock()
+        self._held: dict[tuple[str, ...], _Held] = {}
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _app(self, tenant: str, cache: msal.SerializableTokenCache | None = None) -> msal.ConfidentialClientApplication:
+    def _http_cache(self, tenant: str, *, fresh: bool = False) -> dict[Any, Any]:
+        with self._lock:
+            if fresh or tenant not in self._http_caches:
+                self._http_caches[tenant] = {}
+            return self._http_caches[tenant]
+
+    def _app(
+        self, tenant: str, cache: msal.SerializableTokenCache | None = None, *, fresh: bool = False
+    ) -> msal.ConfidentialClientApplication:
+        http_cache = self._http_cache(tenant, fresh=fresh)
         try:
             return msal.ConfidentialClientApplication(
                 self._client_id,
@@ -135,7 +180,7 @@ class MsalIdentity:
                 token_cache=cache,
                 instance_discovery=self._instance_discovery,
                 http_client=self._http,
-                http_cache=self._http_cache,
+                http_cache=http_cache,
                 timeout=self._settings.http_timeout_seconds,
             )
         except ValueError as err:
@@ -154,6 +199,46 @@ class MsalIdentity:
     @staticmethod
     def _changed(cache: msal.SerializableTokenCache) -> str | None:
         return cache.serialize() if cache.has_state_changed else None
+
+    def _stripe(self, key: tuple[str, ...]) -> threading.Lock:
+        # One refresh per token cache at a time: concurrent requests for it wait and share the answer.
+        return self._stripes[hash(key) % _STRIPES]
+
+    def _recall(self, key: tuple[str, ...], serialized: str | None) -> _Held | None:
+        with self._lock:
+            held = self._held.get(key)
+        return held if held is not None and serialized is not None and held.answers(serialized) else None
+
+    def _keep(
+        self,
+        key: tuple[str, ...],
+        *,
+        given: str | None,
+        app: msal.ConfidentialClientApplication,
+        cache: msal.SerializableTokenCache,
+        token: AccessToken,
+        expires_in: int,
+    ) -> None:
+        source = token.serialized_cache or given
+        if source is None:
+            return
+        held = _Held(
+            source=source,
+            parent=given if token.serialized_cache is not None else None,
+            app=app,
+            cache=cache,
+            token=replace(token, serialized_cache=None),
+            fresh_until=time.monotonic() + fresh_for(expires_in),
+        )
+        with self._lock:
+            self._held.pop(key, None)
+            self._held[key] = held
+            while len(self._held) > HELD_CACHES:
+                self._held.pop(next(iter(self._held)))
+
+    def _forget(self, key: tuple[str, ...]) -> None:
+        with self._lock:
+            self._held.pop(key, None)
 
     # ---- sign-in -------------------------------------------------------------------------------
     def start_signin(
@@ -204,8 +289,33 @@ class MsalIdentity:
     def acquire_user_token(
         self, *, tenant_id: str, user_id: str, serialized_cache: str | None, scopes: list[str]
     ) -> AccessToken:
-        cache = self._cache(serialized_cache)
-        app = self._app(tenant_id, cache)
+        if serialized_cache is None:
+            raise ReauthRequired("No stored sign-in for this user.", reason="no_token")
+        key = ("user", tenant_id, user_id, *sorted(scopes))
+        with self._stripe(key):
+            held = self._recall(key, serialized_cache)
+            if held is not None and time.monotonic() < held.fresh_until:
+                return held.token
+            try:
+                return self._refresh_user_token(key, held, tenant_id, user_id, serialized_cache, scopes)
+            except Exception:
+                self._forget(key)
+                raise
+
+    def _refresh_user_token(
+        self,
+        key: tuple[str, ...],
+        held: _Held | None,
+        tenant_id: str,
+        user_id: str,
+        serialized_cache: str,
+        scopes: list[str],
+    ) -> AccessToken:
+        if held is not None:
+            app, cache = held.app, held.cache
+        else:
+            cache = self._cache(serialized_cache)
+            app = self._app(tenant_id, cache)
         home_id = f"{user_id}.{tenant_id}"
         account = next((a for a in app.get_accounts() if a.get("home_account_id") == home_id), None)
         if account is None:
@@ -224,16 +334,44 @@ class MsalIdentity:
                 raise ReauthRequired("Your Office 365 sign-in has expired or was revoked.", reason=reason)
             logger.warning("User token refresh failed: %s", _describe(result))
             raise UpstreamError("The identity platform could not refresh the sign-in.")
-        return AccessToken(
+        token = AccessToken(
             token=result["access_token"],
             tenant_id=tenant_id,
             scopes=tuple(sorted(str(result.get("scope", "")).split())),
             serialized_cache=self._changed(cache),
         )
+        if held is not None and token.scopes == () and held.token.scopes:
+            token = replace(token, scopes=held.token.scopes)  # a cache hit carries no scope list
+        self._keep(
+            key,
+            given=serialized_cache,
+            app=app,
+            cache=cache,
+            token=token,
+            expires_in=int(result.get("expires_in", 0)),
+        )
+        return token
 
-    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None) -> AccessToken:
-        cache = self._cache(serialized_cache)
-        app = self._app(tenant_id, cache)
+    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None, fresh: bool = False) -> AccessToken:
+        key = ("app", tenant_id)
+        with self._stripe(key):
+            held = None if fresh else self._recall(key, serialized_cache)
+            if held is not None and time.monotonic() < held.fresh_until:
+                return held.token
+            try:
+                return self._request_app_token(key, held, tenant_id, serialized_cache, fresh=fresh)
+            except Exception:
+                self._forget(key)
+                raise
+
+    def _request_app_token(
+        self, key: tuple[str, ...], held: _Held | None, tenant_id: str, serialized_cache: str | None, *, fresh: bool
+    ) -> AccessToken:
+        if held is not None:
+            app, cache = held.app, held.cache
+        else:
+            cache = self._cache(None if fresh else serialized_cache)
+            app = self._app(tenant_id, cache, fresh=fresh)
         try:
             result = app.acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE])
         except requests.RequestException as err:
@@ -250,12 +388,21 @@ class MsalIdentity:
                 )
             raise UpstreamError("The identity platform did not issue an app-only token.")
         claims = jwt_claims(result["access_token"])
-        return AccessToken(
+        token = AccessToken(
             token=result["access_token"],
             tenant_id=str(claims.get("tid", "")),
             roles=tuple(sorted(str(r) for r in claims.get("roles") or [])),
             serialized_cache=self._changed(cache),
         )
+        self._keep(
+            key,
+            given=None if fresh else serialized_cache,
+            app=app,
+            cache=cache,
+            token=token,
+            expires_in=int(result.get("expires_in", 0)),
+        )
+        return token
 
     # ---- tenants -------------------------------------------------------------------------------
     def resolve_tenant(self, tenant: str) -> str:

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from devtools.azurite import Azurite
 from shared.adapters.crypto import AesGcmCipher, StaticKeySource, generate_key
 from shared.adapters.tables import TableStorage
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime | None = None) -> None:
-        self.current = now or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
+from tests.kit import FakeClock
 
 
 @pytest.fixture
@@ -32,7 +20,7 @@ def keys() -> StaticKeySource:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
 
 
 @pytest.fixture

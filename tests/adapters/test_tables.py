@@ -45,7 +45,7 @@ from shared.models import (
 )
 
 if TYPE_CHECKING:
-    from tests.adapters.conftest import FakeClock
+    from tests.kit import FakeClock
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 OTHER_TENANT = "22222222-2222-2222-2222-222222222222"

@@ -20,14 +20,7 @@ from devtools.azurite import Azurite, free_port
 from devtools.stack import service_settings
 from shared.bootstrap import set_container
 from tests.e2e.browser import Browser
-
-FUNCTION_KEY = "e2e-function-key-" + uuid.uuid4().hex
-CONTOSO = "9ede9f80-1655-48eb-ac0c-abec2d7295a7"
-FABRIKAM = "d6c66e2f-e5ea-4654-9449-d8311928491c"
-CONTOSO_ADMIN = "adele.vance@contoso.example"
-RECRUITER = "megan.bowen@contoso.example"
-FABRIKAM_ADMIN = "kai.nakamura@fabrikam.example"
-FABRIKAM_RECRUITER = "sara.davis@fabrikam.example"
+from tests.kit import FUNCTION_KEY
 
 
 @dataclass

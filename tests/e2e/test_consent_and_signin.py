@@ -13,34 +13,20 @@ from shared.bootstrap import get_container
 from shared.errors import NotFound
 from shared.models import ConsentStatus, TokenHealth
 from tests.e2e.browser import Browser
-from tests.e2e.conftest import (
+from tests.e2e.conftest import Stack
+from tests.kit import (
     CONTOSO,
     CONTOSO_ADMIN,
     FABRIKAM,
     FABRIKAM_ADMIN,
     FABRIKAM_RECRUITER,
-    FUNCTION_KEY,
+    KEY,
     RECRUITER,
-    Stack,
+    consent,
 )
+from tests.kit import browser_sign_in as sign_in
 
 pytestmark = pytest.mark.e2e
-KEY = {"x-functions-key": FUNCTION_KEY}
-
-
-def consent(stack: Stack, admin: str = CONTOSO_ADMIN, domain: str = "contoso.example", **auto: object) -> Browser:
-    controls.set_auto_sign_in(stack.world, admin, **auto)  # type: ignore[arg-type]
-    browser = stack.browser()
-    page = browser.navigate(f"/api/consent/start?tenant={domain}")
-    browser.last_page = page  # type: ignore[attr-defined]
-    return browser
-
-
-def sign_in(stack: Stack, user: str = RECRUITER, path: str = "/api/auth/login") -> Browser:
-    controls.set_auto_sign_in(stack.world, user)
-    browser = stack.browser()
-    browser.last_page = browser.navigate(path)  # type: ignore[attr-defined]
-    return browser
 
 
 def api(browser: Browser, method: str, path: str, **kwargs: object) -> object:
@@ -225,7 +211,11 @@ def test_withdrawn_admin_consent_answers_admin_consent_required(e2e: Stack) -> N
     controls.set_access_token_lifetime(e2e.world, 120)
     consent(e2e)
     recruiter = sign_in(e2e)
+    assert recruiter.request("GET", "/api/directory/users/alex.wilber@contoso.example", headers=KEY).status_code == 200
     controls.withdraw_admin_consent(e2e.world, "contoso.example")
+    # An app-only token keeps the roles it was issued with until it runs out; the service notices the
+    # withdrawal when it needs a new one.
+    controls.expire_access_tokens(e2e.world, tenant="contoso.example")
     response = recruiter.request("GET", "/api/directory/users/alex.wilber@contoso.example", headers=KEY)
     assert response.status_code == 403, response.text
     assert response.json()["error"]["code"] == "admin_consent_required"

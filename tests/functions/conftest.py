@@ -4,31 +4,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.bootstrap import Container, set_container
-from tests.unit.fakes import FakeDeps
+from shared.bootstrap import set_container
+from tests.kit import FakeDeps, install
 
 
 @pytest.fixture
 def deps() -> Iterator[FakeDeps]:
     """Fakes installed as the handlers' container."""
     fakes = FakeDeps()
-    container = Container(
-        fakes.settings,
-        **{
-            name: getattr(fakes, name)
-            for name in (
-                "clock",
-                "tenants",
-                "users",
-                "sessions",
-                "bookings",
-                "token_caches",
-                "flows",
-                "identity",
-                "graph",
-            )
-        },
-    )
-    set_container(container)
+    install(fakes)
     yield fakes
     set_container(None)

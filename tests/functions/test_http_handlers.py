@@ -8,9 +8,7 @@ import pytest
 
 from functions import admin_consent, directory, health, oauth_callback, tenants
 from functions._http import http_endpoint
-from tests.unit.fakes import FakeDeps
-from tests.unit.test_readiness import ADMIN
-from tests.unit.test_signin import consented, sign_in
+from tests.kit import ADMIN, FakeDeps, consented, sign_in
 
 
 def request(

@@ -25,7 +25,12 @@ CORE_ALLOWED = (
     "shared.ports",
     "shared.errors",
     "shared.config",
-    "shared.access",
+    "shared.session_guard",
+    "shared.tenant_consent",
+    "shared.tokens",
+    "shared.urls",
+    "shared.conflicts",
+    "shared.worker_cache",
     "shared.consent",
     "shared.signin",
     "shared.readiness",
@@ -87,3 +92,24 @@ def test_importing_the_app_loads_no_sdk_and_registers_every_function() -> None:
         "me",
         "tenant_readiness",
     } <= set(report["functions"])
+
+
+def test_a_misspelt_or_ill_typed_container_override_fails_type_checking(tmp_path: Path) -> None:
+    snippet = tmp_path / "overrides.py"
+    snippet.write_text(
+        "from shared.bootstrap import Container\n"
+        "from shared.config import Settings\n"
+        "Container(Settings(), tenant=object())\n"  # misspelt: tenants
+        "Container(Settings(), graph=object())\n"  # not a GraphGateway
+        "reveal_type(Container(Settings()).tenants)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", str(snippet)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert 'Unexpected keyword argument "tenant"' in out.stdout, out.stdout
+    assert 'Argument "graph" to "Container" has incompatible type "object"' in out.stdout, out.stdout
+    assert 'Revealed type is "shared.ports.TenantStore"' in out.stdout, out.stdout

@@ -5,9 +5,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from shared.consent import complete_admin_consent, consent_request_email, start_admin_consent
-from shared.errors import InvalidFlowState, InvalidRequest, SigninDenied, TenantMismatch
+from shared.errors import AdminConsentRequired, InvalidFlowState, InvalidRequest, SigninDenied, TenantMismatch
 from shared.models import ConsentStatus
-from tests.unit.fakes import ALL_ROLES, TENANT_A, TENANT_B, FakeDeps
+from tests.kit import ALL_ROLES, TENANT_A, TENANT_B, FakeDeps
 
 
 def _start(deps: FakeDeps, tenant: str = "contoso.example") -> tuple[str, str]:
@@ -107,3 +107,30 @@ def test_consent_request_email_lists_link_and_permissions_with_reasons() -> None
     for role in ALL_ROLES:
         assert role in email["body"]
     assert email["body"].endswith("Rita Recruiter")
+
+
+def test_a_callback_that_skipped_microsoft_keeps_when_consent_was_first_proven() -> None:
+    deps = FakeDeps()
+    deps.identity.roles[TENANT_A] = ALL_ROLES
+    state, binding = _start(deps)
+    first = complete_admin_consent(deps, {"state": state, "admin_consent": "True"}, binding)
+    deps.clock.advance(days=3)
+    # A fresh state sent straight to the callback, never through Microsoft's consent page.
+    state, binding = _start(deps)
+    again = complete_admin_consent(deps, {"state": state, "admin_consent": "True", "tenant": TENANT_A}, binding)
+    assert again.consented_at == first.consented_at
+    assert again.verified_at == deps.clock.now()  # Microsoft was asked, and confirmed it
+    assert first.verified_at is not None and first.verified_at < again.verified_at
+
+
+def test_consent_is_verified_afresh_after_a_forged_callback_provoked_a_refusal() -> None:
+    deps = FakeDeps()
+    state, binding = _start(deps)
+    with pytest.raises(AdminConsentRequired):  # forged: the tenant has not consented yet
+        complete_admin_consent(deps, {"state": state, "admin_consent": "True"}, binding)
+    assert TENANT_A in deps.identity.remembered_refusals
+    deps.identity.roles[TENANT_A] = ALL_ROLES  # the real admin consents seconds later
+    state, binding = _start(deps)
+    tenant = complete_admin_consent(deps, {"state": state, "admin_consent": "True"}, binding)
+    assert tenant.consent_status is ConsentStatus.CONSENTED
+    assert deps.identity.calls[-1] == f"app:{TENANT_A}:fresh"

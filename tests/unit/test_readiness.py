@@ -4,15 +4,12 @@ from datetime import UTC
 
 import pytest
 
-from shared.access import require_calendar_access
 from shared.errors import Forbidden, GraphRequestFailed, InvalidRequest, NotFound
 from shared.lookups import get_booking_view, get_directory_user
 from shared.models import Booking, DirectoryUser, SigninResult
 from shared.readiness import run_readiness, update_tenant_settings
-from tests.unit.fakes import TENANT_A, TENANT_B, FakeDeps
-from tests.unit.test_signin import USER, consented, sign_in
-
-ADMIN = SigninResult(**{**USER.__dict__, "user_id": "admin1", "is_tenant_admin": True})
+from shared.session_guard import require_calendar_access
+from tests.kit import ADMIN, TENANT_A, TENANT_B, USER, FakeDeps, consented, sign_in
 
 
 def _checks(report: dict) -> dict[str, dict]:

@@ -4,40 +4,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.access import hash_secret, require_calendar_access
 from shared.errors import AdminConsentRequired, InvalidFlowState, InvalidRequest, ReauthRequired, SigninRequired
-from shared.models import ConsentStatus, SigninResult, Tenant, TokenHealth
+from shared.models import ConsentStatus, SigninResult, TokenHealth
+from shared.session_guard import authenticate_session, hash_secret, require_calendar_access
 from shared.signin import complete_signin, describe_me, logout, parse_features, start_signin
-from tests.unit.fakes import ALL_ROLES, TENANT_A, FakeDeps
-
-USER = SigninResult(
-    tenant_id=TENANT_A,
-    user_id="u1",
-    username="rita@contoso.example",
-    display_name="Rita",
-    scopes=("Calendars.ReadWrite", "User.Read"),
-    is_tenant_admin=False,
-    serialized_cache='{"user": "cache"}',
-)
-
-
-def consented(deps: FakeDeps, tenant_id: str = TENANT_A) -> None:
-    deps.identity.roles[tenant_id] = ALL_ROLES
-    deps.tenants.create_tenant(
-        Tenant(
-            tenant_id=tenant_id,
-            consent_status=ConsentStatus.CONSENTED,
-            granted_roles=ALL_ROLES,
-            checked_at=deps.clock.now(),
-        )
-    )
-
-
-def sign_in(deps: FakeDeps, result: SigninResult = USER, **start_kwargs: object) -> str:
-    start = start_signin(deps, **start_kwargs)  # type: ignore[arg-type]
-    state = start.redirect_url.split("state=")[1]
-    deps.identity.signin_as = result
-    return complete_signin(deps, {"state": state, "code": "c"}, start.binding).session_credential
+from shared.tokens import app_token
+from tests.kit import ALL_ROLES, TENANT_A, USER, FakeDeps, consented, sign_in
 
 
 def test_signin_creates_user_session_and_encrypted_cache_slot() -> None:
@@ -141,8 +113,6 @@ def test_revoked_refresh_token_marks_user_and_does_not_retry() -> None:
             require_calendar_access(deps, credential)
         assert caught.value.details["login_url"].endswith("/api/auth/login")
     assert len(deps.identity.calls) == calls  # marked once; no refresh loop
-    from shared.access import authenticate_session
-
     me = describe_me(deps, authenticate_session(deps, credential))
     assert me["token_health"]["status"] == "reauth_required"
 
@@ -167,8 +137,6 @@ def test_withdrawn_consent_marks_tenant_and_blocks_calendar_calls() -> None:
     consented(deps)
     credential = sign_in(deps)
     del deps.identity.roles[TENANT_A]
-    from shared.access import app_token
-
     with pytest.raises(AdminConsentRequired):
         app_token(deps, TENANT_A)
     assert deps.tenants.get_tenant(TENANT_A).consent_status is ConsentStatus.NEEDS_ATTENTION

@@ -1,13 +1,15 @@
-"""Hand-written fakes of the ports, with the same ETag and single-use semantics as the adapters."""
+"""The shared test kit: one FakeClock, hand-written fakes of the ports (with the same ETag and
+single-use semantics as the adapters), and builders for a consented tenant and a signed-in user,
+both over fakes and end to end against the local stack.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.access import hash_secret
 from shared.config import Settings
 from shared.errors import (
     AdminConsentRequired,
@@ -21,6 +23,7 @@ from shared.errors import (
 from shared.models import (
     AccessToken,
     Booking,
+    ConsentStatus,
     DirectoryUser,
     FlowKind,
     PendingFlow,
@@ -30,9 +33,15 @@ from shared.models import (
     Tenant,
     User,
 )
+from shared.session_guard import hash_secret
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Container
 
 
 class FakeClock:
+    """A clock the test moves by hand."""
+
     def __init__(self, now: datetime | None = None) -> None:
         self.current = now or datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -144,13 +153,20 @@ class FakeBookings(_Records):
 
 
 class FakeCaches:
+    """Token caches; ``lose_races`` makes every save fail as if another writer got there first."""
+
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], str] = {}
+        self.lose_races = False
+        self.saves = 0
 
     def load_cache(self, tenant_id: str, owner: str) -> str | None:
         return self.items.get((tenant_id, owner))
 
     def save_cache(self, tenant_id: str, owner: str, serialized: str) -> None:
+        self.saves += 1
+        if self.lose_races:
+            raise ConcurrencyConflict("another writer saved this cache first")
         self.items[(tenant_id, owner)] = serialized
 
     def delete_cache(self, tenant_id: str, owner: str) -> None:
@@ -193,6 +209,10 @@ class FakeIdentity:
     revoked_users: set[str] = field(default_factory=set)
     signin_as: SigninResult | None = None
     calls: list[str] = field(default_factory=list)
+    refresh_user_caches: bool = False  # every user token comes with a changed cache (a refresh)
+    # Refusals remembered per tenant until a time, as MSAL's HTTP cache keeps a 400 for 60 seconds.
+    remembered_refusals: dict[str, datetime] = field(default_factory=dict)
+    clock: FakeClock | None = None
 
     def start_signin(
         self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None, prompt: str | None = None
@@ -215,11 +235,20 @@ class FakeIdentity:
         self.calls.append(f"user:{user_id}")
         if user_id in self.revoked_users or not serialized_cache:
             raise ReauthRequired("revoked", reason="AADSTS50173")
-        return AccessToken(token=f"user-token-{user_id}", tenant_id=tenant_id, scopes=tuple(scopes))
+        refreshed = f'{{"user": "{user_id}", "refresh": {len(self.calls)}}}' if self.refresh_user_caches else None
+        return AccessToken(
+            token=f"user-token-{user_id}", tenant_id=tenant_id, scopes=tuple(scopes), serialized_cache=refreshed
+        )
 
-    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None) -> AccessToken:
-        self.calls.append(f"app:{tenant_id}")
-        if tenant_id not in self.roles:
+    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None, fresh: bool = False) -> AccessToken:
+        self.calls.append(f"app:{tenant_id}" + (":fresh" if fresh else ""))
+        now = self.clock.now() if self.clock else None
+        if fresh:
+            self.remembered_refusals.pop(tenant_id, None)
+        remembered = self.remembered_refusals.get(tenant_id)
+        if tenant_id not in self.roles or (now is not None and remembered is not None and now < remembered):
+            if now is not None and remembered is None:
+                self.remembered_refusals[tenant_id] = now + timedelta(seconds=60)
             raise AdminConsentRequired("no consent", reason="AADSTS700016")
         return AccessToken(
             token=f"app-token-{tenant_id}",
@@ -275,5 +304,93 @@ class FakeDeps:
         self.bookings = FakeBookings()
         self.token_caches = FakeCaches()
         self.flows = FakeFlows(self.clock)
-        self.identity = FakeIdentity()
+        self.identity = FakeIdentity(clock=self.clock)
         self.graph = FakeGraph()
+
+
+# ---- builders ------------------------------------------------------------------------------------
+USER = SigninResult(
+    tenant_id=TENANT_A,
+    user_id="u1",
+    username="rita@contoso.example",
+    display_name="Rita",
+    scopes=("Calendars.ReadWrite", "User.Read"),
+    is_tenant_admin=False,
+    serialized_cache='{"user": "cache"}',
+)
+ADMIN = replace(USER, user_id="admin1", is_tenant_admin=True)
+
+
+def consented(deps: FakeDeps, tenant_id: str = TENANT_A) -> Tenant:
+    """A tenant whose admin granted every role the service needs."""
+    deps.identity.roles[tenant_id] = ALL_ROLES
+    return deps.tenants.create_tenant(
+        Tenant(
+            tenant_id=tenant_id,
+            consent_status=ConsentStatus.CONSENTED,
+            granted_roles=ALL_ROLES,
+            consented_at=deps.clock.now(),
+            checked_at=deps.clock.now(),
+        )
+    )
+
+
+def sign_in(deps: FakeDeps, result: SigninResult = USER, **start_kwargs: Any) -> str:
+    """Sign ``result`` in through the core's own flow; returns the session credential."""
+    from shared.signin import complete_signin, start_signin
+
+    start = start_signin(deps, **start_kwargs)
+    state = start.redirect_url.split("state=")[1]
+    deps.identity.signin_as = result
+    return complete_signin(deps, {"state": state, "code": "c"}, start.binding).session_credential
+
+
+def install(deps: FakeDeps) -> Container:
+    """A composition root over the fakes, installed for handlers; ``set_container(None)`` removes it."""
+    from shared.bootstrap import Container, set_container
+
+    container = Container(
+        deps.settings,
+        clock=deps.clock,
+        tenants=deps.tenants,
+        users=deps.users,
+        sessions=deps.sessions,
+        bookings=deps.bookings,
+        token_caches=deps.token_caches,
+        flows=deps.flows,
+        identity=deps.identity,
+        graph=deps.graph,  # type: ignore[arg-type]  # FakeGraph answers no getSchedule yet
+    )
+    set_container(container)
+    return container
+
+
+# ---- end to end (the local stack of tests/e2e) ----------------------------------------------------
+FUNCTION_KEY = "e2e-function-key-" + uuid.uuid4().hex
+KEY = {"x-functions-key": FUNCTION_KEY}
+CONTOSO = "9ede9f80-1655-48eb-ac0c-abec2d7295a7"
+FABRIKAM = "d6c66e2f-e5ea-4654-9449-d8311928491c"
+CONTOSO_ADMIN = "adele.vance@contoso.example"
+RECRUITER = "megan.bowen@contoso.example"
+FABRIKAM_ADMIN = "kai.nakamura@fabrikam.example"
+FABRIKAM_RECRUITER = "sara.davis@fabrikam.example"
+
+
+def consent(stack: Any, admin: str = CONTOSO_ADMIN, domain: str = "contoso.example", **auto: Any) -> Any:
+    """A browser in which ``admin`` granted admin consent for ``domain``; its last page is ``last_page``."""
+    from devtools.cloud import controls
+
+    controls.set_auto_sign_in(stack.world, admin, **auto)
+    browser = stack.browser()
+    browser.last_page = browser.navigate(f"/api/consent/start?tenant={domain}")
+    return browser
+
+
+def browser_sign_in(stack: Any, user: str = RECRUITER, path: str = "/api/auth/login") -> Any:
+    """A browser in which ``user`` signed in (a session cookie, unless sign-in failed: see ``last_page``)."""
+    from devtools.cloud import controls
+
+    controls.set_auto_sign_in(stack.world, user)
+    browser = stack.browser()
+    browser.last_page = browser.navigate(path)
+    return browser

@@ -1,0 +1,212 @@
+"""Per-worker memory of the records every calendar request reads: sessions, users, tenants, token caches.
+
+The guard reads a session, its user, the tenant and the user's token cache on every calendar
+request. These stores keep what this worker read or wrote for at most ``WORKER_CACHE_TTL``,
+so a warm request reads nothing from storage. Writes go through to storage and replace the
+remembered record; a delete forgets it first. What another instance changes is seen here within
+the TTL: a logout or a revoked session takes effect at once on the instance that handled it and
+within ``MAX_STALENESS`` everywhere.
+
+A write whose ETag lost a race forgets the record, so the caller's retry reads it afresh.
+Absence is never remembered: a record another instance just created is read on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from shared.errors import ConcurrencyConflict
+from shared.models import Session, Tenant, User
+from shared.ports import Clock, SessionStore, TenantStore, TokenCacheStore, UserStore
+
+MAX_STALENESS = timedelta(seconds=30)
+WORKER_CACHE_TTL = timedelta(seconds=20)
+MAX_ENTRIES = 10_000
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+R = TypeVar("R")
+
+
+class TtlCache(Generic[K, V]):
+    """A thread-safe map whose entries live ``ttl`` by the injected clock; the oldest go first when full."""
+
+    def __init__(self, clock: Clock, *, ttl: timedelta = WORKER_CACHE_TTL, max_entries: int = MAX_ENTRIES) -> None:
+        if ttl > MAX_STALENESS:
+            raise ValueError(f"A worker cache may keep records at most {MAX_STALENESS.total_seconds():.0f} seconds.")
+        self._clock = clock
+        self._ttl = ttl
+        self._max = max_entries
+        self._items: OrderedDict[K, tuple[datetime, V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        now = self._clock.now()
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            expires, value = item
+            if now >= expires:
+                del self._items[key]
+                return None
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        expires = self._clock.now() + self._ttl
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (expires, value)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+    def forget(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def forget_where(self, predicate: Callable[[K, V], bool]) -> None:
+        with self._lock:
+            for key in [k for k, (_, v) in self._items.items() if predicate(k, v)]:
+                del self._items[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+def _write(cache: TtlCache[K, V], key: K, write: Callable[[], R]) -> R:
+    try:
+        return write()
+    except ConcurrencyConflict:
+        cache.forget(key)  # the caller's retry must read the record afresh
+        raise
+
+
+class CachedTenants:
+    """``TenantStore`` that remembers tenants read or written by this worker."""
+
+    def __init__(self, inner: TenantStore, clock: Clock, *, ttl: timedelta = WORKER_CACHE_TTL) -> None:
+        self._inner = inner
+        self._cache: TtlCache[str, Tenant] = TtlCache(clock, ttl=ttl)
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        tenant = self._cache.get(tenant_id)
+        if tenant is None:
+            tenant = self._inner.get_tenant(tenant_id)
+            self._cache.put(tenant_id, tenant)
+        return tenant
+
+    def create_tenant(self, tenant: Tenant) -> Tenant:
+        stored = _write(self._cache, tenant.tenant_id, lambda: self._inner.create_tenant(tenant))
+        self._cache.put(tenant.tenant_id, stored)
+        return stored
+
+    def update_tenant(self, tenant: Tenant) -> Tenant:
+        stored = _write(self._cache, tenant.tenant_id, lambda: self._inner.update_tenant(tenant))
+        self._cache.put(tenant.tenant_id, stored)
+        return stored
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        self._cache.forget(tenant_id)
+        self._inner.delete_tenant(tenant_id)
+
+    def list_tenants(self) -> list[Tenant]:
+        return self._inner.list_tenants()
+
+
+class CachedUsers:
+    """``UserStore`` that remembers users read or written by this worker."""
+
+    def __init__(self, inner: UserStore, clock: Clock, *, ttl: timedelta = WORKER_CACHE_TTL) -> None:
+        self._inner = inner
+        self._cache: TtlCache[tuple[str, str], User] = TtlCache(clock, ttl=ttl)
+
+    def get_user(self, tenant_id: str, user_id: str) -> User:
+        key = (tenant_id, user_id)
+        user = self._cache.get(key)
+        if user is None:
+            user = self._inner.get_user(tenant_id, user_id)
+            self._cache.put(key, user)
+        return user
+
+    def create_user(self, user: User) -> User:
+        key = (user.tenant_id, user.user_id)
+        stored = _write(self._cache, key, lambda: self._inner.create_user(user))
+        self._cache.put(key, stored)
+        return stored
+
+    def update_user(self, user: User) -> User:
+        key = (user.tenant_id, user.user_id)
+        stored = _write(self._cache, key, lambda: self._inner.update_user(user))
+        self._cache.put(key, stored)
+        return stored
+
+    def delete_user(self, tenant_id: str, user_id: str) -> None:
+        self._cache.forget((tenant_id, user_id))
+        self._inner.delete_user(tenant_id, user_id)
+
+    def list_users(self, tenant_id: str) -> list[User]:
+        return self._inner.list_users(tenant_id)
+
+
+class CachedSessions:
+    """``SessionStore`` that remembers sessions by hash; a delete or revocation here is seen at once."""
+
+    def __init__(self, inner: SessionStore, clock: Clock, *, ttl: timedelta = WORKER_CACHE_TTL) -> None:
+        self._inner = inner
+        self._cache: TtlCache[str, Session] = TtlCache(clock, ttl=ttl)
+
+    def create_session(self, session: Session) -> Session:
+        stored = self._inner.create_session(session)
+        self._cache.put(session.session_hash, stored)
+        return stored
+
+    def get_session(self, session_hash: str) -> Session:
+        session = self._cache.get(session_hash)
+        if session is None:
+            session = self._inner.get_session(session_hash)
+            self._cache.put(session_hash, session)
+        return session
+
+    def update_session(self, session: Session) -> Session:
+        stored = _write(self._cache, session.session_hash, lambda: self._inner.update_session(session))
+        self._cache.put(session.session_hash, stored)
+        return stored
+
+    def delete_session(self, session_hash: str) -> None:
+        self._cache.forget(session_hash)
+        self._inner.delete_session(session_hash)
+
+    def delete_user_sessions(self, tenant_id: str, user_id: str) -> None:
+        self._cache.forget_where(lambda _, s: (s.tenant_id, s.user_id) == (tenant_id, user_id))
+        self._inner.delete_user_sessions(tenant_id, user_id)
+
+
+class CachedTokenCaches:
+    """``TokenCacheStore`` that keeps the decrypted caches this worker read or wrote."""
+
+    def __init__(self, inner: TokenCacheStore, clock: Clock, *, ttl: timedelta = WORKER_CACHE_TTL) -> None:
+        self._inner = inner
+        self._cache: TtlCache[tuple[str, str], str] = TtlCache(clock, ttl=ttl)
+
+    def load_cache(self, tenant_id: str, owner: str) -> str | None:
+        key = (tenant_id, owner)
+        serialized = self._cache.get(key)
+        if serialized is None:
+            serialized = self._inner.load_cache(tenant_id, owner)
+            if serialized is not None:
+                self._cache.put(key, serialized)
+        return serialized
+
+    def save_cache(self, tenant_id: str, owner: str, serialized: str) -> None:
+        # Remember it before the write: a write lost to another writer still leaves a working cache here.
+        self._cache.put((tenant_id, owner), serialized)
+        self._inner.save_cache(tenant_id, owner, serialized)
+
+    def delete_cache(self, tenant_id: str, owner: str) -> None:
+        self._cache.forget((tenant_id, owner))
+        self._inner.delete_cache(tenant_id, owner)
