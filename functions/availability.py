@@ -12,7 +12,7 @@ from functions._http import http_endpoint, json_response, read_json
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
-    from shared.access import RequestContext
+    from shared.session_guard import RequestContext
     from shared.models import Schedule
     from shared.slots import Explanation
 

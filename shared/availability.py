@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.access import RequestContext
+from shared.session_guard import RequestContext
 from shared.availability_request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
 from shared.errors import GraphRequestFailed, ReauthRequired
 from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops

@@ -103,12 +103,13 @@ def _bad(field: str, message: str) -> InvalidRequest:
     return InvalidRequest(message, field=field)
 
 
-def _bool(body: Mapping[str, Any], field: str, default: bool) -> bool:
-    value = body.get(field, default)
+def _bool(body: Mapping[str, Any], key: str, default: bool, *, field: str | None = None) -> bool:
+    name = field or key
+    value = body.get(key, default)
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise _bad(field, f"`{field}` must be true or false.")
+        raise _bad(name, f"`{name}` must be true or false.")
     return value
 
 
@@ -191,9 +192,7 @@ def _panel(body: Mapping[str, Any], prefix: str = "") -> PanelSpec:
             email, is_required = email_address(item, field), True
         elif isinstance(item, dict):
             email = email_address(item.get("email"), f"{field}.email")
-            is_required = _bool(item, "required", True) if "required" in item else True
-            if not isinstance(item.get("required", True), bool):
-                raise _bad(f"{field}.required", f"`{field}.required` must be true or false.")
+            is_required = _bool(item, "required", True, field=f"{field}.required")
         else:
             raise _bad(field, f"`{field}` must be an object with `email` and `required`.")
         (required if is_required else optional).append(email)

@@ -205,8 +205,7 @@ class Container:
         def build() -> GraphGateway:
             from shared.adapters.graph import GraphClient
 
-            # getSchedule is in the port ahead of its adapter; the availability work adds it to GraphClient.
-            return GraphClient(self.settings)  # type: ignore[return-value]
+            return GraphClient(self.settings)
 
         return self._lazy.get("graph", build)
 

@@ -6,6 +6,7 @@ both over fakes and end to end against the local stack.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ from shared.models import (
     DirectoryUser,
     FlowKind,
     PendingFlow,
+    Schedule,
+    ScheduleStatus,
     Session,
     SigninResult,
     SigninStart,
@@ -270,6 +273,8 @@ class FakeIdentity:
 class FakeGraph:
     users: dict[str, dict[str, DirectoryUser]] = field(default_factory=dict)  # tenant -> ref -> user
     failures: dict[str, GraphRequestFailed] = field(default_factory=dict)  # mailbox -> failure
+    schedules: dict[str, dict[str, Schedule]] = field(default_factory=dict)  # tenant -> address -> schedule
+    schedule_calls: list[tuple[tuple[str, ...], datetime, datetime]] = field(default_factory=list)
 
     def get_user(self, token: AccessToken, user: str) -> DirectoryUser:
         found = self.users.get(token.tenant_id, {}).get(user.lower())
@@ -284,6 +289,25 @@ class FakeGraph:
         key = (mailbox or "me").lower()
         if key in self.failures:
             raise self.failures[key]
+
+    def get_schedules(
+        self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
+    ) -> list[Schedule]:
+        """Each address's schedule from ``schedules`` (tenant -> address), clipped to the window;
+        anyone else is unknown, as getSchedule reports an address it cannot resolve."""
+        self.schedule_calls.append((tuple(emails), start, end))
+        if "me" in self.failures:
+            raise self.failures["me"]
+        known = self.schedules.get(token.tenant_id, {})
+        answers = []
+        for email in emails:
+            found = known.get(email.lower())
+            if found is None:
+                answers.append(Schedule(email=email, status=ScheduleStatus.UNREADABLE, reason="unknown"))
+            else:
+                busy = tuple(b for b in found.busy if b.end > start and b.start < end)
+                answers.append(replace(found, email=email, busy=busy))
+        return answers
 
 
 class FakeDeps:
@@ -359,7 +383,7 @@ def install(deps: FakeDeps) -> Container:
         token_caches=deps.token_caches,
         flows=deps.flows,
         identity=deps.identity,
-        graph=deps.graph,  # type: ignore[arg-type]  # FakeGraph answers no getSchedule yet
+        graph=deps.graph,
     )
     set_container(container)
     return container

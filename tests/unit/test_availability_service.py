@@ -1,0 +1,162 @@
+"""The availability service over fakes: what it asks Graph for, caps from stored bookings, refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shared.availability import find_availability
+from shared.availability_request import parse_availability_request
+from shared.errors import GraphRequestFailed, InvalidRequest, ReauthRequired
+from shared.models import Booking, BookingStatus, BusyBlock, FreeBusyStatus, Schedule, WorkingHours
+from shared.session_guard import require_calendar_access
+from tests.kit import TENANT_A, FakeDeps, consented, sign_in
+
+NEW_YORK = ZoneInfo("America/New_York")
+MONDAY = datetime(2030, 12, 2, tzinfo=UTC)  # a Monday, well after the fake clock's now
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday")
+
+
+def _hours() -> WorkingHours:
+    return WorkingHours(
+        days=WEEKDAYS, start=time(9), end=time(17), time_zone=NEW_YORK, time_zone_name="America/New_York"
+    )
+
+
+def _deps(*schedules: Schedule) -> tuple[FakeDeps, str]:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    deps.graph.schedules[TENANT_A] = {s.email: s for s in schedules}
+    return deps, credential
+
+
+def _request(**body: object) -> dict[str, object]:
+    return {
+        "interviewers": ["ann@contoso.example"],
+        "start": MONDAY.isoformat(),
+        "end": (MONDAY + timedelta(days=1)).isoformat(),
+        "duration_minutes": 60,
+        "interval_minutes": 60,
+        "time_zone": "America/New_York",
+        **body,
+    }
+
+
+def test_slots_come_from_the_schedules_graph_returned() -> None:
+    busy = BusyBlock(
+        start=datetime(2030, 12, 2, 15, tzinfo=UTC),
+        end=datetime(2030, 12, 2, 16, tzinfo=UTC),
+        status=FreeBusyStatus.BUSY,
+    )
+    deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours(), busy=(busy,)))
+    ctx = require_calendar_access(deps, credential)
+    answer = find_availability(deps, ctx, parse_availability_request(_request()))
+    hours = [s.start.astimezone(NEW_YORK).hour for s in answer.search.slots]
+    assert hours == [9, 11, 12, 13, 14, 15, 16]  # 10:00 New York is 15:00 UTC, when Ann is busy
+    assert len(deps.graph.schedule_calls) == 1
+    emails, start, end = deps.graph.schedule_calls[0]
+    assert emails == ("ann@contoso.example",)
+    assert (start, end) == (MONDAY, MONDAY + timedelta(days=1))
+
+
+def test_buffers_widen_the_window_read_from_graph() -> None:
+    deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
+    ctx = require_calendar_access(deps, credential)
+    find_availability(
+        deps, ctx, parse_availability_request(_request(buffer_before_minutes=30, buffer_after_minutes=15))
+    )
+    _, start, end = deps.graph.schedule_calls[0]
+    assert (start, end) == (MONDAY - timedelta(minutes=30), MONDAY + timedelta(days=1, minutes=15))
+
+
+def test_when_nothing_fits_two_more_weeks_are_read_for_the_explanation() -> None:
+    deps, credential = _deps()  # Ann is unknown: never free
+    ctx = require_calendar_access(deps, credential)
+    answer = find_availability(deps, ctx, parse_availability_request(_request()))
+    assert answer.search.slots == ()
+    assert answer.search.explanation is not None
+    assert [call[2] for call in deps.graph.schedule_calls] == [
+        MONDAY + timedelta(days=1),
+        MONDAY + timedelta(days=15),
+    ]
+
+
+def test_caps_count_only_live_bookings_of_this_tenant() -> None:
+    deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
+    ctx = require_calendar_access(deps, credential)
+    nine = datetime(2030, 12, 2, 9, tzinfo=NEW_YORK).astimezone(UTC)
+    for booking_id, status, tenant in (
+        ("b1", BookingStatus.CANCELLED, TENANT_A),
+        ("b2", BookingStatus.BOOKED, "another-tenant"),
+    ):
+        deps.bookings.create_booking(
+            Booking(
+                tenant_id=tenant,
+                booking_id=booking_id,
+                mailbox="ann@contoso.example",
+                start=nine,
+                end=nine + timedelta(hours=1),
+                subject="Interview",
+                status=status,
+                attendees=("Ann@Contoso.example",),
+            )
+        )
+    request = parse_availability_request(_request(max_per_day=1))
+    assert find_availability(deps, ctx, request).search.slots  # neither booking counts
+    deps.bookings.create_booking(
+        Booking(
+            tenant_id=TENANT_A,
+            booking_id="b3",
+            mailbox="ann@contoso.example",
+            start=nine,
+            end=nine + timedelta(hours=1),
+            subject="Interview",
+            status=BookingStatus.BOOKED,
+            attendees=("Ann@Contoso.example",),
+        )
+    )
+    assert find_availability(deps, ctx, request).search.slots == ()
+
+
+def test_a_refused_user_token_is_reauth_required_never_an_empty_calendar() -> None:
+    deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
+    ctx = require_calendar_access(deps, credential)
+    deps.graph.failures["me"] = GraphRequestFailed("refused", status=401, reason="unauthorized")
+    with pytest.raises(ReauthRequired):
+        find_availability(deps, ctx, parse_availability_request(_request()))
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"interviewers": ["ann@contoso.example", "ann@contoso.example"]}, "interviewers"),
+        (
+            {"pools": [{"name": "p", "members": ["ann@contoso.example", "bob@contoso.example"], "need": 1}]},
+            "pools[0].members",
+        ),
+        ({"interviewers": [{"email": "ann@contoso.example", "required": "yes"}]}, "interviewers[0].required"),
+        ({"duration_minutes": 1.5}, "duration_minutes"),
+        ({"duration_minutes": True}, "duration_minutes"),
+        ({"start": "2030-12-02"}, "start"),
+        ({"tentative_is_busy": "no"}, "tentative_is_busy"),
+        ({"max_per_day": 0}, "max_per_day"),
+        ({"time_zone": "../../etc/passwd"}, "time_zone"),
+        ({"interviewers": ["ann@contoso.example\n"]}, "interviewers[0]"),
+    ],
+)
+def test_requests_are_refused_naming_the_field(body: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        parse_availability_request(_request(**body))
+    assert refused.value.details["field"] == field
+
+
+def test_windows_and_iana_names_are_both_accepted() -> None:
+    windows = parse_availability_request(_request(time_zone="Eastern Standard Time"))
+    iana = parse_availability_request(_request(time_zone="America/New_York"))
+    moment = datetime(2030, 7, 1, 12, tzinfo=UTC)
+    assert moment.astimezone(windows.options.time_zone).utcoffset() == timedelta(hours=-4)
+    assert moment.astimezone(iana.options.time_zone).utcoffset() == timedelta(hours=-4)
+    assert windows.options.time_zone_name == "Eastern Standard Time"
