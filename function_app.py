@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from functions import admin_consent, directory, health, oauth_callback, tenants
+from functions import admin_consent, directory, health, maintenance, oauth_callback, tenants
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health.bp, admin_consent.bp, oauth_callback.bp, tenants.bp, directory.bp):
+for blueprint in (health.bp, admin_consent.bp, oauth_callback.bp, tenants.bp, directory.bp, maintenance.bp):
     app.register_functions(blueprint)

@@ -18,6 +18,7 @@ def deps() -> Iterator[FakeDeps]:
             name: getattr(fakes, name)
             for name in (
                 "clock",
+                "cipher",
                 "tenants",
                 "users",
                 "sessions",

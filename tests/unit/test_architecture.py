@@ -31,6 +31,9 @@ CORE_ALLOWED = (
     "shared.readiness",
     "shared.lookups",
     "shared.health",
+    "shared.text",
+    "shared.flows",
+    "shared.maintenance",
 )
 
 

@@ -101,9 +101,9 @@ def test_consent_start_refuses_bad_tenant(tenant: str) -> None:
 
 def test_consent_request_email_lists_link_and_permissions_with_reasons() -> None:
     deps = FakeDeps()
-    email = consent_request_email(deps.settings, "contoso.example", requested_by="Rita Recruiter")
+    email = consent_request_email(deps.settings, "contoso.example", requested_by="Rita.Recruiter@contoso.example")
     assert email["consent_url"] == "https://svc.example/api/consent/start?tenant=contoso.example"
     assert email["consent_url"] in email["body"]
     for role in ALL_ROLES:
         assert role in email["body"]
-    assert email["body"].endswith("Rita Recruiter")
+    assert email["body"].endswith("rita.recruiter@contoso.example")
