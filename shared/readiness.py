@@ -25,7 +25,6 @@ HYBRID_REQUIREMENTS = (
 )
 
 
-
 @dataclass(frozen=True)
 class Check:
     id: str

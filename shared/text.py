@@ -61,7 +61,5 @@ def mailbox_address(value: object, *, parameter: str) -> str | None:
     except EmailNotValidError as err:
         raise InvalidRequest(f"{parameter} must be an email address: {err}", parameter=parameter) from None
     if _URL_UNSAFE.search(checked.local_part):
-        raise InvalidRequest(
-            f"{parameter} must be an email address without / \\ ? # or %.", parameter=parameter
-        )
+        raise InvalidRequest(f"{parameter} must be an email address without / \\ ? # or %.", parameter=parameter)
     return checked.normalized.lower()
