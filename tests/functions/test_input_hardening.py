@@ -73,7 +73,11 @@ def test_non_latin1_return_query_is_percent_encoded_and_the_callback_redirects(d
 
 @pytest.mark.parametrize(
     "body",
-    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000, b'{"sync_mailbox": ' + b"9" * 5000 + b"}"],
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+        b'{"sync_mailbox": ' + b"9" * 5000 + b"}",
+    ],
     ids=["deep-array", "deep-object", "huge-integer"],
 )
 def test_settings_refuse_pathological_json_with_a_400(deps: FakeDeps, body: bytes) -> None:
