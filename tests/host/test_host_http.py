@@ -304,3 +304,10 @@ def test_wrong_method_on_a_known_route_is_405_even_with_a_catch_all_route() -> N
     assert wrong.json()["error"]["code"] == "method_not_allowed"
     assert unknown.status_code == 404
     assert right.status_code == 204
+
+
+def test_a_path_with_an_encoded_newline_still_gets_the_hosts_json_answer(client: httpx.Client) -> None:
+    reply = client.get("/api/nothing%0A/here")
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "not_found"
+    assert client.get("/api/files/a%0Ab").text == "a\nb"
