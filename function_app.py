@@ -2,9 +2,10 @@
 
 import azure.functions as func
 
-from functions import admin_consent, availability, directory, health, oauth_callback, tenants
+from functions import admin_consent, availability, directory, health, maintenance, oauth_callback, tenants
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health.bp, admin_consent.bp, oauth_callback.bp, tenants.bp, directory.bp, availability.bp):
+blueprints = (health.bp, admin_consent.bp, oauth_callback.bp, tenants.bp, directory.bp, maintenance.bp, availability.bp)
+for blueprint in blueprints:
     app.register_functions(blueprint)

@@ -52,6 +52,7 @@ def service_settings(
         "CLIENT_SECRET": app["secrets"][0],
         "PUBLIC_BASE_URL": public_base_url,
         "FUNCTION_KEY": function_key,
+        "PURGE_SCHEDULE": "0 */15 * * * *",
         **({"LOCAL_KEY_FILE": key_file} if key_file else {}),
     }
 

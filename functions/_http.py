@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -21,6 +23,8 @@ from shared import errors
 logger = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_JSON_INT_DIGITS = 64
 
 # The one place where an error becomes an HTTP status. Subclasses inherit their base's status.
 STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
@@ -34,11 +38,71 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.ReauthRequired: 401,
     errors.AdminConsentRequired: 403,
     errors.Forbidden: 403,
-    errors.TokenIntegrityError: 500,
+    errors.TokenIntegrityError: 401,  # answered as reauth_required: see public_error
     errors.ConfigurationError: 500,
     errors.UpstreamError: 502,
     errors.UpstreamUnavailable: 503,
 }
+
+
+@dataclass(frozen=True)
+class ErrorPage:
+    """How a browser leg shows an error: a title, whether the error's own message is shown, advice,
+    and buttons as (label, link name); a link name is a key of the error's details or of the
+    links the handler passes (``login``)."""
+
+    title: str
+    advice: tuple[str, ...] = ()
+    show_message: bool = True
+    links: tuple[tuple[str, str], ...] = ()
+
+
+_NOTHING_RECORDED = "Nothing was recorded."
+# The one place where an error on a browser leg becomes a page, per flow. Subclasses inherit.
+PAGE_BY_ERROR: dict[str, dict[type[errors.ServiceError], ErrorPage]] = {
+    "signin": {
+        errors.InvalidFlowState: ErrorPage(
+            "This sign-in has expired", ("Nothing was stored.",), links=(("Sign in again", "login"),)
+        ),
+        errors.SigninDenied: ErrorPage("You were not signed in", links=(("Sign in again", "login"),)),
+        errors.AdminConsentRequired: ErrorPage(
+            "Your organisation has not connected Office 365 yet",
+            ("Send your Office 365 administrator the consent request email; once they accept, sign in again.",),
+            links=(("Get the email for your admin", "consent_request_url"), ("Sign in again", "login")),
+        ),
+    },
+    "consent": {
+        errors.InvalidFlowState: ErrorPage(
+            "This consent link has expired",
+            ("Nothing was recorded. Open the consent link from the email again.",),
+        ),
+        errors.SigninDenied: ErrorPage(
+            "Consent was not granted",
+            ("Nothing was recorded. You can try again; an Office 365 administrator must sign in and accept.",),
+            links=(("Try again", "retry_url"),),
+        ),
+        errors.TenantMismatch: ErrorPage("Consent could not be verified", (_NOTHING_RECORDED,)),
+        errors.NotFound: ErrorPage("Consent could not be verified", (_NOTHING_RECORDED,)),
+        errors.AdminConsentRequired: ErrorPage(
+            "Consent could not be verified",
+            (
+                "Microsoft did not give the app a token for your tenant, so the consent could not be "
+                "confirmed. Nothing was recorded. Try again in a few minutes.",
+            ),
+            show_message=False,
+        ),
+    },
+}
+
+
+def page_for(flow: str, error: errors.ServiceError) -> ErrorPage | None:
+    """The page a browser leg of ``flow`` shows for ``error``, or None (answered as JSON)."""
+    pages = PAGE_BY_ERROR[flow]
+    for cls in type(error).__mro__:
+        if cls in pages:
+            return pages[cls]
+    return None
+
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -67,7 +131,16 @@ def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **details}}
 
 
+def public_error(error: errors.ServiceError) -> errors.ServiceError:
+    """What the client is told. Stored token material that no longer decrypts is the operators'
+    problem (logged with its details by ``http_endpoint``); the user can only sign in again."""
+    if isinstance(error, errors.TokenIntegrityError):
+        return errors.ReauthRequired("Your stored Office 365 sign-in could not be read. Sign in again.")
+    return error
+
+
 def error_response(error: errors.ServiceError) -> func.HttpResponse:
+    error = public_error(error)
     status = status_for(error)
     headers: dict[str, str] = {}
     if status == 401:
@@ -85,6 +158,40 @@ def internal_error_response() -> func.HttpResponse:
     )
 
 
+class _JsonValueRefused(ValueError):
+    pass
+
+
+def _bounded_int(digits: str) -> int:
+    # Python refuses to convert integers over 4300 digits (a ValueError from deep inside json);
+    # no field of ours needs more than a few.
+    if len(digits.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise _JsonValueRefused(f"a number has more than {MAX_JSON_INT_DIGITS} digits")
+    return int(digits)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _JsonValueRefused(f"{name} is not a JSON value")
+
+
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nesting_depth_exceeds(text: str, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than ``limit``: checked before parsing, because
+    the parser recurses once per level and a deep enough document exhausts the interpreter's stack."""
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        found = match.group()
+        if found in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif found in "]}":
+            depth -= 1
+    return False
+
+
 def read_json(req: func.HttpRequest, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """Parse a JSON object body, refusing a wrong content type, an oversized or malformed body."""
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -94,9 +201,19 @@ def read_json(req: func.HttpRequest, *, max_bytes: int = MAX_JSON_BYTES) -> dict
     if len(body) > max_bytes:
         raise errors.PayloadTooLarge(f"The body is larger than {max_bytes} bytes.", limit_bytes=max_bytes)
     try:
-        parsed = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise errors.InvalidJson(f"The body is not valid JSON: {type(err).__name__}.") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise errors.InvalidJson(f"The body is not valid UTF-8 text (at byte {err.start}).") from None
+    if _nesting_depth_exceeds(text, MAX_JSON_DEPTH):
+        raise errors.InvalidJson(f"The body nests objects or arrays deeper than {MAX_JSON_DEPTH} levels.")
+    try:
+        parsed = json.loads(text, parse_int=_bounded_int, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as err:
+        raise errors.InvalidJson(
+            f"The body is not valid JSON: {err.msg.lower()} at line {err.lineno}, column {err.colno}."
+        ) from None
+    except _JsonValueRefused as err:
+        raise errors.InvalidJson(f"The body is not valid JSON: {err}.") from None
     if not isinstance(parsed, dict):
         raise errors.InvalidJson("The body must be a JSON object.")
     return parsed
@@ -112,6 +229,16 @@ def http_endpoint(handler: Handler) -> Handler:
     def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
         try:
             return handler(*args, **kwargs)  # type: ignore[return-value]
+        except errors.TokenIntegrityError as err:
+            # For operators only: which record, tenant and key version failed; never in the body.
+            logger.error(
+                "%s: stored token material failed to decrypt (%s): %s details=%s",
+                handler.__name__,
+                err.code,
+                err.message,
+                err.details,
+            )
+            return error_response(err)
         except errors.ServiceError as err:
             level = logging.ERROR if status_for(err) >= 500 else logging.INFO
             logger.log(level, "%s answered %s: %s", handler.__name__, err.code, err.message)

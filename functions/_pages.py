@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 
 import azure.functions as func
 
-from functions._http import SECURITY_HEADERS
+from functions._http import SECURITY_HEADERS, page_for, status_for
+from shared import errors
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}"
@@ -55,4 +57,25 @@ def redirect(location: str, *, headers: dict[str, str] | None = None) -> func.Ht
     return func.HttpResponse(
         status_code=302,
         headers={**SECURITY_HEADERS, "Location": location, "Referrer-Policy": "no-referrer", **(headers or {})},
+    )
+
+
+def error_page(
+    flow: str,
+    error: errors.ServiceError,
+    *,
+    links: Mapping[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> func.HttpResponse | None:
+    """The page ``PAGE_BY_ERROR`` gives ``error`` on a browser leg of ``flow``, or None."""
+    spec = page_for(flow, error)
+    if spec is None:
+        return None
+    targets = {**{k: str(v) for k, v in error.details.items() if isinstance(v, str)}, **(links or {})}
+    return page(
+        spec.title,
+        ([error.message] if spec.show_message else []) + list(spec.advice),
+        status=status_for(error),
+        links=[(label, targets[name]) for label, name in spec.links if targets.get(name)],
+        headers=headers,
     )

@@ -8,8 +8,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions._auth import CONSENT_FLOW_COOKIE, cookie, expired_cookie, read_cookie
-from functions._http import http_endpoint, json_response, status_for
-from functions._pages import page, redirect
+from functions._http import http_endpoint, json_response
+from functions._pages import error_page, page, redirect
 from shared import errors
 from shared.bootstrap import get_container
 
@@ -45,43 +45,11 @@ def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
     clear = {"Set-Cookie": expired_cookie(CONSENT_FLOW_COOKIE, path=COOKIE_PATH)}
     try:
         tenant = complete_admin_consent(deps, dict(req.params), read_cookie(req, CONSENT_FLOW_COOKIE))
-    except errors.InvalidFlowState as err:
-        return page(
-            "This consent link has expired",
-            [err.message, "Nothing was recorded. Open the consent link from the email again."],
-            status=status_for(err),
-            headers=clear,
-        )
-    except errors.SigninDenied as err:
-        retry = err.details.get("retry_url")
-        return page(
-            "Consent was not granted",
-            [
-                err.message,
-                "Nothing was recorded. You can try again; an Office 365 administrator must sign in and accept.",
-            ],
-            status=status_for(err),
-            links=[("Try again", retry)] if retry else None,
-            headers=clear,
-        )
-    except (errors.TenantMismatch, errors.NotFound) as err:
-        return page(
-            "Consent could not be verified",
-            [err.message, "Nothing was recorded."],
-            status=status_for(err),
-            headers=clear,
-        )
-    except errors.AdminConsentRequired as err:
-        return page(
-            "Consent could not be verified",
-            [
-                "Microsoft did not give the app a token for your "
-                "tenant, so the consent could not be confirmed. Nothing was recorded. Try again in a "
-                "few minutes."
-            ],
-            status=status_for(err),
-            headers=clear,
-        )
+    except errors.ServiceError as err:
+        shown = error_page("consent", err, headers=clear)
+        if shown is None:
+            raise
+        return shown
     if tenant.missing_roles:
         return page(
             "Consent is incomplete",
@@ -110,7 +78,7 @@ def consent_request(req: func.HttpRequest) -> func.HttpResponse:
     from shared.consent import APP_PERMISSIONS, consent_request_email
 
     email = consent_request_email(
-        get_container().settings, req.params.get("tenant"), requested_by=(req.params.get("from") or "")[:200] or None
+        get_container().settings, req.params.get("tenant"), requested_by=req.params.get("from")
     )
     return json_response(
         {

@@ -12,8 +12,8 @@ from functions._http import http_endpoint, json_response, read_json
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
-    from shared.session_guard import RequestContext
     from shared.models import Schedule
+    from shared.session_guard import RequestContext
     from shared.slots import Explanation
 
 bp = func.Blueprint()

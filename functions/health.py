@@ -1,4 +1,4 @@
-"""GET /api/health: reachability of storage, the key source, Graph and the authority host."""
+"""GET /api/health (liveness, anonymous) and GET /api/health/details (each dependency, function key)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,18 @@ bp = func.Blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness for anyone: ok or failing, nothing about what failed or where."""
+    from shared.health import check_liveness  # imported on first call: cold start
+
+    alive = check_liveness(get_container())
+    return json_response({"status": "ok" if alive else "failing"}, status=200 if alive else 503)
+
+
+@bp.function_name("health_details")
+@bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@http_endpoint
+def health_details(req: func.HttpRequest) -> func.HttpResponse:
+    """Each dependency with its detail (key version, endpoints): behind a function key."""
     from shared.health import check_health  # imported on first call: cold start
 
     results = check_health(get_container())

@@ -19,13 +19,14 @@ from functions._auth import (
     requires_session,
     session_credential,
 )
-from functions._http import http_endpoint, json_response, status_for
-from functions._pages import page, redirect
+from functions._http import http_endpoint, json_response
+from functions._pages import error_page, page, redirect
 from shared import errors
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
     from shared.session_guard import RequestContext
+
 
 bp = func.Blueprint()
 FLOW_COOKIE_PATH = "/api/auth"
@@ -42,7 +43,7 @@ def auth_login(req: func.HttpRequest) -> func.HttpResponse:
         deps,
         features=parse_features(req.params.get("features")),
         return_to=req.params.get("return_to"),
-        login_hint=(req.params.get("login_hint") or "")[:256] or None,
+        login_hint=req.params.get("login_hint"),
     )
     # SameSite=None so the cookie also comes back with a response_mode=form_post callback (a cross-site POST).
     return redirect(
@@ -76,40 +77,17 @@ def _callback_params(req: func.HttpRequest) -> dict[str, str]:
 @http_endpoint
 def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
     from shared.signin import complete_signin
+    from shared.urls import login_url
 
     deps = get_container()
-    clear = expired_cookie(SIGNIN_FLOW_COOKIE, path=FLOW_COOKIE_PATH, same_site="None")
-    login = f"{deps.settings.public_base_url}/api/auth/login"
+    clear = {"Set-Cookie": expired_cookie(SIGNIN_FLOW_COOKIE, path=FLOW_COOKIE_PATH, same_site="None")}
     try:
         outcome = complete_signin(deps, _callback_params(req), read_cookie(req, SIGNIN_FLOW_COOKIE))
-    except errors.InvalidFlowState as err:
-        return page(
-            "This sign-in has expired",
-            [err.message, "Nothing was stored."],
-            status=status_for(err),
-            links=[("Sign in again", login)],
-            headers={"Set-Cookie": clear},
-        )
-    except errors.SigninDenied as err:
-        return page(
-            "You were not signed in",
-            [err.message],
-            status=status_for(err),
-            links=[("Sign in again", login)],
-            headers={"Set-Cookie": clear},
-        )
-    except errors.AdminConsentRequired as err:
-        link = str(err.details.get("consent_request_url", ""))
-        return page(
-            "Your organisation has not connected Office 365 yet",
-            [
-                err.message,
-                "Send your Office 365 administrator the consent request email; once they accept, sign in again.",
-            ],
-            status=status_for(err),
-            links=[("Get the email for your admin", link), ("Sign in again", login)],
-            headers={"Set-Cookie": clear},
-        )
+    except errors.ServiceError as err:
+        shown = error_page("signin", err, links={"login": login_url(deps.settings)}, headers=clear)
+        if shown is None:
+            raise
+        return shown
     session_cookie = cookie(
         SESSION_COOKIE, outcome.session_credential, max_age=deps.settings.session_ttl_seconds, path="/"
     )
@@ -123,9 +101,13 @@ def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="auth/logout", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def auth_logout(req: func.HttpRequest) -> func.HttpResponse:
+    """Ends this session; ``?everywhere=true`` ends all of the user's sessions and their token cache."""
     from shared.signin import logout
 
-    logout(get_container(), session_credential(req))
+    everywhere = (req.params.get("everywhere") or "false").strip().lower()
+    if everywhere not in {"true", "false"}:
+        raise errors.InvalidRequest("everywhere must be true or false.", parameter="everywhere")
+    logout(get_container(), session_credential(req), everywhere=everywhere == "true")
     return func.HttpResponse(
         status_code=204, headers={"Set-Cookie": expired_cookie(SESSION_COOKIE, path="/"), "Cache-Control": "no-store"}
     )

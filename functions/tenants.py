@@ -42,6 +42,7 @@ def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.H
 @http_endpoint
 @requires_session(calendar=True)
 def tenant_settings_put(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.readiness import update_tenant_settings
+    from shared.readiness import require_settings_admin, update_tenant_settings
 
+    require_settings_admin(ctx)  # before the body is read: a caller who may not write hears 403 first
     return json_response(update_tenant_settings(get_container(), ctx, read_json(req)))

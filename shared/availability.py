@@ -14,12 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.session_guard import RequestContext
 from shared.availability_request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
 from shared.errors import GraphRequestFailed, ReauthRequired
 from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
 from shared.models import AccessToken, BookingStatus, Schedule
 from shared.ports import Dependencies
+from shared.session_guard import RequestContext
 from shared.slots import Panel, Person, Pool, SlotRules, SlotSearch, find_slots
 
 logger = logging.getLogger(__name__)

@@ -8,19 +8,17 @@ from the redirect's ``tenant`` parameter, which may only agree with it.
 
 from __future__ import annotations
 
-import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
 
 from shared.config import Settings
-from shared.errors import InvalidFlowState, InvalidRequest, SigninDenied, TenantMismatch
-from shared.models import FlowKind, PendingFlow, Tenant
+from shared.errors import InvalidRequest, SigninDenied, TenantMismatch
+from shared.flows import BrowserFlowStart, seal_flow, take_flow
+from shared.models import FlowKind, Tenant
 from shared.ports import Dependencies
-from shared.session_guard import hash_secret
 from shared.tenant_consent import verify_consent
+from shared.text import clean_text, mailbox_address
 from shared.urls import consent_callback_url, consent_start_url
 
 # Application permissions and why we need each (shown to the admin and in the email).
@@ -37,54 +35,19 @@ APP_PERMISSIONS: tuple[tuple[str, str], ...] = (
     ),
 )
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DOMAIN = re.compile(r"(?=.{4,253}\Z)([a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}")
 # Multi-tenant aliases cannot name the tenant that consents (v2 admin consent: "Do not use 'common'").
 _ALIASES = {"common", "organizations", "consumers"}
 
 
-@dataclass(frozen=True)
-class BrowserFlowStart:
-    """Where to send the browser, and the value for the cookie that binds the flow to that browser."""
-
-    redirect_url: str
-    binding: str
-
-
 def validate_tenant_hint(tenant: str | None) -> str:
-    value = (tenant or "").strip().lower()
+    value = (clean_text(tenant, parameter="tenant", max_length=253) or "").lower()
     if not value:
         raise InvalidRequest("Name the tenant: its domain (contoso.com) or tenant id.", parameter="tenant")
-    if value in _ALIASES or not (_GUID.match(value) or _DOMAIN.match(value)):
+    if value in _ALIASES or not (_GUID.fullmatch(value) or _DOMAIN.fullmatch(value)):
         raise InvalidRequest("The tenant must be a tenant id (GUID) or a verified domain name.", parameter="tenant")
     return value
-
-
-def new_flow(deps: Dependencies, kind: FlowKind, state: str, data: dict[str, object]) -> str:
-    """Store a pending flow keyed by ``state``; return the browser-binding value for its cookie."""
-    binding = secrets.token_urlsafe(32)
-    now = deps.clock.now()
-    deps.flows.create_flow(
-        PendingFlow(
-            kind=kind,
-            state=state,
-            data={**data, "binding": hash_secret(binding)},
-            created_at=now,
-            expires_at=now + timedelta(seconds=deps.settings.flow_ttl_seconds),
-        )
-    )
-    return binding
-
-
-def take_flow(deps: Dependencies, kind: FlowKind, state: str | None, binding: str | None) -> PendingFlow:
-    """Consume the flow for ``state`` if this browser started it. Raises InvalidFlowState."""
-    if not state:
-        raise InvalidFlowState("The response carries no state. Start again.")
-    flow = deps.flows.take_flow(kind, state)
-    expected = str(flow.data.get("binding", ""))
-    if not binding or not hmac.compare_digest(hash_secret(binding), expected):
-        raise InvalidFlowState("This response was not started from this browser. Start again.")
-    return flow
 
 
 def start_admin_consent(deps: Dependencies, tenant: str | None) -> BrowserFlowStart:
@@ -92,8 +55,7 @@ def start_admin_consent(deps: Dependencies, tenant: str | None) -> BrowserFlowSt
     state = secrets.token_urlsafe(32)
     # Build the URL first: a missing CLIENT_ID fails before anything is stored.
     url = deps.identity.admin_consent_url(tenant=hint, state=state, redirect_uri=consent_callback_url(deps.settings))
-    binding = new_flow(deps, FlowKind.CONSENT, state, {"tenant_hint": hint})
-    return BrowserFlowStart(redirect_url=url, binding=binding)
+    return BrowserFlowStart(redirect_url=url, binding=seal_flow(deps, FlowKind.CONSENT, state, {"tenant_hint": hint}))
 
 
 def complete_admin_consent(deps: Dependencies, params: Mapping[str, str], binding: str | None) -> Tenant:
@@ -129,6 +91,7 @@ def consent_link(settings: Settings, tenant: str) -> str:
 def consent_request_email(settings: Settings, tenant: str | None, *, requested_by: str | None = None) -> dict[str, str]:
     """A ready-to-send email asking the Office 365 admin to grant consent."""
     hint = validate_tenant_hint(tenant)
+    requested_by = mailbox_address(requested_by, parameter="from")
     link = consent_link(settings, hint)
     lines = [
         "Hello,",

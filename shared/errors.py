@@ -15,7 +15,7 @@
     │   ├── AdminConsentRequired      admin_consent_required    403
     │   ├── Forbidden                 forbidden                 403
     │   └── SigninDenied              signin_failed             401
-    ├── TokenIntegrityError           token_unreadable          500
+    ├── TokenIntegrityError           token_unreadable          answered 401 reauth_required (details logged)
     ├── ConfigurationError            configuration_error       500
     └── UpstreamError                 upstream_error            502
         ├── UpstreamUnavailable       upstream_unavailable      503

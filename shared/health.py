@@ -65,3 +65,18 @@ def check_health(container: Any) -> list[CheckResult]:
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:
         futures = [pool.submit(_timed, name, check) for name, check in checks.items()]
         return [f.result() for f in futures]
+
+
+def check_liveness(container: Any) -> bool:
+    """Whether the service can serve: storage answers and the token key is usable. Makes no
+    outbound call to Microsoft, so an anonymous probe costs two cheap local checks."""
+
+    def storage() -> str:
+        container.storage.check()
+        return "reachable"
+
+    def keys() -> str:
+        container.key_source.current()
+        return "usable"
+
+    return all(_timed(name, check).ok for name, check in (("storage", storage), ("key_source", keys)))

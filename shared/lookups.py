@@ -10,13 +10,13 @@ from shared.ports import Dependencies
 from shared.session_guard import RequestContext
 from shared.tokens import with_app_token
 
-_USER_REF = re.compile(r"^[A-Za-z0-9._%+'@-]{1,256}$")
-_BOOKING_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_USER_REF = re.compile(r"[A-Za-z0-9._%+'@-]{1,256}")
+_BOOKING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def get_directory_user(deps: Dependencies, ctx: RequestContext, user: str) -> dict[str, Any]:
     """Raises NotFound when the user is not in the caller's tenant."""
-    if not _USER_REF.match(user):
+    if not _USER_REF.fullmatch(user):
         raise InvalidRequest("Name the user by object id or user principal name.", parameter="user")
     found = with_app_token(deps, ctx.tenant_id, lambda token: deps.graph.get_user(token, user), known=ctx.tenant)
     return {
@@ -29,7 +29,7 @@ def get_directory_user(deps: Dependencies, ctx: RequestContext, user: str) -> di
 
 def get_booking_view(deps: Dependencies, ctx: RequestContext, booking_id: str) -> dict[str, Any]:
     """Raises NotFound when the caller's tenant holds no such booking."""
-    if not _BOOKING_ID.match(booking_id):
+    if not _BOOKING_ID.fullmatch(booking_id):
         raise InvalidRequest("Malformed booking id.", parameter="booking_id")
     booking = deps.bookings.get_booking(ctx.tenant_id, booking_id)
     return {

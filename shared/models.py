@@ -213,3 +213,47 @@ class Schedule:
     mailbox_time_zone: str | None = None  # the mailbox's zone as Graph names it (often a Windows name)
     working_hours: WorkingHours | None = None
     busy: tuple[BusyBlock, ...] = ()
+
+
+# ---- events as Graph shows them (booking and sync) ----------------------------------------------
+class AttendeeResponse(StrEnum):
+    """Graph's responseStatus.response values."""
+
+    NONE = "none"
+    ORGANIZER = "organizer"
+    TENTATIVE = "tentativelyAccepted"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    NOT_RESPONDED = "notResponded"
+
+
+@dataclass(frozen=True)
+class ObservedAttendee:
+    email: str
+    type: str = "required"  # required, optional, resource
+    response: AttendeeResponse = AttendeeResponse.NONE
+    responded_at: datetime | None = None
+    proposed_start: datetime | None = None  # a counter-proposal, when the attendee made one
+    proposed_end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ObservedEvent:
+    """An event read back from Graph (only the fields booking and sync need); times aware UTC.
+    ``booking_id`` comes from our single-value extended property: None means not our event."""
+
+    event_id: str
+    mailbox: str
+    start: datetime
+    end: datetime
+    subject: str = ""
+    booking_id: str | None = None
+    ical_uid: str | None = None
+    is_cancelled: bool = False
+    is_online_meeting: bool = False
+    join_url: str | None = None
+    location: str | None = None
+    organizer: str | None = None
+    attendees: tuple[ObservedAttendee, ...] = ()
+    last_modified: datetime | None = None
+    change_key: str | None = None

@@ -19,7 +19,6 @@ from shared.models import (
     Booking,
     DirectoryUser,
     FlowKind,
-    PendingFlow,
     Schedule,
     Session,
     SigninResult,
@@ -76,13 +75,17 @@ class TokenCacheStore(Protocol):
 
 
 class FlowStore(Protocol):
-    def create_flow(self, flow: PendingFlow) -> None: ...
+    """The states of browser flows whose callback was accepted: what makes a flow single use.
 
-    def take_flow(self, kind: FlowKind, state: str) -> PendingFlow:
-        """Return and consume the flow for ``state``: single use.
+    The pending flows themselves travel sealed in the browser's cookie (``shared.flows``).
+    """
 
-        Raises InvalidFlowState when unknown, already taken or expired.
-        """
+    def consume_state(self, kind: FlowKind, state_hash: str, expires_at: datetime) -> None:
+        """Record the state as used until ``expires_at``. Raises InvalidFlowState when it already is."""
+        ...
+
+    def purge_expired_states(self, before: datetime) -> int:
+        """Delete records whose flow expired before ``before``; returns how many."""
         ...
 
 
@@ -92,6 +95,10 @@ class SessionStore(Protocol):
     def update_session(self, session: Session) -> Session: ...
     def delete_session(self, session_hash: str) -> None: ...
     def delete_user_sessions(self, tenant_id: str, user_id: str) -> None: ...
+
+    def purge_expired_sessions(self, before: datetime) -> int:
+        """Delete sessions that expired before ``before`` (with their index rows); returns how many."""
+        ...
 
 
 class BookingStore(Protocol):
@@ -223,6 +230,8 @@ class Dependencies(Protocol):
     def settings(self) -> Settings: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def cipher(self) -> TokenCipher: ...
     @property
     def tenants(self) -> TenantStore: ...
     @property

@@ -6,7 +6,6 @@ check is a normal outcome (a value), not an exception.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -15,6 +14,7 @@ from shared.errors import AdminConsentRequired, Forbidden, GraphRequestFailed, I
 from shared.models import AccessToken, Tenant
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext
+from shared.text import clean_text, mailbox_address
 from shared.tokens import app_token, user_token
 
 HYBRID_REQUIREMENTS = (
@@ -25,8 +25,6 @@ HYBRID_REQUIREMENTS = (
     "Autodiscover and the client namespace published in Internet DNS.",
     "See https://learn.microsoft.com/microsoft-365/enterprise/hybrid-modern-auth-overview",
 )
-
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
 
 
 @dataclass(frozen=True)
@@ -175,27 +173,27 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
     }
 
 
-def _email(value: Any, name: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
-        raise InvalidRequest(f"{name} must be an email address.", field=name)
-    return value.strip().lower()
-
-
 def tenant_settings_view(tenant: Tenant) -> dict[str, Any]:
     return {"interviews_mailbox": tenant.interviews_mailbox, "sync_mailbox": tenant.sync_mailbox}
 
 
-def update_tenant_settings(deps: Dependencies, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
-    """Only an admin of the tenant may set its mailbox addresses. Raises Forbidden, InvalidRequest."""
+def require_settings_admin(ctx: RequestContext) -> None:
+    """Only an admin of the tenant may change its settings. Raises Forbidden.
+
+    Handlers call this before reading the body, so a caller who may not write learns that first."""
     if not ctx.user.is_tenant_admin:
         raise Forbidden("Only an administrator of your Office 365 tenant can change these settings.")
+
+
+def update_tenant_settings(deps: Dependencies, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+    """Set the tenant's mailbox addresses. Raises Forbidden, InvalidRequest."""
+    require_settings_admin(ctx)
     unknown = set(body) - {"interviews_mailbox", "sync_mailbox"}
     if unknown:
-        raise InvalidRequest(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
-    interviews = _email(body.get("interviews_mailbox"), "interviews_mailbox")
-    sync = _email(body.get("sync_mailbox"), "sync_mailbox")
+        names = ", ".join(sorted(clean_text(n, parameter="setting name", max_length=64) or "" for n in unknown))
+        raise InvalidRequest(f"Unknown setting(s): {names}.")
+    interviews = mailbox_address(body.get("interviews_mailbox"), parameter="interviews_mailbox")
+    sync = mailbox_address(body.get("sync_mailbox"), parameter="sync_mailbox")
 
     def write() -> Tenant:
         current = deps.tenants.get_tenant(ctx.tenant_id)

@@ -1,7 +1,7 @@
 """Recruiter sign-in (delegated auth-code flow with PKCE through MSAL), sessions and sign-out.
 
-The MSAL flow (PKCE verifier, nonce) is kept server-side, encrypted, keyed by
-``state`` and bound to the browser by a cookie. The session credential handed to
+The MSAL flow (PKCE verifier, nonce) travels sealed in the browser's own cookie
+(``shared.flows``), so an anonymous sign-in start stores nothing. The session credential handed to
 the web frontend is random and opaque; only its hash is stored.
 """
 
@@ -12,15 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from shared.conflicts import retry_on_conflict
-from shared.consent import BrowserFlowStart, new_flow, take_flow
 from shared.errors import AdminConsentRequired, InvalidRequest, NotFound, ReauthRequired, ServiceError
+from shared.flows import BrowserFlowStart, seal_flow, take_flow
 from shared.models import FlowKind, Session, TokenHealth, User
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext, hash_secret
 from shared.tenant_consent import ensure_tenant_consent
+from shared.text import clean_text
 from shared.tokens import user_token
 from shared.urls import consent_request_url, login_url, signin_callback_url
 
@@ -46,13 +47,38 @@ class SigninOutcome:
     return_to: str | None
 
 
+# Characters a URL may carry unencoded (RFC 3986 unreserved and reserved, and "%" of existing escapes).
+_URL_SAFE = "/?:@!$&'()*+,;=-._~%"
+
+
 def _normalise_return(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in {"https", "http"} or not parts.netloc or parts.username or parts.password:
-        raise InvalidRequest("The return address must be an absolute http(s) URL.", parameter="return_to")
-    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path or '/'}".rstrip("/") + (
-        f"?{parts.query}" if parts.query else ""
-    )
+    """The return address as plain ASCII, safe to send back in a ``Location`` header.
+
+    Raises InvalidRequest for anything that is not an absolute http(s) URL without credentials,
+    for control or bidi characters anywhere, and for a host that is not plain ASCII.
+    """
+    text = clean_text(url, parameter="return_to", max_length=2048) or ""
+    refused = InvalidRequest("The return address must be an absolute http(s) URL.", parameter="return_to")
+    try:
+        # urlsplit raises ValueError for an unbalanced IPv6 bracket or a host that changes under NFKC.
+        parts = urlsplit(text)
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise refused from None
+    if (
+        parts.scheme not in {"https", "http"}
+        or not parts.netloc
+        or parts.username is not None
+        or parts.password is not None
+        or not parts.netloc.isascii()
+        or not parts.netloc.isprintable()
+        or " " in parts.netloc
+    ):
+        raise refused
+    # Non-ASCII in the path or query is percent-encoded (UTF-8) here, before anything is stored.
+    path = quote(parts.path or "/", safe=_URL_SAFE)
+    query = quote(parts.query, safe=_URL_SAFE)
+    return f"{parts.scheme}://{parts.netloc.lower()}{path}".rstrip("/") + (f"?{query}" if query else "")
 
 
 def check_return_to(allowed: tuple[str, ...], return_to: str | None) -> str | None:
@@ -67,7 +93,8 @@ def check_return_to(allowed: tuple[str, ...], return_to: str | None) -> str | No
 
 
 def parse_features(raw: str | None) -> tuple[str, ...]:
-    names = tuple(sorted({f.strip().lower() for f in (raw or "").split(",") if f.strip()}))
+    text = clean_text(raw, parameter="features", max_length=256) or ""
+    names = tuple(sorted({f.strip().lower() for f in text.split(",") if f.strip()}))
     unknown = [n for n in names if n not in FEATURE_SCOPES]
     if unknown:
         raise InvalidRequest(f"Unknown feature(s): {', '.join(unknown)}.", parameter="features")
@@ -82,17 +109,17 @@ def start_signin(
     login_hint: str | None = None,
 ) -> BrowserFlowStart:
     checked_return = check_return_to(deps.settings.allowed_return_urls, return_to)
+    login_hint = clean_text(login_hint, parameter="login_hint", max_length=256)
     scopes = list(BASE_SCOPES)
     for feature in features:
         scopes += [s for s in FEATURE_SCOPES[feature] if s not in scopes]
     start = deps.identity.start_signin(
         scopes=scopes, redirect_uri=signin_callback_url(deps.settings), login_hint=login_hint
     )
-    binding = new_flow(
-        deps,
-        FlowKind.SIGNIN,
-        start.state,
-        {"flow": start.flow, "return_to": checked_return, "features": list(features)},
+    # The flow's copy of the authorization URL is not needed to redeem the code: leave it out of the cookie.
+    flow = {k: v for k, v in start.flow.items() if k != "auth_uri"}
+    binding = seal_flow(
+        deps, FlowKind.SIGNIN, start.state, {"flow": flow, "return_to": checked_return, "features": list(features)}
     )
     return BrowserFlowStart(redirect_url=start.auth_uri, binding=binding)
 
@@ -149,8 +176,9 @@ def complete_signin(deps: Dependencies, params: Mapping[str, str], binding: str 
     return SigninOutcome(session_credential=credential, user=user, return_to=pending.data.get("return_to"))
 
 
-def logout(deps: Dependencies, credential: str | None) -> None:
-    """Revoke the session and delete the user's token cache. Succeeds when already signed out."""
+def logout(deps: Dependencies, credential: str | None, *, everywhere: bool = False) -> None:
+    """End this session. ``everywhere``: end all of the user's sessions and delete their token
+    cache, so no session is left that could only fail. Succeeds when already signed out."""
     if not credential:
         return
     session_hash = hash_secret(credential)
@@ -158,7 +186,12 @@ def logout(deps: Dependencies, credential: str | None) -> None:
         session = deps.sessions.get_session(session_hash)
     except NotFound:
         return
-    deps.sessions.delete_session(session_hash)
+    if not everywhere:
+        # The user's other sessions keep working, so their token cache stays.
+        deps.sessions.delete_session(session_hash)
+        return
+    deps.sessions.delete_user_sessions(session.tenant_id, session.user_id)
+    deps.sessions.delete_session(session_hash)  # in case the index missed it
     deps.token_caches.delete_cache(session.tenant_id, session.user_id)
 
 

@@ -185,6 +185,10 @@ class CachedSessions:
         self._cache.forget_where(lambda _, s: (s.tenant_id, s.user_id) == (tenant_id, user_id))
         self._inner.delete_user_sessions(tenant_id, user_id)
 
+    def purge_expired_sessions(self, before: datetime) -> int:
+        self._cache.forget_where(lambda _, s: s.expires_at < before)
+        return self._inner.purge_expired_sessions(before)
+
 
 class CachedTokenCaches:
     """``TokenCacheStore`` that keeps the decrypted caches this worker read or wrote."""

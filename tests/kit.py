@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.crypto import AesGcmCipher, StaticKeySource
 from shared.config import Settings
 from shared.errors import (
     AdminConsentRequired,
@@ -27,7 +28,6 @@ from shared.models import (
     ConsentStatus,
     DirectoryUser,
     FlowKind,
-    PendingFlow,
     Schedule,
     ScheduleStatus,
     Session,
@@ -36,7 +36,6 @@ from shared.models import (
     Tenant,
     User,
 )
-from shared.session_guard import hash_secret
 
 if TYPE_CHECKING:
     from shared.bootstrap import Container
@@ -137,6 +136,12 @@ class FakeSessions(_Records):
             if (s.tenant_id, s.user_id) == (tenant_id, user_id):
                 del self.items[key]
 
+    def purge_expired_sessions(self, before: datetime) -> int:
+        expired = [key for key, s in self.items.items() if s.expires_at <= before]
+        for key in expired:
+            del self.items[key]
+        return len(expired)
+
 
 class FakeBookings(_Records):
     def get_booking(self, tenant_id: str, booking_id: str) -> Booking:
@@ -177,18 +182,22 @@ class FakeCaches:
 
 
 class FakeFlows:
+    """Used flow states with their expiry, as the table adapter keeps them."""
+
     def __init__(self, clock: FakeClock) -> None:
-        self.items: dict[tuple[FlowKind, str], PendingFlow] = {}
+        self.items: dict[tuple[FlowKind, str], datetime] = {}
         self.clock = clock
 
-    def create_flow(self, flow: PendingFlow) -> None:
-        self.items[(flow.kind, hash_secret(flow.state))] = flow
+    def consume_state(self, kind: FlowKind, state_hash: str, expires_at: datetime) -> None:
+        if (kind, state_hash) in self.items:
+            raise InvalidFlowState("already used")
+        self.items[(kind, state_hash)] = expires_at
 
-    def take_flow(self, kind: FlowKind, state: str) -> PendingFlow:
-        flow = self.items.pop((kind, hash_secret(state)), None)
-        if flow is None or flow.expires_at <= self.clock.now():
-            raise InvalidFlowState("unknown, used or expired")
-        return flow
+    def purge_expired_states(self, before: datetime) -> int:
+        expired = [key for key, expires_at in self.items.items() if expires_at <= before]
+        for key in expired:
+            del self.items[key]
+        return len(expired)
 
 
 TENANT_A = "aaaaaaaa-0000-0000-0000-00000000000a"
@@ -322,6 +331,7 @@ class FakeDeps:
             **settings,
         )
         self.clock = FakeClock()
+        self.cipher = AesGcmCipher(StaticKeySource({"k1": bytes(range(32))}, current="k1"))
         self.tenants = FakeTenants()
         self.users = FakeUsers()
         self.sessions = FakeSessions()

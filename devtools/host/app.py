@@ -29,7 +29,6 @@ import azure.functions as func
 from azure.functions.decorators.function_app import FunctionRegister
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
 from devtools.host.config import HostConfigurationError, HostOptions
@@ -298,4 +297,8 @@ def build_asgi_app(
         if own_invoker:
             active.shutdown()
 
-    return Starlette(routes=[Mount("", app=http_app)], lifespan=lifespan)
+    app = Starlette(lifespan=lifespan)
+    # Every request goes to the host app: a Mount would match paths with a regex whose "." stops at
+    # a decoded newline, and answer /api/x%0A with Starlette's own text/plain 404.
+    app.router.default = http_app
+    return app

@@ -303,6 +303,12 @@ class RouteTemplate:
         return cls(text=full, segments=segments)
 
     @property
+    def is_catch_all(self) -> bool:
+        """Whether the last segment is a catch-all parameter (``{*rest}``)."""
+        last = self.segments[-1].parameter if self.segments else None
+        return last is not None and last.catch_all
+
+    @property
     def precedence(self) -> tuple[int, ...]:
         return tuple(s.precedence_digit() for s in self.segments)
 
@@ -400,13 +406,22 @@ class RouteTable(Generic[T]):
         return cls(routes)
 
     def resolve(self, method: str, path_segments: Sequence[str]) -> RouteMatch[T] | frozenset[str] | None:
-        """The first route matching path and method; else the methods the path allows (405); else None (404)."""
+        """The first route matching path and method; else the methods the path allows (405); else None (404).
+
+        A catch-all route (``{*path}``) does not hide a wrong method: once a more specific route has
+        matched the path with other methods, the answer is 405 with those methods, not the catch-all.
+        This is the local host's choice, so that a wrong method is told apart from an unknown path;
+        the deployed Functions host does its own routing and is not changed by it (the documentation
+        we follow does not say what it answers there).
+        """
         allowed: set[str] = set()
         for route in self.routes:
             values = route.template.match(path_segments)
             if values is None:
                 continue
             if route.allows(method):
+                if allowed and route.template.is_catch_all:
+                    break
                 return RouteMatch(route, values)
             allowed |= route.methods or set()
         return frozenset(allowed) if allowed else None

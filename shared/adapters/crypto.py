@@ -25,7 +25,7 @@ KEY_BYTES = 32
 NONCE_BYTES = 12  # 96 bits: the size GCM is specified for; a fresh random nonce per encryption
 TAG_BYTES = 16
 # Key versions appear inside the dotted format, so they may not contain dots.
-KEY_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+KEY_VERSION_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def generate_key() -> bytes:
@@ -50,7 +50,7 @@ def _associated_data(key_version: str, tenant_id: str, record_id: str) -> bytes:
 def key_version_of(token: str) -> str:
     """The key version a ciphertext is under. Raises TokenIntegrityError when the token is malformed."""
     parts = token.split(".")
-    if len(parts) != 4 or parts[0] != FORMAT_VERSION or not KEY_VERSION_PATTERN.match(parts[1]):
+    if len(parts) != 4 or parts[0] != FORMAT_VERSION or not KEY_VERSION_PATTERN.fullmatch(parts[1]):
         raise TokenIntegrityError(
             "Stored token is malformed: expected 'v1.<key-version>.<nonce>.<ciphertext>'.", reason="malformed"
         )
@@ -65,7 +65,7 @@ class AesGcmCipher:
 
     def encrypt(self, plaintext: bytes, *, tenant_id: str, record_id: str) -> str:
         version, key = self._keys.current()
-        if not KEY_VERSION_PATTERN.match(version):
+        if not KEY_VERSION_PATTERN.fullmatch(version):
             raise ValueError("Key version must be 1-64 characters of [A-Za-z0-9_-].")
         nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(key).encrypt(nonce, plaintext, _associated_data(version, tenant_id, record_id))
@@ -109,7 +109,7 @@ class StaticKeySource:
         if current not in keys:
             raise ValueError("current must name one of the keys.")
         for version, key in keys.items():
-            if not KEY_VERSION_PATTERN.match(version) or len(key) != KEY_BYTES:
+            if not KEY_VERSION_PATTERN.fullmatch(version) or len(key) != KEY_BYTES:
                 raise ValueError("Each key needs a version of [A-Za-z0-9_-] and exactly 32 bytes.")
         self._keys = dict(keys)
         self._current = current
@@ -126,7 +126,7 @@ class StaticKeySource:
             ) from None
 
     def add(self, version: str, key: bytes, *, make_current: bool = True) -> None:
-        if not KEY_VERSION_PATTERN.match(version) or len(key) != KEY_BYTES:
+        if not KEY_VERSION_PATTERN.fullmatch(version) or len(key) != KEY_BYTES:
             raise ValueError("Each key needs a version of [A-Za-z0-9_-] and exactly 32 bytes.")
         self._keys[version] = key
         if make_current:

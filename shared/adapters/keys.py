@@ -116,7 +116,7 @@ def _parse_key_file(path: Path, raw: bytes) -> tuple[str, dict[str, bytes]]:
         )
     keys: dict[str, bytes] = {}
     for version, encoded in doc["keys"].items():
-        if not KEY_VERSION_PATTERN.match(version):
+        if not KEY_VERSION_PATTERN.fullmatch(version):
             raise ConfigurationError(f"Key file {path} has an invalid key version name.", setting="LOCAL_KEY_FILE")
         keys[version] = _decode_key(encoded, where=f"Key {version!r} in key file {path}")
     current: str = doc["current"]
@@ -336,7 +336,7 @@ class KeyVaultKeySource:
                 f"Key Vault {self._vault_url} failed reading the {where} (HTTP {err.status_code})."
             ) from None
         found_version = secret.properties.version
-        if not found_version or not KEY_VERSION_PATTERN.match(found_version):
+        if not found_version or not KEY_VERSION_PATTERN.fullmatch(found_version):
             raise ConfigurationError(f"The {where} has no usable version id.")
         if secret.properties.enabled is False:
             raise ConfigurationError(f"The {where} (version {found_version}) is disabled.")
@@ -367,7 +367,7 @@ class KeyVaultKeySource:
         with self._lock:
             key = self._keys.get(version)
             if key is None:
-                if not KEY_VERSION_PATTERN.match(version):
+                if not KEY_VERSION_PATTERN.fullmatch(version):
                     raise _unknown_version(version)
                 found, key = self._fetch(version)
                 self._keys[found] = key

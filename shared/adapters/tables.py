@@ -8,7 +8,7 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
     bookings           PK tenant id          RK booking id
     subscriptions      PK tenant id          RK subscription id                 client_state, delta_link encrypted
     subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id}
-    flows              PK flow kind          RK sha256(state) hex               data encrypted; raw state never stored
+    flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
     sessions           PK session hash       RK "session"
     sessionsbyuser     PK "{tenant}|{user}"  RK session hash                    index for delete_user_sessions
 
@@ -69,7 +69,7 @@ from shared.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from shared.models import Booking, FlowKind, PendingFlow, Session, Subscription, Tenant, User
+from shared.models import Booking, FlowKind, Session, Subscription, Tenant, User
 from shared.ports import Clock, TokenCipher
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ _LONGEST_TABLE = max(
 CHUNK_CHARS = 30_000
 MAX_CHUNKS = 15
 
-_TABLE_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9]*)?$")
+_TABLE_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9]*)?")
 # Characters Table Storage forbids in PartitionKey and RowKey.
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
@@ -231,7 +231,7 @@ class TableStorage:
         timeout_seconds: float = 10.0,
         retry_total: int = 3,
     ) -> None:
-        if not _TABLE_PREFIX.match(table_prefix) or len(table_prefix) + _LONGEST_TABLE > 63:
+        if not _TABLE_PREFIX.fullmatch(table_prefix) or len(table_prefix) + _LONGEST_TABLE > 63:
             raise ConfigurationError(
                 f"TABLE_PREFIX must be letters and digits starting with a letter, at most {63 - _LONGEST_TABLE} long.",
                 setting="TABLE_PREFIX",
@@ -482,76 +482,39 @@ class TableTokenCacheStore:
 
 
 class TableFlowStore:
-    """``FlowStore``: PK flow kind, RK sha256(state); ``data`` encrypted. Each flow can be taken once."""
+    """``FlowStore``: PK flow kind, RK sha256(state); one small row per accepted callback.
+
+    The row exists only from the callback until the flow's expiry: a second callback with the same
+    state finds it and is refused. Rows left by earlier versions (encrypted pending flows) carry an
+    ``expires_at`` too, so the same purge removes them.
+    """
 
     def __init__(self, storage: TableStorage, *, cipher: TokenCipher, clock: Clock) -> None:
         self._s = storage
         self._cipher = cipher
         self._clock = clock
 
-    @staticmethod
-    def record_id(kind: FlowKind, hashed_state: str) -> str:
-        return f"flow/{kind.value}/{hashed_state}"
-
-    def create_flow(self, flow: PendingFlow) -> None:
-        hashed = state_hash(flow.state)
-        data = json.dumps(flow.data, separators=(",", ":")).encode("utf-8")
+    def consume_state(self, kind: FlowKind, state_hash: str, expires_at: datetime) -> None:
         entity = {
-            "PartitionKey": flow.kind.value,
-            "RowKey": hashed,
-            # A flow precedes knowing the tenant, so the tenant part of the binding is empty.
-            "data": self._cipher.encrypt(data, tenant_id="", record_id=self.record_id(flow.kind, hashed)),
-            "created_at": _to_utc(flow.created_at, name="created_at"),
-            "expires_at": _to_utc(flow.expires_at, name="expires_at"),
-            "taken": False,
+            "PartitionKey": kind.value,
+            "RowKey": _key(state_hash, name="state_hash"),
+            "expires_at": _to_utc(expires_at, name="expires_at"),
+            "taken": True,
         }
-        with self._s.translating(f"creating a {flow.kind.value} flow"):
-            self._s.table(FLOWS).create_entity(entity)
-
-    def take_flow(self, kind: FlowKind, state: str) -> PendingFlow:
-        """Return and consume the flow for ``state``.
-
-        Raises InvalidFlowState when unknown, already taken or expired (an expired flow is deleted).
-        """
-        hashed = state_hash(state)
-        table = self._s.table(FLOWS)
         try:
-            with self._s.translating(f"taking a {kind.value} flow"):
-                entity = table.get_entity(kind.value, hashed)
-                if entity.get("taken"):
-                    raise InvalidFlowState("This sign-in link was already used; start again.")
-                # Claim it with the ETag we read: of two racing takes only one update succeeds.
-                # (delete_entity alone cannot decide the race: the SDK reports a missing entity as success.)
-                claim = {"PartitionKey": kind.value, "RowKey": hashed, "taken": True}
-                meta = table.update_entity(
-                    claim, UpdateMode.MERGE, etag=_etag(entity.metadata), match_condition=MatchConditions.IfNotModified
-                )
-                table.delete_entity(kind.value, hashed, etag=_etag(meta), match_condition=MatchConditions.IfNotModified)
-        except (NotFound, ConcurrencyConflict):
-            raise InvalidFlowState("Unknown or already used sign-in state; start again.") from None
-        expires_at = _from_stored_datetime(entity["expires_at"])
-        if expires_at <= self._clock.now():
-            raise InvalidFlowState("This sign-in link has expired; start again.")
-        data = self._cipher.decrypt(str(entity["data"]), tenant_id="", record_id=self.record_id(kind, hashed))
-        return PendingFlow(
-            kind=kind,
-            state=state,
-            data=json.loads(data),
-            created_at=_from_stored_datetime(entity["created_at"]),
-            expires_at=expires_at,
-        )
+            with self._s.translating(f"recording a used {kind.value} state"):
+                self._s.table(FLOWS).create_entity(entity)
+        except ConcurrencyConflict:
+            raise InvalidFlowState("This link was already used; start again.") from None
 
-    def purge_expired_flows(self) -> int:
-        """Delete flows that expired without being taken (abandoned sign-ins); returns how many.
-
-        Not part of the FlowStore port: for a maintenance timer, since an abandoned flow is
-        otherwise only removed when someone presents its state.
-        """
+    def purge_expired_states(self, before: datetime) -> int:
         removed = 0
-        with self._s.translating("purging expired flows"):
+        with self._s.translating("purging expired flow states"):
             table = self._s.table(FLOWS)
             rows = table.query_entities(
-                "expires_at le @now", parameters={"now": self._clock.now()}, select=["PartitionKey", "RowKey"]
+                "expires_at le @before",
+                parameters={"before": _to_utc(before, name="before")},
+                select=["PartitionKey", "RowKey"],
             )
             for row in list(rows):
                 table.delete_entity(str(row["PartitionKey"]), str(row["RowKey"]))
@@ -611,6 +574,26 @@ class TableSessionStore:
             self._s.table(SESSIONS_BY_USER).delete_entity(
                 self._user_partition(session.tenant_id, session.user_id), session_hash
             )
+
+    def purge_expired_sessions(self, before: datetime) -> int:
+        removed = 0
+        with self._s.translating("purging expired sessions"):
+            table = self._s.table(SESSIONS)
+            rows = table.query_entities(
+                "expires_at le @before",
+                parameters={"before": _to_utc(before, name="before")},
+                select=["PartitionKey", "tenant_id", "user_id"],
+            )
+            for row in list(rows):
+                session_hash = str(row["PartitionKey"])
+                table.delete_entity(session_hash, self._ROW)
+                # Index rows after the row they point at: a crash leaves a dangling index row only.
+                if row.get("tenant_id") and row.get("user_id"):
+                    self._s.table(SESSIONS_BY_USER).delete_entity(
+                        self._user_partition(str(row["tenant_id"]), str(row["user_id"])), session_hash
+                    )
+                removed += 1
+        return removed
 
     def delete_user_sessions(self, tenant_id: str, user_id: str) -> None:
         partition = self._user_partition(tenant_id, user_id)

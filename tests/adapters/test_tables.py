@@ -36,7 +36,6 @@ from shared.models import (
     BookingStatus,
     ConsentStatus,
     FlowKind,
-    PendingFlow,
     Session,
     Subscription,
     Tenant,
@@ -316,67 +315,35 @@ def test_get_missing_raises_not_found_and_delete_missing_succeeds(storage: Table
     storage.subscriptions.delete_subscription(TENANT, "none")
 
 
-# --- flows -------------------------------------------------------------------------------
+# --- used flow states --------------------------------------------------------------------
 
 
-def pending_flow(state: str, clock: FakeClock, *, ttl: int = 600) -> PendingFlow:
-    return PendingFlow(
-        kind=FlowKind.SIGNIN,
-        state=state,
-        data={"code_verifier": "verifier-secret-marker-31", "nonce": "n-1", "return_url": "/app"},
-        created_at=clock.now(),
-        expires_at=clock.now() + timedelta(seconds=ttl),
-    )
-
-
-def test_flow_is_returned_once_and_its_state_is_stored_only_hashed(
+def test_a_state_is_accepted_once_and_stored_only_hashed(
     storage: TableStorage, clock: FakeClock, azurite: Azurite, table_prefix: str
 ) -> None:
-    flow = pending_flow("state-abc", clock)
-    storage.flows.create_flow(flow)
+    expires = clock.now() + timedelta(seconds=600)
+    storage.flows.consume_state(FlowKind.SIGNIN, state_hash("state-abc"), expires)
     rows = list(raw_table(azurite, table_prefix, FLOWS).list_entities())
     assert [r["RowKey"] for r in rows] == [state_hash("state-abc")]
     assert "state-abc" not in repr(rows)
-
-    assert storage.flows.take_flow(FlowKind.SIGNIN, "state-abc") == flow
     with pytest.raises(InvalidFlowState):
-        storage.flows.take_flow(FlowKind.SIGNIN, "state-abc")
-    assert list(raw_table(azurite, table_prefix, FLOWS).list_entities()) == []
+        storage.flows.consume_state(FlowKind.SIGNIN, state_hash("state-abc"), expires)
+    # Kinds are apart: a consent state never blocks a sign-in state or the other way round.
+    storage.flows.consume_state(FlowKind.CONSENT, state_hash("state-abc"), expires)
 
 
-def test_flow_of_another_kind_or_unknown_state_is_refused(storage: TableStorage, clock: FakeClock) -> None:
-    storage.flows.create_flow(pending_flow("state-1", clock))
-    with pytest.raises(InvalidFlowState):
-        storage.flows.take_flow(FlowKind.CONSENT, "state-1")
-    with pytest.raises(InvalidFlowState):
-        storage.flows.take_flow(FlowKind.SIGNIN, "state-2")
-    assert storage.flows.take_flow(FlowKind.SIGNIN, "state-1").state == "state-1"
-
-
-def test_expired_flow_is_not_returned_and_is_gone(
-    storage: TableStorage, clock: FakeClock, azurite: Azurite, table_prefix: str
-) -> None:
-    storage.flows.create_flow(pending_flow("late", clock, ttl=600))
-    clock.advance(seconds=601)
-    with pytest.raises(InvalidFlowState, match="expired"):
-        storage.flows.take_flow(FlowKind.SIGNIN, "late")
-    assert list(raw_table(azurite, table_prefix, FLOWS).list_entities()) == []
-    with pytest.raises(InvalidFlowState):
-        storage.flows.take_flow(FlowKind.SIGNIN, "late")
-
-
-def test_abandoned_expired_flows_are_purged_and_live_ones_kept(storage: TableStorage, clock: FakeClock) -> None:
-    storage.flows.create_flow(pending_flow("abandoned", clock, ttl=60))
-    storage.flows.create_flow(pending_flow("live", clock, ttl=3600))
+def test_expired_used_states_are_purged_and_live_ones_kept(storage: TableStorage, clock: FakeClock) -> None:
+    storage.flows.consume_state(FlowKind.SIGNIN, state_hash("old"), clock.now() + timedelta(seconds=60))
+    storage.flows.consume_state(FlowKind.SIGNIN, state_hash("live"), clock.now() + timedelta(seconds=3600))
     clock.advance(seconds=61)
-    assert storage.flows.purge_expired_flows() == 1
-    assert storage.flows.take_flow(FlowKind.SIGNIN, "live").state == "live"
+    assert storage.flows.purge_expired_states(clock.now()) == 1
     with pytest.raises(InvalidFlowState):
-        storage.flows.take_flow(FlowKind.SIGNIN, "abandoned")
+        storage.flows.consume_state(FlowKind.SIGNIN, state_hash("live"), clock.now())
+    storage.flows.consume_state(FlowKind.SIGNIN, state_hash("old"), clock.now() + timedelta(seconds=60))
 
 
-def race_takes(storage: TableStorage, state: str, racers: int) -> list[str]:
-    """Start ``racers`` threads taking one flow at the same moment; return each outcome."""
+def race_consumes(storage: TableStorage, state: str, racers: int, expires: datetime) -> list[str]:
+    """Start ``racers`` threads accepting one state at the same moment; return each outcome."""
     barrier = threading.Barrier(racers)
     outcomes: list[str] = []
     lock = threading.Lock()
@@ -384,7 +351,7 @@ def race_takes(storage: TableStorage, state: str, racers: int) -> list[str]:
     def take() -> None:
         barrier.wait()
         try:
-            storage.flows.take_flow(FlowKind.SIGNIN, state)
+            storage.flows.consume_state(FlowKind.SIGNIN, state_hash(state), expires)
             result = "taken"
         except InvalidFlowState:
             result = "refused"
@@ -399,22 +366,33 @@ def race_takes(storage: TableStorage, state: str, racers: int) -> list[str]:
     return outcomes
 
 
-def test_two_racing_takes_of_one_flow_cannot_both_succeed(storage: TableStorage, clock: FakeClock) -> None:
+def test_two_racing_callbacks_with_one_state_cannot_both_succeed(storage: TableStorage, clock: FakeClock) -> None:
     for round_no in range(5):
-        state = f"race-{round_no}"
-        storage.flows.create_flow(pending_flow(state, clock))
-        assert sorted(race_takes(storage, state, 6)) == ["refused"] * 5 + ["taken"]
+        outcomes = race_consumes(storage, f"race-{round_no}", 6, clock.now() + timedelta(seconds=600))
+        assert sorted(outcomes) == ["refused"] * 5 + ["taken"]
 
 
-def test_a_flow_claimed_but_not_yet_deleted_cannot_be_taken_again(
+def test_expired_sessions_are_purged_with_their_index_rows(
     storage: TableStorage, clock: FakeClock, azurite: Azurite, table_prefix: str
 ) -> None:
-    storage.flows.create_flow(pending_flow("claimed", clock))
-    raw_table(azurite, table_prefix, FLOWS).update_entity(
-        {"PartitionKey": "signin", "RowKey": state_hash("claimed"), "taken": True}, UpdateMode.MERGE
-    )
-    with pytest.raises(InvalidFlowState):
-        storage.flows.take_flow(FlowKind.SIGNIN, "claimed")
+    def session(name: str, ttl: int) -> Session:
+        return Session(
+            session_hash=name,
+            tenant_id=TENANT,
+            user_id=ALICE,
+            created_at=clock.now(),
+            expires_at=clock.now() + timedelta(seconds=ttl),
+        )
+
+    storage.sessions.create_session(session("ended", 60))
+    storage.sessions.create_session(session("live", 3600))
+    clock.advance(seconds=61)
+    assert storage.sessions.purge_expired_sessions(clock.now()) == 1
+    assert storage.sessions.get_session("live").session_hash == "live"
+    with pytest.raises(NotFound):
+        storage.sessions.get_session("ended")
+    index = [r["RowKey"] for r in raw_table(azurite, table_prefix, SESSIONS_BY_USER).list_entities()]
+    assert index == ["live"]
 
 
 # --- encryption at rest ------------------------------------------------------------------
@@ -425,7 +403,9 @@ def test_no_secret_plaintext_reaches_any_stored_property(
 ) -> None:
     storage.token_caches.save_cache(TENANT, ALICE, '{"refresh_token": "rt-secret-marker-9c"}')
     storage.subscriptions.create_subscription(subscription())
-    storage.flows.create_flow(pending_flow("flow-state-secret-marker-4d", clock))
+    storage.flows.consume_state(
+        FlowKind.SIGNIN, state_hash("flow-state-secret-marker-4d"), clock.now() + timedelta(seconds=600)
+    )
     storage.sessions.create_session(
         Session(session_hash="f" * 64, tenant_id=TENANT, user_id=ALICE, created_at=T0, expires_at=T0)
     )
@@ -438,7 +418,6 @@ def test_no_secret_plaintext_reaches_any_stored_property(
         "client-state-secret-marker-5b1e",
         "delta-secret-marker-77",
         "flow-state-secret-marker-4d",
-        "verifier-secret-marker-31",
     ):
         assert marker not in dump
     assert "v1.k1." in dump

@@ -15,8 +15,9 @@ from devtools.cloud import controls
 from devtools.cloud.graph import controls as graph_controls
 from shared.bootstrap import get_container, set_container
 from shared.models import Booking, BookingStatus
-from tests.e2e.conftest import CONTOSO, RECRUITER, Stack
-from tests.e2e.test_consent_and_signin import KEY, consent, sign_in
+from tests.e2e.conftest import Stack
+from tests.kit import CONTOSO, KEY, RECRUITER, consent
+from tests.kit import browser_sign_in as sign_in
 
 pytestmark = pytest.mark.e2e
 

@@ -58,13 +58,21 @@ def test_admin_consents_recruiter_signs_in_refreshes_and_signs_out(e2e: Stack) -
     assert body["features"] == []
     assert len(e2e.world.refresh_tokens) > grants_before  # refreshed silently, with a rotated refresh token
 
+    other = sign_in(e2e)  # the same recruiter in a second browser
     logout = recruiter.request("POST", "/api/auth/logout")
     assert logout.status_code == 204
     user_id = body["user"]["id"]
-    assert get_container().token_caches.load_cache(CONTOSO, user_id) is None
     after = recruiter.request("GET", "/api/me", headers=KEY)
     assert after.status_code == 401
     assert after.json()["error"]["code"] == "signin_required"
+    # Only that session ended: the other one still reads the calendar side with the kept cache.
+    still = other.request("GET", "/api/directory/users/alex.wilber@contoso.example", headers=KEY)
+    assert still.status_code == 200, still.text
+
+    everywhere = other.request("POST", "/api/auth/logout?everywhere=true")
+    assert everywhere.status_code == 204
+    assert get_container().token_caches.load_cache(CONTOSO, user_id) is None
+    assert other.request("GET", "/api/me", headers=KEY).status_code == 401
 
 
 def test_calendar_endpoints_need_the_function_key_and_a_session(e2e: Stack) -> None:

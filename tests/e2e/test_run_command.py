@@ -1,4 +1,4 @@
-"""The README's run command serves /api/health with 200 and storage healthy, and stops cleanly."""
+"""The README's run command serves /api/health (and the keyed details, storage healthy), and stops cleanly."""
 
 from __future__ import annotations
 
@@ -43,7 +43,11 @@ def test_run_command_serves_health_with_storage_healthy(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert response is not None, "the run command did not serve in time"
         assert response.status_code == 200, response.text
-        body = response.json()
+        assert response.json() == {"status": "ok"}  # anonymous: liveness only
+        key = (ROOT / ".devdata" / "function-key").read_text().strip()
+        details = httpx.get(f"http://127.0.0.1:{port}/api/health/details", headers={"x-functions-key": key}, timeout=10)
+        assert details.status_code == 200, details.text
+        body = details.json()
         assert body["status"] == "healthy"
         assert body["checks"]["storage"]["ok"] is True
         assert body["checks"]["key_source"]["ok"] is True

@@ -231,7 +231,7 @@ class _Probe:
 
 
 @pytest.mark.parametrize(("storage_up", "status"), [(True, 200), (False, 503)])
-def test_health_reports_each_dependency_without_secrets(storage_up: bool, status: int) -> None:
+def test_health_details_report_each_dependency_without_secrets(storage_up: bool, status: int) -> None:
     from shared.bootstrap import Container, set_container
     from shared.config import Settings
 
@@ -239,7 +239,7 @@ def test_health_reports_each_dependency_without_secrets(storage_up: bool, status
     settings = Settings.from_env({"CLIENT_SECRET": "never-shown-secret"})
     set_container(Container(settings, storage=_Storage(storage_up), key_source=_Keys(), probe=probe))
     try:
-        response = health.health(request("GET", "http://localhost/api/health"))
+        response = health.health_details(request("GET", "http://localhost/api/health/details"))
     finally:
         set_container(None)
     assert response.status_code == status
@@ -257,3 +257,19 @@ def test_health_reports_each_dependency_without_secrets(storage_up: bool, status
     ]
     assert b"never-shown-secret" not in response.get_body()
     assert b"k" * 32 not in response.get_body()
+
+
+@pytest.mark.parametrize(("storage_up", "status", "word"), [(True, 200, "ok"), (False, 503, "failing")])
+def test_anonymous_health_answers_liveness_only(storage_up: bool, status: int, word: str) -> None:
+    from shared.bootstrap import Container, set_container
+    from shared.config import Settings
+
+    probe = _Probe()
+    set_container(Container(Settings.from_env({}), storage=_Storage(storage_up), key_source=_Keys(), probe=probe))
+    try:
+        response = health.health(request("GET", "http://localhost/api/health"))
+    finally:
+        set_container(None)
+    assert response.status_code == status
+    assert json.loads(response.get_body()) == {"status": word}  # no key version, endpoint or path
+    assert probe.urls == []  # an anonymous probe makes no outbound call

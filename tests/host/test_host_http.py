@@ -278,3 +278,36 @@ def test_an_asgi_function_app_is_served_through_its_catch_all() -> None:
         assert httpx.get(f"{running.base_url}/api/hello/ann", timeout=10).text == "hello ann"
     finally:
         running.stop()
+
+
+def test_wrong_method_on_a_known_route_is_405_even_with_a_catch_all_route() -> None:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="auth/logout", methods=["POST"])
+    def logout(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(status_code=204)
+
+    @app.route(route="{*path}", methods=["GET", "POST", "PUT", "DELETE"])
+    def not_found(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse('{"error": {"code": "not_found", "message": "-"}}', status_code=404)
+
+    running = start_host(app, settings={}, port=0)
+    try:
+        with httpx.Client(base_url=running.base_url, timeout=10) as http:
+            wrong = http.get("/api/auth/logout")
+            unknown = http.get("/api/nothing")
+            right = http.post("/api/auth/logout")
+    finally:
+        running.stop()
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert unknown.status_code == 404
+    assert right.status_code == 204
+
+
+def test_a_path_with_an_encoded_newline_still_gets_the_hosts_json_answer(client: httpx.Client) -> None:
+    reply = client.get("/api/nothing%0A/here")
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "not_found"
+    assert client.get("/api/files/a%0Ab").text == "a\nb"

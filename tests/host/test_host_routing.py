@@ -123,6 +123,7 @@ def test_wrong_method_gives_the_allowed_methods_and_unknown_path_gives_none() ->
     assert t.resolve("GET", split_path("/api/other")) is None
 
 
-def test_a_catch_all_accepting_the_method_serves_what_a_specific_route_refuses() -> None:
+def test_a_catch_all_does_not_hide_a_wrong_method_on_a_specific_route() -> None:
     t = table(("items/{id}", ["GET"]), ("{*path}", None))
-    assert resolved_route(t, "POST", "/api/items/1") == "{*path}"
+    assert t.resolve("POST", split_path("/api/items/1")) == frozenset({"GET"})
+    assert resolved_route(t, "POST", "/api/other/1") == "{*path}"

@@ -40,6 +40,9 @@ CORE_ALLOWED = (
     "shared.slots",
     "shared.loops",
     "shared.availability_request",
+    "shared.text",
+    "shared.flows",
+    "shared.maintenance",
 )
 
 

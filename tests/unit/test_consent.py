@@ -101,12 +101,12 @@ def test_consent_start_refuses_bad_tenant(tenant: str) -> None:
 
 def test_consent_request_email_lists_link_and_permissions_with_reasons() -> None:
     deps = FakeDeps()
-    email = consent_request_email(deps.settings, "contoso.example", requested_by="Rita Recruiter")
+    email = consent_request_email(deps.settings, "contoso.example", requested_by="Rita.Recruiter@contoso.example")
     assert email["consent_url"] == "https://svc.example/api/consent/start?tenant=contoso.example"
     assert email["consent_url"] in email["body"]
     for role in ALL_ROLES:
         assert role in email["body"]
-    assert email["body"].endswith("Rita Recruiter")
+    assert email["body"].endswith("rita.recruiter@contoso.example")
 
 
 def test_a_callback_that_skipped_microsoft_keeps_when_consent_was_first_proven() -> None:

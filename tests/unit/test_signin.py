@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -39,9 +41,28 @@ def test_signin_state_is_single_use_and_bound_to_browser() -> None:
     deps.identity.signin_as = USER
     with pytest.raises(InvalidFlowState):
         complete_signin(deps, {"state": state, "code": "c"}, "another-browser")
-    with pytest.raises(InvalidFlowState):  # the failed attempt consumed it
+    complete_signin(deps, {"state": state, "code": "c"}, start.binding)
+    with pytest.raises(InvalidFlowState):  # a replay of the accepted callback
         complete_signin(deps, {"state": state, "code": "c"}, start.binding)
-    assert deps.sessions.items == {}
+    assert len(deps.sessions.items) == 1
+
+
+def test_callback_without_the_browser_cookie_does_not_consume_the_flow() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    start = start_signin(deps)
+    state = start.redirect_url.split("state=")[1]
+    deps.identity.signin_as = USER
+    for stolen_binding in (None, "", start_signin(deps).binding):
+        with pytest.raises(InvalidFlowState):
+            complete_signin(deps, {"state": state, "code": "c"}, stolen_binding)
+    assert deps.flows.items == {}
+    assert complete_signin(deps, {"state": state, "code": "c"}, start.binding).user.user_id == "u1"
+
+
+def _sealed_flow(deps: FakeDeps, binding: str, state: str) -> dict[str, Any]:
+    opened = deps.cipher.decrypt(binding, tenant_id="", record_id=f"flowcookie/signin/{hash_secret(state)}")
+    return json.loads(opened)["data"]  # type: ignore[no-any-return]
 
 
 def test_return_address_must_be_on_the_allow_list() -> None:
@@ -57,13 +78,11 @@ def test_automation_feature_asks_for_mail_scopes_only_when_opted_in() -> None:
     deps = FakeDeps()
     consented(deps)
     plain = start_signin(deps)
-    flow = next(iter(deps.flows.items.values()))
-    assert "Mail.Send" not in flow.data["flow"]["scope"]
-    deps.flows.items.clear()
-    start_signin(deps, features=parse_features("automation"))
-    flow = next(iter(deps.flows.items.values()))
-    assert {"Mail.Read", "Mail.Send"} <= set(flow.data["flow"]["scope"])
-    assert plain.redirect_url
+    flow = _sealed_flow(deps, plain.binding, plain.redirect_url.split("state=")[1])
+    assert "Mail.Send" not in flow["flow"]["scope"]
+    opted = start_signin(deps, features=parse_features("automation"))
+    flow = _sealed_flow(deps, opted.binding, opted.redirect_url.split("state=")[1])
+    assert {"Mail.Read", "Mail.Send"} <= set(flow["flow"]["scope"])
     with pytest.raises(InvalidRequest):
         parse_features("everything")
 
@@ -147,12 +166,27 @@ def test_withdrawn_consent_marks_tenant_and_blocks_calendar_calls() -> None:
     assert require_calendar_access(deps, credential).tenant is not None
 
 
-def test_logout_revokes_session_and_deletes_token_cache() -> None:
+def test_logout_ends_only_this_session_and_keeps_the_token_cache() -> None:
     deps = FakeDeps()
     consented(deps)
     credential = sign_in(deps)
+    other = sign_in(deps)
     logout(deps, credential)
-    assert deps.token_caches.load_cache(TENANT_A, "u1") is None
     with pytest.raises(SigninRequired):
         require_calendar_access(deps, credential)
+    # The user's other session keeps working fully: its token cache is still there.
+    assert require_calendar_access(deps, other).user_access is not None
+    assert deps.token_caches.load_cache(TENANT_A, "u1") == '{"user": "cache"}'
     logout(deps, credential)  # already signed out: still fine
+
+
+def test_sign_out_everywhere_ends_every_session_and_deletes_the_token_cache() -> None:
+    deps = FakeDeps()
+    consented(deps)
+    credential = sign_in(deps)
+    other = sign_in(deps)
+    logout(deps, credential, everywhere=True)
+    assert deps.token_caches.load_cache(TENANT_A, "u1") is None
+    for ended in (credential, other):
+        with pytest.raises(SigninRequired):  # not a half-working session that only fails later
+            require_calendar_access(deps, ended)
