@@ -12,7 +12,7 @@ import pytest
 from functions import admin_consent, directory, oauth_callback, tenants
 from shared.errors import TokenIntegrityError
 from tests.functions.test_http_handlers import error_of, request
-from tests.kit import ADMIN, USER, FakeDeps, consented, sign_in
+from tests.kit import ADMIN, USER, FakeDeps, consented, install, sign_in
 
 ALLOWED = "https://app.example/after-login"
 
@@ -205,11 +205,10 @@ class _UnreadableCaches:
 def test_unreadable_token_cache_asks_the_user_to_sign_in_again_and_tells_only_operators(
     deps: FakeDeps, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from shared.bootstrap import get_container
-
     consented(deps)
     credential = sign_in(deps)
-    get_container()._built["token_caches"] = _UnreadableCaches()
+    deps.token_caches = _UnreadableCaches()  # type: ignore[assignment]
+    install(deps)
     with caplog.at_level(logging.ERROR):
         response = directory.booking_get(
             request(
