@@ -2,10 +2,32 @@
 
 import azure.functions as func
 
-from functions import admin_consent, availability, directory, health, maintenance, oauth_callback, tenants
+from functions import (
+    admin_consent,
+    availability,
+    directory,
+    graph_webhook,
+    health,
+    maintenance,
+    notification_worker,
+    oauth_callback,
+    subscription_renewal,
+    tenants,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-blueprints = (health.bp, admin_consent.bp, oauth_callback.bp, tenants.bp, directory.bp, maintenance.bp, availability.bp)
+blueprints = (
+    health.bp,
+    admin_consent.bp,
+    oauth_callback.bp,
+    tenants.bp,
+    directory.bp,
+    maintenance.bp,
+    availability.bp,
+    graph_webhook.bp,
+    notification_worker.bp,
+    subscription_renewal.bp,
+)
 for blueprint in blueprints:
     app.register_functions(blueprint)

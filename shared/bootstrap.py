@@ -25,6 +25,7 @@ from shared.ports import (
     GraphGateway,
     IdentityProvider,
     KeySource,
+    NotificationQueue,
     ReachabilityProbe,
     SessionStore,
     Storage,
@@ -79,6 +80,7 @@ class Container:
         sessions: SessionStore | None = None,
         bookings: BookingStore | None = None,
         subscriptions: SubscriptionStore | None = None,
+        notification_queue: NotificationQueue | None = None,
         identity: IdentityProvider | None = None,
         graph: GraphGateway | None = None,
         probe: ReachabilityProbe | None = None,
@@ -98,6 +100,7 @@ class Container:
                 "sessions": sessions,
                 "bookings": bookings,
                 "subscriptions": subscriptions,
+                "notification_queue": notification_queue,
                 "identity": identity,
                 "graph": graph,
                 "probe": probe,
@@ -189,7 +192,21 @@ class Container:
 
     @property
     def subscriptions(self) -> SubscriptionStore:
-        return self._lazy.get("subscriptions", lambda: self.storage.subscriptions)
+        def build() -> SubscriptionStore:
+            from shared.worker_cache import CachedSubscriptions
+
+            return CachedSubscriptions(self.storage.subscriptions, self.clock)
+
+        return self._lazy.get("subscriptions", build)
+
+    @property
+    def notification_queue(self) -> NotificationQueue:
+        def build() -> NotificationQueue:
+            from shared.adapters.queues import StorageQueue
+
+            return StorageQueue(self.settings.storage_connection, self.settings.notification_queue)
+
+        return self._lazy.get("notification_queue", build)
 
     @property
     def identity(self) -> IdentityProvider:
