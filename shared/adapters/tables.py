@@ -8,7 +8,7 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
     bookings           PK tenant id          RK booking id
     subscriptions      PK tenant id          RK subscription id                 health; sha256(clientState)
     subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id, client_state_hash}
-    mailboxsync        PK tenant id          RK sha256(lower mailbox)           claim, subscription, delta link encrypted
+    mailboxsync        PK tenant id          RK sha256(lower mailbox)           claim, subscription, delta (encrypted)
     flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
     sessions           PK session hash       RK "session"
     sessionsbyuser     PK "{tenant}|{user}"  RK session hash                    index for delete_user_sessions
