@@ -43,6 +43,10 @@ CORE_ALLOWED = (
     "shared.text",
     "shared.flows",
     "shared.maintenance",
+    "shared.ncrontab",  # pure: the timer schedule parser
+    "shared.webhooks",
+    "shared.subscriptions",
+    "shared.notifications",
 )
 
 
