@@ -5,6 +5,7 @@ import azure.functions as func
 from functions import (
     admin_consent,
     availability,
+    booking,
     directory,
     graph_webhook,
     health,
@@ -28,6 +29,7 @@ blueprints = (
     graph_webhook.bp,
     notification_worker.bp,
     subscription_renewal.bp,
+    booking.bp,
 )
 for blueprint in blueprints:
     app.register_functions(blueprint)

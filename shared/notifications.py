@@ -10,16 +10,16 @@ raises, so the queue delivers the message again; after 5 attempts it goes to ``<
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
+from shared.booking import apply_observed_event
 from shared.errors import InvalidRequest, NotFound
 from shared.models import Booking, ObservedEvent
-from shared.ports import Dependencies, EventReader
+from shared.ports import Dependencies
 from shared.subscriptions import handle_lifecycle, record_notification
 from shared.tokens import with_app_token
 from shared.webhooks import CHANGE_TYPES, EVENT_ID, LIFECYCLE_EVENT, MESSAGE_VERSION, SUBSCRIPTION_ID
@@ -35,12 +35,6 @@ class WorkReport:
     bookings_updated: int = 0  # of those, events that are ours
     lifecycle: int = 0
     skipped: int = 0  # notifications for subscriptions we no longer keep
-
-
-def _booking_core() -> ApplyObserved:
-    # The booking core (shared.booking) records what Outlook shows; resolved at first use.
-    module = importlib.import_module("shared.booking")
-    return cast(ApplyObserved, module.apply_observed_event)
 
 
 def parse_message(text: str) -> tuple[str, list[dict[str, str]]]:
@@ -64,7 +58,7 @@ def parse_message(text: str) -> tuple[str, list[dict[str, str]]]:
 def process_message(deps: Dependencies, text: str, *, apply: ApplyObserved | None = None) -> WorkReport:
     """Apply every notification in one queue message. Raises for anything that should be retried."""
     kind, items = parse_message(text)
-    apply = apply or _booking_core()
+    apply = apply or apply_observed_event
     report = WorkReport()
     # The last change per event wins (created then deleted in one batch is a delete).
     changes: dict[tuple[str, str, str], str] = {}
@@ -105,9 +99,8 @@ def process_message(deps: Dependencies, text: str, *, apply: ApplyObserved | Non
 
 def read_event(deps: Dependencies, tenant_id: str, mailbox: str, event_id: str) -> ObservedEvent | None:
     """The event as Graph shows it now, or None when it is gone."""
-    graph = cast(EventReader, deps.graph)
     try:
-        return with_app_token(deps, tenant_id, lambda token: graph.get_event(token, mailbox, event_id))
+        return with_app_token(deps, tenant_id, lambda token: deps.events.get_event(token, mailbox, event_id))
     except NotFound:
         return None
 

@@ -34,9 +34,7 @@ def setup() -> FakeDeps:
         Subscription(TENANT_A, "sub-1", f"users/{MAILBOX}/events", MAILBOX, deps.clock.now() + timedelta(days=7))
     )
     start = datetime(2026, 12, 1, 10, tzinfo=UTC)
-    deps.graph.mailbox_events[MAILBOX] = {
-        "AAMk1": ObservedEvent("AAMk1", MAILBOX, start, start + timedelta(hours=1), booking_id="b1")
-    }
+    deps.events.add(ObservedEvent("AAMk1", MAILBOX, start, start + timedelta(hours=1), booking_id="b1"))
     return deps
 
 
