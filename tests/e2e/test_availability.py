@@ -414,3 +414,33 @@ def test_march_when_the_us_and_europe_change_to_daylight_time_on_different_dates
     assert by_day[date(2030, 3, 29)] == [14, 15]
     assert by_day[date(2030, 4, 1)] == [15, 16]  # BST and CDT: six hours apart again
     assert date(2030, 3, 9) not in by_day  # a Saturday
+
+
+def test_buffers_tentative_and_notice_through_the_endpoint(recruiter: Any) -> None:
+    day = _monday(3)
+    at = datetime(day.year, day.month, day.day, 13, 0, tzinfo=PACIFIC)
+    _event(ALEX, at, at + timedelta(minutes=30), "Maybe", showAs="tentative")
+    body = {
+        "interviewers": [ALEX],
+        "start": datetime(day.year, day.month, day.day, 12, tzinfo=PACIFIC).isoformat(),
+        "end": datetime(day.year, day.month, day.day, 15, tzinfo=PACIFIC).isoformat(),
+        "duration_minutes": 30,
+        "interval_minutes": 30,
+        "time_zone": "America/Los_Angeles",
+    }
+
+    def starts(**options: Any) -> list[tuple[int, int]]:
+        response = _ask(recruiter, {**body, **options})
+        assert response.status_code == 200, response.text
+        return [
+            (datetime.fromisoformat(s["start"]).hour, datetime.fromisoformat(s["start"]).minute)
+            for s in response.json()["slots"]
+        ]
+
+    assert starts() == [(12, 0), (12, 30), (13, 30), (14, 0), (14, 30)]
+    assert starts(tentative_is_busy=False) == [(12, 0), (12, 30), (13, 0), (13, 30), (14, 0), (14, 30)]
+    # 30 minutes of buffer on each side keep 12:30 and 13:30 away from the 13:00 event.
+    assert starts(buffer_before_minutes=30, buffer_after_minutes=30) == [(12, 0), (14, 0), (14, 30)]
+    # A minimum notice that ends at 14:00 that day leaves the starts from 14:00 on.
+    far = int((datetime(day.year, day.month, day.day, 14, tzinfo=PACIFIC) - datetime.now(UTC)).total_seconds() // 60)
+    assert starts(minimum_notice_minutes=far) == [(14, 0), (14, 30)]
