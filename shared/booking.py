@@ -61,6 +61,7 @@ from shared.models import (
     ScheduleStatus,
 )
 from shared.ports import Dependencies
+from shared.readiness import RECRUITING_GROUP  # the group that holds access to the shared mailboxes
 from shared.session_guard import RequestContext
 from shared.tokens import with_app_token
 
@@ -68,9 +69,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# The mail-enabled security group whose members hold Full Access on the Interviews and Sync mailboxes
-# (the integration guide's set-up).
-RECRUITING_GROUP = "Recruiting Team"
 GRID = timedelta(minutes=5)  # slot claims: 8 hours are 96 cells, inside one table transaction (100)
 CLAIM_LEASE = timedelta(seconds=60)  # how long a pending booking belongs to the request that inserted it
 WAIT_FOR_OTHER = timedelta(seconds=20)  # how long a request with the same key waits for the first

@@ -36,7 +36,24 @@ def test_readiness_passes_when_everything_is_reachable() -> None:
     deps, credential = _ready_deps()
     report = run_readiness(deps, require_calendar_access(deps, credential))
     assert report["ready"] is True, report
-    assert set(_checks(report)) == {"admin_consent", "directory", "user_mailbox", "interviews_mailbox", "sync_mailbox"}
+    assert set(_checks(report)) == {
+        "admin_consent",
+        "directory",
+        "user_mailbox",
+        "interviews_mailbox",
+        "interviews_write_access",
+        "sync_mailbox",
+    }
+
+
+def test_readiness_names_the_group_a_recruiter_needs_to_book_into_the_interviews_calendar() -> None:
+    deps, credential = _ready_deps()
+    deps.graph.failures["interviews@contoso.example"] = GraphRequestFailed(
+        "denied", status=403, reason="forbidden", graph_code="ErrorAccessDenied"
+    )
+    check = _checks(run_readiness(deps, require_calendar_access(deps, credential)))["interviews_write_access"]
+    assert check["status"] == "fail"
+    assert "Recruiting Team" in (check["action"] or "")
 
 
 def test_readiness_reports_access_policy_and_on_premises_mailboxes() -> None:
