@@ -11,6 +11,7 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
     subscriptions      PK tenant id          RK subscription id                 health; sha256(clientState)
     subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id, client_state_hash}
     mailboxsync        PK tenant id          RK sha256(lower mailbox)           claim, subscription, delta (encrypted)
+    webhookdrops       PK "drops"            RK tenant id or "unattributed"     dropped-notification counters
     flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
     sessions           PK session hash       RK "session"
     sessionsbyuser     PK "{tenant}|{user}"  RK session hash                    index for delete_user_sessions
@@ -98,6 +99,7 @@ SLOT_CLAIMS = "slotclaims"
 SUBSCRIPTIONS = "subscriptions"
 SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"
 MAILBOX_SYNC = "mailboxsync"
+WEBHOOK_DROPS = "webhookdrops"
 FLOWS = "flows"
 SESSIONS = "sessions"
 SESSIONS_BY_USER = "sessionsbyuser"
@@ -113,6 +115,7 @@ _LONGEST_TABLE = max(
         SUBSCRIPTIONS,
         SUBSCRIPTIONS_BY_ID,
         MAILBOX_SYNC,
+        WEBHOOK_DROPS,
         FLOWS,
         SESSIONS,
         SESSIONS_BY_USER,
@@ -982,6 +985,51 @@ class TableSubscriptionStore:
             else:
                 rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")})
             return [self._sync_from_entity(e) for e in rows]
+
+    # ---- dropped-notification counters -----------------------------------------------------------
+    _DROPS_PARTITION = "drops"
+    _DROP_REASON = re.compile(r"[a-z_]{1,64}")
+    _DROP_ATTEMPTS = 5
+
+    def add_dropped(self, scope: str, counts: typing.Mapping[str, int]) -> None:
+        adds = {k: int(v) for k, v in counts.items() if v and self._DROP_REASON.fullmatch(k)}
+        if not adds:
+            return
+        table_name = WEBHOOK_DROPS
+        row_key = _key(scope, name="scope")
+        for _ in range(self._DROP_ATTEMPTS):
+            with self._s.translating("reading the dropped-notification counters"):
+                try:
+                    entity: TableEntity | None = self._s.table(table_name).get_entity(self._DROPS_PARTITION, row_key)
+                except ResourceNotFoundError:
+                    entity = None
+            merged = {k: int(v) for k, v in (entity or {}).items() if self._DROP_REASON.fullmatch(k)}
+            for reason, n in adds.items():
+                merged[reason] = merged.get(reason, 0) + n
+            row = {"PartitionKey": self._DROPS_PARTITION, "RowKey": row_key, **merged}
+            try:
+                with self._s.translating("writing the dropped-notification counters"):
+                    if entity is None:
+                        self._s.table(table_name).create_entity(row)
+                    else:
+                        self._s.table(table_name).update_entity(
+                            row,
+                            UpdateMode.REPLACE,
+                            etag=_etag(entity.metadata),
+                            match_condition=MatchConditions.IfNotModified,
+                        )
+                return
+            except ConcurrencyConflict:
+                continue  # another worker flushed at the same moment: read again and add
+        raise ConcurrencyConflict("Other writers kept updating the dropped-notification counters.")
+
+    def get_dropped(self, scope: str) -> dict[str, int]:
+        with self._s.translating("reading the dropped-notification counters"):
+            try:
+                entity = self._s.table(WEBHOOK_DROPS).get_entity(self._DROPS_PARTITION, _key(scope, name="scope"))
+            except ResourceNotFoundError:
+                return {}
+        return {k: int(v) for k, v in entity.items() if self._DROP_REASON.fullmatch(k)}
 
 
 def _require_etag(etag: str | None, what: str) -> str:

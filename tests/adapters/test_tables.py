@@ -480,6 +480,24 @@ def test_mailbox_sync_claim_is_a_conditional_insert_and_its_delta_link_is_encryp
     assert [s.mailbox for s in storage.subscriptions.list_mailbox_syncs(TENANT)] == ["Interviews@contoso.example"]
 
 
+def test_dropped_notification_counters_add_up_across_concurrent_flushes(storage: TableStorage) -> None:
+    assert storage.subscriptions.get_dropped(TENANT) == {}
+
+    def flush() -> None:
+        storage.subscriptions.add_dropped(TENANT, {"client_state_mismatch": 1, "malformed": 2})
+
+    threads = [threading.Thread(target=flush) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    storage.subscriptions.add_dropped("unattributed", {"unknown_subscription": 5, "Not-A-Reason": 1})
+
+    assert storage.subscriptions.get_dropped(TENANT) == {"client_state_mismatch": 4, "malformed": 8}
+    assert storage.subscriptions.get_dropped("unattributed") == {"unknown_subscription": 5}
+    assert storage.subscriptions.get_dropped(OTHER_TENANT) == {}
+
+
 def test_delta_link_copied_to_another_tenant_fails_integrity(
     storage: TableStorage, azurite: Azurite, table_prefix: str
 ) -> None:
