@@ -97,9 +97,7 @@ def flush_drops(deps: WebhookDeps, *, force: bool = False) -> None:
     global _last_flush
     now = deps.clock.now()
     with _dropped_lock:
-        if not force and (
-            not _pending_drops or (_last_flush is not None and now - _last_flush < DROP_FLUSH_INTERVAL)
-        ):
+        if not force and (not _pending_drops or (_last_flush is not None and now - _last_flush < DROP_FLUSH_INTERVAL)):
             return
         taken = Counter(_pending_drops)
         _pending_drops.clear()

@@ -200,9 +200,7 @@ def test_deleting_sessions_leaves_no_index_rows(storage: TableStorage, azurite: 
 
 def test_subscription_round_trips_and_is_found_by_id_alone(storage: TableStorage) -> None:
     created = storage.subscriptions.create_subscription(subscription())
-    other = storage.subscriptions.create_subscription(
-        subscription(tenant_id=OTHER_TENANT, subscription_id="sub-2")
-    )
+    other = storage.subscriptions.create_subscription(subscription(tenant_id=OTHER_TENANT, subscription_id="sub-2"))
     assert storage.subscriptions.get_subscription(TENANT, created.subscription_id) == created
     assert storage.subscriptions.find_subscription(created.subscription_id) == created
     assert storage.subscriptions.find_subscription("sub-2") == other
