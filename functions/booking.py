@@ -112,10 +112,13 @@ def booking_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRespo
 def booking_update(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
     from shared.booking import get_booking, update_booking
     from shared.booking_request import booking_id, if_match, parse_booking_change
+    from shared.errors import PreconditionRequired
 
     deps = get_container()
     bid = booking_id(req.route_params.get("booking_id", ""))
     etag = if_match(req.headers.get("if-match"))
+    if etag is None:  # before anything else: a change that names no version is never applied
+        raise PreconditionRequired("Send If-Match with the booking's ETag (from GET /api/bookings/{id}).")
     body = read_json(req, max_bytes=MAX_BOOKING_REQUEST_BYTES)
     current = get_booking(deps, ctx, bid)
     change = parse_booking_change(body, now=deps.clock.now(), current=(current.start, current.end))

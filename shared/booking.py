@@ -76,8 +76,8 @@ POLL_SECONDS = 0.1
 HISTORY_LIMIT = 200
 BUSY = frozenset({FreeBusyStatus.BUSY, FreeBusyStatus.OOF, FreeBusyStatus.TENTATIVE})
 SECONDARY_CALENDAR_WARNING = (
-    "The event is in a calendar other than the mailbox's primary one: attendees' responses and changes "
-    "made there cannot be detected."
+    "The event is in a calendar other than the mailbox's primary one, which raises no change notification: "
+    "attendees' responses and changes made there are picked up by the periodic reconciliation only."
 )
 
 
@@ -344,48 +344,42 @@ def _give_up(deps: Dependencies, pending: Booking, *, forget: bool) -> None:
         logger.warning("Could not release pending booking %s: %s", pending.booking_id, err.message)
 
 
-def _book(
-    deps: Dependencies, ctx: RequestContext, request: BookingRequest, pending: Booking, *, recovering: bool
-) -> Booking:
+def _check_slot(
+    deps: Dependencies, ctx: RequestContext, request: BookingRequest, booking_id: str, cells: Sequence[datetime]
+) -> list[str]:
+    """One getSchedule, then the slot claims; the warnings. Raises SlotUnavailable, InvalidRequest."""
     warnings: list[str] = []
-    cells = grid_cells(request.start, request.end)
     required = list(request.interviewers)
-    try:
-        busy, busy_optional = _busy_people(
-            deps,
-            ctx,
-            required,
-            request.optional_interviewers,
-            request.start,
-            request.end,
-            fields=_field_names(request.interviewers, request.optional_interviewers),
+    busy, busy_optional = _busy_people(
+        deps,
+        ctx,
+        required,
+        request.optional_interviewers,
+        request.start,
+        request.end,
+        fields=_field_names(request.interviewers, request.optional_interviewers),
+    )
+    if busy and request.check_availability:
+        raise _slot_unavailable(busy)
+    if busy:
+        warnings.append(
+            f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} busy or could not be checked at that time; "
+            "booked anyway because check_availability is false."
         )
-        if busy and request.check_availability:
-            raise _slot_unavailable(busy)
-        if busy:
-            warnings.append(
-                f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} busy or could not be checked at that time; "
-                "booked anyway because check_availability is false."
-            )
-        if busy_optional:
-            warnings.append(f"Optional interviewer(s) busy at that time: {', '.join(busy_optional)}.")
-        if request.check_availability:
-            taken = _claim_all(deps, ctx.tenant_id, pending.booking_id, required, cells)
-            if taken:
-                raise _slot_unavailable(taken)
-    except ServiceError:
-        if not recovering:
-            _give_up(deps, pending, forget=True)
-        else:
-            _give_up(deps, pending, forget=False)
-        raise
-    if pending.calendar_id is not None:
-        warnings.append(SECONDARY_CALENDAR_WARNING)
+    if busy_optional:
+        warnings.append(f"Optional interviewer(s) busy at that time: {', '.join(busy_optional)}.")
+    if request.check_availability:
+        taken = _claim_all(deps, ctx.tenant_id, booking_id, required, cells)
+        if taken:
+            raise _slot_unavailable(taken)
+    return warnings
 
+
+def _draft(request: BookingRequest, pending: Booking) -> EventDraft:
     names = []
     if request.candidate is not None and request.candidate.name:
         names.append((request.candidate.email, request.candidate.name))
-    draft = EventDraft(
+    return EventDraft(
         subject=request.subject,
         body=request.body,
         start=request.start,
@@ -401,10 +395,20 @@ def _book(
         booking_id=pending.booking_id,
         transaction_id=pending.transaction_id,
     )
-    try:
-        event = None
-        if recovering:
-            # The earlier request may have written the event before it stopped: find it by our property.
+
+
+def _book(
+    deps: Dependencies, ctx: RequestContext, request: BookingRequest, pending: Booking, *, recovering: bool
+) -> Booking:
+    cells = grid_cells(request.start, request.end)
+    required = list(request.interviewers)
+    draft = _draft(request, pending)
+    event: ObservedEvent | None = None
+    warnings: list[str] = []
+    if recovering:
+        # The earlier request may have written the event before it stopped: find it by our property. Its
+        # attendees now show it as busy, so the slot is not checked again for an event that exists.
+        try:
             event = _on_calendar(
                 deps,
                 ctx,
@@ -414,7 +418,23 @@ def _book(
                     t, pending.mailbox, pending.booking_id, calendar_id=pending.calendar_id
                 ),
             )
-        if event is None:
+        except ServiceError:
+            _give_up(deps, pending, forget=False)
+            raise
+        if event is not None and request.check_availability:
+            for person in required:
+                try:
+                    deps.bookings.claim_slots(ctx.tenant_id, person, pending.booking_id, cells)
+                except ConcurrencyConflict:
+                    logger.warning("booking %s: recovered over another booking's claim", pending.booking_id)
+    if event is None:
+        try:
+            warnings = _check_slot(deps, ctx, request, pending.booking_id, cells)
+        except ServiceError:
+            # Nothing was written to Graph: forget the pending booking so the key may be used again.
+            _give_up(deps, pending, forget=not recovering)
+            raise
+        try:
             event = _on_calendar(
                 deps,
                 ctx,
@@ -422,11 +442,13 @@ def _book(
                 pending.delegated,
                 lambda t: deps.events.create_event(t, pending.mailbox, draft, calendar_id=pending.calendar_id),
             )
-    except ServiceError:
-        _release_all(deps, pending, required, cells)
-        # The event may exist (a create whose answer was lost): keep the booking for recovery.
-        _give_up(deps, pending, forget=False)
-        raise
+        except ServiceError:
+            _release_all(deps, pending, required, cells)
+            # The event may exist (a create whose answer was lost): keep the booking for recovery.
+            _give_up(deps, pending, forget=False)
+            raise
+    if pending.calendar_id is not None:
+        warnings.append(SECONDARY_CALENDAR_WARNING)
     if request.online_meeting and not event.join_url:
         warnings.append("Microsoft Graph created the event without a Teams meeting.")
     now = deps.clock.now()
