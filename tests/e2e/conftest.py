@@ -80,7 +80,10 @@ def stack(azurite: Azurite, cloud: Any, tmp_path_factory: pytest.TempPathFactory
 def e2e(stack: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[Stack]:
     from devtools.cloud import controls
 
+    from shared.subscriptions import forget_worker_memory
+
     controls.reset_world(stack.world)
+    forget_worker_memory()  # which mailboxes this worker saw subscribed: not this test's tables
     os.environ["TABLE_PREFIX"] = "e2e" + uuid.uuid4().hex[:10]
     set_container(None)
     caplog.set_level(logging.DEBUG)
