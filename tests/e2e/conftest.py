@@ -79,7 +79,6 @@ def stack(azurite: Azurite, cloud: Any, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 def e2e(stack: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[Stack]:
     from devtools.cloud import controls
-
     from shared.subscriptions import forget_worker_memory
 
     controls.reset_world(stack.world)
