@@ -5,11 +5,14 @@ both over fakes and end to end against the local stack.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import azure.functions as func
 
 from shared.adapters.crypto import AesGcmCipher, StaticKeySource
 from shared.config import Settings
@@ -400,6 +403,26 @@ def install(deps: FakeDeps) -> Container:
     )
     set_container(container)
     return container
+
+
+# ---- handlers called directly ------------------------------------------------------------------
+def request(
+    method: str,
+    url: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    route_params: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    return func.HttpRequest(
+        method, url, body=body, headers=headers or {}, params=params or {}, route_params=route_params or {}
+    )
+
+
+def error_of(response: func.HttpResponse) -> dict[str, Any]:
+    assert response.mimetype == "application/json"
+    return json.loads(response.get_body())["error"]  # type: ignore[no-any-return]
 
 
 # ---- end to end (the local stack of tests/e2e) ----------------------------------------------------
