@@ -249,21 +249,31 @@ def test_queue_storage_down_answers_503_and_every_redelivered_notification_is_pr
 
 
 def test_a_message_that_keeps_failing_goes_to_the_poison_queue_after_5_attempts_and_shows_in_health(
-    synced: Synced,
+    synced: Synced, caplog: pytest.LogCaptureFixture
 ) -> None:
     booking = synced.book()
     world = synced.stack.world
     before = synced.health()["poison_queue"]["count"]
+    notify.clear_delivery_log(world)
     # An application access policy now keeps the app out of the Interviews mailbox: every read fails alike.
     graph.block_mailbox(world, INTERVIEWS)
     try:
         graph.decline(world, booking["event_id"], ALEX)
+        log = notify.wait_for_deliveries(
+            world, lambda log: any(r.kind == "change" for r in log) and notify.pending_count(world) == 0
+        )
+        accepted = [r for r in log if r.kind == "change" and r.status == 202]  # one queue message each
         health = wait_for(
-            "the poison queue", synced.health, lambda h: h["poison_queue"]["count"] == before + 1, timeout=40
+            "the poison queue",
+            synced.health,
+            lambda h: h["poison_queue"]["count"] == before + len(accepted),
+            timeout=40,
         )
     finally:
         graph.block_mailbox(world, INTERVIEWS, blocked=False)
+    assert accepted
     assert health["poison_queue"]["queue"] == synced.stack.settings["NOTIFICATION_QUEUE"] + "-poison"
+    assert caplog.text.count("because it failed 5 times") >= len(accepted)
     assert synced.attendee(booking["id"], ALEX)["response"] == "none"
 
 
