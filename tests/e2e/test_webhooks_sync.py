@@ -325,10 +325,11 @@ def test_a_removed_subscription_is_recreated_from_its_lifecycle_notification(syn
 
     assert notify.fire_lifecycle_event(world, old["subscription_id"], "subscriptionRemoved")
 
-    healed = wait_for(
-        "a new subscription",
-        lambda: synced.subscription_of(INTERVIEWS),
-        lambda sub: sub["subscription_id"] != old["subscription_id"],
+    # For a moment both are on record: the new one is stored before the one it replaces is removed.
+    [healed] = wait_for(
+        "a new subscription, alone",
+        lambda: [s for s in synced.health()["subscriptions"] if s["mailbox"] == INTERVIEWS],
+        lambda subs: len(subs) == 1 and subs[0]["subscription_id"] != old["subscription_id"],
     )
     assert [s.id for s in synced.cloud_subscriptions(INTERVIEWS)] == [healed["subscription_id"]]
     graph.decline(world, booking["event_id"], ALEX)
