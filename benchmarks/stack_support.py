@@ -47,11 +47,14 @@ class BenchmarkStack:
     graph_token: str  # the recruiter's delegated token, straight from the cloud (for the round-trip unit)
     people: list[str]
     monday: datetime
-    headers: dict[str, str]
+    headers: dict[str, str]  # the recruiter's: function key and session
+    admin_headers: dict[str, str]  # the tenant admin's (Adele): function key and session
+    graph_url: str
     client: Any  # httpx.Client on the app
 
-    def post(self, path: str, **kwargs: Any) -> Any:
-        return self.client.post(path, headers=self.headers, **kwargs)
+    def post(self, path: str, *, headers_extra: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        """POST as the recruiter."""
+        return self.client.post(path, headers={**self.headers, **(headers_extra or {})}, **kwargs)
 
     def control(self, path: str, body: dict[str, Any]) -> None:
         import httpx
@@ -159,16 +162,21 @@ def benchmark_stack(*, people: int = 200) -> Iterator[BenchmarkStack]:
             httpx.put(f"{cloud_url}/_control/{path}", json=body, verify=ca_bundle, timeout=30).raise_for_status()
 
         control("auto-sign-in", {"user": ADMIN})
-        page = Browser(base_url, ca_bundle=ca_bundle).navigate("/api/consent/start?tenant=contoso.example")
+        admin = Browser(base_url, ca_bundle=ca_bundle)
+        page = admin.navigate("/api/consent/start?tenant=contoso.example")
         if page.status_code != 200:
             raise RuntimeError(f"consent failed: {page.status_code} {page.text[:300]}")
+
+        def session_headers(browser: Browser, who: str) -> dict[str, str]:
+            browser.navigate("/api/auth/login")
+            credential = browser.service_cookie("ics_session")
+            if not credential:
+                raise RuntimeError(f"{who} did not get a session")
+            return {"x-functions-key": settings["FUNCTION_KEY"], "authorization": f"Bearer {credential}"}
+
+        admin_headers = session_headers(admin, ADMIN)
         control("auto-sign-in", {"user": RECRUITER})
-        recruiter = Browser(base_url, ca_bundle=ca_bundle)
-        recruiter.navigate("/api/auth/login")
-        credential = recruiter.service_cookie("ics_session")
-        if not credential:
-            raise RuntimeError("the recruiter did not get a session")
-        headers = {"x-functions-key": settings["FUNCTION_KEY"], "authorization": f"Bearer {credential}"}
+        headers = session_headers(Browser(base_url, ca_bundle=ca_bundle), RECRUITER)
         with httpx.Client(base_url=base_url, timeout=120) as client:
             yield BenchmarkStack(
                 base_url=base_url,
@@ -178,6 +186,8 @@ def benchmark_stack(*, people: int = 200) -> Iterator[BenchmarkStack]:
                 people=addresses,
                 monday=monday,
                 headers=headers,
+                admin_headers=admin_headers,
+                graph_url=graph_url,
                 client=client,
             )
     finally:

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -292,15 +292,31 @@ def create_booking(
         claimed_until=now + CLAIM_LEASE,
         updated_at=now,
     )
+    # The free/busy check goes to Graph while the pending booking goes to storage: the waits overlap.
+    # A repeated request reads free/busy for nothing, which costs a read and changes nothing.
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
-        stored = deps.bookings.create_booking(pending)
-        recovering = False
-    except ConcurrencyConflict:
-        stored = _earlier(deps, ctx.tenant_id, booking_id, fingerprint, sleep)
-        if stored.status is not BookingStatus.PENDING:
-            return BookingOutcome(stored, created=False)
-        recovering = True  # an earlier request with this key stopped half-way: finish its work
-    return BookingOutcome(_book(deps, ctx, request, stored, recovering=recovering), created=True)
+        busy_check = pool.submit(
+            _busy_people,
+            deps,
+            ctx,
+            request.interviewers,
+            request.optional_interviewers,
+            request.start,
+            request.end,
+            fields=_field_names(request.interviewers, request.optional_interviewers),
+        )
+        try:
+            stored = deps.bookings.create_booking(pending)
+            recovering = False
+        except ConcurrencyConflict:
+            stored = _earlier(deps, ctx.tenant_id, booking_id, fingerprint, sleep)
+            if stored.status is not BookingStatus.PENDING:
+                return BookingOutcome(stored, created=False)
+            recovering = True  # an earlier request with this key stopped half-way: finish its work
+        return BookingOutcome(_book(deps, ctx, request, stored, busy_check, recovering=recovering), created=True)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _earlier(
@@ -346,9 +362,15 @@ def _give_up(deps: Dependencies, pending: Booking, *, forget: bool) -> None:
 
 
 def _check_slot(
-    deps: Dependencies, ctx: RequestContext, request: BookingRequest, booking_id: str, cells: Sequence[datetime]
+    deps: Dependencies,
+    ctx: RequestContext,
+    request: BookingRequest,
+    booking_id: str,
+    cells: Sequence[datetime],
+    busy_check: Future[tuple[list[str], list[str]]],
 ) -> list[str]:
-    """One getSchedule, then the slot claims; the warnings. Raises SlotUnavailable, InvalidRequest."""
+    """The getSchedule already in flight, and the slot claims; the warnings. Raises SlotUnavailable,
+    InvalidRequest."""
     warnings: list[str] = []
     required = list(request.interviewers)
     # The claims go to storage while getSchedule goes to Graph: the two waits overlap.
@@ -359,15 +381,7 @@ def _check_slot(
             else None
         )
         try:
-            busy, busy_optional = _busy_people(
-                deps,
-                ctx,
-                required,
-                request.optional_interviewers,
-                request.start,
-                request.end,
-                fields=_field_names(request.interviewers, request.optional_interviewers),
-            )
+            busy, busy_optional = busy_check.result()
         except BaseException:
             if claims is not None and not claims.result():
                 _release_all(deps, _claimant(ctx.tenant_id, booking_id), required, cells)
@@ -418,7 +432,13 @@ def _draft(request: BookingRequest, pending: Booking) -> EventDraft:
 
 
 def _book(
-    deps: Dependencies, ctx: RequestContext, request: BookingRequest, pending: Booking, *, recovering: bool
+    deps: Dependencies,
+    ctx: RequestContext,
+    request: BookingRequest,
+    pending: Booking,
+    busy_check: Future[tuple[list[str], list[str]]],
+    *,
+    recovering: bool,
 ) -> Booking:
     cells = grid_cells(request.start, request.end)
     required = list(request.interviewers)
@@ -449,7 +469,7 @@ def _book(
                     logger.warning("booking %s: recovered over another booking's claim", pending.booking_id)
     if event is None:
         try:
-            warnings = _check_slot(deps, ctx, request, pending.booking_id, cells)
+            warnings = _check_slot(deps, ctx, request, pending.booking_id, cells, busy_check)
         except ServiceError:
             # Nothing was written to Graph: forget the pending booking so the key may be used again.
             _give_up(deps, pending, forget=not recovering)

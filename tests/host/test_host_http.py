@@ -311,3 +311,11 @@ def test_a_path_with_an_encoded_newline_still_gets_the_hosts_json_answer(client:
     assert reply.status_code == 404
     assert reply.json()["error"]["code"] == "not_found"
     assert client.get("/api/files/a%0Ab").text == "a\nb"
+
+
+def test_the_listening_socket_says_tcp_so_responses_go_out_without_nagle(host: RunningHost) -> None:
+    # asyncio sets TCP_NODELAY on accepted connections only when the listening socket's proto is TCP;
+    # otherwise every keep-alive response waits out the client's delayed ACK.
+    import socket
+
+    assert host.local_host._socket.proto == socket.IPPROTO_TCP
