@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +82,9 @@ def availability_loops(req: func.HttpRequest, *, ctx: RequestContext) -> func.Ht
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def _at(moment: datetime, zone: tzinfo) -> str:
+    # Many people share the same instants (series, all-day events, the slot grid): convert each once.
     return moment.astimezone(zone).isoformat()
 
 

@@ -10,6 +10,7 @@ that never left (connection refused, no pooled connection) may always be retried
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -513,9 +514,15 @@ def _instant(value: Any) -> datetime:
     """A dateTimeTimeZone as an aware UTC datetime (the zone is UTC when the Prefer header was honoured)."""
     if not isinstance(value, dict):
         raise ValueError("a dateTimeTimeZone is not an object")
-    moment = datetime.fromisoformat(str(value["dateTime"]))
+    return _parse_instant(str(value["dateTime"]), str(value.get("timeZone") or "UTC"))
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_instant(text: str, zone_name: str) -> datetime:
+    # Free/busy answers repeat the same instants (series, shared meetings, whole days): parse each once.
+    moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=resolve_time_zone(str(value.get("timeZone") or "UTC")))
+        moment = moment.replace(tzinfo=resolve_time_zone(zone_name))
     return moment.astimezone(UTC)
 
 
