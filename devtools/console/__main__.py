@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import threading
+from pathlib import Path
 
 from devtools.azurite import ROOT
 from devtools.console.app import ConsoleConfig
@@ -18,17 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-file", default=str(ROOT / ".devdata" / "function-key"))
     parser.add_argument("--tenant-hint", default="contoso.example")
     args = parser.parse_args(argv)
-    key = os.environ.get("FUNCTION_KEY") or open(args.key_file).read().strip()
+    key = os.environ.get("FUNCTION_KEY") or Path(args.key_file).read_text().strip()
     console = start_console(
         ConsoleConfig(service_url=args.service, function_key=key, tenant_hint=args.tenant_hint),
         port=args.port,
         public_host="localhost",
     )
     print(f"Console: {console.base_url}  (the service's PUBLIC_BASE_URL must be this URL)", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
     console.stop()
     return 0
 

@@ -23,7 +23,10 @@ def test_run_command_serves_health_with_storage_healthy(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env["XDG_CONFIG_HOME"] = str(tmp_path)  # the local key file goes here, not into the developer's home
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.stack", "--port", str(port), "--cloud-port", str(cloud_port), "--console-port", str(console_port)],
+        [
+            *(sys.executable, "-m", "devtools.stack", "--port", str(port)),
+            *("--cloud-port", str(cloud_port), "--console-port", str(console_port)),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
