@@ -17,9 +17,7 @@ Design (the README's "The console" section explains it for readers):
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,11 +153,6 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
                 response.headers.append(name, value)
         return response
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await client.aclose()
-
     routes: list[Any] = [
         *(Route(path, page, methods=["GET"]) for path in PAGES),
         Route("/app/config", settings, methods=["GET"]),
@@ -167,4 +160,4 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
         Route("/api/{rest:path}", pass_through, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes)

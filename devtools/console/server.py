@@ -46,6 +46,7 @@ def start_console(
             port=port,
             log_level="warning",
             access_log=False,  # query strings of the browser legs carry codes and state
+            lifespan="off",
             timeout_graceful_shutdown=1,
         )
     )

@@ -3,13 +3,13 @@
 "use strict";
 
 (async () => {
-  const { el, api, header, showError, zonedInstant, isoWithOffset, timeIn, dateTimeIn, validZone, browserZone } = Console;
+  const { el, fill, add, api, header, showError, zonedInstant, isoWithOffset, timeIn, dateTimeIn, validZone, browserZone } = Console;
   const DEMO = [
     "alex.wilber@contoso.example",
-    "diego.siciliani@contoso.example",
-    "lynne.robbins@contoso.example",
+    "megan.bowen@contoso.example",
     "patti.fernandez@contoso.example",
-    "isaiah.langer@contoso.example",
+    "grady.archie@contoso.example",
+    "adele.vance@contoso.example",
   ];
   const WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];
   const STATUS_LABEL = { busy: "Busy", tentative: "Tentative", oof: "Out of office", workingElsewhere: "Working elsewhere", unknown: "Unknown", free: "Free" };
@@ -59,7 +59,7 @@
       showError(status, new Error("Sign in with Office 365 first (top right)."));
       return;
     }
-    status.replaceChildren(el("p", { class: "muted", id: "searching" }, "Reading calendars…"));
+    fill(status, el("p", { class: "muted", id: "searching" }, "Reading calendars…"));
     $("find").disabled = true;
     try {
       const { data } = await api("POST", "availability", {
@@ -70,7 +70,7 @@
         interval_minutes: 30,
         time_zone: query.zone,
       });
-      status.replaceChildren();
+      fill(status);
       lastQuery = query;
       history.replaceState(null, "", `?${new URLSearchParams({ day: $("day").value, tz: query.zone, duration: String(query.duration), interviewers: query.emails.join(",") })}`);
       draw(query, data);
@@ -158,30 +158,30 @@
     const dayLabel = new Intl.DateTimeFormat("en-GB", { timeZone: query.zone, weekday: "long", day: "numeric", month: "long", year: "numeric" }).format(new Date(query.from));
     $("result-title").textContent = `${dayLabel} · ${query.zone} · ${data.slots.length} bookable ${data.slots.length === 1 ? "time" : "times"}`;
     const grid = $("grid");
-    grid.replaceChildren(
+    fill(grid, 
       el("div", { class: "line hours" }, el("div", { class: "who" }, ""), el("div", { class: "track" }, ...hourMarks(query))),
       el("div", { class: "line bookable" }, el("div", { class: "who" }, "Everyone free"), el("div", { class: "track", id: "bookable-track" }, ...gridLines(query), ...freeBands(query, data.slots))),
       ...data.interviewers.map((person) => personRow(query, person)),
     );
     const overlay = el("div", { class: "chosen", id: "chosen-overlay", hidden: true });
-    grid.append(overlay);
+    add(grid, overlay);
     drawExplanation(data.explanation);
     const slots = $("slots");
-    slots.replaceChildren(...data.slots.map((slot, index) => el("button", {
+    fill(slots, ...data.slots.map((slot, index) => el("button", {
       type: "button", class: "slot", "data-start": slot.start, "data-end": slot.end, "data-index": String(index),
       onclick: (event) => choose(query, slot, event.currentTarget),
     }, `${timeIn(query.zone, Date.parse(slot.start))}–${timeIn(query.zone, Date.parse(slot.end))}`)));
     const calendar = $("calendar");
-    calendar.replaceChildren(el("option", { value: "interviews" }, "The Interviews mailbox"),
+    fill(calendar, el("option", { value: "interviews" }, "The Interviews mailbox"),
       ...query.emails.map((email) => el("option", { value: email }, `${email}'s calendar`)));
   }
 
   function drawExplanation(explanation) {
     const box = $("explanation");
-    if (!explanation) { box.replaceChildren(); return; }
-    box.replaceChildren(el("div", { class: "explanation", id: "why-nothing-fits" },
+    if (!explanation) { fill(box); return; }
+    fill(box, el("div", { class: "explanation", id: "why-nothing-fits" },
       el("strong", {}, "Nothing fits. "), explanation.summary || "",
-      (explanation.reasons || []).length ? el("ul", { class: "reasons" }, explanation.reasons.map((r) => el("li", { "data-kind": r.kind }, r.detail || r.kind))) : null,
+      (explanation.reasons || []).length ? el("ul", { class: "reasons" }, explanation.reasons.map((r) => el("li", { "data-kind": r.kind }, r.person || r.pool ? el("strong", {}, `${r.person || r.pool}: `) : null, r.detail || r.kind))) : null,
       (explanation.suggestions || []).length ? el("div", {}, el("em", {}, "What would help:"),
         el("ul", { class: "suggestions" }, explanation.suggestions.map((s) => el("li", { "data-kind": s.kind }, `${s.detail || s.kind}${typeof s.slots === "number" ? ` (${s.slots} ${s.slots === 1 ? "time" : "times"})` : ""}`)))) : null,
     ));
@@ -203,7 +203,7 @@
     overlay.hidden = false;
     $("chosen-slot").textContent = `${dateTimeIn(query.zone, start)}–${timeIn(query.zone, end)} (${query.zone})`;
     $("book-card").hidden = false;
-    $("booking-result").replaceChildren();
+    fill($("booking-result"));
     $("book").disabled = false;
   }
 
@@ -232,10 +232,10 @@
       check_availability: true,
     };
     $("book").disabled = true;
-    result.replaceChildren(el("p", { class: "muted" }, "Booking…"));
+    fill(result, el("p", { class: "muted" }, "Booking…"));
     try {
       const { data } = await api("POST", "bookings", body, { "Idempotency-Key": bookingKey });
-      result.replaceChildren(el("div", { class: "notice", id: "booked", "data-booking": data.id },
+      fill(result, el("div", { class: "notice", id: "booked", "data-booking": data.id, "data-event": data.event_id || "" },
         el("strong", {}, "Booked. "), `${data.subject || body.subject}, ${dateTimeIn(chosen.zone, Date.parse(data.start))} `,
         el("span", { class: `badge ${data.status}` }, data.status),
         data.join_url ? el("p", {}, "Teams: ", el("a", { id: "join-url", href: data.join_url, target: "_blank", rel: "noopener" }, data.join_url)) : null,
@@ -244,7 +244,7 @@
     } catch (err) {
       showError(result, err);
       if (err.code === "slot_unavailable") {
-        result.append(el("p", {}, "Someone became busy: search again for fresh times."));
+        add(result, el("p", {}, "Someone became busy: search again for fresh times."));
       } else {
         $("book").disabled = false; // the same key: a retry cannot book twice
       }

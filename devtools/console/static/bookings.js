@@ -3,7 +3,7 @@
 "use strict";
 
 (async () => {
-  const { el, api, config, header, showError, dateTimeIn, timeIn, browserZone } = Console;
+  const { el, fill, add, api, config, header, showError, dateTimeIn, timeIn, browserZone } = Console;
   const $ = (id) => document.getElementById(id);
   const RESPONSE_LABEL = {
     accepted: "Accepted", declined: "Declined", tentativelyAccepted: "Tentative", tentative: "Tentative",
@@ -25,7 +25,7 @@
   async function load() {
     if (!me) {
       showError($("status"), new Error("Sign in with Office 365 to see your organisation's bookings."));
-      $("bookings").replaceChildren();
+      fill($("bookings"));
       return;
     }
     const from = new Date(`${$("from").value}T00:00:00`).toISOString();
@@ -42,7 +42,7 @@
         if (!cursor) break;
       }
       draw(all);
-      $("status").replaceChildren();
+      fill($("status"));
       $("updated").textContent = `Updated ${timeIn(zone, Date.now())}`;
     } catch (err) {
       showError($("status"), err);
@@ -67,11 +67,11 @@
   function draw(bookings) {
     const body = $("bookings");
     if (!bookings.length) {
-      body.replaceChildren(el("tr", {}, el("td", { colspan: "5", class: "muted", id: "no-bookings" }, "No interviews booked in this range.")));
+      fill(body, el("tr", {}, el("td", { colspan: "5", class: "muted", id: "no-bookings" }, "No interviews booked in this range.")));
       return;
     }
     bookings.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
-    body.replaceChildren(...bookings.map((b) => el("tr", { class: "booking", "data-id": b.id, "data-status": b.status },
+    fill(body, ...bookings.map((b) => el("tr", { class: "booking", "data-id": b.id, "data-status": b.status },
       el("td", {}, dateTimeIn(zone, Date.parse(b.start)), "–", timeIn(zone, Date.parse(b.end))),
       el("td", {}, el("strong", {}, b.subject || "Interview"), el("div", { class: "muted" }, b.organizer || b.mailbox || ""), driftText(b.drift)),
       el("td", {}, el("span", { class: `badge ${b.status}` }, b.status)),

@@ -19,6 +19,10 @@ const Console = (() => {
     return node;
   };
 
+  // replaceChildren/append, leaving out the null and false that conditional children give.
+  const fill = (target, ...children) => target.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  const add = (target, ...children) => target.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+
   class ApiError extends Error {
     constructor(status, code, message, details) {
       super(message);
@@ -65,10 +69,10 @@ const Console = (() => {
     const nav = document.querySelector("header.top nav");
     for (const link of nav.querySelectorAll("a")) link.classList.toggle("here", link.dataset.page === active);
     const corner = document.querySelector("header.top .account");
-    corner.replaceChildren();
+    fill(corner);
     try {
       const { data } = await api("GET", "me");
-      corner.append(
+      add(corner, 
         el("span", { id: "account", "data-username": data.user.username }, `${data.user.display_name} (${data.user.username})`),
         data.user.is_tenant_admin ? el("span", { class: "badge" }, "admin") : null,
         el("button", { id: "signout", type: "button", onclick: signOut }, "Sign out"),
@@ -76,16 +80,16 @@ const Console = (() => {
       return data;
     } catch (err) {
       if (err.status !== 401) {
-        corner.append(el("span", { class: "error" }, err.message));
+        add(corner, el("span", { class: "error" }, err.message));
         return null;
       }
-      corner.append(el("a", { id: "signin-link", class: "button", href: signinUrl() }, "Sign in with Office 365"));
+      add(corner, el("a", { id: "signin-link", class: "button", href: signinUrl() }, "Sign in with Office 365"));
       return null;
     }
   }
 
   function showError(target, err) {
-    target.replaceChildren(el("div", { class: "error", role: "alert" }, `${err.message}${err.code ? ` (${err.code})` : ""}`));
+    fill(target, el("div", { class: "error", role: "alert" }, `${err.message}${err.code ? ` (${err.code})` : ""}`));
   }
 
   // Time zones, without libraries: the offset of ``zone`` at instant ``ms``, in minutes east of UTC.
@@ -127,5 +131,5 @@ const Console = (() => {
 
   const browserZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
-  return { el, api, ApiError, config, header, signinUrl, showError, offsetMinutes, zonedInstant, isoWithOffset, timeIn, dateTimeIn, validZone, browserZone };
+  return { el, fill, add, api, ApiError, config, header, signinUrl, showError, offsetMinutes, zonedInstant, isoWithOffset, timeIn, dateTimeIn, validZone, browserZone };
 })();

@@ -2,7 +2,7 @@
 "use strict";
 
 (async () => {
-  const { el, api, config, header, signinUrl, showError } = Console;
+  const { el, fill, add, api, config, header, signinUrl, showError } = Console;
   const cfg = await config();
   const me = await header("status");
   const meBox = document.getElementById("me");
@@ -17,7 +17,7 @@
   });
 
   if (!me) {
-    meBox.replaceChildren(
+    fill(meBox, 
       el("p", {}, "You are not signed in. Recruiters sign in with their Office 365 work account."),
       el("form", { class: "row", id: "signin-form", onsubmit: (event) => {
         event.preventDefault();
@@ -26,12 +26,12 @@
         el("label", {}, "Work account (optional)", el("input", { id: "login-hint", type: "email", placeholder: "megan.bowen@contoso.example" })),
         el("button", { id: "signin-button", type: "submit" }, "Sign in with Office 365")),
     );
-    consentBox.replaceChildren(el("p", { class: "muted" }, "An administrator grants consent once for the whole organisation, before recruiters sign in."));
+    fill(consentBox, el("p", { class: "muted" }, "An administrator grants consent once for the whole organisation, before recruiters sign in."));
     consentForm.hidden = false;
     return;
   }
 
-  meBox.replaceChildren(
+  fill(meBox, 
     el("p", {}, "Signed in as ", el("strong", {}, me.user.display_name), ` (${me.user.username})`,
       me.user.is_tenant_admin ? ", an administrator of the organisation" : ""),
     el("p", { class: "muted" }, `Session until ${new Date(me.session_expires_at).toLocaleString()}. Office 365 grant: `,
@@ -41,7 +41,7 @@
 
   const consent = me.tenant.consent;
   const consentLabel = { consented: "Granted", partial: "Partly granted", none: "Not granted", needs_attention: "Needs attention" };
-  consentBox.replaceChildren(
+  fill(consentBox, 
     el("p", {}, "Admin consent: ", el("span", { class: `badge ${consent.status}`, id: "consent-status", "data-status": consent.status }, consentLabel[consent.status] || consent.status)),
     consent.missing_permissions.length ? el("p", {}, `Missing: ${consent.missing_permissions.join(", ")}`) : null,
     consent.consent_request_url ? el("p", {}, el("a", { href: consent.consent_request_url }, "The consent request to send to your administrator")) : null,
@@ -55,10 +55,10 @@
     readinessCard.hidden = false;
     try {
       const { data } = await api("GET", "readiness");
-      summary.replaceChildren(
+      fill(summary, 
         el("span", { class: `badge ${data.ready ? "pass" : "fail"}`, id: "ready", "data-ready": String(data.ready) }, data.ready ? "Ready to schedule" : "Not ready yet"),
       );
-      checks.replaceChildren(...data.checks.map((check) => el("li", { "data-check": check.id, "data-status": check.status },
+      fill(checks, ...data.checks.map((check) => el("li", { "data-check": check.id, "data-status": check.status },
         el("span", {}, el("span", { class: `badge ${check.status}` }, check.status)),
         el("div", {},
           el("div", { class: "title" }, check.title),
@@ -68,7 +68,7 @@
       )));
     } catch (err) {
       showError(summary, err);
-      checks.replaceChildren();
+      fill(checks);
     }
   }
   await loadReadiness();
@@ -88,10 +88,10 @@
     }
     document.getElementById("settings-form").addEventListener("submit", async (event) => {
       event.preventDefault();
-      result.replaceChildren(el("span", { class: "muted" }, "Saving…"));
+      fill(result, el("span", { class: "muted" }, "Saving…"));
       try {
         await api("PUT", "settings", { interviews_mailbox: interviews.value.trim() || null, sync_mailbox: sync.value.trim() || null });
-        result.replaceChildren(el("span", { class: "badge pass", id: "settings-saved" }, "Saved"));
+        fill(result, el("span", { class: "badge pass", id: "settings-saved" }, "Saved"));
         await loadReadiness();
       } catch (err) {
         showError(result, err);
