@@ -33,6 +33,8 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.PayloadTooLarge: 413,
     errors.NotFound: 404,
     errors.ConcurrencyConflict: 409,
+    errors.PreconditionFailed: 412,
+    errors.PreconditionRequired: 428,
     errors.AuthError: 401,
     errors.SigninRequired: 401,
     errors.ReauthRequired: 401,

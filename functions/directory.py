@@ -1,4 +1,4 @@
-"""Calendar-side lookups under the two-token rule: directory users and stored bookings.
+"""Directory lookups under the two-token rule.
 
 Every lookup is made within the caller's own tenant, whatever ids the request names.
 """
@@ -27,13 +27,3 @@ def directory_user(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
     from shared.lookups import get_directory_user
 
     return json_response(get_directory_user(get_container(), ctx, req.route_params.get("user", "")))
-
-
-@bp.function_name("booking_get")
-@bp.route(route="bookings/{booking_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-@http_endpoint
-@requires_session(calendar=True)
-def booking_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.lookups import get_booking_view
-
-    return json_response(get_booking_view(get_container(), ctx, req.route_params.get("booking_id", "")))

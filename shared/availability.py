@@ -95,10 +95,9 @@ def _booked(
     wanted = set(people)
     found: dict[str, list[tuple[datetime, datetime]]] = {p: [] for p in wanted}
     lo, hi = start - CAP_MARGIN, end + CAP_MARGIN
-    for booking in deps.bookings.list_bookings(tenant_id):
+    # One range query: storage returns only the bookings that overlap the window and its margin.
+    for booking in deps.bookings.list_bookings_between(tenant_id, lo, hi):
         if booking.status is BookingStatus.CANCELLED or booking.status is BookingStatus.FAILED:
-            continue
-        if booking.end <= lo or booking.start >= hi:
             continue
         for attendee in booking.attendees:
             key = attendee.lower()

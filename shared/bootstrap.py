@@ -21,6 +21,7 @@ from shared.config import Settings
 from shared.ports import (
     BookingStore,
     Clock,
+    EventGateway,
     FlowStore,
     GraphGateway,
     IdentityProvider,
@@ -81,6 +82,7 @@ class Container:
         subscriptions: SubscriptionStore | None = None,
         identity: IdentityProvider | None = None,
         graph: GraphGateway | None = None,
+        events: EventGateway | None = None,
         probe: ReachabilityProbe | None = None,
     ) -> None:
         self._settings = settings
@@ -100,6 +102,7 @@ class Container:
                 "subscriptions": subscriptions,
                 "identity": identity,
                 "graph": graph,
+                "events": events,
                 "probe": probe,
             }
         )
@@ -208,6 +211,18 @@ class Container:
             return GraphClient(self.settings)
 
         return self._lazy.get("graph", build)
+
+    @property
+    def events(self) -> EventGateway:
+        """The Graph client serves events too (one connection pool); a test may give its own."""
+
+        def build() -> EventGateway:
+            from shared.adapters.graph import GraphClient
+
+            graph = self.graph
+            return graph if isinstance(graph, GraphClient) else GraphClient(self.settings)
+
+        return self._lazy.get("events", build)
 
     @property
     def probe(self) -> ReachabilityProbe:

@@ -9,11 +9,18 @@
     │   └── TenantMismatch            tenant_mismatch           400
     ├── NotFound                      not_found                 404
     ├── ConcurrencyConflict           conflict                  409
+    │   ├── IdempotencyKeyReused      idempotency_key_reused    409
+    │   ├── IdempotencyKeyInProgress  idempotency_key_in_progress 409
+    │   └── SlotUnavailable           slot_unavailable          409 (busy: who)
+    ├── PreconditionFailed            precondition_failed       412
+    ├── PreconditionRequired          precondition_required     428
     ├── AuthError
     │   ├── SigninRequired            signin_required           401
     │   ├── ReauthRequired            reauth_required           401
     │   ├── AdminConsentRequired      admin_consent_required    403
     │   ├── Forbidden                 forbidden                 403
+    │   │   ├── NotOurEvent           not_our_event             403
+    │   │   └── NoAccessToCalendar    no_access_to_calendar     403 (group: who grants access)
     │   └── SigninDenied              signin_failed             401
     ├── TokenIntegrityError           token_unreadable          answered 401 reauth_required (details logged)
     ├── ConfigurationError            configuration_error       500
@@ -73,6 +80,36 @@ class ConcurrencyConflict(ServiceError):
     code = "conflict"
 
 
+class IdempotencyKeyReused(ConcurrencyConflict):
+    """The same Idempotency-Key came with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInProgress(ConcurrencyConflict):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    code = "idempotency_key_in_progress"
+
+
+class SlotUnavailable(ConcurrencyConflict):
+    """Someone the booking needs is busy (or could not be read) in the slot; ``busy`` names them."""
+
+    code = "slot_unavailable"
+
+
+class PreconditionFailed(ServiceError):
+    """The If-Match ETag is not the record's current one."""
+
+    code = "precondition_failed"
+
+
+class PreconditionRequired(ServiceError):
+    """A change that must name the version it was based on came without If-Match."""
+
+    code = "precondition_required"
+
+
 class AuthError(ServiceError):
     code = "unauthorized"
 
@@ -91,6 +128,18 @@ class AdminConsentRequired(AuthError):
 
 class Forbidden(AuthError):
     code = "forbidden"
+
+
+class NotOurEvent(Forbidden):
+    """The event does not carry our booking property: this service never changes it."""
+
+    code = "not_our_event"
+
+
+class NoAccessToCalendar(Forbidden):
+    """Graph refused the caller's own token for the target calendar; ``group`` grants access."""
+
+    code = "no_access_to_calendar"
 
 
 class TokenIntegrityError(ServiceError):

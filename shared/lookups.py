@@ -1,4 +1,4 @@
-"""Reads scoped to the caller's tenant: a directory user through Graph, a booking from storage."""
+"""Reads scoped to the caller's tenant: a directory user through Graph."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from shared.session_guard import RequestContext
 from shared.tokens import with_app_token
 
 _USER_REF = re.compile(r"[A-Za-z0-9._%+'@-]{1,256}")
-_BOOKING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def get_directory_user(deps: Dependencies, ctx: RequestContext, user: str) -> dict[str, Any]:
@@ -24,21 +23,4 @@ def get_directory_user(deps: Dependencies, ctx: RequestContext, user: str) -> di
         "user_principal_name": found.user_principal_name,
         "display_name": found.display_name,
         "mail": found.mail,
-    }
-
-
-def get_booking_view(deps: Dependencies, ctx: RequestContext, booking_id: str) -> dict[str, Any]:
-    """Raises NotFound when the caller's tenant holds no such booking."""
-    if not _BOOKING_ID.fullmatch(booking_id):
-        raise InvalidRequest("Malformed booking id.", parameter="booking_id")
-    booking = deps.bookings.get_booking(ctx.tenant_id, booking_id)
-    return {
-        "id": booking.booking_id,
-        "status": booking.status.value,
-        "mailbox": booking.mailbox,
-        "subject": booking.subject,
-        "start": booking.start.isoformat(),
-        "end": booking.end.isoformat(),
-        "attendees": list(booking.attendees),
-        "event_id": booking.event_id,
     }

@@ -87,27 +87,21 @@ class Session:
 
 
 class BookingStatus(StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # the idempotency claim is stored; the event may or may not exist yet
     BOOKED = "booked"
+    DRIFTED = "drifted"  # someone moved or edited the event in Outlook: it no longer matches the booking
     CANCELLED = "cancelled"
     FAILED = "failed"
 
 
 @dataclass(frozen=True)
-class Booking:
-    tenant_id: str
-    booking_id: str
-    mailbox: str  # user id or UPN of the calendar that holds the event
-    start: datetime
-    end: datetime
-    subject: str
-    status: BookingStatus = BookingStatus.PENDING
-    transaction_id: str | None = None
-    event_id: str | None = None
-    attendees: tuple[str, ...] = ()
-    created_by: str | None = None  # user id of the recruiter
-    created_at: datetime | None = None
-    etag: str | None = None
+class HistoryEntry:
+    """One thing that happened to a booking: ``actor`` is a user id, an attendee's address or "outlook"."""
+
+    at: datetime
+    actor: str
+    action: str  # created, recovered, moved, updated, cancelled, deleted, responded, drifted, meeting_restored
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,3 +251,59 @@ class ObservedEvent:
     attendees: tuple[ObservedAttendee, ...] = ()
     last_modified: datetime | None = None
     change_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Booking:
+    """An interview this service booked. ``booking_id`` is derived from the tenant and the idempotency key,
+    and the event carries it in our extended property. ``attendees`` lists every address invited (what
+    availability's caps count); ``responses`` what Outlook last showed of each of them."""
+
+    tenant_id: str
+    booking_id: str
+    mailbox: str  # the mailbox whose calendar holds the event (the organizer)
+    start: datetime
+    end: datetime
+    subject: str
+    status: BookingStatus = BookingStatus.PENDING
+    transaction_id: str | None = None
+    event_id: str | None = None
+    attendees: tuple[str, ...] = ()
+    created_by: str | None = None  # user id of the recruiter
+    created_at: datetime | None = None
+    ical_uid: str | None = None
+    calendar: str = "interviews"  # "interviews" or an interviewer's address
+    calendar_id: str | None = None  # a calendar other than the mailbox's primary one
+    delegated: bool = False  # written with the recruiter's own token (the shared Interviews mailbox)
+    interviewers: tuple[str, ...] = ()
+    optional_interviewers: tuple[str, ...] = ()
+    candidate_email: str | None = None
+    candidate_name: str | None = None
+    location: str | None = None
+    online_meeting: bool = True
+    join_url: str | None = None
+    responses: tuple[ObservedAttendee, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    warnings: tuple[str, ...] = ()
+    idempotency_key_hash: str | None = None
+    fingerprint: str | None = None
+    claimed_until: datetime | None = None  # a request is creating the event until then (PENDING only)
+    observed_change_key: str | None = None  # the event version last applied from Outlook
+    updated_at: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """What booking writes to Graph for one event (a create, or the fields of a PATCH that are set)."""
+
+    subject: str | None = None
+    body: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    attendees: tuple[ObservedAttendee, ...] | None = None  # ``response`` unused; names ride in ``names``
+    names: tuple[tuple[str, str], ...] = ()  # (address, display name)
+    location: str | None = None
+    online_meeting: bool | None = None
+    booking_id: str | None = None  # our extended property
+    transaction_id: str | None = None

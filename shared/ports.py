@@ -18,7 +18,9 @@ from shared.models import (
     AccessToken,
     Booking,
     DirectoryUser,
+    EventDraft,
     FlowKind,
+    ObservedEvent,
     Schedule,
     Session,
     SigninResult,
@@ -102,11 +104,40 @@ class SessionStore(Protocol):
 
 
 class BookingStore(Protocol):
+    """Bookings, an event-id index, and per-interviewer slot claims that settle races between instances."""
+
     def get_booking(self, tenant_id: str, booking_id: str) -> Booking: ...
     def create_booking(self, booking: Booking) -> Booking: ...
-    def update_booking(self, booking: Booking) -> Booking: ...
+    def update_booking(self, booking: Booking) -> Booking:
+        """Also keeps the event-id index pointing at the booking once it has an event."""
+        ...
+
     def delete_booking(self, tenant_id: str, booking_id: str) -> None: ...
     def list_bookings(self, tenant_id: str) -> list[Booking]: ...
+
+    def list_bookings_between(self, tenant_id: str, start: datetime, end: datetime) -> list[Booking]:
+        """Bookings of the tenant that overlap [start, end), any status; filtered by storage."""
+        ...
+
+    def page_bookings(
+        self, tenant_id: str, start: datetime, end: datetime, *, after: str | None, limit: int
+    ) -> tuple[list[Booking], str | None]:
+        """Up to ``limit`` bookings overlapping [start, end) in booking-id order after ``after``; the
+        booking id to continue after, or None when there are no more."""
+        ...
+
+    def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
+        """The booking whose event has this Graph id. Raises NotFound."""
+        ...
+
+    def claim_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:
+        """Claim every grid cell for ``booking_id`` at once (cells it already holds are kept). Raises
+        ConcurrencyConflict, naming nothing, when another booking holds any of them."""
+        ...
+
+    def release_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:
+        """Release the cells this booking holds; cells held by another booking are left alone."""
+        ...
 
 
 class SubscriptionStore(Protocol):
@@ -223,6 +254,36 @@ class GraphGateway(Protocol):
         ...
 
 
+class EventGateway(Protocol):
+    """Graph event calls for booking and sync. ``mailbox`` is the address whose calendar holds the event;
+    ``calendar_id`` None means its primary calendar. Raises NotFound or GraphRequestFailed."""
+
+    def create_event(
+        self, token: AccessToken, mailbox: str, draft: EventDraft, *, calendar_id: str | None = None
+    ) -> ObservedEvent:
+        """POST the event. Retried on faults only when the draft carries a transaction id. The answer
+        holds the id, iCalUId and join URL (extended properties are not in a create's answer)."""
+        ...
+
+    def get_event(self, token: AccessToken, mailbox: str, event_id: str) -> ObservedEvent:
+        """Only the fields booking and sync need, with our extended property. Raises NotFound when gone."""
+        ...
+
+    def find_event_by_booking(
+        self, token: AccessToken, mailbox: str, booking_id: str, *, calendar_id: str | None = None
+    ) -> ObservedEvent | None:
+        """The event carrying our property with this booking id, if any."""
+        ...
+
+    def update_event(self, token: AccessToken, mailbox: str, event_id: str, draft: EventDraft) -> None: ...
+
+    def cancel_event(self, token: AccessToken, mailbox: str, event_id: str, comment: str) -> None:
+        """As organizer: attendees are told, with ``comment``."""
+        ...
+
+    def delete_event(self, token: AccessToken, mailbox: str, event_id: str) -> None: ...
+
+
 class Dependencies(Protocol):
     """What the core services need; ``shared.bootstrap.Container`` provides it."""
 
@@ -248,3 +309,5 @@ class Dependencies(Protocol):
     def identity(self) -> IdentityProvider: ...
     @property
     def graph(self) -> GraphGateway: ...
+    @property
+    def events(self) -> EventGateway: ...

@@ -102,6 +102,35 @@ def _mailbox_check(
     return Check(check_id, title, "pass", f"{address} exists and the app can read its calendar.")
 
 
+# The mail-enabled security group whose members hold Full Access on the Interviews and Sync mailboxes
+# (the integration guide's set-up).
+RECRUITING_GROUP = "Recruiting Team"
+
+
+def _interviews_write_check(deps: Dependencies, ctx: RequestContext, address: str | None) -> Check:
+    """Whether the signed-in recruiter's own token opens the Interviews calendar (bookings there are written
+    with it, Calendars.ReadWrite.Shared). Exchange grants read and write together with Full Access, so a
+    read through the delegated token stands for write access without writing anything."""
+    title = "You can book into the Interviews calendar"
+    if not address:
+        return Check("interviews_write_access", title, "skipped", "No Interviews mailbox is configured.")
+    try:
+        deps.graph.probe_calendar(user_token(deps, ctx.user), address)
+    except GraphRequestFailed as err:
+        if err.status == 403 and err.reason == "forbidden":
+            return Check(
+                "interviews_write_access",
+                title,
+                "fail",
+                f"Your Office 365 account has no access to {address}.",
+                f'Ask your admin to add you to the "{RECRUITING_GROUP}" group, which holds access to the mailbox.',
+            )
+        return _graph_failure("interviews_write_access", title, err, address)
+    except ServiceError as err:
+        return _graph_failure("interviews_write_access", title, err, address)
+    return Check("interviews_write_access", title, "pass", f"Your account can open {address}.")
+
+
 def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
     checks: list[Check] = []
     tenant: Tenant | None
@@ -161,6 +190,7 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
             "interviews_mailbox",
         )
     )
+    checks.append(_interviews_write_check(deps, ctx, tenant.interviews_mailbox if tenant else None))
     checks.append(
         _mailbox_check(
             deps, token, "sync_mailbox", "Sync mailbox", tenant.sync_mailbox if tenant else None, "sync_mailbox"

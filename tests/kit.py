@@ -27,7 +27,9 @@ from shared.models import (
     Booking,
     ConsentStatus,
     DirectoryUser,
+    EventDraft,
     FlowKind,
+    ObservedEvent,
     Schedule,
     ScheduleStatus,
     Session,
@@ -144,6 +146,13 @@ class FakeSessions(_Records):
 
 
 class FakeBookings(_Records):
+    """Bookings with the event index and slot claims of the table adapter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: dict[tuple[str, str, datetime], str] = {}
+        self.range_queries = 0
+
     def get_booking(self, tenant_id: str, booking_id: str) -> Booking:
         return self.get((tenant_id, booking_id))  # type: ignore[no-any-return]
 
@@ -158,6 +167,38 @@ class FakeBookings(_Records):
 
     def list_bookings(self, tenant_id: str) -> list[Booking]:
         return [b for (t, _), b in self.items.items() if t == tenant_id]
+
+    def list_bookings_between(self, tenant_id: str, start: datetime, end: datetime) -> list[Booking]:
+        self.range_queries += 1
+        return [b for b in self.list_bookings(tenant_id) if b.start < end and b.end > start]
+
+    def page_bookings(
+        self, tenant_id: str, start: datetime, end: datetime, *, after: str | None, limit: int
+    ) -> tuple[list[Booking], str | None]:
+        found = sorted(
+            (b for b in self.list_bookings_between(tenant_id, start, end) if after is None or b.booking_id > after),
+            key=lambda b: b.booking_id,
+        )
+        return found[:limit], (found[limit - 1].booking_id if len(found) > limit else None)
+
+    def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
+        for booking in self.list_bookings(tenant_id):
+            if booking.event_id == event_id:
+                return booking
+        raise NotFound("no booking holds that event")
+
+    def claim_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:
+        keys = [(tenant_id, mailbox.lower(), cell) for cell in cells]
+        if any(self.claims.get(k, booking_id) != booking_id for k in keys):
+            raise ConcurrencyConflict("another booking holds the slot")
+        for k in keys:
+            self.claims[k] = booking_id
+
+    def release_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:
+        for cell in cells:
+            key = (tenant_id, mailbox.lower(), cell)
+            if self.claims.get(key) == booking_id:
+                del self.claims[key]
 
 
 class FakeCaches:
@@ -319,6 +360,103 @@ class FakeGraph:
         return answers
 
 
+@dataclass
+class FakeEvents:
+    """Graph events in memory: transactionId dedupe, our property, Teams meetings that a move may drop,
+    and refusals per mailbox (``refuse``: address -> error raised for any call to it)."""
+
+    events: dict[str, ObservedEvent] = field(default_factory=dict)
+    transactions: dict[tuple[str, str], str] = field(default_factory=dict)
+    refuse: dict[str, Exception] = field(default_factory=dict)
+    drop_meeting_on_move: int = 0
+    calls: list[str] = field(default_factory=list)
+    cancelled_with: dict[str, str] = field(default_factory=dict)
+
+    def _check(self, mailbox: str, call: str) -> None:
+        self.calls.append(call)
+        if mailbox.lower() in self.refuse:
+            raise self.refuse[mailbox.lower()]
+
+    def _find(self, mailbox: str, event_id: str) -> ObservedEvent:
+        event = self.events.get(event_id)
+        if event is None or event.mailbox != mailbox.lower():
+            raise NotFound("no such event")
+        return event
+
+    def add(self, event: ObservedEvent) -> ObservedEvent:
+        """An event someone made in Outlook (no property of ours unless given)."""
+        self.events[event.event_id] = event
+        return event
+
+    def create_event(
+        self, token: AccessToken, mailbox: str, draft: EventDraft, *, calendar_id: str | None = None
+    ) -> ObservedEvent:
+        self._check(mailbox, "create")
+        key = (mailbox.lower(), draft.transaction_id or uuid.uuid4().hex)
+        if key in self.transactions:
+            return replace(self.events[self.transactions[key]], booking_id=None)
+        assert draft.start is not None and draft.end is not None
+        event = ObservedEvent(
+            event_id=f"ev-{uuid.uuid4().hex[:12]}",
+            mailbox=mailbox.lower(),
+            start=draft.start,
+            end=draft.end,
+            subject=draft.subject or "",
+            booking_id=draft.booking_id,
+            ical_uid=f"uid-{uuid.uuid4().hex[:8]}",
+            is_online_meeting=bool(draft.online_meeting),
+            join_url=f"https://teams.example/{uuid.uuid4().hex[:8]}" if draft.online_meeting else None,
+            location=draft.location,
+            organizer=mailbox.lower(),
+            attendees=tuple(draft.attendees or ()),
+            change_key="1",
+        )
+        self.events[event.event_id] = event
+        self.transactions[key] = event.event_id
+        return replace(event, booking_id=None)  # a create's answer has no extended properties
+
+    def get_event(self, token: AccessToken, mailbox: str, event_id: str) -> ObservedEvent:
+        self._check(mailbox, "get")
+        return self._find(mailbox, event_id)
+
+    def find_event_by_booking(
+        self, token: AccessToken, mailbox: str, booking_id: str, *, calendar_id: str | None = None
+    ) -> ObservedEvent | None:
+        self._check(mailbox, "find")
+        return next(
+            (e for e in self.events.values() if e.mailbox == mailbox.lower() and e.booking_id == booking_id), None
+        )
+
+    def update_event(self, token: AccessToken, mailbox: str, event_id: str, draft: EventDraft) -> None:
+        self._check(mailbox, "update")
+        event = self._find(mailbox, event_id)
+        moved = (draft.start or event.start, draft.end or event.end) != (event.start, event.end)
+        changes: dict[str, Any] = {"change_key": str(int(event.change_key or "0") + 1)}
+        for name in ("subject", "start", "end", "attendees", "location"):
+            if getattr(draft, name) is not None:
+                changes[name] = getattr(draft, name)
+        if moved and self.drop_meeting_on_move and event.is_online_meeting:
+            self.drop_meeting_on_move -= 1
+            self.detached = event.join_url
+            changes.update(is_online_meeting=False, join_url=None)
+        if draft.online_meeting and not event.is_online_meeting:
+            changes.update(
+                is_online_meeting=True, join_url=getattr(self, "detached", None) or "https://teams.example/new"
+            )
+        self.events[event_id] = replace(event, **changes)
+
+    def cancel_event(self, token: AccessToken, mailbox: str, event_id: str, comment: str) -> None:
+        self._check(mailbox, "cancel")
+        event = self._find(mailbox, event_id)
+        self.events[event_id] = replace(event, is_cancelled=True)
+        self.cancelled_with[event_id] = comment
+
+    def delete_event(self, token: AccessToken, mailbox: str, event_id: str) -> None:
+        self._check(mailbox, "delete")
+        self._find(mailbox, event_id)
+        del self.events[event_id]
+
+
 class FakeDeps:
     """Everything the core needs, in memory."""
 
@@ -340,6 +478,7 @@ class FakeDeps:
         self.flows = FakeFlows(self.clock)
         self.identity = FakeIdentity(clock=self.clock)
         self.graph = FakeGraph()
+        self.events = FakeEvents()
 
 
 # ---- builders ------------------------------------------------------------------------------------
@@ -394,6 +533,7 @@ def install(deps: FakeDeps) -> Container:
         flows=deps.flows,
         identity=deps.identity,
         graph=deps.graph,
+        events=deps.events,
     )
     set_container(container)
     return container

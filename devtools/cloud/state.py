@@ -209,6 +209,9 @@ class Switches:
     # next N PATCHes that move an event drop its online meeting (optionally only for one mailbox).
     # Shape (graph/switches.py): {mailbox user id or "*": {"remaining": N, "delete": 0 | 1}}
     meeting_drops: dict[str, Any] = field(default_factory=dict)
+    # next N POSTs are carried out but answered with this 5xx (the answer lost after the write).
+    # Shape (graph/switches.py): {"*": {"remaining": N, "status": 504}}
+    lost_answers: dict[str, Any] = field(default_factory=dict)
     # access tokens issued from now on expire after this many seconds (None: 3600)
     access_token_lifetime: int | None = None
     # ---- change notifications (devtools/cloud/notify.py); defaults are Graph's documented values

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shared.adapters.graph_events import GraphEventsMixin
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import (
@@ -127,7 +128,7 @@ def _not_before_retry_after(response: httpx.Response) -> float | None:
     return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-class GraphClient:
+class GraphClient(GraphEventsMixin):
     """GraphGateway over httpx.
 
     ``clock`` (a ``time.monotonic``-like function), ``sleep`` and ``jitter`` (a ``random.random``-like

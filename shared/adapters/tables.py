@@ -5,7 +5,9 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
     tenants            PK tenant id          RK "tenant"
     users              PK tenant id          RK user id (oid)
     tokencaches        PK tenant id          RK owner (user oid or "app")       ciphertext in chunks
-    bookings           PK tenant id          RK booking id
+    bookings           PK tenant id          RK booking id                      responses, history as JSON
+    bookingsbyevent    PK tenant id          RK sha256(event id) hex            index: {booking_id}
+    slotclaims         PK "{tenant}|{mailbox}" RK cell start "YYYYmmddTHHMMZ"   {booking_id}; one row per grid cell
     subscriptions      PK tenant id          RK subscription id                 client_state, delta_link encrypted
     subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id}
     flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
@@ -40,7 +42,7 @@ import re
 import threading
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import Enum
@@ -57,7 +59,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.config import Settings
 from shared.errors import (
@@ -69,7 +71,17 @@ from shared.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from shared.models import Booking, FlowKind, Session, Subscription, Tenant, User
+from shared.models import (
+    AttendeeResponse,
+    Booking,
+    FlowKind,
+    HistoryEntry,
+    ObservedAttendee,
+    Session,
+    Subscription,
+    Tenant,
+    User,
+)
 from shared.ports import Clock, TokenCipher
 
 logger = logging.getLogger(__name__)
@@ -78,6 +90,8 @@ TENANTS = "tenants"
 USERS = "users"
 TOKEN_CACHES = "tokencaches"  # noqa: S105 - a table name, not a secret
 BOOKINGS = "bookings"
+BOOKINGS_BY_EVENT = "bookingsbyevent"
+SLOT_CLAIMS = "slotclaims"
 SUBSCRIPTIONS = "subscriptions"
 SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"
 FLOWS = "flows"
@@ -90,6 +104,8 @@ _LONGEST_TABLE = max(
         USERS,
         TOKEN_CACHES,
         BOOKINGS,
+        BOOKINGS_BY_EVENT,
+        SLOT_CLAIMS,
         SUBSCRIPTIONS,
         SUBSCRIPTIONS_BY_ID,
         FLOWS,
@@ -608,29 +624,70 @@ class TableSessionStore:
 
 
 class TableBookingStore:
-    """``BookingStore``: PK tenant id, RK booking id."""
+    """``BookingStore``: PK tenant id, RK booking id; ``bookingsbyevent`` (PK tenant id, RK sha256 of the
+    Graph event id) finds a booking by its event; ``slotclaims`` (PK "tenant|mailbox", RK the cell's UTC
+    start "YYYYmmddTHHMMZ") holds one row per claimed grid cell of an interviewer, created in one table
+    transaction per interviewer so two bookings racing for a slot cannot both get it.
+
+    Attendee responses and history are JSON in their own properties (each under the 64 KiB limit:
+    the core keeps the history bounded)."""
 
     def __init__(self, storage: TableStorage) -> None:
         self._s = storage
         self._codec = _Codec(Booking, partition="tenant_id", row="booking_id")
+
+    # ---- records ---------------------------------------------------------------------------------
+    def _to_entity(self, booking: Booking) -> dict[str, Any]:
+        entity = self._codec.to_entity(dataclasses.replace(booking, responses=(), history=()))
+        entity["responses"] = json.dumps([_attendee_json(a) for a in booking.responses])
+        entity["history"] = json.dumps(
+            [
+                {"at": h.at.astimezone(UTC).isoformat(), "actor": h.actor, "action": h.action, "detail": h.detail}
+                for h in booking.history
+            ]
+        )
+        return entity
+
+    def _from_entity(self, entity: TableEntity) -> Booking:
+        responses = tuple(_attendee_from_json(a) for a in json.loads(str(entity.get("responses") or "[]")))
+        history = tuple(
+            HistoryEntry(
+                at=datetime.fromisoformat(h["at"]), actor=h["actor"], action=h["action"], detail=h.get("detail", "")
+            )
+            for h in json.loads(str(entity.get("history") or "[]"))
+        )
+        return self._codec.from_entity(entity, responses=responses, history=history)
+
+    def _index(self, booking: Booking) -> None:
+        if booking.event_id is None:
+            return
+        index = {
+            "PartitionKey": _key(booking.tenant_id, name="tenant_id"),
+            "RowKey": state_hash(booking.event_id),
+            "booking_id": booking.booking_id,
+        }
+        with self._s.translating(f"indexing the event of booking {booking.booking_id}"):
+            self._s.table(BOOKINGS_BY_EVENT).upsert_entity(index, UpdateMode.REPLACE)
 
     def get_booking(self, tenant_id: str, booking_id: str) -> Booking:
         with self._s.translating(f"reading booking {booking_id} of tenant {tenant_id}"):
             entity = self._s.table(BOOKINGS).get_entity(
                 _key(tenant_id, name="tenant_id"), _key(booking_id, name="booking_id")
             )
-        return self._codec.from_entity(entity)
+        return self._from_entity(entity)
 
     def create_booking(self, booking: Booking) -> Booking:
+        self._index(booking)  # index first: it may dangle, the booking is never unreachable
         with self._s.translating(f"creating booking {booking.booking_id} of tenant {booking.tenant_id}"):
-            meta = self._s.table(BOOKINGS).create_entity(self._codec.to_entity(booking))
+            meta = self._s.table(BOOKINGS).create_entity(self._to_entity(booking))
         return dataclasses.replace(booking, etag=_etag(meta))
 
     def update_booking(self, booking: Booking) -> Booking:
         etag = _require_etag(booking.etag, "booking")
+        self._index(booking)
         with self._s.translating(f"updating booking {booking.booking_id} of tenant {booking.tenant_id}"):
             meta = self._s.table(BOOKINGS).update_entity(
-                self._codec.to_entity(booking),
+                self._to_entity(booking),
                 UpdateMode.REPLACE,
                 etag=etag,
                 match_condition=MatchConditions.IfNotModified,
@@ -638,17 +695,141 @@ class TableBookingStore:
         return dataclasses.replace(booking, etag=_etag(meta))
 
     def delete_booking(self, tenant_id: str, booking_id: str) -> None:
+        try:
+            booking = self.get_booking(tenant_id, booking_id)
+        except NotFound:
+            return
         with self._s.translating(f"deleting booking {booking_id} of tenant {tenant_id}"):
             self._s.table(BOOKINGS).delete_entity(
                 _key(tenant_id, name="tenant_id"), _key(booking_id, name="booking_id")
             )
+            if booking.event_id is not None:
+                self._s.table(BOOKINGS_BY_EVENT).delete_entity(tenant_id, state_hash(booking.event_id))
 
     def list_bookings(self, tenant_id: str) -> list[Booking]:
         with self._s.translating(f"listing bookings of tenant {tenant_id}"):
             rows = self._s.table(BOOKINGS).query_entities(
                 "PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")}
             )
-            return [self._codec.from_entity(e) for e in rows]
+            return [self._from_entity(e) for e in rows]
+
+    def _overlapping(self, tenant_id: str, start: datetime, end: datetime, after: str | None) -> Iterator[TableEntity]:
+        query = "PartitionKey eq @pk and start lt @hi and end gt @lo"
+        parameters: dict[str, Any] = {
+            "pk": _key(tenant_id, name="tenant_id"),
+            "lo": _to_utc(start, name="start"),
+            "hi": _to_utc(end, name="end"),
+        }
+        if after is not None:
+            query += " and RowKey gt @after"
+            parameters["after"] = _key(after, name="after")
+        yield from self._s.table(BOOKINGS).query_entities(query, parameters=parameters)
+
+    def list_bookings_between(self, tenant_id: str, start: datetime, end: datetime) -> list[Booking]:
+        with self._s.translating(f"listing bookings of tenant {tenant_id} in a range"):
+            return [self._from_entity(e) for e in self._overlapping(tenant_id, start, end, None)]
+
+    def page_bookings(
+        self, tenant_id: str, start: datetime, end: datetime, *, after: str | None, limit: int
+    ) -> tuple[list[Booking], str | None]:
+        found: list[Booking] = []
+        with self._s.translating(f"listing bookings of tenant {tenant_id} in a range"):
+            for entity in self._overlapping(tenant_id, start, end, after):
+                if len(found) == limit:
+                    return found, found[-1].booking_id
+                found.append(self._from_entity(entity))
+        return found, None
+
+    def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
+        with self._s.translating(f"looking up the booking of an event in tenant {tenant_id}"):
+            row = self._s.table(BOOKINGS_BY_EVENT).get_entity(_key(tenant_id, name="tenant_id"), state_hash(event_id))
+        booking = self.get_booking(tenant_id, str(row["booking_id"]))
+        if booking.event_id != event_id:  # a dangling index row from an earlier event of that booking
+            raise NotFound("No booking holds that event.")
+        return booking
+
+    # ---- slot claims -------------------------------------------------------------------------------
+    @staticmethod
+    def _claim_partition(tenant_id: str, mailbox: str) -> str:
+        if "|" in tenant_id or "|" in mailbox:
+            raise ValueError("tenant_id and mailbox must not contain '|'.")
+        return _key(f"{tenant_id}|{mailbox.lower()}", name="tenant_id|mailbox")
+
+    @staticmethod
+    def _cell(moment: datetime) -> str:
+        return _to_utc(moment, name="cell").strftime("%Y%m%dT%H%MZ")
+
+    def _held(self, partition: str, cells: list[str]) -> dict[str, str]:
+        rows = self._s.table(SLOT_CLAIMS).query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
+            parameters={"pk": partition, "lo": min(cells), "hi": max(cells)},
+            select=["RowKey", "booking_id"],
+        )
+        wanted = set(cells)
+        return {str(r["RowKey"]): str(r["booking_id"]) for r in rows if str(r["RowKey"]) in wanted}
+
+    def claim_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:
+        if not cells:
+            return
+        partition = self._claim_partition(tenant_id, mailbox)
+        keys = sorted({self._cell(c) for c in cells})
+        if len(keys) > 100:
+            raise ValueError("A table transaction holds at most 100 cells.")
+        with self._s.translating(f"claiming {len(keys)} slot cells of {mailbox}"):
+            held = self._held(partition, keys)
+            if any(owner != booking_id for owner in held.values()):
+                raise ConcurrencyConflict(f"Another booking holds time of {mailbox}.")
+            operations: list[Any] = [
+                ("create", {"PartitionKey": partition, "RowKey": key, "booking_id": booking_id})
+                for key in keys
+                if key not in held
+            ]
+            if not operations:
+                return
+            try:
+                self._s.table(SLOT_CLAIMS).submit_transaction(operations)
+            except TableTransactionError as err:
+                # All or nothing: another booking created one of the cells first.
+                raise ConcurrencyConflict(f"Another booking holds time of {mailbox}.") from err
+
+    def release_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:
+        if not cells:
+            return
+        partition = self._claim_partition(tenant_id, mailbox)
+        keys = sorted({self._cell(c) for c in cells})
+        with self._s.translating(f"releasing slot cells of {mailbox}"):
+            table = self._s.table(SLOT_CLAIMS)
+            for key, owner in self._held(partition, keys).items():
+                if owner == booking_id:
+                    table.delete_entity(partition, key)
+
+
+def _attendee_json(a: ObservedAttendee) -> dict[str, Any]:
+    def stamp(value: datetime | None) -> str | None:
+        return value.astimezone(UTC).isoformat() if value is not None else None
+
+    return {
+        "email": a.email,
+        "type": a.type,
+        "response": a.response.value,
+        "responded_at": stamp(a.responded_at),
+        "proposed_start": stamp(a.proposed_start),
+        "proposed_end": stamp(a.proposed_end),
+    }
+
+
+def _attendee_from_json(raw: dict[str, Any]) -> ObservedAttendee:
+    def stamp(value: Any) -> datetime | None:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    return ObservedAttendee(
+        email=raw["email"],
+        type=raw.get("type", "required"),
+        response=AttendeeResponse(raw.get("response", "none")),
+        responded_at=stamp(raw.get("responded_at")),
+        proposed_start=stamp(raw.get("proposed_start")),
+        proposed_end=stamp(raw.get("proposed_end")),
+    )
 
 
 class TableSubscriptionStore:

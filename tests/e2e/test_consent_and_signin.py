@@ -234,7 +234,7 @@ def test_withdrawn_admin_consent_answers_admin_consent_required(e2e: Stack) -> N
 def test_tenant_b_cannot_read_tenant_a_users_or_bookings(e2e: Stack) -> None:
     from datetime import datetime
 
-    from shared.models import Booking
+    from shared.models import Booking, BookingStatus
 
     consent(e2e)
     consent(e2e, FABRIKAM_ADMIN, "fabrikam.example")
@@ -244,19 +244,20 @@ def test_tenant_b_cannot_read_tenant_a_users_or_bookings(e2e: Stack) -> None:
     get_container().bookings.create_booking(
         Booking(
             tenant_id=CONTOSO,
-            booking_id="bk1",
+            booking_id="bk1" + "0" * 23,
             mailbox="interviews@contoso.example",
             start=when,
             end=when,
             subject="Onsite interview",
+            status=BookingStatus.BOOKED,
         )
     )
     alex = controls.get_user(e2e.world, "alex.wilber@contoso.example")
     for ref in ("alex.wilber@contoso.example", alex.id):
         denied = fabrikam.request("GET", f"/api/directory/users/{ref}", headers=KEY)
         assert denied.status_code == 404, denied.text
-    assert fabrikam.request("GET", "/api/bookings/bk1", headers=KEY).status_code == 404
-    assert contoso.request("GET", "/api/bookings/bk1", headers=KEY).json()["subject"] == "Onsite interview"
+    assert fabrikam.request("GET", "/api/bookings/bk1" + "0" * 23, headers=KEY).status_code == 404
+    assert contoso.request("GET", "/api/bookings/bk1" + "0" * 23, headers=KEY).json()["subject"] == "Onsite interview"
     assert contoso.request("GET", f"/api/directory/users/{alex.id}", headers=KEY).status_code == 200
 
 

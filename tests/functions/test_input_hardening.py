@@ -9,7 +9,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from functions import admin_consent, directory, oauth_callback, tenants
+from functions import admin_consent, booking, directory, oauth_callback, tenants
 from shared.errors import TokenIntegrityError
 from tests.functions.test_http_handlers import error_of, request
 from tests.kit import ADMIN, USER, FakeDeps, consented, install, sign_in
@@ -164,7 +164,7 @@ def test_control_and_bidi_characters_are_refused_in_text_inputs(
 @pytest.mark.parametrize(
     ("handler", "route_params"),
     [
-        (directory.booking_get, {"booking_id": "x\n"}),
+        (booking.booking_get, {"booking_id": "x\n"}),
         (directory.directory_user, {"user": "rita@contoso.example\n"}),
     ],
 )
@@ -210,12 +210,12 @@ def test_unreadable_token_cache_asks_the_user_to_sign_in_again_and_tells_only_op
     deps.token_caches = _UnreadableCaches()  # type: ignore[assignment]
     install(deps)
     with caplog.at_level(logging.ERROR):
-        response = directory.booking_get(
+        response = booking.booking_get(
             request(
                 "GET",
                 "http://localhost/api/bookings/b1",
                 headers={"Authorization": f"Bearer {credential}"},
-                route_params={"booking_id": "b1"},
+                route_params={"booking_id": "b" * 26},
             )
         )
     assert response.status_code == 401

@@ -41,6 +41,8 @@ CORE_ALLOWED = (
     "shared.loops",
     "shared.availability_request",
     "shared.text",
+    "shared.booking_request",
+    "shared.booking",
     "shared.flows",
     "shared.maintenance",
 )

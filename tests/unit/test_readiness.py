@@ -4,9 +4,10 @@ from datetime import UTC
 
 import pytest
 
+from shared.booking import get_booking
 from shared.errors import Forbidden, GraphRequestFailed, InvalidRequest, NotFound
-from shared.lookups import get_booking_view, get_directory_user
-from shared.models import Booking, DirectoryUser, SigninResult
+from shared.lookups import get_directory_user
+from shared.models import Booking, BookingStatus, DirectoryUser, SigninResult
 from shared.readiness import run_readiness, update_tenant_settings
 from shared.session_guard import require_calendar_access
 from tests.kit import ADMIN, TENANT_A, TENANT_B, USER, FakeDeps, consented, sign_in
@@ -35,7 +36,24 @@ def test_readiness_passes_when_everything_is_reachable() -> None:
     deps, credential = _ready_deps()
     report = run_readiness(deps, require_calendar_access(deps, credential))
     assert report["ready"] is True, report
-    assert set(_checks(report)) == {"admin_consent", "directory", "user_mailbox", "interviews_mailbox", "sync_mailbox"}
+    assert set(_checks(report)) == {
+        "admin_consent",
+        "directory",
+        "user_mailbox",
+        "interviews_mailbox",
+        "interviews_write_access",
+        "sync_mailbox",
+    }
+
+
+def test_readiness_names_the_group_a_recruiter_needs_to_book_into_the_interviews_calendar() -> None:
+    deps, credential = _ready_deps()
+    deps.graph.failures["interviews@contoso.example"] = GraphRequestFailed(
+        "denied", status=403, reason="forbidden", graph_code="ErrorAccessDenied"
+    )
+    check = _checks(run_readiness(deps, require_calendar_access(deps, credential)))["interviews_write_access"]
+    assert check["status"] == "fail"
+    assert "Recruiting Team" in (check["action"] or "")
 
 
 def test_readiness_reports_access_policy_and_on_premises_mailboxes() -> None:
@@ -83,14 +101,22 @@ def test_lookups_stay_inside_the_callers_tenant() -> None:
 
     when = datetime(2026, 12, 1, 10, tzinfo=UTC)
     deps.bookings.create_booking(
-        Booking(tenant_id=TENANT_A, booking_id="b1", mailbox="x", start=when, end=when, subject="Interview")
+        Booking(
+            tenant_id=TENANT_A,
+            booking_id="b1",
+            mailbox="x",
+            start=when,
+            end=when,
+            subject="Interview",
+            status=BookingStatus.BOOKED,
+        )
     )
     b_user = SigninResult(**{**USER.__dict__, "tenant_id": TENANT_B, "user_id": "ub"})
     ctx_b = require_calendar_access(deps, sign_in(deps, b_user))
     with pytest.raises(NotFound):
         get_directory_user(deps, ctx_b, "alex@contoso.example")
     with pytest.raises(NotFound):
-        get_booking_view(deps, ctx_b, "b1")
+        get_booking(deps, ctx_b, "b1")
     ctx_a = require_calendar_access(deps, sign_in(deps))
-    assert get_booking_view(deps, ctx_a, "b1")["subject"] == "Interview"
+    assert get_booking(deps, ctx_a, "b1").subject == "Interview"
     assert get_directory_user(deps, ctx_a, "alex@contoso.example")["id"] == "a1"

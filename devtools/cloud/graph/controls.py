@@ -163,6 +163,12 @@ def fail(world: World, *, count: int, status: int = 503, mailbox: str | None = N
     )
 
 
+def lose_answers(world: World, *, count: int, status: int = 504) -> None:
+    """The next ``count`` POSTs that succeed are carried out but answered ``status``, as when a gateway
+    times out after Graph wrote: a client that retries must not write twice."""
+    switches.set_lost_answers(world, count=count, status=status)
+
+
 def drop_online_meetings(world: World, *, count: int, mailbox: str | None = None, delete: bool = False) -> None:
     """The next ``count`` Graph PATCHes that move an online meeting drop it, as users report Graph doing.
 

@@ -6,7 +6,9 @@ an event already in that mailbox with ``201 Created`` and the existing event, un
 that retries after a lost response sees the same outcome as the first attempt.
 
 Extended properties sent in the POST are stored but, as documented, not included in the create
-response; read them with ``$expand=singleValueExtendedProperties($filter=id eq '...')``.
+response; read them with ``$expand=singleValueExtendedProperties($filter=id eq '...')``, and list the
+events that carry one with ``$filter=singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')``
+(the documented form, alone; combined with other clauses it is refused as an unsupported query).
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ SENSITIVITY = {"normal", "personal", "private", "confidential"}
 ATTENDEE_TYPES = {"required", "optional", "resource"}
 PROVIDERS = {"unknown", "teamsForBusiness", "skypeForBusiness", "skypeForConsumer"}
 DEFAULT_PAGE = 10
+# v1.0 singlevaluelegacyextendedproperty-get.md: "Get resource instances filtered by a single-value extended
+# property": $filter=singleValueExtendedProperties/Any(ep: ep/id eq '{id_value}' and ep/value eq '{property_value}').
+_PROPERTY_FILTER = re.compile(
+    r"singleValueExtendedProperties/Any\(\s*(?P<v>[A-Za-z]\w*)\s*:\s*(?P=v)/id\s+eq\s+'(?P<id>(?:[^']|'')*)'"
+    r"\s+and\s+(?P=v)/value\s+eq\s+'(?P<value>(?:[^']|'')*)'\s*\)",
+    re.IGNORECASE,
+)
 _EXPAND = re.compile(r"^singleValueExtendedProperties(?:\(\$filter=(?P<filter>.*)\))?$", re.IGNORECASE)
 
 
@@ -347,8 +356,16 @@ async def list_events(ctx: GraphContext) -> Response:
             (e for e in ctx.world.mailbox_events(owner.id) if e.calendar_id == calendar),
             key=lambda e: (e.created, e.id),
         )
-    items = [_event_body(ctx, owner, Instance(e, e.start, e.end), entity=False) for e in events]
     raw_filter = ctx.request.query_params.get("$filter")
+    by_property = _PROPERTY_FILTER.fullmatch(raw_filter.strip()) if raw_filter else None
+    if by_property is not None:
+        prop_id = by_property.group("id").replace("''", "'").lower()
+        value = by_property.group("value").replace("''", "'")
+        events = [
+            e for e in events if any(k.lower() == prop_id and v == value for k, v in e.extended_properties.items())
+        ]
+        raw_filter = None
+    items = [_event_body(ctx, owner, Instance(e, e.start, e.end), entity=False) for e in events]
     if raw_filter:
         predicate = odata.compile_filter(raw_filter, odata.property_getter())
         items = [i for i in items if predicate(i)]

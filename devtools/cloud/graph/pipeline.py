@@ -286,6 +286,10 @@ def graph_endpoint(world: World, handler: Handler) -> Callable[[Request], Awaita
                     raise fault(status)
                 ctx = GraphContext(world, request, caller)
                 response = await handler(ctx)
+                if request.method == "POST" and response.status_code < 400:
+                    lost = switches.take_lost_answer(world)
+                    if lost is not None:
+                        raise fault(lost)  # the write stands; the caller only sees the fault
                 if ctx.prefer_tz is not None:
                     response.headers.setdefault("Preference-Applied", f'outlook.timezone="{ctx.prefer_tz}"')
             except GraphError as err:

@@ -5,6 +5,8 @@ only writers and readers on the Graph side, so their shapes stay in one place:
 
 - ``throttle``: ``{mailbox user id or "*": {"remaining": N, "retry_after": seconds}}``
 - ``faults``: ``{mailbox user id or "*": {"remaining": N, "status": 5xx}}``
+- ``lost_answers``: ``{"*": {"remaining": N, "status": 5xx}}``, counted only by POSTs that succeeded: the
+  write happens, the caller gets the 5xx (a gateway timeout after the write, as clients see it)
 - ``meeting_drops``: ``{mailbox user id or "*": {"remaining": N, "delete": 0 | 1}}``, counted only by
   PATCHes that move an event (change its start or end) that has an online meeting
 
@@ -97,6 +99,7 @@ def clear(world: World) -> None:
         world.switches.throttle.clear()
         world.switches.faults.clear()
         world.switches.meeting_drops.clear()
+        world.switches.lost_answers.clear()
         world.switches.latency_seconds = 0.0
         world.switches.access_policy_blocked.clear()
         world.switches.enforce_mailbox_concurrency = True
@@ -126,6 +129,22 @@ def take_throttle(world: World, mailbox_id: str | None) -> float | None:
     with world.lock:
         entry = _take(world.switches.throttle, mailbox_id or ANY_MAILBOX)
     return None if entry is None else float(entry["retry_after"])
+
+
+def set_lost_answers(world: World, *, count: int, status: int = 504) -> None:
+    """The next ``count`` POSTs that succeed are carried out, then answered ``status`` (a 5xx)."""
+    if not 500 <= status <= 599:
+        raise ValueError("fault status must be a 5xx code")
+    if count < 0:
+        raise ValueError("count must not be negative")
+    with world.lock:
+        _arm(world.switches.lost_answers, None, count, {"status": status})
+
+
+def take_lost_answer(world: World) -> int | None:
+    with world.lock:
+        entry = _take(world.switches.lost_answers, ANY_MAILBOX)
+    return None if entry is None else int(entry["status"])
 
 
 def take_fault(world: World, mailbox_id: str | None) -> int | None:

@@ -1,0 +1,835 @@
+"""Booking: interviews created, moved and cancelled on Office 365 calendars, exactly once, only ours.
+
+- Exactly once: the booking id derives from the tenant and the Idempotency-Key, and the booking row
+  (status ``pending``, the request's fingerprint, a short lease) is inserted conditionally before Graph
+  is called; whoever inserts it books, everyone else with the same key waits for that booking. The key
+  is the event's ``transactionId``, and every event carries our extended property with the booking id,
+  so a request that takes over a stale lease first looks the event up by that property.
+- No double booking: one getSchedule just before writing (unreadable is never free), then per-interviewer
+  slot claims on a 5-minute grid, inserted atomically in storage, settle races between instances.
+- Only our events: PATCH and DELETE read the event first and refuse one without our property.
+- The shared Interviews mailbox is written with the recruiter's own delegated token; an interviewer's
+  calendar with the app-only token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from shared.booking_request import (
+    INTERVIEWS,
+    PAGE_SIZE,
+    BookingChange,
+    BookingQuery,
+    BookingRequest,
+)
+from shared.conflicts import retry_on_conflict
+from shared.errors import (
+    ConcurrencyConflict,
+    GraphRequestFailed,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    NoAccessToCalendar,
+    NotFound,
+    NotOurEvent,
+    PreconditionFailed,
+    PreconditionRequired,
+    ReauthRequired,
+    ServiceError,
+    SlotUnavailable,
+    UpstreamUnavailable,
+)
+from shared.models import (
+    AccessToken,
+    AttendeeResponse,
+    Booking,
+    BookingStatus,
+    EventDraft,
+    FreeBusyStatus,
+    HistoryEntry,
+    ObservedAttendee,
+    ObservedEvent,
+    Schedule,
+    ScheduleStatus,
+)
+from shared.ports import Dependencies
+from shared.readiness import RECRUITING_GROUP  # the group that holds access to the shared mailboxes
+from shared.session_guard import RequestContext
+from shared.tokens import with_app_token
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+GRID = timedelta(minutes=5)  # slot claims: 8 hours are 96 cells, inside one table transaction (100)
+CLAIM_LEASE = timedelta(seconds=60)  # how long a pending booking belongs to the request that inserted it
+WAIT_FOR_OTHER = timedelta(seconds=20)  # how long a request with the same key waits for the first
+POLL_SECONDS = 0.1
+HISTORY_LIMIT = 200
+BUSY = frozenset({FreeBusyStatus.BUSY, FreeBusyStatus.OOF, FreeBusyStatus.TENTATIVE})
+SECONDARY_CALENDAR_WARNING = (
+    "The event is in a calendar other than the mailbox's primary one: attendees' responses and changes "
+    "made there cannot be detected."
+)
+
+
+@dataclass(frozen=True)
+class BookingOutcome:
+    booking: Booking
+    created: bool  # this request booked it (201); otherwise it returns an earlier request's booking (200)
+
+
+@dataclass(frozen=True)
+class BookingPage:
+    bookings: tuple[Booking, ...]
+    after: str | None
+
+
+# ---- identities ------------------------------------------------------------------------------------
+def booking_id_for(tenant_id: str, key: str) -> str:
+    """26 lower-case base32 characters: the same (tenant, key) always names the same booking."""
+    digest = hashlib.sha256(f"booking|{tenant_id}|{key}".encode()).digest()
+    return base64.b32encode(digest).decode("ascii")[:26].lower()
+
+
+def key_hash(tenant_id: str, key: str) -> str:
+    return hashlib.sha256(f"idempotency|{tenant_id}|{key}".encode()).hexdigest()
+
+
+def grid_cells(start: datetime, end: datetime) -> list[datetime]:
+    """The 5-minute cells [start, end) touches, from the cell holding ``start``."""
+    epoch = datetime(2000, 1, 1, tzinfo=start.tzinfo)
+    cell = epoch + ((start - epoch) // GRID) * GRID
+    cells = []
+    while cell < end:
+        cells.append(cell)
+        cell += GRID
+    return cells
+
+
+def _entry(booking: Booking, entry: HistoryEntry) -> tuple[HistoryEntry, ...]:
+    return (*booking.history, entry)[-HISTORY_LIMIT:]
+
+
+def _user_access(ctx: RequestContext) -> AccessToken:
+    if ctx.user_access is None:  # the two-token guard always sets it for calendar calls
+        raise ReauthRequired("Sign in again.")
+    return ctx.user_access
+
+
+# ---- where the event lives ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Target:
+    mailbox: str
+    delegated: bool
+    calendar_id: str | None
+
+
+def _target(ctx: RequestContext, request: BookingRequest) -> _Target:
+    if request.calendar != INTERVIEWS:
+        return _Target(request.calendar, delegated=False, calendar_id=request.calendar_id)
+    mailbox = ctx.tenant.interviews_mailbox if ctx.tenant is not None else None
+    if not mailbox:
+        raise InvalidRequest(
+            "Your tenant has no Interviews mailbox configured; an admin sets interviews_mailbox in the tenant "
+            "settings, or book into an interviewer's calendar.",
+            field="calendar",
+        )
+    return _Target(mailbox.lower(), delegated=True, calendar_id=None)
+
+
+def _on_calendar(
+    deps: Dependencies, ctx: RequestContext, mailbox: str, delegated: bool, call: Callable[[AccessToken], T]
+) -> T:
+    """Run an event call with the right token: the recruiter's own for the shared Interviews mailbox
+    (a 403 means they are not in the group that grants access), the app's for anyone else."""
+    if not delegated:
+        return with_app_token(deps, ctx.tenant_id, call, known=ctx.tenant)
+    try:
+        return call(_user_access(ctx))
+    except GraphRequestFailed as err:
+        if err.status == 403 and err.reason == "forbidden":
+            raise NoAccessToCalendar(
+                f"You cannot write to the Interviews calendar ({mailbox}). Ask your admin to add you to the "
+                f'"{RECRUITING_GROUP}" group, which holds access to it.',
+                group=RECRUITING_GROUP,
+                mailbox=mailbox,
+            ) from err
+        if err.reason == "unauthorized":
+            raise ReauthRequired("Microsoft Graph refused your Office 365 sign-in. Sign in again.") from err
+        raise
+
+
+# ---- free/busy ---------------------------------------------------------------------------------------
+def _is_ours(block_start: datetime, block_end: datetime, ours: tuple[datetime, datetime] | None) -> bool:
+    return ours is not None and (block_start, block_end) == ours
+
+
+def _busy_people(
+    deps: Dependencies,
+    ctx: RequestContext,
+    required: Sequence[str],
+    optional: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    ours: tuple[datetime, datetime] | None = None,
+    fields: dict[str, str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """One getSchedule for everyone: (required people busy or unreadable, optional people busy).
+    ``ours``: the booking's own current slot, which shows as busy in its attendees' calendars.
+    Raises InvalidRequest naming the field of someone Graph does not know."""
+    people = [*required, *optional]
+    if not people:
+        return [], []
+    deadline = time.monotonic() + deps.settings.availability_deadline_seconds
+    try:
+        schedules = deps.graph.get_schedules(_user_access(ctx), people, start, end, deadline=deadline)
+    except GraphRequestFailed as err:
+        if err.reason == "unauthorized":
+            raise ReauthRequired("Microsoft Graph refused your Office 365 sign-in. Sign in again.") from err
+        raise
+    busy_required: list[str] = []
+    busy_optional: list[str] = []
+    for email, schedule in zip(people, schedules, strict=True):
+        if schedule.status is ScheduleStatus.UNREADABLE and schedule.reason == "unknown":
+            field = (fields or {}).get(email, "interviewers")
+            raise InvalidRequest(f"{email} is not a person Microsoft Graph knows in your tenant.", field=field)
+        if _blocked(schedule, start, end, ours):
+            (busy_required if email in required else busy_optional).append(email)
+    return busy_required, busy_optional
+
+
+def _blocked(schedule: Schedule, start: datetime, end: datetime, ours: tuple[datetime, datetime] | None) -> bool:
+    if schedule.status is ScheduleStatus.UNREADABLE:
+        return True  # never free when unread
+    return any(
+        b.status in BUSY and b.start < end and b.end > start and not _is_ours(b.start, b.end, ours)
+        for b in schedule.busy
+    )
+
+
+def _field_names(request_interviewers: Sequence[str], optional: Sequence[str]) -> dict[str, str]:
+    names = {email: f"interviewers[{i}]" for i, email in enumerate(request_interviewers)}
+    names.update({email: f"optional_interviewers[{i}]" for i, email in enumerate(optional)})
+    return names
+
+
+def _claim_all(
+    deps: Dependencies, tenant_id: str, booking_id: str, people: Sequence[str], cells: Sequence[datetime]
+) -> list[str]:
+    """Claim the cells for everyone; on a conflict release what this call claimed and return who is taken."""
+    claimed: list[str] = []
+    taken: list[str] = []
+    for person in people:
+        try:
+            deps.bookings.claim_slots(tenant_id, person, booking_id, cells)
+            claimed.append(person)
+        except ConcurrencyConflict:
+            taken.append(person)
+    if taken:
+        for person in claimed:
+            deps.bookings.release_slots(tenant_id, person, booking_id, cells)
+    return taken
+
+
+def _slot_unavailable(people: Sequence[str]) -> SlotUnavailable:
+    return SlotUnavailable(
+        f"{', '.join(people)} {'is' if len(people) == 1 else 'are'} not free at that time.", busy=list(people)
+    )
+
+
+# ---- create ------------------------------------------------------------------------------------------
+def create_booking(
+    deps: Dependencies,
+    ctx: RequestContext,
+    request: BookingRequest,
+    key: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BookingOutcome:
+    """Book the interview once per Idempotency-Key. Raises IdempotencyKeyReused, IdempotencyKeyInProgress,
+    SlotUnavailable, InvalidRequest (unknown interviewer), NoAccessToCalendar, UpstreamError."""
+    now = deps.clock.now()
+    target = _target(ctx, request)
+    booking_id = booking_id_for(ctx.tenant_id, key)
+    fingerprint = request.fingerprint()
+    attendees = (*request.interviewers, *request.optional_interviewers)
+    if request.candidate is not None:
+        attendees = (*attendees, request.candidate.email)
+    pending = Booking(
+        tenant_id=ctx.tenant_id,
+        booking_id=booking_id,
+        mailbox=target.mailbox,
+        start=request.start,
+        end=request.end,
+        subject=request.subject,
+        status=BookingStatus.PENDING,
+        transaction_id=key,
+        attendees=attendees,
+        created_by=ctx.user.user_id,
+        created_at=now,
+        calendar=request.calendar,
+        calendar_id=target.calendar_id,
+        delegated=target.delegated,
+        interviewers=request.interviewers,
+        optional_interviewers=request.optional_interviewers,
+        candidate_email=request.candidate.email if request.candidate else None,
+        candidate_name=request.candidate.name if request.candidate else None,
+        location=request.location,
+        online_meeting=request.online_meeting,
+        idempotency_key_hash=key_hash(ctx.tenant_id, key),
+        fingerprint=fingerprint,
+        claimed_until=now + CLAIM_LEASE,
+        updated_at=now,
+    )
+    try:
+        stored = deps.bookings.create_booking(pending)
+        recovering = False
+    except ConcurrencyConflict:
+        stored = _earlier(deps, ctx.tenant_id, booking_id, fingerprint, sleep)
+        if stored.status is not BookingStatus.PENDING:
+            return BookingOutcome(stored, created=False)
+        recovering = True  # an earlier request with this key stopped half-way: finish its work
+    return BookingOutcome(_book(deps, ctx, request, stored, recovering=recovering), created=True)
+
+
+def _earlier(
+    deps: Dependencies, tenant_id: str, booking_id: str, fingerprint: str, sleep: Callable[[float], None]
+) -> Booking:
+    """The booking an earlier request with the same key made, once it is done; or, when that request's
+    lease ran out or was given up, the pending booking with a new lease for this request to finish."""
+    give_up = deps.clock.now() + WAIT_FOR_OTHER
+    while True:
+        current = deps.bookings.get_booking(tenant_id, booking_id)
+        if current.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used for a different booking request; use a new key."
+            )
+        if current.status is not BookingStatus.PENDING:
+            return current
+        now = deps.clock.now()
+        if current.claimed_until is None or current.claimed_until <= now:
+            try:
+                return deps.bookings.update_booking(replace(current, claimed_until=now + CLAIM_LEASE))
+            except ConcurrencyConflict:
+                continue  # another request took it over first: wait for that one instead
+        if now >= give_up:
+            raise IdempotencyKeyInProgress(
+                "A request with this Idempotency-Key is still being processed; retry in a few seconds.",
+                retry_after=2,
+            )
+        sleep(POLL_SECONDS)
+
+
+def _give_up(deps: Dependencies, pending: Booking, *, forget: bool) -> None:
+    """After a failure: forget the pending booking (nothing was written to Graph, so the key may be used
+    again) or release its lease (Graph may have the event: the next request with the key recovers it)."""
+    try:
+        if forget:
+            deps.bookings.delete_booking(pending.tenant_id, pending.booking_id)
+        else:
+            current = deps.bookings.get_booking(pending.tenant_id, pending.booking_id)
+            if current.status is BookingStatus.PENDING:
+                deps.bookings.update_booking(replace(current, claimed_until=None))
+    except ServiceError as err:
+        logger.warning("Could not release pending booking %s: %s", pending.booking_id, err.message)
+
+
+def _check_slot(
+    deps: Dependencies, ctx: RequestContext, request: BookingRequest, booking_id: str, cells: Sequence[datetime]
+) -> list[str]:
+    """One getSchedule, then the slot claims; the warnings. Raises SlotUnavailable, InvalidRequest."""
+    warnings: list[str] = []
+    required = list(request.interviewers)
+    busy, busy_optional = _busy_people(
+        deps,
+        ctx,
+        required,
+        request.optional_interviewers,
+        request.start,
+        request.end,
+        fields=_field_names(request.interviewers, request.optional_interviewers),
+    )
+    if busy and request.check_availability:
+        raise _slot_unavailable(busy)
+    if busy:
+        warnings.append(
+            f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} busy or could not be checked at that time; "
+            "booked anyway because check_availability is false."
+        )
+    if busy_optional:
+        warnings.append(f"Optional interviewer(s) busy at that time: {', '.join(busy_optional)}.")
+    if request.check_availability:
+        taken = _claim_all(deps, ctx.tenant_id, booking_id, required, cells)
+        if taken:
+            raise _slot_unavailable(taken)
+    return warnings
+
+
+def _draft(request: BookingRequest, pending: Booking) -> EventDraft:
+    names = []
+    if request.candidate is not None and request.candidate.name:
+        names.append((request.candidate.email, request.candidate.name))
+    return EventDraft(
+        subject=request.subject,
+        body=request.body,
+        start=request.start,
+        end=request.end,
+        attendees=(
+            *(ObservedAttendee(email=e, type="required") for e in request.interviewers),
+            *(ObservedAttendee(email=e, type="optional") for e in request.optional_interviewers),
+            *((ObservedAttendee(email=request.candidate.email, type="required"),) if request.candidate else ()),
+        ),
+        names=tuple(names),
+        location=request.location,
+        online_meeting=request.online_meeting,
+        booking_id=pending.booking_id,
+        transaction_id=pending.transaction_id,
+    )
+
+
+def _book(
+    deps: Dependencies, ctx: RequestContext, request: BookingRequest, pending: Booking, *, recovering: bool
+) -> Booking:
+    cells = grid_cells(request.start, request.end)
+    required = list(request.interviewers)
+    draft = _draft(request, pending)
+    event: ObservedEvent | None = None
+    warnings: list[str] = []
+    if recovering:
+        # The earlier request may have written the event before it stopped: find it by our property. Its
+        # attendees now show it as busy, so the slot is not checked again for an event that exists.
+        try:
+            event = _on_calendar(
+                deps,
+                ctx,
+                pending.mailbox,
+                pending.delegated,
+                lambda t: deps.events.find_event_by_booking(
+                    t, pending.mailbox, pending.booking_id, calendar_id=pending.calendar_id
+                ),
+            )
+        except ServiceError:
+            _give_up(deps, pending, forget=False)
+            raise
+        if event is not None and request.check_availability:
+            for person in required:
+                try:
+                    deps.bookings.claim_slots(ctx.tenant_id, person, pending.booking_id, cells)
+                except ConcurrencyConflict:
+                    logger.warning("booking %s: recovered over another booking's claim", pending.booking_id)
+    if event is None:
+        try:
+            warnings = _check_slot(deps, ctx, request, pending.booking_id, cells)
+        except ServiceError:
+            # Nothing was written to Graph: forget the pending booking so the key may be used again.
+            _give_up(deps, pending, forget=not recovering)
+            raise
+        try:
+            event = _on_calendar(
+                deps,
+                ctx,
+                pending.mailbox,
+                pending.delegated,
+                lambda t: deps.events.create_event(t, pending.mailbox, draft, calendar_id=pending.calendar_id),
+            )
+        except ServiceError:
+            _release_all(deps, pending, required, cells)
+            # The event may exist (a create whose answer was lost): keep the booking for recovery.
+            _give_up(deps, pending, forget=False)
+            raise
+    if pending.calendar_id is not None:
+        warnings.append(SECONDARY_CALENDAR_WARNING)
+    if request.online_meeting and not event.join_url:
+        warnings.append("Microsoft Graph created the event without a Teams meeting.")
+    now = deps.clock.now()
+    booked = replace(
+        pending,
+        status=BookingStatus.BOOKED,
+        event_id=event.event_id,
+        ical_uid=event.ical_uid,
+        join_url=event.join_url,
+        claimed_until=None,
+        responses=tuple(
+            ObservedAttendee(email=a.email, type=a.type, response=AttendeeResponse.NONE) for a in draft.attendees or ()
+        ),
+        warnings=tuple(warnings),
+        history=_entry(
+            pending,
+            HistoryEntry(
+                at=now,
+                actor=ctx.user.user_id,
+                action="recovered" if recovering else "created",
+                detail=f"event in {pending.mailbox}",
+            ),
+        ),
+        updated_at=now,
+    )
+    try:
+        stored = deps.bookings.update_booking(booked)
+    except ServiceError as err:
+        logger.warning("Booking %s: Graph holds the event but storage failed: %s", pending.booking_id, err.message)
+        _give_up(deps, pending, forget=False)
+        raise UpstreamUnavailable(
+            "The interview was written to the calendar but could not be recorded; retry with the same "
+            "Idempotency-Key to finish.",
+            retry_after=1,
+        ) from err
+    logger.info("booking %s %s in %s", stored.booking_id, "recovered" if recovering else "created", stored.mailbox)
+    return stored
+
+
+def _release_all(deps: Dependencies, booking: Booking, people: Sequence[str], cells: Sequence[datetime]) -> None:
+    for person in people:
+        try:
+            deps.bookings.release_slots(booking.tenant_id, person, booking.booking_id, cells)
+        except ServiceError as err:
+            logger.warning("Could not release slot claims of %s: %s", booking.booking_id, err.message)
+
+
+# ---- read ---------------------------------------------------------------------------------------------
+def get_booking(deps: Dependencies, ctx: RequestContext, booking_id: str) -> Booking:
+    """Raises NotFound when the caller's tenant holds no such booking."""
+    booking = deps.bookings.get_booking(ctx.tenant_id, booking_id)
+    if booking.status is BookingStatus.PENDING:
+        raise NotFound("No such booking (it is still being made).")
+    return booking
+
+
+def list_bookings(deps: Dependencies, ctx: RequestContext, query: BookingQuery) -> BookingPage:
+    found, after = deps.bookings.page_bookings(
+        ctx.tenant_id, query.start, query.end, after=query.after, limit=PAGE_SIZE
+    )
+    chosen = [
+        b
+        for b in found
+        if b.status is not BookingStatus.PENDING and (query.interviewer is None or query.interviewer in b.attendees)
+    ]
+    return BookingPage(bookings=tuple(chosen), after=after)
+
+
+# ---- change -------------------------------------------------------------------------------------------
+def _same_etag(stored: str | None, sent: str) -> bool:
+    return stored is not None and stored.removeprefix("W/").strip('"') == sent
+
+
+def _checked(deps: Dependencies, ctx: RequestContext, booking_id: str, etag: str | None) -> Booking:
+    booking = get_booking(deps, ctx, booking_id)
+    if etag is None:
+        raise PreconditionRequired("Send If-Match with the booking's ETag (from GET /api/bookings/{id}).")
+    if not _same_etag(booking.etag, etag):
+        raise PreconditionFailed("The booking changed since you read it; read it again and retry.")
+    return booking
+
+
+def _our_event(deps: Dependencies, ctx: RequestContext, booking: Booking) -> ObservedEvent:
+    """The booking's event as Graph shows it now; raises NotOurEvent when it lacks our property."""
+    if booking.event_id is None:
+        raise NotFound("The booking has no event.")
+    event_id = booking.event_id
+    event = _on_calendar(
+        deps, ctx, booking.mailbox, booking.delegated, lambda t: deps.events.get_event(t, booking.mailbox, event_id)
+    )
+    if event.booking_id != booking.booking_id:
+        logger.warning("booking %s: event %s does not carry our property; refused", booking.booking_id, event_id)
+        raise NotOurEvent("This event was not created by this service, so it will not be changed.")
+    return event
+
+
+def update_booking(
+    deps: Dependencies, ctx: RequestContext, booking_id: str, etag: str | None, change: BookingChange
+) -> Booking:
+    """Move the interview or change its people, subject, body or location. Raises NotFound,
+    PreconditionRequired, PreconditionFailed, NotOurEvent, SlotUnavailable, ConcurrencyConflict."""
+    booking = _checked(deps, ctx, booking_id, etag)
+    if booking.status not in (BookingStatus.BOOKED, BookingStatus.DRIFTED):
+        raise ConcurrencyConflict(f"A {booking.status.value} booking cannot be changed.")
+    event = _our_event(deps, ctx, booking)
+    start, end = change.start or booking.start, change.end or booking.end
+    interviewers = change.interviewers if change.interviewers is not None else booking.interviewers
+    optional = (
+        change.optional_interviewers if change.optional_interviewers is not None else booking.optional_interviewers
+    )
+    moved = (start, end) != (booking.start, booking.end)
+    people_changed = (interviewers, optional) != (booking.interviewers, booking.optional_interviewers)
+    old_cells, new_cells = grid_cells(booking.start, booking.end), grid_cells(start, end)
+    warnings = list(booking.warnings)
+    claimed: list[str] = []
+    if (moved or people_changed) and change.check_availability:
+        busy, _ = _busy_people(
+            deps,
+            ctx,
+            interviewers,
+            (),
+            start,
+            end,
+            ours=(event.start, event.end),
+            fields=_field_names(interviewers, ()),
+        )
+        if busy:
+            raise _slot_unavailable(busy)
+        for person in interviewers:
+            fresh = [c for c in new_cells if person not in booking.interviewers or c not in old_cells]
+            try:
+                deps.bookings.claim_slots(ctx.tenant_id, person, booking.booking_id, fresh)
+                claimed.append(person)
+            except ConcurrencyConflict:
+                for other in claimed:
+                    deps.bookings.release_slots(
+                        ctx.tenant_id,
+                        other,
+                        booking.booking_id,
+                        [c for c in new_cells if other not in booking.interviewers or c not in old_cells],
+                    )
+                raise _slot_unavailable([person]) from None
+    attendees_changed = people_changed
+    attendees = (
+        *(ObservedAttendee(email=e, type="required") for e in interviewers),
+        *(ObservedAttendee(email=e, type="optional") for e in optional),
+        *((ObservedAttendee(email=booking.candidate_email, type="required"),) if booking.candidate_email else ()),
+    )
+    location = None if change.clear_location else (change.location or booking.location)
+    draft = EventDraft(
+        subject=change.subject,
+        body=change.body,
+        start=start if moved else None,
+        end=end if moved else None,
+        attendees=attendees if attendees_changed else None,
+        names=((booking.candidate_email, booking.candidate_name),)
+        if booking.candidate_email and booking.candidate_name
+        else (),
+        location=(location or "") if (change.location is not None or change.clear_location) else None,
+    )
+    event_id = event.event_id
+    _on_calendar(
+        deps,
+        ctx,
+        booking.mailbox,
+        booking.delegated,
+        lambda t: deps.events.update_event(t, booking.mailbox, event_id, draft),
+    )
+    after = _keep_meeting(deps, ctx, booking, event)
+    now = deps.clock.now()
+    history = booking.history
+    if moved:
+        history = (*history, HistoryEntry(now, ctx.user.user_id, "moved", f"{start.isoformat()} to {end.isoformat()}"))
+    changed = [n for n in ("subject", "body", "location") if getattr(change, n) is not None] + (
+        ["location"] if change.clear_location else []
+    )
+    if people_changed:
+        changed.append("attendees")
+    if changed:
+        history = (*history, HistoryEntry(now, ctx.user.user_id, "updated", ", ".join(changed)))
+    if after.join_url and booking.join_url and after.join_url != booking.join_url:
+        history = (*history, HistoryEntry(now, "service", "meeting_restored", "a new Teams meeting was attached"))
+    elif booking.online_meeting and after.join_url and after.join_url == booking.join_url and after is not event:
+        history = (*history, HistoryEntry(now, "service", "meeting_restored", "the same Teams meeting"))
+    known = {r.email: r for r in booking.responses}
+    responses = tuple(known.get(a.email, ObservedAttendee(email=a.email, type=a.type)) for a in attendees)
+    updated = replace(
+        booking,
+        start=start,
+        end=end,
+        subject=change.subject or booking.subject,
+        interviewers=interviewers,
+        optional_interviewers=optional,
+        attendees=tuple(a.email for a in attendees),
+        location=location,
+        join_url=after.join_url or booking.join_url,
+        responses=responses,
+        status=BookingStatus.BOOKED,
+        warnings=tuple(warnings),
+        history=history[-HISTORY_LIMIT:],
+        observed_change_key=after.change_key,
+        updated_at=now,
+    )
+    stored = deps.bookings.update_booking(updated)
+    if moved or people_changed:
+        for person in booking.interviewers:
+            keep = new_cells if person in interviewers else []
+            _release_all(deps, booking, [person], [c for c in old_cells if c not in keep])
+    return stored
+
+
+def _keep_meeting(deps: Dependencies, ctx: RequestContext, booking: Booking, before: ObservedEvent) -> ObservedEvent:
+    """Read the event back after a PATCH; when Graph dropped the Teams meeting, turn it on again (Graph
+    brings back the same meeting while it still exists) and read once more for the join URL."""
+    event_id = before.event_id
+
+    def read(t: AccessToken) -> ObservedEvent:
+        return deps.events.get_event(t, booking.mailbox, event_id)
+
+    after = _on_calendar(deps, ctx, booking.mailbox, booking.delegated, read)
+    if not booking.online_meeting or (after.is_online_meeting and after.join_url):
+        return after
+    logger.warning("booking %s: the PATCH dropped the Teams meeting; restoring it", booking.booking_id)
+    restore = EventDraft(online_meeting=True)
+    _on_calendar(
+        deps,
+        ctx,
+        booking.mailbox,
+        booking.delegated,
+        lambda t: deps.events.update_event(t, booking.mailbox, event_id, restore),
+    )
+    return _on_calendar(deps, ctx, booking.mailbox, booking.delegated, read)
+
+
+def cancel_booking(
+    deps: Dependencies, ctx: RequestContext, booking_id: str, message: str | None, etag: str | None = None
+) -> Booking:
+    """Cancel the interview: as organizer, Graph's cancel tells the attendees (with ``message``); otherwise
+    our copy is deleted. Cancelling a cancelled booking returns it unchanged. Raises NotFound, NotOurEvent,
+    PreconditionFailed (only when ``etag`` is sent and stale)."""
+    booking = get_booking(deps, ctx, booking_id)
+    if etag is not None and not _same_etag(booking.etag, etag):
+        raise PreconditionFailed("The booking changed since you read it; read it again and retry.")
+    if booking.status is BookingStatus.CANCELLED:
+        return booking
+    action = "cancelled"
+    try:
+        event = _our_event(deps, ctx, booking)
+    except NotFound:
+        event = None
+        action = "cancelled (the event was already gone)"
+    if event is not None and not event.is_cancelled:
+        event_id = event.event_id
+        if event.organizer is None or event.organizer == booking.mailbox.lower():
+            _on_calendar(
+                deps,
+                ctx,
+                booking.mailbox,
+                booking.delegated,
+                lambda t: deps.events.cancel_event(t, booking.mailbox, event_id, message or ""),
+            )
+        else:
+            action = "deleted (not the organizer)"
+            _on_calendar(
+                deps,
+                ctx,
+                booking.mailbox,
+                booking.delegated,
+                lambda t: deps.events.delete_event(t, booking.mailbox, event_id),
+            )
+    now = deps.clock.now()
+
+    def write() -> Booking:
+        current = deps.bookings.get_booking(ctx.tenant_id, booking_id)
+        if current.status is BookingStatus.CANCELLED:
+            return current
+        return deps.bookings.update_booking(
+            replace(
+                current,
+                status=BookingStatus.CANCELLED,
+                history=_entry(current, HistoryEntry(now, ctx.user.user_id, action, message or "")),
+                updated_at=now,
+            )
+        )
+
+    stored = retry_on_conflict(write)
+    _release_all(deps, booking, booking.interviewers, grid_cells(booking.start, booking.end))
+    return stored
+
+
+# ---- what Outlook shows ----------------------------------------------------------------------------
+def apply_observed_event(
+    deps: Dependencies, tenant_id: str, *, event_id: str, observed: ObservedEvent | None, seen_at: datetime
+) -> Booking | None:
+    """Record what Outlook shows of one of our events: each attendee's response (accepted, declined,
+    tentative, and a proposed new time when there is one) with a timestamp in the booking's history, and
+    drift (the interview moved, edited or deleted/cancelled in Outlook by someone else) in its state and
+    history. Idempotent: the same observation applied twice changes nothing. ``observed=None`` means the
+    event is gone (deleted). Returns None when the event is not one of our bookings."""
+    booking = _booking_of(deps, tenant_id, event_id, observed)
+    if booking is None:
+        return None
+    if booking.event_id != event_id:
+        return booking  # an attendee's copy: the organizer's event is the one we follow
+
+    def write() -> Booking:
+        current = deps.bookings.get_booking(tenant_id, booking.booking_id)
+        changed = _observe(current, observed, seen_at)
+        if changed is current:
+            return current
+        return deps.bookings.update_booking(changed)
+
+    return retry_on_conflict(write)
+
+
+def _booking_of(deps: Dependencies, tenant_id: str, event_id: str, observed: ObservedEvent | None) -> Booking | None:
+    if observed is not None and observed.booking_id:
+        try:
+            return deps.bookings.get_booking(tenant_id, observed.booking_id)
+        except NotFound:
+            pass
+    try:
+        return deps.bookings.find_booking_by_event(tenant_id, event_id)
+    except NotFound:
+        return None
+
+
+def _observe(booking: Booking, observed: ObservedEvent | None, seen_at: datetime) -> Booking:
+    """The booking after this observation; the same object when nothing changes."""
+    if booking.status in (BookingStatus.PENDING, BookingStatus.FAILED):
+        return booking
+    if observed is None or observed.is_cancelled:
+        if booking.status is BookingStatus.CANCELLED:
+            return booking
+        what = "deleted in Outlook" if observed is None else "cancelled in Outlook"
+        return replace(
+            booking,
+            status=BookingStatus.CANCELLED,
+            history=_entry(booking, HistoryEntry(seen_at, "outlook", "drifted", what)),
+            updated_at=seen_at,
+        )
+    entries: list[HistoryEntry] = []
+    updates: dict[str, Any] = {}
+    if (observed.start, observed.end) != (booking.start, booking.end):
+        entries.append(
+            HistoryEntry(
+                seen_at,
+                "outlook",
+                "drifted",
+                f"moved from {booking.start.isoformat()} to {observed.start.isoformat()}-{observed.end.isoformat()}",
+            )
+        )
+        updates.update(start=observed.start, end=observed.end)
+    if observed.subject and observed.subject != booking.subject:
+        entries.append(HistoryEntry(seen_at, "outlook", "drifted", "subject edited"))
+        updates["subject"] = observed.subject
+    if booking.online_meeting and booking.join_url and observed.join_url != booking.join_url:
+        entries.append(HistoryEntry(seen_at, "outlook", "drifted", "the Teams meeting changed or was removed"))
+        updates["join_url"] = observed.join_url
+    known = {r.email: r for r in booking.responses}
+    for attendee in observed.attendees:
+        before = known.get(attendee.email)
+        answer = (attendee.response, attendee.proposed_start, attendee.proposed_end)
+        if before is not None and (before.response, before.proposed_start, before.proposed_end) == answer:
+            continue
+        if attendee.response in (AttendeeResponse.NONE, AttendeeResponse.NOT_RESPONDED) and before is None:
+            continue  # a new attendee who has not answered: nothing to tell
+        detail = attendee.response.value
+        if attendee.proposed_start is not None and attendee.proposed_end is not None:
+            detail += f", proposed {attendee.proposed_start.isoformat()} to {attendee.proposed_end.isoformat()}"
+        entries.append(HistoryEntry(attendee.responded_at or seen_at, attendee.email, "responded", detail))
+    if observed.attendees != booking.responses:
+        updates["responses"] = observed.attendees
+    if not entries and "responses" not in updates:
+        return booking
+    drifted = any(e.action == "drifted" for e in entries)
+    return replace(
+        booking,
+        **updates,
+        status=BookingStatus.DRIFTED if drifted else booking.status,
+        history=(*booking.history, *entries)[-HISTORY_LIMIT:],
+        observed_change_key=observed.change_key,
+        updated_at=seen_at,
+    )

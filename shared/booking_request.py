@@ -1,0 +1,319 @@
+"""Booking requests: the JSON contract of the booking endpoints parsed into typed, validated values.
+
+Every refusal is an ``InvalidRequest`` naming the offending field (``field``); nothing here touches
+storage or Graph. The fingerprint of a create request is a hash of its parsed values, so the same
+request sent twice (whatever its key order or spacing) has the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.availability_request import _bool, _datetime, email_address
+from shared.errors import InvalidRequest
+from shared.text import clean_text
+
+MAX_DURATION = timedelta(hours=8)
+MAX_BODY_BYTES = 64 * 1024
+MAX_ATTENDEES = 50
+MAX_LIST_RANGE = timedelta(days=366)
+PAGE_SIZE = 50
+INTERVIEWS = "interviews"
+# Idempotency keys: what clients generate (UUIDs, ULIDs, random tokens); used as Graph's transactionId.
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
+_CALENDAR_ID = re.compile(r"[A-Za-z0-9=_+/-]{1,512}")
+_BOOKING_ID = re.compile(r"[a-z0-9]{26}")
+_ETAG = re.compile(r'(?:W/)?"[^"\s]{1,200}"|[^"\s,]{1,200}')
+CREATE_FIELDS = frozenset(
+    {
+        "start",
+        "end",
+        "interviewers",
+        "optional_interviewers",
+        "candidate",
+        "subject",
+        "body",
+        "online_meeting",
+        "location",
+        "calendar",
+        "calendar_id",
+        "check_availability",
+    }
+)
+PATCH_FIELDS = frozenset(
+    {"start", "end", "interviewers", "optional_interviewers", "subject", "body", "location", "check_availability"}
+)
+
+
+def _bad(field: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, field=field)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    email: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    start: datetime
+    end: datetime
+    interviewers: tuple[str, ...]
+    optional_interviewers: tuple[str, ...]
+    candidate: Candidate | None
+    subject: str
+    body: str
+    online_meeting: bool
+    location: str | None
+    calendar: str  # "interviews" or an interviewer's address
+    calendar_id: str | None
+    check_availability: bool
+
+    def fingerprint(self) -> str:
+        canonical = {
+            "start": self.start.astimezone(UTC).isoformat(),
+            "end": self.end.astimezone(UTC).isoformat(),
+            "interviewers": list(self.interviewers),
+            "optional_interviewers": list(self.optional_interviewers),
+            "candidate": None if self.candidate is None else [self.candidate.email, self.candidate.name],
+            "subject": self.subject,
+            "body": self.body,
+            "online_meeting": self.online_meeting,
+            "location": self.location,
+            "calendar": self.calendar,
+            "calendar_id": self.calendar_id,
+            "check_availability": self.check_availability,
+        }
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class BookingChange:
+    """A PATCH: only the fields sent are set."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    interviewers: tuple[str, ...] | None = None
+    optional_interviewers: tuple[str, ...] | None = None
+    subject: str | None = None
+    body: str | None = None
+    location: str | None = None
+    clear_location: bool = False
+    check_availability: bool = True
+
+
+@dataclass(frozen=True)
+class BookingQuery:
+    start: datetime
+    end: datetime
+    interviewer: str | None
+    after: str | None
+
+
+def _unknown(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    for name in body:
+        if name not in allowed:
+            label = clean_text(name, parameter="field name", max_length=64) or "?"
+            raise _bad(label, f"`{label}` is not a field of this request.")
+
+
+def _addresses(value: Any, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _bad(field, f"`{field}` must be a list of email addresses.")
+    if len(value) > MAX_ATTENDEES:
+        raise _bad(field, f"`{field}` names more than {MAX_ATTENDEES} people.")
+    found: dict[str, None] = {}
+    for i, item in enumerate(value):
+        found.setdefault(email_address(item, f"{field}[{i}]"), None)
+    return tuple(found)
+
+
+def _body_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _bad("body", "`body` must be text.")
+    if len(value.encode("utf-8")) > MAX_BODY_BYTES:
+        raise _bad("body", f"`body` is longer than {MAX_BODY_BYTES // 1024} KiB.")
+    return value
+
+
+def _text(value: Any, field: str, *, max_length: int) -> str | None:
+    try:
+        return clean_text(value, parameter=field, max_length=max_length)
+    except InvalidRequest as err:
+        raise _bad(field, err.message) from None
+
+
+def _window(start: datetime, end: datetime, now: datetime) -> None:
+    if end <= start:
+        raise _bad("end", "`end` must be after `start`.")
+    if end - start > MAX_DURATION:
+        raise _bad("end", "An interview lasts at most 8 hours.")
+    if start < now:
+        raise _bad("start", "`start` is in the past.")
+
+
+def parse_booking_request(body: Mapping[str, Any], *, now: datetime) -> BookingRequest:
+    """Raises InvalidRequest naming the field."""
+    _unknown(body, CREATE_FIELDS)
+    if "start" not in body:
+        raise _bad("start", "`start` is required.")
+    if "end" not in body:
+        raise _bad("end", "`end` is required.")
+    start, end = _datetime(body["start"], "start"), _datetime(body["end"], "end")
+    _window(start, end, now)
+    interviewers = _addresses(body.get("interviewers"), "interviewers")
+    optional = tuple(a for a in _addresses(body.get("optional_interviewers"), "optional_interviewers"))
+    overlap = set(interviewers) & set(optional)
+    if overlap:
+        raise _bad("optional_interviewers", f"{sorted(overlap)[0]} is named as required and optional.")
+    candidate: Candidate | None = None
+    raw_candidate = body.get("candidate")
+    if raw_candidate is not None:
+        if not isinstance(raw_candidate, dict):
+            raise _bad("candidate", "`candidate` must be an object with `email` and `name`.")
+        _unknown(raw_candidate, frozenset({"email", "name"}))
+        candidate = Candidate(
+            email=email_address(raw_candidate.get("email"), "candidate.email"),
+            name=_text(raw_candidate.get("name"), "candidate.name", max_length=256),
+        )
+    if not interviewers and not optional and candidate is None:
+        raise _bad("interviewers", "Name at least one attendee: an interviewer or the candidate.")
+    if not interviewers and not optional:
+        raise _bad("interviewers", "Name at least one interviewer.")
+    calendar_raw = body.get("calendar", INTERVIEWS)
+    calendar = INTERVIEWS if calendar_raw in (None, INTERVIEWS) else email_address(calendar_raw, "calendar")
+    calendar_id = body.get("calendar_id")
+    if calendar_id is not None:
+        if calendar == INTERVIEWS:
+            raise _bad("calendar_id", "`calendar_id` applies only when `calendar` is an interviewer's address.")
+        if not isinstance(calendar_id, str) or not _CALENDAR_ID.fullmatch(calendar_id):
+            raise _bad("calendar_id", "`calendar_id` must be a Graph calendar id.")
+    if calendar != INTERVIEWS and calendar not in interviewers + optional:
+        raise _bad("calendar", '`calendar` must be "interviews" or the address of one of the interviewers.')
+    return BookingRequest(
+        start=start,
+        end=end,
+        interviewers=interviewers,
+        optional_interviewers=optional,
+        candidate=candidate,
+        subject=_text(body.get("subject"), "subject", max_length=255) or "Interview",
+        body=_body_text(body.get("body")),
+        online_meeting=_bool(body, "online_meeting", True),
+        location=_text(body.get("location"), "location", max_length=255),
+        calendar=calendar,
+        calendar_id=calendar_id,
+        check_availability=_bool(body, "check_availability", True),
+    )
+
+
+def parse_booking_change(
+    body: Mapping[str, Any], *, now: datetime, current: tuple[datetime, datetime]
+) -> BookingChange:
+    """Raises InvalidRequest naming the field. ``current`` is the booking's slot (for a one-sided move)."""
+    _unknown(body, PATCH_FIELDS)
+    if not set(body) - {"check_availability"}:
+        raise _bad("body", "Send at least one field to change.")
+    start = _datetime(body["start"], "start") if "start" in body else None
+    end = _datetime(body["end"], "end") if "end" in body else None
+    if start is not None or end is not None:
+        _window(start or current[0], end or current[1], now)
+    interviewers = _addresses(body["interviewers"], "interviewers") if "interviewers" in body else None
+    optional = (
+        _addresses(body["optional_interviewers"], "optional_interviewers") if "optional_interviewers" in body else None
+    )
+    if interviewers is not None and not interviewers and not optional:
+        raise _bad("interviewers", "Name at least one interviewer.")
+    subject = None
+    if "subject" in body:
+        subject = _text(body["subject"], "subject", max_length=255)
+        if subject is None:
+            raise _bad("subject", "`subject` cannot be empty.")
+    return BookingChange(
+        start=start,
+        end=end,
+        interviewers=interviewers,
+        optional_interviewers=optional,
+        subject=subject,
+        body=_body_text(body["body"]) if "body" in body else None,
+        location=_text(body.get("location"), "location", max_length=255),
+        clear_location="location" in body and body["location"] is None,
+        check_availability=_bool(body, "check_availability", True),
+    )
+
+
+def idempotency_key(value: str | None) -> str:
+    if value is None or not value.strip():
+        raise _bad("Idempotency-Key", "The Idempotency-Key header is required (a unique value per booking).")
+    if not _IDEMPOTENCY_KEY.fullmatch(value.strip()):
+        raise _bad("Idempotency-Key", "Idempotency-Key must be 8-128 letters, digits, '.', '_', ':' or '-'.")
+    return value.strip()
+
+
+def booking_id(value: str) -> str:
+    if not _BOOKING_ID.fullmatch(value):
+        raise _bad("booking_id", "Malformed booking id.")
+    return value
+
+
+def if_match(value: str | None) -> str | None:
+    """The ETag an If-Match header names (quotes and a weak prefix removed), or None when absent."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if not _ETAG.fullmatch(text):
+        raise _bad("If-Match", "If-Match must carry the booking's ETag.")
+    return text.removeprefix("W/").strip('"')
+
+
+def parse_booking_query(params: Mapping[str, str]) -> BookingQuery:
+    start = _datetime(params.get("from"), "from")
+    end = _datetime(params.get("to"), "to")
+    if end <= start:
+        raise _bad("to", "`to` must be after `from`.")
+    if end - start > MAX_LIST_RANGE:
+        raise _bad("to", "List at most a year of bookings at a time.")
+    interviewer = params.get("interviewer")
+    token = params.get("continuation")
+    after: str | None = None
+    if token:
+        try:
+            after = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise _bad("continuation", "`continuation` is not a token this service issued.") from None
+        if not _BOOKING_ID.fullmatch(after):
+            raise _bad("continuation", "`continuation` is not a token this service issued.")
+    return BookingQuery(
+        start=start,
+        end=end,
+        interviewer=email_address(interviewer, "interviewer") if interviewer is not None else None,
+        after=after,
+    )
+
+
+def continuation_token(after: str | None) -> str | None:
+    return None if after is None else base64.urlsafe_b64encode(after.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def cancel_message(body: Mapping[str, Any], query_message: str | None) -> str | None:
+    """The message for the attendees, from the JSON body (``{"message": ...}``) or the query string."""
+    _unknown(body, frozenset({"message"}))
+    raw = body.get("message", query_message)
+    if raw is not None and isinstance(raw, str) and len(raw.encode("utf-8")) > MAX_BODY_BYTES:
+        raise _bad("message", f"`message` is longer than {MAX_BODY_BYTES // 1024} KiB.")
+    try:
+        return clean_text(raw, parameter="message", max_length=MAX_BODY_BYTES)
+    except InvalidRequest as err:
+        raise _bad("message", err.message) from None

@@ -1,0 +1,100 @@
+"""TableBookingStore against Azurite: nested responses and history, the event index, range pages, slot claims."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.adapters.tables import TableStorage
+from shared.errors import ConcurrencyConflict, NotFound
+from shared.models import AttendeeResponse, Booking, BookingStatus, HistoryEntry, ObservedAttendee
+
+TENANT = "11111111-1111-1111-1111-111111111111"
+OTHER = "22222222-2222-2222-2222-222222222222"
+T0 = datetime(2026, 12, 8, 15, tzinfo=UTC)
+ALEX = "alex@contoso.example"
+
+
+def booking(n: int, start: datetime = T0, **changes: object) -> Booking:
+    values: dict[str, object] = {
+        "tenant_id": TENANT,
+        "booking_id": f"{n:026d}",
+        "mailbox": "interviews@contoso.example",
+        "start": start,
+        "end": start + timedelta(hours=1),
+        "subject": f"Interview {n}",
+        "status": BookingStatus.BOOKED,
+        "attendees": (ALEX,),
+    }
+    values.update(changes)
+    return Booking(**values)  # type: ignore[arg-type]
+
+
+def test_responses_and_history_round_trip(storage: TableStorage) -> None:
+    record = booking(
+        1,
+        event_id="AAMk/Event+1=",
+        responses=(
+            ObservedAttendee(
+                ALEX,
+                response=AttendeeResponse.TENTATIVE,
+                responded_at=T0,
+                proposed_start=T0 + timedelta(hours=2),
+                proposed_end=T0 + timedelta(hours=3),
+            ),
+        ),
+        history=(HistoryEntry(T0, "u1", "created", "event in interviews@contoso.example"),),
+        warnings=("a warning",),
+        claimed_until=T0,
+    )
+    created = storage.bookings.create_booking(record)
+    assert storage.bookings.get_booking(TENANT, record.booking_id) == created
+
+
+def test_a_booking_is_found_by_its_event_and_only_in_its_tenant(storage: TableStorage) -> None:
+    created = storage.bookings.create_booking(booking(1))
+    moved = storage.bookings.update_booking(dataclasses.replace(created, event_id="AAMk/Event+1="))
+    assert storage.bookings.find_booking_by_event(TENANT, "AAMk/Event+1=") == moved
+    with pytest.raises(NotFound):
+        storage.bookings.find_booking_by_event(OTHER, "AAMk/Event+1=")
+    storage.bookings.update_booking(dataclasses.replace(moved, event_id="AAMkOther"))
+    with pytest.raises(NotFound):  # the old index row dangles but names no booking of that event
+        storage.bookings.find_booking_by_event(TENANT, "AAMk/Event+1=")
+
+
+def test_range_queries_return_only_overlapping_bookings_in_pages(storage: TableStorage) -> None:
+    for n in range(5):
+        storage.bookings.create_booking(booking(n, T0 + timedelta(days=n)))
+    storage.bookings.create_booking(booking(9, T0, tenant_id=OTHER))
+    window = (T0 + timedelta(days=1), T0 + timedelta(days=3, minutes=30))
+    assert [b.booking_id for b in storage.bookings.list_bookings_between(TENANT, *window)] == [
+        f"{n:026d}" for n in (1, 2, 3)
+    ]
+    first, after = storage.bookings.page_bookings(TENANT, *window, after=None, limit=2)
+    assert [b.booking_id for b in first] == [f"{n:026d}" for n in (1, 2)] and after == f"{2:026d}"
+    rest, end = storage.bookings.page_bookings(TENANT, *window, after=after, limit=2)
+    assert [b.booking_id for b in rest] == [f"{3:026d}"] and end is None
+
+
+def test_slot_claims_let_one_of_two_racing_bookings_win(storage: TableStorage) -> None:
+    cells = [T0 + timedelta(minutes=5 * i) for i in range(12)]
+
+    def claim(booking_id: str) -> bool:
+        try:
+            storage.bookings.claim_slots(TENANT, ALEX, booking_id, cells)
+            return True
+        except ConcurrencyConflict:
+            return False
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(claim, [f"b{i}" for i in range(8)]))
+    assert results.count(True) == 1
+    winner = f"b{results.index(True)}"
+    storage.bookings.claim_slots(TENANT, ALEX, winner, cells[:3])  # cells it holds are kept
+    storage.bookings.release_slots(TENANT, ALEX, "someone-else", cells)  # not theirs: nothing happens
+    assert not claim("late")
+    storage.bookings.release_slots(TENANT, ALEX, winner, cells)
+    assert claim("late")

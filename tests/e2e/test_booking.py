@@ -1,0 +1,308 @@
+"""Booking through the HTTP endpoints, against Azurite and the local Microsoft cloud."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devtools.cloud.graph import controls as graph_controls
+from shared.bootstrap import Container, get_container, set_container
+from shared.errors import UpstreamUnavailable
+from shared.models import Booking, BookingStatus
+from tests.e2e.conftest import Stack
+from tests.kit import CONTOSO, CONTOSO_ADMIN, FABRIKAM_ADMIN, FABRIKAM_RECRUITER, KEY, RECRUITER, consent
+from tests.kit import browser_sign_in as sign_in
+
+pytestmark = pytest.mark.e2e
+
+ALEX = "alex.wilber@contoso.example"
+LYNNE = "lynne.robbins@contoso.example"
+INTERVIEWS = "interviews@contoso.example"
+GRADY = "grady.archie@contoso.example"  # not in the Recruiting Team group
+
+
+def _slot(days: int = 21, hour: int = 21) -> tuple[datetime, datetime]:
+    day = datetime.now(UTC).date() + timedelta(days=days)
+    while day.weekday() != 1:  # a Tuesday, clear of the fixtures' Monday meetings
+        day += timedelta(days=1)
+    start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+    return start, start + timedelta(hours=1)
+
+
+def _body(**overrides: Any) -> dict[str, Any]:
+    start, end = _slot()
+    body = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "interviewers": [ALEX],
+        "candidate": {"name": "Sam Candidate", "email": "sam@example.org"},
+        "subject": "Interview: Sam Candidate",
+        "body": "Agenda: system design",
+        "online_meeting": True,
+        "calendar": "interviews",
+    }
+    body.update(overrides)
+    return body
+
+
+def _key() -> dict[str, str]:
+    return {**KEY, "Idempotency-Key": f"key-{uuid.uuid4()}"}
+
+
+@pytest.fixture
+def recruiter(e2e: Stack) -> Any:
+    consent(e2e)
+    admin = sign_in(e2e, CONTOSO_ADMIN)
+    settings = admin.request("PUT", "/api/tenants/me/settings", headers=KEY, json={"interviews_mailbox": INTERVIEWS})
+    assert settings.status_code == 200, settings.text
+    return sign_in(e2e, RECRUITER)
+
+
+def _events(stack: Stack, mailbox: str) -> list[Any]:
+    user = graph_controls.resolve_user(stack.world, mailbox)
+    return list(stack.world.mailbox_events(user.id))
+
+
+def _ours(stack: Stack, mailbox: str) -> list[Any]:
+    return [e for e in _events(stack, mailbox) if e.extended_properties]
+
+
+def test_a_booking_lands_in_the_interviews_calendar_and_each_attendee_s_with_the_teams_link(
+    e2e: Stack, recruiter: Any
+) -> None:
+    response = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body())
+    assert response.status_code == 201, response.text
+    booking = response.json()
+    assert booking["status"] == "booked" and booking["organizer"] == INTERVIEWS
+    assert booking["join_url"].startswith("https://teams.microsoft.com/")
+    assert {a["email"]: a["type"] for a in booking["attendees"]} == {ALEX: "required", "sam@example.org": "candidate"}
+    assert response.headers["ETag"] == booking["etag"]
+    [organizer_event] = _ours(e2e, INTERVIEWS)
+    assert organizer_event.id == booking["event_id"] and organizer_event.ical_uid == booking["ical_uid"]
+    assert booking["id"] in organizer_event.extended_properties.values()
+    [copy] = [e for e in _events(e2e, ALEX) if e.ical_uid == booking["ical_uid"]]
+    assert copy.online_meeting is not None and copy.online_meeting.join_url == booking["join_url"]
+    read = recruiter.request("GET", f"/api/bookings/{booking['id']}", headers=KEY)
+    assert read.status_code == 200 and read.json()["event_id"] == booking["event_id"]
+
+    graph_controls.accept(e2e.world, copy.id, ALEX)
+    # What the notification worker will do: read the event and apply it.
+    from shared.booking import apply_observed_event
+
+    deps = get_container()
+    observed = deps.events.get_event(_app_token(deps), INTERVIEWS, booking["event_id"])
+    apply_observed_event(deps, CONTOSO, event_id=booking["event_id"], observed=observed, seen_at=datetime.now(UTC))
+    attendees = recruiter.request("GET", f"/api/bookings/{booking['id']}", headers=KEY).json()["attendees"]
+    alex = next(a for a in attendees if a["email"] == ALEX)
+    assert alex["response"] == "accepted" and alex["responded_at"]
+
+
+def _app_token(deps: Any) -> Any:
+    from shared.tokens import app_token
+
+    return app_token(deps, CONTOSO)
+
+
+def test_the_same_key_and_body_answers_the_original_and_another_body_is_refused(e2e: Stack, recruiter: Any) -> None:
+    headers = _key()
+    first = recruiter.request("POST", "/api/bookings", headers=headers, json=_body())
+    assert first.status_code == 201, first.text
+    again = recruiter.request("POST", "/api/bookings", headers=headers, json=_body())
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    other = recruiter.request("POST", "/api/bookings", headers=headers, json=_body(subject="Another"))
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+    missing = recruiter.request("POST", "/api/bookings", headers=KEY, json=_body())
+    assert missing.status_code == 400 and missing.json()["error"]["field"] == "Idempotency-Key"
+    assert len(_ours(e2e, INTERVIEWS)) == 1
+
+
+def test_fifty_concurrent_identical_requests_make_one_event_and_one_booking(e2e: Stack, recruiter: Any) -> None:
+    headers = _key()
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(
+            pool.map(lambda _i: recruiter.request("POST", "/api/bookings", headers=headers, json=_body()), range(50))
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(201) == 1 and statuses.count(200) == 49, [a.text for a in answers if a.status_code >= 300]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert len(_ours(e2e, INTERVIEWS)) == 1
+
+
+def test_two_bookings_racing_for_one_interviewer_s_slot_one_wins(e2e: Stack, recruiter: Any) -> None:
+    bodies = [_body(subject="Candidate A"), _body(subject="Candidate B", candidate={"email": "b@example.org"})]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda b: recruiter.request("POST", "/api/bookings", headers=_key(), json=b), bodies))
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    loser = next(a for a in answers if a.status_code == 409).json()["error"]
+    assert loser["code"] == "slot_unavailable" and loser["busy"] == [ALEX]
+    assert len(_ours(e2e, INTERVIEWS)) == 1
+    forced = recruiter.request(
+        "POST", "/api/bookings", headers=_key(), json=_body(subject="On purpose", check_availability=False)
+    )
+    assert forced.status_code == 201 and any("check_availability" in w for w in forced.json()["warnings"])
+
+
+def test_an_event_we_did_not_create_is_refused_and_left_alone(e2e: Stack, recruiter: Any) -> None:
+    booked = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body()).json()
+    start, end = _slot(days=28)
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    stranger = graph_controls.add_event(
+        e2e.world,
+        INTERVIEWS,
+        {
+            "subject": "Board meeting",
+            "start": {"dateTime": start.strftime(fmt), "timeZone": "UTC"},
+            "end": {"dateTime": end.strftime(fmt), "timeZone": "UTC"},
+        },
+    )
+    deps = get_container()
+    record = deps.bookings.get_booking(CONTOSO, booked["id"])
+    planted = deps.bookings.update_booking(replace(record, event_id=stranger.id))  # an id guessed or copied
+    before = (stranger.subject, stranger.start, stranger.is_cancelled, stranger.change_key)
+    patch = recruiter.request(
+        "PATCH",
+        f"/api/bookings/{booked['id']}",
+        headers={**KEY, "If-Match": planted.etag or ""},
+        json={"subject": "Hijacked"},
+    )
+    assert patch.status_code == 403 and patch.json()["error"]["code"] == "not_our_event"
+    delete = recruiter.request("DELETE", f"/api/bookings/{booked['id']}", headers=KEY)
+    assert delete.status_code == 403 and delete.json()["error"]["code"] == "not_our_event"
+    assert (stranger.subject, stranger.start, stranger.is_cancelled, stranger.change_key) == before
+    assert deps.bookings.get_booking(CONTOSO, booked["id"]).etag == planted.etag  # nothing written
+
+
+def test_a_reschedule_keeps_the_teams_link_when_graph_drops_it(e2e: Stack, recruiter: Any) -> None:
+    booked = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body()).json()
+    graph_controls.drop_online_meetings(e2e.world, count=1, mailbox=INTERVIEWS)
+    start, end = _slot(days=22, hour=22)
+    missing = recruiter.request(
+        "PATCH", f"/api/bookings/{booked['id']}", headers=KEY, json={"start": start.isoformat()}
+    )
+    assert missing.status_code == 428
+    stale = recruiter.request(
+        "PATCH", f"/api/bookings/{booked['id']}", headers={**KEY, "If-Match": '"stale"'}, json={"subject": "x"}
+    )
+    assert stale.status_code == 412
+    moved = recruiter.request(
+        "PATCH",
+        f"/api/bookings/{booked['id']}",
+        headers={**KEY, "If-Match": booked["etag"]},
+        json={"start": start.isoformat(), "end": end.isoformat()},
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["join_url"] == booked["join_url"]
+    assert [h["action"] for h in moved.json()["history"]][-2:] == ["moved", "meeting_restored"]
+    [event] = _ours(e2e, INTERVIEWS)
+    assert event.start == start and event.online_meeting is not None
+    assert event.online_meeting.join_url == booked["join_url"]
+
+
+def test_cancel_tells_the_attendees_and_twice_is_fine(e2e: Stack, recruiter: Any) -> None:
+    booked = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body()).json()
+    for _ in range(2):
+        cancelled = recruiter.request(
+            "DELETE", f"/api/bookings/{booked['id']}", headers=KEY, json={"message": "The role was filled."}
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+    [copy] = [e for e in _events(e2e, ALEX) if e.ical_uid == booked["ical_uid"]]
+    assert copy.is_cancelled
+    listed = recruiter.request(
+        "GET",
+        "/api/bookings",
+        headers=KEY,
+        params={"from": _slot()[0].isoformat(), "to": _slot()[1].isoformat(), "interviewer": ALEX},
+    )
+    assert listed.status_code == 200 and [b["id"] for b in listed.json()["bookings"]] == [booked["id"]]
+
+
+def test_a_lost_create_answer_is_retried_without_a_second_event(e2e: Stack, recruiter: Any) -> None:
+    graph_controls.lose_answers(e2e.world, count=1, status=504)
+    response = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body())
+    assert response.status_code == 201, response.text
+    assert len(_ours(e2e, INTERVIEWS)) == 1
+
+
+class _FailingBookings:
+    """The booking store, failing the first write that records a booked event (storage down after Graph wrote)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def update_booking(self, booking: Booking) -> Booking:
+        if not self.failed and booking.status is BookingStatus.BOOKED:
+            self.failed = True
+            raise UpstreamUnavailable("Table Storage is unreachable.")
+        return self._inner.update_booking(booking)  # type: ignore[no-any-return]
+
+
+def test_storage_failing_after_graph_wrote_is_recovered_by_the_retry(e2e: Stack, recruiter: Any) -> None:
+    plain = Container()
+    failing = _FailingBookings(plain.bookings)
+    set_container(Container(bookings=failing))  # type: ignore[arg-type]
+    headers = _key()
+    first = recruiter.request("POST", "/api/bookings", headers=headers, json=_body())
+    assert first.status_code == 503, first.text
+    assert len(_ours(e2e, INTERVIEWS)) == 1
+    retry = recruiter.request("POST", "/api/bookings", headers=headers, json=_body())
+    assert retry.status_code == 201, retry.text
+    assert [h["action"] for h in retry.json()["history"]] == ["recovered"]
+    [event] = _ours(e2e, INTERVIEWS)
+    assert retry.json()["event_id"] == event.id
+
+
+def test_a_recruiter_outside_the_group_is_refused_with_the_group_named(e2e: Stack, recruiter: Any) -> None:
+    grady = sign_in(e2e, GRADY)
+    refused = grady.request("POST", "/api/bookings", headers=_key(), json=_body())
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "no_access_to_calendar" and error["group"] == "Recruiting Team"
+    assert not _ours(e2e, INTERVIEWS)
+    checks = {c["id"]: c for c in grady.request("GET", "/api/tenants/me/readiness", headers=KEY).json()["checks"]}
+    assert checks["interviews_write_access"]["status"] == "fail"
+    assert "Recruiting Team" in checks["interviews_write_access"]["action"]
+
+
+def test_another_tenant_cannot_read_change_or_cancel_a_booking(e2e: Stack, recruiter: Any) -> None:
+    booked = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body()).json()
+    consent(e2e, FABRIKAM_ADMIN, "fabrikam.example")
+    fabrikam = sign_in(e2e, FABRIKAM_RECRUITER)
+    path = f"/api/bookings/{booked['id']}"
+    assert fabrikam.request("GET", path, headers=KEY).status_code == 404
+    assert (
+        fabrikam.request("PATCH", path, headers={**KEY, "If-Match": booked["etag"]}, json={"subject": "x"}).status_code
+        == 404
+    )
+    assert fabrikam.request("DELETE", path, headers=KEY).status_code == 404
+    assert recruiter.request("GET", path, headers=KEY).json()["status"] == "booked"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"start": "2020-01-01T10:00:00Z", "end": "2020-01-01T11:00:00Z"}, "start"),
+        ({"end": "2020-01-01T10:00:00Z"}, "end"),
+        ({"end": (_slot()[0] + timedelta(hours=9)).isoformat()}, "end"),
+        ({"interviewers": ["ghost.person@contoso.example"]}, "interviewers[0]"),
+        ({"interviewers": [], "candidate": None}, "interviewers"),
+        ({"body": "x" * (64 * 1024 + 10)}, "body"),
+        ({"candidate": {"email": "sam@@example.org"}}, "candidate.email"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field(
+    e2e: Stack, recruiter: Any, overrides: dict[str, Any], field: str
+) -> None:
+    response = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body(**overrides))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == field
+    assert not _ours(e2e, INTERVIEWS)
