@@ -7,9 +7,12 @@ from functions import (
     availability,
     booking,
     directory,
+    graph_webhook,
     health,
     maintenance,
+    notification_worker,
     oauth_callback,
+    subscription_renewal,
     tenants,
 )
 
@@ -23,6 +26,9 @@ blueprints = (
     directory.bp,
     maintenance.bp,
     availability.bp,
+    graph_webhook.bp,
+    notification_worker.bp,
+    subscription_renewal.bp,
     booking.bp,
 )
 for blueprint in blueprints:

@@ -54,6 +54,9 @@ def service_settings(
         "PUBLIC_BASE_URL": public_base_url,
         "FUNCTION_KEY": function_key,
         "PURGE_SCHEDULE": "0 */15 * * * *",
+        "RENEWAL_SCHEDULE": "0 0 */6 * * *",
+        "RECONCILE_SCHEDULE": "0 */30 * * * *",
+        "NOTIFICATION_QUEUE": "graph-notifications",
         **({"LOCAL_KEY_FILE": key_file} if key_file else {}),
     }
 

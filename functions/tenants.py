@@ -43,6 +43,9 @@ def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.H
 @requires_session(calendar=True)
 def tenant_settings_put(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
     from shared.readiness import require_settings_admin, update_tenant_settings
+    from shared.subscriptions import subscribe_tenant_mailboxes
 
     require_settings_admin(ctx)  # before the body is read: a caller who may not write hears 403 first
-    return json_response(update_tenant_settings(get_container(), ctx, read_json(req)))
+    view = update_tenant_settings(get_container(), ctx, read_json(req))
+    subscribe_tenant_mailboxes(get_container(), ctx.tenant_id)  # never raises: the renewal timer retries
+    return json_response(view)

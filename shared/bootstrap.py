@@ -26,6 +26,7 @@ from shared.ports import (
     GraphGateway,
     IdentityProvider,
     KeySource,
+    NotificationQueue,
     ReachabilityProbe,
     SessionStore,
     Storage,
@@ -80,6 +81,7 @@ class Container:
         sessions: SessionStore | None = None,
         bookings: BookingStore | None = None,
         subscriptions: SubscriptionStore | None = None,
+        notification_queue: NotificationQueue | None = None,
         identity: IdentityProvider | None = None,
         graph: GraphGateway | None = None,
         events: EventGateway | None = None,
@@ -100,6 +102,7 @@ class Container:
                 "sessions": sessions,
                 "bookings": bookings,
                 "subscriptions": subscriptions,
+                "notification_queue": notification_queue,
                 "identity": identity,
                 "graph": graph,
                 "events": events,
@@ -192,7 +195,21 @@ class Container:
 
     @property
     def subscriptions(self) -> SubscriptionStore:
-        return self._lazy.get("subscriptions", lambda: self.storage.subscriptions)
+        def build() -> SubscriptionStore:
+            from shared.worker_cache import CachedSubscriptions
+
+            return CachedSubscriptions(self.storage.subscriptions, self.clock)
+
+        return self._lazy.get("subscriptions", build)
+
+    @property
+    def notification_queue(self) -> NotificationQueue:
+        def build() -> NotificationQueue:
+            from shared.adapters.queues import StorageQueue
+
+            return StorageQueue(self.settings.storage_connection, self.settings.notification_queue)
+
+        return self._lazy.get("notification_queue", build)
 
     @property
     def identity(self) -> IdentityProvider:

@@ -7,6 +7,7 @@ Every key is listed, with a placeholder and a one-line comment, in
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -44,6 +45,9 @@ class Settings:
     flow_ttl_seconds: int = 600
     http_timeout_seconds: float = 10.0
     availability_deadline_seconds: float = 20.0
+    notification_queue: str = "graph-notifications"
+    renewal_schedule: str | None = None
+    subscription_minutes: int = 10080
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +87,9 @@ class Settings:
             flow_ttl_seconds=int(num("FLOW_TTL_SECONDS", 600)),
             http_timeout_seconds=num("HTTP_TIMEOUT_SECONDS", 10.0),
             availability_deadline_seconds=num("AVAILABILITY_DEADLINE_SECONDS", 20.0),
+            notification_queue=_queue_name(opt("NOTIFICATION_QUEUE", "graph-notifications")),
+            renewal_schedule=env.get("RENEWAL_SCHEDULE", "").strip() or None,
+            subscription_minutes=int(num("SUBSCRIPTION_MINUTES", 10080)),
         )
 
     def require(self, name: str) -> str:
@@ -94,4 +101,15 @@ class Settings:
         return str(value)
 
 
-_REQUIRED = {"CLIENT_ID": "client_id", "CLIENT_SECRET": "client_secret"}
+_REQUIRED = {"CLIENT_ID": "client_id", "CLIENT_SECRET": "client_secret", "RENEWAL_SCHEDULE": "renewal_schedule"}
+_QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _queue_name(value: str) -> str:
+    # Azure Storage queue names: 3-63 lower-case letters, digits and single hyphens.
+    if not _QUEUE_NAME.fullmatch(value) or len(value) > 57:  # room for the "-poison" suffix
+        raise ConfigurationError(
+            "Setting NOTIFICATION_QUEUE must be 3-57 lower-case letters, digits and single hyphens.",
+            setting="NOTIFICATION_QUEUE",
+        )
+    return value

@@ -27,6 +27,7 @@
     └── UpstreamError                 upstream_error            502
         ├── UpstreamUnavailable       upstream_unavailable      503
         └── GraphRequestFailed        graph_request_failed      502 (reason: access_policy, on_premises, ...)
+            └── DeltaExpired          delta_expired             502 (Graph's 410: sync the mailbox afresh)
 
 Built-in ``ValueError`` stays for programming errors (bad arguments from our own code).
 Messages never contain tokens, codes, secrets or clientState values.
@@ -195,3 +196,9 @@ GRAPH_FAILURE_REASONS = (
     "unavailable",
     "other",
 )
+
+
+class DeltaExpired(GraphRequestFailed):
+    """Graph answered 410 to a delta link (``resyncRequired``, ``syncStateNotFound``): sync afresh."""
+
+    code = "delta_expired"

@@ -106,14 +106,72 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class Subscription:
+    """One Graph change-notification subscription on ``/users/{mailbox}/events``, with its health.
+
+    Only the SHA-256 of the clientState is kept: the secret is 32 random bytes, so its hash needs no
+    key, and the webhook compares hashes in constant time without decrypting anything."""
+
     tenant_id: str
     subscription_id: str
     resource: str
     mailbox: str
     expires_at: datetime
-    client_state: str = field(repr=False)  # a secret: stored encrypted, never logged
-    delta_link: str | None = field(default=None, repr=False)
+    client_state_hash: str = field(default="", repr=False)
+    created_at: datetime | None = None
+    last_renewed_at: datetime | None = None
+    last_notification_at: datetime | None = None
+    last_error: str | None = None  # a short description for operators; never a secret
+    last_error_at: datetime | None = None
     etag: str | None = None
+
+
+@dataclass(frozen=True)
+class MailboxSync:
+    """The per-mailbox sync record: which subscription serves it, the claim that settles who creates
+    one, and the ``calendarView/delta`` link (a bearer-like secret: stored encrypted)."""
+
+    tenant_id: str
+    mailbox: str
+    subscription_id: str | None = None
+    expires_at: datetime | None = None
+    claimed_until: datetime | None = None  # a creator's lease: others keep off until it passes
+    delta_link: str | None = field(default=None, repr=False)
+    delta_started_at: datetime | None = None  # when the current delta window was opened
+    last_delta_at: datetime | None = None
+    last_error: str | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionSecret:
+    """What the webhook needs to accept a notification: the owning tenant and the clientState hash."""
+
+    tenant_id: str
+    subscription_id: str
+    client_state_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CreatedSubscription:
+    """What Graph answered to a create or renew (its expiry is kept, not the one asked for)."""
+
+    subscription_id: str
+    resource: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class DeltaChange:
+    event_id: str
+    removed: bool = False
+
+
+@dataclass(frozen=True)
+class DeltaRound:
+    """One ``calendarView/delta`` round followed to its end: what changed and the next delta link."""
+
+    changes: tuple[DeltaChange, ...]
+    delta_link: str = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,19 @@ from shared.config import Settings
 from shared.models import (
     AccessToken,
     Booking,
+    CreatedSubscription,
+    DeltaRound,
     DirectoryUser,
     EventDraft,
     FlowKind,
+    MailboxSync,
     ObservedEvent,
     Schedule,
     Session,
     SigninResult,
     SigninStart,
     Subscription,
+    SubscriptionSecret,
     Tenant,
     User,
 )
@@ -150,6 +154,27 @@ class SubscriptionStore(Protocol):
         """Look a subscription up by id alone (change notifications carry no tenant we can trust)."""
         ...
 
+    def find_secret(self, subscription_id: str) -> SubscriptionSecret:
+        """The tenant and clientState hash of a subscription, by id alone, in one point read. Raises NotFound."""
+        ...
+
+    def get_mailbox_sync(self, tenant_id: str, mailbox: str) -> MailboxSync: ...
+    def create_mailbox_sync(self, sync: MailboxSync) -> MailboxSync: ...
+    def update_mailbox_sync(self, sync: MailboxSync) -> MailboxSync: ...
+    def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]: ...
+
+
+class NotificationQueue(Protocol):
+    """The storage queue between the webhook and the notification worker."""
+
+    def send(self, message: str) -> None:
+        """Persist one message. Raises UpstreamUnavailable when the queue cannot be written."""
+        ...
+
+    def poison_count(self) -> int:
+        """About how many messages sit in ``<queue>-poison`` (0 when it does not exist)."""
+        ...
+
 
 class KeySource(Protocol):
     """Versioned 256-bit data keys for the TokenCipher (Key Vault secret or a local key file)."""
@@ -253,6 +278,43 @@ class GraphGateway(Protocol):
         refuses the token itself."""
         ...
 
+    def create_subscription(
+        self,
+        token: AccessToken,
+        *,
+        resource: str,
+        notification_url: str,
+        lifecycle_url: str,
+        client_state: str,
+        expires_at: datetime,
+    ) -> CreatedSubscription:
+        """POST /subscriptions (created, updated, deleted). Raises GraphRequestFailed (the handshake failed,
+        the mailbox is blocked or over its quota)."""
+        ...
+
+    def renew_subscriptions(
+        self, token: AccessToken, renewals: Sequence[tuple[str, datetime]]
+    ) -> dict[str, CreatedSubscription | Exception]:
+        """PATCH each subscription's expiry (through $batch when there are several). Per id: what Graph
+        answered, or the error (NotFound when Graph no longer knows it)."""
+        ...
+
+    def reauthorize_subscription(self, token: AccessToken, subscription_id: str) -> None:
+        """POST /subscriptions/{id}/reauthorize. Raises NotFound, GraphRequestFailed."""
+        ...
+
+    def delete_subscription(self, token: AccessToken, subscription_id: str) -> None:
+        """DELETE /subscriptions/{id}; succeeds when Graph no longer knows it."""
+        ...
+
+    def calendar_delta(
+        self, token: AccessToken, mailbox: str, *, delta_link: str | None, start: datetime, end: datetime
+    ) -> DeltaRound:
+        """One ``calendarView/delta`` round over the mailbox's primary calendar, following nextLinks to the
+        deltaLink: from ``delta_link``, or a fresh sync of [start, end) when None. Raises DeltaExpired when
+        Graph answers 410 (the app must sync afresh)."""
+        ...
+
 
 class EventGateway(Protocol):
     """Graph event calls for booking and sync. ``mailbox`` is the address whose calendar holds the event;
@@ -305,6 +367,10 @@ class Dependencies(Protocol):
     def sessions(self) -> SessionStore: ...
     @property
     def bookings(self) -> BookingStore: ...
+    @property
+    def subscriptions(self) -> SubscriptionStore: ...
+    @property
+    def notification_queue(self) -> NotificationQueue: ...
     @property
     def identity(self) -> IdentityProvider: ...
     @property

@@ -682,17 +682,31 @@ def _reasons(
                     Reason(ReasonKind.UNREADABLE, member, pool.name, detail=_unreadable(person), session=session)
                 )
         masks = [engine.ok_mask(m, duration) for m in pool.members]
-        if not at_least([m & cand for m in masks], pool.need, engine.full):
-            alone_ok = False
         if not at_least([m & required for m in masks], pool.need, engine.full):
             best = max((sum(m >> k & 1 for m in masks) for k in bit_positions(required)), default=0)
             where = "while the required interviewers are" if panel.required else "at any time"
             detail = f"at most {best} of {len(pool.members)} members free {where}; {pool.need} needed"
             out.append(Reason(ReasonKind.POOL_SHORT, pool=pool.name, detail=detail, session=session))
-    if alone_ok and panel.required and not required:
+    if alone_ok and len(panel.required) > 1 and not required:
         detail = "every required interviewer has free time in the window, but never all at the same time"
         out.append(Reason(ReasonKind.NO_COMMON_TIME, detail=detail, session=session))
-    return tuple(out)
+    # What decides the answer first (nobody can be read, nobody overlaps), what merely shapes it last.
+    return tuple(sorted(out, key=lambda r: _REASON_ORDER.index(r.kind)))
+
+
+_REASON_ORDER = (
+    ReasonKind.WINDOW_TOO_SHORT,
+    ReasonKind.UNREADABLE,
+    ReasonKind.NO_COMMON_TIME,
+    ReasonKind.POOL_SHORT,
+    ReasonKind.SESSIONS_DO_NOT_CHAIN,
+    ReasonKind.OUTSIDE_CANDIDATE_WINDOWS,
+    ReasonKind.DAY_CAP,
+    ReasonKind.WEEK_CAP,
+    ReasonKind.NOTICE,
+    ReasonKind.BUSY,
+    ReasonKind.OUTSIDE_WORKING_HOURS,
+)
 
 
 def _unreadable(person: Person | None) -> str:

@@ -34,3 +34,13 @@ def consent_callback_url(settings: Settings) -> str:
 def consent_request_url(settings: Settings, tenant_id: str) -> str:
     """The ready-to-send email a recruiter forwards to their admin."""
     return _url(settings, f"consent/request?tenant={quote(tenant_id, safe='')}")
+
+
+def graph_webhook_url(settings: Settings) -> str:
+    """Where Graph POSTs change notifications (``notificationUrl``)."""
+    return _url(settings, "webhooks/graph")
+
+
+def graph_lifecycle_url(settings: Settings) -> str:
+    """Where Graph POSTs lifecycle notifications (``lifecycleNotificationUrl``)."""
+    return _url(settings, "webhooks/graph/lifecycle")

@@ -1,4 +1,5 @@
-"""Per-worker memory of the records every calendar request reads: sessions, users, tenants, token caches.
+"""Per-worker memory of the records every calendar request reads: sessions, users, tenants, token caches,
+and the subscription secrets every change notification is checked against.
 
 The guard reads a session, its user, the tenant and the user's token cache on every calendar
 request. These stores keep what this worker read or wrote for at most ``WORKER_CACHE_TTL``,
@@ -20,8 +21,8 @@ from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from shared.errors import ConcurrencyConflict
-from shared.models import Session, Tenant, User
-from shared.ports import Clock, SessionStore, TenantStore, TokenCacheStore, UserStore
+from shared.models import MailboxSync, Session, Subscription, SubscriptionSecret, Tenant, User
+from shared.ports import Clock, SessionStore, SubscriptionStore, TenantStore, TokenCacheStore, UserStore
 
 MAX_STALENESS = timedelta(seconds=30)
 WORKER_CACHE_TTL = timedelta(seconds=20)
@@ -214,3 +215,51 @@ class CachedTokenCaches:
     def delete_cache(self, tenant_id: str, owner: str) -> None:
         self._cache.forget((tenant_id, owner))
         self._inner.delete_cache(tenant_id, owner)
+
+
+class CachedSubscriptions:
+    """``SubscriptionStore`` that remembers subscription secrets (tenant and clientState hash) for the
+    webhook: a burst of notifications for one subscription costs one point read per worker per TTL.
+    Everything else passes through; deleting a subscription forgets its secret here at once."""
+
+    def __init__(self, inner: SubscriptionStore, clock: Clock, *, ttl: timedelta = WORKER_CACHE_TTL) -> None:
+        self._inner = inner
+        self._secrets: TtlCache[str, SubscriptionSecret] = TtlCache(clock, ttl=ttl)
+
+    def find_secret(self, subscription_id: str) -> SubscriptionSecret:
+        secret = self._secrets.get(subscription_id)
+        if secret is None:
+            secret = self._inner.find_secret(subscription_id)
+            self._secrets.put(subscription_id, secret)
+        return secret
+
+    def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription:
+        return self._inner.get_subscription(tenant_id, subscription_id)
+
+    def create_subscription(self, subscription: Subscription) -> Subscription:
+        return self._inner.create_subscription(subscription)
+
+    def update_subscription(self, subscription: Subscription) -> Subscription:
+        return self._inner.update_subscription(subscription)
+
+    def delete_subscription(self, tenant_id: str, subscription_id: str) -> None:
+        self._secrets.forget(subscription_id)
+        self._inner.delete_subscription(tenant_id, subscription_id)
+
+    def list_subscriptions(self, tenant_id: str | None = None) -> list[Subscription]:
+        return self._inner.list_subscriptions(tenant_id)
+
+    def find_subscription(self, subscription_id: str) -> Subscription:
+        return self._inner.find_subscription(subscription_id)
+
+    def get_mailbox_sync(self, tenant_id: str, mailbox: str) -> MailboxSync:
+        return self._inner.get_mailbox_sync(tenant_id, mailbox)
+
+    def create_mailbox_sync(self, sync: MailboxSync) -> MailboxSync:
+        return self._inner.create_mailbox_sync(sync)
+
+    def update_mailbox_sync(self, sync: MailboxSync) -> MailboxSync:
+        return self._inner.update_mailbox_sync(sync)
+
+    def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]:
+        return self._inner.list_mailbox_syncs(tenant_id)

@@ -5,36 +5,47 @@ both over fakes and end to end against the local stack.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import azure.functions as func
+
 from shared.adapters.crypto import AesGcmCipher, StaticKeySource
 from shared.config import Settings
 from shared.errors import (
     AdminConsentRequired,
     ConcurrencyConflict,
+    DeltaExpired,
     GraphRequestFailed,
     InvalidFlowState,
     NotFound,
     ReauthRequired,
     SigninDenied,
+    UpstreamUnavailable,
 )
 from shared.models import (
     AccessToken,
     Booking,
     ConsentStatus,
+    CreatedSubscription,
+    DeltaChange,
+    DeltaRound,
     DirectoryUser,
     EventDraft,
     FlowKind,
+    MailboxSync,
     ObservedEvent,
     Schedule,
     ScheduleStatus,
     Session,
     SigninResult,
     SigninStart,
+    Subscription,
+    SubscriptionSecret,
     Tenant,
     User,
 )
@@ -201,6 +212,69 @@ class FakeBookings(_Records):
                 del self.claims[key]
 
 
+class FakeSubscriptions(_Records):
+    """Subscriptions (key: tenant, id) and mailbox sync records (key: "sync", tenant, lower mailbox)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secret_reads = 0
+
+    def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription:
+        return self.get((tenant_id, subscription_id))  # type: ignore[no-any-return]
+
+    def create_subscription(self, subscription: Subscription) -> Subscription:
+        return self.create((subscription.tenant_id, subscription.subscription_id), subscription)  # type: ignore[no-any-return]
+
+    def update_subscription(self, subscription: Subscription) -> Subscription:
+        return self.update((subscription.tenant_id, subscription.subscription_id), subscription)  # type: ignore[no-any-return]
+
+    def delete_subscription(self, tenant_id: str, subscription_id: str) -> None:
+        self.delete((tenant_id, subscription_id))
+
+    def list_subscriptions(self, tenant_id: str | None = None) -> list[Subscription]:
+        return [s for k, s in self.items.items() if isinstance(s, Subscription) and tenant_id in (None, s.tenant_id)]
+
+    def find_subscription(self, subscription_id: str) -> Subscription:
+        for sub in self.list_subscriptions():
+            if sub.subscription_id == subscription_id:
+                return sub
+        raise NotFound("no such subscription")
+
+    def find_secret(self, subscription_id: str) -> SubscriptionSecret:
+        self.secret_reads += 1
+        sub = self.find_subscription(subscription_id)
+        return SubscriptionSecret(sub.tenant_id, sub.subscription_id, sub.client_state_hash)
+
+    def get_mailbox_sync(self, tenant_id: str, mailbox: str) -> MailboxSync:
+        return self.get(("sync", tenant_id, mailbox.lower()))  # type: ignore[no-any-return]
+
+    def create_mailbox_sync(self, sync: MailboxSync) -> MailboxSync:
+        return self.create(("sync", sync.tenant_id, sync.mailbox.lower()), sync)  # type: ignore[no-any-return]
+
+    def update_mailbox_sync(self, sync: MailboxSync) -> MailboxSync:
+        return self.update(("sync", sync.tenant_id, sync.mailbox.lower()), sync)  # type: ignore[no-any-return]
+
+    def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]:
+        return [s for s in self.items.values() if isinstance(s, MailboxSync) and tenant_id in (None, s.tenant_id)]
+
+
+class FakeQueue:
+    """The notification queue; ``down`` makes every send fail as an unreachable storage account does."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.poison: list[str] = []
+        self.down = False
+
+    def send(self, message: str) -> None:
+        if self.down:
+            raise UpstreamUnavailable("queue storage is down")
+        self.messages.append(message)
+
+    def poison_count(self) -> int:
+        return len(self.poison)
+
+
 class FakeCaches:
     """Token caches; ``lose_races`` makes every save fail as if another writer got there first."""
 
@@ -325,6 +399,17 @@ class FakeGraph:
     failures: dict[str, GraphRequestFailed] = field(default_factory=dict)  # mailbox -> failure
     schedules: dict[str, dict[str, Schedule]] = field(default_factory=dict)  # tenant -> address -> schedule
     schedule_calls: list[tuple[tuple[str, ...], datetime, datetime]] = field(default_factory=list)
+    live_subscriptions: dict[str, CreatedSubscription] = field(default_factory=dict)
+    client_states: dict[str, str] = field(default_factory=dict)
+    subscription_calls: list[str] = field(default_factory=list)
+    granted_minutes: int = 10080
+    clock: FakeClock = field(default_factory=FakeClock)
+    mailbox_events: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # lower mailbox -> event id -> ObservedEvent
+    pending_delta: dict[str, list[DeltaChange]] = field(default_factory=dict)
+    expired_delta_links: set[str] = field(default_factory=set)
+    delta_calls: list[str | None] = field(default_factory=list)
 
     def get_user(self, token: AccessToken, user: str) -> DirectoryUser:
         found = self.users.get(token.tenant_id, {}).get(user.lower())
@@ -339,6 +424,62 @@ class FakeGraph:
         key = (mailbox or "me").lower()
         if key in self.failures:
             raise self.failures[key]
+
+    # ---- subscriptions and delta, as Graph keeps them ----------------------------------------------
+    def create_subscription(
+        self,
+        token: AccessToken,
+        *,
+        resource: str,
+        notification_url: str,
+        lifecycle_url: str,
+        client_state: str,
+        expires_at: datetime,
+    ) -> CreatedSubscription:
+        self.subscription_calls.append("create")
+        created = CreatedSubscription(f"sub-{uuid.uuid4().hex[:12]}", resource, min(expires_at, self.max_expiry(token)))
+        self.live_subscriptions[created.subscription_id] = created
+        self.client_states[created.subscription_id] = client_state
+        return created
+
+    def max_expiry(self, token: AccessToken) -> datetime:
+        return self.clock.now() + timedelta(minutes=self.granted_minutes)
+
+    def renew_subscriptions(
+        self, token: AccessToken, renewals: Sequence[tuple[str, datetime]]
+    ) -> dict[str, CreatedSubscription | Exception]:
+        self.subscription_calls.append(f"renew:{len(renewals)}")
+        answers: dict[str, CreatedSubscription | Exception] = {}
+        for sub_id, expires_at in renewals:
+            known = self.live_subscriptions.get(sub_id)
+            if known is None:
+                answers[sub_id] = NotFound("gone")
+                continue
+            renewed = replace(known, expires_at=min(expires_at, self.max_expiry(token)))
+            self.live_subscriptions[sub_id] = renewed
+            answers[sub_id] = renewed
+        return answers
+
+    def reauthorize_subscription(self, token: AccessToken, subscription_id: str) -> None:
+        if subscription_id not in self.live_subscriptions:
+            raise NotFound("gone")
+
+    def delete_subscription(self, token: AccessToken, subscription_id: str) -> None:
+        self.subscription_calls.append("delete")
+        self.live_subscriptions.pop(subscription_id, None)
+
+    def calendar_delta(
+        self, token: AccessToken, mailbox: str, *, delta_link: str | None, start: datetime, end: datetime
+    ) -> DeltaRound:
+        self.delta_calls.append(delta_link)
+        if delta_link is not None and delta_link in self.expired_delta_links:
+            raise DeltaExpired("gone", status=410, reason="other")
+        events = self.mailbox_events.get(mailbox.lower(), {})
+        if delta_link is None:
+            changes = tuple(DeltaChange(e) for e in events)
+        else:
+            changes = tuple(self.pending_delta.pop(mailbox.lower(), ()))
+        return DeltaRound(changes=changes, delta_link=f"https://graph.example/delta?token={uuid.uuid4().hex}")
 
     def get_schedules(
         self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
@@ -474,10 +615,12 @@ class FakeDeps:
         self.users = FakeUsers()
         self.sessions = FakeSessions()
         self.bookings = FakeBookings()
+        self.subscriptions = FakeSubscriptions()
+        self.notification_queue = FakeQueue()
         self.token_caches = FakeCaches()
         self.flows = FakeFlows(self.clock)
         self.identity = FakeIdentity(clock=self.clock)
-        self.graph = FakeGraph()
+        self.graph = FakeGraph(clock=self.clock)
         self.events = FakeEvents()
 
 
@@ -529,6 +672,8 @@ def install(deps: FakeDeps) -> Container:
         users=deps.users,
         sessions=deps.sessions,
         bookings=deps.bookings,
+        subscriptions=deps.subscriptions,
+        notification_queue=deps.notification_queue,
         token_caches=deps.token_caches,
         flows=deps.flows,
         identity=deps.identity,
@@ -537,6 +682,26 @@ def install(deps: FakeDeps) -> Container:
     )
     set_container(container)
     return container
+
+
+# ---- handlers called directly ------------------------------------------------------------------
+def request(
+    method: str,
+    url: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    route_params: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    return func.HttpRequest(
+        method, url, body=body, headers=headers or {}, params=params or {}, route_params=route_params or {}
+    )
+
+
+def error_of(response: func.HttpResponse) -> dict[str, Any]:
+    assert response.mimetype == "application/json"
+    return json.loads(response.get_body())["error"]  # type: ignore[no-any-return]
 
 
 # ---- end to end (the local stack of tests/e2e) ----------------------------------------------------

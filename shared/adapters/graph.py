@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from shared.adapters.graph_events import GraphEventsMixin
+from shared.adapters.graph_subscriptions import GraphSubscriptionsMixin
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import (
@@ -128,7 +129,7 @@ def _not_before_retry_after(response: httpx.Response) -> float | None:
     return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-class GraphClient(GraphEventsMixin):
+class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
     """GraphGateway over httpx.
 
     ``clock`` (a ``time.monotonic``-like function), ``sleep`` and ``jitter`` (a ``random.random``-like

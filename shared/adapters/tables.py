@@ -8,8 +8,9 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
     bookings           PK tenant id          RK booking id                      responses, history as JSON
     bookingsbyevent    PK tenant id          RK sha256(event id) hex            index: {booking_id}
     slotclaims         PK "{tenant}|{mailbox}" RK cell start "YYYYmmddTHHMMZ"   {booking_id}; one row per grid cell
-    subscriptions      PK tenant id          RK subscription id                 client_state, delta_link encrypted
-    subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id}
+    subscriptions      PK tenant id          RK subscription id                 health; sha256(clientState)
+    subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id, client_state_hash}
+    mailboxsync        PK tenant id          RK sha256(lower mailbox)           claim, subscription, delta (encrypted)
     flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
     sessions           PK session hash       RK "session"
     sessionsbyuser     PK "{tenant}|{user}"  RK session hash                    index for delete_user_sessions
@@ -76,9 +77,11 @@ from shared.models import (
     Booking,
     FlowKind,
     HistoryEntry,
+    MailboxSync,
     ObservedAttendee,
     Session,
     Subscription,
+    SubscriptionSecret,
     Tenant,
     User,
 )
@@ -94,6 +97,7 @@ BOOKINGS_BY_EVENT = "bookingsbyevent"
 SLOT_CLAIMS = "slotclaims"
 SUBSCRIPTIONS = "subscriptions"
 SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"
+MAILBOX_SYNC = "mailboxsync"
 FLOWS = "flows"
 SESSIONS = "sessions"
 SESSIONS_BY_USER = "sessionsbyuser"
@@ -108,6 +112,7 @@ _LONGEST_TABLE = max(
         SLOT_CLAIMS,
         SUBSCRIPTIONS,
         SUBSCRIPTIONS_BY_ID,
+        MAILBOX_SYNC,
         FLOWS,
         SESSIONS,
         SESSIONS_BY_USER,
@@ -833,7 +838,11 @@ def _attendee_from_json(raw: dict[str, Any]) -> ObservedAttendee:
 
 
 class TableSubscriptionStore:
-    """``SubscriptionStore``: PK tenant id, RK subscription id; ``subscriptionsbyid`` finds the tenant by id alone."""
+    """``SubscriptionStore``: subscriptions (PK tenant id, RK subscription id), the ``subscriptionsbyid``
+    index (PK subscription id) that also carries the tenant and the clientState hash so the webhook
+    checks a notification with one point read, and ``mailboxsync`` (PK tenant id, RK sha256 of the
+    lower-cased mailbox): one row per subscribed mailbox, whose conditional insert and ETag updates
+    settle which writer creates that mailbox's subscription; its delta link is stored encrypted."""
 
     _INDEX_ROW = "subscription"
 
@@ -841,57 +850,32 @@ class TableSubscriptionStore:
         self._s = storage
         self._cipher = cipher
         self._codec = _Codec(Subscription, partition="tenant_id", row="subscription_id")
+        self._sync_codec = _Codec(MailboxSync, partition="tenant_id", row=None)
 
     @staticmethod
-    def record_id(subscription_id: str, field_name: str) -> str:
-        # The field is part of the binding, so client_state and delta_link cannot be swapped either.
-        return f"subscription/{subscription_id}/{field_name}"
+    def mailbox_key(mailbox: str) -> str:
+        return hashlib.sha256(mailbox.strip().lower().encode("utf-8")).hexdigest()
 
-    def _to_entity(self, sub: Subscription) -> dict[str, Any]:
-        secrets: dict[str, Any] = {
-            "client_state": self._cipher.encrypt(
-                sub.client_state.encode("utf-8"),
-                tenant_id=sub.tenant_id,
-                record_id=self.record_id(sub.subscription_id, "client_state"),
-            ),
-            "delta_link": None,
-        }
-        if sub.delta_link is not None:
-            secrets["delta_link"] = self._cipher.encrypt(
-                sub.delta_link.encode("utf-8"),
-                tenant_id=sub.tenant_id,
-                record_id=self.record_id(sub.subscription_id, "delta_link"),
-            )
-        entity = self._codec.to_entity(dataclasses.replace(sub, client_state="", delta_link=None))
-        entity.update({k: v for k, v in secrets.items() if v is not None})
-        return entity
+    @staticmethod
+    def record_id(mailbox_key: str, field_name: str) -> str:
+        # The field is part of the binding, so a ciphertext cannot be moved to another row or field.
+        return f"mailboxsync/{mailbox_key}/{field_name}"
 
-    def _from_entity(self, entity: TableEntity) -> Subscription:
-        tenant_id = str(entity["PartitionKey"])
-        subscription_id = str(entity["RowKey"])
-        client_state = self._cipher.decrypt(
-            str(entity["client_state"]), tenant_id=tenant_id, record_id=self.record_id(subscription_id, "client_state")
-        ).decode("utf-8")
-        delta_link: str | None = None
-        if entity.get("delta_link"):
-            delta_link = self._cipher.decrypt(
-                str(entity["delta_link"]), tenant_id=tenant_id, record_id=self.record_id(subscription_id, "delta_link")
-            ).decode("utf-8")
-        return self._codec.from_entity(entity, client_state=client_state, delta_link=delta_link)
-
+    # ---- subscriptions -------------------------------------------------------------------------
     def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription:
         with self._s.translating(f"reading subscription {subscription_id} of tenant {tenant_id}"):
             entity = self._s.table(SUBSCRIPTIONS).get_entity(
                 _key(tenant_id, name="tenant_id"), _key(subscription_id, name="subscription_id")
             )
-        return self._from_entity(entity)
+        return self._codec.from_entity(entity)
 
     def create_subscription(self, subscription: Subscription) -> Subscription:
-        entity = self._to_entity(subscription)
+        entity = self._codec.to_entity(subscription)
         index = {
             "PartitionKey": entity["RowKey"],
             "RowKey": self._INDEX_ROW,
             "tenant_id": entity["PartitionKey"],
+            "client_state_hash": subscription.client_state_hash,
         }
         with self._s.translating(f"creating subscription {subscription.subscription_id}"):
             # Index first, so a stored subscription is always findable by id.
@@ -903,7 +887,7 @@ class TableSubscriptionStore:
         etag = _require_etag(subscription.etag, "subscription")
         with self._s.translating(f"updating subscription {subscription.subscription_id}"):
             meta = self._s.table(SUBSCRIPTIONS).update_entity(
-                self._to_entity(subscription),
+                self._codec.to_entity(subscription),
                 UpdateMode.REPLACE,
                 etag=etag,
                 match_condition=MatchConditions.IfNotModified,
@@ -931,14 +915,73 @@ class TableSubscriptionStore:
                 rows = table.list_entities()
             else:
                 rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")})
-            return [self._from_entity(e) for e in rows]
+            return [self._codec.from_entity(e) for e in rows]
 
     def find_subscription(self, subscription_id: str) -> Subscription:
+        secret = self.find_secret(subscription_id)
+        return self.get_subscription(secret.tenant_id, subscription_id)
+
+    def find_secret(self, subscription_id: str) -> SubscriptionSecret:
         with self._s.translating(f"looking up subscription {subscription_id}"):
             row = self._s.table(SUBSCRIPTIONS_BY_ID).get_entity(
                 _key(subscription_id, name="subscription_id"), self._INDEX_ROW
             )
-        return self.get_subscription(str(row["tenant_id"]), subscription_id)
+        if not row.get("client_state_hash"):
+            raise NotFound(f"Subscription {subscription_id} has no clientState on record.")
+        return SubscriptionSecret(
+            tenant_id=str(row["tenant_id"]),
+            subscription_id=subscription_id,
+            client_state_hash=str(row["client_state_hash"]),
+        )
+
+    # ---- mailbox sync records ------------------------------------------------------------------
+    def _sync_entity(self, sync: MailboxSync) -> dict[str, Any]:
+        key = self.mailbox_key(sync.mailbox)
+        entity = self._sync_codec.to_entity(dataclasses.replace(sync, delta_link=None))
+        entity["RowKey"] = key
+        if sync.delta_link is not None:
+            entity["delta_link"] = self._cipher.encrypt(
+                sync.delta_link.encode("utf-8"), tenant_id=sync.tenant_id, record_id=self.record_id(key, "delta_link")
+            )
+        return entity
+
+    def _sync_from_entity(self, entity: TableEntity) -> MailboxSync:
+        tenant_id, key = str(entity["PartitionKey"]), str(entity["RowKey"])
+        delta_link: str | None = None
+        if entity.get("delta_link"):
+            delta_link = self._cipher.decrypt(
+                str(entity["delta_link"]), tenant_id=tenant_id, record_id=self.record_id(key, "delta_link")
+            ).decode("utf-8")
+        return self._sync_codec.from_entity(entity, delta_link=delta_link)
+
+    def get_mailbox_sync(self, tenant_id: str, mailbox: str) -> MailboxSync:
+        with self._s.translating(f"reading the sync record of a mailbox of tenant {tenant_id}"):
+            entity = self._s.table(MAILBOX_SYNC).get_entity(
+                _key(tenant_id, name="tenant_id"), self.mailbox_key(mailbox)
+            )
+        return self._sync_from_entity(entity)
+
+    def create_mailbox_sync(self, sync: MailboxSync) -> MailboxSync:
+        with self._s.translating(f"creating the sync record of a mailbox of tenant {sync.tenant_id}"):
+            meta = self._s.table(MAILBOX_SYNC).create_entity(self._sync_entity(sync))
+        return dataclasses.replace(sync, etag=_etag(meta))
+
+    def update_mailbox_sync(self, sync: MailboxSync) -> MailboxSync:
+        etag = _require_etag(sync.etag, "mailbox sync record")
+        with self._s.translating(f"updating the sync record of a mailbox of tenant {sync.tenant_id}"):
+            meta = self._s.table(MAILBOX_SYNC).update_entity(
+                self._sync_entity(sync), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        return dataclasses.replace(sync, etag=_etag(meta))
+
+    def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]:
+        with self._s.translating("listing mailbox sync records"):
+            table = self._s.table(MAILBOX_SYNC)
+            if tenant_id is None:
+                rows = table.list_entities()
+            else:
+                rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")})
+            return [self._sync_from_entity(e) for e in rows]
 
 
 def _require_etag(etag: str | None, what: str) -> str:

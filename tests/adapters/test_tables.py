@@ -15,12 +15,13 @@ from shared.adapters.crypto import AesGcmCipher, StaticKeySource, generate_key
 from shared.adapters.tables import (
     CHUNK_CHARS,
     FLOWS,
+    MAILBOX_SYNC,
     SESSIONS,
     SESSIONS_BY_USER,
-    SUBSCRIPTIONS,
     TOKEN_CACHES,
     RecordTooLarge,
     TableStorage,
+    TableSubscriptionStore,
     state_hash,
 )
 from shared.errors import (
@@ -36,6 +37,7 @@ from shared.models import (
     BookingStatus,
     ConsentStatus,
     FlowKind,
+    MailboxSync,
     Session,
     Subscription,
     Tenant,
@@ -78,8 +80,7 @@ def subscription(**overrides: Any) -> Subscription:
         resource="users/interviews@contoso.example/events",
         mailbox="interviews@contoso.example",
         expires_at=T0 + timedelta(days=2),
-        client_state="client-state-secret-marker-5b1e",
-        delta_link="https://graph.example/delta?$deltatoken=delta-secret-marker-77",
+        client_state_hash="ab" * 32,
     )
     values.update(overrides)
     return Subscription(**values)
@@ -200,11 +201,13 @@ def test_deleting_sessions_leaves_no_index_rows(storage: TableStorage, azurite: 
 def test_subscription_round_trips_and_is_found_by_id_alone(storage: TableStorage) -> None:
     created = storage.subscriptions.create_subscription(subscription())
     other = storage.subscriptions.create_subscription(
-        subscription(tenant_id=OTHER_TENANT, subscription_id="sub-2", delta_link=None)
+        subscription(tenant_id=OTHER_TENANT, subscription_id="sub-2")
     )
     assert storage.subscriptions.get_subscription(TENANT, created.subscription_id) == created
     assert storage.subscriptions.find_subscription(created.subscription_id) == created
     assert storage.subscriptions.find_subscription("sub-2") == other
+    secret = storage.subscriptions.find_secret(created.subscription_id)
+    assert (secret.tenant_id, secret.client_state_hash) == (TENANT, "ab" * 32)
     assert storage.subscriptions.list_subscriptions(TENANT) == [created]
     assert sorted(s.subscription_id for s in storage.subscriptions.list_subscriptions()) == sorted(
         [created.subscription_id, "sub-2"]
@@ -282,7 +285,7 @@ def test_every_store_refuses_a_stale_etag(storage: TableStorage, store: str) -> 
         update, field = storage.sessions.update_session, {"revoked": True}
     else:
         record = storage.subscriptions.create_subscription(subscription())
-        update, field = storage.subscriptions.update_subscription, {"delta_link": "https://graph.example/next"}
+        update, field = storage.subscriptions.update_subscription, {"last_error": "renewal failed"}
     update(dataclasses.replace(record, **field))
     with pytest.raises(ConcurrencyConflict):
         update(dataclasses.replace(record, **field))
@@ -448,25 +451,47 @@ def test_token_cache_copied_to_another_users_row_fails_integrity(
     assert "alice" not in caught.value.message
 
 
-def test_subscription_secret_copied_to_another_tenant_or_field_fails_integrity(
+def mailbox_sync(**overrides: Any) -> MailboxSync:
+    values: dict[str, Any] = dict(
+        tenant_id=TENANT,
+        mailbox="Interviews@contoso.example",
+        subscription_id="sub-1",
+        expires_at=T0 + timedelta(days=7),
+        delta_link="https://graph.example/delta?$deltatoken=delta-secret-marker-77",
+        delta_started_at=T0,
+    )
+    values.update(overrides)
+    return MailboxSync(**values)
+
+
+def test_mailbox_sync_claim_is_a_conditional_insert_and_its_delta_link_is_encrypted(
     storage: TableStorage, azurite: Azurite, table_prefix: str
 ) -> None:
-    storage.subscriptions.create_subscription(subscription())
-    storage.subscriptions.create_subscription(subscription(tenant_id=OTHER_TENANT, subscription_id="sub-2"))
-    table = raw_table(azurite, table_prefix, SUBSCRIPTIONS)
-    first = table.get_entity(TENANT, subscription().subscription_id)
-    # client_state moved into the delta_link field of the same row
+    created = storage.subscriptions.create_mailbox_sync(mailbox_sync())
+    with pytest.raises(ConcurrencyConflict):
+        storage.subscriptions.create_mailbox_sync(mailbox_sync(mailbox="interviews@CONTOSO.example"))
+    read = storage.subscriptions.get_mailbox_sync(TENANT, "interviews@contoso.example")
+    assert read == created
+    storage.subscriptions.update_mailbox_sync(dataclasses.replace(read, claimed_until=T0))
+    with pytest.raises(ConcurrencyConflict):
+        storage.subscriptions.update_mailbox_sync(dataclasses.replace(read, claimed_until=T0))
+    raw = next(iter(raw_table(azurite, table_prefix, MAILBOX_SYNC).list_entities()))
+    assert "delta-secret-marker-77" not in str(dict(raw))
+    assert [s.mailbox for s in storage.subscriptions.list_mailbox_syncs(TENANT)] == ["Interviews@contoso.example"]
+
+
+def test_delta_link_copied_to_another_tenant_fails_integrity(
+    storage: TableStorage, azurite: Azurite, table_prefix: str
+) -> None:
+    storage.subscriptions.create_mailbox_sync(mailbox_sync())
+    storage.subscriptions.create_mailbox_sync(mailbox_sync(tenant_id=OTHER_TENANT))
+    table = raw_table(azurite, table_prefix, MAILBOX_SYNC)
+    first = table.get_entity(TENANT, TableSubscriptionStore.mailbox_key("interviews@contoso.example"))
     table.update_entity(
-        {"PartitionKey": TENANT, "RowKey": first["RowKey"], "delta_link": first["client_state"]}, UpdateMode.MERGE
+        {"PartitionKey": OTHER_TENANT, "RowKey": first["RowKey"], "delta_link": first["delta_link"]}, UpdateMode.MERGE
     )
     with pytest.raises(TokenIntegrityError):
-        storage.subscriptions.get_subscription(TENANT, first["RowKey"])
-    # client_state moved to another tenant's subscription
-    table.update_entity(
-        {"PartitionKey": OTHER_TENANT, "RowKey": "sub-2", "client_state": first["client_state"]}, UpdateMode.MERGE
-    )
-    with pytest.raises(TokenIntegrityError):
-        storage.subscriptions.find_subscription("sub-2")
+        storage.subscriptions.get_mailbox_sync(OTHER_TENANT, "interviews@contoso.example")
 
 
 def test_ciphertext_under_an_unknown_key_version_fails_integrity(
@@ -484,9 +509,9 @@ def test_rotation_keeps_old_records_readable_and_reencrypts_them_on_write(
     storage: TableStorage, keys: StaticKeySource, clock: FakeClock, azurite: Azurite, table_prefix: str
 ) -> None:
     storage.token_caches.save_cache(TENANT, ALICE, '{"rt": "before"}')
-    created = storage.subscriptions.create_subscription(subscription())
+    storage.subscriptions.create_mailbox_sync(mailbox_sync())
     caches = raw_table(azurite, table_prefix, TOKEN_CACHES)
-    subs = raw_table(azurite, table_prefix, SUBSCRIPTIONS)
+    syncs = raw_table(azurite, table_prefix, MAILBOX_SYNC)
     assert caches.get_entity(TENANT, ALICE)["c0"].startswith("v1.k1.")
 
     keys.add("k2", generate_key())
@@ -496,11 +521,11 @@ def test_rotation_keeps_old_records_readable_and_reencrypts_them_on_write(
     storage.token_caches.save_cache(TENANT, ALICE, '{"rt": "after"}')
     assert caches.get_entity(TENANT, ALICE)["c0"].startswith("v1.k2.")
 
-    read = storage.subscriptions.get_subscription(TENANT, created.subscription_id)
-    storage.subscriptions.update_subscription(read)
-    raw_sub = subs.get_entity(TENANT, created.subscription_id)
-    assert raw_sub["client_state"].startswith("v1.k2.") and raw_sub["delta_link"].startswith("v1.k2.")
-    assert storage.subscriptions.get_subscription(TENANT, created.subscription_id).client_state == created.client_state
+    read = storage.subscriptions.get_mailbox_sync(TENANT, "interviews@contoso.example")
+    storage.subscriptions.update_mailbox_sync(read)
+    raw_sync = next(iter(syncs.list_entities()))
+    assert raw_sync["delta_link"].startswith("v1.k2.")
+    assert storage.subscriptions.get_mailbox_sync(TENANT, read.mailbox).delta_link == read.delta_link
 
 
 # --- tables, errors, health --------------------------------------------------------------

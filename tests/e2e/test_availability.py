@@ -355,3 +355,92 @@ def test_loops_chain_sessions_on_one_day(recruiter: Any) -> None:
         assert loop["gaps_minutes"] == [int((start2 - end1).total_seconds() // 60)]
     gaps = [loop["gaps_minutes"][0] for loop in loops]
     assert gaps == sorted(gaps)
+
+
+def _local_starts(answer: dict[str, Any], zone: ZoneInfo) -> dict[date, list[int]]:
+    by_day: dict[date, list[int]] = {}
+    for slot in answer["slots"]:
+        start = datetime.fromisoformat(slot["start"]).astimezone(zone)
+        by_day.setdefault(start.date(), []).append(start.hour)
+    return by_day
+
+
+def test_a_custom_zone_and_hours_that_cross_midnight_in_utc(recruiter: Any) -> None:
+    # Miriam's working hours are in an Outlook custom zone (bias -600, daylight from October's first
+    # Sunday to April's); Oliver's are 09:00-17:00 in Australia/Sydney: both cross midnight in UTC.
+    sydney = ZoneInfo("Australia/Sydney")
+    day = date(2030, 12, 2)  # a Monday in the southern summer (daylight time, UTC+11)
+    response = _ask(
+        recruiter,
+        {
+            "interviewers": ["miriam.graham@contoso.example", "oliver.grant@contoso.example"],
+            "start": datetime(2030, 12, 2, tzinfo=sydney).isoformat(),
+            "end": datetime(2030, 12, 3, tzinfo=sydney).isoformat(),
+            "duration_minutes": 60,
+            "interval_minutes": 60,
+            "time_zone": "AUS Eastern Standard Time",
+        },
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    people = {p["email"]: p for p in answer["interviewers"]}
+    assert people["miriam.graham@contoso.example"]["working_hours"]["time_zone"] == "Customized Time Zone"
+    assert people["oliver.grant@contoso.example"]["working_hours"]["time_zone"] == "Australia/Sydney"
+    assert _local_starts(answer, sydney) == {day: [9, 10, 11, 12, 13, 14, 15, 16]}
+    assert all(datetime.fromisoformat(s["start"]).utcoffset() == timedelta(hours=11) for s in answer["slots"])
+
+
+def test_march_when_the_us_and_europe_change_to_daylight_time_on_different_dates(recruiter: Any) -> None:
+    # Lidia works 09:00-17:00 London time, Lynne 09:00-17:00 Chicago time. They overlap two hours while
+    # both are on standard time (and again once both changed), three hours between the US change
+    # (10 March 2030) and the European one (31 March 2030). Lynne also sits in Alex's daily standup at
+    # 09:30 Pacific: 17:30 London before the US change and after the European one, but 16:30 between.
+    london = ZoneInfo("Europe/London")
+    response = _ask(
+        recruiter,
+        {
+            "interviewers": ["lidia.holloway@contoso.example", LYNNE],
+            "start": datetime(2030, 3, 4, tzinfo=london).isoformat(),
+            "end": datetime(2030, 4, 6, tzinfo=london).isoformat(),
+            "duration_minutes": 60,
+            "interval_minutes": 60,
+            "time_zone": "Europe/London",
+        },
+    )
+    assert response.status_code == 200, response.text
+    by_day = _local_starts(response.json(), london)
+    assert by_day[date(2030, 3, 4)] == [15, 16]  # GMT and CST: six hours apart
+    assert by_day[date(2030, 3, 11)] == [14, 15]  # GMT and CDT: five hours apart; the standup at 16:30
+    assert by_day[date(2030, 3, 29)] == [14, 15]
+    assert by_day[date(2030, 4, 1)] == [15, 16]  # BST and CDT: six hours apart again
+    assert date(2030, 3, 9) not in by_day  # a Saturday
+
+
+def test_buffers_tentative_and_notice_through_the_endpoint(recruiter: Any) -> None:
+    day = _monday(3)
+    at = datetime(day.year, day.month, day.day, 13, 0, tzinfo=PACIFIC)
+    _event(ALEX, at, at + timedelta(minutes=30), "Maybe", showAs="tentative")
+    body = {
+        "interviewers": [ALEX],
+        "start": datetime(day.year, day.month, day.day, 12, tzinfo=PACIFIC).isoformat(),
+        "end": datetime(day.year, day.month, day.day, 15, tzinfo=PACIFIC).isoformat(),
+        "duration_minutes": 30,
+        "interval_minutes": 30,
+        "time_zone": "America/Los_Angeles",
+    }
+
+    def starts(**options: Any) -> list[tuple[int, int]]:
+        response = _ask(recruiter, {**body, **options})
+        assert response.status_code == 200, response.text
+        return [
+            (datetime.fromisoformat(s["start"]).hour, datetime.fromisoformat(s["start"]).minute)
+            for s in response.json()["slots"]
+        ]
+
+    assert starts() == [(12, 0), (12, 30), (13, 30), (14, 0), (14, 30)]
+    assert starts(tentative_is_busy=False) == [(12, 0), (12, 30), (13, 0), (13, 30), (14, 0), (14, 30)]
+    # 30 minutes of buffer on each side keep 12:30 and 13:30 away from the 13:00 event.
+    assert starts(buffer_before_minutes=30, buffer_after_minutes=30) == [(12, 0), (14, 0), (14, 30)]
+    # A minimum notice that ends at 14:00 that day leaves the starts from 14:00 on.
+    far = int((datetime(day.year, day.month, day.day, 14, tzinfo=PACIFIC) - datetime.now(UTC)).total_seconds() // 60)
+    assert starts(minimum_notice_minutes=far) == [(14, 0), (14, 30)]

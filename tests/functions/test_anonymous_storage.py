@@ -15,8 +15,7 @@ from functions import admin_consent, maintenance, oauth_callback
 from shared.adapters.tables import TableStorage
 from shared.bootstrap import Container, set_container
 from shared.models import Session
-from tests.functions.test_http_handlers import request
-from tests.kit import FakeClock, FakeDeps, FakeIdentity
+from tests.kit import FakeClock, FakeDeps, FakeIdentity, request
 
 
 @pytest.fixture

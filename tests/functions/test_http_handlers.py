@@ -1,33 +1,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import azure.functions as func
 import pytest
 
 from functions import admin_consent, directory, health, oauth_callback, tenants
 from functions._http import http_endpoint
-from tests.kit import ADMIN, FakeDeps, consented, sign_in
-
-
-def request(
-    method: str,
-    url: str,
-    *,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-    route_params: dict[str, str] | None = None,
-) -> func.HttpRequest:
-    return func.HttpRequest(
-        method, url, body=body, headers=headers or {}, params=params or {}, route_params=route_params or {}
-    )
-
-
-def error_of(response: func.HttpResponse) -> dict[str, Any]:
-    assert response.mimetype == "application/json"
-    return json.loads(response.get_body())["error"]  # type: ignore[no-any-return]
+from tests.kit import ADMIN, USER, FakeDeps, consented, error_of, request, sign_in
 
 
 def test_unknown_route_is_a_json_404() -> None:
@@ -158,7 +138,6 @@ def test_login_then_callback_sets_a_secure_session_cookie(deps: FakeDeps) -> Non
     assert login.status_code == 302
     binding = login.headers["Set-Cookie"].split(";")[0]
     state = login.headers["Location"].split("state=")[1]
-    from tests.unit.test_signin import USER
 
     deps.identity.signin_as = USER
     callback = oauth_callback.auth_callback(
@@ -273,3 +252,22 @@ def test_anonymous_health_answers_liveness_only(storage_up: bool, status: int, w
     assert response.status_code == status
     assert json.loads(response.get_body()) == {"status": word}  # no key version, endpoint or path
     assert probe.urls == []  # an anonymous probe makes no outbound call
+
+
+def test_a_known_path_with_a_method_it_does_not_serve_is_405_with_allow() -> None:
+    response = health.not_found(
+        request("GET", "http://localhost/api/availability", route_params={"path": "availability"})
+    )
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert error_of(response)["code"] == "method_not_allowed"
+    settings = health.not_found(
+        request("DELETE", "http://localhost/api/tenants/me/settings", route_params={"path": "tenants/me/settings"})
+    )
+    assert settings.status_code == 405 and settings.headers["Allow"] == "GET, PUT"
+    directory = health.not_found(
+        request("POST", "http://localhost/api/directory/users/x", route_params={"path": "directory/users/x"})
+    )
+    assert directory.status_code == 405 and directory.headers["Allow"] == "GET"
+    unknown = health.not_found(request("GET", "http://localhost/api/nope", route_params={"path": "nope"}))
+    assert unknown.status_code == 404

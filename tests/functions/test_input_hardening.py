@@ -11,8 +11,7 @@ import pytest
 
 from functions import admin_consent, booking, directory, oauth_callback, tenants
 from shared.errors import TokenIntegrityError
-from tests.functions.test_http_handlers import error_of, request
-from tests.kit import ADMIN, USER, FakeDeps, consented, install, sign_in
+from tests.kit import ADMIN, USER, FakeDeps, consented, error_of, install, request, sign_in
 
 ALLOWED = "https://app.example/after-login"
 

@@ -45,6 +45,10 @@ CORE_ALLOWED = (
     "shared.booking",
     "shared.flows",
     "shared.maintenance",
+    "shared.ncrontab",  # pure: the timer schedule parser
+    "shared.webhooks",
+    "shared.subscriptions",
+    "shared.notifications",
 )
 
 

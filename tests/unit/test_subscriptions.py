@@ -1,0 +1,186 @@
+"""Subscription lifecycle over fakes: claims settle creators, renewal through one batch, healing, delta, health."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from shared import subscriptions as core
+from shared.models import DeltaChange
+from tests.kit import TENANT_A, FakeDeps, consented
+
+INTERVIEWS = "interviews@contoso.example"
+SYNC = "sync@contoso.example"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_worker_memory() -> None:
+    core.forget_worker_memory()
+
+
+def tenant_with_mailboxes(deps: FakeDeps) -> None:
+    tenant = consented(deps)
+    deps.tenants.update_tenant(replace(tenant, interviews_mailbox=INTERVIEWS, sync_mailbox=SYNC))
+
+
+def deps_with_schedule() -> FakeDeps:
+    deps = FakeDeps(renewal_schedule="0 0 */6 * * *")
+    tenant_with_mailboxes(deps)
+    return deps
+
+
+def queued_items(deps: FakeDeps) -> list[dict[str, str]]:
+    return [item for m in deps.notification_queue.messages for item in json.loads(m)["n"]]
+
+
+def test_ensure_creates_one_subscription_with_graphs_expiry_and_a_hashed_secret() -> None:
+    deps = deps_with_schedule()
+    deps.graph.granted_minutes = 4230  # Graph may grant less than asked: what it answers is kept
+
+    core.ensure_mailbox_subscription(deps, TENANT_A, INTERVIEWS)
+    core.ensure_mailbox_subscription(deps, TENANT_A, INTERVIEWS)
+
+    [sub] = deps.subscriptions.list_subscriptions(TENANT_A)
+    assert deps.graph.subscription_calls == ["create"]
+    assert sub.expires_at == deps.clock.now() + timedelta(minutes=4230)
+    secret = deps.graph.client_states[sub.subscription_id]
+    assert len(secret) >= 43 and sub.client_state_hash != secret
+    assert deps.subscriptions.get_mailbox_sync(TENANT_A, INTERVIEWS).subscription_id == sub.subscription_id
+
+
+def test_a_live_claim_of_another_writer_keeps_this_one_off() -> None:
+    deps = deps_with_schedule()
+    from shared.models import MailboxSync
+
+    deps.subscriptions.create_mailbox_sync(
+        MailboxSync(TENANT_A, INTERVIEWS, claimed_until=deps.clock.now() + timedelta(minutes=1))
+    )
+
+    core.ensure_mailbox_subscription(deps, TENANT_A, INTERVIEWS)
+    assert deps.graph.subscription_calls == []
+
+    deps.clock.advance(minutes=2)  # the other writer died: its claim lapses
+    core.ensure_mailbox_subscription(deps, TENANT_A, INTERVIEWS)
+    assert deps.graph.subscription_calls == ["create"]
+
+
+def test_renewal_subscribes_missing_mailboxes_and_renews_due_ones_in_one_batch() -> None:
+    deps = deps_with_schedule()
+    first = core.renew_subscriptions(deps)
+    assert first.created == 2
+
+    deps.clock.advance(days=6, hours=20)  # within two 6-hour runs of the 7-day expiry
+    second = core.renew_subscriptions(deps)
+
+    assert second.renewed == 2 and second.recreated == 0
+    assert deps.graph.subscription_calls[-1] == "renew:2"
+    for sub in deps.subscriptions.list_subscriptions(TENANT_A):
+        assert sub.expires_at == deps.clock.now() + timedelta(minutes=10080)
+        assert sub.last_renewed_at == deps.clock.now()
+
+
+def test_renewal_leaves_subscriptions_far_from_expiry_alone() -> None:
+    deps = deps_with_schedule()
+    core.renew_subscriptions(deps)
+    calls = list(deps.graph.subscription_calls)
+
+    deps.clock.advance(hours=6)
+    core.renew_subscriptions(deps)
+
+    assert deps.graph.subscription_calls == calls
+
+
+def test_renewal_recreates_subscription_that_graph_no_longer_knows_and_catches_up() -> None:
+    deps = deps_with_schedule()
+    core.renew_subscriptions(deps)
+    lost = next(s for s in deps.subscriptions.list_subscriptions(TENANT_A) if s.mailbox == INTERVIEWS)
+    deps.graph.live_subscriptions.pop(lost.subscription_id)
+    deps.graph.pending_delta[INTERVIEWS] = [DeltaChange("AAMkMoved")]
+    deps.clock.advance(days=6, hours=20)
+
+    report = core.renew_subscriptions(deps)
+
+    assert report.recreated == 1
+    current = {s.mailbox: s for s in deps.subscriptions.list_subscriptions(TENANT_A)}
+    assert current[INTERVIEWS].subscription_id != lost.subscription_id
+    assert len(current) == 2
+    assert {"t": TENANT_A, "m": INTERVIEWS, "e": "AAMkMoved", "c": "updated"} in queued_items(deps)
+
+
+def test_two_renewal_runs_racing_leave_one_subscription_per_mailbox() -> None:
+    deps = deps_with_schedule()
+    real_create = deps.graph.create_subscription
+
+    def create_while_another_run_starts(*args: object, **kwargs: object) -> object:
+        # The second run starts while the first is between its claim and Graph's answer.
+        deps.graph.create_subscription = real_create  # type: ignore[method-assign]
+        core.forget_worker_memory()
+        core.renew_subscriptions(deps)
+        return real_create(*args, **kwargs)  # type: ignore[arg-type]
+
+    deps.graph.create_subscription = create_while_another_run_starts  # type: ignore[method-assign]
+    core.renew_subscriptions(deps)
+
+    mailboxes = [s.mailbox for s in deps.subscriptions.list_subscriptions(TENANT_A)]
+    assert sorted(mailboxes) == [INTERVIEWS, SYNC]
+    assert len(deps.graph.live_subscriptions) == 2
+
+
+def test_lifecycle_events_renew_recreate_catch_up_or_are_ignored() -> None:
+    deps = deps_with_schedule()
+    core.renew_subscriptions(deps)
+    sub = next(s for s in deps.subscriptions.list_subscriptions(TENANT_A) if s.mailbox == INTERVIEWS)
+
+    deps.clock.advance(days=1)
+    core.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "reauthorizationRequired")
+    renewed = deps.subscriptions.get_subscription(TENANT_A, sub.subscription_id)
+    assert renewed.expires_at == deps.clock.now() + timedelta(minutes=10080)
+
+    deps.graph.pending_delta[INTERVIEWS] = [DeltaChange("AAMkGone", removed=True)]
+    core.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "missed")
+    assert {"t": TENANT_A, "m": INTERVIEWS, "e": "AAMkGone", "c": "deleted"} in queued_items(deps)
+
+    deps.graph.live_subscriptions.pop(sub.subscription_id)
+    core.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "subscriptionRemoved")
+    [replacement] = [s for s in deps.subscriptions.list_subscriptions(TENANT_A) if s.mailbox == INTERVIEWS]
+    assert replacement.subscription_id != sub.subscription_id
+
+    calls = list(deps.graph.subscription_calls)
+    core.handle_lifecycle(deps, TENANT_A, replacement.subscription_id, "somethingNew")
+    assert deps.graph.subscription_calls == calls
+
+
+def test_an_expired_delta_link_starts_a_full_resync_of_the_window() -> None:
+    deps = deps_with_schedule()
+    core.ensure_mailbox_subscription(deps, TENANT_A, INTERVIEWS)
+    link = deps.subscriptions.get_mailbox_sync(TENANT_A, INTERVIEWS).delta_link
+    assert link is not None and queued_items(deps) == []  # the first baseline queues nothing
+    deps.graph.expired_delta_links.add(link)
+    deps.graph.mailbox_events[INTERVIEWS] = {"AAMkA": object(), "AAMkB": object()}
+
+    queued = core.catch_up(deps, TENANT_A, INTERVIEWS)
+
+    assert queued == 2
+    assert {i["e"] for i in queued_items(deps)} == {"AAMkA", "AAMkB"}
+    assert deps.subscriptions.get_mailbox_sync(TENANT_A, INTERVIEWS).delta_link != link
+
+
+def test_health_lists_each_subscription_and_the_poison_count() -> None:
+    deps = deps_with_schedule()
+    core.renew_subscriptions(deps)
+    deps.notification_queue.poison.append("m")
+
+    view = core.subscriptions_health(deps, TENANT_A)
+
+    assert {s["mailbox"] for s in view["subscriptions"]} == {INTERVIEWS, SYNC}
+    assert all(s["expires_at"] and s["last_renewed_at"] for s in view["subscriptions"])
+    assert view["poison_queue"]["count"] == 1
+    assert "secondary calendar" in view["secondary_calendars"]
+
+
+def test_renewal_horizon_covers_the_next_two_runs() -> None:
+    deps = deps_with_schedule()  # 09:00 now; runs at 12:00 and 18:00
+    assert core.renewal_horizon(deps) == timedelta(hours=9, minutes=10)

@@ -1,0 +1,140 @@
+"""Webhook intake over fakes: the clientState check, one queue write per request, nothing acknowledged unpersisted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+
+from shared.errors import InvalidRequest, UpstreamUnavailable
+from shared.models import Subscription
+from shared.webhooks import accept_notifications, client_state_hash, dropped_counts, validation_answer
+from tests.kit import TENANT_A, TENANT_B, FakeDeps
+
+SECRET = "s3cret-client-state-for-tests-0123456789abcdef"
+
+
+def subscribed(deps: FakeDeps, sub_id: str = "sub-1", tenant: str = TENANT_A) -> Subscription:
+    return deps.subscriptions.create_subscription(
+        Subscription(
+            tenant_id=tenant,
+            subscription_id=sub_id,
+            resource="users/interviews@contoso.example/events",
+            mailbox="interviews@contoso.example",
+            expires_at=deps.clock.now() + timedelta(days=7),
+            client_state_hash=client_state_hash(SECRET),
+        )
+    )
+
+
+def change(sub_id: str = "sub-1", event_id: str = "AAMkEvent1", state: str = SECRET, tenant: str = TENANT_A) -> dict:
+    return {
+        "subscriptionId": sub_id,
+        "clientState": state,
+        "changeType": "updated",
+        "resource": f"Users/x/Events/{event_id}",
+        "resourceData": {"id": event_id},
+        "tenantId": tenant,
+    }
+
+
+def test_handshake_answers_the_token_exactly_and_refuses_an_overlong_one() -> None:
+    token = "Validation: Testing client application reachability <script>&amp;"
+    assert validation_answer(token) == token
+    with pytest.raises(InvalidRequest):
+        validation_answer("x" * 1025)
+    with pytest.raises(InvalidRequest):
+        validation_answer("")
+
+
+def test_valid_notifications_are_persisted_in_one_queue_write() -> None:
+    deps = FakeDeps()
+    subscribed(deps)
+
+    result = accept_notifications(deps, {"value": [change(event_id=f"AAMk{i}") for i in range(10)]}, lifecycle=False)
+
+    assert (result.queued, result.dropped, result.messages) == (10, 0, 1)
+    [message] = deps.notification_queue.messages
+    body = json.loads(message)
+    assert body["k"] == "change" and len(body["n"]) == 10
+    assert body["n"][0] == {"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMk0"}
+    assert SECRET not in message  # the secret never reaches the queue
+
+
+def test_forged_client_state_is_dropped_counted_and_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    deps = FakeDeps()
+    subscribed(deps)
+    before = dropped_counts().get("client_state_mismatch", 0)
+    caplog.set_level(logging.DEBUG)
+
+    result = accept_notifications(deps, {"value": [change(state="forged-state-value")]}, lifecycle=False)
+
+    assert (result.queued, result.dropped) == (0, 1)
+    assert deps.notification_queue.messages == []
+    assert dropped_counts()["client_state_mismatch"] == before + 1
+    assert "forged-state-value" not in caplog.text and SECRET not in caplog.text
+
+
+def test_unknown_subscription_and_a_missing_client_state_are_dropped() -> None:
+    deps = FakeDeps()
+    subscribed(deps)
+    no_state = change()
+    del no_state["clientState"]
+
+    result = accept_notifications(deps, {"value": [change(sub_id="sub-unknown"), no_state, "junk"]}, lifecycle=False)
+
+    assert (result.queued, result.dropped) == (0, 3)
+    assert deps.notification_queue.messages == []
+
+
+def test_the_tenant_comes_from_our_record_not_from_the_notification() -> None:
+    deps = FakeDeps()
+    subscribed(deps)
+
+    accept_notifications(deps, {"value": [change(tenant=TENANT_B)]}, lifecycle=False)
+
+    assert json.loads(deps.notification_queue.messages[0])["n"][0]["t"] == TENANT_A
+
+
+def test_queue_down_raises_so_nothing_is_acknowledged() -> None:
+    deps = FakeDeps()
+    subscribed(deps)
+    deps.notification_queue.down = True
+
+    with pytest.raises(UpstreamUnavailable):
+        accept_notifications(deps, {"value": [change()]}, lifecycle=False)
+
+
+@pytest.mark.parametrize("body", [{}, {"value": "x"}, {"value": [{}] * 1001}])
+def test_a_body_that_is_not_a_notification_collection_is_refused(body: dict) -> None:
+    deps = FakeDeps()
+    with pytest.raises(InvalidRequest):
+        accept_notifications(deps, body, lifecycle=False)
+    assert deps.notification_queue.messages == []
+
+
+def test_lifecycle_notifications_are_queued_with_their_event() -> None:
+    deps = FakeDeps()
+    subscribed(deps)
+    item = {"subscriptionId": "sub-1", "clientState": SECRET, "lifecycleEvent": "missed", "tenantId": TENANT_A}
+
+    accept_notifications(deps, {"value": [item]}, lifecycle=True)
+
+    body = json.loads(deps.notification_queue.messages[0])
+    assert body["k"] == "lifecycle" and body["n"] == [{"t": TENANT_A, "s": "sub-1", "l": "missed"}]
+
+
+def test_secret_lookups_are_answered_from_the_worker_memory() -> None:
+    from shared.worker_cache import CachedSubscriptions
+
+    deps = FakeDeps()
+    subscribed(deps)
+    inner = deps.subscriptions
+    deps.subscriptions = CachedSubscriptions(inner, deps.clock)  # type: ignore[assignment]
+
+    for _ in range(5):
+        accept_notifications(deps, {"value": [change()]}, lifecycle=False)
+
+    assert inner.secret_reads == 1
