@@ -18,9 +18,9 @@
   $("to").value = iso(new Date(today.getTime() + 28 * 86400000));
   let timer = null;
 
-  // The list answer: a page of bookings under "bookings" (or "value"), and a cursor for the next page.
-  const pageItems = (data) => (Array.isArray(data) ? data : data.bookings || data.value || data.items || []);
-  const nextCursor = (data) => (Array.isArray(data) ? null : data.next_cursor || data.continuation || data.next || null);
+  // One page of the list: {"bookings": [...], "continuation": null on the last page}.
+  const pageItems = (data) => data.bookings || [];
+  const nextCursor = (data) => data.continuation || null;
 
   async function load() {
     if (!me) {
@@ -35,7 +35,7 @@
       let cursor = null;
       for (let page = 0; page < 20; page += 1) {
         const query = new URLSearchParams({ from, to });
-        if (cursor) query.set("cursor", cursor);
+        if (cursor) query.set("continuation", cursor);
         const { data } = await api("GET", `bookings?${query}`);
         all.push(...pageItems(data));
         cursor = nextCursor(data);
@@ -52,16 +52,17 @@
   function attendeeItem(attendee) {
     const response = attendee.response || "none";
     return el("li", { class: "attendee", "data-email": attendee.email, "data-response": response },
-      el("span", { class: `badge ${response}` }, RESPONSE_LABEL[response] || response), " ", attendee.name || attendee.email,
+      el("span", { class: `badge ${response === "none" || response === "notResponded" ? "waiting" : response}` }, RESPONSE_LABEL[response] || response), " ", attendee.name || attendee.email,
       attendee.type && attendee.type !== "required" ? el("span", { class: "muted" }, ` (${attendee.type})`) : null,
       attendee.responded_at ? el("span", { class: "muted" }, ` · ${dateTimeIn(zone, Date.parse(attendee.responded_at))}`) : null);
   }
 
-  function driftText(drift) {
-    if (!drift) return null;
-    const items = Array.isArray(drift) ? drift : [drift];
-    if (!items.length) return null;
-    return el("div", { class: "drift" }, items.map((d) => el("div", {}, typeof d === "string" ? d : (d.detail || d.message || d.kind || JSON.stringify(d)))));
+  // Drift: what changed in Outlook rather than through the service (the history's "outlook" entries).
+  function driftText(booking) {
+    const changes = (booking.history || []).filter((h) => h.actor === "outlook");
+    if (booking.status !== "drifted" && !changes.length) return null;
+    return el("div", { class: "drift" }, booking.status === "drifted" ? el("div", {}, "Changed in Outlook:") : null,
+      changes.map((h) => el("div", {}, `${dateTimeIn(zone, Date.parse(h.at))} ${h.action}${h.detail ? `: ${h.detail}` : ""}`)));
   }
 
   function draw(bookings) {
@@ -73,7 +74,7 @@
     bookings.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
     fill(body, ...bookings.map((b) => el("tr", { class: "booking", "data-id": b.id, "data-status": b.status },
       el("td", {}, dateTimeIn(zone, Date.parse(b.start)), "–", timeIn(zone, Date.parse(b.end))),
-      el("td", {}, el("strong", {}, b.subject || "Interview"), el("div", { class: "muted" }, b.organizer || b.mailbox || ""), driftText(b.drift)),
+      el("td", {}, el("strong", {}, b.subject || "Interview"), el("div", { class: "muted" }, b.organizer || b.mailbox || ""), driftText(b)),
       el("td", {}, el("span", { class: `badge ${b.status}` }, b.status)),
       el("td", {}, el("ul", { class: "attendees" }, (b.attendees || []).map((a) => attendeeItem(typeof a === "string" ? { email: a } : a)))),
       el("td", {}, b.join_url ? el("a", { href: b.join_url, target: "_blank", rel: "noopener" }, "Join") : el("span", { class: "muted" }, "—")),
