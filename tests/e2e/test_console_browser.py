@@ -26,6 +26,7 @@ from devtools.cloud.graph import controls as graph_controls
 from devtools.console.app import ConsoleConfig
 from devtools.console.server import RunningConsole, start_console
 from shared.bootstrap import set_container
+from shared.subscriptions import forget_worker_memory
 from tests.e2e.chromium import Shots, chromium, require_chromium
 from tests.e2e.conftest import Stack
 from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, RECRUITER
@@ -64,6 +65,8 @@ def console(e2e: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[RunningCon
     saved = {k: os.environ.get(k) for k in changed}
     os.environ.update(changed)
     set_container(None)
+    # Each test starts from fresh tables: this worker must not remember an earlier test's subscriptions.
+    forget_worker_memory()
     try:
         yield running
     finally:
