@@ -1,5 +1,5 @@
 """The console in headless Chromium: admin consent, sign-in, readiness, the availability view, and
-(once booking and sync are in) a booking whose attendee declines in Outlook.
+a booking whose attendee declines in Outlook.
 
 The console stands where the scheduling app's web server would: it is the service's public origin
 for these tests (``PUBLIC_BASE_URL``), the browser talks to it only, and the local cloud answers
@@ -18,9 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
-from devtools.azurite import ROOT
 from devtools.cloud import controls
 from devtools.cloud.graph import controls as graph_controls
 from devtools.console.app import ConsoleConfig
@@ -237,14 +235,6 @@ def test_console_takes_a_recruiter_from_consent_to_the_availability_grid(
         shots.take("nothing-fits")
 
 
-def _booking_and_sync_are_in() -> bool:
-    paths = yaml.safe_load((ROOT / "openapi.yaml").read_text())["paths"]
-    return "post" in paths.get("/bookings", {}) and "/webhooks/graph" in paths
-
-
-@pytest.mark.skipif(
-    not _booking_and_sync_are_in(), reason="booking (POST /api/bookings) and sync (change notifications) are not merged"
-)
 def test_console_books_a_slot_and_shows_the_interviewer_declining(
     console: RunningConsole, e2e: Stack, tmp_path: Path
 ) -> None:
