@@ -7,6 +7,7 @@ the table and queue endpoints answer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -21,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Azurite's documented, public development account (not a secret).
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+SERVICES = ("Blob", "Queue", "Table")
+STOP_GRACE_SECONDS = 2.0
 
 
 def free_port() -> int:
@@ -59,15 +64,38 @@ class Azurite:
     def connection_string(self) -> str:
         return connection_string(self.blob_port, self.queue_port, self.table_port)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop the Azurite this object started (one found running is left alone).
+
+        On SIGTERM Azurite closes its three services, which saves their data, and logs "... successfully
+        closed" for each; its process may then linger for many seconds, so once the log says all three
+        closed (or ``grace`` seconds passed) the process is killed.
+        """
         if self.process is not None and self.process.poll() is None:
+            offset = os.path.getsize(self.log_path) if self.log_path and os.path.exists(self.log_path) else 0
             self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + grace
+            while self.process.poll() is None and time.monotonic() < deadline:
+                if self._services_closed(offset):
+                    break
+                time.sleep(0.05)
+            if self.process.poll() is None:
                 self.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
         if self.data_dir and self.process is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _services_closed(self, offset: int) -> bool:
+        if not self.log_path:
+            return False
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                text = log.read().decode("utf-8", "replace")
+        except OSError:
+            return False
+        return text.count("successfully closed") >= len(SERVICES)
 
 
 def azurite_binary() -> str:

@@ -11,18 +11,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import secrets
+import shutil
 import signal
 import threading
+import time
 from typing import Any
 
 from devtools.azurite import ROOT, start_azurite
+from devtools.host.logs import configure_logging
 
 DATA_DIR = ROOT / ".devdata"
 CONSOLE_PAGES = ("/", "/availability", "/bookings")
 LOCAL_HOSTS = ("https://127.0.0.1", "https://localhost", "https://[::1]")
+
+
+def key_file_location(settings: dict[str, str]) -> str:
+    """Where the service keeps its token-encryption key when no Key Vault is set (outside the repository)."""
+    if settings.get("LOCAL_KEY_FILE"):
+        return settings["LOCAL_KEY_FILE"]
+    base = settings.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "interview-calendar", "token-keys.json")
+
+
+def reset_data() -> list[str]:
+    """Forget the local cloud's saved world and Azurite's data (they must agree); returns what was removed."""
+    from devtools.cloud import persist
+
+    removed = []
+    if persist.forget_saved(DATA_DIR / "cloud"):
+        removed.append(str(persist.world_path(DATA_DIR / "cloud")))
+    azurite_dir = DATA_DIR / "azurite"
+    if azurite_dir.exists():
+        shutil.rmtree(azurite_dir)
+        removed.append(str(azurite_dir))
+    return removed
 
 
 def fixture_app() -> dict[str, Any]:
@@ -84,8 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071, help="the app's HTTP port (7071, like func start)")
     parser.add_argument("--cloud-port", type=int, default=8443, help="the local Microsoft cloud's port (8443)")
     parser.add_argument("--console-port", type=int, default=7080, help="the console's port (7080)")
+    parser.add_argument(
+        "--reset", action="store_true", help="start over: forget the local cloud's world and Azurite's data"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
+    if args.reset:
+        removed = reset_data()
+        print("Reset: removed " + (", ".join(removed) if removed else "nothing (no saved data)"), flush=True)
 
     given: dict[str, str] = {**_local_settings(), **{k: v for k, v in os.environ.items() if v}}
     azurite = None
@@ -98,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not authority or authority.startswith(LOCAL_HOSTS):
         from devtools.cloud.server import start_cloud
 
-        cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud")
+        cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud", keep_world=True)
         settings = service_settings(
             authority_host=cloud.authority_host,
             graph_url=cloud.graph_url,
@@ -110,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         settings["ALLOWED_RETURN_URLS"] = ",".join(f"{console_url}{page}" for page in CONSOLE_PAGES)
         settings.update({k: v for k, v in given.items() if k not in settings})
-        print(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control)")
+        kept = "the saved world" if cloud.restored else "the fixtures"
+        print(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control; from {kept})")
+        print(f"  CA to trust            : {cloud.ca_cert} (README: trusting the local cloud)")
+        print(f"  its world              : {DATA_DIR / 'cloud'} (scripts/run --reset starts over)")
     else:
         settings = {"FUNCTION_KEY": _dev_function_key(), **given}
         print(f"Identity platform        : {authority}")
@@ -134,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
     print(f"Functions host           : {host.base_url}/api  (try {public}/api/health)")
     print(f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)")
+    print(f"Token-encryption key     : {key_file_location(settings)} (outside the repository)")
     print(f"Admin consent            : {public}/api/consent/start?tenant=contoso.example")
     print(f"Sign in                  : {public}/api/auth/login")
     print(f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)")
@@ -143,12 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    print("stopping...", flush=True)
+    started = time.monotonic()
     console.stop()
     host.stop()
     if cloud is not None:
         cloud.stop()
     if azurite is not None:
         azurite.stop()
+    print(f"stopped in {time.monotonic() - started:.1f} s.", flush=True)
     return 0
 
 

@@ -39,6 +39,7 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.SigninRequired: 401,
     errors.ReauthRequired: 401,
     errors.AdminConsentRequired: 403,
+    errors.AdminApprovalRequired: 403,
     errors.Forbidden: 403,
     errors.TokenIntegrityError: 401,  # answered as reauth_required: see public_error
     errors.ConfigurationError: 500,
@@ -60,6 +61,16 @@ class ErrorPage:
 
 
 _NOTHING_RECORDED = "Nothing was recorded."
+_ADMIN_APPROVAL = ErrorPage(
+    "An Office 365 administrator must approve this app",
+    (
+        "The account you signed in with is not an administrator of your organisation, so Microsoft "
+        "could not grant the permissions (AADSTS90094). Nothing was recorded.",
+        "Send your administrator the ready-to-send consent request email; once they accept, sign in again.",
+    ),
+    show_message=False,
+    links=(("Get the email for your admin", "consent_request_url"),),
+)
 # The one place where an error on a browser leg becomes a page, per flow. Subclasses inherit.
 PAGE_BY_ERROR: dict[str, dict[type[errors.ServiceError], ErrorPage]] = {
     "signin": {
@@ -67,6 +78,25 @@ PAGE_BY_ERROR: dict[str, dict[type[errors.ServiceError], ErrorPage]] = {
             "This sign-in has expired", ("Nothing was stored.",), links=(("Sign in again", "login"),)
         ),
         errors.SigninDenied: ErrorPage("You were not signed in", links=(("Sign in again", "login"),)),
+        errors.ConsentDeclined: ErrorPage(
+            "You declined the permissions",
+            (
+                "Nothing was stored. The app needs these permissions to read calendars and book interviews; "
+                "sign in again and accept them when you are ready.",
+            ),
+            show_message=False,
+            links=(("Sign in again", "login"),),
+        ),
+        errors.InteractionRequired: ErrorPage(
+            "Sign in to continue",
+            (
+                "Microsoft could not sign you in without asking (no session, another account signed in, or "
+                "permissions to accept). Nothing was stored. Sign in and choose your account.",
+            ),
+            show_message=False,
+            links=(("Sign in", "interactive_login"),),
+        ),
+        errors.AdminApprovalRequired: _ADMIN_APPROVAL,
         errors.AdminConsentRequired: ErrorPage(
             "Your organisation has not connected Office 365 yet",
             ("Send your Office 365 administrator the consent request email; once they accept, sign in again.",),
@@ -83,6 +113,16 @@ PAGE_BY_ERROR: dict[str, dict[type[errors.ServiceError], ErrorPage]] = {
             ("Nothing was recorded. You can try again; an Office 365 administrator must sign in and accept.",),
             links=(("Try again", "retry_url"),),
         ),
+        errors.ConsentDeclined: ErrorPage(
+            "Consent was declined",
+            (
+                "The administrator cancelled the permissions page, so nothing was granted or recorded. "
+                "Open the consent link again to review and accept the permissions.",
+            ),
+            show_message=False,
+            links=(("Review the permissions again", "retry_url"),),
+        ),
+        errors.AdminApprovalRequired: _ADMIN_APPROVAL,
         errors.TenantMismatch: ErrorPage("Consent could not be verified", (_NOTHING_RECORDED,)),
         errors.NotFound: ErrorPage("Consent could not be verified", (_NOTHING_RECORDED,)),
         errors.AdminConsentRequired: ErrorPage(

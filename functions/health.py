@@ -66,8 +66,9 @@ def methods_for(path: str) -> list[str]:
         import function_app  # the app's own route table, read once per worker on first use
 
         table = []
-        for function in function_app.app.get_functions():
-            trigger = function.get_trigger()
+        # Built from the registered builders: get_functions() may run only once per app (the indexer's).
+        for builder in function_app.app._function_builders:
+            trigger = builder.build(function_app.app.auth_level).get_trigger()
             route = getattr(trigger, "route", None)
             if not route or route.startswith("{*"):
                 continue

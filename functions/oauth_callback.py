@@ -44,6 +44,7 @@ def auth_login(req: func.HttpRequest) -> func.HttpResponse:
         features=parse_features(req.params.get("features")),
         return_to=req.params.get("return_to"),
         login_hint=req.params.get("login_hint"),
+        prompt=req.params.get("prompt"),
     )
     # SameSite=None so the cookie also comes back with a response_mode=form_post callback (a cross-site POST).
     return redirect(

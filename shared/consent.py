@@ -14,12 +14,12 @@ from collections.abc import Mapping
 
 from shared.config import Settings
 from shared.errors import InvalidRequest, SigninDenied, TenantMismatch
-from shared.flows import BrowserFlowStart, seal_flow, take_flow
+from shared.flows import BrowserFlowStart, redirect_error, seal_flow, take_flow
 from shared.models import FlowKind, Tenant
 from shared.ports import Dependencies
 from shared.tenant_consent import verify_consent
 from shared.text import clean_text, mailbox_address
-from shared.urls import consent_callback_url, consent_start_url
+from shared.urls import consent_callback_url, consent_request_url, consent_start_url
 
 # Application permissions and why we need each (shown to the admin and in the email).
 APP_PERMISSIONS: tuple[tuple[str, str], ...] = (
@@ -64,14 +64,15 @@ def complete_admin_consent(deps: Dependencies, params: Mapping[str, str], bindin
     flow = take_flow(deps, FlowKind.CONSENT, params.get("state"), binding)
     hint = str(flow.data["tenant_hint"])
     retry_url = consent_start_url(deps.settings, hint)
-    error = params.get("error")
-    if error:
-        # v2 answers a declined consent with consent_required (AADSTS65004), classic with
-        # permission_denied, and the Cancel button with access_denied: all mean nothing was granted.
-        raise SigninDenied(
-            "The administrator cancelled or declined the consent, so nothing was granted.",
-            reason=error[:64],
+    if params.get("error"):
+        # By AADSTS number: 90094 (the account is not an administrator: offer the email for one, never a
+        # retry that meets the same answer), 65004 (declined: v2 sends it as consent_required, classic as
+        # permission_denied, the Cancel button as access_denied); anything else: nothing was granted.
+        raise redirect_error(
+            params,
+            "Microsoft did not grant the consent, so nothing was granted.",
             retry_url=retry_url,
+            consent_request_url=consent_request_url(deps.settings, hint),
         )
     if params.get("admin_consent", "").lower() != "true":
         raise SigninDenied("Microsoft did not confirm the administrator's consent.", retry_url=retry_url)

@@ -22,6 +22,9 @@
     │   │   ├── NotOurEvent           not_our_event             403
     │   │   └── NoAccessToCalendar    no_access_to_calendar     403 (group: who grants access)
     │   └── SigninDenied              signin_failed             401
+    │       ├── ConsentDeclined       consent_declined          401 (cancelled: AADSTS65004)
+    │       ├── InteractionRequired   interaction_required      401 (prompt=none: AADSTS50058, 16000, 65001)
+    │       └── AdminApprovalRequired admin_approval_required   403 (an admin must approve: AADSTS90094)
     ├── TokenIntegrityError           token_unreadable          answered 401 reauth_required (details logged)
     ├── ConfigurationError            configuration_error       500
     └── UpstreamError                 upstream_error            502
@@ -167,6 +170,25 @@ class SigninDenied(AuthError):
     """Microsoft answered the sign-in or consent redirect with an error (cancelled, declined, ...)."""
 
     code = "signin_failed"
+
+
+class ConsentDeclined(SigninDenied):
+    """The user (or the administrator) cancelled the permissions page: AADSTS65004."""
+
+    code = "consent_declined"
+
+
+class InteractionRequired(SigninDenied):
+    """A sign-in without interaction (``prompt=none``) could not finish: no session, another account
+    is signed in, or consent is missing (AADSTS50058, AADSTS16000, AADSTS65001)."""
+
+    code = "interaction_required"
+
+
+class AdminApprovalRequired(SigninDenied):
+    """The permissions need an administrator's approval and the signed-in account is not one: AADSTS90094."""
+
+    code = "admin_approval_required"
 
 
 class TenantMismatch(InvalidRequest):

@@ -15,11 +15,20 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.errors import InvalidFlowState, TokenIntegrityError
+from shared.errors import (
+    AdminApprovalRequired,
+    ConsentDeclined,
+    InteractionRequired,
+    InvalidFlowState,
+    SigninDenied,
+    TokenIntegrityError,
+)
 from shared.models import FlowKind, PendingFlow
 from shared.ports import Dependencies
 from shared.session_guard import hash_secret
@@ -88,3 +97,40 @@ def take_flow(deps: Dependencies, kind: FlowKind, state: str | None, sealed: str
         created_at=expires_at - timedelta(seconds=deps.settings.flow_ttl_seconds),
         expires_at=expires_at,
     )
+
+
+# ---- error answers of Microsoft's redirects -------------------------------------------------------
+# The AADSTS number at the start of an ``error_description`` ("AADSTS90094: Admin consent is ...").
+_AADSTS = re.compile(r"AADSTS(\d{4,8})")
+ADMIN_APPROVAL_CODES = frozenset({90094})
+DECLINED_CODES = frozenset({65004})
+# prompt=none could not finish: no session (50058), another account's session (16000), consent missing (65001).
+INTERACTION_CODES = frozenset({50058, 16000, 65001})
+INTERACTION_ERRORS = frozenset({"login_required", "interaction_required", "consent_required"})
+
+
+def aadsts_code(description: str | None) -> int | None:
+    """The AADSTS number an ``error_description`` starts with, or None (the text is never shown or logged)."""
+    head = (description or "")[:16].split(":", 1)[0].strip()
+    match = _AADSTS.fullmatch(head)
+    return int(match.group(1)) if match else None
+
+
+def redirect_error(params: Mapping[str, str], message: str, **details: Any) -> SigninDenied:
+    """The error a browser leg raises for Microsoft's error redirect, by its AADSTS number first
+    (a v2 admin consent that was declined arrives as ``consent_required`` with AADSTS65004), then by
+    its OAuth ``error``. Only the number and the ``error`` value (at most 64 characters) are kept."""
+    error = str(params.get("error", ""))[:64]
+    code = aadsts_code(params.get("error_description"))
+    reason = f"AADSTS{code}" if code is not None else error
+    if code in ADMIN_APPROVAL_CODES:
+        return AdminApprovalRequired(
+            "An administrator of your organisation must approve the app's permissions.", reason=reason, **details
+        )
+    if code in DECLINED_CODES or (code is None and error in {"access_denied", "permission_denied"}):
+        return ConsentDeclined(
+            "The permissions were cancelled or declined, so nothing was granted.", reason=reason, **details
+        )
+    if code in INTERACTION_CODES or (code is None and error in INTERACTION_ERRORS):
+        return InteractionRequired("Microsoft needs you to sign in interactively.", reason=reason, **details)
+    return SigninDenied(message, reason=reason, **details)

@@ -7,6 +7,7 @@ the web frontend is random and opaque; only its hash is stored.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -15,8 +16,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from shared.conflicts import retry_on_conflict
+from shared.consent import validate_tenant_hint
 from shared.errors import AdminConsentRequired, InvalidRequest, NotFound, ReauthRequired, ServiceError
-from shared.flows import BrowserFlowStart, seal_flow, take_flow
+from shared.flows import BrowserFlowStart, redirect_error, seal_flow, take_flow
 from shared.models import FlowKind, Session, TokenHealth, User
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext, hash_secret
@@ -36,6 +38,10 @@ BASE_SCOPES = [
     "MailboxSettings.Read",
     "email",
 ]
+# Entra's documented prompt values (v2-oauth2-auth-code-flow): login forces credentials, none never
+# asks (an error redirect instead), consent shows the permissions page, select_account the account picker.
+PROMPTS = ("login", "none", "consent", "select_account")
+_PROMPT = re.compile("|".join(PROMPTS))
 # Opt-in features and the extra scopes each asks for, incrementally.
 FEATURE_SCOPES: dict[str, tuple[str, ...]] = {"automation": ("Mail.Read", "Mail.Send")}
 
@@ -101,25 +107,55 @@ def parse_features(raw: str | None) -> tuple[str, ...]:
     return names
 
 
+def parse_prompt(raw: str | None) -> str | None:
+    """One of Entra's four ``prompt`` values, or None; anything else is refused."""
+    if raw is None or raw == "":
+        return None
+    if not _PROMPT.fullmatch(raw):
+        raise InvalidRequest(f"prompt must be one of {', '.join(PROMPTS)}.", parameter="prompt")
+    return raw
+
+
+def _hint_domain(login_hint: str | None) -> str | None:
+    """The domain of a ``user@domain`` hint: the tenant to name in an admin-approval email."""
+    if not login_hint or "@" not in login_hint:
+        return None
+    domain = login_hint.rsplit("@", 1)[1].lower()
+    try:
+        return validate_tenant_hint(domain)
+    except InvalidRequest:
+        return None
+
+
 def start_signin(
     deps: Dependencies,
     *,
     features: tuple[str, ...] = (),
     return_to: str | None = None,
     login_hint: str | None = None,
+    prompt: str | None = None,
 ) -> BrowserFlowStart:
     checked_return = check_return_to(deps.settings.allowed_return_urls, return_to)
     login_hint = clean_text(login_hint, parameter="login_hint", max_length=256)
+    prompt = parse_prompt(prompt)
     scopes = list(BASE_SCOPES)
     for feature in features:
         scopes += [s for s in FEATURE_SCOPES[feature] if s not in scopes]
     start = deps.identity.start_signin(
-        scopes=scopes, redirect_uri=signin_callback_url(deps.settings), login_hint=login_hint
+        scopes=scopes, redirect_uri=signin_callback_url(deps.settings), login_hint=login_hint, prompt=prompt
     )
     # The flow's copy of the authorization URL is not needed to redeem the code: leave it out of the cookie.
     flow = {k: v for k, v in start.flow.items() if k != "auth_uri"}
     binding = seal_flow(
-        deps, FlowKind.SIGNIN, start.state, {"flow": flow, "return_to": checked_return, "features": list(features)}
+        deps,
+        FlowKind.SIGNIN,
+        start.state,
+        {
+            "flow": flow,
+            "return_to": checked_return,
+            "features": list(features),
+            "tenant_hint": _hint_domain(login_hint),
+        },
     )
     return BrowserFlowStart(redirect_url=start.auth_uri, binding=binding)
 
@@ -127,6 +163,10 @@ def start_signin(
 def complete_signin(deps: Dependencies, params: Mapping[str, str], binding: str | None) -> SigninOutcome:
     """Raises InvalidFlowState, SigninDenied, AdminConsentRequired (tenant has not consented)."""
     pending = take_flow(deps, FlowKind.SIGNIN, params.get("state"), binding)
+    if params.get("error"):
+        tenant_hint = pending.data.get("tenant_hint")
+        details = {"consent_request_url": consent_request_url(deps.settings, tenant_hint)} if tenant_hint else {}
+        raise redirect_error(params, "Microsoft did not sign you in.", **details)
     result = deps.identity.complete_signin(pending.data["flow"], dict(params))
     # The tenant comes from the ID token MSAL just validated, never from the redirect.
     try:

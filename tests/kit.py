@@ -340,10 +340,13 @@ class FakeIdentity:
     # Refusals remembered per tenant until a time, as MSAL's HTTP cache keeps a 400 for 60 seconds.
     remembered_refusals: dict[str, datetime] = field(default_factory=dict)
     clock: FakeClock | None = None
+    # What each sign-in start asked Microsoft for: login_hint and prompt.
+    started: list[dict[str, str | None]] = field(default_factory=list)
 
     def start_signin(
         self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None, prompt: str | None = None
     ) -> SigninStart:
+        self.started.append({"login_hint": login_hint, "prompt": prompt})
         state = uuid.uuid4().hex
         flow = {"state": state, "scope": scopes, "redirect_uri": redirect_uri, "code_verifier": "v" * 43}
         return SigninStart(auth_uri=f"https://login.example/authorize?state={state}", state=state, flow=flow)

@@ -22,6 +22,10 @@ MESSAGES: dict[int, str] = {
     ),
     50020: "User account '{upn}' from identity provider does not exist in tenant '{tenant}'.",
     50058: "A silent sign-in request was sent but no user is signed in.",
+    16000: (
+        "SelectUserAccount: the signed-in session is not for the account the request names; the user must "
+        "select an account, which a request with prompt=none cannot show."
+    ),
     50059: "No tenant-identifying information found in either the request or implied by any provided credentials.",
     50126: "Error validating credentials due to invalid username or password.",
     50057: "The user account is disabled.",

@@ -39,6 +39,8 @@ from devtools.cloud import consent, tokens
 from devtools.cloud.aadsts import AadstsError
 from devtools.cloud.signin import (
     CODE_LIFETIME_SECONDS,
+    DEMO_PASSWORD,
+    PROMPTS,
     AuthCode,
     Pending,
     add_code,
@@ -116,23 +118,41 @@ def _error_params(err: AadstsError, state: str | None) -> dict[str, str]:
     return params
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+LOCAL_NOTICE = (
+    "<p id='local-notice' style='background:#fff4ce;padding:.5rem;border-radius:4px'>"
+    "This is the <strong>local Microsoft cloud</strong>: the project's stand-in for Microsoft's sign-in "
+    "(devtools/cloud), running on your machine. No real account is involved.</p>"
+)
+
+
+def _account_banner(account: User | None) -> str:
+    if account is None:
+        return "<p id='account'>Not signed in.</p>"
+    return (
+        f"<p id='account'>Signed in as <strong>{html.escape(account.display_name)}</strong> "
+        f"&lt;{html.escape(account.user_principal_name)}&gt;</p>"
+    )
+
+
+def _page(title: str, body: str, status: int = 200, *, account: User | None = None) -> HTMLResponse:
+    """A page of the local Entra ID: it always says it is the local stand-in and who is signed in."""
     doc = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:Segoe UI,sans-serif;max-width:28rem;margin:3rem auto}"
+        "<style>body{font-family:Segoe UI,sans-serif;max-width:32rem;margin:3rem auto}"
         "label{display:block;margin:.3rem 0}button{margin:.5rem .5rem 0 0}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+        f"<body>{LOCAL_NOTICE}{_account_banner(account)}<h1>{html.escape(title)}</h1>{body}</body></html>"
     )
     return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def error_page(err: AadstsError) -> HTMLResponse:
+def error_page(err: AadstsError, account: User | None = None) -> HTMLResponse:
     """Errors Entra shows in the browser because the redirect URI cannot be trusted."""
     return _page(
         "Sign in",
         f"<p>Sorry, but we're having trouble signing you in.</p><p id='error'>{html.escape(err.short_description)}</p>",
         status=400,
+        account=account,
     )
 
 
@@ -256,11 +276,28 @@ class Identity:
             user_id = state.sessions.get(value)
             return self.world.users.get(user_id) if user_id else None
 
-    def _start_session(self, response: Response, user: User) -> None:
-        value = new_opaque()
+    def _browser_accounts(self, request: Request) -> list[User]:
+        """Every account signed in with this browser, the active one first (the account picker's list)."""
+        value = request.cookies.get(SESSION_COOKIE)
+        if not value:
+            return []
         state = signin_state(self.world)
         with self.world.lock:
+            active = state.sessions.get(value)
+            ids = ([active] if active else []) + [i for i in state.accounts.get(value, []) if i != active]
+            return [self.world.users[i] for i in ids if i in self.world.users]
+
+    def _start_session(self, request: Request, response: Response, user: User) -> None:
+        """Make ``user`` the browser's active account; accounts signed in before stay in its picker."""
+        state = signin_state(self.world)
+        value = request.cookies.get(SESSION_COOKIE)
+        with self.world.lock:
+            if not value or value not in state.sessions:
+                value = new_opaque()
             state.sessions[value] = user.id
+            known = state.accounts.setdefault(value, [])
+            if user.id not in known:
+                known.append(user.id)
         response.set_cookie(SESSION_COOKIE, value, secure=True, httponly=True, samesite="lax", path="/")
 
     def _user_for_hint(self, hint: str, tenant: Tenant | None) -> User | None:
@@ -312,11 +349,30 @@ class Identity:
         return app, redirect_uri
 
     def _known_user(self, request: Request, tenant: Tenant | None, params: dict[str, str]) -> User | None:
-        """The user already signed in: the automatic user, else the browser session unless the prompt asks anew."""
-        user = self._auto_user(tenant, params.get("login_hint"))
-        if user is None and params.get("prompt") not in ("login", "select_account"):
-            user = self._session_user(request)
-        return user
+        """The user to continue as without asking, as Entra decides it (v2-oauth2-auth-code-flow, ``prompt``
+        and ``login_hint``): the automatic user; else the browser's signed-in account, unless ``prompt=login``
+        or ``select_account`` asks anew or ``login_hint`` names another account. ``prompt=none`` never asks:
+        no session is ``login_required`` (AADSTS50058), a session of another account than the hint is
+        ``interaction_required`` (AADSTS16000, the account-selection interrupt)."""
+        hint = params.get("login_hint") or None
+        user = self._auto_user(tenant, hint)
+        if user is not None:
+            return user
+        prompt = params.get("prompt", "")
+        session_user = self._session_user(request)
+        hinted = self._user_for_hint(hint, tenant) if hint else None
+        matches_hint = session_user is not None and (
+            hint is None or (hinted is not None and hinted.id == session_user.id)
+        )
+        if prompt == "none":
+            if session_user is None:
+                raise AadstsError("login_required", 50058)
+            if not matches_hint:
+                raise AadstsError("interaction_required", 16000)
+            return session_user
+        if prompt in ("login", "select_account") or not matches_hint:
+            return None
+        return session_user
 
     def _sign_in_or_continue(
         self,
@@ -330,10 +386,15 @@ class Identity:
         """Show the sign-in page when no user is known, else continue the flow as that user."""
         if user is None:
             ctx = add_pending(self.world, Pending(kind=kind, tenant_segment=segment, params=params))
-            return self._sign_in_page(segment, tenant, ctx, params.get("login_hint"))
+            accounts = self._browser_accounts(request)
+            if params.get("prompt") == "select_account" and accounts:
+                return self._picker_page(segment, ctx, accounts)
+            return self._sign_in_page(
+                segment, tenant, ctx, params.get("login_hint"), account=accounts[0] if accounts else None
+            )
         response = self._after_sign_in(request, Pending(kind, segment, params, user.id), user)
         # The browser now holds a session for this user, as Entra's cookie would give it.
-        self._start_session(response, user)
+        self._start_session(request, response, user)
         return response
 
     def _authorize(self, request: Request, segment: str, params: dict[str, str]) -> Response:
@@ -366,13 +427,13 @@ class Identity:
                 raise AadstsError("invalid_request", None, message=f"Unsupported code_challenge_method '{method}'.")
             if method is not None and not params.get("code_challenge"):
                 raise AadstsError("invalid_request", 900144, parameter="code_challenge")
+            prompt = params.get("prompt")
+            if prompt is not None and prompt not in PROMPTS:
+                # Entra documents the four values; no AADSTS number is documented for another one.
+                raise AadstsError("invalid_request", None, message=f"Invalid value '{prompt}' for parameter 'prompt'.")
+            user = self._known_user(request, tenant, params)
         except AadstsError as err:
             return respond_to_client(redirect_uri, mode, _error_params(err, state))
-
-        user = self._known_user(request, tenant, params)
-        if user is None and params.get("prompt") == "none":
-            no_session = AadstsError("login_required", 50058)
-            return respond_to_client(redirect_uri, mode, _error_params(no_session, state))
         return self._sign_in_or_continue(request, "authorize", segment, tenant, params, user)
 
     def _check_user_for_tenant(self, user: User, tenant: Tenant | None) -> AadstsError | None:
@@ -389,7 +450,7 @@ class Identity:
         tenant = resolve_tenant(self.world, segment)
         problem = self._check_user_for_tenant(user, tenant)
         if problem is not None:
-            return error_page(problem)
+            return error_page(problem, account=self._session_user(request))
         if pending.kind != "authorize":
             return self._admin_after_sign_in(request, pending, user)
 
@@ -413,7 +474,7 @@ class Identity:
             if auto is None:
                 pending.user_id = user.id
                 ctx = add_pending(self.world, pending)
-                return self._consent_page(segment, ctx, app, sorted(wanted), admin=False)
+                return self._consent_page(segment, ctx, app, sorted(wanted), admin=False, account=user)
             if auto.consent != "accept":
                 err = AadstsError("access_denied", 65004, suberror="cancel")
                 return respond_to_client(redirect_uri, mode, _error_params(err, state))
@@ -447,7 +508,14 @@ class Identity:
 
     # ---- pages ------------------------------------------------------------------------------------------
     def _sign_in_page(
-        self, segment: str, tenant: Tenant | None, ctx: str, login_hint: str | None, error: str | None = None
+        self,
+        segment: str,
+        tenant: Tenant | None,
+        ctx: str,
+        login_hint: str | None,
+        error: str | None = None,
+        *,
+        account: User | None = None,
     ) -> HTMLResponse:
         with self.world.lock:
             tenants = [tenant] if tenant else sorted(self.world.tenants.values(), key=lambda t: t.display_name)
@@ -470,8 +538,26 @@ class Identity:
             f"<input type='hidden' name='ctx' value='{html.escape(ctx)}'/>{''.join(options)}"
             "<label>Password <input type='password' name='passwd'/></label>"
             "<button type='submit'>Sign in</button></form>"
+            f"<p id='demo-password'>Demo password for every account: <code>{html.escape(DEMO_PASSWORD)}</code></p>"
         )
-        return _page("Sign in", body, status=200 if not error else 400)
+        return _page("Sign in", body, status=200 if not error else 400, account=account)
+
+    def _picker_page(self, segment: str, ctx: str, accounts: list[User]) -> HTMLResponse:
+        """``prompt=select_account``: the accounts signed in with this browser, and "Use another account"."""
+        action = f"/{html.escape(segment)}/pick"
+        hidden = f"<input type='hidden' name='ctx' value='{html.escape(ctx)}'/>"
+        choices = "".join(
+            f"<form method='POST' action='{action}'>{hidden}"
+            f"<input type='hidden' name='account' value='{html.escape(u.user_principal_name)}'/>"
+            f"<button type='submit'>{html.escape(u.display_name)} &lt;{html.escape(u.user_principal_name)}&gt;"
+            "</button></form>"
+            for u in accounts
+        )
+        another = (
+            f"<form method='POST' action='{action}'>{hidden}<input type='hidden' name='account' value=''/>"
+            "<button type='submit' id='use-another-account'>Use another account</button></form>"
+        )
+        return _page("Pick an account", choices + another, account=accounts[0])
 
     def _consent_page(
         self,
@@ -482,6 +568,7 @@ class Identity:
         *,
         admin: bool,
         roles: list[str] | None = None,
+        account: User | None = None,
     ) -> HTMLResponse:
         items = "".join(f"<li>{html.escape(s)}</li>" for s in scopes)
         role_items = "".join(f"<li>{html.escape(r)} (application)</li>" for r in roles or [])
@@ -494,7 +581,7 @@ class Identity:
             "<button type='submit' name='answer' value='accept'>Accept</button>"
             "<button type='submit' name='answer' value='cancel'>Cancel</button></form>"
         )
-        return _page("Permissions requested", body)
+        return _page("Permissions requested", body, account=account)
 
     def _take_pending(self, ctx: str) -> Pending | None:
         state = signin_state(self.world)
@@ -517,11 +604,92 @@ class Identity:
         user = self._user_for_hint(login, tenant) if login else None
         if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
             err = AadstsError("invalid_request", 50126)
-            return self._sign_in_page(pending.tenant_segment, tenant, ctx, login or None, error=err.short_description)
+            return self._sign_in_page(
+                pending.tenant_segment,
+                tenant,
+                ctx,
+                login or None,
+                error=err.short_description,
+                account=self._session_user(request),
+            )
         self._take_pending(ctx)
         response = self._after_sign_in(request, pending, user)
-        self._start_session(response, user)
+        self._start_session(request, response, user)
         return response
+
+    async def pick_post(self, request: Request) -> Response:
+        """The account picker's answer: continue as an account of this browser, or ask for credentials."""
+        form = await read_form(request)
+        ctx = str(form.get("ctx", ""))
+        state = signin_state(self.world)
+        with self.world.lock:
+            pending = state.pending.get(ctx)
+        if pending is None:
+            return error_page(
+                AadstsError("invalid_request", None, message="The sign-in request has expired. Start again.")
+            )
+        tenant = resolve_tenant(self.world, pending.tenant_segment)
+        chosen = str(form.get("account", "")).lower()
+        accounts = self._browser_accounts(request)
+        user = next((u for u in accounts if u.user_principal_name.lower() == chosen), None) if chosen else None
+        if user is None:
+            hint = pending.params.get("login_hint")
+            return self._sign_in_page(
+                pending.tenant_segment, tenant, ctx, hint, account=accounts[0] if accounts else None
+            )
+        self._take_pending(ctx)
+        response = self._after_sign_in(request, pending, user)
+        self._start_session(request, response, user)
+        return response
+
+    # ---- sign-out ---------------------------------------------------------------------------------------
+    async def logout(self, request: Request) -> Response:
+        """The advertised ``end_session_endpoint`` (v2-protocols-oidc, "Send a sign-out request"): ends the
+        browser's session, then redirects to ``post_logout_redirect_uri`` when it is one of the app's
+        registered redirect URIs (the app named by ``client_id``, else by the ``id_token_hint``'s audience,
+        else any app registered here); without one, or with one that is not registered, a page says the
+        user signed out."""
+        params = await read_form(request) if request.method == "POST" else dict(request.query_params)
+        try:
+            resolve_tenant(self.world, request.path_params["tenant"])
+        except AadstsError as err:
+            return error_page(err)
+        state = signin_state(self.world)
+        value = request.cookies.get(SESSION_COOKIE)
+        with self.world.lock:
+            signed_out = self.world.users.get(state.sessions.pop(value, "")) if value else None
+            if value:
+                state.accounts.pop(value, None)
+        target = params.get("post_logout_redirect_uri", "")
+        allowed = bool(target) and self._logout_target_registered(target, params)
+        if allowed:
+            response: Response = RedirectResponse(
+                _with_params(target, {"state": params["state"]}) if params.get("state") else target, status_code=302
+            )
+        else:
+            note = (
+                f"<p id='error'>The address {html.escape(target)} is not a redirect URI registered for the "
+                "application, so you stay on this page.</p>"
+                if target
+                else ""
+            )
+            who = f" ({html.escape(signed_out.user_principal_name)})" if signed_out else ""
+            response = _page(
+                "You signed out of your account",
+                f"<p>You signed out{who}. It's a good idea to close all browser windows.</p>{note}",
+            )
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+        return response
+
+    def _logout_target_registered(self, target: str, params: dict[str, str]) -> bool:
+        with self.world.lock:
+            apps = list(self.world.apps.values())
+        client_id = params.get("client_id", "").lower()
+        if not client_id and params.get("id_token_hint"):
+            client_id = tokens.id_token_audience(self.world, params["id_token_hint"]) or ""
+        if client_id:
+            apps = [a for a in apps if a.client_id == client_id]
+        return any(redirect_uri_allowed(app, target) for app in apps)
 
     async def consent_post(self, request: Request) -> Response:
         form = await read_form(request)
@@ -583,7 +751,10 @@ class Identity:
             except AadstsError as err:
                 return respond_to_client(redirect_uri, "query", _error_params(err, state))
 
-        user = self._known_user(request, tenant, params)
+        try:
+            user = self._known_user(request, tenant, params)
+        except AadstsError as err:
+            return respond_to_client(redirect_uri, "query", _error_params(err, state))
         return self._sign_in_or_continue(request, kind, segment, tenant, params, user)
 
     def _admin_after_sign_in(self, request: Request, pending: Pending, user: User) -> Response:
@@ -597,7 +768,7 @@ class Identity:
             pending.user_id = user.id
             ctx = add_pending(self.world, pending)
             scopes, roles = self._admin_grant_preview(pending, app)
-            return self._consent_page(pending.tenant_segment, ctx, app, scopes, admin=True, roles=roles)
+            return self._consent_page(pending.tenant_segment, ctx, app, scopes, admin=True, roles=roles, account=user)
         return self._admin_answer(pending, user, accepted=auto.consent == "accept", grant_roles=auto.grant_roles)
 
     def _admin_grant_preview(self, pending: Pending, app: AppRegistration) -> tuple[list[str], list[str]]:
@@ -885,6 +1056,8 @@ def routes(world: World) -> list[BaseRoute]:
         Route("/{tenant}/oauth2/v2.0/token", ep.token, methods=["GET", "POST"]),
         Route("/{tenant}/v2.0/adminconsent", ep.admin_consent_v2, methods=["GET"]),
         Route("/{tenant}/adminconsent", ep.admin_consent_classic, methods=["GET"]),
+        Route("/{tenant}/oauth2/v2.0/logout", ep.logout, methods=["GET", "POST"]),
         Route("/{tenant}/login", ep.login_post, methods=["POST"]),
+        Route("/{tenant}/pick", ep.pick_post, methods=["POST"]),
         Route("/{tenant}/consent", ep.consent_post, methods=["POST"]),
     ]

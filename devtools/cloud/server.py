@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from devtools.cloud import notify, tokens
+from devtools.cloud import notify, persist, tokens
 from devtools.cloud.app import build_app
 from devtools.cloud.seed import load_world
 from devtools.cloud.state import World
-from devtools.cloud.tls import TlsFiles, create_tls_files
+from devtools.cloud.tls import DEFAULT_DATA_DIR, TlsFiles, create_tls_files
+
+logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 15.0
 
@@ -39,6 +44,8 @@ class RunningCloud:
     ca_cert: Path  # the local CA alone
     _server: uvicorn.Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
+    _writer: persist.WorldWriter | None = field(default=None, repr=False)
+    restored: bool = False  # the world was loaded from the data folder, not from the fixtures
 
     @property
     def port(self) -> int:
@@ -49,7 +56,9 @@ class RunningCloud:
         self._server.should_exit = True
         self._server.force_exit = True
         self._thread.join(timeout=10)
-        notify.stop_delivery(self.world)
+        notify.stop_delivery(self.world, timeout=1.0)
+        if self._writer is not None:
+            self._writer.stop()
 
     def __enter__(self) -> RunningCloud:
         return self
@@ -58,9 +67,27 @@ class RunningCloud:
         self.stop()
 
 
-def _config(world: World, host: str, port: int, tls: TlsFiles) -> uvicorn.Config:
+class _NoteChanges:
+    """Tells the world writer after every request that the world may have changed."""
+
+    def __init__(self, app: ASGIApp, writer: persist.WorldWriter) -> None:
+        self.app = app
+        self.writer = writer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                self.writer.changed()
+
+
+def _config(world: World, host: str, port: int, tls: TlsFiles, writer: persist.WorldWriter | None) -> uvicorn.Config:
+    app: ASGIApp = build_app(world)
+    if writer is not None:
+        app = _NoteChanges(app, writer)
     return uvicorn.Config(
-        build_app(world),
+        app,
         host=host,
         port=port,
         ssl_certfile=str(tls.server_cert),
@@ -78,11 +105,23 @@ def start_cloud(
     port: int = 0,
     world: World | None = None,
     data_dir: Path | str | None = None,
+    keep_world: bool = False,
 ) -> RunningCloud:
-    """Start the cloud on ``host:port`` (0: a free port) and return once it accepts connections."""
-    world = world if world is not None else load_world()
-    tls = create_tls_files(data_dir)
-    server = uvicorn.Server(_config(world, host, port, tls))
+    """Start the cloud on ``host:port`` (0: a free port) and return once it accepts connections.
+
+    ``keep_world`` (the run command): the CA, the server certificate and the world live in
+    ``data_dir`` across restarts (see ``persist``); the saved world is loaded unless ``world`` is
+    given. Without it (the tests) every start is a fresh world with a fresh CA.
+    """
+    directory = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    restored = False
+    if world is None:
+        world = load_world()
+        if keep_world:
+            restored = _load_saved(world, directory)
+    writer = persist.WorldWriter(world, directory) if keep_world else None
+    tls = create_tls_files(directory, keep=keep_world)
+    server = uvicorn.Server(_config(world, host, port, tls, writer))
     # uvicorn installs signal handlers only when it runs on the main thread, so this thread is safe.
     failure: list[BaseException] = []
 
@@ -105,6 +144,12 @@ def start_cloud(
     bound_port = server.servers[0].sockets[0].getsockname()[1]
     base_url = f"https://{_url_host(host)}:{bound_port}"
     tokens.set_authority_host(world, base_url)
+    if writer is not None:
+        tokens.signing_key(world)
+        writer.start()
+        writer.changed()  # the first start writes the seeded world and its new signing key
+    if notify.state(world).subscriptions:
+        notify.start_delivery(world)  # notifications queued before the restart go out now
     return RunningCloud(
         world=world,
         base_url=base_url,
@@ -114,4 +159,19 @@ def start_cloud(
         ca_cert=tls.ca_cert,
         _server=server,
         _thread=thread,
+        _writer=writer,
+        restored=restored,
     )
+
+
+def _load_saved(world: World, directory: Path) -> bool:
+    """Load the saved world; an unreadable file is moved aside (and said so), never silently lost."""
+    try:
+        return persist.load_saved(world, directory)
+    except persist.WorldFileError as err:
+        path = persist.world_path(directory)
+        aside = path.with_name(f"{path.name}.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        path.replace(aside)
+        # restore() changes nothing unless the whole file reads, so the world is still the fixtures'.
+        logger.warning("Starting from the fixtures: %s (moved to %s).", err, aside)
+        return False

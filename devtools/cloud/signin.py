@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from devtools.cloud.state import World
 
+PROMPTS = ("login", "none", "consent", "select_account")
+DEMO_PASSWORD = "Passw0rd!"  # every fixture user's password unless directory.json gives another
 CODE_LIFETIME_SECONDS = 600  # "Authorization codes are short lived ... about 10 minutes."
 PENDING_LIFETIME_SECONDS = 3600
 CONSENT_ANSWERS = {"accept": "accept", "yes": "accept", "decline": "decline", "no": "decline", "cancel": "decline"}
@@ -60,6 +62,8 @@ class SignInState:
     auto: AutoSignIn | None = None
     codes: dict[str, AuthCode] = field(default_factory=dict)
     sessions: dict[str, str] = field(default_factory=dict)  # session cookie value -> user id
+    # session cookie value -> ids of every account signed in with this browser (the account picker's list)
+    accounts: dict[str, list[str]] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
 
 

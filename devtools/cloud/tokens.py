@@ -235,6 +235,22 @@ def issue_id_token(
     return _sign(world, claims)
 
 
+def id_token_audience(world: World, token: str) -> str | None:
+    """The ``aud`` (client id) of an ID token this cloud signed, whatever its age; None for anything else."""
+    key = signing_key(world)
+    try:
+        claims = jwt.decode(
+            token,
+            jwt.PyJWK(key.public_jwk, algorithm="RS256"),
+            algorithms=["RS256"],
+            options={"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError:
+        return None
+    aud = claims.get("aud")
+    return aud.lower() if isinstance(aud, str) else None
+
+
 def expire_access_tokens(
     world: World, *, tenant_id: str | None = None, user_id: str | None = None, client_id: str | None = None
 ) -> int:

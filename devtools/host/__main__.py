@@ -23,6 +23,7 @@ from pathlib import Path
 from azure.functions.decorators.function_app import FunctionRegister
 
 from devtools.host.config import HostConfigurationError, HostOptions, load_settings
+from devtools.host.logs import configure_logging
 from devtools.host.runner import LocalHost
 
 logger = logging.getLogger("devtools.host")
@@ -74,10 +75,7 @@ def _load_app(spec: str, project_dir: Path) -> FunctionRegister:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level.upper(), verbose=args.log_level.upper() == "DEBUG")
     project_dir = Path(args.project_dir).resolve()
     try:
         settings = load_settings(project_dir)

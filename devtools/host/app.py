@@ -22,6 +22,8 @@ import contextlib
 import hmac
 import json
 import logging
+import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -36,6 +38,11 @@ from devtools.host.functions import HTTP_TRIGGER, FunctionSpec, Invoker, index_f
 from devtools.host.routing import RouteMatch, RouteTable, RouteTemplate, split_path
 
 logger = logging.getLogger(__name__)
+# One line per request: method, route template, status, milliseconds. Never the path's values or
+# the query string (it may carry ?code= keys), so the template stands for the path.
+access_logger = logging.getLogger("devtools.host.access")
+NO_ROUTE = "(no matching route)"
+_METHOD = re.compile(r"[A-Z]{1,16}")
 
 # Documented limits of the Functions HTTP front end (platform-facts.md).
 MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024
@@ -85,6 +92,13 @@ class _Endpoint:
         # Compare against every key, without stopping early, so timing says nothing about which one matched.
         results = [hmac.compare_digest(candidate, key) for key in self._keys]
         return any(results)
+
+
+def access_line(method: str, template: str | None, status: int, started: float, now: float | None = None) -> str:
+    """``GET /api/users/{id} 200 12 ms``: the route template, not the path, and no query string."""
+    elapsed_ms = ((time.perf_counter() if now is None else now) - started) * 1000
+    shown_method = method if _METHOD.fullmatch(method) else "?"
+    return f"{shown_method} {template or NO_ROUTE} {status} {elapsed_ms:.0f} ms"
 
 
 def _error(
@@ -178,7 +192,9 @@ class FunctionsHttpApp:
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
-        status, headers, body = await self._handle(request)
+        started = time.perf_counter()
+        route: list[str] = []
+        status, headers, body = await self._handle(request, route)
         await send(
             {
                 "type": "http.response.start",
@@ -192,8 +208,10 @@ class FunctionsHttpApp:
                 "body": body if request.method != "HEAD" else b"",
             }
         )
+        access_logger.info(access_line(request.method, route[0] if route else None, status, started))
 
-    async def _handle(self, request: Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _handle(self, request: Request, route: list[str]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Answer one request; ``route`` receives the matched route template."""
         scope = request.scope
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = raw_path.decode("latin-1")
@@ -230,6 +248,7 @@ class FunctionsHttpApp:
                 {"allow": allow},
             )
         endpoint = resolved.route.target
+        route.append("/" + resolved.route.template.text)
         presented = request.headers.get(KEY_HEADER) or request.query_params.get(KEY_QUERY)
         if not endpoint.authorises(presented):
             return _error(401, "unauthorized", "A valid function key is required.")

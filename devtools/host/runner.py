@@ -168,7 +168,7 @@ class LocalHost:
         if self.server.should_exit:
             # A second signal: stop waiting for open connections.
             self.server.force_exit = True
-        logger.info("Received %s; stopping.", signal.Signals(sig).name)
+        logger.info("Received %s: stopping...", signal.Signals(sig).name)
         self.server.should_exit = True
 
     def request_stop(self) -> None:

@@ -1,4 +1,5 @@
-"""The README's run command serves /api/health (and the keyed details, storage healthy), and stops cleanly."""
+"""The README's run command serves /api/health (and the keyed details, storage healthy), logs one line per
+request, and stops cleanly on Ctrl+C, saying so, within 3 seconds when idle."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
-def test_run_command_serves_health_with_storage_healthy(tmp_path: Path) -> None:
+STOP_SECONDS = 3
+
+
+def test_run_command_serves_health_with_storage_healthy_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port, cloud_port, console_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env["XDG_CONFIG_HOME"] = str(tmp_path)  # the local key file goes here, not into the developer's home
@@ -55,10 +59,15 @@ def test_run_command_serves_health_with_storage_healthy(tmp_path: Path) -> None:
         assert body["checks"]["storage"]["ok"] is True
         assert body["checks"]["key_source"]["ok"] is True
     finally:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)  # Ctrl+C
         try:
-            output = process.communicate(timeout=30)[0]
+            output = process.communicate(timeout=STOP_SECONDS)[0]
         except subprocess.TimeoutExpired:
             process.kill()
             output = process.communicate()[0]
+            pytest.fail(f"the run command did not stop within {STOP_SECONDS} s of Ctrl+C:\n{output}")
     assert process.returncode == 0, output
+    assert "stopping..." in output
+    assert "GET /api/health/details 200 " in output  # the access line, without the key
+    assert key not in output
+    assert "http_logging_policy" not in output  # the Azure SDK's header dumps stay below WARNING

@@ -271,3 +271,12 @@ def test_a_known_path_with_a_method_it_does_not_serve_is_405_with_allow() -> Non
     assert directory.status_code == 405 and directory.headers["Allow"] == "GET"
     unknown = health.not_found(request("GET", "http://localhost/api/nope", route_params={"path": "nope"}))
     assert unknown.status_code == 404
+
+
+def test_405_still_works_after_the_worker_indexed_the_app() -> None:
+    from tests.app_functions import app_functions
+
+    app_functions()  # the indexer's one call of get_functions(), which may not run twice
+    health._routes = None  # read the route table afresh, after indexing
+    response = health.not_found(request("PUT", "http://localhost/api/me", route_params={"path": "me"}))
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"

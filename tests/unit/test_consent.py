@@ -5,7 +5,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from shared.consent import complete_admin_consent, consent_request_email, start_admin_consent
-from shared.errors import AdminConsentRequired, InvalidFlowState, InvalidRequest, SigninDenied, TenantMismatch
+from shared.errors import (
+    AdminApprovalRequired,
+    AdminConsentRequired,
+    InvalidFlowState,
+    InvalidRequest,
+    SigninDenied,
+    TenantMismatch,
+)
 from shared.models import ConsentStatus
 from tests.kit import ALL_ROLES, TENANT_A, TENANT_B, FakeDeps
 
@@ -134,3 +141,31 @@ def test_consent_is_verified_afresh_after_a_forged_callback_provoked_a_refusal()
     tenant = complete_admin_consent(deps, {"state": state, "admin_consent": "True"}, binding)
     assert tenant.consent_status is ConsentStatus.CONSENTED
     assert deps.identity.calls[-1] == f"app:{TENANT_A}:fresh"
+
+
+def test_a_non_admin_at_the_consent_link_is_told_an_admin_must_approve_with_the_email_not_a_retry() -> None:
+    deps = FakeDeps()
+    state, binding = _start(deps)
+    params = {
+        "state": state,
+        "admin_consent": "True",
+        "error": "access_denied",
+        "error_description": "AADSTS90094: Admin consent is required for the permissions requested.",
+    }
+    with pytest.raises(AdminApprovalRequired) as caught:
+        complete_admin_consent(deps, params, binding)
+    assert caught.value.details["reason"] == "AADSTS90094"
+    assert caught.value.details["consent_request_url"].endswith("/api/consent/request?tenant=contoso.example")
+    assert deps.tenants.items == {}
+
+
+def test_the_admin_consent_page_for_admin_approval_offers_the_email_and_no_try_again() -> None:
+    from functions._http import page_for
+    from shared.errors import ConsentDeclined
+
+    approval = page_for("consent", AdminApprovalRequired("x"))
+    assert approval is not None
+    assert [name for _, name in approval.links] == ["consent_request_url"]
+    assert "cancelled" not in " ".join(approval.advice)
+    declined = page_for("consent", ConsentDeclined("x"))
+    assert declined is not None and declined.title == "Consent was declined"

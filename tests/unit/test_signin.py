@@ -3,10 +3,21 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.errors import AdminConsentRequired, InvalidFlowState, InvalidRequest, ReauthRequired, SigninRequired
+from shared.errors import (
+    AdminApprovalRequired,
+    AdminConsentRequired,
+    ConsentDeclined,
+    InteractionRequired,
+    InvalidFlowState,
+    InvalidRequest,
+    ReauthRequired,
+    SigninDenied,
+    SigninRequired,
+)
 from shared.models import ConsentStatus, SigninResult, TokenHealth
 from shared.session_guard import authenticate_session, hash_secret, require_calendar_access
 from shared.signin import complete_signin, describe_me, logout, parse_features, start_signin
@@ -190,3 +201,46 @@ def test_sign_out_everywhere_ends_every_session_and_deletes_the_token_cache() ->
     for ended in (credential, other):
         with pytest.raises(SigninRequired):  # not a half-working session that only fails later
             require_calendar_access(deps, ended)
+
+
+def test_login_hint_and_prompt_are_passed_to_microsoft() -> None:
+    deps = FakeDeps()
+    for prompt in ("login", "none", "consent", "select_account"):
+        start_signin(deps, login_hint="megan.bowen@contoso.example", prompt=prompt)
+    assert [s["prompt"] for s in deps.identity.started] == ["login", "none", "consent", "select_account"]
+    assert {s["login_hint"] for s in deps.identity.started} == {"megan.bowen@contoso.example"}
+
+
+@pytest.mark.parametrize("prompt", ["admin_consent", "LOGIN", "login ", "login\nnone", "none,login"])
+def test_a_prompt_outside_entras_four_values_is_refused(prompt: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        start_signin(FakeDeps(), prompt=prompt)
+    assert caught.value.details["parameter"] == "prompt"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (
+            {"error": "access_denied", "error_description": "AADSTS90094: Admin consent is required."},
+            AdminApprovalRequired,
+        ),
+        ({"error": "access_denied", "error_description": "AADSTS65004: User declined to consent."}, ConsentDeclined),
+        ({"error": "login_required", "error_description": "AADSTS50058: No user is signed in."}, InteractionRequired),
+        ({"error": "interaction_required", "error_description": "AADSTS16000: SelectUserAccount"}, InteractionRequired),
+        ({"error": "consent_required", "error_description": "AADSTS65001: not consented"}, InteractionRequired),
+        ({"error": "server_error", "error_description": "AADSTS90033: transient"}, SigninDenied),
+    ],
+)
+def test_each_error_redirect_of_the_sign_in_is_told_apart_by_its_aadsts_number(
+    params: dict[str, str], expected: type[SigninDenied]
+) -> None:
+    deps = FakeDeps()
+    start = start_signin(deps, login_hint="megan.bowen@contoso.example")
+    state = parse_qs(urlsplit(start.redirect_url).query)["state"][0]
+    with pytest.raises(SigninDenied) as caught:
+        complete_signin(deps, {"state": state, **params}, start.binding)
+    assert type(caught.value) is expected
+    assert caught.value.details["reason"] == params["error_description"].split(":")[0]
+    if expected is AdminApprovalRequired:
+        assert caught.value.details["consent_request_url"].endswith("/api/consent/request?tenant=contoso.example")
