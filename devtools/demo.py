@@ -178,26 +178,30 @@ class Demo:
             raise DemoFailed(f"no slot fits: {answer.get('explanation')}")
         slot = slots[0]
 
-        self.say(f"Book {slot['start']} to {slot['end']} with a Teams meeting")
-        key = str(uuid.uuid4())
-        response = self.app(
-            "POST",
-            "bookings",
-            headers={"Idempotency-Key": key},
-            json={
-                "start": slot["start"],
-                "end": slot["end"],
-                "interviewers": FIVE,
-                "optional_interviewers": [],
-                "candidate": {"name": "Sam Candidate", "email": "sam@example.org"},
-                "subject": "Interview: Sam Candidate",
-                "body": "Agenda: introductions, a design exercise, questions.",
-                "online_meeting": True,
-                "location": None,
-                "calendar": "interviews",
-                "check_availability": True,
-            },
-        )
+        self.say(f"Book the first free time, {slot['start']} to {slot['end']}, with a Teams meeting")
+        for slot in slots[:5]:
+            response = self.app(
+                "POST",
+                "bookings",
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+                json={
+                    "start": slot["start"],
+                    "end": slot["end"],
+                    "interviewers": FIVE,
+                    "optional_interviewers": [],
+                    "candidate": {"name": "Sam Candidate", "email": "sam@example.org"},
+                    "subject": "Interview: Sam Candidate",
+                    "body": "Agenda: introductions, a design exercise, questions.",
+                    "online_meeting": True,
+                    "location": None,
+                    "calendar": "interviews",
+                    "check_availability": True,
+                },
+            )
+            if response.status_code != 409 or response.json()["error"]["code"] != "slot_unavailable":
+                break
+            # What a recruiter does when someone became busy meanwhile: take the next time.
+            print(f"    {slot['start']} was taken meanwhile ({response.json()['error']['message']}); trying the next")
         booking = self.expect(response, 200, 201)
         print(f"    booking {booking['id']}: {booking['status']}, organizer {booking.get('organizer')}")
         print(f"    Teams: {booking.get('join_url')}")
