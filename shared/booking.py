@@ -19,8 +19,9 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from shared.booking_request import (
@@ -76,8 +77,8 @@ POLL_SECONDS = 0.1
 HISTORY_LIMIT = 200
 BUSY = frozenset({FreeBusyStatus.BUSY, FreeBusyStatus.OOF, FreeBusyStatus.TENTATIVE})
 SECONDARY_CALENDAR_WARNING = (
-    "The event is in a calendar other than the mailbox's primary one: attendees' responses and changes "
-    "made there cannot be detected."
+    "The event is in a calendar other than the mailbox's primary one, which raises no change notification: "
+    "attendees' responses and changes made there are picked up by the periodic reconciliation only."
 )
 
 
@@ -350,17 +351,34 @@ def _check_slot(
     """One getSchedule, then the slot claims; the warnings. Raises SlotUnavailable, InvalidRequest."""
     warnings: list[str] = []
     required = list(request.interviewers)
-    busy, busy_optional = _busy_people(
-        deps,
-        ctx,
-        required,
-        request.optional_interviewers,
-        request.start,
-        request.end,
-        fields=_field_names(request.interviewers, request.optional_interviewers),
-    )
+    # The claims go to storage while getSchedule goes to Graph: the two waits overlap.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        claims = (
+            pool.submit(_claim_all, deps, ctx.tenant_id, booking_id, required, cells)
+            if request.check_availability
+            else None
+        )
+        try:
+            busy, busy_optional = _busy_people(
+                deps,
+                ctx,
+                required,
+                request.optional_interviewers,
+                request.start,
+                request.end,
+                fields=_field_names(request.interviewers, request.optional_interviewers),
+            )
+        except BaseException:
+            if claims is not None and not claims.result():
+                _release_all(deps, _claimant(ctx.tenant_id, booking_id), required, cells)
+            raise
+        taken = claims.result() if claims is not None else []
     if busy and request.check_availability:
+        if not taken:
+            _release_all(deps, _claimant(ctx.tenant_id, booking_id), required, cells)
         raise _slot_unavailable(busy)
+    if taken:
+        raise _slot_unavailable(taken)
     if busy:
         warnings.append(
             f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} busy or could not be checked at that time; "
@@ -368,11 +386,13 @@ def _check_slot(
         )
     if busy_optional:
         warnings.append(f"Optional interviewer(s) busy at that time: {', '.join(busy_optional)}.")
-    if request.check_availability:
-        taken = _claim_all(deps, ctx.tenant_id, booking_id, required, cells)
-        if taken:
-            raise _slot_unavailable(taken)
     return warnings
+
+
+def _claimant(tenant_id: str, booking_id: str) -> Booking:
+    """Enough of a booking to release its claims."""
+    moment = datetime.min.replace(tzinfo=UTC)
+    return Booking(tenant_id=tenant_id, booking_id=booking_id, mailbox="", start=moment, end=moment, subject="")
 
 
 def _draft(request: BookingRequest, pending: Booking) -> EventDraft:

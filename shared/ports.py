@@ -9,7 +9,7 @@ Create and update return the record with its new ETag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -162,6 +162,15 @@ class SubscriptionStore(Protocol):
     def create_mailbox_sync(self, sync: MailboxSync) -> MailboxSync: ...
     def update_mailbox_sync(self, sync: MailboxSync) -> MailboxSync: ...
     def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]: ...
+    def add_dropped(self, scope: str, counts: Mapping[str, int]) -> None:
+        """Add to the dropped-notification counters of ``scope`` (a tenant id, or ``UNATTRIBUTED`` for
+        notifications naming no subscription we know). Merged under the row's ETag; raises
+        ConcurrencyConflict when other writers kept winning, UpstreamUnavailable when storage is down."""
+        ...
+
+    def get_dropped(self, scope: str) -> dict[str, int]:
+        """The dropped-notification counters of ``scope`` (empty when none were recorded)."""
+        ...
 
 
 class NotificationQueue(Protocol):

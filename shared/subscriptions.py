@@ -20,7 +20,10 @@ Reconciliation: every mailbox keeps a ``calendarView/delta`` link (encrypted). A
 changed since to the notification queue, where the worker handles it exactly as a notification;
 Graph's 410 starts a full resync of the window. Changes in a secondary calendar raise no
 notification (Microsoft: "by design") and primary-calendar delta does not see them either; such
-bookings are covered only by the periodic reconciliation, and the health view says so.
+bookings are covered only by the periodic reconciliation, which reads each of them directly: every
+booking that stores a ``calendar_id`` and is live within the delta window is queued for the worker,
+which reads its event (gone means deleted) and applies it through ``apply_observed_event``, exactly
+as for a notification. The health view and the booking's warnings say so.
 """
 
 from __future__ import annotations
@@ -40,12 +43,12 @@ from shared.errors import (
     NotFound,
     ServiceError,
 )
-from shared.models import CreatedSubscription, MailboxSync, Subscription
+from shared.models import BookingStatus, CreatedSubscription, MailboxSync, Subscription
 from shared.ncrontab import NCrontab
 from shared.ports import Dependencies
 from shared.tokens import with_app_token
 from shared.urls import graph_lifecycle_url, graph_webhook_url
-from shared.webhooks import client_state_hash, encode_messages
+from shared.webhooks import UNATTRIBUTED, client_state_hash, encode_messages, flush_drops
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +58,16 @@ DELTA_FUTURE = timedelta(days=180)
 DELTA_REOPEN_AFTER = timedelta(days=30)  # a delta window is fixed when opened: slide it monthly
 SECONDARY_CALENDAR_NOTE = (
     "Changes in a secondary calendar raise no change notification (Microsoft: by design); bookings "
-    "there are covered by the periodic reconciliation only, so RSVPs and drift show up later."
+    "there are covered by reconciliation only (RECONCILE_SCHEDULE reads each of their events), so RSVPs "
+    "and drift show up at the next reconciliation rather than within seconds."
 )
+DROPPED_NOTE = (
+    "Notifications refused at the webhook. client_state_mismatch and malformed count this tenant's "
+    "subscriptions; unknown_subscription_all_tenants counts notifications naming no subscription we keep, "
+    "which cannot be tied to a tenant. Each worker flushes its counts at most every 30 seconds, so the "
+    "latest drops of other workers may not be included yet."
+)
+LIVE = (BookingStatus.BOOKED, BookingStatus.DRIFTED)
 _known: dict[tuple[str, str], datetime] = {}  # (tenant, mailbox) -> subscription expiry, this worker
 _known_lock = threading.Lock()
 
@@ -434,9 +445,40 @@ def catch_up(deps: Dependencies, tenant_id: str, mailbox: str) -> int:
     return len(items)
 
 
+def secondary_calendar_bookings(deps: Dependencies, tenant_id: str) -> list[tuple[str, str]]:
+    """(mailbox, event id) of the tenant's live bookings in a secondary calendar within the delta window."""
+    now = deps.clock.now()
+    return [
+        (b.mailbox, b.event_id)
+        for b in deps.bookings.list_bookings_between(tenant_id, now - DELTA_PAST, now + DELTA_FUTURE)
+        if b.calendar_id and b.event_id and b.status in LIVE
+    ]
+
+
+def reconcile_secondary_calendars(deps: Dependencies, tenant_id: str) -> int:
+    """Queue every secondary-calendar booking's event for the worker, which reads it directly and applies
+    it (no notification or primary-calendar delta ever reports these). Returns how many were queued."""
+    items = [
+        {"t": tenant_id, "m": mailbox, "e": event_id, "c": "updated"}
+        for mailbox, event_id in secondary_calendar_bookings(deps, tenant_id)
+    ]
+    for message in encode_messages("sync", items, deps.clock.now()):
+        deps.notification_queue.send(message)
+    if items:
+        logger.info("Reconciliation queued %d secondary-calendar bookings of tenant %s", len(items), tenant_id)
+    return len(items)
+
+
 def reconcile(deps: Dependencies) -> int:
-    """The reconciliation timer: a delta catch-up of every subscribed mailbox. Returns changes queued."""
+    """The reconciliation timer: a delta catch-up of every subscribed mailbox, and a direct read of every
+    secondary-calendar booking. Returns the changes queued."""
+    flush_drops(deps)  # a quiet webhook still gets its drop counts into storage
     queued = 0
+    for tenant in deps.tenants.list_tenants():
+        try:
+            queued += reconcile_secondary_calendars(deps, tenant.tenant_id)
+        except ServiceError as err:
+            logger.warning("Reconciling secondary calendars of tenant %s failed: %s", tenant.tenant_id, err.code)
     for sync in deps.subscriptions.list_mailbox_syncs():
         try:
             queued += catch_up(deps, sync.tenant_id, sync.mailbox)
@@ -472,6 +514,17 @@ def subscriptions_health(deps: Dependencies, tenant_id: str) -> dict[str, Any]:
         poison: int | None = deps.notification_queue.poison_count()
     except ServiceError:
         poison = None
+    flush_drops(deps, force=True)  # this worker's own latest drops
+    dropped: dict[str, Any] = {"client_state_mismatch": 0, "malformed": 0, "unknown_subscription_all_tenants": 0}
+    try:
+        ours = deps.subscriptions.get_dropped(tenant_id)
+        unattributed = deps.subscriptions.get_dropped(UNATTRIBUTED)
+        dropped["client_state_mismatch"] = ours.get("client_state_mismatch", 0)
+        dropped["malformed"] = ours.get("malformed", 0)
+        dropped["unknown_subscription_all_tenants"] = unattributed.get("unknown_subscription", 0)
+    except ServiceError:
+        dropped = dict.fromkeys(dropped)
+    dropped["note"] = DROPPED_NOTE
     now = deps.clock.now()
     return {
         "subscriptions": [
@@ -495,5 +548,7 @@ def subscriptions_health(deps: Dependencies, tenant_id: str) -> dict[str, Any]:
             if not s.subscription_id or all(x.mailbox.lower() != key for x in subs)
         ),
         "poison_queue": {"queue": deps.settings.notification_queue + "-poison", "count": poison},
+        "dropped_notifications": dropped,
         "secondary_calendars": SECONDARY_CALENDAR_NOTE,
+        "secondary_calendar_bookings": len(secondary_calendar_bookings(deps, tenant_id)),
     }

@@ -5,7 +5,12 @@ against the subscription's stored SHA-256 (a per-worker cache in front of one po
 decryption, no Graph call), then ONE queue write for the whole request. Only what was written is
 acknowledged: the caller answers 202 after ``accept_notifications`` returns and 503 when it raises
 UpstreamUnavailable, so Graph delivers again. Notifications for unknown subscriptions or with a
-wrong clientState are dropped and counted (per worker, in ``DROPPED``), logged without the value.
+wrong clientState are dropped and counted, logged without the value. Counting is cheap: each worker
+adds to its own counters in memory and flushes them to storage (``SubscriptionStore.add_dropped``)
+at most every ``DROP_FLUSH_INTERVAL``, after the request's queue write, never failing the request;
+the health view flushes its own worker's counters first. A drop is counted against the tenant whose
+subscription it named (a wrong clientState); one naming no subscription we know cannot be tied to a
+tenant and is counted service-wide (``UNATTRIBUTED``).
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound, ServiceError
 from shared.ports import Clock, NotificationQueue, SubscriptionStore
 
 logger = logging.getLogger(__name__)
@@ -37,7 +42,10 @@ CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 LIFECYCLE_EVENT = re.compile(r"[A-Za-z]{1,64}")
 MESSAGE_VERSION = 1
 
-DROPPED: Counter[str] = Counter()  # reason -> notifications dropped by this worker
+UNATTRIBUTED = "unattributed"  # the scope of drops that name no subscription we know
+DROP_FLUSH_INTERVAL = timedelta(seconds=30)
+_pending_drops: Counter[tuple[str, str]] = Counter()  # (scope, reason) -> drops not yet in storage
+_last_flush: datetime | None = None
 _dropped_lock = threading.Lock()
 
 
@@ -70,17 +78,41 @@ def client_state_hash(client_state: str) -> str:
     return hashlib.sha256(client_state.encode("utf-8")).hexdigest()
 
 
-def _drop(reason: str, subscription_id: str | None) -> None:
+def _drop(reason: str, subscription_id: str | None, tenant_id: str | None = None) -> None:
     with _dropped_lock:
-        DROPPED[reason] += 1
-        total = DROPPED[reason]
+        _pending_drops[(tenant_id or UNATTRIBUTED, reason)] += 1
     # Never the clientState or the body; the subscription id is Graph's, not a secret.
-    logger.warning("Dropped a change notification (%s) for subscription %s; %d so far", reason, subscription_id, total)
+    logger.warning("Dropped a change notification (%s) for subscription %s", reason, subscription_id)
 
 
-def dropped_counts() -> dict[str, int]:
+def pending_drops() -> dict[tuple[str, str], int]:
+    """This worker's drops not yet flushed to storage, by (scope, reason)."""
     with _dropped_lock:
-        return dict(DROPPED)
+        return dict(_pending_drops)
+
+
+def flush_drops(deps: WebhookDeps, *, force: bool = False) -> None:
+    """Write this worker's drop counters to storage if ``DROP_FLUSH_INTERVAL`` has passed since the last
+    flush (or ``force``). Never raises: counts that could not be written stay for the next flush."""
+    global _last_flush
+    now = deps.clock.now()
+    with _dropped_lock:
+        if not force and (not _pending_drops or (_last_flush is not None and now - _last_flush < DROP_FLUSH_INTERVAL)):
+            return
+        taken = Counter(_pending_drops)
+        _pending_drops.clear()
+        _last_flush = now
+    by_scope: dict[str, dict[str, int]] = {}
+    for (scope, reason), n in taken.items():
+        by_scope.setdefault(scope, {})[reason] = n
+    for scope, counts in by_scope.items():
+        try:
+            deps.subscriptions.add_dropped(scope, counts)
+        except ServiceError as err:
+            logger.info("Could not record dropped-notification counts (%s); kept for the next flush", err.code)
+            with _dropped_lock:
+                for reason, n in counts.items():
+                    _pending_drops[(scope, reason)] += n
 
 
 def _text(item: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str | None:
@@ -105,7 +137,7 @@ def _check(deps: WebhookDeps, item: Any) -> tuple[str, str] | None:
         return None
     presented = client_state_hash(given) if isinstance(given, str) and len(given) <= 256 else ""
     if not hmac.compare_digest(presented.encode("ascii"), secret.client_state_hash.encode("ascii")):
-        _drop("client_state_mismatch", sub_id)
+        _drop("client_state_mismatch", sub_id, secret.tenant_id)
         return None
     return secret.tenant_id, sub_id
 
@@ -163,13 +195,12 @@ def accept_notifications(deps: WebhookDeps, body: dict[str, Any], *, lifecycle: 
             continue
         compact = _compact(raw, *checked, lifecycle=lifecycle)
         if compact is None:
-            _drop("malformed", checked[1])
+            _drop("malformed", checked[1], checked[0])
             dropped += 1
             continue
         items.append(compact)
-    if not items:
-        return IntakeResult(queued=0, dropped=dropped, messages=0)
-    messages = encode_messages("lifecycle" if lifecycle else "change", items, deps.clock.now())
+    messages = encode_messages("lifecycle" if lifecycle else "change", items, deps.clock.now()) if items else []
     for message in messages:
         deps.notification_queue.send(message)  # UpstreamUnavailable: answered 503, Graph delivers again
+    flush_drops(deps)  # after the write that decides the answer; writes at most once per interval
     return IntakeResult(queued=len(items), dropped=dropped, messages=len(messages))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -263,3 +263,9 @@ class CachedSubscriptions:
 
     def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]:
         return self._inner.list_mailbox_syncs(tenant_id)
+
+    def add_dropped(self, scope: str, counts: Mapping[str, int]) -> None:
+        self._inner.add_dropped(scope, counts)
+
+    def get_dropped(self, scope: str) -> dict[str, int]:
+        return self._inner.get_dropped(scope)

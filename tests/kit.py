@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,8 @@ class FakeSubscriptions(_Records):
     def __init__(self) -> None:
         super().__init__()
         self.secret_reads = 0
+        self.dropped: dict[str, Counter[str]] = {}
+        self.down = False  # dropped-counter writes fail as when table storage is unreachable
 
     def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription:
         return self.get((tenant_id, subscription_id))  # type: ignore[no-any-return]
@@ -256,6 +259,14 @@ class FakeSubscriptions(_Records):
 
     def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]:
         return [s for s in self.items.values() if isinstance(s, MailboxSync) and tenant_id in (None, s.tenant_id)]
+
+    def add_dropped(self, scope: str, counts: Mapping[str, int]) -> None:
+        if self.down:
+            raise UpstreamUnavailable("table storage is down")
+        self.dropped.setdefault(scope, Counter()).update(counts)
+
+    def get_dropped(self, scope: str) -> dict[str, int]:
+        return dict(self.dropped.get(scope, {}))
 
 
 class FakeQueue:

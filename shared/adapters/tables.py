@@ -6,11 +6,12 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
     users              PK tenant id          RK user id (oid)
     tokencaches        PK tenant id          RK owner (user oid or "app")       ciphertext in chunks
     bookings           PK tenant id          RK booking id                      responses, history as JSON
-    bookingsbyevent    PK tenant id          RK sha256(event id) hex            index: {booking_id}
+                       PK tenant id          RK "~event~" + sha256(event id)    index: {booking_id}
     slotclaims         PK "{tenant}|{mailbox}" RK cell start "YYYYmmddTHHMMZ"   {booking_id}; one row per grid cell
     subscriptions      PK tenant id          RK subscription id                 health; sha256(clientState)
     subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id, client_state_hash}
     mailboxsync        PK tenant id          RK sha256(lower mailbox)           claim, subscription, delta (encrypted)
+    webhookdrops       PK "drops"            RK tenant id or "unattributed"     dropped-notification counters
     flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
     sessions           PK session hash       RK "session"
     sessionsbyuser     PK "{tenant}|{user}"  RK session hash                    index for delete_user_sessions
@@ -93,11 +94,12 @@ TENANTS = "tenants"
 USERS = "users"
 TOKEN_CACHES = "tokencaches"  # noqa: S105 - a table name, not a secret
 BOOKINGS = "bookings"
-BOOKINGS_BY_EVENT = "bookingsbyevent"
+EVENT_INDEX_PREFIX = "~event~"  # index rows in the bookings table sort after every booking id
 SLOT_CLAIMS = "slotclaims"
 SUBSCRIPTIONS = "subscriptions"
 SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"
 MAILBOX_SYNC = "mailboxsync"
+WEBHOOK_DROPS = "webhookdrops"
 FLOWS = "flows"
 SESSIONS = "sessions"
 SESSIONS_BY_USER = "sessionsbyuser"
@@ -108,11 +110,11 @@ _LONGEST_TABLE = max(
         USERS,
         TOKEN_CACHES,
         BOOKINGS,
-        BOOKINGS_BY_EVENT,
         SLOT_CLAIMS,
         SUBSCRIPTIONS,
         SUBSCRIPTIONS_BY_ID,
         MAILBOX_SYNC,
+        WEBHOOK_DROPS,
         FLOWS,
         SESSIONS,
         SESSIONS_BY_USER,
@@ -629,9 +631,10 @@ class TableSessionStore:
 
 
 class TableBookingStore:
-    """``BookingStore``: PK tenant id, RK booking id; ``bookingsbyevent`` (PK tenant id, RK sha256 of the
-    Graph event id) finds a booking by its event; ``slotclaims`` (PK "tenant|mailbox", RK the cell's UTC
-    start "YYYYmmddTHHMMZ") holds one row per claimed grid cell of an interviewer, created in one table
+    """``BookingStore``: PK tenant id, RK booking id; index rows in the same partition (RK "~event~" and the
+    sha256 of the Graph event id) find a booking by its event, written in one transaction with the booking;
+    ``slotclaims`` (PK "tenant|mailbox", RK the cell's UTC start "YYYYmmddTHHMMZ") holds one row per
+    claimed grid cell of an interviewer, created in one table
     transaction per interviewer so two bookings racing for a slot cannot both get it.
 
     Attendee responses and history are JSON in their own properties (each under the 64 KiB limit:
@@ -663,16 +666,15 @@ class TableBookingStore:
         )
         return self._codec.from_entity(entity, responses=responses, history=history)
 
-    def _index(self, booking: Booking) -> None:
+    @staticmethod
+    def _index_row(tenant_id: str, event_id: str) -> tuple[str, str]:
+        return _key(tenant_id, name="tenant_id"), EVENT_INDEX_PREFIX + state_hash(event_id)
+
+    def _index(self, booking: Booking) -> dict[str, Any] | None:
         if booking.event_id is None:
-            return
-        index = {
-            "PartitionKey": _key(booking.tenant_id, name="tenant_id"),
-            "RowKey": state_hash(booking.event_id),
-            "booking_id": booking.booking_id,
-        }
-        with self._s.translating(f"indexing the event of booking {booking.booking_id}"):
-            self._s.table(BOOKINGS_BY_EVENT).upsert_entity(index, UpdateMode.REPLACE)
+            return None
+        partition, row = self._index_row(booking.tenant_id, booking.event_id)
+        return {"PartitionKey": partition, "RowKey": row, "booking_id": booking.booking_id}
 
     def get_booking(self, tenant_id: str, booking_id: str) -> Booking:
         with self._s.translating(f"reading booking {booking_id} of tenant {tenant_id}"):
@@ -682,22 +684,50 @@ class TableBookingStore:
         return self._from_entity(entity)
 
     def create_booking(self, booking: Booking) -> Booking:
-        self._index(booking)  # index first: it may dangle, the booking is never unreachable
+        index = self._index(booking)
         with self._s.translating(f"creating booking {booking.booking_id} of tenant {booking.tenant_id}"):
-            meta = self._s.table(BOOKINGS).create_entity(self._to_entity(booking))
-        return dataclasses.replace(booking, etag=_etag(meta))
+            table = self._s.table(BOOKINGS)
+            if index is None:
+                meta = table.create_entity(self._to_entity(booking))
+                return dataclasses.replace(booking, etag=_etag(meta))
+            try:
+                results = table.submit_transaction(
+                    [("upsert", index, {"mode": UpdateMode.REPLACE}), ("create", self._to_entity(booking))]
+                )
+            except TableTransactionError as err:
+                raise ConcurrencyConflict(f"Booking {booking.booking_id} exists.") from err
+        return dataclasses.replace(booking, etag=_etag(results[1]))
 
     def update_booking(self, booking: Booking) -> Booking:
         etag = _require_etag(booking.etag, "booking")
-        self._index(booking)
+        index = self._index(booking)
         with self._s.translating(f"updating booking {booking.booking_id} of tenant {booking.tenant_id}"):
-            meta = self._s.table(BOOKINGS).update_entity(
-                self._to_entity(booking),
-                UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        return dataclasses.replace(booking, etag=_etag(meta))
+            table = self._s.table(BOOKINGS)
+            entity = self._to_entity(booking)
+            if index is None:
+                meta = table.update_entity(
+                    entity, UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+                return dataclasses.replace(booking, etag=_etag(meta))
+            # The booking and its event index row share the tenant's partition: one atomic round trip.
+            try:
+                results = table.submit_transaction(
+                    [
+                        ("upsert", index, {"mode": UpdateMode.REPLACE}),
+                        (
+                            "update",
+                            entity,
+                            {
+                                "mode": UpdateMode.REPLACE,
+                                "etag": etag,
+                                "match_condition": MatchConditions.IfNotModified,
+                            },
+                        ),
+                    ]
+                )
+            except TableTransactionError as err:
+                raise ConcurrencyConflict(f"Booking {booking.booking_id} changed since it was read.") from err
+        return dataclasses.replace(booking, etag=_etag(results[1]))
 
     def delete_booking(self, tenant_id: str, booking_id: str) -> None:
         try:
@@ -709,12 +739,13 @@ class TableBookingStore:
                 _key(tenant_id, name="tenant_id"), _key(booking_id, name="booking_id")
             )
             if booking.event_id is not None:
-                self._s.table(BOOKINGS_BY_EVENT).delete_entity(tenant_id, state_hash(booking.event_id))
+                self._s.table(BOOKINGS).delete_entity(*self._index_row(tenant_id, booking.event_id))
 
     def list_bookings(self, tenant_id: str) -> list[Booking]:
         with self._s.translating(f"listing bookings of tenant {tenant_id}"):
             rows = self._s.table(BOOKINGS).query_entities(
-                "PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")}
+                "PartitionKey eq @pk and RowKey lt @index",
+                parameters={"pk": _key(tenant_id, name="tenant_id"), "index": EVENT_INDEX_PREFIX},
             )
             return [self._from_entity(e) for e in rows]
 
@@ -747,7 +778,7 @@ class TableBookingStore:
 
     def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
         with self._s.translating(f"looking up the booking of an event in tenant {tenant_id}"):
-            row = self._s.table(BOOKINGS_BY_EVENT).get_entity(_key(tenant_id, name="tenant_id"), state_hash(event_id))
+            row = self._s.table(BOOKINGS).get_entity(*self._index_row(tenant_id, event_id))
         booking = self.get_booking(tenant_id, str(row["booking_id"]))
         if booking.event_id != event_id:  # a dangling index row from an earlier event of that booking
             raise NotFound("No booking holds that event.")
@@ -781,6 +812,15 @@ class TableBookingStore:
         if len(keys) > 100:
             raise ValueError("A table transaction holds at most 100 cells.")
         with self._s.translating(f"claiming {len(keys)} slot cells of {mailbox}"):
+            table = self._s.table(SLOT_CLAIMS)
+            try:
+                # Optimistic first: one transaction creating every cell (the usual case, one round trip).
+                table.submit_transaction(
+                    [("create", {"PartitionKey": partition, "RowKey": k, "booking_id": booking_id}) for k in keys]
+                )
+                return
+            except TableTransactionError:
+                pass  # some cell exists: ours from an earlier attempt, or another booking's
             held = self._held(partition, keys)
             if any(owner != booking_id for owner in held.values()):
                 raise ConcurrencyConflict(f"Another booking holds time of {mailbox}.")
@@ -792,7 +832,7 @@ class TableBookingStore:
             if not operations:
                 return
             try:
-                self._s.table(SLOT_CLAIMS).submit_transaction(operations)
+                table.submit_transaction(operations)
             except TableTransactionError as err:
                 # All or nothing: another booking created one of the cells first.
                 raise ConcurrencyConflict(f"Another booking holds time of {mailbox}.") from err
@@ -982,6 +1022,51 @@ class TableSubscriptionStore:
             else:
                 rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")})
             return [self._sync_from_entity(e) for e in rows]
+
+    # ---- dropped-notification counters -----------------------------------------------------------
+    _DROPS_PARTITION = "drops"
+    _DROP_REASON = re.compile(r"[a-z_]{1,64}")
+    _DROP_ATTEMPTS = 5
+
+    def add_dropped(self, scope: str, counts: typing.Mapping[str, int]) -> None:
+        adds = {k: int(v) for k, v in counts.items() if v and self._DROP_REASON.fullmatch(k)}
+        if not adds:
+            return
+        table_name = WEBHOOK_DROPS
+        row_key = _key(scope, name="scope")
+        for _ in range(self._DROP_ATTEMPTS):
+            with self._s.translating("reading the dropped-notification counters"):
+                try:
+                    entity: TableEntity | None = self._s.table(table_name).get_entity(self._DROPS_PARTITION, row_key)
+                except ResourceNotFoundError:
+                    entity = None
+            merged = {k: int(v) for k, v in (entity or {}).items() if self._DROP_REASON.fullmatch(k)}
+            for reason, n in adds.items():
+                merged[reason] = merged.get(reason, 0) + n
+            row = {"PartitionKey": self._DROPS_PARTITION, "RowKey": row_key, **merged}
+            try:
+                with self._s.translating("writing the dropped-notification counters"):
+                    if entity is None:
+                        self._s.table(table_name).create_entity(row)
+                    else:
+                        self._s.table(table_name).update_entity(
+                            row,
+                            UpdateMode.REPLACE,
+                            etag=_etag(entity.metadata),
+                            match_condition=MatchConditions.IfNotModified,
+                        )
+                return
+            except ConcurrencyConflict:
+                continue  # another worker flushed at the same moment: read again and add
+        raise ConcurrencyConflict("Other writers kept updating the dropped-notification counters.")
+
+    def get_dropped(self, scope: str) -> dict[str, int]:
+        with self._s.translating("reading the dropped-notification counters"):
+            try:
+                entity = self._s.table(WEBHOOK_DROPS).get_entity(self._DROPS_PARTITION, _key(scope, name="scope"))
+            except ResourceNotFoundError:
+                return {}
+        return {k: int(v) for k, v in entity.items() if self._DROP_REASON.fullmatch(k)}
 
 
 def _require_etag(etag: str | None, what: str) -> str:

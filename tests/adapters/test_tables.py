@@ -200,9 +200,7 @@ def test_deleting_sessions_leaves_no_index_rows(storage: TableStorage, azurite: 
 
 def test_subscription_round_trips_and_is_found_by_id_alone(storage: TableStorage) -> None:
     created = storage.subscriptions.create_subscription(subscription())
-    other = storage.subscriptions.create_subscription(
-        subscription(tenant_id=OTHER_TENANT, subscription_id="sub-2")
-    )
+    other = storage.subscriptions.create_subscription(subscription(tenant_id=OTHER_TENANT, subscription_id="sub-2"))
     assert storage.subscriptions.get_subscription(TENANT, created.subscription_id) == created
     assert storage.subscriptions.find_subscription(created.subscription_id) == created
     assert storage.subscriptions.find_subscription("sub-2") == other
@@ -478,6 +476,24 @@ def test_mailbox_sync_claim_is_a_conditional_insert_and_its_delta_link_is_encryp
     raw = next(iter(raw_table(azurite, table_prefix, MAILBOX_SYNC).list_entities()))
     assert "delta-secret-marker-77" not in str(dict(raw))
     assert [s.mailbox for s in storage.subscriptions.list_mailbox_syncs(TENANT)] == ["Interviews@contoso.example"]
+
+
+def test_dropped_notification_counters_add_up_across_concurrent_flushes(storage: TableStorage) -> None:
+    assert storage.subscriptions.get_dropped(TENANT) == {}
+
+    def flush() -> None:
+        storage.subscriptions.add_dropped(TENANT, {"client_state_mismatch": 1, "malformed": 2})
+
+    threads = [threading.Thread(target=flush) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    storage.subscriptions.add_dropped("unattributed", {"unknown_subscription": 5, "Not-A-Reason": 1})
+
+    assert storage.subscriptions.get_dropped(TENANT) == {"client_state_mismatch": 4, "malformed": 8}
+    assert storage.subscriptions.get_dropped("unattributed") == {"unknown_subscription": 5}
+    assert storage.subscriptions.get_dropped(OTHER_TENANT) == {}
 
 
 def test_delta_link_copied_to_another_tenant_fails_integrity(

@@ -41,6 +41,7 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(azurite: Azurite, cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     import function_app
+    from devtools.host.config import HostOptions
     from devtools.host.runner import start_host
 
     port = free_port()
@@ -60,7 +61,9 @@ def stack(azurite: Azurite, cloud: Any, tmp_path_factory: pytest.TempPathFactory
     os.environ.update(settings)
     set_container(None)
     function_app.app.functions_bindings = {}  # index afresh (other suites may have indexed this app)
-    host = start_host(function_app.app, settings=settings, port=port)
+    # host.json's options, as the real host reads them (queue polling every 2 s at most, 5 dequeues).
+    options = HostOptions.load(Path(function_app.__file__).resolve().parent)
+    host = start_host(function_app.app, settings=settings, port=port, options=options)
     try:
         yield Stack(base_url=base_url, cloud=cloud, azurite=azurite, settings=settings)
     finally:
@@ -76,8 +79,10 @@ def stack(azurite: Azurite, cloud: Any, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 def e2e(stack: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[Stack]:
     from devtools.cloud import controls
+    from shared.subscriptions import forget_worker_memory
 
     controls.reset_world(stack.world)
+    forget_worker_memory()  # which mailboxes this worker saw subscribed: not this test's tables
     os.environ["TABLE_PREFIX"] = "e2e" + uuid.uuid4().hex[:10]
     set_container(None)
     caplog.set_level(logging.DEBUG)

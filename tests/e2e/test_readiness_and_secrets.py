@@ -42,6 +42,11 @@ def test_readiness_reports_each_check_and_what_to_do(e2e: Stack) -> None:
         json={"interviews_mailbox": "interviews@contoso.example", "sync_mailbox": "sync@contoso.example"},
     )
     assert put.status_code == 200, put.text
+    checks = _checks(admin.request("GET", "/api/tenants/me/readiness", headers=KEY))
+    # The admin is not a recruiter: the Interviews calendar is closed to their own account.
+    assert checks["interviews_write_access"]["status"] == "fail"
+    assert "Recruiting Team" in checks["interviews_write_access"]["action"]
+    graph_controls.set_group_member(e2e.world, "recruiting@contoso.example", CONTOSO_ADMIN)
     ready = admin.request("GET", "/api/tenants/me/readiness", headers=KEY)
     assert ready.json()["ready"] is True, ready.text
 

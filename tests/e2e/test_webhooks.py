@@ -43,6 +43,8 @@ def test_mailbox_settings_subscribe_both_mailboxes_and_a_forged_client_state_is_
         },
     )
     assert forged.status_code == 202
+    dropped = admin.request("GET", "/api/subscriptions/health", headers=KEY).json()["dropped_notifications"]
+    assert dropped["client_state_mismatch"] == health.json()["dropped_notifications"]["client_state_mismatch"] + 1
     echoed = httpx.post(f"{e2e.base_url}/api/webhooks/graph", params={"validationToken": "a b&c<d>"})
     assert (echoed.status_code, echoed.text) == (200, "a b&c<d>")
     assert echoed.headers["content-type"].startswith("text/plain")

@@ -184,3 +184,53 @@ def test_health_lists_each_subscription_and_the_poison_count() -> None:
 def test_renewal_horizon_covers_the_next_two_runs() -> None:
     deps = deps_with_schedule()  # 09:00 now; runs at 12:00 and 18:00
     assert core.renewal_horizon(deps) == timedelta(hours=9, minutes=10)
+
+
+def booked(deps: FakeDeps, booking_id: str, *, calendar_id: str | None, status: str = "booked", days: int = 2) -> None:
+    from shared.models import Booking, BookingStatus
+
+    start = deps.clock.now() + timedelta(days=days)
+    deps.bookings.create_booking(
+        Booking(
+            tenant_id=TENANT_A,
+            booking_id=booking_id,
+            mailbox="alex.wilber@contoso.example",
+            start=start,
+            end=start + timedelta(hours=1),
+            subject="Interview",
+            status=BookingStatus(status),
+            event_id="AAMk" + booking_id,
+            calendar="alex.wilber@contoso.example",
+            calendar_id=calendar_id,
+        )
+    )
+
+
+def test_reconciliation_queues_each_live_secondary_calendar_booking_for_a_direct_read() -> None:
+    deps = deps_with_schedule()
+    booked(deps, "b1", calendar_id="AAMkCalendarSecondary")
+    booked(deps, "b2", calendar_id=None)  # primary calendar: notifications and delta cover it
+    booked(deps, "b3", calendar_id="AAMkCalendarSecondary", status="cancelled")
+    booked(deps, "b4", calendar_id="AAMkCalendarSecondary", days=400)  # outside the window
+
+    queued = core.reconcile(deps)
+
+    assert queued == 1
+    assert queued_items(deps) == [{"t": TENANT_A, "m": "alex.wilber@contoso.example", "e": "AAMkb1", "c": "updated"}]
+    view = core.subscriptions_health(deps, TENANT_A)
+    assert view["secondary_calendar_bookings"] == 1
+    assert "reconciliation only" in view["secondary_calendars"]
+
+
+def test_health_shows_dropped_notifications_of_the_tenant_and_those_of_no_tenant() -> None:
+    from shared.webhooks import UNATTRIBUTED
+
+    deps = deps_with_schedule()
+    deps.subscriptions.add_dropped(TENANT_A, {"client_state_mismatch": 3})
+    deps.subscriptions.add_dropped("another-tenant", {"client_state_mismatch": 7})
+    deps.subscriptions.add_dropped(UNATTRIBUTED, {"unknown_subscription": 2})
+
+    dropped = core.subscriptions_health(deps, TENANT_A)["dropped_notifications"]
+
+    assert (dropped["client_state_mismatch"], dropped["unknown_subscription_all_tenants"]) == (3, 2)
+    assert "30 seconds" in dropped["note"]

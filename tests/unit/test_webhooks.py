@@ -10,7 +10,14 @@ import pytest
 
 from shared.errors import InvalidRequest, UpstreamUnavailable
 from shared.models import Subscription
-from shared.webhooks import accept_notifications, client_state_hash, dropped_counts, validation_answer
+from shared.webhooks import (
+    DROP_FLUSH_INTERVAL,
+    UNATTRIBUTED,
+    accept_notifications,
+    client_state_hash,
+    flush_drops,
+    validation_answer,
+)
 from tests.kit import TENANT_A, TENANT_B, FakeDeps
 
 SECRET = "s3cret-client-state-for-tests-0123456789abcdef"
@@ -63,18 +70,47 @@ def test_valid_notifications_are_persisted_in_one_queue_write() -> None:
     assert SECRET not in message  # the secret never reaches the queue
 
 
-def test_forged_client_state_is_dropped_counted_and_not_logged(caplog: pytest.LogCaptureFixture) -> None:
-    deps = FakeDeps()
+def drained() -> FakeDeps:
+    """Fresh fakes, with whatever earlier tests left in this worker's drop counters flushed elsewhere."""
+    flush_drops(FakeDeps(), force=True)
+    return FakeDeps()
+
+
+def test_forged_client_state_is_dropped_counted_against_its_tenant_and_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deps = drained()
     subscribed(deps)
-    before = dropped_counts().get("client_state_mismatch", 0)
     caplog.set_level(logging.DEBUG)
 
     result = accept_notifications(deps, {"value": [change(state="forged-state-value")]}, lifecycle=False)
+    flush_drops(deps, force=True)
 
     assert (result.queued, result.dropped) == (0, 1)
     assert deps.notification_queue.messages == []
-    assert dropped_counts()["client_state_mismatch"] == before + 1
+    assert deps.subscriptions.get_dropped(TENANT_A) == {"client_state_mismatch": 1}
     assert "forged-state-value" not in caplog.text and SECRET not in caplog.text
+
+
+def test_drops_reach_storage_at_most_once_per_interval_and_survive_a_failed_write() -> None:
+    deps = drained()
+    subscribed(deps)
+    deps.clock.advance(seconds=DROP_FLUSH_INTERVAL.total_seconds())  # the last flush (by drained) is an interval ago
+
+    accept_notifications(deps, {"value": [change(sub_id="sub-unknown")]}, lifecycle=False)
+    assert deps.subscriptions.get_dropped(UNATTRIBUTED) == {"unknown_subscription": 1}  # the first: at once
+
+    deps.subscriptions.down = True
+    deps.clock.advance(seconds=DROP_FLUSH_INTERVAL.total_seconds())
+    accept_notifications(deps, {"value": [change(state="forged")]}, lifecycle=False)  # the write fails: kept
+    deps.subscriptions.down = False
+    accept_notifications(deps, {"value": [change(state="forged")] * 2}, lifecycle=False)  # inside the interval
+    assert deps.subscriptions.get_dropped(TENANT_A) == {}
+
+    deps.clock.advance(seconds=DROP_FLUSH_INTERVAL.total_seconds())
+    accept_notifications(deps, {"value": [change()]}, lifecycle=False)  # any request flushes once it is due
+    assert deps.subscriptions.get_dropped(TENANT_A) == {"client_state_mismatch": 3}
+    assert deps.subscriptions.get_dropped(UNATTRIBUTED) == {"unknown_subscription": 1}
 
 
 def test_unknown_subscription_and_a_missing_client_state_are_dropped() -> None:
