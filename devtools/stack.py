@@ -23,6 +23,7 @@ from devtools.azurite import ROOT, start_azurite
 from devtools.host.logs import configure_logging
 
 DATA_DIR = ROOT / ".devdata"
+CONSOLE_PAGES = ("/", "/availability", "/bookings")
 LOCAL_HOSTS = ("https://127.0.0.1", "https://localhost", "https://[::1]")
 
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.stack", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=7071, help="the app's HTTP port (7071, like func start)")
     parser.add_argument("--cloud-port", type=int, default=8443, help="the local Microsoft cloud's port (8443)")
+    parser.add_argument("--console-port", type=int, default=7080, help="the console's port (7080)")
     parser.add_argument(
         "--reset", action="store_true", help="start over: forget the local cloud's world and Azurite's data"
     )
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         azurite = start_azurite(data_dir=str(DATA_DIR / "azurite"))
         print(f"Azurite (storage)        : {azurite.connection_string}")
     cloud = None
+    console_url = f"http://localhost:{args.console_port}"
     authority = given.get("AUTHORITY_HOST", "")
     if not authority or authority.startswith(LOCAL_HOSTS):
         from devtools.cloud.server import start_cloud
@@ -131,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             graph_url=cloud.graph_url,
             ca_bundle=str(cloud.ca_bundle),
             storage=given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
-            public_base_url=f"http://localhost:{args.port}",
+            # The console is the app's public origin: browser legs go through it (devtools/console).
+            public_base_url=console_url,
             function_key=given.get("FUNCTION_KEY") or _dev_function_key(),
         )
+        settings["ALLOWED_RETURN_URLS"] = ",".join(f"{console_url}{page}" for page in CONSOLE_PAGES)
         settings.update({k: v for k, v in given.items() if k not in settings})
         kept = "the saved world" if cloud.restored else "the fixtures"
         print(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control; from {kept})")
@@ -149,12 +154,23 @@ def main(argv: list[str] | None = None) -> int:
     from devtools.host.runner import start_host
 
     host = start_host(function_app.app, settings=settings, port=args.port)
+    from devtools.console.app import ConsoleConfig
+    from devtools.console.server import start_console
+
+    console = start_console(
+        ConsoleConfig(
+            service_url=host.base_url, function_key=settings["FUNCTION_KEY"], tenant_hint="contoso.example"
+        ),
+        port=args.console_port,
+        public_host="localhost",
+    )
     public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
     print(f"Functions host           : {host.base_url}/api  (try {public}/api/health)")
     print(f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)")
     print(f"Token-encryption key     : {key_file_location(settings)} (outside the repository)")
     print(f"Admin consent            : {public}/api/consent/start?tenant=contoso.example")
     print(f"Sign in                  : {public}/api/auth/login")
+    print(f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)")
     print("Ctrl+C stops everything.", flush=True)
 
     stop = threading.Event()
@@ -163,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     print("stopping...", flush=True)
     started = time.monotonic()
+    console.stop()
     host.stop()
     if cloud is not None:
         cloud.stop()

@@ -23,11 +23,14 @@ STOP_SECONDS = 3
 
 
 def test_run_command_serves_health_with_storage_healthy_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port, cloud_port = free_port(), free_port()
+    port, cloud_port, console_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env["XDG_CONFIG_HOME"] = str(tmp_path)  # the local key file goes here, not into the developer's home
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.stack", "--port", str(port), "--cloud-port", str(cloud_port)],
+        [
+            *(sys.executable, "-m", "devtools.stack", "--port", str(port)),
+            *("--cloud-port", str(cloud_port), "--console-port", str(console_port)),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,0 +1,103 @@
+"""Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) driven by Selenium, trusting the
+local cloud's CA the way a person's browser would: through an NSS database, never by ignoring
+certificate errors.
+
+Chromium on Linux reads user-added roots from ``$HOME/.pki/nssdb``; each browser gets a fresh home
+with a database that holds only the local CA (``certutil`` from ``libnss3-tools``), and a fresh
+profile. Screenshots go to ``tmp/artifacts/<name>/`` in the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tmp" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1440,1000",
+)
+
+
+def require_chromium() -> None:
+    """Skip (with the reason) only when the browser is genuinely not installed here."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
+    if shutil.which("certutil") is None:
+        missing.append("certutil (libnss3-tools)")
+    if missing:
+        pytest.skip(f"headless Chromium is not installed ({', '.join(missing)}); scripts/bootstrap installs it as root")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.skip("selenium is not installed: run scripts/bootstrap")
+
+
+def trusting_home(home: Path, ca_cert: Path) -> Path:
+    """A home directory whose NSS database trusts ``ca_cert`` to identify web sites, and nothing else."""
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True, capture_output=True)
+    subprocess.run(
+        ["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "Local Microsoft cloud CA", "-t", "C,,", "-i", str(ca_cert)],
+        check=True,
+        capture_output=True,
+    )
+    return home
+
+
+class Shots:
+    """Numbered screenshots of one test, under tmp/artifacts/<name>/."""
+
+    def __init__(self, driver: Any, name: str) -> None:
+        self.driver = driver
+        self.folder = ARTIFACTS / name
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.count = 0
+
+    def take(self, label: str) -> Path:
+        self.count += 1
+        path = self.folder / f"{self.count:02d}-{label}.png"
+        self.driver.save_screenshot(str(path))
+        print(f"screenshot: {path}")
+        return path
+
+
+@contextmanager
+def chromium(tmp_path: Path, *, ca_cert: Path, time_zone: str = "America/New_York") -> Iterator[Any]:
+    """A fresh headless Chromium (new profile, new NSS database) driven by Selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    home = trusting_home(tmp_path / "home", ca_cert)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    env = {**os.environ, "HOME": str(home), "TZ": time_zone}
+    # Giving the driver's path keeps Selenium Manager from looking for (and downloading) one.
+    service = Service(CHROMEDRIVER, env=env)
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
