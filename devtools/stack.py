@@ -158,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     from devtools.console.server import start_console
 
     console = start_console(
-        ConsoleConfig(
-            service_url=host.base_url, function_key=settings["FUNCTION_KEY"], tenant_hint="contoso.example"
-        ),
+        ConsoleConfig(service_url=host.base_url, function_key=settings["FUNCTION_KEY"], tenant_hint="contoso.example"),
         port=args.console_port,
         public_host="localhost",
     )

@@ -207,8 +207,8 @@ class StorageHealth(Protocol):
         ...
 
 
-class Storage(StorageHealth, Protocol):
-    """The storage account: every store, and the health probe."""
+class Stores(Protocol):
+    """Every store of the storage account."""
 
     @property
     def tenants(self) -> TenantStore: ...
@@ -224,6 +224,10 @@ class Storage(StorageHealth, Protocol):
     def bookings(self) -> BookingStore: ...
     @property
     def subscriptions(self) -> SubscriptionStore: ...
+
+
+class Storage(StorageHealth, Stores, Protocol):
+    """The storage account: every store, and the health probe."""
 
 
 class ReachabilityProbe(Protocol):
@@ -355,7 +359,7 @@ class EventGateway(Protocol):
     def delete_event(self, token: AccessToken, mailbox: str, event_id: str) -> None: ...
 
 
-class Dependencies(Protocol):
+class Dependencies(Stores, Protocol):
     """What the core services need; ``shared.bootstrap.Container`` provides it."""
 
     @property
@@ -364,20 +368,6 @@ class Dependencies(Protocol):
     def clock(self) -> Clock: ...
     @property
     def cipher(self) -> TokenCipher: ...
-    @property
-    def tenants(self) -> TenantStore: ...
-    @property
-    def users(self) -> UserStore: ...
-    @property
-    def token_caches(self) -> TokenCacheStore: ...
-    @property
-    def flows(self) -> FlowStore: ...
-    @property
-    def sessions(self) -> SessionStore: ...
-    @property
-    def bookings(self) -> BookingStore: ...
-    @property
-    def subscriptions(self) -> SubscriptionStore: ...
     @property
     def notification_queue(self) -> NotificationQueue: ...
     @property

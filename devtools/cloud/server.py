@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from devtools.cloud.app import build_app
 from devtools.cloud.seed import load_world
 from devtools.cloud.state import World
 from devtools.cloud.tls import DEFAULT_DATA_DIR, TlsFiles, create_tls_files
+from devtools.serving import serve_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -122,26 +121,9 @@ def start_cloud(
     writer = persist.WorldWriter(world, directory) if keep_world else None
     tls = create_tls_files(directory, keep=keep_world)
     server = uvicorn.Server(_config(world, host, port, tls, writer))
-    # uvicorn installs signal handlers only when it runs on the main thread, so this thread is safe.
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(server.serve())
-        except BaseException as err:  # noqa: BLE001 - reported to the starting thread below
-            failure.append(err)
-
-    thread = threading.Thread(target=run, name="local-microsoft-cloud", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not server.started:
-        if failure or not thread.is_alive():
-            raise RuntimeError(f"the local cloud did not start on {host}:{port}") from (failure[0] if failure else None)
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"the local cloud did not start on {host}:{port} within {START_TIMEOUT_SECONDS} s")
-        time.sleep(0.01)
-    bound_port = server.servers[0].sockets[0].getsockname()[1]
+    thread, bound_port = serve_in_thread(
+        server, name="local Microsoft cloud", address=f"{host}:{port}", timeout=START_TIMEOUT_SECONDS
+    )
     base_url = f"https://{_url_host(host)}:{bound_port}"
     tokens.set_authority_host(world, base_url)
     if writer is not None:

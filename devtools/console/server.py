@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 from dataclasses import dataclass, field
 
 import uvicorn
 
 from devtools.console.app import ConsoleConfig, build_app
+from devtools.serving import serve_in_thread
 
 START_TIMEOUT_SECONDS = 15.0
 
@@ -50,23 +49,5 @@ def start_console(
             timeout_graceful_shutdown=1,
         )
     )
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(server.serve())
-        except BaseException as err:  # noqa: BLE001 - reported to the starting thread below
-            failure.append(err)
-
-    thread = threading.Thread(target=run, name="console", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not server.started:
-        if failure or not thread.is_alive():
-            raise RuntimeError(f"the console did not start on {host}:{port}") from (failure[0] if failure else None)
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"the console did not start on {host}:{port} within {START_TIMEOUT_SECONDS} s")
-        time.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
+    thread, bound = serve_in_thread(server, name="console", address=f"{host}:{port}", timeout=START_TIMEOUT_SECONDS)
     return RunningConsole(base_url=f"http://{public_host or host}:{bound}", _server=server, _thread=thread)

@@ -11,9 +11,10 @@ the fields booking and sync need, with start and end in UTC (``Prefer: outlook.t
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
+from shared.adapters.graph_requests import GraphRequests
 from shared.errors import GraphRequestFailed
 from shared.models import AccessToken, AttendeeResponse, EventDraft, ObservedAttendee, ObservedEvent
 
@@ -27,22 +28,6 @@ EVENT_SELECT = (
 EXPAND = f"singleValueExtendedProperties($filter=id eq '{BOOKING_PROPERTY}')"
 UTC_PREFER = {"Prefer": 'outlook.timezone="UTC"'}
 NEVER = "0001-01-01"  # Graph's "no time" in responseStatus.time
-
-
-class _Requester(Protocol):
-    def request(
-        self,
-        method: str,
-        path: str,
-        token: AccessToken,
-        *,
-        params: dict[str, str] | None = None,
-        json: Any = None,
-        headers: dict[str, str] | None = None,
-        retry_safe: bool | None = None,
-        deadline: float | None = None,
-        max_retries: int | None = None,
-    ) -> dict[str, Any]: ...
 
 
 def _mailbox_path(mailbox: str, calendar_id: str | None = None) -> str:
@@ -179,11 +164,11 @@ def parse_event(mailbox: str, raw: dict[str, Any]) -> ObservedEvent:
         ) from err
 
 
-class GraphEventsMixin:
+class GraphEventsMixin(GraphRequests):
     """``EventGateway`` over ``GraphClient.request``."""
 
     def create_event(
-        self: _Requester, token: AccessToken, mailbox: str, draft: EventDraft, *, calendar_id: str | None = None
+        self, token: AccessToken, mailbox: str, draft: EventDraft, *, calendar_id: str | None = None
     ) -> ObservedEvent:
         # A POST that creates retries only with a transactionId (GraphClient.may_retry decides).
         raw = self.request(
@@ -195,7 +180,7 @@ class GraphEventsMixin:
         )
         return parse_event(mailbox, raw)
 
-    def get_event(self: _Requester, token: AccessToken, mailbox: str, event_id: str) -> ObservedEvent:
+    def get_event(self, token: AccessToken, mailbox: str, event_id: str) -> ObservedEvent:
         raw = self.request(
             "GET",
             _event_path(mailbox, event_id),
@@ -206,7 +191,7 @@ class GraphEventsMixin:
         return parse_event(mailbox, raw)
 
     def find_event_by_booking(
-        self: _Requester, token: AccessToken, mailbox: str, booking_id: str, *, calendar_id: str | None = None
+        self, token: AccessToken, mailbox: str, booking_id: str, *, calendar_id: str | None = None
     ) -> ObservedEvent | None:
         value = booking_id.replace("'", "''")
         raw = self.request(
@@ -226,14 +211,14 @@ class GraphEventsMixin:
         items = [item for item in raw.get("value") or [] if isinstance(item, dict)]
         return parse_event(mailbox, items[0]) if items else None
 
-    def update_event(self: _Requester, token: AccessToken, mailbox: str, event_id: str, draft: EventDraft) -> None:
+    def update_event(self, token: AccessToken, mailbox: str, event_id: str, draft: EventDraft) -> None:
         self.request("PATCH", _event_path(mailbox, event_id), token, json=draft_body(draft))
 
-    def cancel_event(self: _Requester, token: AccessToken, mailbox: str, event_id: str, comment: str) -> None:
+    def cancel_event(self, token: AccessToken, mailbox: str, event_id: str, comment: str) -> None:
         # Cancelling twice leaves the same state: safe to retry.
         self.request(
             "POST", f"{_event_path(mailbox, event_id)}/cancel", token, json={"Comment": comment}, retry_safe=True
         )
 
-    def delete_event(self: _Requester, token: AccessToken, mailbox: str, event_id: str) -> None:
+    def delete_event(self, token: AccessToken, mailbox: str, event_id: str) -> None:
         self.request("DELETE", _event_path(mailbox, event_id), token)

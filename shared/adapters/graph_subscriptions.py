@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
+from shared.adapters.graph_requests import GraphRequests
 from shared.errors import DeltaExpired, GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import AccessToken, CreatedSubscription, DeltaChange, DeltaRound
 
@@ -58,24 +59,8 @@ def _created(raw: dict[str, Any]) -> CreatedSubscription:
         raise UpstreamUnavailable("Microsoft Graph answered a subscription without an id or expiry.") from err
 
 
-class GraphSubscriptionsMixin:
+class GraphSubscriptionsMixin(GraphRequests):
     """Subscriptions and delta over ``GraphClient.request``."""
-
-    if TYPE_CHECKING:
-
-        def request(
-            self,
-            method: str,
-            path: str,
-            token: AccessToken,
-            *,
-            params: dict[str, str] | None = None,
-            json: Any = None,
-            headers: dict[str, str] | None = None,
-            retry_safe: bool | None = None,
-            deadline: float | None = None,
-            max_retries: int | None = None,
-        ) -> dict[str, Any]: ...
 
     def create_subscription(
         self,

@@ -1,0 +1,35 @@
+"""Start a uvicorn server on a background thread and wait until it accepts connections."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import uvicorn
+
+
+def serve_in_thread(server: uvicorn.Server, *, name: str, address: str, timeout: float) -> tuple[threading.Thread, int]:
+    """Run ``server`` on a daemon thread named ``name``; return the thread and the port it bound.
+
+    Raises RuntimeError (naming ``address``) when it fails or does not start within ``timeout`` seconds.
+    uvicorn installs signal handlers only on the main thread, so serving on this one is safe."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(server.serve())
+        except BaseException as err:  # noqa: BLE001 - reported to the starting thread below
+            failure.append(err)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if failure or not thread.is_alive():
+            raise RuntimeError(f"the {name} did not start on {address}") from (failure[0] if failure else None)
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the {name} did not start on {address} within {timeout} s")
+        time.sleep(0.01)
+    return thread, int(server.servers[0].sockets[0].getsockname()[1])
