@@ -119,6 +119,7 @@ def _send_load(
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         headers = JSON
         async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
+
             async def worker() -> None:
                 for index in next_index:
                     if time.monotonic() > deadline:

@@ -64,6 +64,7 @@ from shared.models import (
 from shared.ports import Dependencies
 from shared.readiness import RECRUITING_GROUP  # the group that holds access to the shared mailboxes
 from shared.session_guard import RequestContext
+from shared.subscriptions import ensure_mailbox_subscription
 from shared.tokens import with_app_token
 
 logger = logging.getLogger(__name__)
@@ -525,6 +526,9 @@ def _book(
             retry_after=1,
         ) from err
     logger.info("booking %s %s in %s", stored.booking_id, "recovered" if recovering else "created", stored.mailbox)
+    # Changes to the event reach us only from a subscription on the mailbox that organises it: a worker's
+    # memory answers for mailboxes already subscribed; a new organizer is subscribed now (never raises).
+    ensure_mailbox_subscription(deps, stored.tenant_id, stored.mailbox)
     return stored
 
 

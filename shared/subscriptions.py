@@ -52,6 +52,9 @@ from shared.webhooks import UNATTRIBUTED, client_state_hash, encode_messages, fl
 
 logger = logging.getLogger(__name__)
 
+# Bookings this far ahead keep their organizer's mailbox subscribed.
+UPCOMING_BOOKINGS = timedelta(days=400)
+
 CLAIM_LEASE = timedelta(minutes=2)  # longer than a create with its two handshakes (10 s each) takes
 DELTA_PAST = timedelta(days=7)
 DELTA_FUTURE = timedelta(days=180)
@@ -243,7 +246,8 @@ def _update_subscription(deps: Dependencies, tenant_id: str, subscription_id: st
 
 
 def tenant_mailboxes(deps: Dependencies, tenant_id: str) -> list[str]:
-    """The mailboxes this tenant's bookings live in: Interviews, Sync and every subscribed organizer."""
+    """The mailboxes this tenant's bookings live in: Interviews, Sync, every subscribed organizer, and
+    the organizer of every booking still to come (so one whose subscribing failed at booking time heals)."""
     tenant = deps.tenants.get_tenant(tenant_id)
     found: dict[str, str] = {}
     for mailbox in (tenant.interviews_mailbox, tenant.sync_mailbox):
@@ -251,6 +255,10 @@ def tenant_mailboxes(deps: Dependencies, tenant_id: str) -> list[str]:
             found.setdefault(mailbox.lower(), mailbox)
     for sync in deps.subscriptions.list_mailbox_syncs(tenant_id):
         found.setdefault(sync.mailbox.lower(), sync.mailbox)
+    now = deps.clock.now()
+    for booking in deps.bookings.list_bookings_between(tenant_id, now, now + UPCOMING_BOOKINGS):
+        if booking.status is not BookingStatus.CANCELLED and booking.event_id:
+            found.setdefault(booking.mailbox.lower(), booking.mailbox)
     return list(found.values())
 
 

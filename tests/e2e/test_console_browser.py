@@ -269,4 +269,3 @@ def test_console_books_a_slot_and_shows_the_interviewer_declining(
         _wait(driver, lambda d: d.find_element("css selector", alex).get_attribute("data-response") == "declined")
         _wait(driver, lambda d: "Declined" in d.find_element("css selector", alex).text)
         shots.take("bookings-declined")
-

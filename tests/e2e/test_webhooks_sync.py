@@ -376,3 +376,16 @@ def test_a_secondary_calendar_booking_is_covered_by_reconciliation(synced: Synce
     run_timer("reconcile_subscriptions")
 
     synced.wait_for_response(booking["id"], LYNNE, "declined")
+
+
+def test_a_booking_in_an_interviewers_own_calendar_subscribes_it_and_their_decline_arrives(synced: Synced) -> None:
+    # The event lives in Lynne's calendar, organised there: only a subscription on her mailbox sees it.
+    booking = synced.book(days=28, interviewers=[ALEX, LYNNE], calendar=LYNNE)
+    assert booking["organizer"] == LYNNE
+    assert synced.subscription_of(LYNNE)["resource"].endswith("/events")
+    assert len(synced.cloud_subscriptions(LYNNE)) == 1
+    graph.decline(synced.stack.world, booking["event_id"], ALEX)
+    assert synced.wait_for_response(booking["id"], ALEX, "declined")["responded_at"]
+    # The renewal timer keeps organizers of upcoming bookings subscribed, and never twice.
+    run_timer("renew_subscriptions")
+    assert len(synced.cloud_subscriptions(LYNNE)) == 1

@@ -234,3 +234,30 @@ def test_health_shows_dropped_notifications_of_the_tenant_and_those_of_no_tenant
 
     assert (dropped["client_state_mismatch"], dropped["unknown_subscription_all_tenants"]) == (3, 2)
     assert "30 seconds" in dropped["note"]
+
+
+def test_organizers_of_upcoming_bookings_are_among_the_mailboxes_to_keep_subscribed() -> None:
+    from shared.models import Booking, BookingStatus
+
+    deps = FakeDeps()
+    consented(deps)
+    now = deps.clock.now()
+
+    def booking(booking_id: str, mailbox: str, *, days: int, status: BookingStatus) -> Booking:
+        return Booking(
+            tenant_id=TENANT_A,
+            booking_id=booking_id,
+            mailbox=mailbox,
+            start=now + timedelta(days=days),
+            end=now + timedelta(days=days, hours=1),
+            subject="Interview",
+            status=status,
+            event_id=f"event-{booking_id}",
+        )
+
+    deps.bookings.create_booking(booking("b1", "lynne@contoso.example", days=3, status=BookingStatus.BOOKED))
+    deps.bookings.create_booking(booking("b2", "gone@contoso.example", days=3, status=BookingStatus.CANCELLED))
+    deps.bookings.create_booking(booking("b3", "past@contoso.example", days=-30, status=BookingStatus.BOOKED))
+    mailboxes = core.tenant_mailboxes(deps, TENANT_A)
+    assert "lynne@contoso.example" in mailboxes
+    assert "gone@contoso.example" not in mailboxes and "past@contoso.example" not in mailboxes
