@@ -15,27 +15,29 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.config import Settings
-from shared.ports import (
-    BookingStore,
-    Clock,
-    EventGateway,
-    FlowStore,
-    GraphGateway,
-    IdentityProvider,
-    KeySource,
-    NotificationQueue,
-    ReachabilityProbe,
-    SessionStore,
-    Storage,
-    SubscriptionStore,
-    TenantStore,
-    TokenCacheStore,
-    TokenCipher,
-    UserStore,
-)
+
+if TYPE_CHECKING:  # only for annotations: importing the ports (and the models) costs cold start
+    from shared.ports import (
+        BookingStore,
+        Clock,
+        EventGateway,
+        FlowStore,
+        GraphGateway,
+        IdentityProvider,
+        KeySource,
+        NotificationQueue,
+        ReachabilityProbe,
+        SessionStore,
+        Storage,
+        SubscriptionStore,
+        TenantStore,
+        TokenCacheStore,
+        TokenCipher,
+        UserStore,
+    )
 
 T = TypeVar("T")
 
