@@ -10,6 +10,7 @@ an aware UTC ``datetime``.
 from __future__ import annotations
 
 import calendar
+import functools
 import json
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -255,13 +256,19 @@ def prefer_timezone(headers: Any) -> str | None:
 
 def format_local(instant: datetime, tz_name: str | None) -> dict[str, str]:
     """A dateTimeTimeZone for ``instant`` shown in ``tz_name`` (UTC when None), Graph's 7-digit fraction."""
+    text, shown = _format_local(instant, tz_name)
+    return {"dateTime": text, "timeZone": shown}
+
+
+@functools.lru_cache(maxsize=16384)
+def _format_local(instant: datetime, tz_name: str | None) -> tuple[str, str]:
+    # Free/busy answers repeat instants (series, shared meetings, whole days): format each once.
     tz = zone(tz_name) if tz_name else None
     if tz is None and instant.tzinfo is UTC:
         local = instant.replace(tzinfo=None)  # already UTC, as every instant here is
     else:
         local = instant.astimezone(tz or UTC).replace(tzinfo=None)
-    text = local.isoformat(timespec="microseconds") + "0"
-    return {"dateTime": text, "timeZone": tz_name if tz is not None and tz_name else "UTC"}
+    return local.isoformat(timespec="microseconds") + "0", tz_name if tz is not None and tz_name else "UTC"
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
