@@ -798,14 +798,40 @@ def apply_observed_event(
     if booking.event_id != event_id:
         return booking  # an attendee's copy: the organizer's event is the one we follow
 
+    before: list[Booking] = []
+
     def write() -> Booking:
         current = deps.bookings.get_booking(tenant_id, booking.booking_id)
+        before[:] = [current]
         changed = _observe(current, observed, seen_at)
         if changed is current:
             return current
         return deps.bookings.update_booking(changed)
 
-    return retry_on_conflict(write)
+    stored = retry_on_conflict(write)
+    if before and before[0] is not stored:
+        _follow_claims(deps, before[0], stored)
+    return stored
+
+
+def _follow_claims(deps: Dependencies, old: Booking, new: Booking) -> None:
+    """Keep the interviewers' slot claims where the interview now is: released when it was cancelled or
+    deleted in Outlook, moved with it when it was moved there."""
+    cancelled = BookingStatus.CANCELLED
+    moved = (old.start, old.end) != (new.start, new.end)
+    if old.status is cancelled or not (moved or new.status is cancelled):
+        return
+    _release_all(deps, old, old.interviewers, grid_cells(old.start, old.end))
+    if new.status is cancelled:
+        return
+    for person in new.interviewers:
+        try:
+            deps.bookings.claim_slots(new.tenant_id, person, new.booking_id, grid_cells(new.start, new.end))
+        except ConcurrencyConflict:
+            # Moved in Outlook onto time another booking of ours holds: recorded as drift on the booking.
+            logger.warning("booking %s was moved onto time another booking holds", new.booking_id)
+        except (ValueError, ServiceError) as err:
+            logger.warning("booking %s: its new time could not be claimed (%s)", new.booking_id, err)
 
 
 def _booking_of(deps: Dependencies, tenant_id: str, event_id: str, observed: ObservedEvent | None) -> Booking | None:

@@ -304,6 +304,21 @@ def test_a_move_in_outlook_is_drift_and_a_deletion_cancels() -> None:
     assert apply_observed_event(deps, TENANT_A, event_id=observed.event_id, observed=None, seen_at=seen) == gone
 
 
+def test_slot_claims_follow_a_move_in_outlook_and_are_released_when_it_is_deleted() -> None:
+    deps, ctx = _deps()
+    booking = _booked(deps, ctx)
+    claimed = {k for k, owner in deps.bookings.claims.items() if owner == booking.booking_id}
+    assert claimed and all(START <= cell < booking.end for _, _, cell in claimed)
+    later = START + timedelta(hours=4)
+    observed = _observed(deps, booking, start=later, end=later + timedelta(hours=1), change_key="9")
+    seen = deps.clock.now()
+    apply_observed_event(deps, TENANT_A, event_id=observed.event_id, observed=observed, seen_at=seen)
+    moved = {cell for (_, _, cell), owner in deps.bookings.claims.items() if owner == booking.booking_id}
+    assert moved and all(later <= cell < later + timedelta(hours=1) for cell in moved)
+    apply_observed_event(deps, TENANT_A, event_id=observed.event_id, observed=None, seen_at=seen)
+    assert booking.booking_id not in deps.bookings.claims.values()
+
+
 def test_an_event_that_is_not_ours_is_not_a_booking() -> None:
     deps, _ctx = _deps()
     stranger = ObservedEvent(event_id="ev-x", mailbox=INTERVIEWS, start=START, end=START + timedelta(hours=1))
