@@ -10,6 +10,7 @@ to configure the app against a cloud they started themselves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -117,72 +118,75 @@ def main(argv: list[str] | None = None) -> int:
         removed = reset_data()
         print("Reset: removed " + (", ".join(removed) if removed else "nothing (no saved data)"), flush=True)
 
-    given: dict[str, str] = {**_local_settings(), **{k: v for k, v in os.environ.items() if v}}
-    azurite = None
-    if given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true") == "UseDevelopmentStorage=true":
-        azurite = start_azurite(data_dir=str(DATA_DIR / "azurite"))
-        print(f"Azurite (storage)        : {azurite.connection_string}")
-    cloud = None
-    console_url = f"http://localhost:{args.console_port}"
-    authority = given.get("AUTHORITY_HOST", "")
-    if not authority or authority.startswith(LOCAL_HOSTS):
-        from devtools.cloud.server import start_cloud
+    # Whatever started is stopped again, also when a later part fails to start (a busy port, say):
+    # nothing is left running without its parent.
+    with contextlib.ExitStack() as running:
+        given: dict[str, str] = {**_local_settings(), **{k: v for k, v in os.environ.items() if v}}
+        azurite = None
+        if given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true") == "UseDevelopmentStorage=true":
+            azurite = start_azurite(data_dir=str(DATA_DIR / "azurite"))
+            running.callback(azurite.stop)
+            print(f"Azurite (storage)        : {azurite.connection_string}")
+        cloud = None
+        console_url = f"http://localhost:{args.console_port}"
+        authority = given.get("AUTHORITY_HOST", "")
+        if not authority or authority.startswith(LOCAL_HOSTS):
+            from devtools.cloud.server import start_cloud
 
-        cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud", keep_world=True)
-        settings = service_settings(
-            authority_host=cloud.authority_host,
-            graph_url=cloud.graph_url,
-            ca_bundle=str(cloud.ca_bundle),
-            storage=given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
-            # The console is the app's public origin: browser legs go through it (devtools/console).
-            public_base_url=console_url,
-            function_key=given.get("FUNCTION_KEY") or _dev_function_key(),
+            cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud", keep_world=True)
+            running.callback(cloud.stop)
+            settings = service_settings(
+                authority_host=cloud.authority_host,
+                graph_url=cloud.graph_url,
+                ca_bundle=str(cloud.ca_bundle),
+                storage=given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+                # The console is the app's public origin: browser legs go through it (devtools/console).
+                public_base_url=console_url,
+                function_key=given.get("FUNCTION_KEY") or _dev_function_key(),
+            )
+            settings["ALLOWED_RETURN_URLS"] = ",".join(f"{console_url}{page}" for page in CONSOLE_PAGES)
+            settings.update({k: v for k, v in given.items() if k not in settings})
+            kept = "the saved world" if cloud.restored else "the fixtures"
+            print(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control; from {kept})")
+            print(f"  CA to trust            : {cloud.ca_cert} (README: trusting the local cloud)")
+            print(f"  its world              : {DATA_DIR / 'cloud'} (scripts/run --reset starts over)")
+        else:
+            settings = {"FUNCTION_KEY": _dev_function_key(), **given}
+            print(f"Identity platform        : {authority}")
+        # The worker reads its settings from the environment, as under Core Tools.
+        os.environ.update(settings)
+
+        import function_app
+        from devtools.host.runner import start_host
+
+        host = start_host(function_app.app, settings=settings, port=args.port)
+        running.callback(host.stop)
+        from devtools.console.app import ConsoleConfig
+        from devtools.console.server import start_console
+
+        console = start_console(
+            ConsoleConfig(
+                service_url=host.base_url, function_key=settings["FUNCTION_KEY"], tenant_hint="contoso.example"
+            ),
+            port=args.console_port,
+            public_host="localhost",
         )
-        settings["ALLOWED_RETURN_URLS"] = ",".join(f"{console_url}{page}" for page in CONSOLE_PAGES)
-        settings.update({k: v for k, v in given.items() if k not in settings})
-        kept = "the saved world" if cloud.restored else "the fixtures"
-        print(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control; from {kept})")
-        print(f"  CA to trust            : {cloud.ca_cert} (README: trusting the local cloud)")
-        print(f"  its world              : {DATA_DIR / 'cloud'} (scripts/run --reset starts over)")
-    else:
-        settings = {"FUNCTION_KEY": _dev_function_key(), **given}
-        print(f"Identity platform        : {authority}")
-    # The worker reads its settings from the environment, as under Core Tools.
-    os.environ.update(settings)
+        running.callback(console.stop)
+        public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
+        print(f"Functions host           : {host.base_url}/api  (try {public}/api/health)")
+        print(f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)")
+        print(f"Token-encryption key     : {key_file_location(settings)} (outside the repository)")
+        print(f"Admin consent            : {public}/api/consent/start?tenant=contoso.example")
+        print(f"Sign in                  : {public}/api/auth/login")
+        print(f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)")
+        print("Ctrl+C stops everything.", flush=True)
 
-    import function_app
-    from devtools.host.runner import start_host
-
-    host = start_host(function_app.app, settings=settings, port=args.port)
-    from devtools.console.app import ConsoleConfig
-    from devtools.console.server import start_console
-
-    console = start_console(
-        ConsoleConfig(service_url=host.base_url, function_key=settings["FUNCTION_KEY"], tenant_hint="contoso.example"),
-        port=args.console_port,
-        public_host="localhost",
-    )
-    public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
-    print(f"Functions host           : {host.base_url}/api  (try {public}/api/health)")
-    print(f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)")
-    print(f"Token-encryption key     : {key_file_location(settings)} (outside the repository)")
-    print(f"Admin consent            : {public}/api/consent/start?tenant=contoso.example")
-    print(f"Sign in                  : {public}/api/auth/login")
-    print(f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)")
-    print("Ctrl+C stops everything.", flush=True)
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    print("stopping...", flush=True)
-    started = time.monotonic()
-    console.stop()
-    host.stop()
-    if cloud is not None:
-        cloud.stop()
-    if azurite is not None:
-        azurite.stop()
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+        print("stopping...", flush=True)
+        started = time.monotonic()
     print(f"stopped in {time.monotonic() - started:.1f} s.", flush=True)
     return 0
 
