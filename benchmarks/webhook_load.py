@@ -106,37 +106,66 @@ def _send_load(
     per_request: int,
     max_seconds: float,
 ) -> None:
-    """Child process: ``requests`` POSTs over ``concurrency`` connections; sends back latencies, statuses, wall."""
+    """Child process: ``requests`` POSTs over ``concurrency`` keep-alive connections; sends back latencies,
+    statuses and the wall time. A small HTTP/1.1 client of its own (like wrk): a general-purpose client
+    would spend more CPU than the service it measures, on the same two cores."""
     import asyncio
+    from urllib.parse import urlsplit
 
-    import httpx
+    target = urlsplit(url)
+    host, port = target.hostname or "127.0.0.1", target.port or 80
+
+    def request_bytes(index: int) -> bytes:
+        body = _body(subscriptions, index, per_request)
+        head = (
+            f"POST {target.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode("ascii") + body
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes) -> int:
+        writer.write(payload)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if length:
+            await reader.readexactly(length)
+        return status
 
     async def run() -> tuple[list[float], dict[int, int], float]:
         latencies: list[float] = []
         statuses: dict[int, int] = {}
         deadline = time.monotonic() + max_seconds
         next_index = iter(range(1, requests + 1))
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        headers = JSON
-        async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
 
-            async def worker() -> None:
+        async def worker() -> None:
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
                 for index in next_index:
                     if time.monotonic() > deadline:
                         return
-                    body = _body(subscriptions, index, per_request)
+                    payload = request_bytes(index)
                     started = time.perf_counter()
                     try:
-                        status = (await client.post(url, content=body, headers=headers)).status_code
-                    except httpx.HTTPError as err:
+                        status = await asyncio.wait_for(exchange(reader, writer, payload), 30)
+                    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as err:
                         status = 0  # a dropped connection counts against the run
                         print(f"request {index} failed: {type(err).__name__}: {err}", file=sys.stderr)
+                        writer.close()
+                        reader, writer = await asyncio.open_connection(host, port)
                     latencies.append(time.perf_counter() - started)
                     statuses[status] = statuses.get(status, 0) + 1
+            finally:
+                writer.close()
 
-            began = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return latencies, statuses, time.perf_counter() - began
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, statuses, time.perf_counter() - began
 
     conn.send(asyncio.run(run()))
 
