@@ -15,6 +15,7 @@ import threading
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from shared.adapters.storage_http import storage_transport
 from shared.errors import ConfigurationError, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
@@ -34,14 +35,14 @@ class StorageQueue:
         connect_timeout: float = 1.0,
         read_timeout: float = 2.0,
     ) -> None:
+        transport = storage_transport(connection_timeout=connect_timeout, read_timeout=read_timeout)
         try:
             self._queue = QueueClient.from_connection_string(
                 connection_string,
                 queue_name,
                 message_encode_policy=TextBase64EncodePolicy(),
                 retry_total=0,
-                connection_timeout=connect_timeout,
-                read_timeout=read_timeout,
+                transport=transport,
             )
             self._poison = QueueClient.from_connection_string(
                 connection_string, queue_name + POISON_SUFFIX, retry_total=0, connection_timeout=connect_timeout

@@ -63,6 +63,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
+from shared.adapters.storage_http import storage_transport
 from shared.config import Settings
 from shared.errors import (
     ConcurrencyConflict,
@@ -263,8 +264,7 @@ class TableStorage:
             self._service = TableServiceClient.from_connection_string(
                 connection_string,
                 retry_total=retry_total,
-                connection_timeout=timeout_seconds,
-                read_timeout=timeout_seconds,
+                transport=storage_transport(connection_timeout=timeout_seconds, read_timeout=timeout_seconds),
             )
         except ValueError as err:
             raise ConfigurationError(
