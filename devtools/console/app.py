@@ -26,13 +26,26 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 STATIC = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "ics_session"
-PAGES = {"/": "status.html", "/availability": "availability.html", "/bookings": "bookings.html"}
+# Each page is its content, framed by layout.html (head, navigation and scripts are the same for all).
+PAGES = {
+    "/": ("status", "Status"),
+    "/availability": ("availability", "Availability"),
+    "/bookings": ("bookings", "Bookings"),
+}
+
+
+def render_page(name: str, title: str) -> str:
+    layout = (STATIC / "layout.html").read_text(encoding="utf-8")
+    content = (STATIC / f"{name}.html").read_text(encoding="utf-8")
+    return layout.replace("{{title}}", title).replace("{{page}}", name).replace("{{content}}", content)
+
+
 # Request headers a browser leg may carry to the service; the rest (hop-by-hop, Host) are dropped.
 HOP_BY_HOP = {
     "connection",
@@ -94,7 +107,8 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
     )
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / PAGES[request.url.path], headers={"Cache-Control": "no-store"})
+        name, title = PAGES[request.url.path]
+        return HTMLResponse(render_page(name, title), headers={"Cache-Control": "no-store"})
 
     async def settings(request: Request) -> Response:
         # Only what the pages need to draw themselves: no key, no session.
