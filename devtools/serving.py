@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 
@@ -33,3 +34,12 @@ def serve_in_thread(server: uvicorn.Server, *, name: str, address: str, timeout:
             raise RuntimeError(f"the {name} did not start on {address} within {timeout} s")
         time.sleep(0.01)
     return thread, int(server.servers[0].sockets[0].getsockname()[1])
+
+
+def wait_for_stop_signal() -> None:
+    """Block until SIGINT (Ctrl+C) or SIGTERM, then say so."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("stopping...", flush=True)

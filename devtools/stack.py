@@ -15,13 +15,12 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import threading
 import time
 from typing import Any
 
 from devtools.azurite import ROOT, start_azurite
 from devtools.host.logs import configure_logging
+from devtools.serving import wait_for_stop_signal
 
 DATA_DIR = ROOT / ".devdata"
 CONSOLE_PAGES = ("/", "/availability", "/bookings")
@@ -181,11 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)")
         print("Ctrl+C stops everything.", flush=True)
 
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
-        print("stopping...", flush=True)
+        wait_for_stop_signal()
         started = time.monotonic()
     print(f"stopped in {time.monotonic() - started:.1f} s.", flush=True)
     return 0

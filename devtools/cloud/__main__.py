@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from pathlib import Path
 
 from devtools.cloud import persist
 from devtools.cloud.controls import SERVICE_CLIENT_ID
 from devtools.cloud.server import start_cloud
 from devtools.cloud.tls import DEFAULT_DATA_DIR
+from devtools.serving import wait_for_stop_signal
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  SSL_CERT_FILE={cloud.ca_bundle}")
     print(f"  REQUESTS_CA_BUNDLE={cloud.ca_bundle}")
     print("Ctrl+C stops it.", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    print("stopping...", flush=True)
+    wait_for_stop_signal()
     cloud.stop()
     print("stopped.", flush=True)
     return 0

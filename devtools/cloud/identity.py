@@ -178,6 +178,10 @@ def _verify_pkce(challenge: str, method: str | None, verifier: str | None) -> bo
     return hmac.compare_digest(computed, challenge)
 
 
+def _sign_in_expired() -> Response:
+    return error_page(AadstsError("invalid_request", None, message="The sign-in request has expired. Start again."))
+
+
 class Identity:
     """Request handlers bound to one world."""
 
@@ -583,6 +587,11 @@ class Identity:
         )
         return _page("Permissions requested", body, account=account)
 
+    def _peek_pending(self, ctx: str) -> Pending | None:
+        state = signin_state(self.world)
+        with self.world.lock:
+            return state.pending.get(ctx)
+
     def _take_pending(self, ctx: str) -> Pending | None:
         state = signin_state(self.world)
         with self.world.lock:
@@ -591,13 +600,9 @@ class Identity:
     async def login_post(self, request: Request) -> Response:
         form = await read_form(request)
         ctx = str(form.get("ctx", ""))
-        state = signin_state(self.world)
-        with self.world.lock:
-            pending = state.pending.get(ctx)
+        pending = self._peek_pending(ctx)
         if pending is None:
-            return error_page(
-                AadstsError("invalid_request", None, message="The sign-in request has expired. Start again.")
-            )
+            return _sign_in_expired()
         tenant = resolve_tenant(self.world, pending.tenant_segment)
         login = str(form.get("login", ""))
         password = str(form.get("passwd", ""))
@@ -621,13 +626,9 @@ class Identity:
         """The account picker's answer: continue as an account of this browser, or ask for credentials."""
         form = await read_form(request)
         ctx = str(form.get("ctx", ""))
-        state = signin_state(self.world)
-        with self.world.lock:
-            pending = state.pending.get(ctx)
+        pending = self._peek_pending(ctx)
         if pending is None:
-            return error_page(
-                AadstsError("invalid_request", None, message="The sign-in request has expired. Start again.")
-            )
+            return _sign_in_expired()
         tenant = resolve_tenant(self.world, pending.tenant_segment)
         chosen = str(form.get("account", "")).lower()
         accounts = self._browser_accounts(request)
