@@ -91,6 +91,10 @@ from shared.ports import Clock, TokenCipher
 
 logger = logging.getLogger(__name__)
 
+_STORAGE_UNAVAILABLE = "The service is busy or briefly unavailable; retry in a moment."
+_STORAGE_FAILED = "The service could not complete the request; retry later."
+_STORAGE_MISCONFIGURED = "The service is misconfigured; an operator must check its settings."
+
 TENANTS = "tenants"
 USERS = "users"
 TOKEN_CACHES = "tokencaches"  # noqa: S105 - a table name, not a secret
@@ -325,35 +329,39 @@ class TableStorage:
 
     @contextmanager
     def translating(self, action: str) -> Iterator[None]:
-        """The one choke point where azure-core errors become ``shared.errors``."""
+        """The one choke point where azure-core errors become ``shared.errors``. What a client may be told
+        names nothing of storage; the action, table and endpoint go to the log through ``internal``."""
         try:
             yield
         except ResourceNotFoundError as err:
-            raise NotFound(f"Not found while {action}.") from err
+            raise NotFound("Not found.", internal=f"not found while {action}") from err
         except (ResourceExistsError, ResourceModifiedError) as err:
             raise ConcurrencyConflict(
-                f"Conflict while {action}: the record exists or changed since it was read."
+                "The record was changed by another request; retry.", internal=f"conflict while {action}"
             ) from err
         except ClientAuthenticationError as err:
             raise ConfigurationError(
-                f"Table Storage at {self._endpoint} refused our credentials while {action}; check AzureWebJobsStorage.",
+                _STORAGE_MISCONFIGURED,
                 setting="AzureWebJobsStorage",
+                internal=f"Table Storage at {self._endpoint} refused our credentials while {action}",
             ) from err
         except (ServiceRequestError, ServiceResponseError) as err:
             raise UpstreamUnavailable(
-                f"Table Storage at {self._endpoint} is unreachable ({type(err).__name__}) while {action}."
+                _STORAGE_UNAVAILABLE,
+                internal=f"Table Storage at {self._endpoint} is unreachable ({type(err).__name__}) while {action}",
             ) from err
         except HttpResponseError as err:
             status = err.status_code or 0
+            where = f"(HTTP {status}) while {action}"
             if status in (409, 412):
-                raise ConcurrencyConflict(f"Conflict while {action} (HTTP {status}).") from err
-            if status == 413:
-                raise RecordTooLarge(f"Record too large for Table Storage while {action}.") from err
-            if status == 503 or status == 500 or status == 429:
-                raise UpstreamUnavailable(
-                    f"Table Storage is busy or unavailable (HTTP {status}) while {action}."
+                raise ConcurrencyConflict(
+                    "The record was changed by another request; retry.", internal=f"conflict {where}"
                 ) from err
-            raise UpstreamError(f"Table Storage failed (HTTP {status}) while {action}.") from err
+            if status == 413:
+                raise RecordTooLarge("The record is too large to store.", internal=f"too large {where}") from err
+            if status == 503 or status == 500 or status == 429:
+                raise UpstreamUnavailable(_STORAGE_UNAVAILABLE, internal=f"Table Storage busy {where}") from err
+            raise UpstreamError(_STORAGE_FAILED, internal=f"Table Storage failed {where}") from err
 
     def check(self) -> bool:
         """``StorageHealth``: one cheap listing call without retries.
@@ -366,7 +374,7 @@ class TableStorage:
                 pages = self._service.list_tables(results_per_page=1, retry_total=0).by_page()
                 list(next(pages, []))
         except ServiceError as err:
-            logger.warning("Table Storage health check failed: %s", err.message)
+            logger.warning("Table Storage health check failed: %s", err.describe())
             if isinstance(err, (UpstreamUnavailable, ConfigurationError)):
                 raise
             raise UpstreamUnavailable(err.message) from err
