@@ -488,11 +488,7 @@ def _draft(request: BookingRequest, pending: Booking) -> EventDraft:
         body=request.body,
         start=request.start,
         end=request.end,
-        attendees=(
-            *(ObservedAttendee(email=e, type="required") for e in request.interviewers),
-            *(ObservedAttendee(email=e, type="optional") for e in request.optional_interviewers),
-            *((ObservedAttendee(email=request.candidate.email, type="required"),) if request.candidate else ()),
-        ),
+        attendees=invited(pending),
         names=tuple(names),
         location=request.location,
         online_meeting=request.online_meeting,
@@ -564,28 +560,13 @@ def _book(
         warnings.append(SECONDARY_CALENDAR_WARNING)
     if request.online_meeting and not event.join_url:
         warnings.append("Microsoft Graph created the event without a Teams meeting.")
-    now = deps.clock.now()
-    booked = replace(
+    booked = booked_with(
         pending,
-        status=BookingStatus.BOOKED,
-        event_id=event.event_id,
-        ical_uid=event.ical_uid,
-        join_url=event.join_url,
-        claimed_until=None,
-        responses=tuple(
-            ObservedAttendee(email=a.email, type=a.type, response=AttendeeResponse.NONE) for a in draft.attendees or ()
-        ),
+        event,
+        at=deps.clock.now(),
+        actor=ctx.user.user_id,
+        action="recovered" if recovering else "created",
         warnings=tuple(warnings),
-        history=_entry(
-            pending,
-            HistoryEntry(
-                at=now,
-                actor=ctx.user.user_id,
-                action="recovered" if recovering else "created",
-                detail=f"event in {pending.mailbox}",
-            ),
-        ),
-        updated_at=now,
     )
     try:
         stored = deps.bookings.update_booking(booked)
@@ -602,6 +583,35 @@ def _book(
     # memory answers for mailboxes already subscribed; a new organizer is subscribed now (never raises).
     ensure_mailbox_subscription(deps, stored.tenant_id, stored.mailbox)
     return stored
+
+
+def invited(booking: Booking) -> tuple[ObservedAttendee, ...]:
+    """Everyone the booking's event invites, as the event was drafted: interviewers, optional ones, candidate."""
+    return (
+        *(ObservedAttendee(email=e, type="required") for e in booking.interviewers),
+        *(ObservedAttendee(email=e, type="optional") for e in booking.optional_interviewers),
+        *((ObservedAttendee(email=booking.candidate_email, type="required"),) if booking.candidate_email else ()),
+    )
+
+
+def booked_with(
+    pending: Booking, event: ObservedEvent, *, at: datetime, actor: str, action: str, warnings: tuple[str, ...]
+) -> Booking:
+    """The pending booking, booked: the event Graph holds, no response from anyone yet, and the history."""
+    return replace(
+        pending,
+        status=BookingStatus.BOOKED,
+        event_id=event.event_id,
+        ical_uid=event.ical_uid,
+        join_url=event.join_url,
+        claimed_until=None,
+        responses=tuple(
+            ObservedAttendee(email=a.email, type=a.type, response=AttendeeResponse.NONE) for a in invited(pending)
+        ),
+        warnings=warnings,
+        history=_entry(pending, HistoryEntry(at=at, actor=actor, action=action, detail=f"event in {pending.mailbox}")),
+        updated_at=at,
+    )
 
 
 def _release_all(deps: Dependencies, booking: Booking, people: Sequence[str], cells: Sequence[datetime]) -> None:

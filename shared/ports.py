@@ -134,6 +134,10 @@ class BookingStore(Protocol):
         """The booking whose event has this Graph id. Raises NotFound."""
         ...
 
+    def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
+        """The tenant's bookings still ``pending`` (a request is making them, or died doing so)."""
+        ...
+
     def claim_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:
         """Claim every grid cell for ``booking_id`` at once (cells it already holds are kept). Raises
         ConcurrencyConflict, naming nothing, when another booking holds any of them."""

@@ -31,6 +31,7 @@ from shared.errors import (
 from shared.models import (
     AccessToken,
     Booking,
+    BookingStatus,
     ConsentStatus,
     CreatedSubscription,
     DeltaChange,
@@ -192,6 +193,9 @@ class FakeBookings(_Records):
             key=lambda b: b.booking_id,
         )
         return found[:limit], (found[limit - 1].booking_id if len(found) > limit else None)
+
+    def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
+        return [b for b in self.list_bookings(tenant_id) if b.status is BookingStatus.PENDING]
 
     def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
         for booking in self.list_bookings(tenant_id):

@@ -77,6 +77,7 @@ from shared.errors import (
 from shared.models import (
     AttendeeResponse,
     Booking,
+    BookingStatus,
     FlowKind,
     HistoryEntry,
     MailboxSync,
@@ -783,6 +784,14 @@ class TableBookingStore:
                     return found, found[-1].booking_id
                 found.append(self._from_entity(entity))
         return found, None
+
+    def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
+        with self._s.translating(f"listing pending bookings of tenant {tenant_id}"):
+            rows = self._s.table(BOOKINGS).query_entities(
+                "PartitionKey eq @pk and status eq @status",
+                parameters={"pk": _key(tenant_id, name="tenant_id"), "status": BookingStatus.PENDING.value},
+            )
+            return [self._from_entity(e) for e in rows]
 
     def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
         with self._s.translating(f"looking up the booking of an event in tenant {tenant_id}"):

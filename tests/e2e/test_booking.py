@@ -421,3 +421,74 @@ def test_a_booking_still_being_made_reads_as_pending(e2e: Stack, recruiter: Any)
     assert read.status_code == 200 and read.json()["status"] == "pending"
     cancel = recruiter.request("DELETE", f"/api/bookings/{booking_id}", headers=KEY)
     assert cancel.status_code == 409
+
+
+# ---- nothing left half-done ------------------------------------------------------------------------------
+def _lapsed(deps: Any, booking_id: str) -> Booking:
+    """Move the pending booking's last sign of life back past what the recovery timer waits for."""
+    from shared.booking_recovery import SETTLE_AFTER
+
+    row = deps.bookings.get_booking(CONTOSO, booking_id)
+    long_ago = datetime.now(UTC) - SETTLE_AFTER - timedelta(minutes=1)
+    return deps.bookings.update_booking(replace(row, claimed_until=None, updated_at=long_ago))  # type: ignore[no-any-return]
+
+
+def test_a_booking_whose_request_died_after_graph_wrote_is_finished_by_the_timer(e2e: Stack, recruiter: Any) -> None:
+    from shared.booking import booking_id_for
+    from shared.booking_recovery import recover_pending_bookings
+
+    plain = Container()
+    set_container(Container(bookings=_FailingBookings(plain.bookings)))  # type: ignore[arg-type]
+    headers = _key()
+    first = recruiter.request("POST", "/api/bookings", headers=headers, json=_body())
+    assert first.status_code == 503, first.text
+    set_container(None)
+    deps = get_container()
+    booking_id = booking_id_for(CONTOSO, headers["Idempotency-Key"])
+    pending = recruiter.request("GET", f"/api/bookings/{booking_id}", headers=KEY)
+    assert pending.status_code == 200 and pending.json()["status"] == "pending"
+    # The client never comes back with the key; the timer finds the event by our property.
+    assert recover_pending_bookings(deps).recovered == 0  # too soon: its request may still be at work
+    _lapsed(deps, booking_id)
+    report = recover_pending_bookings(deps)
+    assert (report.recovered, report.forgotten, report.left) == (1, 0, 0)
+    [event] = _ours(e2e, INTERVIEWS)
+    read = recruiter.request("GET", f"/api/bookings/{booking_id}", headers=KEY).json()
+    assert read["status"] == "booked" and read["event_id"] == event.id
+    assert [h["action"] for h in read["history"]] == ["recovered"]
+    # The client's retry with the key, however late, gets that booking.
+    retry = recruiter.request("POST", "/api/bookings", headers=headers, json=_body())
+    assert retry.status_code == 200 and retry.json()["id"] == booking_id
+    assert len(_ours(e2e, INTERVIEWS)) == 1
+
+
+def test_a_pending_booking_graph_never_saw_is_forgotten_with_its_claims(e2e: Stack, recruiter: Any) -> None:
+    from shared.booking import booking_id_for, grid_cells
+    from shared.booking_recovery import recover_pending_bookings
+
+    deps = get_container()
+    start, end = _slot()
+    booking_id = booking_id_for(CONTOSO, f"key-{uuid.uuid4()}")
+    # A request that stored its pending booking and claimed the slot, then died before writing to Graph.
+    deps.bookings.create_booking(
+        Booking(
+            tenant_id=CONTOSO,
+            booking_id=booking_id,
+            mailbox=INTERVIEWS,
+            start=start,
+            end=end,
+            subject="Never written",
+            delegated=True,
+            interviewers=(ALEX,),
+            attendees=(ALEX,),
+            created_by=next(u.user_id for u in deps.users.list_users(CONTOSO) if u.username == RECRUITER),
+        )
+    )
+    deps.bookings.claim_slots(CONTOSO, ALEX, booking_id, grid_cells(start, end))
+    _lapsed(deps, booking_id)
+    report = recover_pending_bookings(deps)
+    assert (report.recovered, report.forgotten) == (0, 1), report
+    assert recruiter.request("GET", f"/api/bookings/{booking_id}", headers=KEY).status_code == 404
+    # Its claims are gone: another interview can have the slot.
+    body = _body(start=start.isoformat(), end=end.isoformat())
+    assert recruiter.request("POST", "/api/bookings", headers=_key(), json=body).status_code == 201
