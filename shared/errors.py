@@ -47,7 +47,8 @@ class ServiceError(Exception):
     code = "internal_error"
 
     def __init__(self, message: str, *, internal: str | None = None, **details: Any) -> None:
-        super().__init__(message)
+        # str() of the error (what logs and tracebacks show) carries the internal detail; never answered.
+        super().__init__(f"{message} ({internal})" if internal else message)
         self.message = message
         self.details = details
         # What operators need and clients must not see (a storage action, a record's key): logged, never
@@ -56,7 +57,7 @@ class ServiceError(Exception):
 
     def describe(self) -> str:
         """The message with its internal detail, for logs."""
-        return f"{self.message} ({self.internal})" if self.internal else self.message
+        return str(self)
 
 
 class InvalidRequest(ServiceError):

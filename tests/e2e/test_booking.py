@@ -492,3 +492,22 @@ def test_a_pending_booking_graph_never_saw_is_forgotten_with_its_claims(e2e: Sta
     # Its claims are gone: another interview can have the slot.
     body = _body(start=start.isoformat(), end=end.isoformat())
     assert recruiter.request("POST", "/api/bookings", headers=_key(), json=body).status_code == 201
+
+
+def test_the_booking_list_is_in_start_order_and_filters_by_interviewer_in_storage(
+    e2e: Stack, recruiter: Any
+) -> None:
+    made = {}
+    for hour, people in ((21, [ALEX]), (15, [ALEX, LYNNE]), (16, [LYNNE])):
+        start, end = _slot(hour=hour)
+        body = _body(start=start.isoformat(), end=end.isoformat(), interviewers=people, subject=f"At {hour}")
+        answer = recruiter.request("POST", "/api/bookings", headers=_key(), json=body)
+        assert answer.status_code == 201, answer.text
+        made[hour] = answer.json()["id"]
+    day_start = _slot(hour=0)[0]
+    window = {"from": day_start.isoformat(), "to": (day_start + timedelta(days=1)).isoformat()}
+    listed = recruiter.request("GET", "/api/bookings", headers=KEY, params=window).json()
+    assert [b["id"] for b in listed["bookings"]] == [made[15], made[16], made[21]]
+    assert listed["continuation"] is None
+    lynne = recruiter.request("GET", "/api/bookings", headers=KEY, params={**window, "interviewer": LYNNE}).json()
+    assert [b["id"] for b in lynne["bookings"]] == [made[15], made[16]]
