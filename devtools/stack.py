@@ -78,6 +78,7 @@ def service_settings(
         "PUBLIC_BASE_URL": public_base_url,
         "FUNCTION_KEY": function_key,
         "PURGE_SCHEDULE": "0 */15 * * * *",
+        "RECOVERY_SCHEDULE": "0 */5 * * * *",
         "RENEWAL_SCHEDULE": "0 0 */6 * * *",
         "RECONCILE_SCHEDULE": "0 */30 * * * *",
         "NOTIFICATION_QUEUE": "graph-notifications",

@@ -283,7 +283,7 @@ def http_endpoint(handler: Handler) -> Handler:
             return error_response(err)
         except errors.ServiceError as err:
             level = logging.ERROR if status_for(err) >= 500 else logging.INFO
-            logger.log(level, "%s answered %s: %s", handler.__name__, err.code, err.message)
+            logger.log(level, "%s answered %s: %s", handler.__name__, err.code, err.describe())
             return error_response(err)
         except Exception:
             logger.exception("%s failed unexpectedly", handler.__name__)

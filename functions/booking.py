@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -26,11 +27,17 @@ def view(booking: Booking) -> dict[str, Any]:
     def at(moment: Any) -> str | None:
         return moment.isoformat() if moment is not None else None
 
+    # The interview's times as the request that made it wrote them (its UTC offset), in every answer.
+    shown = timezone(timedelta(minutes=booking.display_offset_minutes or 0))
+
+    def local(moment: datetime) -> str:
+        return moment.astimezone(shown).isoformat()
+
     return {
         "id": booking.booking_id,
         "status": booking.status.value,
-        "start": booking.start.isoformat(),
-        "end": booking.end.isoformat(),
+        "start": local(booking.start),
+        "end": local(booking.end),
         "subject": booking.subject,
         "location": booking.location,
         "organizer": booking.mailbox,
@@ -46,7 +53,10 @@ def view(booking: Booking) -> dict[str, Any]:
                 "response": r.response.value,
                 "responded_at": at(r.responded_at),
                 **(
-                    {"proposed_start": at(r.proposed_start), "proposed_end": at(r.proposed_end)}
+                    {
+                        "proposed_start": local(r.proposed_start),
+                        "proposed_end": local(r.proposed_end) if r.proposed_end is not None else None,
+                    }
                     if r.proposed_start is not None
                     else {}
                 ),

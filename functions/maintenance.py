@@ -1,4 +1,5 @@
-"""Timer: purge expired flow states and sessions, on the schedule in the PURGE_SCHEDULE app setting."""
+"""Timers: purge expired flow states and sessions (PURGE_SCHEDULE), and settle pending bookings whose
+request died (RECOVERY_SCHEDULE)."""
 
 from __future__ import annotations
 
@@ -15,3 +16,11 @@ def purge_expired(timer: func.TimerRequest) -> None:
     from shared.maintenance import purge_expired as purge  # imported on first call: cold start
 
     purge(get_container())
+
+
+@bp.function_name("recover_pending_bookings")
+@bp.timer_trigger(schedule="%RECOVERY_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def recover_pending_bookings(timer: func.TimerRequest) -> None:
+    from shared.booking_recovery import recover_pending_bookings as recover  # imported on first call
+
+    recover(get_container())

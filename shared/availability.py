@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from shared.availability_request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
 from shared.errors import GraphRequestFailed, ReauthRequired
 from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
-from shared.models import AccessToken, BookingStatus, Schedule
+from shared.models import AccessToken, AttendeeResponse, BookingStatus, Schedule
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext
 from shared.slots import Panel, Person, Pool, SlotRules, SlotSearch, find_slots
@@ -99,9 +99,11 @@ def _booked(
     for booking in deps.bookings.list_bookings_between(tenant_id, lo, hi):
         if booking.status is BookingStatus.CANCELLED or booking.status is BookingStatus.FAILED:
             continue
+        # An interviewer who declined will not be there: the interview does not count toward their caps.
+        declined = {r.email.lower() for r in booking.responses if r.response is AttendeeResponse.DECLINED}
         for attendee in booking.attendees:
             key = attendee.lower()
-            if key in wanted:
+            if key in wanted and key not in declined:
                 found[key].append((booking.start, booking.end))
     return {p: tuple(sorted(v)) for p, v in found.items()}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ from shared.errors import (
     ServiceError,
     SlotUnavailable,
     UpstreamUnavailable,
+    error_from_code,
 )
 from shared.models import (
     AccessToken,
@@ -75,6 +77,13 @@ GRID = timedelta(minutes=5)  # slot claims: 8 hours are 96 cells, inside one tab
 CLAIM_LEASE = timedelta(seconds=60)  # how long a pending booking belongs to the request that inserted it
 WAIT_FOR_OTHER = timedelta(seconds=20)  # how long a request with the same key waits for the first
 POLL_SECONDS = 0.1
+# A refused request's answer is kept under its key this long: every retry with the key gets it again.
+REFUSAL_LIFETIME = timedelta(hours=24)
+# Refusals whose answer a race decides (someone else took the slot) are kept under the key, so retries
+# cannot get another answer once the race moves on. Others are answered afresh: an unknown interviewer
+# stays unknown, and sign-in, consent and outages, once fixed, should let a retry with the key book.
+KEPT_REFUSALS: tuple[type[ServiceError], ...] = (SlotUnavailable,)
+MAX_TAKEOVERS = 5  # times one request starts afresh after an earlier request with its key let it go
 HISTORY_LIMIT = 200
 BUSY = frozenset({FreeBusyStatus.BUSY, FreeBusyStatus.OOF, FreeBusyStatus.TENTATIVE})
 SECONDARY_CALENDAR_WARNING = (
@@ -115,6 +124,11 @@ def grid_cells(start: datetime, end: datetime) -> list[datetime]:
         cells.append(cell)
         cell += GRID
     return cells
+
+
+def _offset_minutes(moment: datetime) -> int:
+    offset = moment.utcoffset()
+    return int(offset.total_seconds() // 60) if offset is not None else 0
 
 
 def _entry(booking: Booking, entry: HistoryEntry) -> tuple[HistoryEntry, ...]:
@@ -290,6 +304,7 @@ def create_booking(
         online_meeting=request.online_meeting,
         idempotency_key_hash=key_hash(ctx.tenant_id, key),
         fingerprint=fingerprint,
+        display_offset_minutes=_offset_minutes(request.start),
         claimed_until=now + CLAIM_LEASE,
         updated_at=now,
     )
@@ -307,35 +322,66 @@ def create_booking(
             request.end,
             fields=_field_names(request.interviewers, request.optional_interviewers),
         )
-        try:
-            stored = deps.bookings.create_booking(pending)
-            recovering = False
-        except ConcurrencyConflict:
-            stored = _earlier(deps, ctx.tenant_id, booking_id, fingerprint, sleep)
-            if stored.status is not BookingStatus.PENDING:
-                return BookingOutcome(stored, created=False)
-            recovering = True  # an earlier request with this key stopped half-way: finish its work
+        stored, recovering = _claim_key(deps, pending, sleep)
+        if stored.status is not BookingStatus.PENDING:
+            return BookingOutcome(stored, created=False)
         return BookingOutcome(_book(deps, ctx, request, stored, busy_check, recovering=recovering), created=True)
     finally:
         pool.shutdown(wait=False)
 
 
-def _earlier(
-    deps: Dependencies, tenant_id: str, booking_id: str, fingerprint: str, sleep: Callable[[float], None]
-) -> Booking:
-    """The booking an earlier request with the same key made, once it is done; or, when that request's
-    lease ran out or was given up, the pending booking with a new lease for this request to finish."""
+def _claim_key(deps: Dependencies, pending: Booking, sleep: Callable[[float], None]) -> tuple[Booking, bool]:
+    """Insert the pending booking, or find what an earlier request with the same key made of it:
+    (its finished booking, False); (the pending booking with this request's lease, True) when it stopped
+    half-way. Raises the earlier request's refusal, IdempotencyKeyReused or IdempotencyKeyInProgress."""
+    for _ in range(MAX_TAKEOVERS):
+        try:
+            return deps.bookings.create_booking(pending), False
+        except ConcurrencyConflict:
+            pass
+        try:
+            stored = _earlier(deps, pending, sleep)
+        except NotFound:
+            continue  # the earlier request failed before writing anything and let the key go: start afresh
+        if stored.status is BookingStatus.FAILED:
+            raise _refusal_of(stored)
+        return stored, stored.status is BookingStatus.PENDING
+    raise IdempotencyKeyInProgress(
+        "Requests with this Idempotency-Key keep failing and retrying; retry in a few seconds.", retry_after=2
+    )
+
+
+def _refusal_of(booking: Booking) -> ServiceError:
+    """The error a refused request answered, as it answered it."""
+    kept = json.loads(booking.refusal or "{}")
+    return error_from_code(
+        str(kept.get("code", "conflict")), str(kept.get("message", "This request was refused.")), kept.get("details")
+    )
+
+
+def _earlier(deps: Dependencies, pending: Booking, sleep: Callable[[float], None]) -> Booking:
+    """The booking an earlier request with the same key made, once it is done (or the answer it was
+    refused with); or, when that request's lease ran out or was given up, the pending booking with a new
+    lease for this request to finish. A refusal past its lifetime lets the key start afresh. Raises
+    NotFound when the earlier request let the key go."""
+    tenant_id, booking_id = pending.tenant_id, pending.booking_id
     give_up = deps.clock.now() + WAIT_FOR_OTHER
     while True:
         current = deps.bookings.get_booking(tenant_id, booking_id)
-        if current.fingerprint != fingerprint:
+        now = deps.clock.now()
+        lapsed = current.claimed_until is None or current.claimed_until <= now
+        if current.status is BookingStatus.FAILED and lapsed:
+            try:  # the refusal has lived its life: the key is free again, for any request
+                return deps.bookings.update_booking(replace(pending, etag=current.etag))
+            except ConcurrencyConflict:
+                continue
+        if current.fingerprint != pending.fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was already used for a different booking request; use a new key."
             )
         if current.status is not BookingStatus.PENDING:
             return current
-        now = deps.clock.now()
-        if current.claimed_until is None or current.claimed_until <= now:
+        if lapsed:
             try:
                 return deps.bookings.update_booking(replace(current, claimed_until=now + CLAIM_LEASE))
             except ConcurrencyConflict:
@@ -359,7 +405,30 @@ def _give_up(deps: Dependencies, pending: Booking, *, forget: bool) -> None:
             if current.status is BookingStatus.PENDING:
                 deps.bookings.update_booking(replace(current, claimed_until=None))
     except ServiceError as err:
-        logger.warning("Could not release pending booking %s: %s", pending.booking_id, err.message)
+        logger.warning("Could not release pending booking %s: %s", pending.booking_id, err.describe())
+
+
+def _refuse(deps: Dependencies, pending: Booking, error: ServiceError) -> None:
+    """Nothing was written to Graph and the request was refused for what it asked: keep that answer under
+    its key (status ``failed``, never listed or counted), so every retry gets the same one."""
+    now = deps.clock.now()
+    refusal = json.dumps({"code": error.code, "message": error.message, "details": error.details})
+    try:
+        current = deps.bookings.get_booking(pending.tenant_id, pending.booking_id)
+        if current.status is BookingStatus.PENDING:
+            deps.bookings.update_booking(
+                replace(
+                    current,
+                    status=BookingStatus.FAILED,
+                    refusal=refusal,
+                    claimed_until=now + REFUSAL_LIFETIME,
+                    updated_at=now,
+                )
+            )
+    except ServiceError as err:
+        # Not kept: a retry starts afresh and is refused (or booked) on its own merits.
+        logger.warning("Could not keep the refusal of booking %s: %s", pending.booking_id, err.describe())
+        _give_up(deps, pending, forget=True)
 
 
 def _check_slot(
@@ -419,11 +488,7 @@ def _draft(request: BookingRequest, pending: Booking) -> EventDraft:
         body=request.body,
         start=request.start,
         end=request.end,
-        attendees=(
-            *(ObservedAttendee(email=e, type="required") for e in request.interviewers),
-            *(ObservedAttendee(email=e, type="optional") for e in request.optional_interviewers),
-            *((ObservedAttendee(email=request.candidate.email, type="required"),) if request.candidate else ()),
-        ),
+        attendees=invited(pending),
         names=tuple(names),
         location=request.location,
         online_meeting=request.online_meeting,
@@ -471,6 +536,9 @@ def _book(
     if event is None:
         try:
             warnings = _check_slot(deps, ctx, request, pending.booking_id, cells, busy_check)
+        except KEPT_REFUSALS as err:
+            _refuse(deps, pending, err)
+            raise
         except ServiceError:
             # Nothing was written to Graph: forget the pending booking so the key may be used again.
             _give_up(deps, pending, forget=not recovering)
@@ -492,28 +560,13 @@ def _book(
         warnings.append(SECONDARY_CALENDAR_WARNING)
     if request.online_meeting and not event.join_url:
         warnings.append("Microsoft Graph created the event without a Teams meeting.")
-    now = deps.clock.now()
-    booked = replace(
+    booked = booked_with(
         pending,
-        status=BookingStatus.BOOKED,
-        event_id=event.event_id,
-        ical_uid=event.ical_uid,
-        join_url=event.join_url,
-        claimed_until=None,
-        responses=tuple(
-            ObservedAttendee(email=a.email, type=a.type, response=AttendeeResponse.NONE) for a in draft.attendees or ()
-        ),
+        event,
+        at=deps.clock.now(),
+        actor=ctx.user.user_id,
+        action="recovered" if recovering else "created",
         warnings=tuple(warnings),
-        history=_entry(
-            pending,
-            HistoryEntry(
-                at=now,
-                actor=ctx.user.user_id,
-                action="recovered" if recovering else "created",
-                detail=f"event in {pending.mailbox}",
-            ),
-        ),
-        updated_at=now,
     )
     try:
         stored = deps.bookings.update_booking(booked)
@@ -532,6 +585,35 @@ def _book(
     return stored
 
 
+def invited(booking: Booking) -> tuple[ObservedAttendee, ...]:
+    """Everyone the booking's event invites, as the event was drafted: interviewers, optional ones, candidate."""
+    return (
+        *(ObservedAttendee(email=e, type="required") for e in booking.interviewers),
+        *(ObservedAttendee(email=e, type="optional") for e in booking.optional_interviewers),
+        *((ObservedAttendee(email=booking.candidate_email, type="required"),) if booking.candidate_email else ()),
+    )
+
+
+def booked_with(
+    pending: Booking, event: ObservedEvent, *, at: datetime, actor: str, action: str, warnings: tuple[str, ...]
+) -> Booking:
+    """The pending booking, booked: the event Graph holds, no response from anyone yet, and the history."""
+    return replace(
+        pending,
+        status=BookingStatus.BOOKED,
+        event_id=event.event_id,
+        ical_uid=event.ical_uid,
+        join_url=event.join_url,
+        claimed_until=None,
+        responses=tuple(
+            ObservedAttendee(email=a.email, type=a.type, response=AttendeeResponse.NONE) for a in invited(pending)
+        ),
+        warnings=warnings,
+        history=_entry(pending, HistoryEntry(at=at, actor=actor, action=action, detail=f"event in {pending.mailbox}")),
+        updated_at=at,
+    )
+
+
 def _release_all(deps: Dependencies, booking: Booking, people: Sequence[str], cells: Sequence[datetime]) -> None:
     for person in people:
         try:
@@ -542,23 +624,24 @@ def _release_all(deps: Dependencies, booking: Booking, people: Sequence[str], ce
 
 # ---- read ---------------------------------------------------------------------------------------------
 def get_booking(deps: Dependencies, ctx: RequestContext, booking_id: str) -> Booking:
-    """Raises NotFound when the caller's tenant holds no such booking."""
-    booking = deps.bookings.get_booking(ctx.tenant_id, booking_id)
-    if booking.status is BookingStatus.PENDING:
-        raise NotFound("No such booking (it is still being made).")
+    """The caller's tenant's booking, ``pending`` while a request is still making it. Raises NotFound
+    when there is no such booking (a refused request never made one)."""
+    try:
+        booking = deps.bookings.get_booking(ctx.tenant_id, booking_id)
+    except NotFound:
+        raise NotFound("No such booking.") from None
+    if booking.status is BookingStatus.FAILED:
+        raise NotFound("No such booking.")
     return booking
 
 
 def list_bookings(deps: Dependencies, ctx: RequestContext, query: BookingQuery) -> BookingPage:
+    """The tenant's bookings overlapping the range in start order, a full page at a time; storage reads
+    only the range (and only the interviewer's bookings when one is asked for)."""
     found, after = deps.bookings.page_bookings(
-        ctx.tenant_id, query.start, query.end, after=query.after, limit=PAGE_SIZE
+        ctx.tenant_id, query.start, query.end, after=query.after, limit=PAGE_SIZE, attendee=query.interviewer
     )
-    chosen = [
-        b
-        for b in found
-        if b.status is not BookingStatus.PENDING and (query.interviewer is None or query.interviewer in b.attendees)
-    ]
-    return BookingPage(bookings=tuple(chosen), after=after)
+    return BookingPage(bookings=tuple(found), after=after)
 
 
 # ---- change -------------------------------------------------------------------------------------------
@@ -738,6 +821,8 @@ def cancel_booking(
         raise PreconditionFailed("The booking changed since you read it; read it again and retry.")
     if booking.status is BookingStatus.CANCELLED:
         return booking
+    if booking.status is BookingStatus.PENDING:
+        raise ConcurrencyConflict("The booking is still being made; read it again in a few seconds.")
     action = "cancelled"
     try:
         event = _our_event(deps, ctx, booking)

@@ -31,6 +31,7 @@ INTERVIEWS = "interviews"
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
 _CALENDAR_ID = re.compile(r"[A-Za-z0-9=_+/-]{1,512}")
 _BOOKING_ID = re.compile(r"[a-z0-9]{26}")
+_LIST_CURSOR = re.compile(r"[0-9]{8}T[0-9]{6}Z~[a-z0-9]{26}")  # where a page of the list ended
 _ETAG = re.compile(r'(?:W/)?"[^"\s]{1,200}"|[^"\s,]{1,200}')
 CREATE_FIELDS = frozenset(
     {
@@ -293,7 +294,7 @@ def parse_booking_query(params: Mapping[str, str]) -> BookingQuery:
             after = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise _bad("continuation", "`continuation` is not a token this service issued.") from None
-        if not _BOOKING_ID.fullmatch(after):
+        if not _LIST_CURSOR.fullmatch(after):
             raise _bad("continuation", "`continuation` is not a token this service issued.")
     return BookingQuery(
         start=start,

@@ -46,10 +46,18 @@ class ServiceError(Exception):
 
     code = "internal_error"
 
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, internal: str | None = None, **details: Any) -> None:
+        # str() of the error (what logs and tracebacks show) carries the internal detail; never answered.
+        super().__init__(f"{message} ({internal})" if internal else message)
         self.message = message
         self.details = details
+        # What operators need and clients must not see (a storage action, a record's key): logged, never
+        # answered. ``message`` and ``details`` are what the client is told.
+        self.internal = internal
+
+    def describe(self) -> str:
+        """The message with its internal detail, for logs."""
+        return str(self)
 
 
 class InvalidRequest(ServiceError):
@@ -224,3 +232,17 @@ class DeltaExpired(GraphRequestFailed):
     """Graph answered 410 to a delta link (``resyncRequired``, ``syncStateNotFound``): sync afresh."""
 
     code = "delta_expired"
+
+
+def error_from_code(code: str, message: str, details: dict[str, Any] | None = None) -> ServiceError:
+    """The error of this tree that ``code`` names (the most general class that carries it), to answer
+    again what was answered before; an unknown code becomes a plain ServiceError with that code."""
+    pending: list[type[ServiceError]] = [ServiceError]
+    while pending:
+        cls = pending.pop(0)
+        if cls.code == code:
+            return cls(message, **(details or {}))
+        pending.extend(cls.__subclasses__())
+    error = ServiceError(message, **(details or {}))
+    error.code = code
+    return error

@@ -91,7 +91,7 @@ class BookingStatus(StrEnum):
     BOOKED = "booked"
     DRIFTED = "drifted"  # someone moved or edited the event in Outlook: it no longer matches the booking
     CANCELLED = "cancelled"
-    FAILED = "failed"
+    FAILED = "failed"  # refused before anything reached Graph; kept only to answer retries of its key
 
 
 @dataclass(frozen=True)
@@ -345,8 +345,12 @@ class Booking:
     warnings: tuple[str, ...] = ()
     idempotency_key_hash: str | None = None
     fingerprint: str | None = None
-    claimed_until: datetime | None = None  # a request is creating the event until then (PENDING only)
+    # PENDING: a request is creating the event until then; FAILED: the refusal is kept until then.
+    claimed_until: datetime | None = None
     observed_change_key: str | None = None  # the event version last applied from Outlook
+    # Minutes east of UTC of the create request's times: every answer about the booking shows its times so.
+    display_offset_minutes: int | None = None
+    refusal: str | None = None  # FAILED: the refused request's answer (JSON: code, message, details)
     updated_at: datetime | None = None
     etag: str | None = None
 

@@ -124,14 +124,26 @@ class BookingStore(Protocol):
         ...
 
     def page_bookings(
-        self, tenant_id: str, start: datetime, end: datetime, *, after: str | None, limit: int
+        self,
+        tenant_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        after: str | None,
+        limit: int,
+        attendee: str | None = None,
     ) -> tuple[list[Booking], str | None]:
-        """Up to ``limit`` bookings overlapping [start, end) in booking-id order after ``after``; the
-        booking id to continue after, or None when there are no more."""
+        """Up to ``limit`` listed bookings (not pending or refused) overlapping [start, end), of
+        ``attendee`` when given, in start order (then booking id) after the cursor ``after``; the cursor
+        to continue after, or None when there are no more. A full page unless it is the last."""
         ...
 
     def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
         """The booking whose event has this Graph id. Raises NotFound."""
+        ...
+
+    def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
+        """The tenant's bookings still ``pending`` (a request is making them, or died doing so)."""
         ...
 
     def claim_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from shared.config import REQUIRED_APP_ROLES
 from shared.conflicts import retry_on_conflict
@@ -27,7 +28,7 @@ APP_CACHE_OWNER = "app"
 CONSENT_RECHECK_INTERVAL = timedelta(seconds=60)
 
 
-def consent_required(deps: Dependencies, tenant_id: str, message: str, **details: object) -> AdminConsentRequired:
+def consent_required(deps: Dependencies, tenant_id: str, message: str, **details: Any) -> AdminConsentRequired:
     return AdminConsentRequired(message, consent_request_url=consent_request_url(deps.settings, tenant_id), **details)
 
 

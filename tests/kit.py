@@ -31,6 +31,7 @@ from shared.errors import (
 from shared.models import (
     AccessToken,
     Booking,
+    BookingStatus,
     ConsentStatus,
     CreatedSubscription,
     DeltaChange,
@@ -185,13 +186,32 @@ class FakeBookings(_Records):
         return [b for b in self.list_bookings(tenant_id) if b.start < end and b.end > start]
 
     def page_bookings(
-        self, tenant_id: str, start: datetime, end: datetime, *, after: str | None, limit: int
+        self,
+        tenant_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        after: str | None,
+        limit: int,
+        attendee: str | None = None,
     ) -> tuple[list[Booking], str | None]:
+        def cursor(b: Booking) -> str:
+            return f"{b.start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}~{b.booking_id}"
+
         found = sorted(
-            (b for b in self.list_bookings_between(tenant_id, start, end) if after is None or b.booking_id > after),
-            key=lambda b: b.booking_id,
+            (
+                b
+                for b in self.list_bookings_between(tenant_id, start, end)
+                if b.status not in (BookingStatus.PENDING, BookingStatus.FAILED)
+                and (attendee is None or attendee.lower() in {a.lower() for a in b.attendees})
+                and (after is None or cursor(b) > after)
+            ),
+            key=cursor,
         )
-        return found[:limit], (found[limit - 1].booking_id if len(found) > limit else None)
+        return found[:limit], (cursor(found[limit - 1]) if len(found) > limit else None)
+
+    def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
+        return [b for b in self.list_bookings(tenant_id) if b.status is BookingStatus.PENDING]
 
     def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
         for booking in self.list_bookings(tenant_id):

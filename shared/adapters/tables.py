@@ -36,6 +36,7 @@ ciphertext bound to (tenant id, record id), so a value copied to another row fai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -45,8 +46,9 @@ import threading
 import types
 import typing
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
@@ -77,6 +79,7 @@ from shared.errors import (
 from shared.models import (
     AttendeeResponse,
     Booking,
+    BookingStatus,
     FlowKind,
     HistoryEntry,
     MailboxSync,
@@ -91,11 +94,20 @@ from shared.ports import Clock, TokenCipher
 
 logger = logging.getLogger(__name__)
 
+_STORAGE_UNAVAILABLE = "The service is busy or briefly unavailable; retry in a moment."
+_STORAGE_FAILED = "The service could not complete the request; retry later."
+_STORAGE_MISCONFIGURED = "The service is misconfigured; an operator must check its settings."
+
 TENANTS = "tenants"
 USERS = "users"
 TOKEN_CACHES = "tokencaches"  # noqa: S105 - a table name, not a secret
 BOOKINGS = "bookings"
 EVENT_INDEX_PREFIX = "~event~"  # index rows in the bookings table sort after every booking id
+START_INDEX_PREFIX = "~start~"  # + UTC start + "~" + booking id: the tenant's bookings in start order
+WHO_INDEX_PREFIX = "~who~"  # + sha256(attendee)[:32] + "~" + UTC start + "~" + booking id: one attendee's
+LISTED_MARKER = "~listed"  # the partition's bookings all have their list rows
+# A booking longer than this (only an event stretched in Outlook can be) is listed only from its start on.
+LIST_LOOKBACK = timedelta(days=14)
 SLOT_CLAIMS = "slotclaims"
 SUBSCRIPTIONS = "subscriptions"
 SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"
@@ -325,35 +337,39 @@ class TableStorage:
 
     @contextmanager
     def translating(self, action: str) -> Iterator[None]:
-        """The one choke point where azure-core errors become ``shared.errors``."""
+        """The one choke point where azure-core errors become ``shared.errors``. What a client may be told
+        names nothing of storage; the action, table and endpoint go to the log through ``internal``."""
         try:
             yield
         except ResourceNotFoundError as err:
-            raise NotFound(f"Not found while {action}.") from err
+            raise NotFound("Not found.", internal=f"not found while {action}") from err
         except (ResourceExistsError, ResourceModifiedError) as err:
             raise ConcurrencyConflict(
-                f"Conflict while {action}: the record exists or changed since it was read."
+                "The record was changed by another request; retry.", internal=f"conflict while {action}"
             ) from err
         except ClientAuthenticationError as err:
             raise ConfigurationError(
-                f"Table Storage at {self._endpoint} refused our credentials while {action}; check AzureWebJobsStorage.",
+                _STORAGE_MISCONFIGURED,
                 setting="AzureWebJobsStorage",
+                internal=f"Table Storage at {self._endpoint} refused our credentials while {action}",
             ) from err
         except (ServiceRequestError, ServiceResponseError) as err:
             raise UpstreamUnavailable(
-                f"Table Storage at {self._endpoint} is unreachable ({type(err).__name__}) while {action}."
+                _STORAGE_UNAVAILABLE,
+                internal=f"Table Storage at {self._endpoint} is unreachable ({type(err).__name__}) while {action}",
             ) from err
         except HttpResponseError as err:
             status = err.status_code or 0
+            where = f"(HTTP {status}) while {action}"
             if status in (409, 412):
-                raise ConcurrencyConflict(f"Conflict while {action} (HTTP {status}).") from err
-            if status == 413:
-                raise RecordTooLarge(f"Record too large for Table Storage while {action}.") from err
-            if status == 503 or status == 500 or status == 429:
-                raise UpstreamUnavailable(
-                    f"Table Storage is busy or unavailable (HTTP {status}) while {action}."
+                raise ConcurrencyConflict(
+                    "The record was changed by another request; retry.", internal=f"conflict {where}"
                 ) from err
-            raise UpstreamError(f"Table Storage failed (HTTP {status}) while {action}.") from err
+            if status == 413:
+                raise RecordTooLarge("The record is too large to store.", internal=f"too large {where}") from err
+            if status == 503 or status == 500 or status == 429:
+                raise UpstreamUnavailable(_STORAGE_UNAVAILABLE, internal=f"Table Storage busy {where}") from err
+            raise UpstreamError(_STORAGE_FAILED, internal=f"Table Storage failed {where}") from err
 
     def check(self) -> bool:
         """``StorageHealth``: one cheap listing call without retries.
@@ -366,7 +382,7 @@ class TableStorage:
                 pages = self._service.list_tables(results_per_page=1, retry_total=0).by_page()
                 list(next(pages, []))
         except ServiceError as err:
-            logger.warning("Table Storage health check failed: %s", err.message)
+            logger.warning("Table Storage health check failed: %s", err.describe())
             if isinstance(err, (UpstreamUnavailable, ConfigurationError)):
                 raise
             raise UpstreamUnavailable(err.message) from err
@@ -630,6 +646,9 @@ class TableSessionStore:
                 index.delete_entity(partition, session_hash)
 
 
+_listed_partitions: set[tuple[str, str, str]] = set()  # (endpoint, table, tenant partition) known to carry list rows
+
+
 class TableBookingStore:
     """``BookingStore``: PK tenant id, RK booking id; index rows in the same partition (RK "~event~" and the
     sha256 of the Graph event id) find a booking by its event, written in one transaction with the booking;
@@ -676,6 +695,35 @@ class TableBookingStore:
         partition, row = self._index_row(booking.tenant_id, booking.event_id)
         return {"PartitionKey": partition, "RowKey": row, "booking_id": booking.booking_id}
 
+    @staticmethod
+    def _cursor(booking: Booking) -> str:
+        return f"{_to_utc(booking.start, name='start').strftime('%Y%m%dT%H%M%SZ')}~{booking.booking_id}"
+
+    @staticmethod
+    def _who(attendee: str) -> str:
+        return f"{WHO_INDEX_PREFIX}{hashlib.sha256(attendee.lower().encode('utf-8')).hexdigest()[:32]}~"
+
+    def _list_rows(self, booking: Booking) -> list[dict[str, Any]]:
+        """The rows that list the booking: by start, and by start for each attendee. Pending and refused
+        bookings are not listed. The booking row stays the truth: a row left behind by a move is skipped
+        (and deleted) by the list that meets it."""
+        if booking.status in (BookingStatus.PENDING, BookingStatus.FAILED):
+            return []
+        partition = _key(booking.tenant_id, name="tenant_id")
+        cursor = self._cursor(booking)
+        end = _to_utc(booking.end, name="end")
+        prefixes = [START_INDEX_PREFIX, *sorted({self._who(a) for a in booking.attendees})]
+        return [
+            {"PartitionKey": partition, "RowKey": prefix + cursor, "booking_id": booking.booking_id, "end": end}
+            for prefix in prefixes
+        ]
+
+    def _written(self, booking: Booking, primary: tuple[str, dict[str, Any], dict[str, Any]]) -> list[Any]:
+        """One transaction: the booking row, its event index and the rows that list it (all one partition)."""
+        index = self._index(booking)
+        upserts = [*([index] if index is not None else []), *self._list_rows(booking)]
+        return [*(("upsert", row, {"mode": UpdateMode.REPLACE}) for row in upserts), primary]
+
     def get_booking(self, tenant_id: str, booking_id: str) -> Booking:
         with self._s.translating(f"reading booking {booking_id} of tenant {tenant_id}"):
             entity = self._s.table(BOOKINGS).get_entity(
@@ -684,50 +732,36 @@ class TableBookingStore:
         return self._from_entity(entity)
 
     def create_booking(self, booking: Booking) -> Booking:
-        index = self._index(booking)
         with self._s.translating(f"creating booking {booking.booking_id} of tenant {booking.tenant_id}"):
             table = self._s.table(BOOKINGS)
-            if index is None:
+            operations = self._written(booking, ("create", self._to_entity(booking), {}))
+            if len(operations) == 1:
                 meta = table.create_entity(self._to_entity(booking))
                 return dataclasses.replace(booking, etag=_etag(meta))
             try:
-                results = table.submit_transaction(
-                    [("upsert", index, {"mode": UpdateMode.REPLACE}), ("create", self._to_entity(booking))]
-                )
+                results = table.submit_transaction(operations)
             except TableTransactionError as err:
                 raise ConcurrencyConflict(f"Booking {booking.booking_id} exists.") from err
-        return dataclasses.replace(booking, etag=_etag(results[1]))
+        return dataclasses.replace(booking, etag=_etag(results[-1]))
 
     def update_booking(self, booking: Booking) -> Booking:
         etag = _require_etag(booking.etag, "booking")
-        index = self._index(booking)
         with self._s.translating(f"updating booking {booking.booking_id} of tenant {booking.tenant_id}"):
             table = self._s.table(BOOKINGS)
             entity = self._to_entity(booking)
-            if index is None:
+            conditional = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+            operations = self._written(booking, ("update", entity, conditional))
+            if len(operations) == 1:
                 meta = table.update_entity(
                     entity, UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
                 )
                 return dataclasses.replace(booking, etag=_etag(meta))
-            # The booking and its event index row share the tenant's partition: one atomic round trip.
+            # The booking and its index rows share the tenant's partition: one atomic round trip.
             try:
-                results = table.submit_transaction(
-                    [
-                        ("upsert", index, {"mode": UpdateMode.REPLACE}),
-                        (
-                            "update",
-                            entity,
-                            {
-                                "mode": UpdateMode.REPLACE,
-                                "etag": etag,
-                                "match_condition": MatchConditions.IfNotModified,
-                            },
-                        ),
-                    ]
-                )
+                results = table.submit_transaction(operations)
             except TableTransactionError as err:
                 raise ConcurrencyConflict(f"Booking {booking.booking_id} changed since it was read.") from err
-        return dataclasses.replace(booking, etag=_etag(results[1]))
+        return dataclasses.replace(booking, etag=_etag(results[-1]))
 
     def delete_booking(self, tenant_id: str, booking_id: str) -> None:
         try:
@@ -740,6 +774,9 @@ class TableBookingStore:
             )
             if booking.event_id is not None:
                 self._s.table(BOOKINGS).delete_entity(*self._index_row(tenant_id, booking.event_id))
+            for row in self._list_rows(booking):
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._s.table(BOOKINGS).delete_entity(row["PartitionKey"], row["RowKey"])
 
     def list_bookings(self, tenant_id: str) -> list[Booking]:
         with self._s.translating(f"listing bookings of tenant {tenant_id}"):
@@ -749,32 +786,98 @@ class TableBookingStore:
             )
             return [self._from_entity(e) for e in rows]
 
-    def _overlapping(self, tenant_id: str, start: datetime, end: datetime, after: str | None) -> Iterator[TableEntity]:
+    def _overlapping(self, tenant_id: str, start: datetime, end: datetime) -> Iterator[TableEntity]:
         query = "PartitionKey eq @pk and start lt @hi and end gt @lo"
         parameters: dict[str, Any] = {
             "pk": _key(tenant_id, name="tenant_id"),
             "lo": _to_utc(start, name="start"),
             "hi": _to_utc(end, name="end"),
         }
-        if after is not None:
-            query += " and RowKey gt @after"
-            parameters["after"] = _key(after, name="after")
         yield from self._s.table(BOOKINGS).query_entities(query, parameters=parameters)
+
+    def _ensure_listed(self, tenant_id: str) -> None:
+        """Bookings stored before the list rows existed get them once per tenant (a marker row says so)."""
+        partition = _key(tenant_id, name="tenant_id")
+        marker = (self._s.endpoint, self._s.table_name(BOOKINGS), partition)
+        if marker in _listed_partitions:
+            return
+        table = self._s.table(BOOKINGS)
+        try:
+            table.get_entity(partition, LISTED_MARKER)
+        except ResourceNotFoundError:
+            for booking in self.list_bookings(tenant_id):
+                for row in self._list_rows(booking):
+                    table.upsert_entity(row, mode=UpdateMode.REPLACE)
+            table.upsert_entity({"PartitionKey": partition, "RowKey": LISTED_MARKER})
+        _listed_partitions.add(marker)
 
     def list_bookings_between(self, tenant_id: str, start: datetime, end: datetime) -> list[Booking]:
         with self._s.translating(f"listing bookings of tenant {tenant_id} in a range"):
-            return [self._from_entity(e) for e in self._overlapping(tenant_id, start, end, None)]
+            return [self._from_entity(e) for e in self._overlapping(tenant_id, start, end)]
 
     def page_bookings(
-        self, tenant_id: str, start: datetime, end: datetime, *, after: str | None, limit: int
+        self,
+        tenant_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        after: str | None,
+        limit: int,
+        attendee: str | None = None,
     ) -> tuple[list[Booking], str | None]:
+        prefix = self._who(attendee) if attendee is not None else START_INDEX_PREFIX
+        lo = _to_utc(start, name="start")
+        query = "PartitionKey eq @pk and RowKey ge @first and RowKey lt @last and end gt @lo"
+        parameters: dict[str, Any] = {
+            "pk": _key(tenant_id, name="tenant_id"),
+            "first": prefix + (lo - LIST_LOOKBACK).strftime("%Y%m%dT%H%M%SZ"),
+            "last": prefix + _to_utc(end, name="end").strftime("%Y%m%dT%H%M%SZ"),
+            "lo": lo,
+        }
+        if after is not None:
+            parameters["first"] = prefix + _key(after, name="after") + "~"  # sorts right after that row
         found: list[Booking] = []
+        table = self._s.table(BOOKINGS)
         with self._s.translating(f"listing bookings of tenant {tenant_id} in a range"):
-            for entity in self._overlapping(tenant_id, start, end, after):
-                if len(found) == limit:
-                    return found, found[-1].booking_id
-                found.append(self._from_entity(entity))
-        return found, None
+            self._ensure_listed(tenant_id)
+            pages = table.query_entities(query, parameters=parameters, results_per_page=limit, select=["RowKey"])
+            rows = iter(str(r["RowKey"]) for r in pages)
+            while True:
+                batch = [row for _, row in zip(range(limit - len(found)), rows, strict=False)]
+                if not batch:
+                    return found, None
+                for row, booking in zip(batch, self._listed(tenant_id, batch), strict=True):
+                    if booking is not None:
+                        found.append(booking)
+                        if len(found) == limit:
+                            return found, row.removeprefix(prefix)
+
+    def _listed(self, tenant_id: str, rows: list[str]) -> list[Booking | None]:
+        """The bookings the list rows name, read at once; None for a row a move or a change of attendees
+        left behind (deleted now) or whose booking is gone."""
+
+        def read(row: str) -> Booking | None:
+            booking_id = row.rsplit("~", 1)[1]
+            try:
+                booking = self.get_booking(tenant_id, booking_id)
+            except NotFound:
+                booking = None
+            if booking is None or row not in {r["RowKey"] for r in self._list_rows(booking)}:
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._s.table(BOOKINGS).delete_entity(_key(tenant_id, name="tenant_id"), row)
+                return None
+            return booking
+
+        with ThreadPoolExecutor(max_workers=min(8, len(rows))) as pool:
+            return list(pool.map(read, rows))
+
+    def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
+        with self._s.translating(f"listing pending bookings of tenant {tenant_id}"):
+            rows = self._s.table(BOOKINGS).query_entities(
+                "PartitionKey eq @pk and status eq @status",
+                parameters={"pk": _key(tenant_id, name="tenant_id"), "status": BookingStatus.PENDING.value},
+            )
+            return [self._from_entity(e) for e in rows]
 
     def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
         with self._s.translating(f"looking up the booking of an event in tenant {tenant_id}"):

@@ -74,9 +74,53 @@ def test_range_queries_return_only_overlapping_bookings_in_pages(storage: TableS
         f"{n:026d}" for n in (1, 2, 3)
     ]
     first, after = storage.bookings.page_bookings(TENANT, *window, after=None, limit=2)
-    assert [b.booking_id for b in first] == [f"{n:026d}" for n in (1, 2)] and after == f"{2:026d}"
+    assert [b.booking_id for b in first] == [f"{n:026d}" for n in (1, 2)]
+    assert after == f"{(T0 + timedelta(days=2)).strftime('%Y%m%dT%H%M%SZ')}~{2:026d}"
     rest, end = storage.bookings.page_bookings(TENANT, *window, after=after, limit=2)
     assert [b.booking_id for b in rest] == [f"{3:026d}"] and end is None
+
+
+def test_the_list_reads_in_start_order_with_full_pages_and_follows_moves(storage: TableStorage) -> None:
+    bookings = storage.bookings
+    # Booking ids in the reverse of start order, and an interviewer on every other one.
+    for n in range(8):
+        people = (ALEX, "bo@contoso.example") if n % 2 == 0 else ("bo@contoso.example",)
+        bookings.create_booking(booking(100 - n, T0 + timedelta(hours=n), attendees=people))
+    bookings.create_booking(booking(50, T0 + timedelta(hours=1), status=BookingStatus.PENDING))
+    window = (T0, T0 + timedelta(days=1))
+    seen: list[str] = []
+    after = None
+    while True:
+        page, after = bookings.page_bookings(TENANT, *window, after=after, limit=3)
+        assert len(page) == 3 or after is None
+        seen += [b.booking_id for b in page]
+        if after is None:
+            break
+    assert seen == [f"{100 - n:026d}" for n in range(8)]  # start order; the pending booking is not listed
+    alex, after = bookings.page_bookings(TENANT, *window, after=None, limit=3, attendee="Alex@Contoso.example")
+    assert [b.booking_id for b in alex] == [f"{100 - n:026d}" for n in (0, 2, 4)] and after is not None
+    # Moved past the others: listed once, at its new time; the row its old time left behind is skipped.
+    first = bookings.get_booking(TENANT, f"{100:026d}")
+    bookings.update_booking(dataclasses.replace(first, start=T0 + timedelta(hours=10), end=T0 + timedelta(hours=11)))
+    everyone, _ = bookings.page_bookings(TENANT, *window, after=None, limit=20)
+    assert [b.booking_id for b in everyone] == [f"{100 - n:026d}" for n in range(1, 8)] + [f"{100:026d}"]
+
+
+def test_bookings_stored_before_the_list_rows_existed_are_listed(storage: TableStorage) -> None:
+    from azure.data.tables import UpdateMode
+
+    from shared.adapters import tables
+
+    created = storage.bookings.create_booking(booking(1))
+    table = storage.table(tables.BOOKINGS)
+    for row in list(table.list_entities()):
+        if str(row["RowKey"]).startswith(("~start~", "~who~", "~listed")):
+            table.delete_entity(row["PartitionKey"], row["RowKey"])
+    tables._listed_partitions.clear()
+    table.upsert_entity({"PartitionKey": TENANT, "RowKey": "placeholder"}, mode=UpdateMode.REPLACE)
+    table.delete_entity(TENANT, "placeholder")
+    page, _ = storage.bookings.page_bookings(TENANT, T0, T0 + timedelta(hours=1), after=None, limit=5)
+    assert page == [created]
 
 
 def test_slot_claims_let_one_of_two_racing_bookings_win(storage: TableStorage) -> None:

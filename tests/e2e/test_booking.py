@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -306,3 +306,208 @@ def test_bad_input_is_refused_naming_the_field(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["field"] == field
     assert not _ours(e2e, INTERVIEWS)
+
+
+# ---- retries answer the same ---------------------------------------------------------------------------
+def test_racing_requests_retried_concurrently_each_get_their_first_answer(e2e: Stack, recruiter: Any) -> None:
+    # Two different interviews race for one slot, and each client retries its own key at once, as
+    # clients do after a timeout: every answer for one key is the same as that key's first answer.
+    tries = 5
+    bodies = {
+        "a": (_key(), _body(subject="Candidate A")),
+        "b": (_key(), _body(subject="Candidate B", candidate={"email": "b@example.org"})),
+    }
+    jobs = [name for name in bodies for _ in range(tries)]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        answers = list(
+            pool.map(
+                lambda n: (n, recruiter.request("POST", "/api/bookings", headers=bodies[n][0], json=bodies[n][1])),
+                jobs,
+            )
+        )
+    by_key: dict[str, list[Any]] = {name: [a for n, a in answers if n == name] for name in bodies}
+    outcomes = {}
+    for name, replies in by_key.items():
+        statuses = {r.status_code for r in replies}
+        assert statuses <= {200, 201} or statuses == {409}, [(r.status_code, r.text) for r in replies]
+        if statuses == {409}:
+            assert {r.json()["error"]["code"] for r in replies} == {"slot_unavailable"}
+            assert {tuple(r.json()["error"]["busy"]) for r in replies} == {(ALEX,)}
+            outcomes[name] = "refused"
+        else:
+            assert sorted(r.status_code for r in replies).count(201) == 1
+            assert len({r.json()["id"] for r in replies}) == 1
+            outcomes[name] = "booked"
+    assert sorted(outcomes.values()) == ["booked", "refused"]
+    loser = next(n for n, o in outcomes.items() if o == "refused")
+    later = recruiter.request("POST", "/api/bookings", headers=bodies[loser][0], json=bodies[loser][1])
+    assert later.status_code == 409 and later.json() == by_key[loser][0].json()
+    reused = recruiter.request("POST", "/api/bookings", headers=bodies[loser][0], json=_body(subject="Other"))
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(_ours(e2e, INTERVIEWS)) == 1
+
+
+def test_a_refused_key_is_free_again_once_its_refusal_has_lived_its_life(e2e: Stack, recruiter: Any) -> None:
+    from shared.booking import REFUSAL_LIFETIME, booking_id_for
+
+    taken = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body(subject="First"))
+    assert taken.status_code == 201, taken.text
+    headers = _key()
+    refused = recruiter.request("POST", "/api/bookings", headers=headers, json=_body(subject="Second"))
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "slot_unavailable"
+    deps = get_container()
+    booking_id = booking_id_for(CONTOSO, headers["Idempotency-Key"])
+    row = deps.bookings.get_booking(CONTOSO, booking_id)
+    assert row.status is BookingStatus.FAILED and row.claimed_until is not None
+    # The refusal's lifetime has passed: the same key may book something else now.
+    lapsed = row.claimed_until - REFUSAL_LIFETIME - timedelta(seconds=1)
+    deps.bookings.update_booking(replace(row, claimed_until=lapsed))
+    start, end = _slot(hour=15)
+    other_slot = _body(subject="Second", start=start.isoformat(), end=end.isoformat())
+    again = recruiter.request("POST", "/api/bookings", headers=headers, json=other_slot)
+    assert again.status_code == 201, again.text
+
+
+def test_every_answer_about_a_booking_shows_its_times_in_the_request_s_offset(e2e: Stack, recruiter: Any) -> None:
+    start, end = _slot()
+    eastern = timezone(timedelta(hours=-5))
+    body = _body(start=start.astimezone(eastern).isoformat(), end=end.astimezone(eastern).isoformat())
+    headers = _key()
+    first = recruiter.request("POST", "/api/bookings", headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    assert first.json()["start"] == start.astimezone(eastern).isoformat()
+    replay = recruiter.request("POST", "/api/bookings", headers=headers, json=body)
+    assert replay.status_code == 200
+    assert replay.json() == first.json()
+    read = recruiter.request("GET", f"/api/bookings/{first.json()['id']}", headers=KEY)
+    assert read.json() == first.json()
+    listed = recruiter.request(
+        "GET", "/api/bookings", headers=KEY, params={"from": start.isoformat(), "to": end.isoformat()}
+    ).json()["bookings"]
+    assert [b["start"] for b in listed] == [start.astimezone(eastern).isoformat()]
+    moved_start = start + timedelta(hours=-1)
+    moved = recruiter.request(
+        "PATCH",
+        f"/api/bookings/{first.json()['id']}",
+        headers={**KEY, "If-Match": first.json()["etag"]},
+        json={"start": moved_start.isoformat(), "end": (moved_start + timedelta(hours=1)).isoformat()},
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["start"] == moved_start.astimezone(eastern).isoformat()
+
+
+def test_error_answers_name_nothing_internal(e2e: Stack, recruiter: Any) -> None:
+    from shared.booking import booking_id_for
+
+    missing = recruiter.request("GET", f"/api/bookings/{booking_id_for(CONTOSO, 'key-never-used')}", headers=KEY)
+    assert missing.status_code == 404, missing.text
+    text = missing.text.lower()
+    for internal in (CONTOSO.lower(), "tenant", "table", "storage", "partition", "row"):
+        assert internal not in text, missing.text
+
+
+def test_a_booking_still_being_made_reads_as_pending(e2e: Stack, recruiter: Any) -> None:
+    from shared.booking import booking_id_for
+
+    deps = get_container()
+    start, end = _slot(hour=16)
+    key = f"key-{uuid.uuid4()}"
+    booking_id = booking_id_for(CONTOSO, key)
+    # As a request leaves it when it dies after storing its pending booking.
+    deps.bookings.create_booking(
+        Booking(tenant_id=CONTOSO, booking_id=booking_id, mailbox=INTERVIEWS, start=start, end=end, subject="Half-way")
+    )
+    read = recruiter.request("GET", f"/api/bookings/{booking_id}", headers=KEY)
+    assert read.status_code == 200 and read.json()["status"] == "pending"
+    cancel = recruiter.request("DELETE", f"/api/bookings/{booking_id}", headers=KEY)
+    assert cancel.status_code == 409
+
+
+# ---- nothing left half-done ------------------------------------------------------------------------------
+def _lapsed(deps: Any, booking_id: str) -> Booking:
+    """Move the pending booking's last sign of life back past what the recovery timer waits for."""
+    from shared.booking_recovery import SETTLE_AFTER
+
+    row = deps.bookings.get_booking(CONTOSO, booking_id)
+    long_ago = datetime.now(UTC) - SETTLE_AFTER - timedelta(minutes=1)
+    return deps.bookings.update_booking(replace(row, claimed_until=None, updated_at=long_ago))  # type: ignore[no-any-return]
+
+
+def test_a_booking_whose_request_died_after_graph_wrote_is_finished_by_the_timer(e2e: Stack, recruiter: Any) -> None:
+    from shared.booking import booking_id_for
+    from shared.booking_recovery import recover_pending_bookings
+
+    plain = Container()
+    set_container(Container(bookings=_FailingBookings(plain.bookings)))  # type: ignore[arg-type]
+    headers = _key()
+    first = recruiter.request("POST", "/api/bookings", headers=headers, json=_body())
+    assert first.status_code == 503, first.text
+    set_container(None)
+    deps = get_container()
+    booking_id = booking_id_for(CONTOSO, headers["Idempotency-Key"])
+    pending = recruiter.request("GET", f"/api/bookings/{booking_id}", headers=KEY)
+    assert pending.status_code == 200 and pending.json()["status"] == "pending"
+    # The client never comes back with the key; the timer finds the event by our property.
+    assert recover_pending_bookings(deps).recovered == 0  # too soon: its request may still be at work
+    _lapsed(deps, booking_id)
+    report = recover_pending_bookings(deps)
+    assert (report.recovered, report.forgotten, report.left) == (1, 0, 0)
+    [event] = _ours(e2e, INTERVIEWS)
+    read = recruiter.request("GET", f"/api/bookings/{booking_id}", headers=KEY).json()
+    assert read["status"] == "booked" and read["event_id"] == event.id
+    assert [h["action"] for h in read["history"]] == ["recovered"]
+    # The client's retry with the key, however late, gets that booking.
+    retry = recruiter.request("POST", "/api/bookings", headers=headers, json=_body())
+    assert retry.status_code == 200 and retry.json()["id"] == booking_id
+    assert len(_ours(e2e, INTERVIEWS)) == 1
+
+
+def test_a_pending_booking_graph_never_saw_is_forgotten_with_its_claims(e2e: Stack, recruiter: Any) -> None:
+    from shared.booking import booking_id_for, grid_cells
+    from shared.booking_recovery import recover_pending_bookings
+
+    deps = get_container()
+    start, end = _slot()
+    booking_id = booking_id_for(CONTOSO, f"key-{uuid.uuid4()}")
+    # A request that stored its pending booking and claimed the slot, then died before writing to Graph.
+    deps.bookings.create_booking(
+        Booking(
+            tenant_id=CONTOSO,
+            booking_id=booking_id,
+            mailbox=INTERVIEWS,
+            start=start,
+            end=end,
+            subject="Never written",
+            delegated=True,
+            interviewers=(ALEX,),
+            attendees=(ALEX,),
+            created_by=next(u.user_id for u in deps.users.list_users(CONTOSO) if u.username == RECRUITER),
+        )
+    )
+    deps.bookings.claim_slots(CONTOSO, ALEX, booking_id, grid_cells(start, end))
+    _lapsed(deps, booking_id)
+    report = recover_pending_bookings(deps)
+    assert (report.recovered, report.forgotten) == (0, 1), report
+    assert recruiter.request("GET", f"/api/bookings/{booking_id}", headers=KEY).status_code == 404
+    # Its claims are gone: another interview can have the slot.
+    body = _body(start=start.isoformat(), end=end.isoformat())
+    assert recruiter.request("POST", "/api/bookings", headers=_key(), json=body).status_code == 201
+
+
+def test_the_booking_list_is_in_start_order_and_filters_by_interviewer_in_storage(
+    e2e: Stack, recruiter: Any
+) -> None:
+    made = {}
+    for hour, people in ((21, [ALEX]), (15, [ALEX, LYNNE]), (16, [LYNNE])):
+        start, end = _slot(hour=hour)
+        body = _body(start=start.isoformat(), end=end.isoformat(), interviewers=people, subject=f"At {hour}")
+        answer = recruiter.request("POST", "/api/bookings", headers=_key(), json=body)
+        assert answer.status_code == 201, answer.text
+        made[hour] = answer.json()["id"]
+    day_start = _slot(hour=0)[0]
+    window = {"from": day_start.isoformat(), "to": (day_start + timedelta(days=1)).isoformat()}
+    listed = recruiter.request("GET", "/api/bookings", headers=KEY, params=window).json()
+    assert [b["id"] for b in listed["bookings"]] == [made[15], made[16], made[21]]
+    assert listed["continuation"] is None
+    lynne = recruiter.request("GET", "/api/bookings", headers=KEY, params={**window, "interviewer": LYNNE}).json()
+    assert [b["id"] for b in lynne["bookings"]] == [made[15], made[16]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,7 +11,16 @@ import pytest
 from shared.availability import find_availability
 from shared.availability_request import parse_availability_request
 from shared.errors import GraphRequestFailed, InvalidRequest, ReauthRequired
-from shared.models import Booking, BookingStatus, BusyBlock, FreeBusyStatus, Schedule, WorkingHours
+from shared.models import (
+    AttendeeResponse,
+    Booking,
+    BookingStatus,
+    BusyBlock,
+    FreeBusyStatus,
+    ObservedAttendee,
+    Schedule,
+    WorkingHours,
+)
 from shared.session_guard import require_calendar_access
 from tests.kit import TENANT_A, FakeDeps, consented, sign_in
 
@@ -116,6 +126,39 @@ def test_caps_count_only_live_bookings_of_this_tenant() -> None:
             subject="Interview",
             status=BookingStatus.BOOKED,
             attendees=("Ann@Contoso.example",),
+        )
+    )
+    assert find_availability(deps, ctx, request).search.slots == ()
+
+
+def test_caps_do_not_count_an_interview_the_interviewer_declined() -> None:
+    deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
+    ctx = require_calendar_access(deps, credential)
+    nine = datetime(2030, 12, 2, 9, tzinfo=NEW_YORK).astimezone(UTC)
+    booked = Booking(
+        tenant_id=TENANT_A,
+        booking_id="b1",
+        mailbox="interviews@contoso.example",
+        start=nine,
+        end=nine + timedelta(hours=1),
+        subject="Interview",
+        status=BookingStatus.BOOKED,
+        attendees=("ann@contoso.example", "bob@contoso.example"),
+        responses=(
+            ObservedAttendee(email="ann@contoso.example", type="required", response=AttendeeResponse.DECLINED),
+            ObservedAttendee(email="bob@contoso.example", type="required", response=AttendeeResponse.ACCEPTED),
+        ),
+    )
+    deps.bookings.create_booking(booked)
+    request = parse_availability_request(_request(max_per_day=1))
+    assert find_availability(deps, ctx, request).search.slots  # Ann declined: she has no interview that day
+    stored = deps.bookings.get_booking(TENANT_A, "b1")
+    deps.bookings.update_booking(
+        replace(
+            stored,
+            responses=(
+                ObservedAttendee(email="ann@contoso.example", type="required", response=AttendeeResponse.ACCEPTED),
+            ),
         )
     )
     assert find_availability(deps, ctx, request).search.slots == ()

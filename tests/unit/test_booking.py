@@ -109,8 +109,12 @@ def test_a_slot_claimed_by_another_booking_is_refused_naming_who_is_busy() -> No
         create_booking(deps, ctx, _request(deps, subject="Other candidate"), "key-00000002")
     assert refused.value.details["busy"] == [ALEX]
     assert len(deps.events.events) == 1
-    # The refused request left nothing behind: its key can be used again later.
-    assert len(deps.bookings.items) == 1
+    # The refused request booked nothing; its answer is kept under its key (never listed or counted), so a
+    # retry with the key is refused the same way until the refusal's lifetime ends.
+    assert [b.status for b in deps.bookings.items.values()].count(BookingStatus.BOOKED) == 1
+    with pytest.raises(SlotUnavailable) as again:
+        create_booking(deps, ctx, _request(deps, subject="Other candidate"), "key-00000002")
+    assert (again.value.message, again.value.details) == (refused.value.message, refused.value.details)
 
 
 def test_busy_time_refuses_the_slot_unless_availability_checks_are_off() -> None:
