@@ -43,6 +43,7 @@ STATUS_BY_ERROR: dict[type[errors.ServiceError], int] = {
     errors.Forbidden: 403,
     errors.TokenIntegrityError: 401,  # answered as reauth_required: see public_error
     errors.ConfigurationError: 500,
+    errors.NotConfigured: 503,  # required settings missing: the app refuses to serve until they are set
     errors.UpstreamError: 502,
     errors.UpstreamUnavailable: 503,
 }

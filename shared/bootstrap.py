@@ -18,8 +18,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.config import Settings
+from shared.errors import NotConfigured
 
 if TYPE_CHECKING:  # only for annotations: importing the ports (and the models) costs cold start
+    from azure.core.credentials import TokenCredential
+
     from shared.ports import (
         BookingStore,
         Clock,
@@ -88,6 +91,7 @@ class Container:
         graph: GraphGateway | None = None,
         events: EventGateway | None = None,
         probe: ReachabilityProbe | None = None,
+        credential: TokenCredential | None = None,
     ) -> None:
         self._settings = settings
         self._settings_lock = threading.Lock()
@@ -109,6 +113,7 @@ class Container:
                 "graph": graph,
                 "events": events,
                 "probe": probe,
+                "credential": credential,
             }
         )
 
@@ -121,6 +126,17 @@ class Container:
         return self._settings
 
     @property
+    def credential(self) -> TokenCredential:
+        """The app's managed identity (one per worker): identity-based storage and Key Vault."""
+
+        def build() -> TokenCredential:
+            from shared.adapters.credentials import build_credential
+
+            return build_credential(self.settings)
+
+        return self._lazy.get("credential", build)
+
+    @property
     def clock(self) -> Clock:
         return self._lazy.get("clock", SystemClock)
 
@@ -129,7 +145,8 @@ class Container:
         def build() -> KeySource:
             from shared.adapters.keys import build_key_source
 
-            return build_key_source(self.settings)
+            settings = self.settings
+            return build_key_source(settings, credential=self.credential if settings.key_vault_url else None)
 
         return self._lazy.get("key_source", build)
 
@@ -147,7 +164,9 @@ class Container:
         def build() -> Storage:
             from shared.adapters.tables import TableStorage
 
-            return TableStorage.from_settings(self.settings, cipher=self.cipher, clock=self.clock)
+            settings = self.settings
+            credential = self.credential if settings.storage_by_identity else None
+            return TableStorage.from_settings(settings, cipher=self.cipher, clock=self.clock, credential=credential)
 
         return self._lazy.get("storage", build)
 
@@ -209,7 +228,13 @@ class Container:
         def build() -> NotificationQueue:
             from shared.adapters.queues import StorageQueue
 
-            return StorageQueue(self.settings.storage_connection, self.settings.notification_queue)
+            settings = self.settings
+            return StorageQueue(
+                settings.storage_connection,
+                settings.notification_queue,
+                queue_service_uri=settings.storage_queue_uri,
+                credential=self.credential if settings.storage_by_identity else None,
+            )
 
         return self._lazy.get("notification_queue", build)
 
@@ -258,11 +283,27 @@ _container_lock = threading.Lock()
 
 
 def get_container() -> Container:
+    """The worker's container, built from the environment on the first invocation.
+
+    That first build is the app's start-up on Functions (importing function_app.py reads no setting, so
+    indexing never fails on configuration): it refuses to build while a required setting is missing,
+    raising ``NotConfigured`` naming every missing one (HTTP answers 503, triggers fail and log it) on
+    each invocation until the settings are fixed; and it configures OpenTelemetry when
+    APPLICATIONINSIGHTS_CONNECTION_STRING is set.
+    """
     global _container
     if _container is None:
         with _container_lock:
             if _container is None:
-                _container = Container()
+                settings = Settings.from_env()
+                missing = settings.missing_required()
+                if missing:
+                    raise NotConfigured(missing)
+                if settings.appinsights_connection_string:
+                    from shared.adapters.telemetry import configure_telemetry
+
+                    configure_telemetry(settings)
+                _container = Container(settings)
     return _container
 
 

@@ -20,6 +20,52 @@ DEFAULT_STORAGE = "UseDevelopmentStorage=true"
 # Application permissions the tenant admin grants once (roles in the app-only token).
 REQUIRED_APP_ROLES: tuple[str, ...] = ("Calendars.ReadWrite", "User.Read.All", "MailboxSettings.Read")
 
+# The one list of settings: every name ``Settings.from_env`` reads (tests/unit/test_settings.py checks
+# that it reads exactly these). The deployment templates (infra/app/function-app.bicep) set exactly
+# ``DEPLOYED_SETTINGS``: these less ``LOCAL_ONLY_SETTINGS``, plus ``HOST_SETTINGS`` that the Functions
+# host or the Python worker read on the app's behalf (tests/deploy checks both ways).
+APP_SETTINGS: tuple[str, ...] = (
+    "AzureWebJobsStorage",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
+    "AUTHORITY_HOST",
+    "GRAPH_BASE_URL",
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "PUBLIC_BASE_URL",
+    "KEY_VAULT_URL",
+    "TOKEN_KEY_SECRET_NAME",
+    "LOCAL_KEY_FILE",
+    "TABLE_PREFIX",
+    "ALLOWED_RETURN_URLS",
+    "SESSION_TTL_SECONDS",
+    "FLOW_TTL_SECONDS",
+    "HTTP_TIMEOUT_SECONDS",
+    "AVAILABILITY_DEADLINE_SECONDS",
+    "NOTIFICATION_QUEUE",
+    "RENEWAL_SCHEDULE",
+    "SUBSCRIPTION_MINUTES",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+)
+# Read by the code but never deployed: Azure reaches storage by identity and keys live in Key Vault.
+LOCAL_ONLY_SETTINGS: tuple[str, ...] = ("AzureWebJobsStorage", "LOCAL_KEY_FILE")
+# Read by the Functions host or the Python worker, not by the code: the blob endpoint (the host's leases
+# and timer state), the timers' %SCHEDULE% bindings, and the worker's OpenTelemetry context switch.
+HOST_SETTINGS: tuple[str, ...] = (
+    "AzureWebJobsStorage__blobServiceUri",
+    "PURGE_SCHEDULE",
+    "RECONCILE_SCHEDULE",
+    "PYTHON_ENABLE_OPENTELEMETRY",
+)
+DEPLOYED_SETTINGS: tuple[str, ...] = tuple(
+    name for name in APP_SETTINGS if name not in LOCAL_ONLY_SETTINGS
+) + HOST_SETTINGS
+# Without these the app cannot serve anything it exists for: checked at the first invocation of a worker.
+REQUIRED_SETTINGS: tuple[str, ...] = ("CLIENT_ID", "CLIENT_SECRET", "RENEWAL_SCHEDULE")
+
 
 def _default_key_file() -> str:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
@@ -31,6 +77,11 @@ class Settings:
     """Typed view of the app settings. Optional keys have explicit defaults."""
 
     storage_connection: str = DEFAULT_STORAGE
+    # Identity-based storage (AzureWebJobsStorage__*), used when no connection string is given.
+    storage_credential: str | None = None
+    storage_client_id: str | None = None
+    storage_queue_uri: str | None = None
+    storage_table_uri: str | None = None
     authority_host: str = DEFAULT_AUTHORITY_HOST
     graph_base_url: str = DEFAULT_GRAPH_BASE_URL
     client_id: str | None = None
@@ -48,6 +99,8 @@ class Settings:
     notification_queue: str = "graph-notifications"
     renewal_schedule: str | None = None
     subscription_minutes: int = 10080
+    appinsights_connection_string: str | None = field(default=None, repr=False)
+    appinsights_authentication: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,8 +122,22 @@ class Settings:
                 raise ConfigurationError(f"Setting {name} must be positive.")
             return value
 
+        queue_uri = env.get("AzureWebJobsStorage__queueServiceUri", "").strip() or None
+        table_uri = env.get("AzureWebJobsStorage__tableServiceUri", "").strip() or None
+        connection = env.get("AzureWebJobsStorage", "").strip()
+        if not connection and not (queue_uri or table_uri):
+            connection = DEFAULT_STORAGE
+        if not connection and not (queue_uri and table_uri):
+            missing = "AzureWebJobsStorage__tableServiceUri" if queue_uri else "AzureWebJobsStorage__queueServiceUri"
+            raise ConfigurationError(
+                f"Identity-based storage needs both service URIs: set {missing} too.", setting=missing
+            )
         return cls(
-            storage_connection=opt("AzureWebJobsStorage", DEFAULT_STORAGE),
+            storage_connection=connection,
+            storage_credential=env.get("AzureWebJobsStorage__credential", "").strip() or None,
+            storage_client_id=env.get("AzureWebJobsStorage__clientId", "").strip() or None,
+            storage_queue_uri=queue_uri,
+            storage_table_uri=table_uri,
             authority_host=opt("AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST).rstrip("/"),
             graph_base_url=opt("GRAPH_BASE_URL", DEFAULT_GRAPH_BASE_URL).rstrip("/"),
             client_id=env.get("CLIENT_ID", "").strip() or None,
@@ -90,7 +157,18 @@ class Settings:
             notification_queue=_queue_name(opt("NOTIFICATION_QUEUE", "graph-notifications")),
             renewal_schedule=env.get("RENEWAL_SCHEDULE", "").strip() or None,
             subscription_minutes=int(num("SUBSCRIPTION_MINUTES", 10080)),
+            appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None,
+            appinsights_authentication=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip() or None,
         )
+
+    @property
+    def storage_by_identity(self) -> bool:
+        """No connection string: tables and queues are reached at their service URIs with a token credential."""
+        return not self.storage_connection
+
+    def missing_required(self) -> tuple[str, ...]:
+        """The names of ``REQUIRED_SETTINGS`` that are not set, in their listed order."""
+        return tuple(name for name in REQUIRED_SETTINGS if not getattr(self, _REQUIRED[name]))
 
     def require(self, name: str) -> str:
         """Return a required setting by its environment name, or raise one clear error naming it."""

@@ -27,6 +27,7 @@
     │       └── AdminApprovalRequired admin_approval_required   403 (an admin must approve: AADSTS90094)
     ├── TokenIntegrityError           token_unreadable          answered 401 reauth_required (details logged)
     ├── ConfigurationError            configuration_error       500
+    │   └── NotConfigured             not_configured            503
     └── UpstreamError                 upstream_error            502
         ├── UpstreamUnavailable       upstream_unavailable      503
         └── GraphRequestFailed        graph_request_failed      502 (reason: access_policy, on_premises, ...)
@@ -162,6 +163,18 @@ class TokenIntegrityError(ServiceError):
 
 class ConfigurationError(ServiceError):
     code = "configuration_error"
+
+
+class NotConfigured(ConfigurationError):
+    """Required settings are missing, so the app refuses to serve at all (503 until they are set)."""
+
+    code = "not_configured"
+
+    def __init__(self, missing: tuple[str, ...]) -> None:
+        names = ", ".join(missing)
+        super().__init__(
+            f"The service is not configured: required settings missing: {names}.", missing_settings=list(missing)
+        )
 
 
 class UpstreamError(ServiceError):

@@ -382,9 +382,10 @@ _sources_lock = threading.Lock()
 _sources: dict[tuple[str, str, str], KeySource] = {}
 
 
-def build_key_source(settings: Settings) -> KeySource:
+def build_key_source(settings: Settings, *, credential: TokenCredential | None = None) -> KeySource:
     """The key source for these settings, one per process: Key Vault when KEY_VAULT_URL is set, else the local file.
 
+    ``credential`` reaches Key Vault (the app's managed identity); without it, ``DefaultAzureCredential``.
     Does no I/O; keys are fetched (and the local file created) on first use.
     """
     if settings.key_vault_url:
@@ -395,7 +396,9 @@ def build_key_source(settings: Settings) -> KeySource:
         source = _sources.get(cache_key)
         if source is None:
             if settings.key_vault_url:
-                source = KeyVaultKeySource(settings.key_vault_url, settings.token_key_secret_name)
+                source = KeyVaultKeySource(
+                    settings.key_vault_url, settings.token_key_secret_name, credential=credential
+                )
             else:
                 source = LocalKeyFileSource(settings.local_key_file)
             _sources[cache_key] = source

@@ -11,12 +11,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from shared.adapters.storage_http import storage_transport
 from shared.errors import ConfigurationError, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 logger = logging.getLogger(__name__)
 
@@ -34,19 +38,44 @@ class StorageQueue:
         *,
         connect_timeout: float = 1.0,
         read_timeout: float = 2.0,
+        queue_service_uri: str | None = None,
+        credential: TokenCredential | None = None,
     ) -> None:
+        """From a connection string, or (when it is empty) from ``queue_service_uri`` with a token credential."""
         transport = storage_transport(connection_timeout=connect_timeout, read_timeout=read_timeout)
         try:
-            self._queue = QueueClient.from_connection_string(
-                connection_string,
-                queue_name,
-                message_encode_policy=TextBase64EncodePolicy(),
-                retry_total=0,
-                transport=transport,
-            )
-            self._poison = QueueClient.from_connection_string(
-                connection_string, queue_name + POISON_SUFFIX, retry_total=0, connection_timeout=connect_timeout
-            )
+            if connection_string:
+                self._queue = QueueClient.from_connection_string(
+                    connection_string,
+                    queue_name,
+                    message_encode_policy=TextBase64EncodePolicy(),
+                    retry_total=0,
+                    transport=transport,
+                )
+                self._poison = QueueClient.from_connection_string(
+                    connection_string, queue_name + POISON_SUFFIX, retry_total=0, connection_timeout=connect_timeout
+                )
+            elif queue_service_uri and credential is not None:
+                self._queue = QueueClient(
+                    queue_service_uri,
+                    queue_name,
+                    credential=credential,
+                    message_encode_policy=TextBase64EncodePolicy(),
+                    retry_total=0,
+                    transport=transport,
+                )
+                self._poison = QueueClient(
+                    queue_service_uri,
+                    queue_name + POISON_SUFFIX,
+                    credential=credential,
+                    retry_total=0,
+                    connection_timeout=connect_timeout,
+                )
+            else:
+                raise ConfigurationError(
+                    "Set AzureWebJobsStorage, or AzureWebJobsStorage__queueServiceUri with an identity.",
+                    setting="AzureWebJobsStorage",
+                )
         except ValueError as err:
             raise ConfigurationError(
                 "AzureWebJobsStorage is not a valid storage connection string.", setting="AzureWebJobsStorage"

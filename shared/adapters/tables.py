@@ -92,6 +92,9 @@ from shared.models import (
 )
 from shared.ports import Clock, TokenCipher
 
+if typing.TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
 logger = logging.getLogger(__name__)
 
 _STORAGE_UNAVAILABLE = "The service is busy or briefly unavailable; retry in a moment."
@@ -266,18 +269,30 @@ class TableStorage:
         clock: Clock | None = None,
         timeout_seconds: float = 10.0,
         retry_total: int = 3,
+        table_service_uri: str | None = None,
+        credential: TokenCredential | None = None,
     ) -> None:
+        """From a connection string, or (when it is empty) from ``table_service_uri`` with a token credential."""
         if not _TABLE_PREFIX.fullmatch(table_prefix) or len(table_prefix) + _LONGEST_TABLE > 63:
             raise ConfigurationError(
                 f"TABLE_PREFIX must be letters and digits starting with a letter, at most {63 - _LONGEST_TABLE} long.",
                 setting="TABLE_PREFIX",
             )
+        transport = storage_transport(connection_timeout=timeout_seconds, read_timeout=timeout_seconds)
         try:
-            self._service = TableServiceClient.from_connection_string(
-                connection_string,
-                retry_total=retry_total,
-                transport=storage_transport(connection_timeout=timeout_seconds, read_timeout=timeout_seconds),
-            )
+            if connection_string:
+                self._service = TableServiceClient.from_connection_string(
+                    connection_string, retry_total=retry_total, transport=transport
+                )
+            elif table_service_uri and credential is not None:
+                self._service = TableServiceClient(
+                    endpoint=table_service_uri, credential=credential, retry_total=retry_total, transport=transport
+                )
+            else:
+                raise ConfigurationError(
+                    "Set AzureWebJobsStorage, or AzureWebJobsStorage__tableServiceUri with an identity.",
+                    setting="AzureWebJobsStorage",
+                )
         except ValueError as err:
             raise ConfigurationError(
                 "AzureWebJobsStorage is not a valid storage connection string.", setting="AzureWebJobsStorage"
@@ -298,13 +313,23 @@ class TableStorage:
         self.subscriptions = TableSubscriptionStore(self, cipher=cipher)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, cipher: TokenCipher, clock: Clock | None = None) -> TableStorage:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        cipher: TokenCipher,
+        clock: Clock | None = None,
+        credential: TokenCredential | None = None,
+    ) -> TableStorage:
+        """``credential`` is used only when the settings give no connection string (identity-based storage)."""
         return cls(
             settings.storage_connection,
             cipher=cipher,
             table_prefix=settings.table_prefix,
             clock=clock,
             timeout_seconds=settings.http_timeout_seconds,
+            table_service_uri=settings.storage_table_uri,
+            credential=credential,
         )
 
     @property

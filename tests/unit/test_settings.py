@@ -50,3 +50,55 @@ def test_malformed_number_names_the_key() -> None:
 
 def test_secret_is_not_in_the_repr() -> None:
     assert "s3cr3t-value" not in repr(Settings.from_env({"CLIENT_SECRET": "s3cr3t-value"}))
+
+
+class _Recording(dict[str, str]):
+    """An environment that records every name read from it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_settings_read_exactly_the_one_list_of_settings() -> None:
+    from shared.config import APP_SETTINGS
+
+    env = _Recording()
+    Settings.from_env(env)
+    assert env.read == set(APP_SETTINGS)
+    assert keys_read_by_settings() == set(APP_SETTINGS)
+
+
+def test_storage_by_identity_when_only_service_uris_are_given() -> None:
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
+            "AzureWebJobsStorage__queueServiceUri": "https://st.queue.core.windows.net/",
+            "AzureWebJobsStorage__tableServiceUri": "https://st.table.core.windows.net/",
+        }
+    )
+    assert settings.storage_by_identity
+    assert settings.storage_connection == ""
+    assert settings.storage_table_uri == "https://st.table.core.windows.net/"
+    # A connection string, when given, wins (local runs against Azurite).
+    assert not Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}).storage_by_identity
+
+
+def test_identity_storage_needs_both_service_uris() -> None:
+    with pytest.raises(ConfigurationError, match="AzureWebJobsStorage__tableServiceUri"):
+        Settings.from_env({"AzureWebJobsStorage__queueServiceUri": "https://st.queue.core.windows.net/"})
+
+
+def test_missing_required_settings_are_all_named() -> None:
+    assert Settings.from_env({}).missing_required() == ("CLIENT_ID", "CLIENT_SECRET", "RENEWAL_SCHEDULE")
+    assert Settings.from_env({"CLIENT_ID": "x", "CLIENT_SECRET": "y"}).missing_required() == ("RENEWAL_SCHEDULE",)
+
+
+def test_the_app_insights_connection_string_is_not_in_the_repr() -> None:
+    settings = Settings.from_env({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=abc-123"})
+    assert "abc-123" not in repr(settings)
