@@ -57,6 +57,7 @@ LOCAL_ONLY_SETTINGS: tuple[str, ...] = ("AzureWebJobsStorage", "LOCAL_KEY_FILE")
 HOST_SETTINGS: tuple[str, ...] = (
     "AzureWebJobsStorage__blobServiceUri",
     "PURGE_SCHEDULE",
+    "RECOVERY_SCHEDULE",
     "RECONCILE_SCHEDULE",
     "PYTHON_ENABLE_OPENTELEMETRY",
 )

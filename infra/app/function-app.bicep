@@ -151,6 +151,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     NOTIFICATION_QUEUE: 'graph-notifications'
     SUBSCRIPTION_MINUTES: '10080'
     PURGE_SCHEDULE: '0 */15 * * * *'
+    RECOVERY_SCHEDULE: '0 */5 * * * *'
     RENEWAL_SCHEDULE: '0 0 */6 * * *'
     RECONCILE_SCHEDULE: '0 */30 * * * *'
   }
