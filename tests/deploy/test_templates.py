@@ -154,3 +154,11 @@ def test_a_template_with_a_syntax_error_does_not_parse(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("allowSharedKeyAccess: false", "allowSharedKeyAccess false"))
     with pytest.raises(LarkError):
         bicep.parse_all(infra)
+
+
+def test_every_setting_a_trigger_binds_is_deployed() -> None:
+    import re
+
+    functions = Path(__file__).resolve().parents[2] / "functions"
+    bound = {name for path in functions.glob("*.py") for name in re.findall(r'"%([A-Za-z_]+)%"', path.read_text())}
+    assert bound and bound <= set(DEPLOYED_SETTINGS), bound - set(DEPLOYED_SETTINGS)
