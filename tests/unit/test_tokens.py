@@ -181,5 +181,5 @@ def test_withdrawn_consent_is_noticed_within_the_reverify_interval_from_a_new_ap
     deps.clock.advance(seconds=CONSENT_REVERIFY_INTERVAL.total_seconds() / 2)
     with pytest.raises(AdminConsentRequired):
         ensure_tenant_consent(deps, TENANT_A)
-    assert CONSENT_REVERIFY_INTERVAL < timedelta(seconds=30)
+    assert timedelta(seconds=30) > CONSENT_REVERIFY_INTERVAL
     assert deps.tenants.get_tenant(TENANT_A).consent_status is ConsentStatus.NEEDS_ATTENTION
