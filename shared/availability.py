@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.availability_request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
-from shared.errors import GraphRequestFailed, ReauthRequired
+from shared.errors import ReauthRequired
 from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
 from shared.models import AccessToken, AttendeeResponse, BookingStatus, Schedule
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext
 from shared.slots import Panel, Person, Pool, SlotRules, SlotSearch, find_slots
+from shared.tokens import with_user_token
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +77,15 @@ def _user_access(ctx: RequestContext) -> AccessToken:
 def _read_schedules(
     deps: Dependencies, ctx: RequestContext, people: Sequence[str], start: datetime, end: datetime
 ) -> list[Schedule]:
-    """Raises ReauthRequired when Graph refuses the user's own token: never an empty calendar."""
+    """Raises ReauthRequired when Graph refuses the user's own token and a refresh does not help:
+    never an empty calendar."""
     deadline = time.monotonic() + deps.settings.availability_deadline_seconds
-    try:
-        return deps.graph.get_schedules(_user_access(ctx), people, start, end, deadline=deadline)
-    except GraphRequestFailed as err:
-        if err.reason != "unauthorized":
-            raise
-        raise ReauthRequired(
-            "Microsoft Graph refused your Office 365 sign-in. Sign in again.", reason="token_refused"
-        ) from err
+    return with_user_token(
+        deps,
+        ctx.user,
+        lambda token: deps.graph.get_schedules(token, people, start, end, deadline=deadline),
+        token=_user_access(ctx),
+    )
 
 
 def _booked(

@@ -67,7 +67,7 @@ from shared.ports import Dependencies
 from shared.readiness import RECRUITING_GROUP  # the group that holds access to the shared mailboxes
 from shared.session_guard import RequestContext
 from shared.subscriptions import ensure_mailbox_subscription
-from shared.tokens import with_app_token
+from shared.tokens import with_app_token, with_user_token
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _on_calendar(
     if not delegated:
         return with_app_token(deps, ctx.tenant_id, call, known=ctx.tenant)
     try:
-        return call(_user_access(ctx))
+        return with_user_token(deps, ctx.user, call, token=_user_access(ctx))
     except GraphRequestFailed as err:
         if err.status == 403 and err.reason == "forbidden":
             raise NoAccessToCalendar(
@@ -179,8 +179,6 @@ def _on_calendar(
                 group=RECRUITING_GROUP,
                 mailbox=mailbox,
             ) from err
-        if err.reason == "unauthorized":
-            raise ReauthRequired("Microsoft Graph refused your Office 365 sign-in. Sign in again.") from err
         raise
 
 
@@ -207,12 +205,12 @@ def _busy_people(
     if not people:
         return [], []
     deadline = time.monotonic() + deps.settings.availability_deadline_seconds
-    try:
-        schedules = deps.graph.get_schedules(_user_access(ctx), people, start, end, deadline=deadline)
-    except GraphRequestFailed as err:
-        if err.reason == "unauthorized":
-            raise ReauthRequired("Microsoft Graph refused your Office 365 sign-in. Sign in again.") from err
-        raise
+    schedules = with_user_token(
+        deps,
+        ctx.user,
+        lambda token: deps.graph.get_schedules(token, people, start, end, deadline=deadline),
+        token=_user_access(ctx),
+    )
     busy_required: list[str] = []
     busy_optional: list[str] = []
     for email, schedule in zip(people, schedules, strict=True):

@@ -223,11 +223,23 @@ class GraphRequestFailed(UpstreamError):
 
     code = "graph_request_failed"
 
-    def __init__(self, message: str, *, status: int, reason: str, graph_code: str = "", **details: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        reason: str,
+        graph_code: str = "",
+        claims_challenge: str | None = None,
+        **details: Any,
+    ) -> None:
         super().__init__(message, **details)
         self.status = status
         self.reason = reason
         self.graph_code = graph_code
+        # A 401's claims challenge (the decoded JSON of WWW-Authenticate's ``claims``), for the token
+        # refresh only: kept out of ``details``, which reach the client, and never logged.
+        self.claims_challenge = claims_challenge
 
 
 GRAPH_FAILURE_REASONS = (

@@ -260,18 +260,38 @@ class IdentityProvider(Protocol):
         ...
 
     def acquire_user_token(
-        self, *, tenant_id: str, user_id: str, serialized_cache: str | None, scopes: list[str]
+        self,
+        *,
+        tenant_id: str,
+        user_id: str,
+        serialized_cache: str | None,
+        scopes: list[str],
+        refused: str | None = None,
+        claims_challenge: str | None = None,
     ) -> AccessToken:
         """Raises ReauthRequired when the refresh token no longer works (or ``serialized_cache`` is None).
 
-        While the access token derived from this cache is fresh, answered from the worker's memory."""
+        While the access token derived from this cache is fresh, answered from the worker's memory.
+        ``refused``: the access token Graph just refused; it is never answered again: the refresh
+        token is redeemed (with ``claims_challenge``, the decoded claims of Graph's challenge), unless
+        another request already replaced that token."""
         ...
 
-    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None, fresh: bool = False) -> AccessToken:
+    def acquire_app_token(
+        self,
+        *,
+        tenant_id: str,
+        serialized_cache: str | None,
+        fresh: bool = False,
+        refused: str | None = None,
+        claims_challenge: str | None = None,
+    ) -> AccessToken:
         """Raises AdminConsentRequired when the tenant gives the app no token.
 
         ``fresh``: ask the identity platform itself, ignoring any answer remembered for this worker
-        (cached tokens, and error answers MSAL keeps for a while), as a consent verification must."""
+        (cached tokens, and error answers MSAL keeps for a while), as a consent verification must.
+        ``refused``: the app-only token Graph just refused; a new one is asked for (unless another
+        request already replaced it). ``serialized_cache`` None also asks the identity platform."""
         ...
 
     def resolve_tenant(self, tenant: str) -> str:

@@ -15,7 +15,7 @@ from shared.models import AccessToken, Tenant
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext
 from shared.text import clean_text, mailbox_address
-from shared.tokens import app_token, user_token
+from shared.tokens import app_token, with_user_token
 
 HYBRID_REQUIREMENTS = (
     "Only v1.0 of the Mail, Calendar and Contacts API is available for mailboxes in hybrid deployments.",
@@ -115,7 +115,7 @@ def _interviews_write_check(deps: Dependencies, ctx: RequestContext, address: st
     if not address:
         return Check("interviews_write_access", title, "skipped", "No Interviews mailbox is configured.")
     try:
-        deps.graph.probe_calendar(user_token(deps, ctx.user), address)
+        with_user_token(deps, ctx.user, lambda token: deps.graph.probe_calendar(token, address))
     except GraphRequestFailed as err:
         if err.status == 403 and err.reason == "forbidden":
             return Check(
@@ -176,7 +176,7 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
             checks.append(_graph_failure("directory", directory_title, err, "the directory"))
     mailbox_title = "Your mailbox is reachable through Microsoft Graph"
     try:
-        deps.graph.probe_calendar(user_token(deps, ctx.user), None)
+        with_user_token(deps, ctx.user, lambda token: deps.graph.probe_calendar(token, None))
         checks.append(Check("user_mailbox", mailbox_title, "pass", "Your calendar can be read."))
     except ServiceError as err:
         checks.append(_graph_failure("user_mailbox", mailbox_title, err, ctx.user.username or "your mailbox"))

@@ -19,10 +19,10 @@ from shared.conflicts import retry_on_conflict
 from shared.consent import validate_tenant_hint
 from shared.errors import AdminConsentRequired, InvalidRequest, NotFound, ReauthRequired, ServiceError
 from shared.flows import BrowserFlowStart, redirect_error, seal_flow, take_flow
-from shared.models import FlowKind, Session, TokenHealth, User
+from shared.models import ConsentStatus, FlowKind, Session, TokenHealth, User
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext, hash_secret
-from shared.tenant_consent import ensure_tenant_consent
+from shared.tenant_consent import current_tenant, ensure_tenant_consent
 from shared.text import clean_text
 from shared.tokens import user_token
 from shared.urls import consent_request_url, login_url, signin_callback_url
@@ -41,6 +41,8 @@ BASE_SCOPES = [
 # Entra's documented prompt values (v2-oauth2-auth-code-flow): login forces credentials, none never
 # asks (an error redirect instead), consent shows the permissions page, select_account the account picker.
 PROMPTS = ("login", "none", "consent", "select_account")
+# /me's token_health when the tenant's consent is missing: what a calendar request answers then.
+ADMIN_CONSENT_REQUIRED = "admin_consent_required"
 _PROMPT = re.compile("|".join(PROMPTS))
 # Opt-in features and the extra scopes each asks for, incrementally.
 FEATURE_SCOPES: dict[str, tuple[str, ...]] = {"automation": ("Mail.Read", "Mail.Send")}
@@ -238,27 +240,35 @@ def logout(deps: Dependencies, credential: str | None, *, everywhere: bool = Fal
 def describe_me(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
     """The signed-in user, their tenant's consent, scopes, features and whether their token works."""
     user = ctx.user
-    try:
-        tenant = deps.tenants.get_tenant(user.tenant_id)
-        consent: dict[str, Any] = {
-            "status": tenant.consent_status.value,
-            "missing_permissions": list(tenant.missing_roles),
-        }
-    except NotFound:
-        consent = {"status": "none", "missing_permissions": []}
-    if consent["status"] != "consented":
-        consent["consent_request_url"] = consent_request_url(deps.settings, user.tenant_id)
+    # What a calendar request would meet: the tenant as the two-token guard sees it (asked about
+    # afresh at most every CONSENT_REVERIFY_INTERVAL), then the user's own grant.
+    tenant = current_tenant(deps, user.tenant_id)
     health = user.token_health.value
     if user.token_health is TokenHealth.OK:
-        try:
-            user_token(deps, ctx.user)
-        except ReauthRequired:
-            health = TokenHealth.REAUTH_REQUIRED.value
-        except ServiceError:
-            health = "unknown"  # Microsoft did not answer; the grant itself may be fine
+        if tenant is None or tenant.consent_status is not ConsentStatus.CONSENTED:
+            health = ADMIN_CONSENT_REQUIRED
+        else:
+            try:
+                user_token(deps, ctx.user)
+            except ReauthRequired:
+                health = TokenHealth.REAUTH_REQUIRED.value
+            except AdminConsentRequired:
+                health = ADMIN_CONSENT_REQUIRED  # the refresh showed the tenant's consent is gone
+                tenant = current_tenant(deps, user.tenant_id)
+            except ServiceError:
+                health = "unknown"  # Microsoft did not answer; the grant itself may be fine
+    consent: dict[str, Any] = (
+        {"status": tenant.consent_status.value, "missing_permissions": list(tenant.missing_roles)}
+        if tenant is not None
+        else {"status": "none", "missing_permissions": []}
+    )
+    if consent["status"] != "consented":
+        consent["consent_request_url"] = consent_request_url(deps.settings, user.tenant_id)
     token_health: dict[str, Any] = {"status": health}
     if health == TokenHealth.REAUTH_REQUIRED.value:
         token_health["login_url"] = login_url(deps.settings)
+    if health == ADMIN_CONSENT_REQUIRED:
+        token_health["consent_request_url"] = consent_request_url(deps.settings, user.tenant_id)
     return {
         "user": {
             "id": user.user_id,

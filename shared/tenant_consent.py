@@ -16,16 +16,20 @@ from typing import Any
 
 from shared.config import REQUIRED_APP_ROLES
 from shared.conflicts import retry_on_conflict
-from shared.errors import AdminConsentRequired, ConcurrencyConflict, NotFound, TenantMismatch
+from shared.errors import AdminConsentRequired, ConcurrencyConflict, NotFound, TenantMismatch, UpstreamError
 from shared.models import AccessToken, ConsentStatus, Tenant
 from shared.ports import Dependencies
 from shared.urls import consent_request_url
+from shared.worker_cache import pacer_of
 
 logger = logging.getLogger(__name__)
 
 APP_CACHE_OWNER = "app"
 # A tenant marked as needing attention is re-checked at most this often.
 CONSENT_RECHECK_INTERVAL = timedelta(seconds=60)
+# A consented tenant is asked about afresh at most this often per worker, so that a withdrawn consent
+# shows within 30 s (the interval plus the time a request takes).
+CONSENT_REVERIFY_INTERVAL = timedelta(seconds=25)
 
 
 def consent_required(deps: Dependencies, tenant_id: str, message: str, **details: Any) -> AdminConsentRequired:
@@ -136,14 +140,28 @@ def save_app_cache(deps: Dependencies, tenant_id: str, serialized: str | None) -
 
 
 def check_with_microsoft(
-    deps: Dependencies, tenant_id: str, *, known: Tenant | None = None
+    deps: Dependencies,
+    tenant_id: str,
+    *,
+    known: Tenant | None = None,
+    afresh: bool = False,
+    refused: AccessToken | None = None,
+    claims_challenge: str | None = None,
 ) -> tuple[AccessToken, Tenant | None]:
     """An app-only token for the tenant (from the token cache while fresh) and the tenant row, updated
     only when the token proves something else than ``known`` (read here when not given). A refusal
-    marks the tenant needs_attention and raises AdminConsentRequired."""
-    cache = deps.token_caches.load_cache(tenant_id, APP_CACHE_OWNER)
+    marks the tenant needs_attention and raises AdminConsentRequired.
+
+    ``afresh``: a new token from the identity platform, never a cached one (what the tenant grants
+    now); it is not stored. ``refused``: the token Graph just refused, never answered again."""
+    cache = None if afresh else deps.token_caches.load_cache(tenant_id, APP_CACHE_OWNER)
     try:
-        token = deps.identity.acquire_app_token(tenant_id=tenant_id, serialized_cache=cache)
+        token = deps.identity.acquire_app_token(
+            tenant_id=tenant_id,
+            serialized_cache=cache,
+            refused=refused.token if refused is not None else None,
+            claims_challenge=claims_challenge,
+        )
     except AdminConsentRequired as err:
         mark_tenant(deps, tenant_id, ConsentStatus.NEEDS_ATTENTION, str(err.details.get("reason", "refused")))
         raise consent_required(
@@ -153,7 +171,8 @@ def check_with_microsoft(
         ) from err
     if token.tenant_id != tenant_id:
         raise AdminConsentRequired("The app-only token names another tenant.")
-    save_app_cache(deps, tenant_id, token.serialized_cache)
+    if not afresh:
+        save_app_cache(deps, tenant_id, token.serialized_cache)
     tenant = known if known is not None else _get(deps, tenant_id)
     if tenant is None or not proves_same(tenant, token):
         try:
@@ -192,13 +211,34 @@ def refresh_tenant_consent(deps: Dependencies, tenant_id: str) -> Tenant:
     return tenant
 
 
-def ensure_tenant_consent(deps: Dependencies, tenant_id: str) -> Tenant:
-    """Return the tenant if it holds full consent; re-check a tenant that needs attention, at most
-    once per CONSENT_RECHECK_INTERVAL. Raises AdminConsentRequired."""
+def reverify_consent(deps: Dependencies, tenant_id: str, *, known: Tenant | None = None) -> Tenant | None:
+    """What the tenant grants now, from a new app-only token (never a cached one, whose roles are
+    those of its issue): the tenant row, marked needs_attention when Microsoft issues no token and
+    updated when the token's roles differ. An identity platform that does not answer leaves the row
+    as it was (logged)."""
+    try:
+        _token, tenant = check_with_microsoft(deps, tenant_id, known=known, afresh=True)
+    except AdminConsentRequired:
+        return _get(deps, tenant_id)
+    except UpstreamError as err:
+        logger.warning("Re-checking a tenant's consent failed (%s); keeping what is recorded", err.code)
+        return known if known is not None else _get(deps, tenant_id)
+    return tenant if tenant is not None else _get(deps, tenant_id)
+
+
+def current_tenant(deps: Dependencies, tenant_id: str) -> Tenant | None:
+    """The tenant row as the two-token rule sees it now (None: never consented).
+
+    A consented tenant is asked about afresh at most once per CONSENT_REVERIFY_INTERVAL on this
+    worker: an administrator who withdraws consent leaves every token already issued working (Graph
+    checks the token's own roles and scopes until it expires), so only a new token shows it. A
+    tenant that needs attention is re-checked at most once per CONSENT_RECHECK_INTERVAL."""
     tenant = _get(deps, tenant_id)
     if tenant is None:
-        raise consent_required(deps, tenant_id, "Your Office 365 administrator has not granted consent yet.")
+        return None
     if tenant.consent_status is ConsentStatus.CONSENTED:
+        if pacer_of(deps, "consent", deps.clock, CONSENT_REVERIFY_INTERVAL).due(tenant_id):
+            tenant = reverify_consent(deps, tenant_id, known=tenant) or tenant
         return tenant
     due = tenant.checked_at is None or deps.clock.now() - tenant.checked_at >= CONSENT_RECHECK_INTERVAL
     if due:
@@ -206,11 +246,25 @@ def ensure_tenant_consent(deps: Dependencies, tenant_id: str) -> Tenant:
             tenant = refresh_tenant_consent(deps, tenant_id)
         except AdminConsentRequired:
             tenant = deps.tenants.get_tenant(tenant_id)
-        if tenant.consent_status is ConsentStatus.CONSENTED:
-            return tenant
-    raise consent_required(
+    return tenant
+
+
+def ensure_tenant_consent(deps: Dependencies, tenant_id: str) -> Tenant:
+    """Return the tenant if it holds full consent (see ``current_tenant`` for when Microsoft is asked
+    again). Raises AdminConsentRequired."""
+    tenant = current_tenant(deps, tenant_id)
+    if tenant is None:
+        raise consent_required(deps, tenant_id, "Your Office 365 administrator has not granted consent yet.")
+    if tenant.consent_status is ConsentStatus.CONSENTED:
+        return tenant
+    raise tenant_consent_required(deps, tenant)
+
+
+def tenant_consent_required(deps: Dependencies, tenant: Tenant) -> AdminConsentRequired:
+    """The error a request of a tenant without full consent answers."""
+    return consent_required(
         deps,
-        tenant_id,
+        tenant.tenant_id,
         "Your Office 365 administrator's consent is missing or incomplete.",
         consent_status=tenant.consent_status.value,
         missing_permissions=list(tenant.missing_roles),

@@ -1,10 +1,18 @@
 """Token acquisition: the only place that turns stored token material into Graph access tokens.
 
+Every Graph call goes through ``with_user_token`` (delegated) or ``with_app_token`` (app-only), which
+share ``call_with_renewal``: when Graph refuses the token (401), that token is dropped (never handed
+out again, from the identity adapter's memory or MSAL's cache), a new one is acquired once (the user's
+refresh token redeemed, with Graph's claims challenge when it sent one) and the call is made once
+more. A second refusal, or a refresh the identity platform refuses, ends it: no loop.
+
 A refusal marks the user (``reauth_required``) or the tenant (``needs_attention``) so that a broken
-grant never shows up as an empty calendar and is not retried in a loop. Token caches are stored
-last-writer-wins in their own rows: when two requests refresh at once, the loser's write is
-simply replaced by the winner's (both hold working tokens), and a conflict on a cache write never
-fails the request that made it.
+grant never shows up as an empty calendar and is not retried in a loop. A user whose refresh is
+refused in a tenant whose consent is gone is not marked: the tenant is (``admin_consent_required``).
+
+Token caches are stored last-writer-wins in their own rows: when two requests refresh at once, the
+loser's write is simply replaced by the winner's (both hold working tokens), and a conflict on a
+cache write never fails the request that made it.
 """
 
 from __future__ import annotations
@@ -16,9 +24,16 @@ from typing import TypeVar
 
 from shared.conflicts import retry_on_conflict
 from shared.errors import ConcurrencyConflict, GraphRequestFailed, ReauthRequired
-from shared.models import AccessToken, Tenant, TokenHealth, User
+from shared.models import AccessToken, ConsentStatus, Tenant, TokenHealth, User
 from shared.ports import Dependencies
-from shared.tenant_consent import APP_CACHE_OWNER, check_with_microsoft, consent_required, evaluate_roles
+from shared.tenant_consent import (
+    check_with_microsoft,
+    consent_required,
+    evaluate_roles,
+    mark_tenant,
+    reverify_consent,
+    tenant_consent_required,
+)
 from shared.urls import login_url
 
 logger = logging.getLogger(__name__)
@@ -29,11 +44,21 @@ USER_TOKEN_SCOPES = ["Calendars.ReadWrite.Shared", "User.ReadBasic.All", "Mailbo
 T = TypeVar("T")
 
 
-def app_token(deps: Dependencies, tenant_id: str, *, known: Tenant | None = None) -> AccessToken:
+def app_token(
+    deps: Dependencies,
+    tenant_id: str,
+    *,
+    known: Tenant | None = None,
+    refused: AccessToken | None = None,
+    claims_challenge: str | None = None,
+) -> AccessToken:
     """An app-only Graph token for the tenant; a refusal, or a token without the roles the service
     needs, marks the tenant and raises AdminConsentRequired. ``known``: the tenant record the caller
-    already read (the tenant row is written only when the token proves something else)."""
-    token, _tenant = check_with_microsoft(deps, tenant_id, known=known)
+    already read (the tenant row is written only when the token proves something else). ``refused``:
+    the token Graph just refused, replaced by a new one."""
+    token, _tenant = check_with_microsoft(
+        deps, tenant_id, known=known, refused=refused, claims_challenge=claims_challenge
+    )
     _status, missing, _reason = evaluate_roles(token.roles)
     if missing:
         # A token without the roles would only earn 403s from Graph: never use it.
@@ -46,34 +71,101 @@ def app_token(deps: Dependencies, tenant_id: str, *, known: Tenant | None = None
     return token
 
 
+def call_with_renewal(
+    call: Callable[[AccessToken], T], token: AccessToken, renew: Callable[[GraphRequestFailed], AccessToken]
+) -> T:
+    """The one place a Graph call meets a refused token: run ``call`` with ``token``; if Graph answers
+    401, get a new token from ``renew`` (given the refusal, with its claims challenge) and run ``call``
+    exactly once more. Anything else, and a second refusal, reaches the caller."""
+    try:
+        return call(token)
+    except GraphRequestFailed as err:
+        if err.reason != "unauthorized":
+            raise
+        refusal = err
+    logger.info(
+        "Graph refused an access token%s; acquiring a new one and retrying once",
+        " with a claims challenge" if refusal.claims_challenge else "",
+    )
+    return call(renew(refusal))
+
+
 def with_app_token(
     deps: Dependencies, tenant_id: str, call: Callable[[AccessToken], T], *, known: Tenant | None = None
 ) -> T:
     """Run a Graph call with the tenant's app-only token. If Graph refuses the token (revoked early,
-    signing keys rolled), drop the cached token and try once more with a fresh one."""
+    signing keys rolled), a new one is acquired and the call made once more; if Graph refuses that
+    one too, the tenant is marked needs_attention and AdminConsentRequired raised."""
+    token = app_token(deps, tenant_id, known=known)
+
+    def renew(refusal: GraphRequestFailed) -> AccessToken:
+        return app_token(deps, tenant_id, known=known, refused=token, claims_challenge=refusal.claims_challenge)
+
     try:
-        return call(app_token(deps, tenant_id, known=known))
+        return call_with_renewal(call, token, renew)
     except GraphRequestFailed as err:
         if err.reason != "unauthorized":
             raise
-        logger.info("Graph refused the cached app-only token; acquiring a fresh one")
-        deps.token_caches.delete_cache(tenant_id, APP_CACHE_OWNER)
-        return call(app_token(deps, tenant_id, known=known))
+        logger.warning("Graph refused a new app-only token of a tenant too; marking the tenant")
+        mark_tenant(deps, tenant_id, ConsentStatus.NEEDS_ATTENTION, "app-only token refused by Graph")
+        raise consent_required(
+            deps, tenant_id, "Microsoft Graph refused the app's access to your organisation's calendars."
+        ) from err
 
 
-def user_token(deps: Dependencies, user: User) -> AccessToken:
-    """A delegated Graph token for the signed-in user; a refusal marks the user reauth_required."""
+def with_user_token(
+    deps: Dependencies, user: User, call: Callable[[AccessToken], T], *, token: AccessToken | None = None
+) -> T:
+    """Run a Graph call with the user's delegated token (``token``: the one the guard already
+    acquired). If Graph refuses it, the refresh token is redeemed once (with Graph's claims challenge)
+    and the call made once more. Raises ReauthRequired (the user marked) when the refresh is refused
+    or Graph refuses the new token too, AdminConsentRequired when the tenant's consent is gone."""
+    first = token if token is not None else user_token(deps, user)
+
+    def renew(refusal: GraphRequestFailed) -> AccessToken:
+        return user_token(deps, user, refused=first, claims_challenge=refusal.claims_challenge)
+
+    try:
+        return call_with_renewal(call, first, renew)
+    except GraphRequestFailed as err:
+        if err.reason != "unauthorized":
+            raise
+        logger.warning("Graph refused a freshly redeemed user token too; marking the user")
+        mark_user_reauth(deps, user)
+        raise ReauthRequired(
+            "Microsoft Graph refused your Office 365 sign-in. Sign in again.",
+            login_url=login_url(deps.settings),
+            reason="token_refused",
+        ) from err
+
+
+def user_token(
+    deps: Dependencies, user: User, *, refused: AccessToken | None = None, claims_challenge: str | None = None
+) -> AccessToken:
+    """A delegated Graph token for the signed-in user (``refused``: the token Graph just refused, so
+    the refresh token is redeemed). A refusal marks the user reauth_required, unless the tenant's
+    consent turns out to be gone: then the tenant is marked and AdminConsentRequired raised."""
     cache = deps.token_caches.load_cache(user.tenant_id, user.user_id)
     try:
         token = deps.identity.acquire_user_token(
-            tenant_id=user.tenant_id, user_id=user.user_id, serialized_cache=cache, scopes=USER_TOKEN_SCOPES
+            tenant_id=user.tenant_id,
+            user_id=user.user_id,
+            serialized_cache=cache,
+            scopes=USER_TOKEN_SCOPES,
+            refused=refused.token if refused is not None else None,
+            claims_challenge=claims_challenge,
         )
     except ReauthRequired as err:
+        reason = err.details.get("reason")
+        if reason != "no_token":
+            # Withdrawn admin consent takes the tenant-wide delegated grant with it, so the refresh
+            # fails (AADSTS65001) for everyone: that is the tenant's to fix, not the user's.
+            _blame_the_tenant_if_consent_is_gone(deps, user.tenant_id)
         mark_user_reauth(deps, user)
         raise ReauthRequired(
             "Your Office 365 sign-in has expired or was revoked. Sign in again.",
             login_url=login_url(deps.settings),
-            reason=err.details.get("reason"),
+            reason=reason,
         ) from err
     if token.serialized_cache is not None:
         try:
@@ -82,6 +174,13 @@ def user_token(deps: Dependencies, user: User) -> AccessToken:
             # Another request of this user stored its refreshed cache first: theirs works as well as ours.
             logger.info("Another request stored the user's token cache first; keeping theirs")
     return token
+
+
+def _blame_the_tenant_if_consent_is_gone(deps: Dependencies, tenant_id: str) -> None:
+    """Raises AdminConsentRequired when a new app-only token shows the tenant's consent is gone."""
+    tenant = reverify_consent(deps, tenant_id)
+    if tenant is not None and tenant.consent_status is not ConsentStatus.CONSENTED:
+        raise tenant_consent_required(deps, tenant)
 
 
 def mark_user_reauth(deps: Dependencies, user: User) -> None:

@@ -15,10 +15,11 @@ Absence is never remembered: a record another instance just created is read on f
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from shared.errors import ConcurrencyConflict
 from shared.models import MailboxSync, Session, Subscription, SubscriptionSecret, Tenant, User
@@ -65,6 +66,19 @@ class TtlCache(Generic[K, V]):
             while len(self._items) > self._max:
                 self._items.popitem(last=False)
 
+    def claim(self, key: K, value: V) -> bool:
+        """Put ``value`` unless a live entry holds ``key``; True when this call put it."""
+        now = self._clock.now()
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and now < item[0]:
+                return False
+            self._items.pop(key, None)
+            self._items[key] = (now + self._ttl, value)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+            return True
+
     def forget(self, key: K) -> None:
         with self._lock:
             self._items.pop(key, None)
@@ -77,6 +91,32 @@ class TtlCache(Generic[K, V]):
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+class Pacer(Generic[K]):
+    """Lets one caller per key through at most once per ``interval`` on this worker (by the injected
+    clock): the first caller after the interval is told it is due, concurrent ones are not."""
+
+    def __init__(self, clock: Clock, interval: timedelta) -> None:
+        self._passed: TtlCache[K, bool] = TtlCache(clock, ttl=interval)
+
+    def due(self, key: K) -> bool:
+        return self._passed.claim(key, True)
+
+
+_pacers: weakref.WeakKeyDictionary[object, dict[str, Pacer[Any]]] = weakref.WeakKeyDictionary()
+_pacers_lock = threading.Lock()
+
+
+def pacer_of(owner: object, name: str, clock: Clock, interval: timedelta) -> Pacer[Any]:
+    """The worker's pacer ``name`` of ``owner`` (a composition root): it lives as long as the owner, so
+    a new composition root (a test's) starts with none due-later."""
+    with _pacers_lock:
+        pacers = _pacers.setdefault(owner, {})
+        pacer = pacers.get(name)
+        if pacer is None:
+            pacer = pacers[name] = Pacer(clock, interval)
+        return pacer
 
 
 def _write(cache: TtlCache[K, V], key: K, write: Callable[[], R]) -> R:

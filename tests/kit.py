@@ -373,6 +373,12 @@ class FakeIdentity:
     clock: FakeClock | None = None
     # What each sign-in start asked Microsoft for: login_hint and prompt.
     started: list[dict[str, str | None]] = field(default_factory=list)
+    # The claims challenge each user-token request passed on (None: none).
+    claims_challenges: list[str | None] = field(default_factory=list)
+    # Tenants whose tenant-wide delegated consent is gone: a refresh answers AADSTS65001.
+    withdrawn_delegated: set[str] = field(default_factory=set)
+    # How many times each user's token was replaced after a refusal (the token's suffix).
+    user_generation: dict[str, int] = field(default_factory=dict)
 
     def start_signin(
         self, *, scopes: list[str], redirect_uri: str, login_hint: str | None = None, prompt: str | None = None
@@ -391,18 +397,42 @@ class FakeIdentity:
         return self.signin_as
 
     def acquire_user_token(
-        self, *, tenant_id: str, user_id: str, serialized_cache: str | None, scopes: list[str]
+        self,
+        *,
+        tenant_id: str,
+        user_id: str,
+        serialized_cache: str | None,
+        scopes: list[str],
+        refused: str | None = None,
+        claims_challenge: str | None = None,
     ) -> AccessToken:
-        self.calls.append(f"user:{user_id}")
+        self.calls.append(f"user:{user_id}" + (":refresh" if refused is not None else ""))
+        self.claims_challenges.append(claims_challenge)
         if user_id in self.revoked_users or not serialized_cache:
             raise ReauthRequired("revoked", reason="AADSTS50173")
+        if tenant_id in self.withdrawn_delegated and refused is not None:
+            raise ReauthRequired("consent withdrawn", reason="AADSTS65001")
         refreshed = f'{{"user": "{user_id}", "refresh": {len(self.calls)}}}' if self.refresh_user_caches else None
+        generation = self.user_generation.get(user_id, 0) + (1 if refused is not None else 0)
+        self.user_generation[user_id] = generation
+        suffix = f"-{generation}" if generation else ""
         return AccessToken(
-            token=f"user-token-{user_id}", tenant_id=tenant_id, scopes=tuple(scopes), serialized_cache=refreshed
+            token=f"user-token-{user_id}{suffix}",
+            tenant_id=tenant_id,
+            scopes=tuple(scopes),
+            serialized_cache=refreshed,
         )
 
-    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None, fresh: bool = False) -> AccessToken:
-        self.calls.append(f"app:{tenant_id}" + (":fresh" if fresh else ""))
+    def acquire_app_token(
+        self,
+        *,
+        tenant_id: str,
+        serialized_cache: str | None,
+        fresh: bool = False,
+        refused: str | None = None,
+        claims_challenge: str | None = None,
+    ) -> AccessToken:
+        self.calls.append(f"app:{tenant_id}" + (":fresh" if fresh else "") + (":renew" if refused else ""))
         now = self.clock.now() if self.clock else None
         if fresh:
             self.remembered_refusals.pop(tenant_id, None)

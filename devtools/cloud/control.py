@@ -108,6 +108,9 @@ def identity_routes(world: World) -> list[BaseRoute]:
         )
         return _ok(revoked=count)
 
+    async def revoke_sessions(request: Request, body: dict[str, Any]) -> Response:
+        return _ok(revoked=controls.revoke_sign_in_sessions(world, request.path_params["user"]))
+
     async def admin_consent(request: Request, body: dict[str, Any]) -> Response:
         client_id = str(body.get("client_id") or request.query_params.get("client_id") or controls.SERVICE_CLIENT_ID)
         if request.method == "DELETE":
@@ -172,6 +175,7 @@ def identity_routes(world: World) -> list[BaseRoute]:
         Route("/_control/auto-sign-in", _wrap(auto_sign_in), methods=["PUT", "DELETE"]),
         Route("/_control/sign-out", _wrap(sign_out), methods=["POST"]),
         Route("/_control/users/{user}/revoke-refresh-tokens", _wrap(revoke), methods=["POST"]),
+        Route("/_control/users/{user}/revoke-sign-in-sessions", _wrap(revoke_sessions), methods=["POST"]),
         Route("/_control/users/{user}/consent", _wrap(user_consent), methods=["PUT", "DELETE"]),
         Route("/_control/tenants/{tenant}/admin-consent", _wrap(admin_consent), methods=["PUT", "DELETE"]),
         Route("/_control/tenants/{tenant}", _wrap(remove_tenant), methods=["DELETE"]),

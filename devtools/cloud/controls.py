@@ -120,6 +120,21 @@ def revoke_refresh_tokens(world: World, user: str, *, reason: str = "revoked") -
     return count
 
 
+def revoke_sign_in_sessions(world: World, user: str) -> int:
+    """Graph's ``revokeSignInSessions`` for a user: every refresh token (AADSTS50173) and browser
+    session ends, and continuous access evaluation revokes the access tokens already issued (a client
+    that declared "cp1" is challenged, others are refused). Returns how many refresh tokens ended.
+    ``expire_access_tokens`` alone is the other half: access tokens revoked, refresh tokens kept."""
+    count = revoke_refresh_tokens(world, user, reason="revoked")
+    target = get_user(world, user)
+    tokens.expire_access_tokens(world, user_id=target.id)
+    state = signin_state(world)
+    with world.lock:
+        for cookie in [c for c, uid in state.sessions.items() if uid == target.id]:
+            del state.sessions[cookie]
+    return count
+
+
 def grant_admin_consent(
     world: World,
     tenant: str,

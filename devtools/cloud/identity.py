@@ -14,6 +14,10 @@ flow, v2-admin-consent). Noted choices where the documentation is silent or this
 * A refresh or redemption that needs delegated consent the user or tenant no longer has:
   ``consent_required`` AADSTS65001 (documented as a token-endpoint error: "send the user back to
   the /authorize endpoint").
+* A token request whose ``claims`` parameter declares the ``cp1`` client capability gets a token that
+  continuous access evaluation covers: once revoked (``expire_access_tokens``, or a user's sign-in
+  sessions revoked), Graph answers it 401 with a claims challenge in ``WWW-Authenticate``; the
+  challenge's ``nbf`` is always met by a new token, which is issued now.
 * ``/v2.0/adminconsent`` with tenant ``common``: the documentation says not to; no AADSTS number is
   documented for it, so the redirect carries ``invalid_request`` with a plain description.
 """
@@ -901,6 +905,7 @@ class Identity:
             user_id=user.id,
             scopes=set(graph_scopes) | (oidc_consented - {"offline_access"}),
             lifetime=lifetime,
+            cae=tokens.declares_cae(form.get("claims")),
         )
         body: dict[str, Any] = {
             "token_type": "Bearer",
@@ -1040,6 +1045,7 @@ class Identity:
             client_id=app.client_id,
             roles=roles,
             lifetime=lifetime,
+            cae=tokens.declares_cae(form.get("claims")),
         )
         return JSONResponse(
             {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": access_token},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
 import time
 import uuid
@@ -54,6 +55,10 @@ class IssuedAccessTokens:
     # uti -> (tenant_id, user_id or None, client_id)
     owners: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    # Tokens issued to a client that declared the "cp1" capability (continuous access evaluation):
+    # Graph answers such a token, once revoked, with a claims challenge. uti -> when it was revoked.
+    cae_capable: set[str] = field(default_factory=set)
+    revoked_at: dict[str, int] = field(default_factory=dict)
 
 
 def _b64url_uint(value: int) -> str:
@@ -142,6 +147,7 @@ def issue_access_token(
     roles: list[str] | set[str] | frozenset[str] | None = None,
     lifetime: int | None = None,
     audience: str = GRAPH_RESOURCE,
+    cae: bool = False,
 ) -> str:
     """Mint a Graph access token: delegated (``user_id`` and ``scopes``) or app-only (``roles``).
 
@@ -193,10 +199,40 @@ def issue_access_token(
             }
         )
         claims = {k: v for k, v in claims.items() if k == "scp" or v not in ("", None)}
+    if cae:
+        claims["xms_cc"] = ["cp1"]  # the client capability the token was issued for
     book = _issued(world)
     with world.lock:
         book.owners[uti] = (tenant_id, user_id, client_id)
+        if cae:
+            book.cae_capable.add(uti)
     return _sign(world, claims)
+
+
+def declares_cae(claims_parameter: str | None) -> bool:
+    """Whether a token request's ``claims`` parameter declares the "cp1" client capability
+    (``{"access_token": {"xms_cc": {"values": ["cp1"]}}}``, as MSAL sends for ``client_capabilities``)."""
+    if not claims_parameter:
+        return False
+    try:
+        value = json.loads(claims_parameter)
+    except ValueError:
+        return False
+    access = value.get("access_token") if isinstance(value, dict) else None
+    xms_cc = access.get("xms_cc") if isinstance(access, dict) else None
+    values = xms_cc.get("values") if isinstance(xms_cc, dict) else None
+    return isinstance(values, list) and any(str(v).lower() == "cp1" for v in values)
+
+
+def claims_challenge_header(world: World, revoked_at: int) -> str:
+    """Graph's 401 challenge to a revoked CAE-capable token (Entra's "Claims challenges, claims requests
+    and client capabilities"): a claims request for a token issued after the revocation."""
+    request = {"access_token": {"nbf": {"essential": True, "value": str(revoked_at)}}}
+    encoded = base64.b64encode(json.dumps(request, separators=(",", ":")).encode()).decode("ascii")
+    return (
+        f'Bearer realm="", authorization_uri="{authority_host(world)}/common/oauth2/authorize", '
+        f'client_id="{GRAPH_APP_ID}", error="insufficient_claims", claims="{encoded}"'
+    )
 
 
 GLOBAL_ADMINISTRATOR_TEMPLATE_ID = "62e90394-69f5-4237-9190-012177145e10"
@@ -267,6 +303,7 @@ def expire_access_tokens(
                 continue
             if uti not in book.revoked:
                 book.revoked.add(uti)
+                book.revoked_at[uti] = int(time.time())
                 count += 1
     return count
 
@@ -318,13 +355,26 @@ def verify_access_token(world: World, token: str) -> Caller:
     with world.lock:
         tenant = world.tenants.get(tenant_id)
         book = _issued(world)
-        revoked = claims.get("uti") in book.revoked
+        uti = claims.get("uti")
+        revoked = uti in book.revoked
+        revoked_at = book.revoked_at.get(uti) if uti in book.cae_capable else None
     if tenant is None:
         raise _unauthorized("Access token validation failure. Invalid issuer.")
     if claims["iss"] != v1_issuer(world, tenant_id):
         raise _unauthorized("Access token validation failure. Invalid issuer.")
+    if revoked and revoked_at is not None:
+        # Continuous access evaluation: a token of a client that declared "cp1" gets a claims
+        # challenge, which the client passes to the token endpoint for a new token. The message is
+        # the one public reports of Graph's answer quote; Microsoft's pages document only the header.
+        raise GraphError(
+            401,
+            "InvalidAuthenticationToken",
+            "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: "
+            "TokenIssuedBeforeRevocationTimestamp",
+            headers={"WWW-Authenticate": claims_challenge_header(world, revoked_at)},
+        )
     if revoked:
-        # Entra's continuous access evaluation answers a revoked session like an expired token.
+        # A client without the capability is not challenged: its token is answered like an expired one.
         raise _unauthorized("Access token has expired or is not yet valid.")
 
     user_id: str | None = None

@@ -10,7 +10,9 @@ that never left (connection refused, no pooled connection) may always be retried
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import logging
 import random
 import re
@@ -87,6 +89,8 @@ UNKNOWN_ADDRESS_CODES = frozenset(
 UNKNOWN_ADDRESS_MARKERS = ("unable to resolve", "not found in the directory", "could not be resolved")
 THROTTLED_CODES = frozenset({"TooManyRequests", "ErrorServerBusy", "ApplicationThrottled"})
 TIMEOUT_CODES = frozenset({"ErrorTimeoutExpired", "ErrorRequestTimeout"})
+# One ``name="value"`` parameter of a WWW-Authenticate challenge (RFC 9110 auth-param, quoted form).
+CHALLENGE_PARAM = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*"([^"]*)"')
 TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d{1,7})?)?")
 
 
@@ -106,6 +110,24 @@ def classify(status: int, code: str, message: str) -> str:
     if status >= 500:
         return "unavailable"
     return "other"
+
+
+def claims_challenge(header: str) -> str | None:
+    """The claims request of a 401's ``WWW-Authenticate`` claims challenge (Entra's "Claims challenges,
+    claims requests and client capabilities": ``Bearer ..., error="insufficient_claims",
+    claims="<base64 JSON>"``), decoded to the JSON text MSAL's ``claims_challenge`` takes; None when the
+    header carries none or it is not base64 of a JSON object."""
+    params = {k.lower(): v for k, v in CHALLENGE_PARAM.findall(header)}
+    if params.get("error") != "insufficient_claims" or not params.get("claims"):
+        return None
+    raw = params["claims"].strip()
+    try:
+        text = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_" if "-" in raw or "_" in raw else None)
+        decoded = text.decode("utf-8")
+        value = json.loads(decoded)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return decoded if isinstance(value, dict) else None
 
 
 class _TimedOut(UpstreamUnavailable):
@@ -289,11 +311,13 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
         if response.status_code == 404 and code not in ON_PREMISES_CODES and "REST API" not in message:
             return NotFound("Microsoft Graph has no such user or item.", graph_code=code)
         reason = classify(response.status_code, code, message)
+        claims = claims_challenge(response.headers.get("WWW-Authenticate", "")) if response.status_code == 401 else None
         return GraphRequestFailed(
             f"Microsoft Graph answered HTTP {response.status_code} ({code or 'no code'}).",
             status=response.status_code,
             reason=reason,
             graph_code=code,
+            claims_challenge=claims,
         )
 
     # ---- calls ---------------------------------------------------------------------------------

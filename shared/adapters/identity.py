@@ -15,6 +15,10 @@ without deserialising anything. "Fresh" follows MSAL (a token within 5 minutes o
 as expired) for tokens of the lifetimes Entra issues (at least 10 minutes); a shorter-lived
 token, which only a private or local authority issues, is used for the first half of its life.
 
+A token Graph refused (``refused``) is never handed out again: the user's refresh token is redeemed
+(``force_refresh``, with Graph's claims challenge when it sent one) or a new app-only token is asked
+for, once per refusal: concurrent requests that met the same refusal share the one new token.
+
 Both of MSAL's failure forms (an ``error`` in the result dict, and ``ValueError``
 for state or nonce mismatches) become our errors here and nowhere else.
 """
@@ -66,6 +70,8 @@ REAUTH_CODES = frozenset({70008, 700082, 50173, 65001, 50076, 50079, 70043, 7000
 # Client-credential failures that mean "this tenant gives us nothing": consent missing or withdrawn.
 NO_CONSENT_CODES = frozenset({700016, 65001, 90002, 500011, 7000112, 50020})
 BAD_CREDENTIAL_CODES = frozenset({7000215, 7000222, 700027})
+# Entra's claims-challenge page: Graph sends claims challenges only to clients that declare "cp1".
+CLIENT_CAPABILITIES = ["cp1"]
 # MSAL counts an access token within this many seconds of expiry as expired.
 MSAL_EXPIRY_MARGIN = 300
 HELD_CACHES = 4096  # token caches (users and tenants) kept in memory per worker
@@ -179,6 +185,9 @@ class MsalIdentity:
                 authority=f"{self._host}/{tenant}",
                 token_cache=cache,
                 instance_discovery=self._instance_discovery,
+                # "cp1": the service handles claims challenges, so Entra may issue tokens that continuous
+                # access evaluation revokes early, and Graph answers such a token with a challenge.
+                client_capabilities=CLIENT_CAPABILITIES,
                 http_client=self._http,
                 http_cache=http_cache,
                 timeout=self._settings.http_timeout_seconds,
@@ -287,17 +296,35 @@ class MsalIdentity:
 
     # ---- tokens --------------------------------------------------------------------------------
     def acquire_user_token(
-        self, *, tenant_id: str, user_id: str, serialized_cache: str | None, scopes: list[str]
+        self,
+        *,
+        tenant_id: str,
+        user_id: str,
+        serialized_cache: str | None,
+        scopes: list[str],
+        refused: str | None = None,
+        claims_challenge: str | None = None,
     ) -> AccessToken:
         if serialized_cache is None:
             raise ReauthRequired("No stored sign-in for this user.", reason="no_token")
         key = ("user", tenant_id, user_id, *sorted(scopes))
         with self._stripe(key):
             held = self._recall(key, serialized_cache)
-            if held is not None and time.monotonic() < held.fresh_until:
+            if held is not None and time.monotonic() < held.fresh_until and held.token.token != refused:
+                # Fresh, and not the token Graph refused (a request that waited on this stripe finds the
+                # token another one just redeemed: one refresh serves them all).
                 return held.token
             try:
-                return self._refresh_user_token(key, held, tenant_id, user_id, serialized_cache, scopes)
+                return self._refresh_user_token(
+                    key,
+                    held,
+                    tenant_id,
+                    user_id,
+                    serialized_cache,
+                    scopes,
+                    force=refused is not None,
+                    claims_challenge=claims_challenge,
+                )
             except Exception:
                 self._forget(key)
                 raise
@@ -310,6 +337,9 @@ class MsalIdentity:
         user_id: str,
         serialized_cache: str,
         scopes: list[str],
+        *,
+        force: bool = False,
+        claims_challenge: str | None = None,
     ) -> AccessToken:
         if held is not None:
             app, cache = held.app, held.cache
@@ -321,7 +351,11 @@ class MsalIdentity:
         if account is None:
             raise ReauthRequired("No stored sign-in for this user.", reason="no_token")
         try:
-            result = app.acquire_token_silent_with_error(scopes, account)
+            # force_refresh (or a claims challenge) skips MSAL's cached access token: the refresh token
+            # is redeemed, with the challenge's claims when Graph sent one.
+            result = app.acquire_token_silent_with_error(
+                scopes, account, force_refresh=force, claims_challenge=claims_challenge
+            )
         except requests.RequestException as err:
             raise UpstreamUnavailable("The identity platform did not answer.") from err
         if not result:
@@ -352,28 +386,56 @@ class MsalIdentity:
         )
         return token
 
-    def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None, fresh: bool = False) -> AccessToken:
+    def acquire_app_token(
+        self,
+        *,
+        tenant_id: str,
+        serialized_cache: str | None,
+        fresh: bool = False,
+        refused: str | None = None,
+        claims_challenge: str | None = None,
+    ) -> AccessToken:
         key = ("app", tenant_id)
         with self._stripe(key):
             held = None if fresh else self._recall(key, serialized_cache)
-            if held is not None and time.monotonic() < held.fresh_until:
+            if held is not None and time.monotonic() < held.fresh_until and held.token.token != refused:
                 return held.token
+            if refused is not None:
+                # Never from a cache that holds the refused token: an empty one makes MSAL ask the
+                # identity platform. Requests still holding the old cache get the new token (parent).
+                held = None
             try:
-                return self._request_app_token(key, held, tenant_id, serialized_cache, fresh=fresh)
+                return self._request_app_token(
+                    key,
+                    held,
+                    tenant_id,
+                    serialized_cache,
+                    fresh=fresh,
+                    bypass=refused is not None,
+                    claims_challenge=claims_challenge,
+                )
             except Exception:
                 self._forget(key)
                 raise
 
     def _request_app_token(
-        self, key: tuple[str, ...], held: _Held | None, tenant_id: str, serialized_cache: str | None, *, fresh: bool
+        self,
+        key: tuple[str, ...],
+        held: _Held | None,
+        tenant_id: str,
+        serialized_cache: str | None,
+        *,
+        fresh: bool,
+        bypass: bool = False,
+        claims_challenge: str | None = None,
     ) -> AccessToken:
         if held is not None:
             app, cache = held.app, held.cache
         else:
-            cache = self._cache(None if fresh else serialized_cache)
+            cache = self._cache(None if fresh or bypass else serialized_cache)
             app = self._app(tenant_id, cache, fresh=fresh)
         try:
-            result = app.acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE])
+            result = app.acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE], claims_challenge=claims_challenge)
         except requests.RequestException as err:
             raise UpstreamUnavailable("The identity platform did not answer.") from err
         if "error" in result:

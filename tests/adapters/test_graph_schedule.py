@@ -5,6 +5,7 @@ Time is a fake monotonic clock that the injected sleep moves, so no test waits f
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.graph import BACKOFF_CAP_SECONDS, SCHEDULE_RETRIES, GraphClient, split_window
+from shared.adapters.graph import BACKOFF_CAP_SECONDS, SCHEDULE_RETRIES, GraphClient, claims_challenge, split_window
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, UpstreamUnavailable
 from shared.models import AccessToken, BusyBlock, FreeBusyStatus, Schedule, ScheduleStatus
@@ -472,6 +473,46 @@ def test_a_refused_token_raises_unauthorized(
         client.get_schedules(TOKEN, people(45), START, END, deadline=ticks() + 20)
     assert caught.value.reason == "unauthorized"
     assert "delegated-token" not in str(caught.value)
+
+
+CAE_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}'
+CAE_HEADER = (
+    'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
+    'client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", '
+    f'claims="{base64.b64encode(CAE_CLAIMS.encode()).decode()}"'
+)
+
+
+def test_a_refused_token_carries_graph_s_claims_challenge_decoded_and_out_of_the_details(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, _recorder = make_client(
+        lambda r: graph_error(401, "InvalidAuthenticationToken", "CAE challenge", **{"WWW-Authenticate": CAE_HEADER})
+    )
+    with pytest.raises(GraphRequestFailed) as caught:
+        client.get_schedules(TOKEN, people(3), START, END, deadline=ticks() + 20)
+    assert caught.value.claims_challenge == CAE_CLAIMS
+    assert caught.value.details == {}  # what reaches a client never holds it
+    assert "nbf" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"',
+        'Bearer error="invalid_token", claims="eyJhIjoxfQ=="',  # not a claims challenge
+        'Bearer error="insufficient_claims", claims="not base64 json!"',
+        'Bearer error="insufficient_claims", claims="WzFd"',  # base64 of a JSON array, not an object
+    ],
+)
+def test_a_401_without_a_usable_claims_challenge_has_none(header: str) -> None:
+    assert claims_challenge(header) is None
+
+
+def test_a_claims_challenge_in_url_safe_base64_without_padding_is_read() -> None:
+    encoded = base64.urlsafe_b64encode(CAE_CLAIMS.encode()).decode().rstrip("=")
+    assert claims_challenge(f'Bearer error="insufficient_claims", claims="{encoded}"') == CAE_CLAIMS
 
 
 # ---- parsing ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def msal_app(
     secret: str = SECRET,
     cache: msal.SerializableTokenCache | None = None,
     instance_discovery: bool = True,
+    client_capabilities: list[str] | None = None,
 ) -> msal.ConfidentialClientApplication:
     """The service's MSAL client, configured as in production except for the authority host.
 
@@ -54,6 +55,7 @@ def msal_app(
         authority=f"{cloud.authority_host}/{tenant}",
         instance_discovery=f"{cloud.authority_host}/common/discovery/instance" if instance_discovery else False,
         token_cache=cache,
+        client_capabilities=client_capabilities,
     )
 
 

@@ -197,3 +197,18 @@ def test_reset_restores_group_membership_and_the_clock_and_the_directory_lists_g
             "members": ["megan.bowen@contoso.example", "patti.fernandez@contoso.example"],
         }
     ]
+
+
+def test_revoke_sign_in_sessions_over_http_ends_the_users_refresh_and_access_tokens(
+    cloud: RunningCloud, world: World
+) -> None:
+    alex = controls.get_user(world, ALEX)
+    cae_token = tokens.issue_access_token(
+        world, tenant_id=CONTOSO_ID, client_id=CLIENT_ID, user_id=alex.id, scopes=["User.Read"], cae=True
+    )
+    answer = control(cloud, "POST", f"/users/{ALEX}/revoke-sign-in-sessions", {})
+    assert answer.json() == {"ok": True, "revoked": 0}  # no refresh token was issued to Alex here
+    with pytest.raises(GraphError) as failure:
+        tokens.verify_access_token(world, cae_token)
+    assert (failure.value.status, failure.value.code) == (401, "InvalidAuthenticationToken")
+    assert 'error="insufficient_claims"' in failure.value.headers["WWW-Authenticate"]

@@ -385,3 +385,65 @@ def test_tokens_from_msal_open_graph_on_the_same_host(cloud: RunningCloud, world
     assert megan.status_code == 200 and megan.json()["displayName"] == "Megan Bowen"
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "InvalidAuthenticationToken"
+
+
+def _graph_me(cloud: RunningCloud, access_token: str) -> httpx.Response:
+    with httpx.Client() as client:
+        return client.get(f"{cloud.graph_url}/me", headers={"Authorization": f"Bearer {access_token}"})
+
+
+def test_a_revoked_token_of_a_cae_capable_client_gets_a_claims_challenge_msal_redeems(
+    cloud: RunningCloud, world: World
+) -> None:
+    from shared.adapters.graph import claims_challenge
+
+    controls.set_auto_sign_in(world, ALEX)
+    controls.grant_admin_consent(world, CONTOSO)
+    app = msal_app(cloud, client_capabilities=["cp1"])
+    first = sign_in(cloud, app, [GRAPH_CALENDARS])
+    assert jwt.decode(first["access_token"], options={"verify_signature": False})["xms_cc"] == ["cp1"]
+    assert controls.expire_access_tokens(world, user=ALEX) == 1
+
+    refused = _graph_me(cloud, first["access_token"])
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "InvalidAuthenticationToken"
+    challenge = claims_challenge(refused.headers["WWW-Authenticate"])
+    assert challenge is not None and '"nbf"' in challenge
+
+    account = app.get_accounts(username=ALEX)[0]
+    second = app.acquire_token_silent_with_error([GRAPH_CALENDARS], account, claims_challenge=challenge)
+    assert second is not None and "access_token" in second, second
+    assert _graph_me(cloud, second["access_token"]).status_code == 200
+
+
+def test_a_revoked_token_of_a_client_without_the_capability_is_refused_without_a_challenge(
+    cloud: RunningCloud, world: World
+) -> None:
+    controls.set_auto_sign_in(world, ALEX)
+    controls.grant_admin_consent(world, CONTOSO)
+    app = msal_app(cloud)
+    first = sign_in(cloud, app, [GRAPH_CALENDARS])
+    controls.expire_access_tokens(world, user=ALEX)
+    refused = _graph_me(cloud, first["access_token"])
+    assert refused.status_code == 401
+    assert "WWW-Authenticate" not in refused.headers
+
+
+def test_revoking_sign_in_sessions_ends_refresh_tokens_access_tokens_and_browser_sessions(
+    cloud: RunningCloud, world: World
+) -> None:
+    from devtools.cloud.signin import signin_state
+
+    controls.set_auto_sign_in(world, ALEX)
+    controls.grant_admin_consent(world, CONTOSO)
+    app = msal_app(cloud, client_capabilities=["cp1"], instance_discovery=False)
+    first = sign_in(cloud, app, [GRAPH_CALENDARS])
+    alex = controls.get_user(world, ALEX)
+    signin_state(world).sessions["a-browser"] = alex.id
+    assert controls.revoke_sign_in_sessions(world, ALEX) >= 1
+
+    assert _graph_me(cloud, first["access_token"]).status_code == 401
+    account = app.get_accounts(username=ALEX)[0]
+    result = app.acquire_token_silent_with_error([GRAPH_CALENDARS], account, force_refresh=True)
+    assert result is not None and result["error"] == "invalid_grant" and 50173 in result["error_codes"]
+    assert alex.id not in signin_state(world).sessions.values()
