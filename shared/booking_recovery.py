@@ -17,7 +17,7 @@ from shared.errors import ConcurrencyConflict, NotFound, ServiceError
 from shared.models import AccessToken, Booking, ObservedEvent
 from shared.ports import Dependencies
 from shared.subscriptions import ensure_mailbox_subscription
-from shared.tokens import user_token, with_app_token
+from shared.tokens import with_app_token, with_user_token
 
 logger = logging.getLogger(__name__)
 
@@ -91,4 +91,4 @@ def _find_event(deps: Dependencies, booking: Booking) -> ObservedEvent | None:
         return with_app_token(deps, booking.tenant_id, find)
     if booking.created_by is None:
         raise NotFound("The booking names no recruiter whose access could read its calendar.")
-    return find(user_token(deps, deps.users.get_user(booking.tenant_id, booking.created_by)))
+    return with_user_token(deps, deps.users.get_user(booking.tenant_id, booking.created_by), find)
