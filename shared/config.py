@@ -48,6 +48,7 @@ class Settings:
     notification_queue: str = "graph-notifications"
     renewal_schedule: str | None = None
     subscription_minutes: int = 10080
+    notification_retry_seconds: float = 4.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +91,7 @@ class Settings:
             notification_queue=_queue_name(opt("NOTIFICATION_QUEUE", "graph-notifications")),
             renewal_schedule=env.get("RENEWAL_SCHEDULE", "").strip() or None,
             subscription_minutes=int(num("SUBSCRIPTION_MINUTES", 10080)),
+            notification_retry_seconds=num("NOTIFICATION_RETRY_SECONDS", 4.0),
         )
 
     def require(self, name: str) -> str:
