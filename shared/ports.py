@@ -195,6 +195,11 @@ class NotificationQueue(Protocol):
         """Remove a received poison message (nothing when it is already gone). Raises UpstreamUnavailable."""
         ...
 
+    def release_poison(self, message: QueuedMessage) -> None:
+        """End a received poison message's lease: visible again at once (nothing when it is gone).
+        Raises UpstreamUnavailable."""
+        ...
+
     def keep_poison(self, message: QueuedMessage) -> None:
         """Write the message to ``<queue>-poison`` again without an expiry and delete this copy (poison
         messages the Functions host writes expire after 7 days). Raises UpstreamUnavailable."""

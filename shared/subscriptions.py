@@ -560,13 +560,22 @@ def replay_poison(
     queue = deps.notification_queue
     report = ReplayReport()
     mailboxes: dict[tuple[str, str], str | None] = {}
+    waiting: list[QueuedMessage] = []  # held or unreadable: visible again once this run is over
     try:
         while sum((report.replayed, report.held, report.unreadable)) < POISON_REPLAY_MAX:
             batch = queue.receive_poison(max_messages=32, lease=POISON_LEASE)
             if not batch:
                 break
             for message in batch:
-                report = _replay_one(deps, message, unanswered, mailboxes, report)
+                report, replayed = _replay_one(deps, message, unanswered, mailboxes, report)
+                if not replayed:
+                    waiting.append(message)
+        now = deps.clock.now()
+        for message in waiting:
+            if message.expires_at is not None and message.expires_at - now < POISON_REWRITE_BEFORE:
+                queue.keep_poison(message)
+            else:
+                queue.release_poison(message)
     except ServiceError as err:
         logger.warning("Replaying the poison queue failed (%s); the next reconciliation goes on", err.code)
     if report.replayed:
@@ -585,21 +594,17 @@ def _replay_one(
     unanswered: set[tuple[str, str]] | frozenset[tuple[str, str]],
     mailboxes: dict[tuple[str, str], str | None],
     report: ReplayReport,
-) -> ReplayReport:
-    queue = deps.notification_queue
+) -> tuple[ReplayReport, bool]:
     try:
         envelope = decode_message(message.text)
     except InvalidRequest:
         logger.warning("A poison message %s is not one we wrote; left in the poison queue", message.message_id)
-        return replace(report, unreadable=report.unreadable + 1)
+        return replace(report, unreadable=report.unreadable + 1), False
     if _mailboxes_of(deps, envelope, mailboxes) & unanswered:
-        expiry = message.expires_at
-        if expiry is not None and expiry - deps.clock.now() < POISON_REWRITE_BEFORE:
-            queue.keep_poison(message)
-        return replace(report, held=report.held + 1)
-    queue.send(replace(envelope, attempt=0, replays=envelope.replays + 1).encode())
-    queue.delete_poison(message)
-    return replace(report, replayed=report.replayed + 1)
+        return replace(report, held=report.held + 1), False
+    deps.notification_queue.send(replace(envelope, attempt=0, replays=envelope.replays + 1).encode())
+    deps.notification_queue.delete_poison(message)
+    return replace(report, replayed=report.replayed + 1), True
 
 
 def _mailboxes_of(

@@ -304,8 +304,12 @@ class FakeQueue:
         if message.text in self.poison:
             self.poison.remove(message.text)
 
+    def release_poison(self, message: QueuedMessage) -> None:
+        self.leased.discard(message.text)
+
     def keep_poison(self, message: QueuedMessage) -> None:
         self.poison_expiry[message.text] = None
+        self.leased.discard(message.text)
 
 
 class FakeCaches:

@@ -138,6 +138,14 @@ class StorageQueue:
         except AzureError as err:
             raise self._poison_failed(err, "written") from err
 
+    def release_poison(self, message: QueuedMessage) -> None:
+        try:
+            self._poison.update_message(message.message_id, message.receipt, visibility_timeout=0)
+        except ResourceNotFoundError:
+            return
+        except AzureError as err:
+            raise self._poison_failed(err, "written") from err
+
     def keep_poison(self, message: QueuedMessage) -> None:
         encoded = base64.b64encode(message.text.encode("utf-8")).decode("ascii")
         try:

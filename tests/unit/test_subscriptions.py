@@ -293,7 +293,7 @@ def test_reconciliation_holds_poison_while_graph_fails_its_mailbox_then_replays_
     assert core.subscriptions_health(deps, TENANT_A)["poison_queue"]["replayed"] == 0
 
     del deps.graph.failures[INTERVIEWS]
-    deps.notification_queue.leased.clear()  # the next run, after the lease
+    assert deps.notification_queue.leased == set()  # the held message is visible again for the next run
     core.reconcile(deps)
 
     assert deps.notification_queue.poison == []
