@@ -45,6 +45,7 @@ APP_SETTINGS: tuple[str, ...] = (
     "HTTP_TIMEOUT_SECONDS",
     "AVAILABILITY_DEADLINE_SECONDS",
     "NOTIFICATION_QUEUE",
+    "NOTIFICATION_RETRY_SECONDS",
     "RENEWAL_SCHEDULE",
     "SUBSCRIPTION_MINUTES",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
@@ -102,6 +103,7 @@ class Settings:
     subscription_minutes: int = 10080
     appinsights_connection_string: str | None = field(default=None, repr=False)
     appinsights_authentication: str | None = None
+    notification_retry_seconds: float = 4.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -160,6 +162,7 @@ class Settings:
             subscription_minutes=int(num("SUBSCRIPTION_MINUTES", 10080)),
             appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None,
             appinsights_authentication=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip() or None,
+            notification_retry_seconds=num("NOTIFICATION_RETRY_SECONDS", 4.0),
         )
 
     @property

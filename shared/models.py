@@ -117,6 +117,7 @@ class Subscription:
     mailbox: str
     expires_at: datetime
     client_state_hash: str = field(default="", repr=False)
+    mailbox_id: str | None = None  # the mailbox's Graph user id, as notifications name it (None if unknown)
     created_at: datetime | None = None
     last_renewed_at: datetime | None = None
     last_notification_at: datetime | None = None
@@ -149,6 +150,18 @@ class SubscriptionSecret:
     tenant_id: str
     subscription_id: str
     client_state_hash: str = field(repr=False)
+    mailbox: str = ""  # the subscribed mailbox's address ("" on records written before it was kept here)
+    mailbox_id: str | None = None  # its Graph user id, the name Graph's notifications give it
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A message received from a queue: its text and what deleting or rewriting it needs."""
+
+    message_id: str
+    receipt: str = field(repr=False)
+    text: str = field(repr=False)
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

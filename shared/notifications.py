@@ -2,27 +2,53 @@
 
 A message holds change notifications (from the webhook), lifecycle notifications, or delta
 catch-up items (from reconciliation); all name a tenant and an event id. For a change the event is
-read from Graph with the tenant's app token (only the fields needed) and handed to the booking core's
+read from Graph with the tenant's app token (only the fields needed) in the mailbox of OUR stored
+subscription record (never a mailbox the notification names) and handed to the booking core's
 ``apply_observed_event``, which finds the booking through our extended property, records responses
-and drift, and is idempotent: the same change delivered twice updates the booking once. Any failure
-raises, so the queue delivers the message again; after 5 attempts it goes to ``<queue>-poison``.
+and drift, and is idempotent: the same change delivered twice updates the booking once. An event
+that is gone (deleted, or 404 on reading) cancels a booking only when it was read in the mailbox
+that holds the booking; gone from any other mailbox it changes nothing.
+
+Retries (``run_message``): a transient failure (Graph throttled or unavailable, storage or the identity
+platform unreachable, a lost ETag race) re-enqueues the message with an attempt counter and an initial
+invisibility of ``NOTIFICATION_RETRY_SECONDS`` x 2^attempt (4, 8, 16, 32, 64 s by default: about two
+minutes), and the invocation succeeds so the host deletes the original. After ``MAX_DELAYED_RETRIES`` or
+for any other failure it raises: the Functions host then tries it up to ``maxDequeueCount`` times and
+moves it to ``<queue>-poison``, from where reconciliation replays it once Graph answers again
+(``shared.subscriptions.replay_poison``). Storage queue triggers have no host retry policy with backoff
+of their own (host.json's ``visibilityTimeout`` is one fixed delay), so the backoff lives here and works
+the same on Azure and on the local host.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from shared.booking import apply_observed_event
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import (
+    ConcurrencyConflict,
+    GraphRequestFailed,
+    NotFound,
+    ServiceError,
+    UpstreamError,
+)
 from shared.models import Booking, ObservedEvent
 from shared.ports import Dependencies
 from shared.subscriptions import handle_lifecycle, record_notification
 from shared.tokens import with_app_token
-from shared.webhooks import CHANGE_TYPES, EVENT_ID, LIFECYCLE_EVENT, MESSAGE_VERSION, SUBSCRIPTION_ID
+from shared.webhooks import (
+    CHANGE_TYPES,
+    EVENT_ID,
+    LIFECYCLE_EVENT,
+    SUBSCRIPTION_ID,
+    QueueEnvelope,
+    decode_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,29 +61,64 @@ class WorkReport:
     bookings_updated: int = 0  # of those, events that are ours
     lifecycle: int = 0
     skipped: int = 0  # notifications for subscriptions we no longer keep
+    foreign: int = 0  # gone events whose booking lives in another mailbox: nothing changed
+    retried: int = 0  # 1 when the message was queued again for a delayed retry
+
+
+MAX_DELAYED_RETRIES = 5
+TRANSIENT_GRAPH_REASONS = frozenset({"throttled", "unavailable", "other"})
 
 
 def parse_message(text: str) -> tuple[str, list[dict[str, str]]]:
     """The kind and items of a queue message. Raises InvalidRequest for anything we did not write."""
+    envelope = decode_message(text)
+    return envelope.kind, list(envelope.items)
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether a failure is worth a delayed retry: Graph throttled or unavailable, storage or the identity
+    platform unreachable, a lost ETag race. An access policy, a missing permission or a revoked consent is
+    not (those go to the poison queue at once and are replayed once Graph answers that mailbox again)."""
+    if isinstance(err, GraphRequestFailed):
+        return err.reason in TRANSIENT_GRAPH_REASONS
+    return isinstance(err, (UpstreamError, ConcurrencyConflict))
+
+
+def retry_delay(base_seconds: float, attempt: int) -> timedelta:
+    """How long a message stays invisible before its retry number ``attempt + 1`` (whole seconds, as the
+    queue counts them)."""
+    return timedelta(seconds=math.ceil(base_seconds * 2**attempt))
+
+
+def run_message(deps: Dependencies, text: str, *, apply: ApplyObserved | None = None) -> WorkReport:
+    """The queue trigger's body: process the message; on a transient failure queue it again with a longer
+    initial invisibility and return (the host deletes this copy). Raises for anything else, for the
+    last retry, and when the copy cannot be queued (the host then retries this one)."""
+    envelope = decode_message(text)
     try:
-        body = json.loads(text)
-    except ValueError as err:
-        raise InvalidRequest("The queue message is not JSON.") from err
-    if (
-        not isinstance(body, dict)
-        or body.get("v") != MESSAGE_VERSION
-        or body.get("k") not in ("change", "lifecycle", "sync")
-    ):
-        raise InvalidRequest("The queue message is not a notification message.")
-    items = body.get("n")
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise InvalidRequest("The queue message has no notification list.")
-    return str(body["k"]), [{str(k): str(v) for k, v in i.items()} for i in items]
+        return process_envelope(deps, envelope, apply=apply)
+    except ServiceError as err:
+        if not is_transient(err) or envelope.attempt >= MAX_DELAYED_RETRIES:
+            raise
+        delay = retry_delay(deps.settings.notification_retry_seconds, envelope.attempt)
+        deps.notification_queue.send(replace(envelope, attempt=envelope.attempt + 1).encode(), delay=delay)
+        logger.warning(
+            "A notification message failed on attempt %d (%s); queued again, due in %d s",
+            envelope.attempt + 1,
+            err.code,
+            int(delay.total_seconds()),
+        )
+        return WorkReport(retried=1)
 
 
 def process_message(deps: Dependencies, text: str, *, apply: ApplyObserved | None = None) -> WorkReport:
     """Apply every notification in one queue message. Raises for anything that should be retried."""
-    kind, items = parse_message(text)
+    return process_envelope(deps, decode_message(text), apply=apply)
+
+
+def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: ApplyObserved | None = None) -> WorkReport:
+    """Apply every notification of one decoded queue message. Raises for anything that should be retried."""
+    kind, items = envelope.kind, envelope.items
     apply = apply or apply_observed_event
     report = WorkReport()
     # The last change per event wins (created then deleted in one batch is a delete).
@@ -69,7 +130,7 @@ def process_message(deps: Dependencies, text: str, *, apply: ApplyObserved | Non
             sub_id, event = item.get("s", ""), item.get("l", "")
             if SUBSCRIPTION_ID.fullmatch(sub_id) and LIFECYCLE_EVENT.fullmatch(event):
                 handle_lifecycle(deps, tenant_id, sub_id, event)
-                report = WorkReport(report.events, report.bookings_updated, report.lifecycle + 1, report.skipped)
+                report = replace(report, lifecycle=report.lifecycle + 1)
             continue
         event_id, change = item.get("e", ""), item.get("c", "")
         if not EVENT_ID.fullmatch(event_id) or change not in CHANGE_TYPES:
@@ -80,7 +141,7 @@ def process_message(deps: Dependencies, text: str, *, apply: ApplyObserved | Non
                 mailbox = deps.subscriptions.get_subscription(tenant_id, sub_id).mailbox
             except NotFound:
                 # Replaced since Graph sent it: the replacement's delta catch-up covers the change.
-                report = WorkReport(report.events, report.bookings_updated, report.lifecycle, report.skipped + 1)
+                report = replace(report, skipped=report.skipped + 1)
                 continue
             seen_subscriptions.add((tenant_id, sub_id))
         else:
@@ -88,13 +149,34 @@ def process_message(deps: Dependencies, text: str, *, apply: ApplyObserved | Non
         changes[(tenant_id, mailbox, event_id)] = change
     for (tenant_id, mailbox, event_id), change in changes.items():
         observed = None if change == "deleted" else read_event(deps, tenant_id, mailbox, event_id)
+        if observed is None and not _may_be_gone_from(deps, tenant_id, mailbox, event_id):
+            report = replace(report, foreign=report.foreign + 1)
+            continue
         booking = apply(deps, tenant_id, event_id=event_id, observed=observed, seen_at=deps.clock.now())
-        report = WorkReport(
-            report.events + 1, report.bookings_updated + (booking is not None), report.lifecycle, report.skipped
+        report = replace(
+            report, events=report.events + 1, bookings_updated=report.bookings_updated + (booking is not None)
         )
     for tenant_id, sub_id in seen_subscriptions:
         record_notification(deps, tenant_id, sub_id)
     return report
+
+
+def _may_be_gone_from(deps: Dependencies, tenant_id: str, mailbox: str, event_id: str) -> bool:
+    """Whether "gone from ``mailbox``" may cancel the booking of ``event_id``: only when the booking lives in
+    that mailbox. An id that is no event of the mailbox we read is simply not there (a notification naming
+    another mailbox's event, say), which says nothing about the booking's own event."""
+    try:
+        booking = deps.bookings.find_booking_by_event(tenant_id, event_id)
+    except NotFound:
+        return True  # no booking of ours: the booking core finds nothing to change either
+    if booking.mailbox.strip().lower() == mailbox.strip().lower():
+        return True
+    logger.warning(
+        "Ignored a deletion of an event of tenant %s reported from a mailbox that does not hold its booking %s",
+        tenant_id,
+        booking.booking_id,
+    )
+    return False
 
 
 def read_event(deps: Dependencies, tenant_id: str, mailbox: str, event_id: str) -> ObservedEvent | None:
@@ -111,4 +193,6 @@ def describe(report: WorkReport) -> dict[str, Any]:
         "bookings_updated": report.bookings_updated,
         "lifecycle": report.lifecycle,
         "skipped": report.skipped,
+        "foreign": report.foreign,
+        "retried": report.retried,
     }

@@ -10,7 +10,7 @@ Create and update return the record with its new ETag.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared.config import Settings
@@ -24,6 +24,7 @@ from shared.models import (
     FlowKind,
     MailboxSync,
     ObservedEvent,
+    QueuedMessage,
     Schedule,
     Session,
     SigninResult,
@@ -188,12 +189,32 @@ class SubscriptionStore(Protocol):
 class NotificationQueue(Protocol):
     """The storage queue between the webhook and the notification worker."""
 
-    def send(self, message: str) -> None:
-        """Persist one message. Raises UpstreamUnavailable when the queue cannot be written."""
+    def send(self, message: str, *, delay: timedelta | None = None) -> None:
+        """Persist one message, invisible for ``delay`` first (a delayed retry). Raises UpstreamUnavailable
+        when the queue cannot be written."""
         ...
 
     def poison_count(self) -> int:
         """About how many messages sit in ``<queue>-poison`` (0 when it does not exist)."""
+        ...
+
+    def receive_poison(self, *, max_messages: int, lease: timedelta) -> list[QueuedMessage]:
+        """Up to ``max_messages`` messages of ``<queue>-poison``, each hidden from other readers for
+        ``lease`` (empty when the queue does not exist). Raises UpstreamUnavailable."""
+        ...
+
+    def delete_poison(self, message: QueuedMessage) -> None:
+        """Remove a received poison message (nothing when it is already gone). Raises UpstreamUnavailable."""
+        ...
+
+    def release_poison(self, message: QueuedMessage) -> None:
+        """End a received poison message's lease: visible again at once (nothing when it is gone).
+        Raises UpstreamUnavailable."""
+        ...
+
+    def keep_poison(self, message: QueuedMessage) -> None:
+        """Write the message to ``<queue>-poison`` again without an expiry and delete this copy (poison
+        messages the Functions host writes expire after 7 days). Raises UpstreamUnavailable."""
         ...
 
 

@@ -24,6 +24,12 @@ bookings are covered only by the periodic reconciliation, which reads each of th
 booking that stores a ``calendar_id`` and is live within the delta window is queued for the worker,
 which reads its event (gone means deleted) and applies it through ``apply_observed_event``, exactly
 as for a notification. The health view and the booking's warnings say so.
+
+Poison replay: after its catch-ups, reconciliation moves what reached ``<queue>-poison`` back to the
+queue (attempt counter reset, replay count raised), except messages naming a mailbox whose catch-up
+failed in the same run: Graph does not answer for it yet, so they wait for the next run (rewritten
+without an expiry when theirs is near). Nothing is discarded; the health view shows the poison count
+and how many messages were replayed.
 """
 
 from __future__ import annotations
@@ -40,15 +46,24 @@ from shared.conflicts import retry_on_conflict
 from shared.errors import (
     ConcurrencyConflict,
     DeltaExpired,
+    InvalidRequest,
     NotFound,
     ServiceError,
 )
-from shared.models import BookingStatus, CreatedSubscription, MailboxSync, Subscription
+from shared.models import BookingStatus, CreatedSubscription, MailboxSync, QueuedMessage, Subscription
 from shared.ncrontab import NCrontab
 from shared.ports import Dependencies
 from shared.tokens import with_app_token
 from shared.urls import graph_lifecycle_url, graph_webhook_url
-from shared.webhooks import UNATTRIBUTED, client_state_hash, encode_messages, flush_drops
+from shared.webhooks import (
+    UNATTRIBUTED,
+    QueueEnvelope,
+    client_state_hash,
+    decode_message,
+    encode_messages,
+    flush_drops,
+    forget_unknown_subscriptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +80,22 @@ SECONDARY_CALENDAR_NOTE = (
     "and drift show up at the next reconciliation rather than within seconds."
 )
 DROPPED_NOTE = (
-    "Notifications refused at the webhook. client_state_mismatch and malformed count this tenant's "
-    "subscriptions; unknown_subscription_all_tenants counts notifications naming no subscription we keep, "
+    "Notifications refused at the webhook. client_state_mismatch, wrong_mailbox (a resource naming a mailbox "
+    "other than the subscription's) and malformed count this tenant's subscriptions; "
+    "unknown_subscription_all_tenants counts notifications naming no subscription we keep, "
     "which cannot be tied to a tenant. Each worker flushes its counts at most every 30 seconds, so the "
     "latest drops of other workers may not be included yet."
 )
+POISON_NOTE = (
+    "Messages the worker could not process after its delayed retries (about two minutes) and the host's "
+    "tries. Each reconciliation moves them back to the queue once Graph answers their mailboxes again; "
+    "replayed counts those moves for the whole service."
+)
 LIVE = (BookingStatus.BOOKED, BookingStatus.DRIFTED)
+POISON_SCOPE = "poison"  # the service-wide counters row of the poison-queue replay (webhookdrops table)
+POISON_LEASE = timedelta(minutes=5)  # a received poison message stays hidden while this run decides on it
+POISON_REPLAY_MAX = 512  # poison messages looked at per reconciliation run
+POISON_REWRITE_BEFORE = timedelta(days=2)  # a held message this close to its expiry is rewritten without one
 _known: dict[tuple[str, str], datetime] = {}  # (tenant, mailbox) -> subscription expiry, this worker
 _known_lock = threading.Lock()
 
@@ -159,6 +184,7 @@ def subscribe_mailbox(
         logger.info("Another writer is subscribing a mailbox of tenant %s; leaving it to them", tenant_id)
         return None
     settings = deps.settings
+    mailbox_id = _mailbox_id(deps, tenant_id, mailbox)
     client_state = secrets.token_urlsafe(32)
     expires_at = deps.clock.now() + timedelta(minutes=settings.subscription_minutes)
     resource = f"users/{mailbox}/events"
@@ -185,10 +211,12 @@ def subscribe_mailbox(
             mailbox=mailbox,
             expires_at=created.expires_at,  # what Graph granted, not what we asked for
             client_state_hash=client_state_hash(client_state),
+            mailbox_id=mailbox_id,
             created_at=now,
             last_renewed_at=now,
         )
     )
+    forget_unknown_subscriptions(created.subscription_id)  # this worker may have seen it before it was stored
     previous = claim.subscription_id
     try:
         deps.subscriptions.update_mailbox_sync(
@@ -217,6 +245,17 @@ def subscribe_mailbox(
         except ServiceError as err:
             logger.warning("Delta catch-up after subscribing failed (%s); reconciliation retries", err.code)
     return subscription
+
+
+def _mailbox_id(deps: Dependencies, tenant_id: str, mailbox: str) -> str | None:
+    """The mailbox's Graph user id, the name Graph's notifications give it (None when it cannot be read:
+    the webhook then tells another mailbox only by its address)."""
+    try:
+        user = _app(deps, tenant_id)(lambda token: deps.graph.get_user(token, mailbox))
+    except ServiceError as err:
+        logger.info("Could not read the user id of a mailbox of tenant %s (%s)", tenant_id, err.code)
+        return None
+    return str(user.user_id) or None
 
 
 def _drop_subscription(deps: Dependencies, tenant_id: str, subscription_id: str) -> None:
@@ -487,17 +526,107 @@ def reconcile(deps: Dependencies) -> int:
             queued += reconcile_secondary_calendars(deps, tenant.tenant_id)
         except ServiceError as err:
             logger.warning("Reconciling secondary calendars of tenant %s failed: %s", tenant.tenant_id, err.code)
+    unanswered: set[tuple[str, str]] = set()
     for sync in deps.subscriptions.list_mailbox_syncs():
         try:
             queued += catch_up(deps, sync.tenant_id, sync.mailbox)
         except ServiceError as err:
             logger.warning("Reconciliation of a mailbox of tenant %s failed: %s", sync.tenant_id, err.code)
+            unanswered.add((sync.tenant_id, sync.mailbox.lower()))
             try:
                 current = deps.subscriptions.get_mailbox_sync(sync.tenant_id, sync.mailbox)
                 deps.subscriptions.update_mailbox_sync(replace(current, last_error=f"delta failed: {err.code}"))
             except ServiceError:
                 pass
+    replay_poison(deps, unanswered=unanswered)
     return queued
+
+
+# ---- poison replay ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReplayReport:
+    replayed: int = 0  # moved back to the queue
+    held: int = 0  # left for the next run: Graph did not answer one of their mailboxes in this one
+    unreadable: int = 0  # not a message we wrote: left where it is
+
+
+def replay_poison(
+    deps: Dependencies, *, unanswered: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
+) -> ReplayReport:
+    """Move what reached ``<queue>-poison`` back to the queue, attempt counter reset and replay count raised;
+    a message naming a mailbox in ``unanswered`` ((tenant, lower-cased mailbox) whose Graph catch-up just
+    failed) waits for the next run. Copy first, then delete: a crash duplicates (the worker is idempotent),
+    never loses. Never raises (logged; the next run goes on)."""
+    queue = deps.notification_queue
+    report = ReplayReport()
+    mailboxes: dict[tuple[str, str], str | None] = {}
+    waiting: list[QueuedMessage] = []  # held or unreadable: visible again once this run is over
+    try:
+        while sum((report.replayed, report.held, report.unreadable)) < POISON_REPLAY_MAX:
+            batch = queue.receive_poison(max_messages=32, lease=POISON_LEASE)
+            if not batch:
+                break
+            for message in batch:
+                report, replayed = _replay_one(deps, message, unanswered, mailboxes, report)
+                if not replayed:
+                    waiting.append(message)
+        now = deps.clock.now()
+        for message in waiting:
+            if message.expires_at is not None and message.expires_at - now < POISON_REWRITE_BEFORE:
+                queue.keep_poison(message)
+            else:
+                queue.release_poison(message)
+    except ServiceError as err:
+        logger.warning("Replaying the poison queue failed (%s); the next reconciliation goes on", err.code)
+    if report.replayed:
+        try:
+            deps.subscriptions.add_dropped(POISON_SCOPE, {"replayed": report.replayed})
+        except ServiceError as err:
+            logger.info("Could not count the replayed poison messages (%s)", err.code)
+    if report != ReplayReport():
+        logger.info("Poison queue replay: %s", asdict(report))
+    return report
+
+
+def _replay_one(
+    deps: Dependencies,
+    message: QueuedMessage,
+    unanswered: set[tuple[str, str]] | frozenset[tuple[str, str]],
+    mailboxes: dict[tuple[str, str], str | None],
+    report: ReplayReport,
+) -> tuple[ReplayReport, bool]:
+    try:
+        envelope = decode_message(message.text)
+    except InvalidRequest:
+        logger.warning("A poison message %s is not one we wrote; left in the poison queue", message.message_id)
+        return replace(report, unreadable=report.unreadable + 1), False
+    if _mailboxes_of(deps, envelope, mailboxes) & unanswered:
+        return replace(report, held=report.held + 1), False
+    deps.notification_queue.send(replace(envelope, attempt=0, replays=envelope.replays + 1).encode())
+    deps.notification_queue.delete_poison(message)
+    return replace(report, replayed=report.replayed + 1), True
+
+
+def _mailboxes_of(
+    deps: Dependencies, envelope: QueueEnvelope, known: dict[tuple[str, str], str | None]
+) -> set[tuple[str, str]]:
+    """(tenant, lower-cased mailbox) of every item: named by catch-up items, from our record for the rest."""
+    found: set[tuple[str, str]] = set()
+    for item in envelope.items:
+        tenant_id = item.get("t", "")
+        if item.get("m"):
+            found.add((tenant_id, item["m"].lower()))
+            continue
+        key = (tenant_id, item.get("s", ""))
+        if key not in known:
+            try:
+                known[key] = deps.subscriptions.get_subscription(*key).mailbox.lower()
+            except (NotFound, ValueError):
+                known[key] = None
+        mailbox = known[key]
+        if mailbox is not None:
+            found.add((tenant_id, mailbox))
+    return found
 
 
 def record_notification(deps: Dependencies, tenant_id: str, subscription_id: str) -> None:
@@ -523,15 +652,24 @@ def subscriptions_health(deps: Dependencies, tenant_id: str) -> dict[str, Any]:
     except ServiceError:
         poison = None
     flush_drops(deps, force=True)  # this worker's own latest drops
-    dropped: dict[str, Any] = {"client_state_mismatch": 0, "malformed": 0, "unknown_subscription_all_tenants": 0}
+    dropped: dict[str, Any] = {
+        "client_state_mismatch": 0,
+        "wrong_mailbox": 0,
+        "malformed": 0,
+        "unknown_subscription_all_tenants": 0,
+    }
     try:
         ours = deps.subscriptions.get_dropped(tenant_id)
         unattributed = deps.subscriptions.get_dropped(UNATTRIBUTED)
-        dropped["client_state_mismatch"] = ours.get("client_state_mismatch", 0)
-        dropped["malformed"] = ours.get("malformed", 0)
+        for reason in ("client_state_mismatch", "wrong_mailbox", "malformed"):
+            dropped[reason] = ours.get(reason, 0)
         dropped["unknown_subscription_all_tenants"] = unattributed.get("unknown_subscription", 0)
     except ServiceError:
         dropped = dict.fromkeys(dropped)
+    try:
+        replayed: int | None = deps.subscriptions.get_dropped(POISON_SCOPE).get("replayed", 0)
+    except ServiceError:
+        replayed = None
     dropped["note"] = DROPPED_NOTE
     now = deps.clock.now()
     return {
@@ -555,7 +693,12 @@ def subscriptions_health(deps: Dependencies, tenant_id: str) -> dict[str, Any]:
             for key, s in syncs.items()
             if not s.subscription_id or all(x.mailbox.lower() != key for x in subs)
         ),
-        "poison_queue": {"queue": deps.settings.notification_queue + "-poison", "count": poison},
+        "poison_queue": {
+            "queue": deps.settings.notification_queue + "-poison",
+            "count": poison,
+            "replayed": replayed,
+            "note": POISON_NOTE,
+        },
         "dropped_notifications": dropped,
         "secondary_calendars": SECONDARY_CALENDAR_NOTE,
         "secondary_calendar_bookings": len(secondary_calendar_bookings(deps, tenant_id)),

@@ -41,6 +41,7 @@ from shared.models import (
     FlowKind,
     MailboxSync,
     ObservedEvent,
+    QueuedMessage,
     Schedule,
     ScheduleStatus,
     Session,
@@ -266,7 +267,9 @@ class FakeSubscriptions(_Records):
     def find_secret(self, subscription_id: str) -> SubscriptionSecret:
         self.secret_reads += 1
         sub = self.find_subscription(subscription_id)
-        return SubscriptionSecret(sub.tenant_id, sub.subscription_id, sub.client_state_hash)
+        return SubscriptionSecret(
+            sub.tenant_id, sub.subscription_id, sub.client_state_hash, sub.mailbox, sub.mailbox_id
+        )
 
     def get_mailbox_sync(self, tenant_id: str, mailbox: str) -> MailboxSync:
         return self.get(("sync", tenant_id, mailbox.lower()))  # type: ignore[no-any-return]
@@ -294,16 +297,39 @@ class FakeQueue:
 
     def __init__(self) -> None:
         self.messages: list[str] = []
+        self.delays: list[timedelta | None] = []  # the initial invisibility each message was sent with
         self.poison: list[str] = []
+        self.poison_expiry: dict[str, datetime | None] = {}  # poison text -> its expiry (absent: none)
+        self.leased: set[str] = set()  # poison messages received and not yet visible again
         self.down = False
 
-    def send(self, message: str) -> None:
+    def send(self, message: str, *, delay: timedelta | None = None) -> None:
         if self.down:
             raise UpstreamUnavailable("queue storage is down")
         self.messages.append(message)
+        self.delays.append(delay)
 
     def poison_count(self) -> int:
         return len(self.poison)
+
+    def receive_poison(self, *, max_messages: int, lease: timedelta) -> list[QueuedMessage]:
+        if self.down:
+            raise UpstreamUnavailable("queue storage is down")
+        # The lease hides what was received from the next call; ``leased.clear()`` ends every lease.
+        taken = [m for m in self.poison if m not in self.leased][:max_messages]
+        self.leased |= set(taken)
+        return [QueuedMessage(str(i), "receipt", text, self.poison_expiry.get(text)) for i, text in enumerate(taken)]
+
+    def delete_poison(self, message: QueuedMessage) -> None:
+        if message.text in self.poison:
+            self.poison.remove(message.text)
+
+    def release_poison(self, message: QueuedMessage) -> None:
+        self.leased.discard(message.text)
+
+    def keep_poison(self, message: QueuedMessage) -> None:
+        self.poison_expiry[message.text] = None
+        self.leased.discard(message.text)
 
 
 class FakeCaches:
@@ -536,6 +562,8 @@ class FakeGraph:
         self, token: AccessToken, mailbox: str, *, delta_link: str | None, start: datetime, end: datetime
     ) -> DeltaRound:
         self.delta_calls.append(delta_link)
+        if mailbox.lower() in self.failures:
+            raise self.failures[mailbox.lower()]
         if delta_link is not None and delta_link in self.expired_delta_links:
             raise DeltaExpired("gone", status=410, reason="other")
         events = self.mailbox_events.get(mailbox.lower(), {})

@@ -149,6 +149,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     HTTP_TIMEOUT_SECONDS: '10'
     AVAILABILITY_DEADLINE_SECONDS: '20'
     NOTIFICATION_QUEUE: 'graph-notifications'
+    NOTIFICATION_RETRY_SECONDS: '4'
     SUBSCRIPTION_MINUTES: '10080'
     PURGE_SCHEDULE: '0 */15 * * * *'
     RECOVERY_SCHEDULE: '0 */5 * * * *'

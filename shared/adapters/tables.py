@@ -9,7 +9,7 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
                        PK tenant id          RK "~event~" + sha256(event id)    index: {booking_id}
     slotclaims         PK "{tenant}|{mailbox}" RK cell start "YYYYmmddTHHMMZ"   {booking_id}; one row per grid cell
     subscriptions      PK tenant id          RK subscription id                 health; sha256(clientState)
-    subscriptionsbyid  PK subscription id    RK "subscription"                  index: {tenant_id, client_state_hash}
+    subscriptionsbyid  PK subscription id    RK "subscription"                  index: tenant, clientState hash, mailbox
     mailboxsync        PK tenant id          RK sha256(lower mailbox)           claim, subscription, delta (encrypted)
     webhookdrops       PK "drops"            RK tenant id or "unattributed"     dropped-notification counters
     flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
@@ -1044,6 +1044,8 @@ class TableSubscriptionStore:
             "RowKey": self._INDEX_ROW,
             "tenant_id": entity["PartitionKey"],
             "client_state_hash": subscription.client_state_hash,
+            "mailbox": subscription.mailbox,
+            "mailbox_id": subscription.mailbox_id or "",
         }
         with self._s.translating(f"creating subscription {subscription.subscription_id}"):
             # Index first, so a stored subscription is always findable by id.
@@ -1100,6 +1102,8 @@ class TableSubscriptionStore:
             tenant_id=str(row["tenant_id"]),
             subscription_id=subscription_id,
             client_state_hash=str(row["client_state_hash"]),
+            mailbox=str(row.get("mailbox") or ""),
+            mailbox_id=str(row["mailbox_id"]) if row.get("mailbox_id") else None,
         )
 
     # ---- mailbox sync records ------------------------------------------------------------------

@@ -389,3 +389,132 @@ def test_a_booking_in_an_interviewers_own_calendar_subscribes_it_and_their_decli
     # The renewal timer keeps organizers of upcoming bookings subscribed, and never twice.
     run_timer("renew_subscriptions")
     assert len(synced.cloud_subscriptions(LYNNE)) == 1
+
+
+# ---- a notification touches only its own subscription's mailbox ------------------------------------------
+def test_a_notification_on_one_subscription_never_cancels_a_booking_in_another_mailbox(synced: Synced) -> None:
+    # Lynne's interview lives in her own mailbox; the forged notifications come with the Interviews
+    # subscription's id and clientState (as someone who learned that one secret could send them).
+    booking = synced.book(days=28, interviewers=[ALEX, LYNNE], calendar=LYNNE)
+    world = synced.stack.world
+    ours = synced.subscription_of(INTERVIEWS)
+    [at_graph] = synced.cloud_subscriptions(INTERVIEWS)
+
+    def forged(change: str, mailbox: str) -> dict[str, Any]:
+        user_id = graph.resolve_user(world, mailbox).id
+        return {
+            "subscriptionId": ours["subscription_id"],
+            "clientState": at_graph.client_state,
+            "changeType": change,
+            "resource": f"Users/{user_id}/Events/{booking['event_id']}",
+            "resourceData": {"id": booking["event_id"]},
+            "tenantId": at_graph.tenant_id,
+        }
+
+    posted = httpx.post(
+        f"{synced.stack.base_url}/api/webhooks/graph",
+        json={"value": [forged("deleted", LYNNE), forged("updated", INTERVIEWS), forged("deleted", INTERVIEWS)]},
+    )
+    assert posted.status_code == 202
+    wait_for(
+        "the worker to take the forged notifications",
+        lambda: synced.subscription_of(INTERVIEWS)["last_notification_at"],
+        lambda seen: seen != ours["last_notification_at"],
+    )
+
+    after = synced.booking(booking["id"])
+    assert after["status"] == "booked"
+    assert not [h for h in after["history"] if h["action"] == "drifted"]
+    lynne = graph.resolve_user(world, LYNNE)
+    with world.lock:
+        live = {e.id for e in world.mailbox_events(lynne.id)}
+    assert booking["event_id"] in live  # the event is still live at Graph
+    assert synced.health()["dropped_notifications"]["wrong_mailbox"] == 1  # the one naming Lynne's mailbox
+
+
+# ---- a Graph outage: delayed retries, and the poison queue replayed ---------------------------------------
+def test_a_graph_outage_longer_than_the_hosts_quick_tries_loses_no_notification(
+    synced: Synced, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    from shared.config import Settings
+
+    booking = synced.book()
+    world = synced.stack.world
+    poison_before = synced.health()["poison_queue"]["count"]
+    # The retry delays start at 1 s here (4 s by default), so the outage need not last minutes.
+    settings = Settings.from_env({**os.environ, "NOTIFICATION_RETRY_SECONDS": "1"})
+    set_container(Container(settings, clock=CloudClock(synced.stack)))
+    graph.fail(world, count=1_000_000, status=503, mailbox=INTERVIEWS)
+    try:
+        graph.decline(world, booking["event_id"], ALEX)
+        # Four failed attempts, the last about 15 s into the outage: the host's own five quick tries
+        # (visibilityTimeout 0) would have put the message in the poison queue by then.
+        wait_for("four failed attempts", lambda: caplog.text, lambda text: "failed on attempt 4 " in text, 60)
+    finally:
+        graph.clear_switches(world)
+
+    wait_for("the decline", lambda: synced.attendee(booking["id"], ALEX)["response"], lambda r: r == "declined", 40)
+    retries = {
+        (int(line.split("failed on attempt ")[1].split()[0]), int(line.rsplit("due in ", 1)[1].split()[0]))
+        for line in caplog.text.splitlines()
+        if "queued again, due in" in line
+    }
+    assert {(1, 1), (2, 2), (3, 4), (4, 8)} <= retries  # each retry waits twice as long as the one before
+    assert synced.health()["poison_queue"]["count"] == poison_before
+
+
+def test_what_reaches_the_poison_queue_is_replayed_by_reconciliation_once_graph_answers(synced: Synced) -> None:
+    booking = synced.book()
+    world = synced.stack.world
+    before = synced.health()["poison_queue"]
+    notify.clear_delivery_log(world)
+    graph.block_mailbox(world, INTERVIEWS)  # no retry mends this: straight to the host's tries, then poison
+    try:
+        graph.decline(world, booking["event_id"], ALEX)
+        notify.wait_for_deliveries(
+            world, lambda log: any(r.kind == "change" for r in log) and notify.pending_count(world) == 0
+        )
+        wait_for("the poison queue", synced.health, lambda h: h["poison_queue"]["count"] > before["count"], 40)
+
+        run_timer("reconcile_subscriptions")  # Graph still refuses the Interviews mailbox: the message waits
+
+        held = synced.health()["poison_queue"]
+        assert held["count"] >= 1 and synced.attendee(booking["id"], ALEX)["response"] == "none"
+    finally:
+        graph.block_mailbox(world, INTERVIEWS, blocked=False)
+
+    run_timer("reconcile_subscriptions")
+
+    synced.wait_for_response(booking["id"], ALEX, "declined")
+    replayed = wait_for("the poison queue emptied", synced.health, lambda h: h["poison_queue"]["count"] == 0)
+    assert replayed["poison_queue"]["replayed"] >= 1
+
+
+# ---- an anonymous flood costs one lookup per distinct id and one log line ----------------------------------
+def test_an_anonymous_flood_naming_one_unknown_subscription_logs_one_line(
+    e2e: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    unknown = str(uuid.uuid4())
+    body = {
+        "value": [
+            {
+                "subscriptionId": unknown,
+                "clientState": "guessed",
+                "changeType": "updated",
+                "resource": f"Users/{uuid.uuid4()}/Events/AAMk{i}",
+                "resourceData": {"id": f"AAMk{i}"},
+                "tenantId": str(uuid.uuid4()),
+            }
+            for i in range(1000)
+        ]
+    }
+    caplog.clear()
+
+    posted = httpx.post(f"{e2e.base_url}/api/webhooks/graph", json=body)
+
+    assert posted.status_code == 202
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.webhooks"]
+    assert len(lines) == 1 and "1000" in lines[0]
+    assert sum(len(line) for line in lines) < 400  # not 1,000 lines (152 KiB)

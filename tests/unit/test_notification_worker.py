@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from shared.errors import InvalidRequest, UpstreamUnavailable
-from shared.models import Booking, ObservedEvent, Subscription
-from shared.notifications import process_message
+from shared.errors import GraphRequestFailed, InvalidRequest, UpstreamUnavailable
+from shared.models import Booking, BookingStatus, ObservedEvent, Subscription
+from shared.notifications import MAX_DELAYED_RETRIES, process_message, retry_delay, run_message
 from shared.webhooks import encode_messages
 from tests.kit import TENANT_A, FakeDeps, consented
 
@@ -101,3 +102,101 @@ def test_a_failure_raises_so_the_queue_delivers_again() -> None:
 def test_a_message_we_did_not_write_is_refused() -> None:
     with pytest.raises(InvalidRequest):
         process_message(setup(), '{"hello": 1}', apply=Recorder())
+
+
+# ---- a notification touches only its own subscription's mailbox ----------------------------------------
+LYNNE = "lynne.robbins@contoso.example"
+
+
+def booked_in(deps: FakeDeps, mailbox: str, event_id: str) -> Booking:
+    start = datetime(2026, 12, 2, 10, tzinfo=UTC)
+    return deps.bookings.create_booking(
+        Booking(
+            TENANT_A,
+            f"b-{event_id}",
+            mailbox,
+            start,
+            start + timedelta(hours=1),
+            "Interview",
+            status=BookingStatus.BOOKED,
+            event_id=event_id,
+        )
+    )
+
+
+def test_a_notification_naming_another_mailboxs_event_cancels_nothing() -> None:
+    deps = setup()
+    booking = booked_in(deps, LYNNE, "AAMkLynne")  # the event lives in Lynne's mailbox, not in sub-1's
+    start = booking.start
+    deps.events.add(ObservedEvent("AAMkLynne", LYNNE, start, start + timedelta(hours=1), booking_id=booking.booking_id))
+
+    for change in ("updated", "deleted"):  # read in the Interviews mailbox: 404 there; or reported deleted
+        report = process_message(deps, message({"t": TENANT_A, "s": "sub-1", "c": change, "e": "AAMkLynne"}))
+        assert (report.foreign, report.bookings_updated) == (1, 0)
+
+    assert deps.bookings.get_booking(TENANT_A, booking.booking_id).status is BookingStatus.BOOKED
+
+
+def test_a_deletion_seen_in_the_bookings_own_mailbox_still_cancels_it() -> None:
+    deps = setup()
+    booking = booked_in(deps, MAILBOX, "AAMkGone")
+
+    report = process_message(deps, message({"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMkGone"}))
+
+    assert (report.foreign, report.bookings_updated) == (0, 1)
+    assert deps.bookings.get_booking(TENANT_A, booking.booking_id).status is BookingStatus.CANCELLED
+
+
+# ---- retries back off; the last one goes to the host and the poison queue -------------------------------
+def unavailable(*args: Any, **kwargs: Any) -> Booking | None:
+    raise GraphRequestFailed("Graph is unavailable", status=503, reason="unavailable")
+
+
+def test_a_transient_failure_is_queued_again_with_a_doubling_delay_past_a_minute_then_raised() -> None:
+    deps = setup()
+    text = message({"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMk1"})
+
+    for attempt in range(MAX_DELAYED_RETRIES):
+        report = run_message(deps, text, apply=unavailable)
+        assert report.retried == 1
+        text = deps.notification_queue.messages[-1]
+        assert json.loads(text)["a"] == attempt + 1
+    with pytest.raises(GraphRequestFailed):
+        run_message(deps, text, apply=unavailable)  # the host's tries, then the poison queue
+
+    delays = [d.total_seconds() for d in deps.notification_queue.delays if d is not None]
+    assert delays == [4, 8, 16, 32, 64]
+    assert sum(delays) > 60
+    assert json.loads(text)["n"] == [{"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMk1"}]
+
+
+def test_a_retried_message_is_applied_once_graph_answers() -> None:
+    deps, apply = setup(), Recorder()
+    run_message(deps, message({"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMk1"}), apply=unavailable)
+
+    report = run_message(deps, deps.notification_queue.messages[-1], apply=apply)
+
+    assert (report.events, report.retried) == (1, 0) and len(apply.calls) == 1
+
+
+def test_a_failure_that_a_retry_cannot_mend_raises_at_once() -> None:
+    deps = setup()
+
+    def blocked(*args: Any, **kwargs: Any) -> Booking | None:
+        raise GraphRequestFailed("an access policy", status=403, reason="access_policy")
+
+    with pytest.raises(GraphRequestFailed):
+        run_message(deps, message({"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMk1"}), apply=blocked)
+    assert deps.notification_queue.messages == []
+
+
+def test_when_the_retry_cannot_be_queued_the_failure_raises_so_the_host_keeps_the_message() -> None:
+    deps = setup()
+    deps.notification_queue.down = True
+
+    with pytest.raises(UpstreamUnavailable):
+        run_message(deps, message({"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMk1"}), apply=unavailable)
+
+
+def test_the_retry_delay_doubles_from_the_setting_in_whole_seconds() -> None:
+    assert [retry_delay(1.5, a).total_seconds() for a in range(4)] == [2, 3, 6, 12]

@@ -261,3 +261,74 @@ def test_organizers_of_upcoming_bookings_are_among_the_mailboxes_to_keep_subscri
     mailboxes = core.tenant_mailboxes(deps, TENANT_A)
     assert "lynne@contoso.example" in mailboxes
     assert "gone@contoso.example" not in mailboxes and "past@contoso.example" not in mailboxes
+
+
+# ---- the poison queue is replayed once Graph answers again ------------------------------------------------
+def poisoned(deps: FakeDeps, mailbox: str, *, attempt: int = 5) -> str:
+    from shared.webhooks import QueueEnvelope
+
+    [sub] = [s for s in deps.subscriptions.list_subscriptions(TENANT_A) if s.mailbox == mailbox]
+    item = {"t": TENANT_A, "s": sub.subscription_id, "c": "updated", "e": "AAMkDeclined"}
+    text = QueueEnvelope("change", (item,), deps.clock.now().isoformat(), attempt=attempt).encode()
+    deps.notification_queue.poison.append(text)
+    return text
+
+
+def test_reconciliation_holds_poison_while_graph_fails_its_mailbox_then_replays_it() -> None:
+    from shared.errors import GraphRequestFailed
+
+    deps = deps_with_schedule()
+    core.renew_subscriptions(deps)
+    text = poisoned(deps, INTERVIEWS)
+    near_expiry = deps.clock.now() + timedelta(days=1)
+    deps.notification_queue.poison_expiry[text] = near_expiry  # the host's copy expires 7 days after it was made
+    deps.graph.failures[INTERVIEWS] = GraphRequestFailed("down", status=503, reason="unavailable")
+    deps.notification_queue.messages.clear()
+
+    core.reconcile(deps)
+
+    assert deps.notification_queue.poison == [text]  # held: Graph did not answer that mailbox
+    assert deps.notification_queue.poison_expiry[text] is None  # and rewritten without an expiry
+    assert deps.notification_queue.messages == []
+    assert core.subscriptions_health(deps, TENANT_A)["poison_queue"]["replayed"] == 0
+
+    del deps.graph.failures[INTERVIEWS]
+    assert deps.notification_queue.leased == set()  # the held message is visible again for the next run
+    core.reconcile(deps)
+
+    assert deps.notification_queue.poison == []
+    [replayed] = [json.loads(m) for m in deps.notification_queue.messages if json.loads(m)["k"] == "change"]
+    assert replayed["n"] == json.loads(text)["n"]
+    assert (replayed.get("a", 0), replayed["r"]) == (0, 1)  # a fresh round of retries, and counted as a replay
+    poison = core.subscriptions_health(deps, TENANT_A)["poison_queue"]
+    assert (poison["count"], poison["replayed"]) == (0, 1)
+
+
+def test_a_poison_message_we_did_not_write_is_left_alone() -> None:
+    deps = deps_with_schedule()
+    deps.notification_queue.poison.append("not ours")
+
+    report = core.replay_poison(deps)
+
+    assert (report.replayed, report.unreadable) == (0, 1)
+    assert deps.notification_queue.poison == ["not ours"] and deps.notification_queue.messages == []
+
+
+def test_replay_never_raises_when_the_poison_queue_cannot_be_read() -> None:
+    deps = deps_with_schedule()
+    deps.notification_queue.down = True
+
+    assert core.replay_poison(deps) == core.ReplayReport()
+
+
+def test_a_new_subscription_records_its_mailboxs_user_id_for_the_webhook() -> None:
+    from shared.models import DirectoryUser
+
+    deps = deps_with_schedule()
+    deps.graph.users[TENANT_A] = {INTERVIEWS: DirectoryUser("id-interviews", INTERVIEWS, "Interviews")}
+
+    core.ensure_mailbox_subscription(deps, TENANT_A, INTERVIEWS)
+
+    [sub] = deps.subscriptions.list_subscriptions(TENANT_A)
+    secret = deps.subscriptions.find_secret(sub.subscription_id)
+    assert (sub.mailbox_id, secret.mailbox_id, secret.mailbox) == ("id-interviews", "id-interviews", INTERVIEWS)

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from shared import webhooks
 from shared.errors import InvalidRequest, UpstreamUnavailable
 from shared.models import Subscription
 from shared.webhooks import (
     DROP_FLUSH_INTERVAL,
     UNATTRIBUTED,
+    UNKNOWN_MAX_ENTRIES,
+    UNKNOWN_TTL,
+    IntakeResult,
     accept_notifications,
     client_state_hash,
     flush_drops,
+    forget_unknown_subscriptions,
     validation_answer,
 )
 from tests.kit import TENANT_A, TENANT_B, FakeDeps
@@ -174,3 +180,85 @@ def test_secret_lookups_are_answered_from_the_worker_memory() -> None:
         accept_notifications(deps, {"value": [change()]}, lifecycle=False)
 
     assert inner.secret_reads == 1
+
+
+# ---- an anonymous flood costs one lookup per distinct id and one log line -------------------------------
+@pytest.fixture
+def no_unknown_memory() -> None:
+    forget_unknown_subscriptions()
+
+
+def test_a_flood_naming_one_unknown_subscription_costs_one_read_and_one_log_line(
+    no_unknown_memory: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    deps = drained()
+    caplog.set_level(logging.DEBUG, logger="shared.webhooks")
+    flood = {"value": [change(sub_id="sub-unknown", event_id=f"AAMk{i}") for i in range(1000)]}
+
+    result = accept_notifications(deps, flood, lifecycle=False)
+
+    assert (result.queued, result.dropped) == (0, 1000)
+    assert deps.subscriptions.secret_reads == 1
+    [line] = [r for r in caplog.records if r.name == "shared.webhooks"]
+    assert "1000" in line.getMessage() and len(line.getMessage()) < 300
+
+    accept_notifications(deps, flood, lifecycle=False)  # the next flood, inside the memory's TTL
+    assert deps.subscriptions.secret_reads == 1
+    deps.clock.advance(seconds=UNKNOWN_TTL.total_seconds())
+    accept_notifications(deps, flood, lifecycle=False)
+    assert deps.subscriptions.secret_reads == 2
+    flush_drops(deps, force=True)
+    assert deps.subscriptions.get_dropped(UNATTRIBUTED) == {"unknown_subscription": 3000}
+
+
+def test_each_distinct_subscription_is_looked_up_once_per_request(no_unknown_memory: None) -> None:
+    deps = FakeDeps()
+    subscribed(deps, "sub-1")
+    subscribed(deps, "sub-2")
+    body = {"value": [change(sub_id=s, event_id=f"AAMk{i}") for i in range(100) for s in ("sub-1", "sub-2", "sub-x")]}
+
+    result = accept_notifications(deps, body, lifecycle=False)
+
+    assert (result.queued, result.dropped) == (200, 100)
+    assert deps.subscriptions.secret_reads == 3
+
+
+def test_the_unknown_memory_is_small_and_forgets_an_id_once_it_is_stored(no_unknown_memory: None) -> None:
+    deps = FakeDeps()
+    for i in range(UNKNOWN_MAX_ENTRIES + 10):
+        accept_notifications(deps, {"value": [change(sub_id=f"sub-gone-{i}")]}, lifecycle=False)
+    assert len(webhooks._unknown) == UNKNOWN_MAX_ENTRIES
+
+    accept_notifications(deps, {"value": [change(sub_id="sub-1")]}, lifecycle=False)
+    subscribed(deps, "sub-1")
+    forget_unknown_subscriptions("sub-1")  # what subscribing does in this worker
+    assert accept_notifications(deps, {"value": [change(sub_id="sub-1")]}, lifecycle=False).queued == 1
+
+
+# ---- a resource naming another mailbox -------------------------------------------------------------------
+def test_a_resource_naming_another_mailbox_is_dropped_and_counted() -> None:
+    deps = drained()
+    sub = subscribed(deps)
+    deps.subscriptions.update_subscription(replace(sub, mailbox_id="id-interviews"))
+
+    def posted(resource: str, event_id: str = "AAMk1") -> IntakeResult:
+        item = {**change(event_id=event_id), "resource": resource}
+        return accept_notifications(deps, {"value": [item]}, lifecycle=False)
+
+    assert posted("Users/id-interviews/Events/AAMk1").queued == 1
+    assert posted("Users('ID-INTERVIEWS')/Events('AAMk1')").queued == 1
+    assert posted("users/interviews@contoso.example/events/AAMk1").queued == 1
+    assert posted("Users/id-lynne/Events/AAMk1").dropped == 1
+    assert posted("Users/lynne.robbins@contoso.example/Events/AAMk1").dropped == 1
+    assert posted("Users/id-interviews/Events/AAMkOther").dropped == 1  # the event named twice, differently
+    flush_drops(deps, force=True)
+    assert deps.subscriptions.get_dropped(TENANT_A) == {"wrong_mailbox": 2, "malformed": 1}
+
+
+def test_without_a_recorded_user_id_only_another_address_can_be_told_apart() -> None:
+    deps = drained()
+    subscribed(deps)  # a record written before the user id was kept
+
+    assert accept_notifications(deps, {"value": [change()]}, lifecycle=False).queued == 1  # "Users/x/..."
+    other = {**change(), "resource": "Users/lynne.robbins@contoso.example/Events/AAMkEvent1"}
+    assert accept_notifications(deps, {"value": [other]}, lifecycle=False).dropped == 1
