@@ -192,7 +192,7 @@ def _busy_people(
     people = [*required, *optional]
     if not people:
         return [], []
-    deadline = time.monotonic() + deps.settings.availability_deadline_seconds
+    deadline = deps.settings.availability_deadline()
     try:
         schedules = deps.graph.get_schedules(_user_access(ctx), people, start, end, deadline=deadline)
     except GraphRequestFailed as err:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -91,6 +92,11 @@ class Settings:
             renewal_schedule=env.get("RENEWAL_SCHEDULE", "").strip() or None,
             subscription_minutes=int(num("SUBSCRIPTION_MINUTES", 10080)),
         )
+
+    def availability_deadline(self) -> float:
+        """The ``time.monotonic()`` instant by which every Graph read of one free/busy answer must
+        be done: ``AVAILABILITY_DEADLINE_SECONDS`` from now, taken once per request, never per read."""
+        return time.monotonic() + self.availability_deadline_seconds
 
     def require(self, name: str) -> str:
         """Return a required setting by its environment name, or raise one clear error naming it."""

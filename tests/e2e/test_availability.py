@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -238,6 +239,49 @@ def test_people_not_read_by_the_deadline_are_reported_as_timeouts(recruiter: Any
     answer = response.json()
     assert answer["slots"] == []
     assert {(p["status"], p["reason"]) for p in answer["interviewers"]} == {("unreadable", "timeout")}
+
+
+DEADLINE = 2.0  # AVAILABILITY_DEADLINE_SECONDS for the tests below; production's is 20
+MARGIN = 1.0  # what the answer may take past the deadline (the slot engine, storage, the host)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        pytest.param(lambda world: graph_controls.set_latency(world, 3 * DEADLINE), "timeout", id="slow-graph"),
+        pytest.param(
+            lambda world: graph_controls.fail(world, count=1000, status=500, mailbox=RECRUITER),
+            "timeout",
+            id="graph-answers-500",
+        ),
+        pytest.param(
+            lambda world: graph_controls.throttle(world, count=1000, retry_after=DEADLINE + 1, mailbox=RECRUITER),
+            "throttled",
+            id="retry-after-past-the-deadline",
+        ),
+    ],
+)
+def test_one_deadline_covers_the_whole_request(
+    recruiter: Any, e2e: Stack, fault: Callable[[Any], None], reason: str
+) -> None:
+    # Nothing fits (nobody can be read), so the answer also tries the explanation's wider read:
+    # that read, every retry and every backoff share the request's one deadline.
+    os.environ["AVAILABILITY_DEADLINE_SECONDS"] = str(DEADLINE)
+    set_container(None)
+    fault(e2e.world)
+    try:
+        began = time.monotonic()
+        response = _ask(recruiter, {"interviewers": [ALEX, LYNNE], **_window(_monday(3)), "duration_minutes": 30})
+        took = time.monotonic() - began
+    finally:
+        graph_controls.clear_switches(e2e.world)
+        os.environ.pop("AVAILABILITY_DEADLINE_SECONDS", None)
+        set_container(None)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["slots"] == []
+    assert {(p["status"], p["reason"]) for p in answer["interviewers"]} == {("unreadable", reason)}
+    assert took < DEADLINE + MARGIN, f"answered after {took:.2f} s with a {DEADLINE} s deadline"
 
 
 def test_a_dead_user_token_answers_reauth_required_not_an_empty_calendar(recruiter: Any, e2e: Stack) -> None:
