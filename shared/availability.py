@@ -152,8 +152,8 @@ def find_availability(deps: Dependencies, ctx: RequestContext, request: Availabi
     rules = _rules(options, request.duration, deps.clock.now())
     panel = _panel(request.panel)
     schedules, persons = _fetch(deps, ctx, people, options, timedelta(0), deadline)
-    search = find_slots(panel, persons, options.start, options.end, rules)
-    if not search.slots and time.monotonic() < deadline:
+    search = find_slots(panel, persons, options.start, options.end, rules, limit=request.max_slots, after=request.after)
+    if not search.total and time.monotonic() < deadline:
         # Only when nothing fits, and time is left: read two more weeks so the explanation can say
         # how far to widen. Someone this read loses would look unreadable where they were read, or
         # free where they were not: then the first answer stands, without that suggestion.
@@ -161,9 +161,16 @@ def find_availability(deps: Dependencies, ctx: RequestContext, request: Availabi
         if not _lost_anyone(schedules, wider):
             schedules, persons = wider, wider_persons
             search = find_slots(
-                panel, persons, options.start, options.end, rules, horizon_end=options.end + EXPLANATION_HORIZON
+                panel,
+                persons,
+                options.start,
+                options.end,
+                rules,
+                horizon_end=options.end + EXPLANATION_HORIZON,
+                limit=request.max_slots,
+                after=request.after,
             )
-    logger.info("availability: %d people, %d slots", len(people), len(search.slots))
+    logger.info("availability: %d people, %d slots, %d on this page", len(people), search.total, len(search.slots))
     return AvailabilityAnswer(time_zone_name=options.time_zone_name, schedules=tuple(schedules), search=search)
 
 
