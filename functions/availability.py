@@ -31,13 +31,17 @@ def availability(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResp
     request = parse_availability_request(read_json(req))
     answer = find_availability(get_container(), ctx, request)
     zone, window = request.options.time_zone, (request.options.start, request.options.end)
+    slots = answer.search.slots
     return json_response(
         {
             "time_zone": answer.time_zone_name,
             "slots": [
                 {"start": _at(s.start, zone), "end": _at(s.end, zone), "interviewers": list(s.interviewers)}
-                for s in answer.search.slots
+                for s in slots
             ],
+            "total_slots": answer.search.total,
+            # The same request with these fields added gives the next page.
+            "next": {"after": _at(slots[-1].start, zone)} if answer.search.more and slots else None,
             "interviewers": [_schedule(s, zone, window) for s in answer.schedules],
             "explanation": _explanation(answer.search.explanation, zone),
         }

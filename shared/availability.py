@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from shared.availability_request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
 from shared.errors import ReauthRequired
 from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
-from shared.models import AccessToken, AttendeeResponse, BookingStatus, Schedule
+from shared.models import AccessToken, AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext
 from shared.slots import Panel, Person, Pool, SlotRules, SlotSearch, find_slots
@@ -75,11 +75,15 @@ def _user_access(ctx: RequestContext) -> AccessToken:
 
 
 def _read_schedules(
-    deps: Dependencies, ctx: RequestContext, people: Sequence[str], start: datetime, end: datetime
+    deps: Dependencies,
+    ctx: RequestContext,
+    people: Sequence[str],
+    start: datetime,
+    end: datetime,
+    deadline: float,
 ) -> list[Schedule]:
     """Raises ReauthRequired when Graph refuses the user's own token and a refresh does not help:
     never an empty calendar."""
-    deadline = time.monotonic() + deps.settings.availability_deadline_seconds
     return with_user_token(
         deps,
         ctx.user,
@@ -119,37 +123,64 @@ def _caps_apply(options: SlotOptions) -> bool:
 
 
 def _fetch(
-    deps: Dependencies, ctx: RequestContext, people: Sequence[str], options: SlotOptions, extra: timedelta
+    deps: Dependencies,
+    ctx: RequestContext,
+    people: Sequence[str],
+    options: SlotOptions,
+    extra: timedelta,
+    deadline: float,
 ) -> tuple[list[Schedule], dict[str, Person]]:
     fetch_start = options.start - options.buffer_before
     fetch_end = options.end + options.buffer_after + extra
-    schedules = _read_schedules(deps, ctx, people, fetch_start, fetch_end)
+    schedules = _read_schedules(deps, ctx, people, fetch_start, fetch_end, deadline)
     booked = _booked(deps, ctx.tenant_id, people, fetch_start, fetch_end) if _caps_apply(options) else {}
     return schedules, _people(schedules, booked)
 
 
+def _lost_anyone(first: Sequence[Schedule], second: Sequence[Schedule]) -> bool:
+    """Whether someone read the first time could not be read the second (the deadline, usually)."""
+    again = {s.email: s.status for s in second}
+    return any(s.status is ScheduleStatus.OK and again.get(s.email) is not ScheduleStatus.OK for s in first)
+
+
 def find_availability(deps: Dependencies, ctx: RequestContext, request: AvailabilityRequest) -> AvailabilityAnswer:
-    """Bookable slots for the panel. Raises ReauthRequired, UpstreamError; no slot is a value."""
+    """Bookable slots for the panel. Raises ReauthRequired, UpstreamError; no slot is a value.
+
+    One deadline covers every Graph read of the answer, the explanation's wider read included:
+    whoever is not read by then is unreadable (timeout), never free."""
+    deadline = deps.settings.availability_deadline()
     options = request.options
     people = request.panel.people
     rules = _rules(options, request.duration, deps.clock.now())
     panel = _panel(request.panel)
-    schedules, persons = _fetch(deps, ctx, people, options, timedelta(0))
-    search = find_slots(panel, persons, options.start, options.end, rules)
-    if not search.slots:
-        # Only when nothing fits: read two more weeks so the explanation can say how far to widen.
-        schedules, persons = _fetch(deps, ctx, people, options, EXPLANATION_HORIZON)
-        search = find_slots(
-            panel, persons, options.start, options.end, rules, horizon_end=options.end + EXPLANATION_HORIZON
-        )
-    logger.info("availability: %d people, %d slots", len(people), len(search.slots))
+    schedules, persons = _fetch(deps, ctx, people, options, timedelta(0), deadline)
+    search = find_slots(panel, persons, options.start, options.end, rules, limit=request.max_slots, after=request.after)
+    if not search.total and time.monotonic() < deadline:
+        # Only when nothing fits, and time is left: read two more weeks so the explanation can say
+        # how far to widen. Someone this read loses would look unreadable where they were read, or
+        # free where they were not: then the first answer stands, without that suggestion.
+        wider, wider_persons = _fetch(deps, ctx, people, options, EXPLANATION_HORIZON, deadline)
+        if not _lost_anyone(schedules, wider):
+            schedules, persons = wider, wider_persons
+            search = find_slots(
+                panel,
+                persons,
+                options.start,
+                options.end,
+                rules,
+                horizon_end=options.end + EXPLANATION_HORIZON,
+                limit=request.max_slots,
+                after=request.after,
+            )
+    logger.info("availability: %d people, %d slots, %d on this page", len(people), search.total, len(search.slots))
     return AvailabilityAnswer(time_zone_name=options.time_zone_name, schedules=tuple(schedules), search=search)
 
 
 def find_interview_loops(deps: Dependencies, ctx: RequestContext, request: LoopRequest) -> LoopAnswer:
     """The best schedules for an ordered loop of sessions. Raises ReauthRequired, UpstreamError."""
     options = request.options
-    schedules, persons = _fetch(deps, ctx, request.people, options, timedelta(0))
+    deadline = deps.settings.availability_deadline()
+    schedules, persons = _fetch(deps, ctx, request.people, options, timedelta(0), deadline)
     sessions = tuple(LoopSession(name=s.name, duration=s.duration, panel=_panel(s.panel)) for s in request.sessions)
     rules = LoopRules(
         interval=options.interval,

@@ -21,6 +21,10 @@ MAX_WINDOW_MONTHS = 6
 MAX_DURATION = timedelta(hours=8)
 MAX_SESSIONS = 8
 MAX_RESULTS = 50
+# Slots per answer: each lists up to 200 people, so a whole 6-month grid (tens of thousands of
+# slots) is paged instead; the next page continues after the last slot's start.
+DEFAULT_SLOTS = 100
+MAX_SLOTS = 1000
 INTERVALS = range(5, 241)
 # Syntax only (RFC 5322 dot-atom local part, a dotted domain); deliverability is Graph's business.
 _EMAIL = re.compile(
@@ -72,6 +76,8 @@ class AvailabilityRequest:
     panel: PanelSpec
     duration: timedelta
     options: SlotOptions
+    max_slots: int = DEFAULT_SLOTS
+    after: datetime | None = None  # only slots that start after it (the previous page's `next`)
 
 
 @dataclass(frozen=True)
@@ -293,7 +299,16 @@ def parse_availability_request(body: Mapping[str, Any]) -> AvailabilityRequest:
     panel = _panel(body)
     _check_people(panel.people)
     duration = _duration(body)
-    return AvailabilityRequest(panel=panel, duration=duration, options=_options(body))
+    options = _options(body)
+    max_slots = _int(body, "max_slots", DEFAULT_SLOTS, low=1, high=MAX_SLOTS)
+    after = body.get("after")
+    return AvailabilityRequest(
+        panel=panel,
+        duration=duration,
+        options=options,
+        max_slots=DEFAULT_SLOTS if max_slots is None else max_slots,
+        after=None if after is None else _datetime(after, "after"),
+    )
 
 
 def parse_loop_request(body: Mapping[str, Any]) -> LoopRequest:

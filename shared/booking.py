@@ -204,7 +204,7 @@ def _busy_people(
     people = [*required, *optional]
     if not people:
         return [], []
-    deadline = time.monotonic() + deps.settings.availability_deadline_seconds
+    deadline = deps.settings.availability_deadline()
     schedules = with_user_token(
         deps,
         ctx.user,

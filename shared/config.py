@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -173,6 +174,11 @@ class Settings:
     def missing_required(self) -> tuple[str, ...]:
         """The names of ``REQUIRED_SETTINGS`` that are not set, in their listed order."""
         return tuple(name for name in REQUIRED_SETTINGS if not getattr(self, _REQUIRED[name]))
+
+    def availability_deadline(self) -> float:
+        """The ``time.monotonic()`` instant by which every Graph read of one free/busy answer must
+        be done: ``AVAILABILITY_DEADLINE_SECONDS`` from now, taken once per request, never per read."""
+        return time.monotonic() + self.availability_deadline_seconds
 
     def require(self, name: str) -> str:
         """Return a required setting by its environment name, or raise one clear error naming it."""

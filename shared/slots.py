@@ -2,7 +2,7 @@
 
 Pure functions over ``shared.models`` values; no I/O. The interface::
 
-    find_slots(panel, people, start, end, rules, *, horizon_end=None) -> SlotSearch
+    find_slots(panel, people, start, end, rules, *, horizon_end=None, limit=None, after=None) -> SlotSearch
 
 - ``panel``: a :class:`Panel` of ``required`` and ``optional`` addresses and :class:`Pool` s
   (``need`` of ``members``). Nobody may be named twice in one panel.
@@ -13,6 +13,10 @@ Pure functions over ``shared.models`` values; no I/O. The interface::
 - ``rules``: :class:`SlotRules`.
 - ``horizon_end``: how far the caller's data reaches (``>= end``); only used to suggest a wider
   window when nothing fits.
+- ``limit``/``after``: one page: the first ``limit`` slots that start after ``after``. Only they are
+  built (a slot lists up to 200 people); ``total`` counts the whole window, ``more`` says whether
+  slots start after the page's last, whose start is the next page's ``after``: no slot is lost or
+  repeated between pages.
 
 It returns :class:`SlotSearch`: the :class:`Slot` s in time order (``start``/``end`` in
 ``rules.time_zone``; ``interviewers`` = every required person, then each pool's free members in
@@ -197,8 +201,10 @@ class Explanation:
 
 @dataclass(frozen=True)
 class SlotSearch:
-    slots: tuple[Slot, ...]
-    explanation: Explanation | None
+    slots: tuple[Slot, ...]  # one page: at most ``limit`` slots, those starting after ``after``
+    explanation: Explanation | None  # only when the whole window has no slot
+    total: int = 0  # slots in the whole window, on every page
+    more: bool = False  # slots start after the last one of this page
 
 
 # ---- the search -----------------------------------------------------------------------------------
@@ -210,16 +216,27 @@ def find_slots(
     rules: SlotRules,
     *,
     horizon_end: datetime | None = None,
+    limit: int | None = None,
+    after: datetime | None = None,
 ) -> SlotSearch:
-    """Every bookable slot for ``panel`` in ``[start, end]``, or an explanation when there is none.
+    """The bookable slots for ``panel`` in ``[start, end]`` (the first ``limit`` of those that start
+    after ``after``; None: all), or an explanation when the window has none.
 
-    Raises ValueError for naive datetimes, a non-positive duration or interval, an interval that is
-    not whole minutes, negative buffers, or a malformed panel (see :meth:`Panel.people`)."""
+    Only the slots of the page are built: the rest of the window is bits of one mask, counted in
+    ``total`` and ``more``. Raises ValueError for naive datetimes, a non-positive duration, interval
+    or limit, an interval that is not whole minutes, negative buffers, or a malformed panel (see
+    :meth:`Panel.people`)."""
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be positive")
     engine = Engine(people, panel.people(), start, end, rules, (rules.duration,))
-    slots = engine.slots(panel, rules.duration)
-    if slots:
-        return SlotSearch(slots, None)
-    return SlotSearch((), explain(engine, panel, people, start, end, rules, horizon_end))
+    masks = engine.panel_masks(panel, rules.duration)
+    final = engine.final(panel, rules.duration, masks)
+    if not final:
+        return SlotSearch((), explain(engine, panel, people, start, end, rules, horizon_end))
+    later = final & ~((1 << engine.first_after(_aware(after, "after").timestamp())) - 1) if after else final
+    page = first_bits(later, limit)
+    slots = engine.listed(panel, rules.duration, page, masks)
+    return SlotSearch(slots, None, total=final.bit_count(), more=later != page)
 
 
 def count_slots(panel: Panel, people: Mapping[str, Person], start: datetime, end: datetime, rules: SlotRules) -> int:
@@ -290,6 +307,17 @@ def bit_positions(mask: int) -> list[int]:
         out.append(i)
         i = text.find("1", i + 1)
     return out
+
+
+def first_bits(mask: int, count: int | None) -> int:
+    """``mask`` with only its ``count`` lowest set bits kept (None: all of them)."""
+    if count is None or mask.bit_count() <= count:
+        return mask
+    text = bin(mask)[:1:-1]  # lowest bit first
+    i = -1
+    for _ in range(count):
+        i = text.find("1", i + 1)
+    return mask & ((1 << (i + 1)) - 1)
 
 
 def _mask_of(indexes: Iterable[int]) -> int:
@@ -554,9 +582,23 @@ class Engine:
             out &= at_least([masks[m] & out for m in pool.members], pool.need, self.full)
         return out
 
+    def first_after(self, instant: float) -> int:
+        """The first cell that starts after ``instant``."""
+        return min(max(math.floor((instant - self.t0) / self.g) + 1, 0), self.n)
+
+    def panel_masks(self, panel: Panel, duration: timedelta) -> dict[str, int]:
+        return {name: self.ok_mask(name, duration) for name in panel.people()}
+
+    def starts(self, panel: Panel, duration: timedelta) -> list[int]:
+        """The start instants (UTC seconds) of every slot, without listing who is free in each."""
+        return [self.cell_start(k) for k in bit_positions(self.final(panel, duration))]
+
     def slots(self, panel: Panel, duration: timedelta) -> tuple[Slot, ...]:
-        masks = {name: self.ok_mask(name, duration) for name in panel.people()}
-        final = self.final(panel, duration, masks)
+        masks = self.panel_masks(panel, duration)
+        return self.listed(panel, duration, self.final(panel, duration, masks), masks)
+
+    def listed(self, panel: Panel, duration: timedelta, final: int, masks: Mapping[str, int]) -> tuple[Slot, ...]:
+        """The slots at the starts of ``final`` (a subset of :meth:`final`), with who is free in each."""
         if not final:
             return ()
         positions = bit_positions(final)
@@ -809,8 +851,11 @@ def _suggestions(
         if found:
             out.append(Suggestion(SuggestionKind.MAKE_OPTIONAL, name, None, found, f"make {name} optional", session))
 
-    def rerun(changed: SlotRules, until: datetime = end) -> tuple[Slot, ...]:
-        return Engine(people, panel.people(), start, until, changed, (duration,)).slots(panel, duration)
+    def rerun(changed: SlotRules, until: datetime = end) -> list[datetime]:
+        # Start instants only: a relaxed rule can open the whole window, and who is free in each
+        # slot is not what a suggestion reports.
+        found = Engine(people, panel.people(), start, until, changed, (duration,)).starts(panel, duration)
+        return [datetime.fromtimestamp(s, UTC) for s in found]
 
     blocks = [b for n in panel.people() if (p := people.get(n)) for b in p.schedule.busy]
     if rules.tentative_is_busy and any(b.status is FreeBusyStatus.TENTATIVE for b in blocks):
@@ -819,19 +864,19 @@ def _suggestions(
             detail = "count tentative events as free"
             out.append(Suggestion(SuggestionKind.TENTATIVE_AS_FREE, None, None, found, detail, session))
     if rules.not_before is not None and rules.not_before > start:
-        earlier = [s for s in rerun(replace(rules, not_before=None)) if s.start < rules.not_before]
+        earlier = [s for s in rerun(replace(rules, not_before=None)) if s < rules.not_before]
         if earlier:
-            minutes = math.ceil((rules.not_before - earlier[-1].start).total_seconds() / 60)
+            minutes = math.ceil((rules.not_before - earlier[-1]).total_seconds() / 60)
             detail = f"ask for {minutes} minutes less notice"
             sooner = rules.not_before - timedelta(minutes=minutes)
-            found = sum(1 for s in earlier if s.start >= sooner)
+            found = sum(1 for s in earlier if s >= sooner)
             out.append(Suggestion(SuggestionKind.SHORTEN_NOTICE, None, minutes, found, detail, session))
     if horizon_end is not None and horizon_end > end:
         later = rerun(rules, horizon_end)
         if later:
-            days = max(math.ceil((later[0].end - end) / ONE_DAY), 1)
+            days = max(math.ceil((later[0] + duration - end) / ONE_DAY), 1)
             until = min(end + days * ONE_DAY, horizon_end)
-            found = sum(1 for s in later if s.end <= until)
+            found = sum(1 for s in later if s + duration <= until)
             detail = f"widen the window by {days} day(s)"
             out.append(Suggestion(SuggestionKind.WIDEN_WINDOW, None, days, found, detail, session))
     for kind, field_name in (

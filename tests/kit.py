@@ -489,6 +489,7 @@ class FakeGraph:
     failures: dict[str, GraphRequestFailed] = field(default_factory=dict)  # mailbox -> failure
     schedules: dict[str, dict[str, Schedule]] = field(default_factory=dict)  # tenant -> address -> schedule
     schedule_calls: list[tuple[tuple[str, ...], datetime, datetime]] = field(default_factory=list)
+    schedule_deadlines: list[float] = field(default_factory=list)  # the deadline of each call, in order
     live_subscriptions: dict[str, CreatedSubscription] = field(default_factory=dict)
     client_states: dict[str, str] = field(default_factory=dict)
     subscription_calls: list[str] = field(default_factory=list)
@@ -579,6 +580,7 @@ class FakeGraph:
         """Each address's schedule from ``schedules`` (tenant -> address), clipped to the window;
         anyone else is unknown, as getSchedule reports an address it cannot resolve."""
         self.schedule_calls.append((tuple(emails), start, end))
+        self.schedule_deadlines.append(deadline)
         if "me" in self.failures:
             raise self.failures["me"]
         known = self.schedules.get(token.tenant_id, {})

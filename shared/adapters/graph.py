@@ -234,6 +234,7 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
             except httpx.RequestError as err:
                 # A request that never left cannot have created anything: retry it whatever the method.
                 transient = isinstance(err, httpx.TransportError)
+                cut = False  # a retry was due, but the deadline comes first
                 if transient and (retryable or isinstance(err, NOT_SENT_ERRORS)) and attempt < limit:
                     wait_for = self._backoff(attempt)
                     if self._fits(wait_for, deadline):
@@ -243,7 +244,8 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
                         )
                         self._sleep(wait_for)
                         continue
-                if isinstance(err, httpx.TimeoutException) or self._passed(deadline):
+                    cut = True
+                if cut or isinstance(err, httpx.TimeoutException) or self._passed(deadline):
                     raise _TimedOut(f"Microsoft Graph did not answer in time ({type(err).__name__}).") from err
                 raise UpstreamUnavailable(f"Microsoft Graph did not answer ({type(err).__name__}).") from err
             if response.status_code < 400:
@@ -258,6 +260,11 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
                     )
                     self._sleep(wait_for)
                     continue
+                if wait_for <= self._max_retry_after and response.status_code != 429:
+                    # The deadline, not Graph, ends the retries (a 429 stays "throttled": it says why).
+                    raise _TimedOut(f"Microsoft Graph answered HTTP {response.status_code} until the deadline.") from (
+                        self._error(response)
+                    )
             raise self._error(response)
 
     @staticmethod

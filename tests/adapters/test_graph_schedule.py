@@ -319,6 +319,27 @@ def test_retry_after_longer_than_the_deadline_leaves_allows_gives_up_as_throttle
     assert ticks.waits == []
 
 
+def test_server_errors_until_the_deadline_are_reported_as_timeout(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(lambda r: graph_error(500, "InternalServerError", "Something went wrong"))
+    deadline = ticks() + 5
+    schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=deadline)
+    assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "timeout")}
+    assert ticks.waits == [0.375, 0.75, 1.5]  # the next backoff (3.0 s) would pass the deadline
+    assert ticks() < deadline and len(recorder.requests) == 4
+
+
+def test_a_retry_after_that_would_pass_the_deadline_is_not_waited_for(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(lambda r: graph_error(429, "TooManyRequests", "Slow down", **{"Retry-After": "6"}))
+    schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 5)
+    assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "throttled")}
+    assert len(recorder.requests) == 1
+    assert ticks.waits == []
+
+
 def test_timeouts_are_retried_then_reported_as_timeout(
     make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
 ) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -240,6 +241,58 @@ def test_people_not_read_by_the_deadline_are_reported_as_timeouts(recruiter: Any
     assert {(p["status"], p["reason"]) for p in answer["interviewers"]} == {("unreadable", "timeout")}
 
 
+DEADLINE = 3.0  # AVAILABILITY_DEADLINE_SECONDS for the tests below; production's is 20
+MARGIN = DEADLINE  # what the answer may take past it (the guard, storage, the engine, a loaded machine)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "reads"),
+    [
+        pytest.param(lambda world: graph_controls.set_latency(world, 3 * DEADLINE), "timeout", 1, id="slow-graph"),
+        pytest.param(
+            lambda world: graph_controls.fail(world, count=1000, status=500, mailbox=RECRUITER),
+            "timeout",
+            None,
+            id="graph-answers-500",
+        ),
+        pytest.param(
+            lambda world: graph_controls.throttle(world, count=1000, retry_after=DEADLINE + 1, mailbox=RECRUITER),
+            "throttled",
+            None,
+            id="retry-after-past-the-deadline",
+        ),
+    ],
+)
+def test_one_deadline_covers_the_whole_request(
+    recruiter: Any,
+    e2e: Stack,
+    caplog: pytest.LogCaptureFixture,
+    fault: Callable[[Any], None],
+    reason: str,
+    reads: int | None,
+) -> None:
+    # Nothing fits (nobody can be read), so the answer also wants the explanation's wider read:
+    # that read, every retry and every backoff share the request's one deadline.
+    os.environ["AVAILABILITY_DEADLINE_SECONDS"] = str(DEADLINE)
+    set_container(None)
+    fault(e2e.world)
+    try:
+        began = time.monotonic()
+        response = _ask(recruiter, {"interviewers": [ALEX, LYNNE], **_window(_monday(3)), "duration_minutes": 30})
+        took = time.monotonic() - began
+    finally:
+        graph_controls.clear_switches(e2e.world)
+        os.environ.pop("AVAILABILITY_DEADLINE_SECONDS", None)
+        set_container(None)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["slots"] == []
+    assert {(p["status"], p["reason"]) for p in answer["interviewers"]} == {("unreadable", reason)}
+    if reads is not None:  # once the deadline has passed, no second read is even started
+        assert sum(r.getMessage().startswith("getSchedule:") for r in caplog.records) == reads
+    assert took < DEADLINE + MARGIN, f"answered after {took:.2f} s with a {DEADLINE} s deadline"
+
+
 def test_a_dead_user_token_answers_reauth_required_not_an_empty_calendar(recruiter: Any, e2e: Stack) -> None:
     controls.set_access_token_lifetime(e2e.world, 1)
     fresh = sign_in(e2e, RECRUITER)
@@ -280,6 +333,31 @@ def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
     assert len(capped) < len(free)
 
 
+def test_slots_come_in_pages_that_join_to_the_whole_answer(recruiter: Any) -> None:
+    body = {
+        "interviewers": [ALEX, {"email": LYNNE, "required": False}],
+        **_window(_monday(3), days=5),
+        "duration_minutes": 30,
+        "interval_minutes": 5,
+        "time_zone": "America/Los_Angeles",
+    }
+    first = _ask(recruiter, body).json()  # 100 by default
+    whole = _ask(recruiter, {**body, "max_slots": 1000}).json()
+    assert 100 < whole["total_slots"] == len(whole["slots"]) <= 1000 and whole["next"] is None
+    assert len(first["slots"]) == 100 and first["total_slots"] == whole["total_slots"]
+    assert first["slots"] == whole["slots"][:100]
+    pages, page = [], _ask(recruiter, {**body, "max_slots": 40}).json()
+    while True:
+        assert len(page["slots"]) <= 40 and page["total_slots"] == whole["total_slots"]
+        pages.append(page["slots"])
+        if page["next"] is None:
+            break
+        assert page["next"] == {"after": page["slots"][-1]["start"]}
+        page = _ask(recruiter, {**body, "max_slots": 40, **page["next"]}).json()
+    assert [slot for p in pages for slot in p] == whole["slots"]  # none lost, none repeated, same people
+    assert len(pages) == -(-whole["total_slots"] // 40)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -296,6 +374,11 @@ def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
         ({"interval_minutes": 241}, "interval_minutes"),
         ({"start": "2026-01-01T00:00:00"}, "start"),
         ({"interviewers": []}, "interviewers"),
+        ({"max_slots": 0}, "max_slots"),
+        ({"max_slots": 1001}, "max_slots"),
+        ({"max_slots": "all"}, "max_slots"),
+        ({"after": "tomorrow"}, "after"),
+        ({"after": "2026-12-07T10:00:00"}, "after"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(recruiter: Any, change: dict[str, Any], field: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,6 +20,7 @@ from shared.models import (
     FreeBusyStatus,
     ObservedAttendee,
     Schedule,
+    ScheduleStatus,
     WorkingHours,
 )
 from shared.session_guard import require_calendar_access
@@ -92,6 +94,50 @@ def test_when_nothing_fits_two_more_weeks_are_read_for_the_explanation() -> None
         MONDAY + timedelta(days=1),
         MONDAY + timedelta(days=15),
     ]
+
+
+def test_the_explanation_read_shares_the_deadline_of_the_first_read() -> None:
+    deps, credential = _deps()  # Ann is unknown: nothing fits, so the wider read is made
+    ctx = require_calendar_access(deps, credential)
+    find_availability(deps, ctx, parse_availability_request(_request()))
+    first, second = deps.graph.schedule_deadlines  # one deadline for the whole request
+    assert second == first
+
+
+def test_no_explanation_read_once_the_request_s_deadline_has_passed() -> None:
+    deps = FakeDeps(availability_deadline_seconds=0.0)  # passed as soon as the first read returns
+    consented(deps)
+    credential = sign_in(deps)
+    ctx = require_calendar_access(deps, credential)
+    answer = find_availability(deps, ctx, parse_availability_request(_request()))
+    assert answer.search.slots == ()
+    assert len(deps.graph.schedule_calls) == 1
+    assert answer.search.explanation is not None
+    assert [s.kind.value for s in answer.search.explanation.suggestions] == []
+
+
+def test_a_wider_read_that_loses_someone_leaves_the_first_answer_standing() -> None:
+    busy = BusyBlock(start=MONDAY, end=MONDAY + timedelta(days=1), status=FreeBusyStatus.BUSY)
+    ann = Schedule(email="ann@contoso.example", working_hours=_hours(), busy=(busy,))
+    deps, credential = _deps(ann)
+    ctx = require_calendar_access(deps, credential)
+    read = deps.graph.get_schedules
+
+    def deadline_passes_during_the_second_read(*args: Any, **kwargs: Any) -> list[Schedule]:
+        got = read(*args, **kwargs)
+        if len(deps.graph.schedule_calls) == 1:
+            return got
+        return [Schedule(email=s.email, status=ScheduleStatus.UNREADABLE, reason="timeout") for s in got]
+
+    deps.graph.get_schedules = deadline_passes_during_the_second_read  # type: ignore[method-assign]
+    answer = find_availability(deps, ctx, parse_availability_request(_request()))
+    assert len(deps.graph.schedule_calls) == 2
+    assert [(s.email, s.status) for s in answer.schedules] == [("ann@contoso.example", ScheduleStatus.OK)]
+    explanation = answer.search.explanation
+    assert explanation is not None
+    kinds = {r.kind.value for r in explanation.reasons}
+    assert "busy" in kinds and "unreadable" not in kinds  # as the first read saw Ann, not the lost one
+    assert "widen_window" not in [s.kind.value for s in explanation.suggestions]
 
 
 def test_caps_count_only_live_bookings_of_this_tenant() -> None:

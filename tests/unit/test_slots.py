@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -433,3 +433,42 @@ def test_slots_come_in_the_output_zone_and_in_time_order() -> None:
     assert [s.start for s in found.slots] == sorted(s.start for s in found.slots)
     assert all(s.start.tzinfo is BERLIN for s in found.slots)
     assert found.slots[0].start.astimezone(UTC) == at("2026-12-07 09:00")
+
+
+# ---- pages ----------------------------------------------------------------------------------------
+def test_pages_join_to_the_whole_answer_with_no_slot_lost_or_repeated() -> None:
+    # Across the autumn change, where two slots share a wall-clock time: the page boundary is an instant.
+    people = {ALEX: person(ALEX), BEA: person(BEA, busy("2026-11-01 06:00", "2026-11-01 07:00"))}
+    panel = Panel((ALEX,), optional=(BEA,))
+    window = (at("2026-11-01 00:00", NEW_YORK), at("2026-11-01 05:00", NEW_YORK))
+    whole = find_slots(panel, people, *window, rules(30, zone=NEW_YORK))
+    pages, after = [], None
+    while True:
+        page = find_slots(panel, people, *window, rules(30, zone=NEW_YORK), limit=2, after=after)
+        assert page.total == len(whole.slots) == 6 and page.explanation is None
+        pages.append(page.slots)
+        if not page.more:
+            break
+        after = datetime.fromisoformat(page.slots[-1].start.isoformat())  # as a client sends it back
+    assert [len(p) for p in pages] == [2, 2, 2]
+    assert [s for p in pages for s in p] == list(whole.slots)
+    assert "2026-11-01T01:00:00-05:00" in [s.start.isoformat() for p in pages for s in p]
+
+
+def test_a_page_holds_at_most_its_limit_and_counts_the_whole_window() -> None:
+    people = {name: person(name) for name in (ALEX, BEA, CARL)}
+    panel = Panel((), optional=(ALEX, BEA, CARL))
+    window = (at("2026-12-07 00:00"), at("2027-06-07 00:00"))  # six months on a 5-minute grid
+    found = find_slots(panel, people, *window, rules(30, interval=5), limit=100)
+    assert len(found.slots) == 100 and found.more
+    assert found.total == 182 * 288 - 5  # every start from which 30 minutes fit by the end
+    assert [s.interviewers for s in found.slots] == [(ALEX, BEA, CARL)] * 100
+    last = find_slots(panel, people, *window, rules(30, interval=5), limit=100, after=at("2027-06-06 23:25"))
+    assert [s.start for s in last.slots] == [at("2027-06-06 23:30")] and not last.more
+
+
+def test_a_limit_below_one_is_refused() -> None:
+    with pytest.raises(ValueError):
+        find_slots(
+            Panel((ALEX,)), {ALEX: person(ALEX)}, at("2026-12-07 08:00"), at("2026-12-07 13:00"), rules(), limit=0
+        )

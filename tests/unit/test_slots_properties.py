@@ -170,3 +170,23 @@ def test_slots_match_a_minute_by_minute_reference_on_random_calendars(
     got = [(s.start.isoformat(), s.end.isoformat(), s.interviewers) for s in search.slots]
     assert got == reference_slots(panel, people, start, end, rules)
     assert (search.explanation is None) == bool(got)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.integers(min_value=1, max_value=7))
+def test_pages_join_to_the_whole_answer_on_random_calendars(
+    case: tuple[Panel, dict[str, Person], datetime, datetime, SlotRules], limit: int
+) -> None:
+    panel, people, start, end, rules = case
+    whole = find_slots(panel, people, start, end, rules)
+    joined: list[object] = []
+    after: datetime | None = None
+    while True:
+        page = find_slots(panel, people, start, end, rules, limit=limit, after=after)
+        assert len(page.slots) <= limit and page.total == len(whole.slots)
+        assert page.explanation == whole.explanation
+        joined.extend(page.slots)
+        if not page.more:
+            break
+        after = datetime.fromisoformat(page.slots[-1].start.isoformat())  # as a client sends it back
+    assert joined == list(whole.slots)
