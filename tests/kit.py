@@ -38,6 +38,7 @@ from shared.models import (
     DirectoryUser,
     EventDraft,
     FlowKind,
+    MailboxPurpose,
     MailboxSync,
     ObservedEvent,
     Schedule,
@@ -424,6 +425,10 @@ class FakeGraph:
     pending_delta: dict[str, list[DeltaChange]] = field(default_factory=dict)
     expired_delta_links: set[str] = field(default_factory=set)
     delta_calls: list[str | None] = field(default_factory=list)
+    # tenant -> address -> what the mailbox is; anyone else with a schedule or a directory entry is a user
+    purposes: dict[str, dict[str, MailboxPurpose]] = field(default_factory=dict)
+    purpose_calls: list[tuple[str, ...]] = field(default_factory=list)
+    purpose_failure: Exception | None = None  # raised by the next mailbox_purposes call (then cleared)
 
     def get_user(self, token: AccessToken, user: str) -> DirectoryUser:
         found = self.users.get(token.tenant_id, {}).get(user.lower())
@@ -433,6 +438,23 @@ class FakeGraph:
 
     def list_users(self, token: AccessToken, *, top: int) -> list[DirectoryUser]:
         return list(self.users.get(token.tenant_id, {}).values())[:top]
+
+    def mailbox_purposes(self, token: AccessToken, addresses: Sequence[str]) -> dict[str, MailboxPurpose]:
+        self.purpose_calls.append(tuple(addresses))
+        if self.purpose_failure is not None:
+            failure, self.purpose_failure = self.purpose_failure, None
+            raise failure
+        tenant = token.tenant_id
+        answers: dict[str, MailboxPurpose] = {}
+        for address in (a.lower() for a in addresses):
+            given = self.purposes.get(tenant, {}).get(address)
+            if given is not None:
+                answers[address] = given
+            elif address in self.schedules.get(tenant, {}) or address in self.users.get(tenant, {}):
+                answers[address] = MailboxPurpose.USER
+            else:
+                answers[address] = MailboxPurpose.NOT_IN_TENANT
+        return answers
 
     def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
         key = (mailbox or "me").lower()
