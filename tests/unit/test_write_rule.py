@@ -156,9 +156,7 @@ def test_the_booking_records_whose_permission_wrote_it() -> None:
     assert other.delegated and deps.events.permissions[-1] == ("create", LYNNE, "recruiter")
 
 
-def test_a_booking_stored_as_app_written_where_the_rule_now_forbids_is_changed_and_cancelled_as_the_recruiter() -> (
-    None
-):
+def test_a_booking_stored_as_app_written_where_the_rule_now_forbids_is_changed_and_cancelled_as_the_recruiter() -> None:
     deps, ctx = _deps()
     booked = create_booking(deps, ctx, _request(deps, calendar=ALEX), "key-00000001").booking  # type: ignore[arg-type]
     # What a booking made before the rule looks like: the Interviews mailbox, app-written.
