@@ -226,10 +226,12 @@ def update_tenant_settings(deps: Dependencies, ctx: RequestContext, body: dict[s
         raise InvalidRequest(f"Unknown setting(s): {names}.")
     interviews = mailbox_address(body.get("interviews_mailbox"), parameter="interviews_mailbox")
     sync = mailbox_address(body.get("sync_mailbox"), parameter="sync_mailbox")
-    # Only mailboxes of the admin's own tenant: Graph, asked with this tenant's app token, must find them.
+    # Only mailboxes of the admin's own tenant: Graph finds them with this tenant's app token, or they are
+    # on the admin's own domain (a mailbox the admin has yet to create; readiness says it does not exist).
+    own_domains = [ctx.user.username.rpartition("@")[2]] if ctx.user.username else []
     for field, address in (("interviews_mailbox", interviews), ("sync_mailbox", sync)):
         if address is not None:
-            check_tenant_mailbox(deps, ctx.tenant_id, ctx.tenant, address, field)
+            check_tenant_mailbox(deps, ctx.tenant_id, ctx.tenant, address, field, own_domains=own_domains)
 
     def write() -> Tenant:
         current = deps.tenants.get_tenant(ctx.tenant_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from enum import StrEnum
 
 from shared.errors import GraphUnavailable, InvalidRequest, UpstreamError
@@ -60,6 +60,8 @@ def writer_for(
 
 # ---- the facts: what each mailbox is, remembered per worker -----------------------------------------
 # One cache per clock: a worker's composition root has one clock, and a test's fresh root starts empty.
+# Microsoft's documentation calls userPurpose read-only and is silent on how soon a mailbox converted
+# between user and shared shows its new purpose; 20 s of memory adds nothing measurable to that.
 _memories: weakref.WeakKeyDictionary[Clock, TtlCache[tuple[str, str], MailboxPurpose]] = weakref.WeakKeyDictionary()
 
 
@@ -153,11 +155,23 @@ def _unavailable(what: str) -> GraphUnavailable:
     )
 
 
-def check_tenant_mailbox(deps: Dependencies, tenant_id: str, tenant: Tenant | None, address: str, field: str) -> None:
-    """A mailbox a setting names must be one the tenant holds. Raises InvalidRequest naming the field, or
-    GraphUnavailable when Graph could not be asked."""
+def check_tenant_mailbox(
+    deps: Dependencies,
+    tenant_id: str,
+    tenant: Tenant | None,
+    address: str,
+    field: str,
+    *,
+    own_domains: Collection[str],
+) -> None:
+    """A mailbox a setting names must be the tenant's: Graph, asked with the tenant's app token, finds it,
+    or (a mailbox not created yet) its domain is one of ``own_domains``, domains the tenant is known to
+    hold (a member's user principal name ends in a verified domain of their tenant, and a domain is
+    verified in one tenant only). Raises InvalidRequest naming the field, or GraphUnavailable when Graph
+    could not be asked."""
     purpose = mailbox_purposes(deps, tenant_id, [address], known=tenant)[address.lower()]
-    if purpose is MailboxPurpose.NOT_IN_TENANT:
-        raise InvalidRequest(f"{address} is not a mailbox of your Office 365 tenant.", field=field)
     if purpose in UNSURE:
         raise _unavailable("the mailbox")
+    domain = address.rpartition("@")[2].lower()
+    if purpose is MailboxPurpose.NOT_IN_TENANT and domain not in {d.lower() for d in own_domains}:
+        raise InvalidRequest(f"{address} is not a mailbox of your Office 365 tenant.", field=field)

@@ -15,6 +15,7 @@ from shared.config import Settings
 from shared.errors import GraphRequestFailed
 from shared.models import AccessToken, MailboxPurpose
 
+POLICY = {"error": {"code": "ErrorAccessDenied", "message": "Access to OData is disabled."}}
 TOKEN = AccessToken(token="app-token", tenant_id="tenant-a", roles=("MailboxSettings.Read",))
 
 
@@ -64,7 +65,7 @@ def test_twenty_five_addresses_are_two_batches_and_each_answer_is_read() -> None
             MailboxPurpose.UNREACHABLE,
         ),
         (
-            {"status": 403, "body": {"error": {"code": "ErrorAccessDenied", "message": "Access to OData is disabled."}}},
+            {"status": 403, "body": POLICY},
             MailboxPurpose.UNREACHABLE,
         ),
         ({"status": 403, "body": {"error": {"code": "ErrorAccessDenied", "message": "denied"}}}, "unknown"),

@@ -99,6 +99,14 @@ def test_settings_naming_a_mailbox_the_tenant_does_not_hold_are_refused_naming_t
     assert deps.tenants.get_tenant(TENANT_A).interviews_mailbox is None  # nothing saved
 
 
+def test_settings_may_name_a_mailbox_not_created_yet_on_the_admin_s_own_domain(
+    admin_credential: str, deps: FakeDeps
+) -> None:
+    response = _put_settings(admin_credential, b'{"interviews_mailbox": "interviews.new@contoso.example"}')
+    assert response.status_code == 200  # readiness then reports that it does not exist
+    assert deps.tenants.get_tenant(TENANT_A).interviews_mailbox == "interviews.new@contoso.example"
+
+
 def test_settings_are_not_saved_when_the_directory_cannot_be_read(admin_credential: str, deps: FakeDeps) -> None:
     from shared.errors import UpstreamUnavailable
 
