@@ -8,8 +8,10 @@
 - No double booking: one getSchedule just before writing (unreadable is never free), then per-interviewer
   slot claims on a 5-minute grid, inserted atomically in storage, settle races between instances.
 - Only our events: PATCH and DELETE read the event first and refuse one without our property.
-- The shared Interviews mailbox is written with the recruiter's own delegated token; an interviewer's
-  calendar with the app-only token.
+- Whose permission writes: ``shared.write_rule`` decides, for a create and again for every PATCH and
+  DELETE (the booking records the answer): the app's only for an interviewer's own user mailbox in the
+  tenant, the recruiter's delegated token for everything else (the Interviews mailbox above all).
+- Free/busy that could not be read is never reported as busy: 503 ``graph_unavailable``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from shared.booking_request import (
     INTERVIEWS,
@@ -36,6 +38,7 @@ from shared.conflicts import retry_on_conflict
 from shared.errors import (
     ConcurrencyConflict,
     GraphRequestFailed,
+    GraphUnavailable,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     InvalidRequest,
@@ -68,6 +71,7 @@ from shared.readiness import RECRUITING_GROUP  # the group that holds access to 
 from shared.session_guard import RequestContext
 from shared.subscriptions import ensure_mailbox_subscription
 from shared.tokens import with_app_token, with_user_token
+from shared.write_rule import Writer, decide_writer
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +154,10 @@ class _Target:
 
 
 def _target(ctx: RequestContext, request: BookingRequest) -> _Target:
+    """Where the event goes. Whose permission writes it is decided by the write rule once the directory
+    has answered (``_writer``); until then, and whenever unsure, it is the recruiter's."""
     if request.calendar != INTERVIEWS:
-        return _Target(request.calendar, delegated=False, calendar_id=request.calendar_id)
+        return _Target(request.calendar, delegated=True, calendar_id=request.calendar_id)
     mailbox = ctx.tenant.interviews_mailbox if ctx.tenant is not None else None
     if not mailbox:
         raise InvalidRequest(
@@ -162,21 +168,56 @@ def _target(ctx: RequestContext, request: BookingRequest) -> _Target:
     return _Target(mailbox.lower(), delegated=True, calendar_id=None)
 
 
+def _writer(
+    deps: Dependencies, ctx: RequestContext, mailbox: str, interviewers: Sequence[str], optional: Sequence[str]
+) -> bool:
+    """Whether the recruiter's own token writes ``mailbox`` (True) or the app's may (False): the write rule
+    over this interview's interviewers, who are checked first (no shared, room or equipment mailbox).
+    Raises InvalidRequest naming the field, GraphUnavailable."""
+    return (
+        decide_writer(deps, ctx.tenant_id, ctx.tenant, mailbox, _field_names(interviewers, optional)) is not Writer.APP
+    )
+
+
+def _with_writer(deps: Dependencies, ctx: RequestContext, booking: Booking, change: BookingChange | None) -> Booking:
+    """The booking with the write rule decided afresh for this PATCH (the interviewers it leaves) or DELETE
+    (``change`` None: the interviewers it has, not checked again, so a booking can always be cancelled).
+    What an earlier request recorded never lets the app write where the rule now forbids it."""
+    if change is None:
+        interviewers, optional = booking.interviewers, booking.optional_interviewers
+        fields = _field_names(interviewers, optional)
+        writer = decide_writer(deps, ctx.tenant_id, ctx.tenant, booking.mailbox, fields, check=False)
+        return replace(booking, delegated=writer is not Writer.APP)
+    interviewers = change.interviewers if change.interviewers is not None else booking.interviewers
+    optional = (
+        change.optional_interviewers if change.optional_interviewers is not None else booking.optional_interviewers
+    )
+    return replace(booking, delegated=_writer(deps, ctx, booking.mailbox, interviewers, optional))
+
+
 def _on_calendar(
     deps: Dependencies, ctx: RequestContext, mailbox: str, delegated: bool, call: Callable[[AccessToken], T]
 ) -> T:
-    """Run an event call with the right token: the recruiter's own for the shared Interviews mailbox
-    (a 403 means they are not in the group that grants access), the app's for anyone else."""
+    """Run an event call with the token the write rule chose: the recruiter's own (a 403 means Exchange
+    gives them no access: for the Interviews mailbox, they are not in the group that grants it), or the
+    app's."""
     if not delegated:
         return with_app_token(deps, ctx.tenant_id, call, known=ctx.tenant)
     try:
         return with_user_token(deps, ctx.user, call, token=_user_access(ctx))
     except GraphRequestFailed as err:
         if err.status == 403 and err.reason == "forbidden":
+            interviews = ctx.tenant.interviews_mailbox if ctx.tenant is not None else None
+            if interviews and interviews.lower() == mailbox.lower():
+                raise NoAccessToCalendar(
+                    f"You cannot write to the Interviews calendar ({mailbox}). Ask your admin to add you to the "
+                    f'"{RECRUITING_GROUP}" group, which holds access to it.',
+                    group=RECRUITING_GROUP,
+                    mailbox=mailbox,
+                ) from err
             raise NoAccessToCalendar(
-                f"You cannot write to the Interviews calendar ({mailbox}). Ask your admin to add you to the "
-                f'"{RECRUITING_GROUP}" group, which holds access to it.',
-                group=RECRUITING_GROUP,
+                f"Your Office 365 account cannot write to the calendar of {mailbox}, and the app writes only to "
+                "the calendars of this interview's interviewers. Book into the Interviews calendar instead.",
                 mailbox=mailbox,
             ) from err
         raise
@@ -185,6 +226,12 @@ def _on_calendar(
 # ---- free/busy ---------------------------------------------------------------------------------------
 def _is_ours(block_start: datetime, block_end: datetime, ours: tuple[datetime, datetime] | None) -> bool:
     return ours is not None and (block_start, block_end) == ours
+
+
+class _FreeBusy(NamedTuple):
+    busy: list[str]  # required people Graph shows busy
+    busy_optional: list[str]  # optional people Graph shows busy
+    unreadable: list[Schedule]  # required people Graph could not be read for: nobody knows
 
 
 def _busy_people(
@@ -197,13 +244,12 @@ def _busy_people(
     *,
     ours: tuple[datetime, datetime] | None = None,
     fields: dict[str, str] | None = None,
-) -> tuple[list[str], list[str]]:
-    """One getSchedule for everyone: (required people busy or unreadable, optional people busy).
-    ``ours``: the booking's own current slot, which shows as busy in its attendees' calendars.
-    Raises InvalidRequest naming the field of someone Graph does not know."""
+) -> _FreeBusy:
+    """One getSchedule for everyone. ``ours``: the booking's own current slot, which shows as busy in its
+    attendees' calendars. Raises InvalidRequest naming the field of someone Graph does not know."""
     people = [*required, *optional]
     if not people:
-        return [], []
+        return _FreeBusy([], [], [])
     deadline = deps.settings.availability_deadline()
     schedules = with_user_token(
         deps,
@@ -211,20 +257,20 @@ def _busy_people(
         lambda token: deps.graph.get_schedules(token, people, start, end, deadline=deadline),
         token=_user_access(ctx),
     )
-    busy_required: list[str] = []
-    busy_optional: list[str] = []
+    found = _FreeBusy([], [], [])
     for email, schedule in zip(people, schedules, strict=True):
         if schedule.status is ScheduleStatus.UNREADABLE and schedule.reason == "unknown":
             field = (fields or {}).get(email, "interviewers")
             raise InvalidRequest(f"{email} is not a person Microsoft Graph knows in your tenant.", field=field)
-        if _blocked(schedule, start, end, ours):
-            (busy_required if email in required else busy_optional).append(email)
-    return busy_required, busy_optional
+        if schedule.status is ScheduleStatus.UNREADABLE:
+            if email in required:  # never free when unread, and never called busy either
+                found.unreadable.append(schedule)
+        elif _blocked(schedule, start, end, ours):
+            (found.busy if email in required else found.busy_optional).append(email)
+    return found
 
 
 def _blocked(schedule: Schedule, start: datetime, end: datetime, ours: tuple[datetime, datetime] | None) -> bool:
-    if schedule.status is ScheduleStatus.UNREADABLE:
-        return True  # never free when unread
     return any(
         b.status in BUSY and b.start < end and b.end > start and not _is_ours(b.start, b.end, ours)
         for b in schedule.busy
@@ -258,6 +304,38 @@ def _claim_all(
 def _slot_unavailable(people: Sequence[str]) -> SlotUnavailable:
     return SlotUnavailable(
         f"{', '.join(people)} {'is' if len(people) == 1 else 'are'} not free at that time.", busy=list(people)
+    )
+
+
+# Reasons an interviewer's free/busy stays unreadable whatever the retry: the mailbox is out of Graph's reach.
+LASTING_REASONS = frozenset({"access_policy", "on_premises"})
+GRAPH_RETRY_AFTER_SECONDS = 5
+
+
+def _not_known_free(found: _FreeBusy) -> ServiceError | None:
+    """Why the slot cannot be booked, or None: someone busy (409 slot_unavailable) before anyone Graph
+    could not be read for, who is never reported busy: 503 graph_unavailable with Retry-After when Graph
+    failed or ran out of time, 502 graph_request_failed when the mailbox is out of Graph's reach."""
+    if found.busy:
+        return _slot_unavailable(found.busy)
+    if not found.unreadable:
+        return None
+    emails = [s.email for s in found.unreadable]
+    lasting = [s for s in found.unreadable if s.reason in LASTING_REASONS]
+    if lasting:
+        return GraphRequestFailed(
+            f"Microsoft Graph cannot read the calendar of {', '.join(s.email for s in lasting)} "
+            "(an application access policy, or a mailbox on premises), so the time cannot be checked; "
+            "nothing was booked. Book with check_availability false to book without the check.",
+            status=403,
+            reason=lasting[0].reason or "other",
+            unreadable=[s.email for s in lasting],
+        )
+    return GraphUnavailable(
+        f"Microsoft Graph could not be read for {', '.join(emails)}, so whether they are free is not known; "
+        "nothing was booked. Retry in a few seconds.",
+        unreadable=emails,
+        retry_after=GRAPH_RETRY_AFTER_SECONDS,
     )
 
 
@@ -308,8 +386,11 @@ def create_booking(
     )
     # The free/busy check goes to Graph while the pending booking goes to storage: the waits overlap.
     # A repeated request reads free/busy for nothing, which costs a read and changes nothing.
-    pool = ThreadPoolExecutor(max_workers=1)
+    pool = ThreadPoolExecutor(max_workers=2)
     try:
+        writer_check = pool.submit(
+            _writer, deps, ctx, target.mailbox, request.interviewers, request.optional_interviewers
+        )
         busy_check = pool.submit(
             _busy_people,
             deps,
@@ -323,7 +404,9 @@ def create_booking(
         stored, recovering = _claim_key(deps, pending, sleep)
         if stored.status is not BookingStatus.PENDING:
             return BookingOutcome(stored, created=False)
-        return BookingOutcome(_book(deps, ctx, request, stored, busy_check, recovering=recovering), created=True)
+        return BookingOutcome(
+            _book(deps, ctx, request, stored, busy_check, writer_check, recovering=recovering), created=True
+        )
     finally:
         pool.shutdown(wait=False)
 
@@ -435,7 +518,7 @@ def _check_slot(
     request: BookingRequest,
     booking_id: str,
     cells: Sequence[datetime],
-    busy_check: Future[tuple[list[str], list[str]]],
+    busy_check: Future[_FreeBusy],
 ) -> list[str]:
     """The getSchedule already in flight, and the slot claims; the warnings. Raises SlotUnavailable,
     InvalidRequest."""
@@ -449,23 +532,26 @@ def _check_slot(
             else None
         )
         try:
-            busy, busy_optional = busy_check.result()
+            found = busy_check.result()
         except BaseException:
             if claims is not None and not claims.result():
                 _release_all(deps, _claimant(ctx.tenant_id, booking_id), required, cells)
             raise
         taken = claims.result() if claims is not None else []
-    if busy and request.check_availability:
+    refusal = _not_known_free(found)
+    if refusal is not None and request.check_availability and (found.busy or not taken):
         if not taken:
             _release_all(deps, _claimant(ctx.tenant_id, booking_id), required, cells)
-        raise _slot_unavailable(busy)
+        raise refusal
     if taken:
         raise _slot_unavailable(taken)
-    if busy:
+    unfree = [*found.busy, *(s.email for s in found.unreadable)]
+    if unfree:
         warnings.append(
-            f"{', '.join(busy)} {'is' if len(busy) == 1 else 'are'} busy or could not be checked at that time; "
+            f"{', '.join(unfree)} {'is' if len(unfree) == 1 else 'are'} busy or could not be checked at that time; "
             "booked anyway because check_availability is false."
         )
+    busy_optional = found.busy_optional
     if busy_optional:
         warnings.append(f"Optional interviewer(s) busy at that time: {', '.join(busy_optional)}.")
     return warnings
@@ -500,10 +586,17 @@ def _book(
     ctx: RequestContext,
     request: BookingRequest,
     pending: Booking,
-    busy_check: Future[tuple[list[str], list[str]]],
+    busy_check: Future[_FreeBusy],
+    writer_check: Future[bool],
     *,
     recovering: bool,
 ) -> Booking:
+    try:
+        pending = replace(pending, delegated=writer_check.result())
+    except ServiceError:
+        # Nothing was written to Graph by this request: forget the pending booking so the key may be used again.
+        _give_up(deps, pending, forget=not recovering)
+        raise
     cells = grid_cells(request.start, request.end)
     required = list(request.interviewers)
     draft = _draft(request, pending)
@@ -678,6 +771,7 @@ def update_booking(
     booking = _checked(deps, ctx, booking_id, etag)
     if booking.status not in (BookingStatus.BOOKED, BookingStatus.DRIFTED):
         raise ConcurrencyConflict(f"A {booking.status.value} booking cannot be changed.")
+    booking = _with_writer(deps, ctx, booking, change)
     event = _our_event(deps, ctx, booking)
     start, end = change.start or booking.start, change.end or booking.end
     interviewers = change.interviewers if change.interviewers is not None else booking.interviewers
@@ -690,18 +784,20 @@ def update_booking(
     warnings = list(booking.warnings)
     claimed: list[str] = []
     if (moved or people_changed) and change.check_availability:
-        busy, _ = _busy_people(
-            deps,
-            ctx,
-            interviewers,
-            (),
-            start,
-            end,
-            ours=(event.start, event.end),
-            fields=_field_names(interviewers, ()),
+        refusal = _not_known_free(
+            _busy_people(
+                deps,
+                ctx,
+                interviewers,
+                (),
+                start,
+                end,
+                ours=(event.start, event.end),
+                fields=_field_names(interviewers, ()),
+            )
         )
-        if busy:
-            raise _slot_unavailable(busy)
+        if refusal is not None:
+            raise refusal
         for person in interviewers:
             fresh = [c for c in new_cells if person not in booking.interviewers or c not in old_cells]
             try:
@@ -821,6 +917,7 @@ def cancel_booking(
         return booking
     if booking.status is BookingStatus.PENDING:
         raise ConcurrencyConflict("The booking is still being made; read it again in a few seconds.")
+    booking = _with_writer(deps, ctx, booking, None)
     action = "cancelled"
     try:
         event = _our_event(deps, ctx, booking)
@@ -855,6 +952,7 @@ def cancel_booking(
         return deps.bookings.update_booking(
             replace(
                 current,
+                delegated=booking.delegated,
                 status=BookingStatus.CANCELLED,
                 history=_entry(current, HistoryEntry(now, ctx.user.user_id, action, message or "")),
                 updated_at=now,

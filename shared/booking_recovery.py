@@ -14,10 +14,11 @@ from datetime import timedelta
 
 from shared.booking import CLAIM_LEASE, booked_with, grid_cells
 from shared.errors import ConcurrencyConflict, NotFound, ServiceError
-from shared.models import AccessToken, Booking, ObservedEvent
+from shared.models import AccessToken, Booking, ObservedEvent, Tenant
 from shared.ports import Dependencies
 from shared.subscriptions import ensure_mailbox_subscription
 from shared.tokens import with_app_token, with_user_token
+from shared.write_rule import Writer, decide_writer
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def recover_pending_bookings(deps: Dependencies) -> RecoveryReport:
             if lapsed_at is not None and lapsed_at > cutoff:
                 continue
             try:
-                outcome = _settle(deps, pending)
+                outcome = _settle(deps, tenant, pending)
             except ServiceError as err:
                 logger.warning("Pending booking %s not settled now: %s", pending.booking_id, err.describe())
                 outcome = "left"
@@ -57,13 +58,13 @@ def recover_pending_bookings(deps: Dependencies) -> RecoveryReport:
     return report
 
 
-def _settle(deps: Dependencies, pending: Booking) -> str:
+def _settle(deps: Dependencies, tenant: Tenant, pending: Booking) -> str:
     now = deps.clock.now()
     try:  # take the lease as a retry would, so a request with the same key arriving now waits for us
         mine = deps.bookings.update_booking(replace(pending, claimed_until=now + CLAIM_LEASE))
     except (ConcurrencyConflict, NotFound):
         return "left"  # a request with the key took it over, or finished it, meanwhile
-    event = _find_event(deps, mine)
+    event = _find_event(deps, tenant, mine)
     if event is None:
         # Nothing reached Graph: forget the booking, as its request would have, and its slot claims.
         for person in mine.interviewers:
@@ -78,17 +79,20 @@ def _settle(deps: Dependencies, pending: Booking) -> str:
     return "recovered"
 
 
-def _find_event(deps: Dependencies, booking: Booking) -> ObservedEvent | None:
-    """The booking's event by our property, read with the permission the booking writes with: the
-    recruiter's own delegated token for a delegated booking, the app's otherwise."""
+def _find_event(deps: Dependencies, tenant: Tenant, booking: Booking) -> ObservedEvent | None:
+    """The booking's event by our property, read with the permission the write rule gives its calendar
+    (decided afresh, as a retry would): the app's for an interviewer's own mailbox, otherwise the
+    recruiter's own delegated token."""
 
     def find(token: AccessToken) -> ObservedEvent | None:
         return deps.events.find_event_by_booking(
             token, booking.mailbox, booking.booking_id, calendar_id=booking.calendar_id
         )
 
-    if not booking.delegated:
-        return with_app_token(deps, booking.tenant_id, find)
+    fields = {address: "interviewers" for address in (*booking.interviewers, *booking.optional_interviewers)}
+    writer = decide_writer(deps, booking.tenant_id, tenant, booking.mailbox, fields, check=False)
+    if writer is Writer.APP:
+        return with_app_token(deps, booking.tenant_id, find, known=tenant)
     if booking.created_by is None:
         raise NotFound("The booking names no recruiter whose access could read its calendar.")
     return with_user_token(deps, deps.users.get_user(booking.tenant_id, booking.created_by), find)

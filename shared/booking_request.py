@@ -141,18 +141,16 @@ def _addresses(value: Any, field: str) -> tuple[str, ...]:
 
 
 def _body_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         raise _bad("body", "`body` must be text.")
-    if len(value.encode("utf-8")) > MAX_BODY_BYTES:
+    if value is not None and len(value.encode("utf-8")) > MAX_BODY_BYTES:
         raise _bad("body", f"`body` is longer than {MAX_BODY_BYTES // 1024} KiB.")
-    return value
+    return _text(value, "body", max_length=MAX_BODY_BYTES, multiline=True) or ""
 
 
-def _text(value: Any, field: str, *, max_length: int) -> str | None:
+def _text(value: Any, field: str, *, max_length: int, multiline: bool = False) -> str | None:
     try:
-        return clean_text(value, parameter=field, max_length=max_length)
+        return clean_text(value, parameter=field, max_length=max_length, multiline=multiline)
     except InvalidRequest as err:
         raise _bad(field, err.message) from None
 
@@ -314,7 +312,4 @@ def cancel_message(body: Mapping[str, Any], query_message: str | None) -> str | 
     raw = body.get("message", query_message)
     if raw is not None and isinstance(raw, str) and len(raw.encode("utf-8")) > MAX_BODY_BYTES:
         raise _bad("message", f"`message` is longer than {MAX_BODY_BYTES // 1024} KiB.")
-    try:
-        return clean_text(raw, parameter="message", max_length=MAX_BODY_BYTES)
-    except InvalidRequest as err:
-        raise _bad("message", err.message) from None
+    return _text(raw, "message", max_length=MAX_BODY_BYTES, multiline=True)

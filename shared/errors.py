@@ -30,6 +30,7 @@
     │   └── NotConfigured             not_configured            503
     └── UpstreamError                 upstream_error            502
         ├── UpstreamUnavailable       upstream_unavailable      503
+        │   └── GraphUnavailable      graph_unavailable         503 (Graph could not be read: nothing is known)
         └── GraphRequestFailed        graph_request_failed      502 (reason: access_policy, on_premises, ...)
             └── DeltaExpired          delta_expired             502 (Graph's 410: sync the mailbox afresh)
 
@@ -185,6 +186,13 @@ class UpstreamError(ServiceError):
 
 class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
+
+
+class GraphUnavailable(UpstreamUnavailable):
+    """Microsoft Graph could not be read (5xx, timeouts, throttling) for something a decision needs, such as
+    an interviewer's free/busy: nothing is known, so nothing is claimed (never "busy"); retry later."""
+
+    code = "graph_unavailable"
 
 
 class SigninDenied(AuthError):

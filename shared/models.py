@@ -243,6 +243,23 @@ class ScheduleStatus(StrEnum):
     UNREADABLE = "unreadable"
 
 
+class MailboxPurpose(StrEnum):
+    """What a mailbox is, from mailboxSettings ``userPurpose`` ("Differentiates a mailbox for a single user
+    from a shared mailbox and equipment mailbox in Exchange Online": user, linked, shared, room, equipment,
+    others), plus what the lookup itself found: nobody in the tenant, a mailbox Graph will not open for the
+    app (an application access policy, on premises), or no answer (Graph failed: unknown for now)."""
+
+    USER = "user"
+    LINKED = "linked"
+    SHARED = "shared"
+    ROOM = "room"
+    EQUIPMENT = "equipment"
+    OTHERS = "others"
+    NOT_IN_TENANT = "not_in_tenant"
+    UNREACHABLE = "unreachable"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class BusyBlock:
     """One scheduleItem: an aware UTC interval with its free/busy status. ``subject`` and
@@ -345,7 +362,9 @@ class Booking:
     ical_uid: str | None = None
     calendar: str = "interviews"  # "interviews" or an interviewer's address
     calendar_id: str | None = None  # a calendar other than the mailbox's primary one
-    delegated: bool = False  # written with the recruiter's own token (the shared Interviews mailbox)
+    # Whose permission writes the event: the recruiter's own delegated token unless the write rule
+    # (shared/write_rule.py) allowed the app's; a record that does not say is the recruiter's.
+    delegated: bool = True
     interviewers: tuple[str, ...] = ()
     optional_interviewers: tuple[str, ...] = ()
     candidate_email: str | None = None

@@ -22,6 +22,7 @@ from shared.models import (
     DirectoryUser,
     EventDraft,
     FlowKind,
+    MailboxPurpose,
     MailboxSync,
     ObservedEvent,
     QueuedMessage,
@@ -328,6 +329,14 @@ class GraphGateway(Protocol):
     def get_user(self, token: AccessToken, user: str) -> DirectoryUser: ...
 
     def list_users(self, token: AccessToken, *, top: int) -> list[DirectoryUser]: ...
+
+    def mailbox_purposes(self, token: AccessToken, addresses: Sequence[str]) -> dict[str, MailboxPurpose]:
+        """What each address's mailbox is (mailboxSettings ``userPurpose``), read with ``token``'s tenant's
+        directory in one ``$batch`` per 20 addresses; keyed by the lower-cased address. Anyone the tenant
+        does not hold is NOT_IN_TENANT; a mailbox Graph will not open for the app is UNREACHABLE; an
+        address whose answer failed or never came is UNKNOWN. Never raises for a single address; raises
+        GraphRequestFailed(reason="unauthorized") when Graph refuses the token itself."""
+        ...
 
     def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
         """Read a tiny calendar window of ``mailbox`` (None: the signed-in user's own)."""

@@ -16,6 +16,7 @@ from shared.ports import Dependencies
 from shared.session_guard import RequestContext
 from shared.text import clean_text, mailbox_address
 from shared.tokens import app_token, with_user_token
+from shared.write_rule import check_tenant_mailbox
 
 HYBRID_REQUIREMENTS = (
     "Only v1.0 of the Mail, Calendar and Contacts API is available for mailboxes in hybrid deployments.",
@@ -216,7 +217,8 @@ def require_settings_admin(ctx: RequestContext) -> None:
 
 
 def update_tenant_settings(deps: Dependencies, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
-    """Set the tenant's mailbox addresses. Raises Forbidden, InvalidRequest."""
+    """Set the tenant's mailbox addresses, each one the tenant holds. Raises Forbidden, InvalidRequest
+    (naming the field), GraphUnavailable (the directory could not be read)."""
     require_settings_admin(ctx)
     unknown = set(body) - {"interviews_mailbox", "sync_mailbox"}
     if unknown:
@@ -224,6 +226,12 @@ def update_tenant_settings(deps: Dependencies, ctx: RequestContext, body: dict[s
         raise InvalidRequest(f"Unknown setting(s): {names}.")
     interviews = mailbox_address(body.get("interviews_mailbox"), parameter="interviews_mailbox")
     sync = mailbox_address(body.get("sync_mailbox"), parameter="sync_mailbox")
+    # Only mailboxes of the admin's own tenant: Graph finds them with this tenant's app token, or they are
+    # on the admin's own domain (a mailbox the admin has yet to create; readiness says it does not exist).
+    own_domains = [ctx.user.username.rpartition("@")[2]] if ctx.user.username else []
+    for field, address in (("interviews_mailbox", interviews), ("sync_mailbox", sync)):
+        if address is not None:
+            check_tenant_mailbox(deps, ctx.tenant_id, ctx.tenant, address, field, own_domains=own_domains)
 
     def write() -> Tenant:
         current = deps.tenants.get_tenant(ctx.tenant_id)

@@ -3,6 +3,9 @@ and that checks mailbox addresses with ``email-validator`` (syntax only, no DNS)
 
 Every text input (query parameters, route values, JSON fields, callback parameters that are
 kept or shown) goes through ``clean_text`` or ``mailbox_address`` before the core uses it.
+Single-line fields refuse every control character; multi-line free text (``multiline=True``: an
+event body, a cancellation message) also accepts line breaks (``\n``, ``\r\n``) and tabs, and
+nothing else of the control range. Neither accepts a text-direction or invisible formatting character.
 """
 
 from __future__ import annotations
@@ -14,23 +17,29 @@ from shared.errors import InvalidRequest
 # C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text:
 # bidi embeddings/overrides/isolates (U+202A-U+202E, U+2066-U+2069), LRM/RLM/ALM, zero-width
 # characters, line/paragraph separators and the BOM.
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_FORMAT = "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_FORBIDDEN = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT}]")
+# The same, less tab and line feed; a carriage return only as the first half of CRLF.
+_FORBIDDEN_MULTILINE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_FORMAT}]|\r(?!\n)")
 
 # RFC 5322 allows these in a local part, but the address is placed in Microsoft Graph URL paths
 # (/users/{address}); Graph's documentation does not say how it reads them there, so refuse them.
 _URL_UNSAFE = re.compile(r"[/\\?#%]")
 
 
-def has_forbidden_characters(value: str) -> bool:
-    """Whether ``value`` holds a control, bidi-override or invisible formatting character."""
-    return _FORBIDDEN.search(value) is not None
+def has_forbidden_characters(value: str, *, multiline: bool = False) -> bool:
+    """Whether ``value`` holds a control, bidi-override or invisible formatting character; with
+    ``multiline``, tabs, line feeds and CRLF pairs are allowed."""
+    return (_FORBIDDEN_MULTILINE if multiline else _FORBIDDEN).search(value) is not None
 
 
-def clean_text(value: object, *, parameter: str, max_length: int = 256, required: bool = False) -> str | None:
+def clean_text(
+    value: object, *, parameter: str, max_length: int = 256, required: bool = False, multiline: bool = False
+) -> str | None:
     """A stripped text value, or None when absent or blank (unless ``required``).
 
     Raises InvalidRequest (naming ``parameter``) for a non-string, an over-long value, or one
-    holding control or bidi-override characters.
+    holding control or bidi-override characters (``multiline``: line breaks and tabs are text).
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
@@ -38,9 +47,11 @@ def clean_text(value: object, *, parameter: str, max_length: int = 256, required
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f"{parameter} must be text.", parameter=parameter)
-    if has_forbidden_characters(value):
+    if has_forbidden_characters(value, multiline=multiline):
+        allowed = " (line breaks and tabs are fine)" if multiline else ""
         raise InvalidRequest(
-            f"{parameter} contains control or text-direction characters, which are not allowed.", parameter=parameter
+            f"{parameter} contains control or text-direction characters, which are not allowed{allowed}.",
+            parameter=parameter,
         )
     text = value.strip()
     if len(text) > max_length:

@@ -39,6 +39,7 @@ from shared.models import (
     DirectoryUser,
     EventDraft,
     FlowKind,
+    MailboxPurpose,
     MailboxSync,
     ObservedEvent,
     QueuedMessage,
@@ -501,6 +502,10 @@ class FakeGraph:
     pending_delta: dict[str, list[DeltaChange]] = field(default_factory=dict)
     expired_delta_links: set[str] = field(default_factory=set)
     delta_calls: list[str | None] = field(default_factory=list)
+    # tenant -> address -> what the mailbox is; anyone else with a schedule or a directory entry is a user
+    purposes: dict[str, dict[str, MailboxPurpose]] = field(default_factory=dict)
+    purpose_calls: list[tuple[str, ...]] = field(default_factory=list)
+    purpose_failure: Exception | None = None  # raised by the next mailbox_purposes call (then cleared)
 
     def get_user(self, token: AccessToken, user: str) -> DirectoryUser:
         found = self.users.get(token.tenant_id, {}).get(user.lower())
@@ -510,6 +515,23 @@ class FakeGraph:
 
     def list_users(self, token: AccessToken, *, top: int) -> list[DirectoryUser]:
         return list(self.users.get(token.tenant_id, {}).values())[:top]
+
+    def mailbox_purposes(self, token: AccessToken, addresses: Sequence[str]) -> dict[str, MailboxPurpose]:
+        self.purpose_calls.append(tuple(addresses))
+        if self.purpose_failure is not None:
+            failure, self.purpose_failure = self.purpose_failure, None
+            raise failure
+        tenant = token.tenant_id
+        answers: dict[str, MailboxPurpose] = {}
+        for address in (a.lower() for a in addresses):
+            given = self.purposes.get(tenant, {}).get(address)
+            if given is not None:
+                answers[address] = given
+            elif address in self.schedules.get(tenant, {}) or address in self.users.get(tenant, {}):
+                answers[address] = MailboxPurpose.USER
+            else:
+                answers[address] = MailboxPurpose.NOT_IN_TENANT
+        return answers
 
     def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
         key = (mailbox or "me").lower()
@@ -606,9 +628,12 @@ class FakeEvents:
     drop_meeting_on_move: int = 0
     calls: list[str] = field(default_factory=list)
     cancelled_with: dict[str, str] = field(default_factory=dict)
+    # (call, mailbox, "app" | "recruiter"): whose permission each call used
+    permissions: list[tuple[str, str, str]] = field(default_factory=list)
 
-    def _check(self, mailbox: str, call: str) -> None:
+    def _check(self, token: AccessToken, mailbox: str, call: str) -> None:
         self.calls.append(call)
+        self.permissions.append((call, mailbox.lower(), "app" if token.roles else "recruiter"))
         if mailbox.lower() in self.refuse:
             raise self.refuse[mailbox.lower()]
 
@@ -626,7 +651,7 @@ class FakeEvents:
     def create_event(
         self, token: AccessToken, mailbox: str, draft: EventDraft, *, calendar_id: str | None = None
     ) -> ObservedEvent:
-        self._check(mailbox, "create")
+        self._check(token, mailbox, "create")
         key = (mailbox.lower(), draft.transaction_id or uuid.uuid4().hex)
         if key in self.transactions:
             return replace(self.events[self.transactions[key]], booking_id=None)
@@ -651,19 +676,19 @@ class FakeEvents:
         return replace(event, booking_id=None)  # a create's answer has no extended properties
 
     def get_event(self, token: AccessToken, mailbox: str, event_id: str) -> ObservedEvent:
-        self._check(mailbox, "get")
+        self._check(token, mailbox, "get")
         return self._find(mailbox, event_id)
 
     def find_event_by_booking(
         self, token: AccessToken, mailbox: str, booking_id: str, *, calendar_id: str | None = None
     ) -> ObservedEvent | None:
-        self._check(mailbox, "find")
+        self._check(token, mailbox, "find")
         return next(
             (e for e in self.events.values() if e.mailbox == mailbox.lower() and e.booking_id == booking_id), None
         )
 
     def update_event(self, token: AccessToken, mailbox: str, event_id: str, draft: EventDraft) -> None:
-        self._check(mailbox, "update")
+        self._check(token, mailbox, "update")
         event = self._find(mailbox, event_id)
         moved = (draft.start or event.start, draft.end or event.end) != (event.start, event.end)
         changes: dict[str, Any] = {"change_key": str(int(event.change_key or "0") + 1)}
@@ -681,13 +706,13 @@ class FakeEvents:
         self.events[event_id] = replace(event, **changes)
 
     def cancel_event(self, token: AccessToken, mailbox: str, event_id: str, comment: str) -> None:
-        self._check(mailbox, "cancel")
+        self._check(token, mailbox, "cancel")
         event = self._find(mailbox, event_id)
         self.events[event_id] = replace(event, is_cancelled=True)
         self.cancelled_with[event_id] = comment
 
     def delete_event(self, token: AccessToken, mailbox: str, event_id: str) -> None:
-        self._check(mailbox, "delete")
+        self._check(token, mailbox, "delete")
         self._find(mailbox, event_id)
         del self.events[event_id]
 

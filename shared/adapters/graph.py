@@ -37,6 +37,7 @@ from shared.models import (
     BusyBlock,
     DirectoryUser,
     FreeBusyStatus,
+    MailboxPurpose,
     Schedule,
     ScheduleStatus,
     WorkingHours,
@@ -87,6 +88,21 @@ UNKNOWN_ADDRESS_CODES = frozenset(
     }
 )
 UNKNOWN_ADDRESS_MARKERS = ("unable to resolve", "not found in the directory", "could not be resolved")
+# JSON batching: "combining multiple requests (up to 20) into a single JSON object".
+BATCH_LIMIT = 20
+# mailboxSettings userPurpose values Graph documents (user, linked, shared, room, equipment, others);
+# "unknownFutureValue" and anything newer read as "others".
+PURPOSES = {
+    p.value: p
+    for p in (
+        MailboxPurpose.USER,
+        MailboxPurpose.LINKED,
+        MailboxPurpose.SHARED,
+        MailboxPurpose.ROOM,
+        MailboxPurpose.EQUIPMENT,
+        MailboxPurpose.OTHERS,
+    )
+}
 THROTTLED_CODES = frozenset({"TooManyRequests", "ErrorServerBusy", "ApplicationThrottled"})
 TIMEOUT_CODES = frozenset({"ErrorTimeoutExpired", "ErrorRequestTimeout"})
 # One ``name="value"`` parameter of a WWW-Authenticate challenge (RFC 9110 auth-param, quoted form).
@@ -345,6 +361,42 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
         raw = self.request("GET", "users", token, params={"$select": USER_SELECT, "$top": str(top)})
         return [self._user(u) for u in raw.get("value", [])]
 
+    def mailbox_purposes(self, token: AccessToken, addresses: Sequence[str]) -> dict[str, MailboxPurpose]:
+        """See GraphGateway.mailbox_purposes: ``GET /users/{address}/mailboxSettings/userPurpose`` (the
+        documented single-setting read, MailboxSettings.Read) for each address, 20 to a ``$batch``."""
+        people = list(dict.fromkeys(address.lower() for address in addresses))
+        found: dict[str, MailboxPurpose] = {}
+        for i in range(0, len(people), BATCH_LIMIT):
+            found.update(self._purposes_batch(token, people[i : i + BATCH_LIMIT]))
+        return found
+
+    def _purposes_batch(self, token: AccessToken, chunk: list[str]) -> dict[str, MailboxPurpose]:
+        by_request = {str(n): address for n, address in enumerate(chunk, start=1)}
+        body = {
+            "requests": [
+                {"id": rid, "method": "GET", "url": f"/users/{quote(address, safe='@')}/mailboxSettings/userPurpose"}
+                for rid, address in by_request.items()
+            ]
+        }
+        found = dict.fromkeys(chunk, MailboxPurpose.UNKNOWN)  # an answer that never comes is unknown
+        try:
+            raw = self.request("POST", "$batch", token, json=body, retry_safe=True)  # reads only
+        except GraphRequestFailed as err:
+            if err.reason == "unauthorized":
+                raise
+            logger.warning("Graph $batch of %d mailbox purposes failed: HTTP %s", len(chunk), err.status)
+            return found
+        except (NotFound, UpstreamUnavailable) as err:
+            logger.warning("Graph $batch of %d mailbox purposes failed: %s", len(chunk), err.message)
+            return found
+        for item in raw.get("responses") or []:
+            if isinstance(item, dict) and str(item.get("id")) in by_request:
+                inner = item.get("body")
+                found[by_request[str(item["id"])]] = purpose_of(
+                    int(item.get("status") or 0), inner if isinstance(inner, dict) else {}
+                )
+        return found
+
     def probe_calendar(self, token: AccessToken, mailbox: str | None) -> None:
         start = datetime.now(UTC).replace(microsecond=0)
         params = {
@@ -501,6 +553,25 @@ def item_error_reason(error: dict[str, Any]) -> str:
     if "access to odata is disabled" in message:
         return "access_policy"
     return "other"
+
+
+def purpose_of(status: int, body: dict[str, Any]) -> MailboxPurpose:
+    """One batched userPurpose answer. Only a documented value is a purpose; an error is read by its code:
+    the tenant has nobody at the address (404), Graph will not open the mailbox for the app (an
+    application access policy, on premises), or anything else: unknown, never assumed."""
+    if 200 <= status < 300:
+        value = body.get("value")
+        if not isinstance(value, str) or not value:
+            return MailboxPurpose.UNKNOWN
+        return PURPOSES.get(value, MailboxPurpose.OTHERS)
+    raw_error = body.get("error")
+    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+    reason = classify(status, str(error.get("code", "")), str(error.get("message", "")))
+    if reason in {"access_policy", "on_premises"}:
+        return MailboxPurpose.UNREACHABLE
+    if status == 404:
+        return MailboxPurpose.NOT_IN_TENANT
+    return MailboxPurpose.UNKNOWN
 
 
 def parse_schedule(email: str, raw: dict[str, Any]) -> Schedule:

@@ -7,7 +7,8 @@ import pytest
 
 from functions import admin_consent, directory, health, oauth_callback, tenants
 from functions._http import http_endpoint
-from tests.kit import ADMIN, USER, FakeDeps, consented, error_of, request, sign_in
+from shared.models import MailboxPurpose
+from tests.kit import ADMIN, TENANT_A, USER, FakeDeps, consented, error_of, request, sign_in
 
 
 def test_unknown_route_is_a_json_404() -> None:
@@ -80,9 +81,40 @@ def test_oversized_body_is_a_413(admin_credential: str) -> None:
 
 
 def test_settings_round_trip(admin_credential: str, deps: FakeDeps) -> None:
+    deps.graph.purposes[TENANT_A] = {"interviews@contoso.example": MailboxPurpose.SHARED}  # the tenant holds it
     response = _put_settings(admin_credential, b'{"interviews_mailbox": "Interviews@Contoso.example"}')
     assert response.status_code == 200
     assert json.loads(response.get_body()) == {"interviews_mailbox": "interviews@contoso.example", "sync_mailbox": None}
+
+
+def test_settings_naming_a_mailbox_the_tenant_does_not_hold_are_refused_naming_the_field(
+    admin_credential: str, deps: FakeDeps
+) -> None:
+    deps.graph.purposes[TENANT_A] = {"interviews@contoso.example": MailboxPurpose.SHARED}
+    response = _put_settings(
+        admin_credential, b'{"interviews_mailbox": "interviews@contoso.example", "sync_mailbox": "sync@other.example"}'
+    )
+    assert response.status_code == 400
+    assert error_of(response)["field"] == "sync_mailbox"
+    assert deps.tenants.get_tenant(TENANT_A).interviews_mailbox is None  # nothing saved
+
+
+def test_settings_may_name_a_mailbox_not_created_yet_on_the_admin_s_own_domain(
+    admin_credential: str, deps: FakeDeps
+) -> None:
+    response = _put_settings(admin_credential, b'{"interviews_mailbox": "interviews.new@contoso.example"}')
+    assert response.status_code == 200  # readiness then reports that it does not exist
+    assert deps.tenants.get_tenant(TENANT_A).interviews_mailbox == "interviews.new@contoso.example"
+
+
+def test_settings_are_not_saved_when_the_directory_cannot_be_read(admin_credential: str, deps: FakeDeps) -> None:
+    from shared.errors import UpstreamUnavailable
+
+    deps.graph.purpose_failure = UpstreamUnavailable("Microsoft Graph did not answer.")
+    response = _put_settings(admin_credential, b'{"interviews_mailbox": "interviews@contoso.example"}')
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert error_of(response)["code"] == "graph_unavailable"
+    assert deps.tenants.get_tenant(TENANT_A).interviews_mailbox is None
 
 
 def test_unexpected_exception_is_a_generic_500_without_details() -> None:

@@ -49,6 +49,7 @@ CORE_ALLOWED = (
     "shared.webhooks",
     "shared.subscriptions",
     "shared.notifications",
+    "shared.write_rule",
 )
 
 

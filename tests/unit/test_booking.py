@@ -19,6 +19,7 @@ from shared.booking import (
 from shared.booking_request import BookingChange, parse_booking_change, parse_booking_request
 from shared.errors import (
     GraphRequestFailed,
+    GraphUnavailable,
     IdempotencyKeyReused,
     InvalidRequest,
     NoAccessToCalendar,
@@ -129,9 +130,12 @@ def test_busy_time_refuses_the_slot_unless_availability_checks_are_off() -> None
 
 def test_someone_graph_cannot_read_is_never_free() -> None:
     deps, ctx = _deps()
-    deps.graph.schedules[TENANT_A][ALEX] = Schedule(email=ALEX, status=ScheduleStatus.UNREADABLE)
-    with pytest.raises(SlotUnavailable):
+    deps.graph.schedules[TENANT_A][ALEX] = Schedule(email=ALEX, status=ScheduleStatus.UNREADABLE, reason="timeout")
+    # Never free, and never called busy either: nobody knows, so Graph is said to be unreadable.
+    with pytest.raises(GraphUnavailable) as refused:
         create_booking(deps, ctx, _request(deps), "key-00000001")
+    assert refused.value.details["unreadable"] == [ALEX] and refused.value.details["retry_after"] > 0
+    assert not deps.events.events and not deps.bookings.items
 
 
 def test_an_unknown_interviewer_is_refused_naming_the_field() -> None:
