@@ -6,6 +6,7 @@ Every key is listed, with a placeholder and a one-line comment, in
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ class Settings:
     notification_queue: str = "graph-notifications"
     renewal_schedule: str | None = None
     subscription_minutes: int = 10080
+    clock_offset_seconds: float = 0.0  # tests only: the service's clock runs this far from the wall clock
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +92,7 @@ class Settings:
             notification_queue=_queue_name(opt("NOTIFICATION_QUEUE", "graph-notifications")),
             renewal_schedule=env.get("RENEWAL_SCHEDULE", "").strip() or None,
             subscription_minutes=int(num("SUBSCRIPTION_MINUTES", 10080)),
+            clock_offset_seconds=_offset(opt("CLOCK_OFFSET_SECONDS", "0")),
         )
 
     def require(self, name: str) -> str:
@@ -103,6 +106,19 @@ class Settings:
 
 _REQUIRED = {"CLIENT_ID": "client_id", "CLIENT_SECRET": "client_secret", "RENEWAL_SCHEDULE": "renewal_schedule"}
 _QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _offset(raw: str) -> float:
+    # Any finite number of seconds, negative too (a test may pin its clock to a past date).
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigurationError(
+            "Setting CLOCK_OFFSET_SECONDS must be a number of seconds.", setting="CLOCK_OFFSET_SECONDS"
+        )
+    return value
 
 
 def _queue_name(value: str) -> str:

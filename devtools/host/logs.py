@@ -2,7 +2,8 @@
 
 At INFO the Azure SDK's HTTP logging policy dumps every request's and response's headers, and
 httpx logs every URL it calls (query string included); both, and every other Azure SDK logger, stay
-at WARNING (``function_app`` sets the same for the app when deployed). What remains at INFO is the host's access line per request (``devtools.host.access``), the app's own messages and
+at WARNING (``function_app`` sets the same for the app when deployed). What remains at INFO is the
+host's access line per request (``devtools.host.access``), the app's own messages and
 Executing/Executed lines only with ``verbose``.
 """
 

@@ -5,6 +5,9 @@ certificate errors.
 Chromium on Linux reads user-added roots from ``$HOME/.pki/nssdb``; each browser gets a fresh home
 with a database that holds only the local CA (``certutil`` from ``libnss3-tools``), and a fresh
 profile. Screenshots go to ``tmp/artifacts/<name>/`` in the checkout.
+
+The browser's zone is pinned (``TZ``), and so is its date when a run pins one (``--today``): the pages
+then see the same "today" as the service and the local cloud (``tests.kit.stack_now``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.kit import stack_now
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tmp" / "artifacts"
@@ -34,6 +40,19 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1440,1000",
 )
+# Run before any page script: JavaScript's clock (new Date(), Date.now()) reads the stack's clock. Dates
+# built from explicit values are untouched, and Date() called as a function keeps the machine's time.
+PINNED_DATE_SCRIPT = """
+(() => {
+  const offset = %d;
+  const MachineDate = Date;
+  class StackDate extends MachineDate {
+    constructor(...args) { if (args.length === 0) { super(MachineDate.now() + offset); } else { super(...args); } }
+    static now() { return MachineDate.now() + offset; }
+  }
+  globalThis.Date = StackDate;
+})();
+"""
 
 
 def require_chromium() -> None:
@@ -97,6 +116,9 @@ def chromium(tmp_path: Path, *, ca_cert: Path, time_zone: str = "America/New_Yor
     service = Service(CHROMEDRIVER, env=env)
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(60)
+    offset_ms = round((stack_now() - datetime.now(UTC)).total_seconds() * 1000)
+    if abs(offset_ms) > 1000:
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PINNED_DATE_SCRIPT % offset_ms})
     try:
         yield driver
     finally:

@@ -16,7 +16,7 @@ from devtools.cloud.graph import controls as graph_controls
 from shared.bootstrap import get_container, set_container
 from shared.models import Booking, BookingStatus
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO, KEY, RECRUITER, consent
+from tests.kit import CONTOSO, KEY, RECRUITER, consent, stack_now, stack_today
 from tests.kit import browser_sign_in as sign_in
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ CHICAGO = ZoneInfo("America/Chicago")
 
 
 def _monday(weeks_ahead: int) -> date:
-    today = datetime.now(UTC).date()
+    today = stack_today()
     return today - timedelta(days=today.weekday()) + timedelta(weeks=weeks_ahead)
 
 
@@ -105,10 +105,11 @@ def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruit
     assert answer["time_zone"] == "America/Los_Angeles"
     slots = answer["slots"]
     assert slots, answer["explanation"]
+    pacific_offset = datetime(day.year, day.month, day.day, 12, tzinfo=PACIFIC).utcoffset()
     people = {p["email"]: p for p in answer["interviewers"]}
     for slot in slots:
         start, end = datetime.fromisoformat(slot["start"]), datetime.fromisoformat(slot["end"])
-        assert start.utcoffset() == timedelta(hours=-8)  # in the asked zone (December: PST)
+        assert start.utcoffset() == pacific_offset  # in the asked zone, on that day (PST or PDT)
         assert end - start == timedelta(hours=1)
         assert start.astimezone(PACIFIC).hour >= 9 and end.astimezone(PACIFIC) <= start.astimezone(PACIFIC).replace(
             hour=17, minute=0
@@ -442,5 +443,5 @@ def test_buffers_tentative_and_notice_through_the_endpoint(recruiter: Any) -> No
     # 30 minutes of buffer on each side keep 12:30 and 13:30 away from the 13:00 event.
     assert starts(buffer_before_minutes=30, buffer_after_minutes=30) == [(12, 0), (14, 0), (14, 30)]
     # A minimum notice that ends at 14:00 that day leaves the starts from 14:00 on.
-    far = int((datetime(day.year, day.month, day.day, 14, tzinfo=PACIFIC) - datetime.now(UTC)).total_seconds() // 60)
+    far = int((datetime(day.year, day.month, day.day, 14, tzinfo=PACIFIC) - stack_now()).total_seconds() // 60)
     assert starts(minimum_notice_minutes=far) == [(14, 0), (14, 30)]

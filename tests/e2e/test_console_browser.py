@@ -27,7 +27,7 @@ from shared.bootstrap import set_container
 from shared.subscriptions import forget_worker_memory
 from tests.e2e.chromium import Shots, chromium, require_chromium
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, RECRUITER
+from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, RECRUITER, stack_today
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +107,7 @@ def _all(driver: Any, css: str) -> list[Any]:
 
 
 def _next_weekday(weekday: int, weeks_ahead: int = 1) -> date:
-    today = datetime.now(UTC).date()
+    today = stack_today()
     monday = today - timedelta(days=today.weekday()) + timedelta(weeks=weeks_ahead)
     return monday + timedelta(days=weekday)
 

@@ -50,3 +50,16 @@ def test_malformed_number_names_the_key() -> None:
 
 def test_secret_is_not_in_the_repr() -> None:
     assert "s3cr3t-value" not in repr(Settings.from_env({"CLIENT_SECRET": "s3cr3t-value"}))
+
+
+def test_the_clock_offset_moves_the_service_s_clock_and_a_malformed_one_names_the_key() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.bootstrap import Container
+
+    assert Settings.from_env({}).clock_offset_seconds == 0.0
+    back = Container(Settings.from_env({"CLOCK_OFFSET_SECONDS": "-86400"})).clock.now()
+    assert abs(back - (datetime.now(UTC) - timedelta(days=1))) < timedelta(minutes=1)
+    for bad in ("tomorrow", "inf", "nan"):
+        with pytest.raises(ConfigurationError, match="CLOCK_OFFSET_SECONDS"):
+            Settings.from_env({"CLOCK_OFFSET_SECONDS": bad})
