@@ -282,6 +282,7 @@ def test_sdk_reads_mailbox_settings(cloud: RunningCloud, world: World, run: Any)
     assert_shape(body, MAILBOX_SETTINGS_EXAMPLE)
 
 
+@pytest.mark.dates
 def test_sdk_get_schedule_and_documented_shape(cloud: RunningCloud, world: World, run: Any) -> None:
     client = sdk(cloud, user_token(world, MEGAN, "Calendars.Read"))
     start = stack_now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -373,6 +374,7 @@ def test_sdk_creates_reads_patches_and_deletes_an_event(cloud: RunningCloud, wor
     assert raw(cloud, token, "GET", f"/users/{INTERVIEWS}/events/{created.id}").status_code == 404
 
 
+@pytest.mark.dates
 def test_sdk_calendar_view_and_delta(cloud: RunningCloud, world: World, run: Any) -> None:
     client = sdk(cloud, app_token(world, "Calendars.Read"))
     start = stack_now() - timedelta(days=7)

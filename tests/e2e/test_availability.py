@@ -80,6 +80,7 @@ def _window(day: date, days: int = 1) -> dict[str, str]:
     return {"start": _utc(day, 0).isoformat(), "end": _utc(day + timedelta(days=days), 0).isoformat()}
 
 
+@pytest.mark.dates
 def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruiter: Any) -> None:
     day = _monday(3)  # a Monday with nothing but the fixtures' recurring meetings
     busy_from = datetime(day.year, day.month, day.day, 11, 0, tzinfo=PACIFIC)
@@ -139,6 +140,7 @@ def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruit
     assert people[LYNNE]["status"] == "ok"
 
 
+@pytest.mark.dates
 def test_people_with_no_common_working_hours_get_an_explanation(recruiter: Any) -> None:
     day = _monday(3)
     # Pacific 09:00-17:00 and W. Europe 09:00-17:00 never overlap.
@@ -153,6 +155,7 @@ def test_people_with_no_common_working_hours_get_an_explanation(recruiter: Any) 
     assert kinds & {"make_optional", "ignore_working_hours"}, explanation
 
 
+@pytest.mark.dates
 def test_optional_people_are_listed_only_when_free_and_pools_need_enough_members(recruiter: Any) -> None:
     day = _monday(3)
     pacific_10 = datetime(day.year, day.month, day.day, 10, 0, tzinfo=PACIFIC)
@@ -251,6 +254,7 @@ def test_a_dead_user_token_answers_reauth_required_not_an_empty_calendar(recruit
     assert response.json()["error"]["code"] == "reauth_required"
 
 
+@pytest.mark.dates
 def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
     day = _monday(3)
     pacific_9 = datetime(day.year, day.month, day.day, 9, 0, tzinfo=PACIFIC)
@@ -314,6 +318,7 @@ def test_bad_input_is_refused_naming_the_field(recruiter: Any, change: dict[str,
     assert error["field"] == field
 
 
+@pytest.mark.dates
 def test_loops_chain_sessions_on_one_day(recruiter: Any) -> None:
     day = _monday(3)
     tuesday = day + timedelta(days=1)
@@ -417,6 +422,7 @@ def test_march_when_the_us_and_europe_change_to_daylight_time_on_different_dates
     assert date(2030, 3, 9) not in by_day  # a Saturday
 
 
+@pytest.mark.dates
 def test_buffers_tentative_and_notice_through_the_endpoint(recruiter: Any) -> None:
     day = _monday(3)
     at = datetime(day.year, day.month, day.day, 13, 0, tzinfo=PACIFIC)

@@ -82,6 +82,7 @@ def _ours(stack: Stack, mailbox: str) -> list[Any]:
     return [e for e in _events(stack, mailbox) if e.extended_properties]
 
 
+@pytest.mark.dates
 def test_a_booking_lands_in_the_interviews_calendar_and_each_attendee_s_with_the_teams_link(
     e2e: Stack, recruiter: Any
 ) -> None:

@@ -235,6 +235,7 @@ def test_console_takes_a_recruiter_from_consent_to_the_availability_grid(
         shots.take("nothing-fits")
 
 
+@pytest.mark.dates
 def test_console_books_a_slot_and_shows_the_interviewer_declining(
     console: RunningConsole, e2e: Stack, tmp_path: Path
 ) -> None:

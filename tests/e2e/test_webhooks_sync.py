@@ -151,6 +151,7 @@ def run_timer(name: str) -> None:
     fn.get_user_function()(TimerRequest(past_due=True))
 
 
+@pytest.mark.dates
 def test_a_decline_and_a_proposed_new_time_reach_the_booking_and_a_duplicate_delivery_changes_nothing(
     synced: Synced,
 ) -> None:
