@@ -86,7 +86,9 @@ class Shots:
 
     def __init__(self, driver: Any, name: str) -> None:
         self.driver = driver
-        self.folder = ARTIFACTS / name
+        # A run pinned to another date (--today) keeps its own screenshots (scripts/test runs January and July).
+        pinned = abs((stack_now() - datetime.now(UTC)).total_seconds()) > 1
+        self.folder = ARTIFACTS / (f"{name}-{stack_now().date()}" if pinned else name)
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
         self.count = 0
