@@ -67,6 +67,11 @@ def stack_now() -> datetime:
     return utcnow()
 
 
+def stack_offset() -> timedelta:
+    """How far the stack's clock runs from the machine's (zero unless the run pins a date)."""
+    return timedelta(milliseconds=round((stack_now() - datetime.now(UTC)).total_seconds() * 1000))
+
+
 def stack_today() -> date:
     """Today's date in UTC on the stack's clock (see ``stack_now``)."""
     return stack_now().date()

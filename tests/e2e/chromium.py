@@ -17,13 +17,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.kit import stack_now
+from tests.kit import stack_now, stack_offset
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tmp" / "artifacts"
@@ -87,7 +87,7 @@ class Shots:
     def __init__(self, driver: Any, name: str) -> None:
         self.driver = driver
         # A run pinned to another date (--today) keeps its own screenshots (scripts/test runs January and July).
-        pinned = abs((stack_now() - datetime.now(UTC)).total_seconds()) > 1
+        pinned = abs(stack_offset()) > timedelta(seconds=1)
         self.folder = ARTIFACTS / (f"{name}-{stack_now().date()}" if pinned else name)
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
@@ -118,9 +118,10 @@ def chromium(tmp_path: Path, *, ca_cert: Path, time_zone: str = "America/New_Yor
     service = Service(CHROMEDRIVER, env=env)
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(60)
-    offset_ms = round((stack_now() - datetime.now(UTC)).total_seconds() * 1000)
-    if abs(offset_ms) > 1000:
-        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PINNED_DATE_SCRIPT % offset_ms})
+    offset = stack_offset()
+    if abs(offset) > timedelta(seconds=1):
+        script = PINNED_DATE_SCRIPT % (offset // timedelta(milliseconds=1))
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": script})
     try:
         yield driver
     finally:
