@@ -1,4 +1,6 @@
-"""Entry point: registers the blueprints. Nothing else happens at import time."""
+"""Entry point: registers the blueprints and sets the Azure SDKs' log level. Nothing else happens at import time."""
+
+import logging
 
 import azure.functions as func
 
@@ -15,6 +17,15 @@ from functions import (
     subscription_renewal,
     tenants,
 )
+
+# The Azure SDKs (their HTTP logging policy dumps every storage request's headers at INFO) and httpx (every
+# URL it calls) log at WARNING, deployed as on the local host. host.json cannot do this: the Functions host
+# files every log of a Python invocation under "Function.<name>.User", whatever the Python logger's name
+# (azure-functions-host GrpcWorkerChannel.Log; Microsoft's docs are silent on it), so only the Python levels
+# tell the SDKs' lines from the app's own.
+QUIET_LOGGERS = ("azure", "httpx", "httpcore")
+for _name in QUIET_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

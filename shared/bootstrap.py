@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.config import Settings
@@ -46,8 +46,13 @@ T = TypeVar("T")
 
 
 class SystemClock:
+    """The wall clock, moved by ``CLOCK_OFFSET_SECONDS`` (0 but in tests that pin a date)."""
+
+    def __init__(self, offset_seconds: float = 0.0) -> None:
+        self._offset = timedelta(seconds=offset_seconds)
+
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return datetime.now(UTC) + self._offset
 
 
 class _Lazy:
@@ -138,7 +143,7 @@ class Container:
 
     @property
     def clock(self) -> Clock:
-        return self._lazy.get("clock", SystemClock)
+        return self._lazy.get("clock", lambda: SystemClock(self.settings.clock_offset_seconds))
 
     @property
     def key_source(self) -> KeySource:

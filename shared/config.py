@@ -6,6 +6,7 @@ Every key is listed, with a placeholder and a one-line comment, in
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -47,13 +48,14 @@ APP_SETTINGS: tuple[str, ...] = (
     "AVAILABILITY_DEADLINE_SECONDS",
     "NOTIFICATION_QUEUE",
     "NOTIFICATION_RETRY_SECONDS",
+    "CLOCK_OFFSET_SECONDS",
     "RENEWAL_SCHEDULE",
     "SUBSCRIPTION_MINUTES",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 )
 # Read by the code but never deployed: Azure reaches storage by identity and keys live in Key Vault.
-LOCAL_ONLY_SETTINGS: tuple[str, ...] = ("AzureWebJobsStorage", "LOCAL_KEY_FILE")
+LOCAL_ONLY_SETTINGS: tuple[str, ...] = ("AzureWebJobsStorage", "LOCAL_KEY_FILE", "CLOCK_OFFSET_SECONDS")
 # Read by the Functions host or the Python worker, not by the code: the blob endpoint (the host's leases
 # and timer state), the timers' %SCHEDULE% bindings, and the worker's OpenTelemetry context switch.
 HOST_SETTINGS: tuple[str, ...] = (
@@ -105,6 +107,7 @@ class Settings:
     appinsights_connection_string: str | None = field(default=None, repr=False)
     appinsights_authentication: str | None = None
     notification_retry_seconds: float = 4.0
+    clock_offset_seconds: float = 0.0  # tests only: the service's clock runs this far from the wall clock
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +167,7 @@ class Settings:
             appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None,
             appinsights_authentication=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip() or None,
             notification_retry_seconds=num("NOTIFICATION_RETRY_SECONDS", 4.0),
+            clock_offset_seconds=_offset(opt("CLOCK_OFFSET_SECONDS", "0")),
         )
 
     @property
@@ -191,6 +195,19 @@ class Settings:
 
 _REQUIRED = {"CLIENT_ID": "client_id", "CLIENT_SECRET": "client_secret", "RENEWAL_SCHEDULE": "renewal_schedule"}
 _QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _offset(raw: str) -> float:
+    # Any finite number of seconds, negative too (a test may pin its clock to a past date).
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigurationError(
+            "Setting CLOCK_OFFSET_SECONDS must be a number of seconds.", setting="CLOCK_OFFSET_SECONDS"
+        )
+    return value
 
 
 def _queue_name(value: str) -> str:

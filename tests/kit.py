@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -56,6 +56,28 @@ from shared.models import (
 
 if TYPE_CHECKING:
     from shared.bootstrap import Container
+
+
+def stack_now() -> datetime:
+    """Now on the clock of the service and the local cloud: the machine's, moved when a run pins a date.
+
+    ``--today`` / ``CALENDAR_TEST_TODAY`` (tests/conftest.py) sets ``CLOCK_OFFSET_SECONDS``, which both
+    honour; the local cloud's ``utcnow`` is that clock. Tests that place anything relative to "now"
+    (next week's Monday, a minimum notice) read it here, never ``datetime.now``.
+    """
+    from devtools.cloud.state import utcnow
+
+    return utcnow()
+
+
+def stack_offset() -> timedelta:
+    """How far the stack's clock runs from the machine's (zero unless the run pins a date)."""
+    return timedelta(milliseconds=round((stack_now() - datetime.now(UTC)).total_seconds() * 1000))
+
+
+def stack_today() -> date:
+    """Today's date in UTC on the stack's clock (see ``stack_now``)."""
+    return stack_now().date()
 
 
 class FakeClock:

@@ -9,9 +9,10 @@ description, so descriptions here follow Microsoft's error-code reference closel
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from starlette.responses import JSONResponse
+
+from devtools.cloud.state import utcnow
 
 # Message templates, keyed by AADSTS number (wording after Microsoft's error-code reference).
 MESSAGES: dict[int, str] = {
@@ -134,7 +135,7 @@ class AadstsError(Exception):
     def response(self, *, correlation_id: str | None = None) -> JSONResponse:
         trace_id = str(uuid.uuid4())
         correlation_id = correlation_id or str(uuid.uuid4())
-        timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        timestamp = utcnow().strftime("%Y-%m-%d %H:%M:%SZ")
         body: dict[str, object] = {
             "error": self.error,
             "error_description": self.description(trace_id, correlation_id, timestamp),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from starlette.responses import JSONResponse
+
+from devtools.cloud.state import utcnow
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class GraphError(Exception):
         self.headers = headers or {}
 
     def response(self) -> JSONResponse:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        now = utcnow().strftime("%Y-%m-%dT%H:%M:%S")
         body = {
             "error": {
                 "code": self.code,

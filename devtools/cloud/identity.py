@@ -31,7 +31,6 @@ import html
 import json
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
@@ -995,7 +994,7 @@ class Identity:
                     "invalid_grant",
                     grant.revoked_code if grant.revoked else 50173,
                     issued=issued,
-                    valid_from=datetime.now(UTC).strftime("%m/%d/%Y %H:%M:%S"),
+                    valid_from=utcnow().strftime("%m/%d/%Y %H:%M:%S"),
                 )
         if form.get("scope"):
             asked = consent.parse_scopes(form["scope"], app)

@@ -10,6 +10,9 @@ calendar sharing) and ``fixtures/calendars.json`` (events per mailbox).
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -20,8 +23,30 @@ from typing import Any, TypeVar
 S = TypeVar("S")
 
 
+# The service's setting that moves its clock (shared/config.py). The cloud honours the same variable, so
+# one setting moves the whole local stack to another date: the tests pin January and July with it.
+CLOCK_OFFSET_SETTING = "CLOCK_OFFSET_SECONDS"
+
+
+@functools.lru_cache(maxsize=8)
+def _offset(raw: str) -> timedelta:
+    try:
+        seconds = float(raw) if raw.strip() else 0.0
+    except ValueError:
+        raise ValueError(f"{CLOCK_OFFSET_SETTING} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{CLOCK_OFFSET_SETTING} must be a finite number of seconds")
+    return timedelta(seconds=seconds)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The cloud's wall clock: the machine's, moved by ``CLOCK_OFFSET_SECONDS`` when that is set.
+
+    Calendar time (the fixtures' "this week", event timestamps, subscription lifetimes through
+    ``World.now``) follows it. Token lifetimes (``iat``/``exp``, codes, sign-in cookies) and the TLS
+    certificates stay on the machine's clock, which is the one MSAL and TLS check them against.
+    """
+    return datetime.now(UTC) + _offset(os.environ.get(CLOCK_OFFSET_SETTING, ""))
 
 
 def new_id() -> str:

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,10 +18,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from tests.kit import stack_now
+
 
 def in_minutes(minutes: float) -> str:
     """An ISO 8601 UTC time ``minutes`` from now, as clients send expirationDateTime."""
-    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+    return (stack_now() + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
 
 
 @dataclass

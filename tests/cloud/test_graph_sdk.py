@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -36,6 +36,7 @@ from devtools.cloud import tokens
 from devtools.cloud.graph.controls import resolve_user
 from devtools.cloud.server import RunningCloud
 from devtools.cloud.state import World
+from tests.kit import stack_now
 
 CONTOSO = "contoso.example"
 ALEX = "alex.wilber@contoso.example"
@@ -281,9 +282,10 @@ def test_sdk_reads_mailbox_settings(cloud: RunningCloud, world: World, run: Any)
     assert_shape(body, MAILBOX_SETTINGS_EXAMPLE)
 
 
+@pytest.mark.dates
 def test_sdk_get_schedule_and_documented_shape(cloud: RunningCloud, world: World, run: Any) -> None:
     client = sdk(cloud, user_token(world, MEGAN, "Calendars.Read"))
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = stack_now().replace(hour=0, minute=0, second=0, microsecond=0)
     end = start + timedelta(days=7)
     request = GetSchedulePostRequestBody(
         schedules=[ALEX, "diego.siciliani@contoso.example", "nobody@contoso.example"],
@@ -321,7 +323,7 @@ def test_sdk_creates_reads_patches_and_deletes_an_event(cloud: RunningCloud, wor
     token = app_token(world, "Calendars.ReadWrite")
     client = sdk(cloud, token)
     prop_id = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name InterviewBookingId"
-    day = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%d")
+    day = (stack_now() + timedelta(days=3)).strftime("%Y-%m-%d")
     new = Event(
         subject="Interview: SDK candidate",
         body=ItemBody(content_type=BodyType.Html, content="Welcome"),
@@ -372,10 +374,11 @@ def test_sdk_creates_reads_patches_and_deletes_an_event(cloud: RunningCloud, wor
     assert raw(cloud, token, "GET", f"/users/{INTERVIEWS}/events/{created.id}").status_code == 404
 
 
+@pytest.mark.dates
 def test_sdk_calendar_view_and_delta(cloud: RunningCloud, world: World, run: Any) -> None:
     client = sdk(cloud, app_token(world, "Calendars.Read"))
-    start = datetime.now(UTC) - timedelta(days=7)
-    end = datetime.now(UTC) + timedelta(days=14)
+    start = stack_now() - timedelta(days=7)
+    end = stack_now() + timedelta(days=14)
     params = CalendarViewRequestBuilder.CalendarViewRequestBuilderGetQueryParameters(
         start_date_time=start.strftime("%Y-%m-%dT%H:%M:%SZ"), end_date_time=end.strftime("%Y-%m-%dT%H:%M:%SZ"), top=50
     )

@@ -5,6 +5,9 @@ certificate errors.
 Chromium on Linux reads user-added roots from ``$HOME/.pki/nssdb``; each browser gets a fresh home
 with a database that holds only the local CA (``certutil`` from ``libnss3-tools``), and a fresh
 profile. Screenshots go to ``tmp/artifacts/<name>/`` in the checkout.
+
+The browser's zone is pinned (``TZ``), and so is its date when a run pins one (``--today``): the pages
+then see the same "today" as the service and the local cloud (``tests.kit.stack_now``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.kit import stack_now, stack_offset
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tmp" / "artifacts"
@@ -34,6 +40,19 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1440,1000",
 )
+# Run before any page script: JavaScript's clock (new Date(), Date.now()) reads the stack's clock. Dates
+# built from explicit values are untouched, and Date() called as a function keeps the machine's time.
+PINNED_DATE_SCRIPT = """
+(() => {
+  const offset = %d;
+  const MachineDate = Date;
+  class StackDate extends MachineDate {
+    constructor(...args) { if (args.length === 0) { super(MachineDate.now() + offset); } else { super(...args); } }
+    static now() { return MachineDate.now() + offset; }
+  }
+  globalThis.Date = StackDate;
+})();
+"""
 
 
 def require_chromium() -> None:
@@ -67,7 +86,9 @@ class Shots:
 
     def __init__(self, driver: Any, name: str) -> None:
         self.driver = driver
-        self.folder = ARTIFACTS / name
+        # A run pinned to another date (--today) keeps its own screenshots (scripts/test runs January and July).
+        pinned = abs(stack_offset()) > timedelta(seconds=1)
+        self.folder = ARTIFACTS / (f"{name}-{stack_now().date()}" if pinned else name)
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
         self.count = 0
@@ -97,6 +118,10 @@ def chromium(tmp_path: Path, *, ca_cert: Path, time_zone: str = "America/New_Yor
     service = Service(CHROMEDRIVER, env=env)
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(60)
+    offset = stack_offset()
+    if abs(offset) > timedelta(seconds=1):
+        script = PINNED_DATE_SCRIPT % (offset // timedelta(milliseconds=1))
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": script})
     try:
         yield driver
     finally:

@@ -17,7 +17,7 @@ from devtools.cloud.graph import controls as graph_controls
 from shared.bootstrap import get_container, set_container
 from shared.models import Booking, BookingStatus
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO, KEY, RECRUITER, consent
+from tests.kit import CONTOSO, KEY, RECRUITER, consent, stack_now, stack_today
 from tests.kit import browser_sign_in as sign_in
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ CHICAGO = ZoneInfo("America/Chicago")
 
 
 def _monday(weeks_ahead: int) -> date:
-    today = datetime.now(UTC).date()
+    today = stack_today()
     return today - timedelta(days=today.weekday()) + timedelta(weeks=weeks_ahead)
 
 
@@ -81,6 +81,7 @@ def _window(day: date, days: int = 1) -> dict[str, str]:
     return {"start": _utc(day, 0).isoformat(), "end": _utc(day + timedelta(days=days), 0).isoformat()}
 
 
+@pytest.mark.dates
 def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruiter: Any) -> None:
     day = _monday(3)  # a Monday with nothing but the fixtures' recurring meetings
     busy_from = datetime(day.year, day.month, day.day, 11, 0, tzinfo=PACIFIC)
@@ -106,10 +107,11 @@ def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruit
     assert answer["time_zone"] == "America/Los_Angeles"
     slots = answer["slots"]
     assert slots, answer["explanation"]
+    pacific_offset = datetime(day.year, day.month, day.day, 12, tzinfo=PACIFIC).utcoffset()
     people = {p["email"]: p for p in answer["interviewers"]}
     for slot in slots:
         start, end = datetime.fromisoformat(slot["start"]), datetime.fromisoformat(slot["end"])
-        assert start.utcoffset() == timedelta(hours=-8)  # in the asked zone (December: PST)
+        assert start.utcoffset() == pacific_offset  # in the asked zone, on that day (PST or PDT)
         assert end - start == timedelta(hours=1)
         assert start.astimezone(PACIFIC).hour >= 9 and end.astimezone(PACIFIC) <= start.astimezone(PACIFIC).replace(
             hour=17, minute=0
@@ -139,6 +141,7 @@ def test_slots_lie_in_everyone_s_working_hours_and_avoid_their_busy_time(recruit
     assert people[LYNNE]["status"] == "ok"
 
 
+@pytest.mark.dates
 def test_people_with_no_common_working_hours_get_an_explanation(recruiter: Any) -> None:
     day = _monday(3)
     # Pacific 09:00-17:00 and W. Europe 09:00-17:00 never overlap.
@@ -153,6 +156,7 @@ def test_people_with_no_common_working_hours_get_an_explanation(recruiter: Any) 
     assert kinds & {"make_optional", "ignore_working_hours"}, explanation
 
 
+@pytest.mark.dates
 def test_optional_people_are_listed_only_when_free_and_pools_need_enough_members(recruiter: Any) -> None:
     day = _monday(3)
     pacific_10 = datetime(day.year, day.month, day.day, 10, 0, tzinfo=PACIFIC)
@@ -303,6 +307,7 @@ def test_a_dead_user_token_answers_reauth_required_not_an_empty_calendar(recruit
     assert response.json()["error"]["code"] == "reauth_required"
 
 
+@pytest.mark.dates
 def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
     day = _monday(3)
     pacific_9 = datetime(day.year, day.month, day.day, 9, 0, tzinfo=PACIFIC)
@@ -396,6 +401,7 @@ def test_bad_input_is_refused_naming_the_field(recruiter: Any, change: dict[str,
     assert error["field"] == field
 
 
+@pytest.mark.dates
 def test_loops_chain_sessions_on_one_day(recruiter: Any) -> None:
     day = _monday(3)
     tuesday = day + timedelta(days=1)
@@ -499,6 +505,7 @@ def test_march_when_the_us_and_europe_change_to_daylight_time_on_different_dates
     assert date(2030, 3, 9) not in by_day  # a Saturday
 
 
+@pytest.mark.dates
 def test_buffers_tentative_and_notice_through_the_endpoint(recruiter: Any) -> None:
     day = _monday(3)
     at = datetime(day.year, day.month, day.day, 13, 0, tzinfo=PACIFIC)
@@ -525,5 +532,5 @@ def test_buffers_tentative_and_notice_through_the_endpoint(recruiter: Any) -> No
     # 30 minutes of buffer on each side keep 12:30 and 13:30 away from the 13:00 event.
     assert starts(buffer_before_minutes=30, buffer_after_minutes=30) == [(12, 0), (14, 0), (14, 30)]
     # A minimum notice that ends at 14:00 that day leaves the starts from 14:00 on.
-    far = int((datetime(day.year, day.month, day.day, 14, tzinfo=PACIFIC) - datetime.now(UTC)).total_seconds() // 60)
+    far = int((datetime(day.year, day.month, day.day, 14, tzinfo=PACIFIC) - stack_now()).total_seconds() // 60)
     assert starts(minimum_notice_minutes=far) == [(14, 0), (14, 30)]

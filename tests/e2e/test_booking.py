@@ -15,7 +15,17 @@ from shared.bootstrap import Container, get_container, set_container
 from shared.errors import UpstreamUnavailable
 from shared.models import Booking, BookingStatus
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO, CONTOSO_ADMIN, FABRIKAM_ADMIN, FABRIKAM_RECRUITER, KEY, RECRUITER, consent
+from tests.kit import (
+    CONTOSO,
+    CONTOSO_ADMIN,
+    FABRIKAM_ADMIN,
+    FABRIKAM_RECRUITER,
+    KEY,
+    RECRUITER,
+    consent,
+    stack_now,
+    stack_today,
+)
 from tests.kit import browser_sign_in as sign_in
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +37,7 @@ GRADY = "grady.archie@contoso.example"  # not in the Recruiting Team group
 
 
 def _slot(days: int = 21, hour: int = 21) -> tuple[datetime, datetime]:
-    day = datetime.now(UTC).date() + timedelta(days=days)
+    day = stack_today() + timedelta(days=days)
     while day.weekday() != 1:  # a Tuesday, clear of the fixtures' Monday meetings
         day += timedelta(days=1)
     start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
@@ -72,6 +82,7 @@ def _ours(stack: Stack, mailbox: str) -> list[Any]:
     return [e for e in _events(stack, mailbox) if e.extended_properties]
 
 
+@pytest.mark.dates
 def test_a_booking_lands_in_the_interviews_calendar_and_each_attendee_s_with_the_teams_link(
     e2e: Stack, recruiter: Any
 ) -> None:
@@ -96,7 +107,7 @@ def test_a_booking_lands_in_the_interviews_calendar_and_each_attendee_s_with_the
 
     deps = get_container()
     observed = deps.events.get_event(_app_token(deps), INTERVIEWS, booking["event_id"])
-    apply_observed_event(deps, CONTOSO, event_id=booking["event_id"], observed=observed, seen_at=datetime.now(UTC))
+    apply_observed_event(deps, CONTOSO, event_id=booking["event_id"], observed=observed, seen_at=stack_now())
     attendees = recruiter.request("GET", f"/api/bookings/{booking['id']}", headers=KEY).json()["attendees"]
     alex = next(a for a in attendees if a["email"] == ALEX)
     assert alex["response"] == "accepted" and alex["responded_at"]

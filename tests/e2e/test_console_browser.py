@@ -27,7 +27,7 @@ from shared.bootstrap import set_container
 from shared.subscriptions import forget_worker_memory
 from tests.e2e.chromium import Shots, chromium, require_chromium
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, RECRUITER
+from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, RECRUITER, stack_today
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +107,7 @@ def _all(driver: Any, css: str) -> list[Any]:
 
 
 def _next_weekday(weekday: int, weeks_ahead: int = 1) -> date:
-    today = datetime.now(UTC).date()
+    today = stack_today()
     monday = today - timedelta(days=today.weekday()) + timedelta(weeks=weeks_ahead)
     return monday + timedelta(days=weekday)
 
@@ -235,6 +235,7 @@ def test_console_takes_a_recruiter_from_consent_to_the_availability_grid(
         shots.take("nothing-fits")
 
 
+@pytest.mark.dates
 def test_console_books_a_slot_and_shows_the_interviewer_declining(
     console: RunningConsole, e2e: Stack, tmp_path: Path
 ) -> None:

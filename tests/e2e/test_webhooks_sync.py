@@ -23,7 +23,7 @@ from devtools.cloud import notify
 from devtools.cloud.graph import controls as graph
 from shared.bootstrap import Container, set_container
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO_ADMIN, KEY, RECRUITER, browser_sign_in, consent
+from tests.kit import CONTOSO_ADMIN, KEY, RECRUITER, browser_sign_in, consent, stack_today
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +58,7 @@ def wait_for(what: str, fetch: Callable[[], T], done: Callable[[T], bool], timeo
 
 
 def slot(days: int, hour: int) -> tuple[datetime, datetime]:
-    day = datetime.now(UTC).date() + timedelta(days=days)
+    day = stack_today() + timedelta(days=days)
     while day.weekday() != 1:  # a Tuesday, clear of the fixtures' meetings
         day += timedelta(days=1)
     start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
@@ -151,6 +151,7 @@ def run_timer(name: str) -> None:
     fn.get_user_function()(TimerRequest(past_due=True))
 
 
+@pytest.mark.dates
 def test_a_decline_and_a_proposed_new_time_reach_the_booking_and_a_duplicate_delivery_changes_nothing(
     synced: Synced,
 ) -> None:

@@ -102,3 +102,16 @@ def test_missing_required_settings_are_all_named() -> None:
 def test_the_app_insights_connection_string_is_not_in_the_repr() -> None:
     settings = Settings.from_env({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=abc-123"})
     assert "abc-123" not in repr(settings)
+
+
+def test_the_clock_offset_moves_the_service_s_clock_and_a_malformed_one_names_the_key() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.bootstrap import Container
+
+    assert Settings.from_env({}).clock_offset_seconds == 0.0
+    back = Container(Settings.from_env({"CLOCK_OFFSET_SECONDS": "-86400"})).clock.now()
+    assert abs(back - (datetime.now(UTC) - timedelta(days=1))) < timedelta(minutes=1)
+    for bad in ("tomorrow", "inf", "nan"):
+        with pytest.raises(ConfigurationError, match="CLOCK_OFFSET_SECONDS"):
+            Settings.from_env({"CLOCK_OFFSET_SECONDS": bad})

@@ -120,6 +120,7 @@ def test_get_schedule_unknown_and_foreign_users_get_an_error_item(world: World, 
         assert set(value["error"]) == {"message", "responseCode"}
 
 
+@pytest.mark.dates
 def test_get_schedule_expands_recurring_fixture_events(world: World, client: TestClient) -> None:
     monday = current_monday(PT) + timedelta(days=7)  # next week: the standup recurs every weekday
     body = {
