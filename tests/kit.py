@@ -378,7 +378,11 @@ class FakeIdentity:
             raise ReauthRequired("revoked", reason="AADSTS50173")
         refreshed = f'{{"user": "{user_id}", "refresh": {len(self.calls)}}}' if self.refresh_user_caches else None
         return AccessToken(
-            token=f"user-token-{user_id}", tenant_id=tenant_id, scopes=tuple(scopes), serialized_cache=refreshed
+            token=f"user-token-{user_id}",
+            tenant_id=tenant_id,
+            scopes=tuple(scopes),
+            serialized_cache=refreshed,
+            user_id=user_id,
         )
 
     def acquire_app_token(self, *, tenant_id: str, serialized_cache: str | None, fresh: bool = False) -> AccessToken:
