@@ -201,6 +201,13 @@ def clear_switches(world: World) -> None:
     switches.clear(world)
 
 
+def request_counts(world: World) -> dict[str, int]:
+    """Graph requests answered since the cloud started (or its world was reset), and the 429s among them."""
+    state = store.graph_state(world)
+    with world.lock:
+        return {"answered": state.answered, "throttled": state.throttled}
+
+
 # ---- HTTP --------------------------------------------------------------------------------------
 def _summary(event: Event) -> dict[str, Any]:
     return {
@@ -325,6 +332,9 @@ def control_routes(world: World) -> list[BaseRoute]:
         set_group_member(world, request.path_params["group"], str(body["user"]), request.method == "PUT")
         return Response(status_code=204)
 
+    async def counts(request: Request, body: dict[str, Any]) -> Response:
+        return JSONResponse(request_counts(world))
+
     async def clear(request: Request, body: dict[str, Any]) -> Response:
         clear_switches(world)
         return Response(status_code=204)
@@ -349,6 +359,7 @@ def control_routes(world: World) -> list[BaseRoute]:
         Route(prefix + "/switches/on-premises", wrap(on_premises), methods=["POST"]),
         Route(prefix + "/switches/mailbox-concurrency", wrap(concurrency), methods=["POST"]),
         Route(prefix + "/switches", wrap(clear), methods=["DELETE"]),
+        Route(prefix + "/counts", wrap(counts), methods=["GET"]),
         Route(prefix + "/delta/invalidate", wrap(invalidate), methods=["POST"]),
         Route(prefix + "/groups/{group}/members", wrap(membership), methods=["PUT", "DELETE"]),
     ]

@@ -294,8 +294,11 @@ def graph_endpoint(world: World, handler: Handler) -> Callable[[Request], Awaita
                     response.headers.setdefault("Preference-Applied", f'outlook.timezone="{ctx.prefer_tz}"')
             except GraphError as err:
                 response = err.response()
+            state = graph_state(world)
             with world.lock:
                 latency = world.switches.latency_seconds
+                state.answered += 1
+                state.throttled += response.status_code == 429
             if latency > 0:
                 # Slept while any mailbox slot is still held, so slow requests count as concurrent.
                 await asyncio.sleep(latency)
