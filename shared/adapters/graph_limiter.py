@@ -41,6 +41,7 @@ class Waiter:
     ticket: int
     deadline: float
     box: _Mailbox = field(repr=False)
+    wake: threading.Condition = field(repr=False)  # on the limiter's lock: only this waiter is woken
     granted: bool = False
     gone: bool = False  # gave up, or was passed over because its deadline had passed
 
@@ -79,18 +80,19 @@ class MailboxLimiter:
         self._capacity = capacity
         self._clock = clock
         self._sleep = sleep
-        self._changed = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._boxes: dict[str, _Mailbox] = {}
         self._tickets = itertools.count()
 
     # ---- the two halves of acquire (tests drive them one at a time) ------------------------------------
     def enter(self, mailbox: str, deadline: float, *, ticket: int | None = None) -> Waiter:
         """Take a place in the mailbox's line (granted at once when the window is open and not full)."""
-        with self._changed:
+        with self._lock:
             if len(self._boxes) >= IDLE_SWEEP_AT:
                 self._sweep()
             box = self._boxes.setdefault(mailbox, _Mailbox())
-            waiter = Waiter(mailbox, next(self._tickets) if ticket is None else ticket, deadline, box)
+            ticket = next(self._tickets) if ticket is None else ticket
+            waiter = Waiter(mailbox, ticket, deadline, box, threading.Condition(self._lock))
             heapq.heappush(box.line, waiter)
             self._pump(box)
             return waiter
@@ -98,7 +100,7 @@ class MailboxLimiter:
     def wait(self, waiter: Waiter) -> None:
         """Block until ``waiter`` may send. Raises LimiterTimeout when its deadline comes first (it then
         leaves the line)."""
-        with self._changed:
+        with self._lock:
             box = waiter.box
             while not waiter.granted:
                 now = self._clock()
@@ -111,17 +113,17 @@ class MailboxLimiter:
                 if box.shut_until > now and not box.sleeping and box.head() is waiter:
                     box.sleeping = True
                     slept_out = box.shut_until
-                    self._changed.release()
+                    self._lock.release()
                     try:
                         self._sleep(slept_out - now)
                     finally:
-                        self._changed.acquire()
+                        self._lock.acquire()
                         box.sleeping = False
                     if box.shut_until == slept_out:  # not shut again meanwhile: the window is open
                         box.shut_until = 0.0
                     self._pump(box)
                     continue
-                self._changed.wait(timeout=max(waiter.deadline - now, 0.0))
+                waiter.wake.wait(timeout=max(waiter.deadline - now, 0.0))
 
     def acquire(self, mailbox: str, deadline: float, *, ticket: int | None = None) -> Waiter:
         waiter = self.enter(mailbox, deadline, ticket=ticket)
@@ -130,7 +132,7 @@ class MailboxLimiter:
 
     def release(self, waiter: Waiter) -> None:
         """The request of a granted waiter has its answer (or failed): its slot is free."""
-        with self._changed:
+        with self._lock:
             box = waiter.box
             if not waiter.granted or waiter.gone:
                 return
@@ -141,28 +143,28 @@ class MailboxLimiter:
 
     def shut(self, mailbox: str, until: float) -> None:
         """Graph answered 429 for this mailbox: nobody in the worker sends to it before ``until``."""
-        with self._changed:
+        with self._lock:
             box = self._boxes.setdefault(mailbox, _Mailbox())
             box.shut_until = max(box.shut_until, until)
-            self._changed.notify_all()  # waiters whose deadline falls inside the window give up now
+            self._wake_all(box)  # waiters whose deadline falls inside the window give up now
 
     def sit_out(self, mailbox: str, seconds: float) -> None:
         """Shut the window for ``seconds`` and sleep them out here (the throttled request itself), then
         open it unless another 429 shut it longer meanwhile. When someone already sleeps for this
         mailbox, only shut: that sleeper, or the head of the line after it, opens the window."""
-        with self._changed:
+        with self._lock:
             box = self._boxes.setdefault(mailbox, _Mailbox())
             until = self._clock() + seconds
             box.shut_until = max(box.shut_until, until)
-            self._changed.notify_all()
+            self._wake_all(box)
             if box.sleeping:
                 return
             box.sleeping = True
-            self._changed.release()
+            self._lock.release()
             try:
                 self._sleep(seconds)
             finally:
-                self._changed.acquire()
+                self._lock.acquire()
                 box.sleeping = False
             if box.shut_until == until:
                 box.shut_until = 0.0
@@ -170,30 +172,40 @@ class MailboxLimiter:
 
     # ---- what tests and logs may ask -----------------------------------------------------------------
     def in_flight(self, mailbox: str) -> int:
-        with self._changed:
+        with self._lock:
             box = self._boxes.get(mailbox)
             return box.in_flight if box is not None else 0
 
     def waiting(self, mailbox: str) -> int:
-        with self._changed:
+        with self._lock:
             box = self._boxes.get(mailbox)
             return sum(1 for w in box.line if not (w.gone or w.granted)) if box is not None else 0
 
     # ---- inside the lock -------------------------------------------------------------------------------
     def _pump(self, box: _Mailbox) -> None:
-        """Grant the head of the line while the window is open and not full; wake everyone waiting."""
+        """Grant the head of the line while the window is open and not full, waking each one granted.
+        While the window is shut, the head is woken to sleep it out (unless someone already does)."""
         now = self._clock()
         while box.in_flight < self._capacity and box.shut_until <= now:
             head = box.head()
             if head is None:
                 break
             heapq.heappop(box.line)
-            if now >= head.deadline:
+            if now < head.deadline:
+                head.granted = True
+                box.in_flight += 1
+            else:
                 head.gone = True  # its own wait() reports the timeout; the slot goes to the next
-                continue
-            head.granted = True
-            box.in_flight += 1
-        self._changed.notify_all()
+            head.wake.notify()
+        if box.shut_until > now and not box.sleeping:
+            head = box.head()
+            if head is not None:
+                head.wake.notify()
+
+    @staticmethod
+    def _wake_all(box: _Mailbox) -> None:
+        for waiter in box.line:
+            waiter.wake.notify()
 
     def _leave(self, box: _Mailbox, waiter: Waiter) -> None:
         waiter.gone = True
