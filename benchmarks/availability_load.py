@@ -16,6 +16,8 @@ unreadable, every answer within the availability deadline.
 The stack is ``benchmarks/stack_support.py`` (200 load users, 100 ms added to every Graph request).
 The app and the client share this process: ``CPU/answer`` is its CPU time per answer, so a machine
 too busy to give it that much CPU shows up as a shortfall against the bound, not as 429s.
+``slots busy`` is how much of the recruiters' mailbox slots (4 each) Graph held over the row, as the
+cloud counts it: the share of the bound the limiter could use; the rest went to time outside Graph.
 
     .venv/bin/python benchmarks/availability_load.py [--rounds 3] [--workers 1|2]
 """
@@ -61,6 +63,7 @@ class Row:
     unreadable: int
     slowest_seconds: float
     cpu_per_answer: float  # this process's CPU (the app and the client) per answer, in seconds
+    occupancy: float  # of the recruiters' mailbox slots (4 each), the share Graph held busy
 
 
 def _body(stack: BenchmarkStack, index: int) -> dict[str, Any]:
@@ -128,10 +131,11 @@ def _measure(
         per_second=k * rounds / walls,
         bound_per_second=len(recruiters) * IN_FLIGHT / CALLS / unit,
         slowest_allowed_rt=math.ceil(CALLS * per_recruiter / IN_FLIGHT) + 1,
-        throttled=after["throttled"] - before["throttled"],
+        throttled=int(after["throttled"] - before["throttled"]),
         unreadable=unreadable,
         slowest_seconds=max(times),
         cpu_per_answer=cpu / (k * rounds),
+        occupancy=(after["slot_seconds"] - before["slot_seconds"]) / walls / (IN_FLIGHT * len(recruiters)),
     )
 
 
@@ -161,7 +165,7 @@ def main() -> int:
         )
         print(
             f"{'who':<15} {'K':>2} {'median':>8} {'slowest':>8} {'allowed':>8} {'answers/s':>9} "
-            f"{'bound/s':>8} {'of bound':>8} {'429s':>5} {'unreadable':>10} {'CPU/answer':>10}"
+            f"{'bound/s':>8} {'of bound':>8} {'429s':>5} {'unreadable':>10} {'CPU/answer':>10} {'slots busy':>10}"
         )
         for recruiters in ([stack.headers], [stack.headers, stack.admin_headers]):
             for k in LOADS:
@@ -172,7 +176,8 @@ def main() -> int:
                 print(
                     f"{row.who:<15} {row.k:>2} {row.median_rt:>5.1f} RT {row.slowest_rt:>5.1f} RT "
                     f"{row.slowest_allowed_rt:>5d} RT {row.per_second:>9.2f} {row.bound_per_second:>8.2f} "
-                    f"{share:>7.0%} {row.throttled:>5d} {row.unreadable:>10d} {row.cpu_per_answer * 1000:>7.0f} ms"
+                    f"{share:>7.0%} {row.throttled:>5d} {row.unreadable:>10d} "
+                    f"{row.cpu_per_answer * 1000:>7.0f} ms {row.occupancy:>10.0%}"
                 )
                 failed |= row.unreadable > 0
                 if args.workers == 1:

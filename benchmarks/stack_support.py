@@ -62,13 +62,14 @@ class BenchmarkStack:
 
         httpx.post(f"{self.cloud_url}/_control/{path}", json=body, verify=self.ca_bundle, timeout=30).raise_for_status()
 
-    def graph_counts(self) -> dict[str, int]:
-        """Graph requests the cloud answered so far, and the 429s among them."""
+    def graph_counts(self) -> dict[str, float]:
+        """Graph requests the cloud answered so far, the 429s among them, and the seconds mailbox
+        slots were held."""
         import httpx
 
         response = httpx.get(f"{self.cloud_url}/_control/graph/counts", verify=self.ca_bundle, timeout=30)
         response.raise_for_status()
-        return {key: int(value) for key, value in response.json().items()}
+        return {key: float(value) for key, value in response.json().items()}
 
     def set_latency(self, seconds: float) -> None:
         self.control("graph/switches/latency", {"seconds": seconds})

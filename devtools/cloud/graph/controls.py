@@ -201,11 +201,13 @@ def clear_switches(world: World) -> None:
     switches.clear(world)
 
 
-def request_counts(world: World) -> dict[str, int]:
-    """Graph requests answered since the cloud started (or its world was reset), and the 429s among them."""
+def request_counts(world: World) -> dict[str, float]:
+    """Graph requests answered since the cloud started (or its world was reset), the 429s among them,
+    and the seconds mailbox slots were held (summed over requests: divided by the time elapsed, how
+    many of a mailbox's four slots were in use on average)."""
     state = store.graph_state(world)
     with world.lock:
-        return {"answered": state.answered, "throttled": state.throttled}
+        return {"answered": state.answered, "throttled": state.throttled, "slot_seconds": state.slot_seconds}
 
 
 # ---- HTTP --------------------------------------------------------------------------------------

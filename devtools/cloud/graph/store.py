@@ -53,6 +53,8 @@ class GraphState:
     # Graph requests answered, and how many of them 429 (throttled), for load measurements.
     answered: int = 0
     throttled: int = 0
+    # Seconds mailbox slots were held, summed over all requests (occupancy = slot_seconds / elapsed).
+    slot_seconds: float = 0.0
     # Secondary calendars by id (graph/calendars.py SecondaryCalendar).
     calendars: dict[str, Any] = field(default_factory=dict)
 
