@@ -51,6 +51,7 @@ class BenchmarkStack:
     admin_headers: dict[str, str]  # the tenant admin's (Adele): function key and session
     graph_url: str
     client: Any  # httpx.Client on the app
+    settings: dict[str, str]  # the app's settings (a second host of the same app uses them too)
 
     def post(self, path: str, *, headers_extra: dict[str, str] | None = None, **kwargs: Any) -> Any:
         """POST as the recruiter."""
@@ -60,6 +61,15 @@ class BenchmarkStack:
         import httpx
 
         httpx.post(f"{self.cloud_url}/_control/{path}", json=body, verify=self.ca_bundle, timeout=30).raise_for_status()
+
+    def graph_counts(self) -> dict[str, float]:
+        """Graph requests the cloud answered so far, the 429s among them, and the seconds mailbox
+        slots were held."""
+        import httpx
+
+        response = httpx.get(f"{self.cloud_url}/_control/graph/counts", verify=self.ca_bundle, timeout=30)
+        response.raise_for_status()
+        return {key: float(value) for key, value in response.json().items()}
 
     def set_latency(self, seconds: float) -> None:
         self.control("graph/switches/latency", {"seconds": seconds})
@@ -102,6 +112,39 @@ def _serve_cloud(conn: Connection, count: int, monday: datetime) -> None:
         conn.recv()
     finally:
         cloud.stop()
+
+
+def _serve_host(conn: Connection, settings: dict[str, str], port: int) -> None:
+    """Child process: one more worker of the same app (its own memory, its own Graph limiter)."""
+    os.environ.update(settings)
+    quiet_logging()
+    import function_app
+    from devtools.host.runner import start_host
+
+    host = start_host(function_app.app, settings=settings, port=port)
+    try:
+        conn.send(f"http://127.0.0.1:{port}")
+        conn.recv()
+    finally:
+        host.stop()
+
+
+@contextmanager
+def second_host(stack: BenchmarkStack) -> Iterator[str]:
+    """Another local host of the app in a process of its own, over the same storage and cloud (as a
+    second instance of a Functions app is); yields its base URL. Sessions work on both."""
+    from devtools.azurite import free_port
+
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_host, args=(child, stack.settings, free_port()), daemon=True
+    )
+    process.start()
+    try:
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        process.join(timeout=15)
 
 
 def quiet_logging() -> None:
@@ -189,6 +232,7 @@ def benchmark_stack(*, people: int = 200) -> Iterator[BenchmarkStack]:
                 admin_headers=admin_headers,
                 graph_url=graph_url,
                 client=client,
+                settings={**settings, "TABLE_PREFIX": os.environ["TABLE_PREFIX"]},
             )
     finally:
         if host is not None:

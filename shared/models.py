@@ -216,6 +216,7 @@ class AccessToken:
     scopes: tuple[str, ...] = ()  # delegated
     roles: tuple[str, ...] = ()  # application
     serialized_cache: str | None = field(default=None, repr=False)  # set only when the cache changed
+    user_id: str | None = None  # delegated: the signed-in user's object id (whose mailbox /me is)
 
 
 @dataclass(frozen=True)

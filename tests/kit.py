@@ -470,6 +470,7 @@ class FakeIdentity:
             tenant_id=tenant_id,
             scopes=tuple(scopes),
             serialized_cache=refreshed,
+            user_id=user_id,
         )
 
     def acquire_app_token(

@@ -6,12 +6,19 @@ that could create something retries only when the caller says it is safe (a read
 as getSchedule, or a body that carries a ``transactionId``). 429 and 503 honour ``Retry-After``
 (capped); other 5xx, timeouts and connection errors back off exponentially with jitter. A request
 that never left (connection refused, no pooled connection) may always be retried.
+
+Every request that targets a mailbox first takes a place in the worker's one ``MailboxLimiter``
+(``graph_limiter``): at most four in flight per mailbox across every request the worker serves,
+first come first served, each bounded by its deadline. A 429 shuts that mailbox's window for the
+whole worker until Retry-After (plus a little jitter, so instances do not come back together) has
+passed; the retry waits for the window in the line, in the place it had.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import logging
 import random
@@ -24,11 +31,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import time as clock_time
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 
 from shared.adapters.graph_events import GraphEventsMixin
+from shared.adapters.graph_limiter import MAILBOX_CONCURRENCY, LimiterTimeout, MailboxLimiter, Waiter
 from shared.adapters.graph_subscriptions import GraphSubscriptionsMixin
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
@@ -65,13 +73,39 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0
+# Retry-After is a floor ("Wait the number of seconds specified"): jitter only adds, up to this share of
+# it (capped), so that instances throttled together do not all come back at the same instant.
+RETRY_AFTER_JITTER_SHARE = 0.1
+RETRY_AFTER_JITTER_CAP_SECONDS = 1.0
+MAX_SHUT_SECONDS = 300.0  # the longest a 429 may shut a mailbox's window in this worker
+# Outlook's resources under /me or /users/{id}: a request to one of them counts against that mailbox's
+# four concurrent requests. The documentation names the limit per "app ID and mailbox" without listing
+# resources; these are the mailbox's own (calendar, mail, settings), not the directory's (/users/{id}).
+MAILBOX_RESOURCES = frozenset(
+    {
+        "calendar",
+        "calendars",
+        "calendarview",
+        "calendargroups",
+        "events",
+        "mailboxsettings",
+        "messages",
+        "mailfolders",
+        "sendmail",
+        "findmeetingtimes",
+        "reminderview",
+        "contacts",
+        "contactfolders",
+        "outlook",
+    }
+)
 
 # getSchedule limits, from Microsoft's free/busy concept page: "up to 20 entities at once", "The time
 # period to look up must be less than 62 days", and Outlook's "Four concurrent requests" per mailbox
 # (every getSchedule runs against the signed-in user's own mailbox).
 SCHEDULES_PER_REQUEST = 20
 WINDOW_PER_REQUEST = timedelta(days=61)
-MAX_IN_FLIGHT = 4
+MAX_IN_FLIGHT = MAILBOX_CONCURRENCY  # one query's own share of its mailbox, also the size of its pool
 SCHEDULE_RETRIES = 8  # a storm of 429s is ridden out; the query's deadline bounds it as well
 SCHEDULE_PATH = "me/calendar/getSchedule"
 SCHEDULE_REASONS = frozenset({"throttled", "access_policy", "on_premises"})  # passed through; else "other"
@@ -186,6 +220,7 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         max_in_flight: int = MAX_IN_FLIGHT,
+        limiter: MailboxLimiter | None = None,
     ) -> None:
         self._timeout = settings.http_timeout_seconds
         self._client = httpx.Client(
@@ -200,6 +235,12 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
         self._clock = clock
         self._jitter = jitter
         self._max_in_flight = max_in_flight
+        # One per worker: the composition root builds one GraphClient per process.
+        self._limiter = limiter if limiter is not None else MailboxLimiter(clock=clock, sleep=sleep)
+
+    @property
+    def limiter(self) -> MailboxLimiter:
+        return self._limiter
 
     def close(self) -> None:
         self._client.close()
@@ -236,8 +277,12 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
         limit = self._max_retries if max_retries is None else max_retries
         all_headers = {"Authorization": f"Bearer {token.token}", **(headers or {})}
         route = path.split("?")[0]
+        mailbox = mailbox_key(route, token)
         attempt = 0
+        ticket: int | None = None  # a retry keeps its place in the mailbox's line
         while True:
+            place = self._take_place(mailbox, deadline, ticket)
+            ticket = place.ticket if place is not None else None
             try:
                 response = self._client.request(
                     method,
@@ -258,30 +303,74 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
                         logger.info(
                             "Graph %s %s failed (%s); retry in %.2f s", method, route, type(err).__name__, wait_for
                         )
+                        self._free(place)
                         self._sleep(wait_for)
                         continue
                     cut = True
                 if cut or isinstance(err, httpx.TimeoutException) or self._passed(deadline):
                     raise _TimedOut(f"Microsoft Graph did not answer in time ({type(err).__name__}).") from err
                 raise UpstreamUnavailable(f"Microsoft Graph did not answer ({type(err).__name__}).") from err
+            finally:
+                self._free(place)
             if response.status_code < 400:
                 return self._body(response)
-            if retryable and response.status_code in TRANSIENT_STATUSES and attempt < limit:
-                wait_for = self._retry_wait(response, attempt)
-                # Honouring Retry-After means not coming back sooner: a longer wait than we allow ends it.
-                if wait_for <= self._max_retry_after and self._fits(wait_for, deadline):
-                    attempt += 1
-                    logger.info(
-                        "Graph answered %s for %s %s; retry in %.2f s", response.status_code, method, route, wait_for
-                    )
+            transient = response.status_code in TRANSIENT_STATUSES
+            wait_for = self._retry_wait(response, attempt) if transient else 0.0
+            # A 429 is learned for the whole worker: nobody sends to this mailbox before Retry-After has passed.
+            shuts = response.status_code == 429 and mailbox is not None
+            # Honouring Retry-After means not coming back sooner: a longer wait than we allow ends it.
+            if (
+                retryable
+                and transient
+                and attempt < limit
+                and wait_for <= self._max_retry_after
+                and self._fits(wait_for, deadline)
+            ):
+                attempt += 1
+                logger.info(
+                    "Graph answered %s for %s %s; retry in %.2f s", response.status_code, method, route, wait_for
+                )
+                if shuts and mailbox is not None:
+                    self._limiter.sit_out(mailbox, wait_for)  # shut for all, slept out here
+                else:
                     self._sleep(wait_for)
-                    continue
-                if wait_for <= self._max_retry_after and response.status_code != 429:
-                    # The deadline, not Graph, ends the retries (a 429 stays "throttled": it says why).
-                    raise _TimedOut(f"Microsoft Graph answered HTTP {response.status_code} until the deadline.") from (
-                        self._error(response)
-                    )
+                continue
+            if shuts and mailbox is not None:
+                self._limiter.shut(mailbox, self._clock() + min(wait_for, MAX_SHUT_SECONDS))
+            if (
+                retryable
+                and transient
+                and attempt < limit
+                and wait_for <= self._max_retry_after
+                and response.status_code != 429
+            ):
+                # The deadline, not Graph, ends the retries (a 429 stays "throttled": it says why).
+                raise _TimedOut(f"Microsoft Graph answered HTTP {response.status_code} until the deadline.") from (
+                    self._error(response)
+                )
             raise self._error(response)
+
+    def _take_place(self, mailbox: str | None, deadline: float | None, ticket: int | None) -> Waiter | None:
+        """Wait for a turn on the mailbox (none for requests that target no mailbox). A waiter with no
+        deadline of its own waits at most the client's timeout."""
+        if mailbox is None:
+            return None
+        queue_deadline = deadline if deadline is not None else self._clock() + self._timeout
+        try:
+            return self._limiter.acquire(mailbox, queue_deadline, ticket=ticket)
+        except LimiterTimeout as err:
+            if err.throttled:
+                raise GraphRequestFailed(
+                    "Microsoft Graph throttled the mailbox past the deadline.",
+                    status=429,
+                    reason="throttled",
+                    graph_code="TooManyRequests",
+                ) from err
+            raise _TimedOut("The deadline passed while waiting for the mailbox.") from err
+
+    def _free(self, place: Waiter | None) -> None:
+        if place is not None:
+            self._limiter.release(place)  # a second release of the same place does nothing
 
     @staticmethod
     def _body(response: httpx.Response) -> dict[str, Any]:
@@ -319,7 +408,8 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
         if response.status_code in RETRY_AFTER_STATUSES:
             suggested = _not_before_retry_after(response)
             if suggested is not None:
-                return suggested
+                spread = min(RETRY_AFTER_JITTER_CAP_SECONDS, RETRY_AFTER_JITTER_SHARE * suggested)
+                return suggested + self._jitter() * spread
         return self._backoff(attempt)
 
     @staticmethod
@@ -502,6 +592,23 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
             item = by_id.get(email.lower()) or (items[index] if positional else None)
             schedules.append(parse_schedule(email, item) if item is not None else _unreadable(email, "other"))
         return schedules
+
+
+# ---- which mailbox a request counts against -----------------------------------------------------------
+def mailbox_key(route: str, token: AccessToken) -> str | None:
+    """The limiter's key for the mailbox a request counts against, or None (directory, subscriptions,
+    $batch). ``/me/...`` is the signed-in user's own mailbox (getSchedule counts there, whoever it
+    reads); ``/users/{id}/...`` is that mailbox. Keys hold the tenant: ids repeat across tenants.
+    The same mailbox named by address and by object id gets two keys (nothing here maps one to the
+    other); the 429 path covers that case."""
+    parts = [part for part in route.strip("/").split("/") if part]
+    if len(parts) >= 2 and parts[0].lower() == "me" and parts[1].lower() in MAILBOX_RESOURCES:
+        if token.user_id:
+            return f"{token.tenant_id}/{token.user_id.lower()}"
+        return f"{token.tenant_id}/me-" + hashlib.sha256(token.token.encode()).hexdigest()[:16]
+    if len(parts) >= 3 and parts[0].lower() == "users" and parts[2].lower() in MAILBOX_RESOURCES:
+        return f"{token.tenant_id}/{unquote(parts[1]).lower()}"
+    return None
 
 
 # ---- getSchedule parsing (module level: pure, tested directly) -----------------------------------------

@@ -373,6 +373,7 @@ class MsalIdentity:
             tenant_id=tenant_id,
             scopes=tuple(sorted(str(result.get("scope", "")).split())),
             serialized_cache=self._changed(cache),
+            user_id=user_id,
         )
         if held is not None and token.scopes == () and held.token.scopes:
             token = replace(token, scopes=held.token.scopes)  # a cache hit carries no scope list

@@ -15,7 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.graph import BACKOFF_CAP_SECONDS, SCHEDULE_RETRIES, GraphClient, claims_challenge, split_window
+from shared.adapters.graph import (
+    BACKOFF_CAP_SECONDS,
+    SCHEDULE_RETRIES,
+    GraphClient,
+    claims_challenge,
+    mailbox_key,
+    split_window,
+)
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, UpstreamUnavailable
 from shared.models import AccessToken, BusyBlock, FreeBusyStatus, Schedule, ScheduleStatus
@@ -264,7 +271,9 @@ def test_429_waits_as_long_as_retry_after_says_then_reads_everyone(
     throttled = failing_first(2, lambda: graph_error(429, "TooManyRequests", "Too many", **{"Retry-After": "2.128"}))
     client, recorder = make_client(throttled)
     schedules = client.get_schedules(TOKEN, people(3), START, END, deadline=ticks() + 20)
-    assert ticks.waits == [2.128, 2.128]
+    # Never sooner than Retry-After; jitter (0.5 here) adds up to a tenth of it.
+    assert ticks.waits == pytest.approx([2.128 + 0.5 * 0.2128] * 2)
+    assert min(ticks.waits) >= 2.128
     assert len(recorder.requests) == 3
     assert all(s.status is ScheduleStatus.OK for s in schedules)
 
@@ -288,8 +297,9 @@ def test_503_honours_retry_after_and_backs_off_with_jitter_without_it(
 
     client, _ = make_client(handler)
     schedules = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 20)
-    # Retry-After first; then backoff steps of 1 s and 2 s, each half fixed and half jitter (0.5 here).
-    assert ticks.waits == [3.0, 0.75, 1.5]
+    # Retry-After first (plus jitter: 0.5 of a tenth of it); then backoff steps of 1 s and 2 s, each half
+    # fixed and half jitter (0.5 here).
+    assert ticks.waits == pytest.approx([3.0 + 0.5 * 0.3, 0.75, 1.5])
     assert all(s.status is ScheduleStatus.OK for s in schedules)
 
 
@@ -695,7 +705,7 @@ def test_a_create_with_transaction_id_is_retried(
     assert created == {"id": "event-1"}
     assert len(recorder.requests) == 2
     assert body_of(recorder.requests[0]) == body_of(recorder.requests[1])
-    assert ticks.waits == [1.0]
+    assert ticks.waits == [1.0 + 0.5 * 0.1]  # Retry-After and its jitter
 
 
 def test_a_create_that_never_left_is_retried_without_transaction_id(
@@ -749,7 +759,7 @@ def test_existing_lookups_still_retry_a_throttled_read(
     client, recorder = make_client(handler)
     assert client.get_user(TOKEN, "alex@contoso.example").user_id == "u1"
     assert len(recorder.requests) == 2
-    assert ticks.waits == [1.0]
+    assert ticks.waits == [1.0 + 0.5 * 0.1]  # Retry-After and its jitter
 
 
 def test_retry_after_given_as_an_http_date_in_the_past_retries_at_once(
@@ -773,3 +783,133 @@ def test_a_success_without_a_json_object_marks_the_chunk_unreadable(
     assert {(s.status, s.reason) for s in schedules} == {(ScheduleStatus.UNREADABLE, "other")}
     with pytest.raises(UpstreamUnavailable):
         client.request("GET", "me", TOKEN)
+
+
+# ---- the worker's one limiter per mailbox ----------------------------------------------------------------
+MEGAN = AccessToken(token="megan-token", tenant_id="tenant-a", scopes=("Calendars.Read",), user_id="megan-id")
+ALEX = AccessToken(token="alex-token", tenant_id="tenant-a", scopes=("Calendars.Read",), user_id="alex-id")
+APP = AccessToken(token="app-token", tenant_id="tenant-a", roles=("Calendars.Read",))
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Wait for other threads to reach a state (a bound for a broken build, not a timing)."""
+    waited = threading.Event()
+    for _ in range(2000):
+        if condition():
+            return
+        waited.wait(0.005)
+    raise AssertionError("the state was never reached")
+
+
+def test_the_mailbox_a_request_counts_against() -> None:
+    assert mailbox_key("me/calendar/getSchedule", MEGAN) == "tenant-a/megan-id"
+    assert mailbox_key("/me/events/AAMk1", MEGAN) == "tenant-a/megan-id"
+    assert mailbox_key("users/Alex%40Contoso.example/calendarView/delta", APP) == "tenant-a/alex@contoso.example"
+    assert mailbox_key("users/u-1/events", APP) == "tenant-a/u-1"
+    assert mailbox_key("users/u-1/mailboxSettings", APP) == "tenant-a/u-1"
+    # Directory reads, subscriptions and batches count against no mailbox.
+    for route in ("users/u-1", "users", "me", "subscriptions", "subscriptions/s-1/reauthorize", "$batch"):
+        assert mailbox_key(route, APP) is None
+    # Without the user's id, a delegated /me still has a key of its own, never the app's or another's.
+    anonymous = mailbox_key("me/calendar/getSchedule", TOKEN)
+    assert anonymous is not None and anonymous.startswith("tenant-a/") and "delegated-token" not in anonymous
+
+
+def test_concurrent_queries_of_one_recruiter_share_four_in_flight(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    gate = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        gate.wait(10)
+        return free_for_all(request)
+
+    client, recorder = make_client(handler)
+    results: list[list[Schedule]] = []
+    queries = [
+        threading.Thread(
+            target=lambda: results.append(client.get_schedules(MEGAN, people(150), START, END, deadline=ticks() + 20))
+        )
+        for _ in range(2)
+    ]
+    for query in queries:
+        query.start()
+    # Two queries with a pool of four each: four requests in flight, the other four in the mailbox's line.
+    until(lambda: recorder.in_flight == 4 and client.limiter.waiting("tenant-a/megan-id") == 4)
+    assert recorder.max_in_flight == 4
+    gate.set()
+    for query in queries:
+        query.join(10)
+    assert len(recorder.requests) == 16 and recorder.max_in_flight == 4
+    assert [s.status for result in results for s in result] == [ScheduleStatus.OK] * 300
+
+
+def test_one_recruiters_full_mailbox_never_holds_up_another(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    megan_waits = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers["Authorization"] == "Bearer megan-token":
+            megan_waits.wait(10)
+        return free_for_all(request)
+
+    client, recorder = make_client(handler)
+    megan: list[list[Schedule]] = []
+    thread = threading.Thread(
+        target=lambda: megan.append(client.get_schedules(MEGAN, people(150), START, END, deadline=ticks() + 20))
+    )
+    thread.start()
+    until(lambda: client.limiter.in_flight("tenant-a/megan-id") == 4)
+    # Megan's mailbox is full and her requests hang; Alex's query is read in full meanwhile.
+    alex = client.get_schedules(ALEX, people(150), START, END, deadline=ticks() + 20)
+    assert [s.status for s in alex] == [ScheduleStatus.OK] * 150
+    assert client.limiter.in_flight("tenant-a/megan-id") == 4 and not megan
+    megan_waits.set()
+    thread.join(10)
+    assert [s.status for s in megan[0]] == [ScheduleStatus.OK] * 150
+
+
+def test_a_429_is_learned_by_every_later_request_to_that_mailbox(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if len(recorder.requests) == 1:
+            return graph_error(429, "ApplicationThrottled", "MailboxConcurrency", **{"Retry-After": "30"})
+        return free_for_all(request)
+
+    client, recorder = make_client(handler)
+    first = client.get_schedules(MEGAN, people(3), START, END, deadline=ticks() + 20)
+    assert {(s.status, s.reason) for s in first} == {(ScheduleStatus.UNREADABLE, "throttled")}
+    # The next query of the same mailbox does not discover the 429 on its own: it sends nothing, and
+    # its people are unreadable (throttled), never free.
+    second = client.get_schedules(MEGAN, people(3), START, END, deadline=ticks() + 20)
+    assert {(s.status, s.reason) for s in second} == {(ScheduleStatus.UNREADABLE, "throttled")}
+    assert len(recorder.requests) == 1
+    # Another mailbox is not affected, and once Retry-After has passed the mailbox is open again.
+    assert {s.status for s in client.get_schedules(ALEX, people(3), START, END, deadline=ticks() + 20)} == {
+        ScheduleStatus.OK
+    }
+    ticks.advance(31)
+    assert {s.status for s in client.get_schedules(MEGAN, people(3), START, END, deadline=ticks() + 20)} == {
+        ScheduleStatus.OK
+    }
+    assert ticks.waits == []
+
+
+def test_a_query_waiting_in_the_line_past_its_deadline_reports_timeout_never_free(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    client, recorder = make_client(free_for_all)
+    held = [client.limiter.acquire("tenant-a/megan-id", ticks() + 600) for _ in range(4)]
+    result: list[list[Schedule]] = []
+    thread = threading.Thread(
+        target=lambda: result.append(client.get_schedules(MEGAN, people(3), START, END, deadline=ticks() + 5))
+    )
+    thread.start()
+    until(lambda: client.limiter.waiting("tenant-a/megan-id") == 1)
+    ticks.advance(6)
+    client.limiter.release(held[0])  # the slot frees after the waiter's deadline: it gives up
+    thread.join(10)
+    assert {(s.status, s.reason) for s in result[0]} == {(ScheduleStatus.UNREADABLE, "timeout")}
+    assert recorder.requests == []

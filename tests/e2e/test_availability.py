@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -534,3 +535,36 @@ def test_buffers_tentative_and_notice_through_the_endpoint(recruiter: Any) -> No
     # A minimum notice that ends at 14:00 that day leaves the starts from 14:00 on.
     far = int((datetime(day.year, day.month, day.day, 14, tzinfo=PACIFIC) - stack_now()).total_seconds() // 60)
     assert starts(minimum_notice_minutes=far) == [(14, 0), (14, 30)]
+
+
+def test_eight_concurrent_queries_of_one_recruiter_complete_without_a_429(recruiter: Any, e2e: Stack) -> None:
+    import httpx
+
+    from devtools.cloud.graph.load import seed_schedule_load
+
+    day = _monday(3)
+    people = seed_schedule_load(e2e.world, "contoso.example", count=100, monday=day)
+    credential = recruiter.service_cookie("ics_session")
+    headers = {**KEY, "authorization": f"Bearer {credential}"}
+    # Requests overlap at the cloud: without the worker's one line per mailbox, eight queries with four
+    # getSchedule calls in flight each would exceed Outlook's four concurrent requests per mailbox.
+    graph_controls.set_latency(e2e.world, 0.05)
+    before = graph_controls.request_counts(e2e.world)
+
+    def ask(index: int) -> Any:
+        asked = people[index * 10 :] + people[: index * 10]
+        body = {"interviewers": [{"email": p, "required": False} for p in asked], **_window(day, 5)}
+        with httpx.Client(base_url=e2e.base_url, timeout=120) as client:
+            return client.post("/api/availability", headers=headers, json={**body, "duration_minutes": 30})
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(ask, range(8)))
+    finally:
+        graph_controls.set_latency(e2e.world, 0.0)
+    after = graph_controls.request_counts(e2e.world)
+    for response in responses:
+        assert response.status_code == 200, response.text
+        assert {(p["status"], p["reason"]) for p in response.json()["interviewers"]} == {("ok", None)}
+    assert after["answered"] - before["answered"] == 8 * 5  # five getSchedule calls of 20 per query
+    assert after["throttled"] == before["throttled"]

@@ -201,6 +201,15 @@ def clear_switches(world: World) -> None:
     switches.clear(world)
 
 
+def request_counts(world: World) -> dict[str, float]:
+    """Graph requests answered since the cloud started (or its world was reset), the 429s among them,
+    and the seconds mailbox slots were held (summed over requests: divided by the time elapsed, how
+    many of a mailbox's four slots were in use on average)."""
+    state = store.graph_state(world)
+    with world.lock:
+        return {"answered": state.answered, "throttled": state.throttled, "slot_seconds": state.slot_seconds}
+
+
 # ---- HTTP --------------------------------------------------------------------------------------
 def _summary(event: Event) -> dict[str, Any]:
     return {
@@ -325,6 +334,9 @@ def control_routes(world: World) -> list[BaseRoute]:
         set_group_member(world, request.path_params["group"], str(body["user"]), request.method == "PUT")
         return Response(status_code=204)
 
+    async def counts(request: Request, body: dict[str, Any]) -> Response:
+        return JSONResponse(request_counts(world))
+
     async def clear(request: Request, body: dict[str, Any]) -> Response:
         clear_switches(world)
         return Response(status_code=204)
@@ -349,6 +361,7 @@ def control_routes(world: World) -> list[BaseRoute]:
         Route(prefix + "/switches/on-premises", wrap(on_premises), methods=["POST"]),
         Route(prefix + "/switches/mailbox-concurrency", wrap(concurrency), methods=["POST"]),
         Route(prefix + "/switches", wrap(clear), methods=["DELETE"]),
+        Route(prefix + "/counts", wrap(counts), methods=["GET"]),
         Route(prefix + "/delta/invalidate", wrap(invalidate), methods=["POST"]),
         Route(prefix + "/groups/{group}/members", wrap(membership), methods=["PUT", "DELETE"]),
     ]

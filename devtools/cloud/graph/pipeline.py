@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,7 @@ class GraphContext:
     request: Request
     caller: Caller
     slots: list[tuple[str, str]] = field(default_factory=list)
+    slots_taken_at: float = 0.0
     _body: Any = None
 
     @property
@@ -253,11 +255,15 @@ class GraphContext:
             if self.world.switches.enforce_mailbox_concurrency and busy >= MAILBOX_CONCURRENCY:
                 raise mailbox_concurrency_exceeded()
             state.in_flight[key] = busy + 1
+        if not self.slots:
+            self.slots_taken_at = time.monotonic()
         self.slots.append(key)
 
     def release(self) -> None:
         state = graph_state(self.world)
         with self.world.lock:
+            if self.slots:
+                state.slot_seconds += (time.monotonic() - self.slots_taken_at) * len(self.slots)
             for key in self.slots:
                 left = state.in_flight.get(key, 0) - 1
                 if left > 0:
@@ -294,8 +300,11 @@ def graph_endpoint(world: World, handler: Handler) -> Callable[[Request], Awaita
                     response.headers.setdefault("Preference-Applied", f'outlook.timezone="{ctx.prefer_tz}"')
             except GraphError as err:
                 response = err.response()
+            state = graph_state(world)
             with world.lock:
                 latency = world.switches.latency_seconds
+                state.answered += 1
+                state.throttled += response.status_code == 429
             if latency > 0:
                 # Slept while any mailbox slot is still held, so slow requests count as concurrent.
                 await asyncio.sleep(latency)

@@ -50,6 +50,11 @@ class GraphState:
     delta_generation: dict[str, int] = field(default_factory=dict)
     # (client_id, mailbox_id) -> requests being served now, for the four-concurrent-requests limit.
     in_flight: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Graph requests answered, and how many of them 429 (throttled), for load measurements.
+    answered: int = 0
+    throttled: int = 0
+    # Seconds mailbox slots were held, summed over all requests (occupancy = slot_seconds / elapsed).
+    slot_seconds: float = 0.0
     # Secondary calendars by id (graph/calendars.py SecondaryCalendar).
     calendars: dict[str, Any] = field(default_factory=dict)
 

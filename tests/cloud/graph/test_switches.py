@@ -184,3 +184,30 @@ def test_delta_invalidation_over_http(world: World, client: TestClient) -> None:
     gone = client.get(link, headers=read(world))
     assert gone.status_code == 410
     assert gone.headers["Location"]
+
+
+def test_get_schedule_counts_against_the_callers_own_mailbox_and_429s_are_counted(world: World) -> None:
+    controls.set_latency(world, 0.5)
+    megan = delegated(world, MEGAN, ["Calendars.Read"])
+    before = controls.request_counts(world)
+    body = {
+        "schedules": [ALEX],
+        "startTime": {"dateTime": "2030-03-03T00:00:00", "timeZone": "UTC"},
+        "endTime": {"dateTime": "2030-03-04T00:00:00", "timeZone": "UTC"},
+    }
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=graph_app(world))
+        async with httpx.AsyncClient(transport=transport, base_url="https://graph.local") as http:
+            # Five reads of five different people's free/busy: all count against Megan's own mailbox.
+            calls = [http.post("/v1.0/me/calendar/getSchedule", json=body, headers=megan) for _ in range(5)]
+            return list(await asyncio.gather(*calls))
+
+    responses = asyncio.run(run())
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 429]
+    throttled = next(r for r in responses if r.status_code == 429)
+    assert throttled.json()["error"]["code"] == "ApplicationThrottled"
+    assert float(throttled.headers["Retry-After"]) > 0
+    after = controls.request_counts(world)
+    assert after["answered"] - before["answered"] == 5
+    assert after["throttled"] - before["throttled"] == 1
