@@ -345,7 +345,12 @@ class Booking:
     warnings: tuple[str, ...] = ()
     idempotency_key_hash: str | None = None
     fingerprint: str | None = None
-    claimed_until: datetime | None = None  # a request is creating the event until then (PENDING only)
+    claimed_until: datetime | None = None  # a request is creating (PENDING) or changing (change_id) it until then
+    # A PATCH holds a booked interview while it writes Graph: its id, and what Graph may show meanwhile.
+    change_id: str | None = None
+    change_start: datetime | None = None
+    change_end: datetime | None = None
+    change_subject: str | None = None
     observed_change_key: str | None = None  # the event version last applied from Outlook
     updated_at: datetime | None = None
     etag: str | None = None
