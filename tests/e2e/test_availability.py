@@ -296,6 +296,8 @@ def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
         ({"interval_minutes": 241}, "interval_minutes"),
         ({"start": "2026-01-01T00:00:00"}, "start"),
         ({"interviewers": []}, "interviewers"),
+        ({"start": "9999-12-30T00:00:00Z", "end": "9999-12-31T23:00:00Z"}, "start"),  # padding overflowed
+        ({"start": "9999-12-31T20:00:00-05:00", "end": "9999-12-31T22:00:00-05:00"}, "start"),  # past 9999 in UTC
     ],
 )
 def test_bad_input_is_refused_naming_the_field(recruiter: Any, change: dict[str, Any], field: str) -> None:

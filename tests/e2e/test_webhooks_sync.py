@@ -487,3 +487,25 @@ def test_two_moves_with_the_same_if_match_one_wins_and_graph_holds_its_time_with
     assert after["status"] == "booked", after["history"]
     assert not [h for h in after["history"] if h["action"] == "drifted"]
     assert (datetime.fromisoformat(after["start"]), datetime.fromisoformat(after["end"])) == winner
+
+
+def test_times_with_fractional_seconds_are_kept_to_the_second_and_never_seen_as_drift(synced: Synced) -> None:
+    start, end = slot(days=21, hour=20)
+    fraction = timedelta(microseconds=654321)
+    booking = synced.book(start=(start + fraction).isoformat(), end=(end + fraction).isoformat())
+    assert (datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"])) == (start, end)
+    later, later_end = slot(days=22, hour=19)
+    moved = synced.recruiter.request(
+        "PATCH",
+        f"/api/bookings/{booking['id']}",
+        headers={**KEY, "If-Match": booking["etag"]},
+        json={"start": (later + fraction).isoformat(), "end": (later_end + fraction).isoformat()},
+    )
+    assert moved.status_code == 200, moved.text
+    assert datetime.fromisoformat(moved.json()["start"]) == later
+    event = graph._event(synced.stack.world, booking["event_id"])
+    assert (event.start, event.end) == (later, later_end)
+    settle(synced)
+    after = synced.booking(booking["id"])
+    assert after["status"] == "booked", after["history"]
+    assert [h["action"] for h in after["history"]] == ["created", "moved"]
