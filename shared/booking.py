@@ -603,9 +603,7 @@ def _changing(booking: Booking, now: datetime) -> bool:
 
 
 def _unheld(booking: Booking) -> Booking:
-    return replace(
-        booking, change_id=None, claimed_until=None, change_start=None, change_end=None, change_subject=None
-    )
+    return replace(booking, change_id=None, claimed_until=None, change_start=None, change_end=None, change_subject=None)
 
 
 def _take(deps: Dependencies, booking: Booking, start: datetime, end: datetime, subject: str) -> Booking:
