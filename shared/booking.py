@@ -744,9 +744,12 @@ def update_booking(
         detail = "the same Teams meeting" if same else "a new Teams meeting was attached"
         entries.append(HistoryEntry(now, "service", "meeting_restored", detail))
 
+    last_read: list[Booking] = []
+
     def write() -> Booking | None:
         # Re-read: the notification worker may have recorded responses meanwhile (the lease is kept).
         current = deps.bookings.get_booking(ctx.tenant_id, booking_id)
+        last_read[:] = [current]
         if current.change_id != held.change_id or current.status not in (BookingStatus.BOOKED, BookingStatus.DRIFTED):
             return None
         known = {r.email: r for r in current.responses}
@@ -781,11 +784,19 @@ def update_booking(
         ) from err
     if stored is None:
         logger.warning("booking %s: cancelled or taken over while this change was written", booking.booking_id)
+        if last_read and last_read[0].status is BookingStatus.CANCELLED:
+            for person in claimed:
+                _release_all(deps, booking, [person], fresh(person))
         raise ConcurrencyConflict("The booking was cancelled or changed by another request meanwhile; read it again.")
-    if moved or people_changed:
-        for person in booking.interviewers:
-            keep = new_cells if person in interviewers else []
-            _release_all(deps, booking, [person], [c for c in old_cells if c not in keep])
+    left: list[datetime] = []
+    if booking.change_start is not None and booking.change_end is not None:
+        left = grid_cells(booking.change_start, booking.change_end)  # claims of a change whose process died
+    for person in dict.fromkeys((*booking.interviewers, *interviewers)):
+        keep = new_cells if person in interviewers else []
+        held_before = old_cells if (moved or people_changed) and person in booking.interviewers else []
+        stale = [c for c in dict.fromkeys((*held_before, *left)) if c not in keep]
+        if stale:
+            _release_all(deps, booking, [person], stale)
     return stored
 
 

@@ -15,6 +15,7 @@ from shared.booking import (
     cancel_booking,
     create_booking,
     get_booking,
+    grid_cells,
     update_booking,
 )
 from shared.booking_request import BookingChange, parse_booking_change, parse_booking_request
@@ -291,9 +292,17 @@ def test_a_change_whose_graph_write_fails_gives_the_booking_back_at_once_with_it
 def test_a_change_left_half_done_by_a_dead_request_holds_the_booking_only_until_its_lease_runs_out() -> None:
     deps, ctx = _deps()
     booking = _booked(deps, ctx)
-    later = START + timedelta(hours=2)
+    later, abandoned = START + timedelta(hours=2), START + timedelta(hours=5)
+    # The dead request had taken the booking and claimed the time it was moving to.
+    deps.bookings.claim_slots(TENANT_A, ALEX, booking.booking_id, grid_cells(abandoned, abandoned + timedelta(hours=1)))
     held = deps.bookings.update_booking(
-        replace(booking, change_id="dead", claimed_until=deps.clock.now() + CLAIM_LEASE, change_start=later)
+        replace(
+            booking,
+            change_id="dead",
+            claimed_until=deps.clock.now() + CLAIM_LEASE,
+            change_start=abandoned,
+            change_end=abandoned + timedelta(hours=1),
+        )
     )
     with pytest.raises(ConcurrencyConflict):
         update_booking(deps, ctx, booking.booking_id, held.etag, _move(deps, booking, later))
@@ -301,6 +310,8 @@ def test_a_change_left_half_done_by_a_dead_request_holds_the_booking_only_until_
     moved = update_booking(deps, ctx, booking.booking_id, held.etag, _move(deps, booking, later))
     assert (moved.start, moved.status) == (later, BookingStatus.BOOKED)
     assert (moved.change_id, moved.claimed_until) == (None, None)
+    assert _holders(deps, later) == {booking.booking_id}
+    assert not _holders(deps, abandoned) and not _holders(deps, START)
 
 
 def test_a_change_in_flight_is_not_drift_but_another_time_or_a_lapsed_lease_is() -> None:
