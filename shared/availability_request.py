@@ -10,13 +10,19 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from shared.errors import InvalidRequest
 from shared.timezones import UnknownTimeZone, resolve_time_zone
 
 MAX_PEOPLE = 200
+# The times a calendar holds. Microsoft's Graph docs state no range for an event's dateTime; Exchange keeps
+# times as Windows FILETIMEs (from 1601) and Outlook uses 4501-01-01 as its "no date" value. Refusing
+# anything outside [1601, 4501) here also keeps every later step (time zones, padding, grids) far from
+# the year-9999 edge where Python's datetime overflows.
+EARLIEST = datetime(1601, 1, 1, tzinfo=UTC)
+LATEST = datetime(4501, 1, 1, tzinfo=UTC)
 MAX_WINDOW_MONTHS = 6
 MAX_DURATION = timedelta(hours=8)
 MAX_SESSIONS = 8
@@ -152,6 +158,12 @@ def _datetime(value: Any, field: str) -> datetime:
         raise _bad(field, f"`{field}` is not a valid ISO 8601 date and time.") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise _bad(field, f"`{field}` needs a UTC offset (for example -05:00 or Z).")
+    try:
+        in_range = EARLIEST <= parsed.astimezone(UTC) < LATEST
+    except OverflowError:  # the offset pushes it past year 9999 or before year 1
+        in_range = False
+    if not in_range:
+        raise _bad(field, f"`{field}` must be a time a calendar can hold, from the year 1601 to 4500.")
     return parsed
 
 

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,7 @@ from shared.booking_request import (
     BookingChange,
     BookingQuery,
     BookingRequest,
+    whole_seconds,
 )
 from shared.conflicts import retry_on_conflict
 from shared.errors import (
@@ -133,6 +135,12 @@ def grid_cells(start: datetime, end: datetime) -> list[datetime]:
 def _offset_minutes(moment: datetime) -> int:
     offset = moment.utcoffset()
     return int(offset.total_seconds() // 60) if offset is not None else 0
+
+
+def _same_time(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> bool:
+    """Equal at the precision booking times are kept (``whole_seconds``): a booking stored before times
+    were normalised is not mistaken for drift."""
+    return (whole_seconds(a[0]), whole_seconds(a[1])) == (whole_seconds(b[0]), whole_seconds(b[1]))
 
 
 def _entry(booking: Booking, entry: HistoryEntry) -> tuple[HistoryEntry, ...]:
@@ -763,14 +771,63 @@ def _our_event(deps: Dependencies, ctx: RequestContext, booking: Booking) -> Obs
     return event
 
 
+def _changing(booking: Booking, now: datetime) -> bool:
+    """Whether a PATCH holds the booking now (its lease has not run out)."""
+    return booking.change_id is not None and booking.claimed_until is not None and booking.claimed_until > now
+
+
+def _unheld(booking: Booking) -> Booking:
+    return replace(booking, change_id=None, claimed_until=None, change_start=None, change_end=None, change_subject=None)
+
+
+def _take(deps: Dependencies, booking: Booking, start: datetime, end: datetime, subject: str) -> Booking:
+    """Take the booking for one change, conditionally on the version the client named, before anything is
+    written to Graph: of two requests sent with the same If-Match only one gets it, and only that one writes
+    the calendar. The lease runs out by itself (CLAIM_LEASE) when the process holding it dies. Raises
+    PreconditionFailed when the booking changed since it was read (another request took it first)."""
+    held = replace(
+        booking,
+        change_id=secrets.token_hex(8),
+        claimed_until=deps.clock.now() + CLAIM_LEASE,
+        change_start=start,
+        change_end=end,
+        change_subject=subject,
+    )
+    try:
+        return deps.bookings.update_booking(held)
+    except ConcurrencyConflict:
+        raise PreconditionFailed("The booking changed since you read it; read it again and retry.") from None
+
+
+def _put_back(deps: Dependencies, held: Booking, err: ServiceError) -> None:
+    """After a failure before (or instead of) the Graph write: give the booking up at once, so the next
+    change need not wait for the lease to run out, and tell the client the ETag it now has (the booking
+    is otherwise as it was, so a retry may send it)."""
+
+    def write() -> Booking:
+        current = deps.bookings.get_booking(held.tenant_id, held.booking_id)
+        if current.change_id != held.change_id:
+            return current
+        return deps.bookings.update_booking(_unheld(current))
+
+    try:
+        err.details.setdefault("etag", retry_on_conflict(write).etag)
+    except ServiceError as failed:
+        logger.warning("booking %s: could not give up its change lease: %s", held.booking_id, failed.message)
+
+
 def update_booking(
     deps: Dependencies, ctx: RequestContext, booking_id: str, etag: str | None, change: BookingChange
 ) -> Booking:
-    """Move the interview or change its people, subject, body or location. Raises NotFound,
-    PreconditionRequired, PreconditionFailed, NotOurEvent, SlotUnavailable, ConcurrencyConflict."""
+    """Move the interview or change its people, subject, body or location. Only the request that takes the
+    booking (``_take``) writes to Graph. Raises NotFound, PreconditionRequired, PreconditionFailed (also to
+    the loser of two changes sent with the same If-Match), NotOurEvent, SlotUnavailable, ConcurrencyConflict
+    (another change of the booking is in progress)."""
     booking = _checked(deps, ctx, booking_id, etag)
     if booking.status not in (BookingStatus.BOOKED, BookingStatus.DRIFTED):
         raise ConcurrencyConflict(f"A {booking.status.value} booking cannot be changed.")
+    if _changing(booking, deps.clock.now()):
+        raise ConcurrencyConflict("Another change of this booking is in progress; read it again in a few seconds.")
     booking = _with_writer(deps, ctx, booking, change)
     event = _our_event(deps, ctx, booking)
     start, end = change.start or booking.start, change.end or booking.end
@@ -780,10 +837,15 @@ def update_booking(
     )
     moved = (start, end) != (booking.start, booking.end)
     people_changed = (interviewers, optional) != (booking.interviewers, booking.optional_interviewers)
+    # Graph may show another time than the booking when an earlier change died after writing it.
+    write_time = moved or not _same_time((event.start, event.end), (start, end))
     old_cells, new_cells = grid_cells(booking.start, booking.end), grid_cells(start, end)
-    warnings = list(booking.warnings)
-    claimed: list[str] = []
-    if (moved or people_changed) and change.check_availability:
+
+    def fresh(person: str) -> list[datetime]:
+        return [c for c in new_cells if person not in booking.interviewers or c not in old_cells]
+
+    claiming = (moved or people_changed) and change.check_availability
+    if claiming:
         refusal = _not_known_free(
             _busy_people(
                 deps,
@@ -798,21 +860,6 @@ def update_booking(
         )
         if refusal is not None:
             raise refusal
-        for person in interviewers:
-            fresh = [c for c in new_cells if person not in booking.interviewers or c not in old_cells]
-            try:
-                deps.bookings.claim_slots(ctx.tenant_id, person, booking.booking_id, fresh)
-                claimed.append(person)
-            except ConcurrencyConflict:
-                for other in claimed:
-                    deps.bookings.release_slots(
-                        ctx.tenant_id,
-                        other,
-                        booking.booking_id,
-                        [c for c in new_cells if other not in booking.interviewers or c not in old_cells],
-                    )
-                raise _slot_unavailable([person]) from None
-    attendees_changed = people_changed
     attendees = (
         *(ObservedAttendee(email=e, type="required") for e in interviewers),
         *(ObservedAttendee(email=e, type="optional") for e in optional),
@@ -822,68 +869,120 @@ def update_booking(
     draft = EventDraft(
         subject=change.subject,
         body=change.body,
-        start=start if moved else None,
-        end=end if moved else None,
-        attendees=attendees if attendees_changed else None,
+        start=start if write_time else None,
+        end=end if write_time else None,
+        attendees=attendees if people_changed else None,
         names=((booking.candidate_email, booking.candidate_name),)
         if booking.candidate_email and booking.candidate_name
         else (),
         location=(location or "") if (change.location is not None or change.clear_location) else None,
     )
-    event_id = event.event_id
-    _on_calendar(
-        deps,
-        ctx,
-        booking.mailbox,
-        booking.delegated,
-        lambda t: deps.events.update_event(t, booking.mailbox, event_id, draft),
-    )
-    after = _keep_meeting(deps, ctx, booking, event)
+    held = _take(deps, booking, start, end, change.subject or booking.subject)
+    claimed: list[str] = []
+    try:
+        for person in interviewers if claiming else ():
+            try:
+                deps.bookings.claim_slots(ctx.tenant_id, person, booking.booking_id, fresh(person))
+            except ConcurrencyConflict:
+                raise _slot_unavailable([person]) from None
+            claimed.append(person)
+        event_id = event.event_id
+        _on_calendar(
+            deps,
+            ctx,
+            booking.mailbox,
+            booking.delegated,
+            lambda t: deps.events.update_event(t, booking.mailbox, event_id, draft),
+        )
+    except ServiceError as err:
+        for person in claimed:
+            _release_all(deps, booking, [person], fresh(person))
+        _put_back(deps, held, err)
+        raise
+    # Graph holds the change from here on: the booking records it even when reading the event back fails.
+    try:
+        after, restored = _keep_meeting(deps, ctx, booking, event)
+    except ServiceError as err:
+        logger.warning("booking %s: the changed event could not be read back: %s", booking.booking_id, err.message)
+        after, restored = None, False
     now = deps.clock.now()
-    history = booking.history
+    entries: list[HistoryEntry] = []
     if moved:
-        history = (*history, HistoryEntry(now, ctx.user.user_id, "moved", f"{start.isoformat()} to {end.isoformat()}"))
+        entries.append(HistoryEntry(now, ctx.user.user_id, "moved", f"{start.isoformat()} to {end.isoformat()}"))
     changed = [n for n in ("subject", "body", "location") if getattr(change, n) is not None] + (
         ["location"] if change.clear_location else []
     )
     if people_changed:
         changed.append("attendees")
     if changed:
-        history = (*history, HistoryEntry(now, ctx.user.user_id, "updated", ", ".join(changed)))
-    if after.join_url and booking.join_url and after.join_url != booking.join_url:
-        history = (*history, HistoryEntry(now, "service", "meeting_restored", "a new Teams meeting was attached"))
-    elif booking.online_meeting and after.join_url and after.join_url == booking.join_url and after is not event:
-        history = (*history, HistoryEntry(now, "service", "meeting_restored", "the same Teams meeting"))
-    known = {r.email: r for r in booking.responses}
-    responses = tuple(known.get(a.email, ObservedAttendee(email=a.email, type=a.type)) for a in attendees)
-    updated = replace(
-        booking,
-        start=start,
-        end=end,
-        subject=change.subject or booking.subject,
-        interviewers=interviewers,
-        optional_interviewers=optional,
-        attendees=tuple(a.email for a in attendees),
-        location=location,
-        join_url=after.join_url or booking.join_url,
-        responses=responses,
-        status=BookingStatus.BOOKED,
-        warnings=tuple(warnings),
-        history=history[-HISTORY_LIMIT:],
-        observed_change_key=after.change_key,
-        updated_at=now,
-    )
-    stored = deps.bookings.update_booking(updated)
-    if moved or people_changed:
-        for person in booking.interviewers:
-            keep = new_cells if person in interviewers else []
-            _release_all(deps, booking, [person], [c for c in old_cells if c not in keep])
+        entries.append(HistoryEntry(now, ctx.user.user_id, "updated", ", ".join(changed)))
+    if restored and after is not None:
+        same = after.join_url == booking.join_url
+        detail = "the same Teams meeting" if same else "a new Teams meeting was attached"
+        entries.append(HistoryEntry(now, "service", "meeting_restored", detail))
+
+    last_read: list[Booking] = []
+
+    def write() -> Booking | None:
+        # Re-read: the notification worker may have recorded responses meanwhile (the lease is kept).
+        current = deps.bookings.get_booking(ctx.tenant_id, booking_id)
+        last_read[:] = [current]
+        if current.change_id != held.change_id or current.status not in (BookingStatus.BOOKED, BookingStatus.DRIFTED):
+            return None
+        known = {r.email: r for r in current.responses}
+        return deps.bookings.update_booking(
+            replace(
+                _unheld(current),
+                start=start,
+                end=end,
+                subject=change.subject or current.subject,
+                interviewers=interviewers,
+                optional_interviewers=optional,
+                attendees=tuple(a.email for a in attendees),
+                location=location,
+                join_url=(after.join_url if after is not None else None) or current.join_url,
+                responses=tuple(known.get(a.email, ObservedAttendee(email=a.email, type=a.type)) for a in attendees),
+                status=BookingStatus.BOOKED,
+                history=(*current.history, *entries)[-HISTORY_LIMIT:],
+                observed_change_key=after.change_key if after is not None else current.observed_change_key,
+                updated_at=now,
+            )
+        )
+
+    try:
+        stored = retry_on_conflict(write)
+    except ServiceError as err:
+        # The lease runs out by itself; meanwhile the worker takes Graph's new state for ours, not for drift.
+        logger.warning("booking %s: Graph holds the change but storage failed: %s", booking.booking_id, err.message)
+        raise UpstreamUnavailable(
+            "The change was written to the calendar but could not be recorded; read the booking again and "
+            "retry in a minute.",
+            retry_after=60,
+        ) from err
+    if stored is None:
+        logger.warning("booking %s: cancelled or taken over while this change was written", booking.booking_id)
+        if last_read and last_read[0].status is BookingStatus.CANCELLED:
+            for person in claimed:
+                _release_all(deps, booking, [person], fresh(person))
+        raise ConcurrencyConflict("The booking was cancelled or changed by another request meanwhile; read it again.")
+    left: list[datetime] = []
+    if booking.change_start is not None and booking.change_end is not None:
+        left = grid_cells(booking.change_start, booking.change_end)  # claims of a change whose process died
+    for person in dict.fromkeys((*booking.interviewers, *interviewers)):
+        keep = new_cells if person in interviewers else []
+        held_before = old_cells if (moved or people_changed) and person in booking.interviewers else []
+        stale = [c for c in dict.fromkeys((*held_before, *left)) if c not in keep]
+        if stale:
+            _release_all(deps, booking, [person], stale)
     return stored
 
 
-def _keep_meeting(deps: Dependencies, ctx: RequestContext, booking: Booking, before: ObservedEvent) -> ObservedEvent:
+def _keep_meeting(
+    deps: Dependencies, ctx: RequestContext, booking: Booking, before: ObservedEvent
+) -> tuple[ObservedEvent, bool]:
     """Read the event back after a PATCH; when Graph dropped the Teams meeting, turn it on again (Graph
-    brings back the same meeting while it still exists) and read once more for the join URL."""
+    brings back the same meeting while it still exists) and read once more for the join URL. The event,
+    and whether a dropped meeting was brought back."""
     event_id = before.event_id
 
     def read(t: AccessToken) -> ObservedEvent:
@@ -891,7 +990,7 @@ def _keep_meeting(deps: Dependencies, ctx: RequestContext, booking: Booking, bef
 
     after = _on_calendar(deps, ctx, booking.mailbox, booking.delegated, read)
     if not booking.online_meeting or (after.is_online_meeting and after.join_url):
-        return after
+        return after, False
     logger.warning("booking %s: the PATCH dropped the Teams meeting; restoring it", booking.booking_id)
     restore = EventDraft(online_meeting=True)
     _on_calendar(
@@ -901,7 +1000,8 @@ def _keep_meeting(deps: Dependencies, ctx: RequestContext, booking: Booking, bef
         booking.delegated,
         lambda t: deps.events.update_event(t, booking.mailbox, event_id, restore),
     )
-    return _on_calendar(deps, ctx, booking.mailbox, booking.delegated, read)
+    restored = _on_calendar(deps, ctx, booking.mailbox, booking.delegated, read)
+    return restored, bool(restored.is_online_meeting and restored.join_url)
 
 
 def cancel_booking(
@@ -1043,7 +1143,14 @@ def _observe(booking: Booking, observed: ObservedEvent | None, seen_at: datetime
         )
     entries: list[HistoryEntry] = []
     updates: dict[str, Any] = {}
-    if (observed.start, observed.end) != (booking.start, booking.end):
+    # While a PATCH holds the booking, Graph may already show what it is writing (its notification can
+    # arrive before the booking records the change): that is ours, not drift, and the PATCH records it.
+    changing = _changing(booking, seen_at)
+    in_flight: tuple[datetime, datetime] | None = None
+    if changing and booking.change_start is not None and booking.change_end is not None:
+        in_flight = (booking.change_start, booking.change_end)
+    seen = (observed.start, observed.end)
+    if not _same_time(seen, (booking.start, booking.end)) and not (in_flight and _same_time(seen, in_flight)):
         entries.append(
             HistoryEntry(
                 seen_at,
@@ -1053,10 +1160,15 @@ def _observe(booking: Booking, observed: ObservedEvent | None, seen_at: datetime
             )
         )
         updates.update(start=observed.start, end=observed.end)
-    if observed.subject and observed.subject != booking.subject:
+    if (
+        observed.subject
+        and observed.subject != booking.subject
+        and not (changing and observed.subject == booking.change_subject)
+    ):
         entries.append(HistoryEntry(seen_at, "outlook", "drifted", "subject edited"))
         updates["subject"] = observed.subject
-    if booking.online_meeting and booking.join_url and observed.join_url != booking.join_url:
+    # A PATCH in flight restores a Teams meeting Graph dropped on the way: not drift either.
+    if booking.online_meeting and booking.join_url and observed.join_url != booking.join_url and not changing:
         entries.append(HistoryEntry(seen_at, "outlook", "drifted", "the Teams meeting changed or was removed"))
         updates["join_url"] = observed.join_url
     known = {r.email: r for r in booking.responses}

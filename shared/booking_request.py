@@ -155,6 +155,19 @@ def _text(value: Any, field: str, *, max_length: int, multiline: bool = False) -
         raise _bad(field, err.message) from None
 
 
+def whole_seconds(moment: datetime) -> datetime:
+    """A booking's time as the calendar keeps it. The service writes an event's dateTime to the second
+    (``shared/adapters/graph_events.py``); Graph answers with 7 fractional digits, but Microsoft's docs say
+    nothing about what Exchange keeps below a second (events read back show zeros there). So booking times
+    are cut to whole seconds on input (never rounded up: the adapter always cut them) and compared at that
+    precision, and what the booking says is exactly what the calendar holds."""
+    return moment.replace(microsecond=0)
+
+
+def _time(value: Any, field: str) -> datetime:
+    return whole_seconds(_datetime(value, field))
+
+
 def _window(start: datetime, end: datetime, now: datetime) -> None:
     if end <= start:
         raise _bad("end", "`end` must be after `start`.")
@@ -171,7 +184,7 @@ def parse_booking_request(body: Mapping[str, Any], *, now: datetime) -> BookingR
         raise _bad("start", "`start` is required.")
     if "end" not in body:
         raise _bad("end", "`end` is required.")
-    start, end = _datetime(body["start"], "start"), _datetime(body["end"], "end")
+    start, end = _time(body["start"], "start"), _time(body["end"], "end")
     _window(start, end, now)
     interviewers = _addresses(body.get("interviewers"), "interviewers")
     optional = tuple(a for a in _addresses(body.get("optional_interviewers"), "optional_interviewers"))
@@ -225,8 +238,8 @@ def parse_booking_change(
     _unknown(body, PATCH_FIELDS)
     if not set(body) - {"check_availability"}:
         raise _bad("body", "Send at least one field to change.")
-    start = _datetime(body["start"], "start") if "start" in body else None
-    end = _datetime(body["end"], "end") if "end" in body else None
+    start = _time(body["start"], "start") if "start" in body else None
+    end = _time(body["end"], "end") if "end" in body else None
     if start is not None or end is not None:
         _window(start or current[0], end or current[1], now)
     interviewers = _addresses(body["interviewers"], "interviewers") if "interviewers" in body else None

@@ -378,8 +378,14 @@ class Booking:
     warnings: tuple[str, ...] = ()
     idempotency_key_hash: str | None = None
     fingerprint: str | None = None
-    # PENDING: a request is creating the event until then; FAILED: the refusal is kept until then.
+    # PENDING: a request is creating the event until then; FAILED: the refusal is kept until then; a
+    # change (``change_id``) holds the booking until then.
     claimed_until: datetime | None = None
+    # A PATCH holds a booked interview while it writes Graph: its id, and what Graph may show meanwhile.
+    change_id: str | None = None
+    change_start: datetime | None = None
+    change_end: datetime | None = None
+    change_subject: str | None = None
     observed_change_key: str | None = None  # the event version last applied from Outlook
     # Minutes east of UTC of the create request's times: every answer about the booking shows its times so.
     display_offset_minutes: int | None = None

@@ -385,6 +385,8 @@ def test_slots_come_in_pages_that_join_to_the_whole_answer(recruiter: Any) -> No
         ({"max_slots": "all"}, "max_slots"),
         ({"after": "tomorrow"}, "after"),
         ({"after": "2026-12-07T10:00:00"}, "after"),
+        ({"start": "9999-12-30T00:00:00Z", "end": "9999-12-31T23:00:00Z"}, "start"),  # padding overflowed
+        ({"start": "9999-12-31T20:00:00-05:00", "end": "9999-12-31T22:00:00-05:00"}, "start"),  # past 9999 in UTC
     ],
 )
 def test_bad_input_is_refused_naming_the_field(recruiter: Any, change: dict[str, Any], field: str) -> None:

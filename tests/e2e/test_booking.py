@@ -214,6 +214,27 @@ def test_a_reschedule_keeps_the_teams_link_when_graph_drops_it(e2e: Stack, recru
     assert event.online_meeting.join_url == booked["join_url"]
 
 
+def test_a_change_that_keeps_the_teams_meeting_records_no_restore(e2e: Stack, recruiter: Any) -> None:
+    booked = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body()).json()
+    start, end = _slot(days=22, hour=22)
+    moved = recruiter.request(
+        "PATCH",
+        f"/api/bookings/{booked['id']}",
+        headers={**KEY, "If-Match": booked["etag"]},
+        json={"start": start.isoformat(), "end": end.isoformat()},
+    )
+    assert moved.status_code == 200, moved.text
+    renamed = recruiter.request(
+        "PATCH",
+        f"/api/bookings/{booked['id']}",
+        headers={**KEY, "If-Match": moved.json()["etag"]},
+        json={"subject": "Interview: Sam Candidate (panel)"},
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert [h["action"] for h in renamed.json()["history"]] == ["created", "moved", "updated"]
+    assert renamed.json()["join_url"] == booked["join_url"]
+
+
 def test_cancel_tells_the_attendees_and_twice_is_fine(e2e: Stack, recruiter: Any) -> None:
     booked = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body()).json()
     for _ in range(2):
@@ -308,6 +329,8 @@ def test_another_tenant_cannot_read_change_or_cancel_a_booking(e2e: Stack, recru
         ({"interviewers": [], "candidate": None}, "interviewers"),
         ({"body": "x" * (64 * 1024 + 10)}, "body"),
         ({"candidate": {"email": "sam@@example.org"}}, "candidate.email"),
+        ({"start": "9999-12-31T22:00:00Z", "end": "9999-12-31T23:00:00Z"}, "start"),
+        ({"start": "9999-12-31T20:00:00-05:00", "end": "9999-12-31T21:00:00-05:00"}, "start"),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(
@@ -522,3 +545,21 @@ def test_the_booking_list_is_in_start_order_and_filters_by_interviewer_in_storag
     assert listed["continuation"] is None
     lynne = recruiter.request("GET", "/api/bookings", headers=KEY, params={**window, "interviewer": LYNNE}).json()
     assert [b["id"] for b in lynne["bookings"]] == [made[15], made[16]]
+    assert not get_container().bookings.list_bookings(CONTOSO)  # refused before anything was stored
+
+
+def test_a_move_to_a_time_no_calendar_holds_is_refused_naming_the_field(e2e: Stack, recruiter: Any) -> None:
+    booked = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body()).json()
+    for change, field in [
+        ({"start": "9999-12-31T22:00:00Z", "end": "9999-12-31T23:00:00Z"}, "start"),
+        ({"end": "9999-12-31T23:30:00-05:00"}, "end"),
+    ]:
+        response = recruiter.request(
+            "PATCH", f"/api/bookings/{booked['id']}", headers={**KEY, "If-Match": booked["etag"]}, json=change
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["field"] == field
+    after = recruiter.request("GET", f"/api/bookings/{booked['id']}", headers=KEY).json()
+    assert (after["etag"], after["start"]) == (booked["etag"], booked["start"])
+    [event] = _ours(e2e, INTERVIEWS)
+    assert event.start == datetime.fromisoformat(booked["start"])

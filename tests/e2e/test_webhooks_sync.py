@@ -8,6 +8,7 @@ short bounded wait; nothing sleeps for long.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from devtools.cloud import notify
 from devtools.cloud.graph import controls as graph
 from shared.bootstrap import Container, set_container
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO_ADMIN, KEY, RECRUITER, browser_sign_in, consent, stack_today
+from tests.kit import CONTOSO, CONTOSO_ADMIN, KEY, RECRUITER, browser_sign_in, consent, stack_today
 
 pytestmark = pytest.mark.e2e
 
@@ -215,6 +216,7 @@ def test_queue_storage_down_answers_503_and_every_redelivered_notification_is_pr
     second = synced.book(hour=21)
     world = synced.stack.world
     settings = synced.stack.settings
+    notify.flush_notifications(world)  # the bookings' own notifications reach the app before the outage
     # The queue adapter itself, pointed at a storage endpoint where nothing listens: what an outage looks like.
     from shared.adapters.queues import StorageQueue
 
@@ -519,3 +521,120 @@ def test_an_anonymous_flood_naming_one_unknown_subscription_logs_one_line(
     lines = [r.getMessage() for r in caplog.records if r.name == "shared.webhooks"]
     assert len(lines) == 1 and "1000" in lines[0]
     assert sum(len(line) for line in lines) < 400  # not 1,000 lines (152 KiB)
+class BothReadFirst:
+    """Holds the first write of one booking (up to a few seconds) until two requests have each read it twice
+    (the handler's read and the core's): the window in which two changes with the same If-Match race."""
+
+    def __init__(self, store: Any, booking_id: str, reads: int = 4) -> None:
+        self._store = store
+        self._booking_id = booking_id
+        self._wanted = reads
+        self._reads = 0
+        self._lock = threading.Lock()
+        self._all_read = threading.Event()
+        self._get = store.get_booking
+        self._update = store.update_booking
+
+    def get_booking(self, tenant_id: str, booking_id: str) -> Any:
+        found = self._get(tenant_id, booking_id)
+        if booking_id == self._booking_id:
+            with self._lock:
+                self._reads += 1
+                if self._reads >= self._wanted:
+                    self._all_read.set()
+        return found
+
+    def update_booking(self, booking: Any) -> Any:
+        if booking.booking_id == self._booking_id:
+            self._all_read.wait(timeout=5)
+        return self._update(booking)
+
+
+def settle(synced: Synced) -> None:
+    """Every change notification Graph holds delivered, and every queued message taken by the worker."""
+    from azure.storage.queue import QueueClient
+
+    notify.flush_notifications(synced.stack.world)
+    queue = QueueClient.from_connection_string(
+        synced.stack.azurite.connection_string, synced.stack.settings["NOTIFICATION_QUEUE"]
+    )
+    wait_for(
+        "the worker to empty the queue",
+        lambda: queue.get_queue_properties().approximate_message_count,
+        lambda count: count == 0,
+    )
+
+
+def test_two_moves_with_the_same_if_match_one_wins_and_graph_holds_its_time_without_drift(
+    synced: Synced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.bootstrap import get_container
+
+    booking = synced.book(online_meeting=True)
+    settle(synced)
+    store = get_container().bookings
+    pair = BothReadFirst(store, booking["id"])
+    monkeypatch.setattr(store, "get_booking", pair.get_booking)
+    monkeypatch.setattr(store, "update_booking", pair.update_booking)
+    targets = [slot(days=22, hour=19), slot(days=22, hour=22)]
+
+    def move(target: tuple[datetime, datetime]) -> httpx.Response:
+        return synced.recruiter.request(  # type: ignore[no-any-return]
+            "PATCH",
+            f"/api/bookings/{booking['id']}",
+            headers={**KEY, "If-Match": booking["etag"]},
+            json={"start": target[0].isoformat(), "end": target[1].isoformat()},
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(move, targets))
+    monkeypatch.undo()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 412], [a.text for a in answers]
+    won = next(a for a in answers if a.status_code == 200).json()
+    lost = next(a for a in answers if a.status_code == 412).json()["error"]
+    assert lost["code"] == "precondition_failed"
+    winner, loser = (targets[0], targets[1]) if answers[0].status_code == 200 else (targets[1], targets[0])
+    assert (datetime.fromisoformat(won["start"]), datetime.fromisoformat(won["end"])) == winner
+    event = graph._event(synced.stack.world, booking["event_id"])
+    assert (event.start, event.end) == winner  # what the answer says is what Graph holds
+
+    # The loser's slot is free for anyone (its claims are gone); the winner's is held.
+    from shared.booking import grid_cells
+    from shared.errors import ConcurrencyConflict
+
+    store = get_container().bookings
+    probe = "probe" * 5 + "x"  # another booking's id
+    for person in (ALEX, LYNNE):
+        store.claim_slots(CONTOSO, person, probe, grid_cells(*loser))
+        store.release_slots(CONTOSO, person, probe, grid_cells(*loser))
+        with pytest.raises(ConcurrencyConflict):
+            store.claim_slots(CONTOSO, person, probe, grid_cells(*winner))
+
+    settle(synced)
+    after = synced.booking(booking["id"])
+    assert after["status"] == "booked", after["history"]
+    assert not [h for h in after["history"] if h["action"] == "drifted"]
+    assert (datetime.fromisoformat(after["start"]), datetime.fromisoformat(after["end"])) == winner
+
+
+def test_times_with_fractional_seconds_are_kept_to_the_second_and_never_seen_as_drift(synced: Synced) -> None:
+    start, end = slot(days=21, hour=20)
+    fraction = timedelta(microseconds=654321)
+    booking = synced.book(start=(start + fraction).isoformat(), end=(end + fraction).isoformat())
+    assert (datetime.fromisoformat(booking["start"]), datetime.fromisoformat(booking["end"])) == (start, end)
+    later, later_end = slot(days=22, hour=19)
+    moved = synced.recruiter.request(
+        "PATCH",
+        f"/api/bookings/{booking['id']}",
+        headers={**KEY, "If-Match": booking["etag"]},
+        json={"start": (later + fraction).isoformat(), "end": (later_end + fraction).isoformat()},
+    )
+    assert moved.status_code == 200, moved.text
+    assert datetime.fromisoformat(moved.json()["start"]) == later
+    event = graph._event(synced.stack.world, booking["event_id"])
+    assert (event.start, event.end) == (later, later_end)
+    settle(synced)
+    after = synced.booking(booking["id"])
+    assert after["status"] == "booked", after["history"]
+    assert [h["action"] for h in after["history"]] == ["created", "moved"]

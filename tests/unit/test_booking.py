@@ -9,15 +9,18 @@ from typing import Any
 import pytest
 
 from shared.booking import (
+    CLAIM_LEASE,
     RECRUITING_GROUP,
     apply_observed_event,
     cancel_booking,
     create_booking,
     get_booking,
+    grid_cells,
     update_booking,
 )
 from shared.booking_request import BookingChange, parse_booking_change, parse_booking_request
 from shared.errors import (
+    ConcurrencyConflict,
     GraphRequestFailed,
     GraphUnavailable,
     IdempotencyKeyReused,
@@ -237,6 +240,136 @@ def test_a_move_that_drops_the_teams_meeting_gets_the_same_meeting_back() -> Non
     # The old slot is free again; the new one is held.
     other = create_booking(deps, ctx, _request(deps, subject="Someone else"), "key-00000002").booking
     assert other.status is BookingStatus.BOOKED
+
+
+def _move(deps: FakeDeps, booking: Booking, start: datetime) -> BookingChange:
+    return parse_booking_change(
+        {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat()},
+        now=deps.clock.now(),
+        current=(booking.start, booking.end),
+    )
+
+
+def _holders(deps: FakeDeps, start: datetime) -> set[str]:
+    return {owner for (_, _, cell), owner in deps.bookings.claims.items() if start <= cell < start + timedelta(hours=1)}
+
+
+def test_the_loser_of_two_changes_sent_with_one_etag_writes_nothing_and_claims_nothing() -> None:
+    deps, ctx = _deps()
+    booking = _booked(deps, ctx)
+    mine, theirs = START + timedelta(hours=2), START + timedelta(hours=4)
+    read_event = deps.events.get_event
+
+    def other_request_first(token: Any, mailbox: str, event_id: str) -> ObservedEvent:
+        # The other request, sent with the same If-Match, finishes while this one reads the event.
+        deps.events.get_event = read_event  # type: ignore[method-assign]
+        update_booking(deps, ctx, booking.booking_id, booking.etag, _move(deps, booking, theirs))
+        return read_event(token, mailbox, event_id)
+
+    deps.events.get_event = other_request_first  # type: ignore[method-assign]
+    updates = deps.events.calls.count("update")
+    with pytest.raises(PreconditionFailed):
+        update_booking(deps, ctx, booking.booking_id, booking.etag, _move(deps, booking, mine))
+    assert deps.events.calls.count("update") == updates + 1  # the winner's write only
+    assert deps.events.events[booking.event_id or ""].start == theirs
+    assert get_booking(deps, ctx, booking.booking_id).start == theirs
+    assert not _holders(deps, mine) and _holders(deps, theirs) == {booking.booking_id}
+
+
+def test_a_change_whose_graph_write_fails_gives_the_booking_back_at_once_with_its_new_etag() -> None:
+    deps, ctx = _deps()
+    booking = _booked(deps, ctx)
+    later = START + timedelta(hours=2)
+    write = deps.events.update_event
+
+    def unavailable(*args: Any) -> None:
+        deps.events.update_event = write  # type: ignore[method-assign]
+        raise UpstreamUnavailable("Graph is unavailable.")
+
+    deps.events.update_event = unavailable  # type: ignore[method-assign]
+    with pytest.raises(UpstreamUnavailable) as failed:
+        update_booking(deps, ctx, booking.booking_id, booking.etag, _move(deps, booking, later))
+    current = get_booking(deps, ctx, booking.booking_id)
+    assert failed.value.details["etag"] == current.etag != booking.etag
+    assert (current.start, current.change_id, current.claimed_until) == (START, None, None)
+    assert not _holders(deps, later)  # the new slot's claims went with it
+    moved = update_booking(deps, ctx, booking.booking_id, failed.value.details["etag"], _move(deps, booking, later))
+    assert moved.start == later == deps.events.events[booking.event_id or ""].start
+
+
+def test_a_change_left_half_done_by_a_dead_request_holds_the_booking_only_until_its_lease_runs_out() -> None:
+    deps, ctx = _deps()
+    booking = _booked(deps, ctx)
+    later, abandoned = START + timedelta(hours=2), START + timedelta(hours=5)
+    # The dead request had taken the booking and claimed the time it was moving to.
+    deps.bookings.claim_slots(TENANT_A, ALEX, booking.booking_id, grid_cells(abandoned, abandoned + timedelta(hours=1)))
+    held = deps.bookings.update_booking(
+        replace(
+            booking,
+            change_id="dead",
+            claimed_until=deps.clock.now() + CLAIM_LEASE,
+            change_start=abandoned,
+            change_end=abandoned + timedelta(hours=1),
+        )
+    )
+    with pytest.raises(ConcurrencyConflict):
+        update_booking(deps, ctx, booking.booking_id, held.etag, _move(deps, booking, later))
+    deps.clock.advance(seconds=CLAIM_LEASE.total_seconds())
+    moved = update_booking(deps, ctx, booking.booking_id, held.etag, _move(deps, booking, later))
+    assert (moved.start, moved.status) == (later, BookingStatus.BOOKED)
+    assert (moved.change_id, moved.claimed_until) == (None, None)
+    assert _holders(deps, later) == {booking.booking_id}
+    assert not _holders(deps, abandoned) and not _holders(deps, START)
+
+
+def test_a_change_in_flight_is_not_drift_but_another_time_or_a_lapsed_lease_is() -> None:
+    deps, ctx = _deps()
+    booking = _booked(deps, ctx)
+    ours, someone_elses = START + timedelta(hours=2), START + timedelta(hours=5)
+    deps.bookings.update_booking(
+        replace(
+            booking,
+            change_id="in-flight",
+            claimed_until=deps.clock.now() + CLAIM_LEASE,
+            change_start=ours,
+            change_end=ours + timedelta(hours=1),
+            change_subject="Renamed",
+        )
+    )
+    seen = deps.clock.now()
+    ahead = _observed(deps, booking, start=ours, end=ours + timedelta(hours=1), subject="Renamed", join_url=None)
+    kept = apply_observed_event(deps, TENANT_A, event_id=ahead.event_id, observed=ahead, seen_at=seen)
+    assert kept is not None and kept.status is BookingStatus.BOOKED and kept.start == START
+    assert [h.action for h in kept.history] == ["created"]
+    lapsed = seen + CLAIM_LEASE
+    drifted = apply_observed_event(deps, TENANT_A, event_id=ahead.event_id, observed=ahead, seen_at=lapsed)
+    assert drifted is not None and drifted.status is BookingStatus.DRIFTED and drifted.start == ours
+    deps2, ctx2 = _deps()
+    other = _booked(deps2, ctx2)
+    deps2.bookings.update_booking(
+        replace(other, change_id="x", claimed_until=deps2.clock.now() + CLAIM_LEASE, change_start=ours)
+    )
+    moved = _observed(deps2, other, start=someone_elses, end=someone_elses + timedelta(hours=1))
+    seen2 = deps2.clock.now()
+    outlook = apply_observed_event(deps2, TENANT_A, event_id=moved.event_id, observed=moved, seen_at=seen2)
+    assert outlook is not None and outlook.status is BookingStatus.DRIFTED and outlook.start == someone_elses
+
+
+def test_a_booking_stored_with_fractional_seconds_is_not_drift_against_graph_s_whole_seconds() -> None:
+    deps, ctx = _deps()
+    booking = _booked(deps, ctx)
+    fraction = timedelta(microseconds=250_000)
+    stored = deps.bookings.update_booking(replace(booking, start=START + fraction, end=booking.end + fraction))
+    observed = _observed(deps, booking)  # Graph holds the times cut to the second
+    seen = deps.clock.now()
+    after = apply_observed_event(deps, TENANT_A, event_id=observed.event_id, observed=observed, seen_at=seen)
+    assert after is not None and after.status is BookingStatus.BOOKED and after.start == stored.start
+
+
+def test_booking_times_are_cut_to_whole_seconds() -> None:
+    deps = FakeDeps()
+    request = _request(deps, start=(START + timedelta(microseconds=999_999)).isoformat())
+    assert request.start == START and request.start.microsecond == 0
 
 
 def test_cancel_tells_attendees_once_and_cancelling_again_is_fine() -> None:
