@@ -177,7 +177,9 @@ def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: Appl
         if booking.mailbox.strip().lower() != mailbox.strip().lower():
             # The event is in another mailbox than the one this subscription (or catch-up) watches: an id
             # of one mailbox names nothing in another, so there is nothing to read here, and "gone from
-            # here" says nothing about the booking's event.
+            # here" says nothing about the booking's event. (Microsoft's documentation does not say in so many
+            # words that an event id is meaningful only in its own mailbox; attendees' copies carry ids of
+            # their own, and reading another mailbox's id answers 404 in practice.)
             logger.warning(
                 "Ignored a change of an event of tenant %s reported from a mailbox that does not hold its booking %s",
                 tenant_id,
