@@ -1,10 +1,13 @@
 """Load on the calendar guard: 2,000 calendar requests at 50 concurrent, on loopback only.
 
-Starts Azurite, the local Microsoft cloud (access tokens living 2 minutes) and the app on the local
-host, in this process and on free loopback ports; an admin consents and a recruiter signs in through
-the browser legs; then ``GET /api/me`` and a directory lookup (both behind the two-token rule)
-alternate. Prints the count of non-2xx answers (target 0), requests per second, p50/p99 latency,
-and the storage round trips per warm calendar request (every Table Storage call is counted).
+Starts Azurite, the local Microsoft cloud (access tokens living ``--token-lifetime`` seconds, 4 by default,
+so that the recruiter's delegated token and the tenant's app-only token run out several times while the
+load runs) and the app on the local host, in this process and on free loopback ports; an admin consents
+and a recruiter signs in through the browser legs; then ``GET /api/me`` and a directory lookup (both behind
+the two-token rule) alternate. Prints the count of non-2xx answers (target 0), requests per second,
+p50/p99 latency, the storage round trips per warm calendar request (every Table Storage call is counted),
+and the tokens the identity platform issued during the load: refresh-token redemptions (the user's) and
+client-credentials grants (the app's), next to how often a token ran out meanwhile.
 Bounded: it sends at most ``--requests`` requests and stops sending after ``--max-seconds``,
 then stops everything it started.
 
@@ -61,6 +64,34 @@ class StorageCounter:
             setattr(TableClient, name, counted)
 
 
+class GrantCounter:
+    """Counts the tokens the local cloud issues, by grant type (its token endpoint, wrapped)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        from devtools.cloud.identity import Identity
+
+        original = Identity._token
+        counter = self
+
+        def counted(identity: Any, request: Any, segment: str, form: dict[str, str]) -> Any:
+            response = original(identity, request, segment, form)
+            if response.status_code == 200:
+                with counter._lock:
+                    grant = form.get("grant_type", "")
+                    counter.counts[grant] = counter.counts.get(grant, 0) + 1
+            return response
+
+        Identity._token = counted  # type: ignore[method-assign]
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
@@ -70,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--token-lifetime", type=int, default=120, help="access token lifetime in seconds")
+    parser.add_argument("--token-lifetime", type=int, default=4, help="access token lifetime in seconds")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop sending after this long")
     parser.add_argument("--warm-sample", type=int, default=50, help="sequential warm requests to count storage calls")
     parser.add_argument("--app-root", type=Path, default=Path(__file__).resolve().parents[1])
@@ -92,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     from devtools.stack import service_settings
     from tests.e2e.browser import Browser
 
+    grants = GrantCounter()
+    grants.install()
     work = Path(tempfile.mkdtemp(prefix="calendar-load-"))
     azurite = start_azurite(
         blob_port=free_port(), queue_port=free_port(), table_port=free_port(), data_dir=str(work / "azurite")
@@ -169,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                 latencies.append(elapsed)
                 statuses[status] = statuses.get(status, 0) + 1
 
+        granted = grants.snapshot()
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
             list(pool.map(one, range(args.requests)))
         wall = time.perf_counter() - started
+        issued = {k: v - granted.get(k, 0) for k, v in grants.snapshot().items()}
         sent = len(latencies)
         failures = sum(n for status, n in statuses.items() if not 200 <= status < 300)
         print(f"app                      : {root}")
@@ -185,6 +220,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{_percentile(latencies, 0.99) * 1000:.0f} ms (median {statistics.median(latencies) * 1000:.0f} ms)"
         )
         print(f"storage round trips/warm : {warm_trips:.2f} per calendar request (target at most 1)")
+        from shared.adapters.identity import fresh_for
+
+        handed = fresh_for(args.token_lifetime)
+        print(
+            f"token refreshes          : {issued.get('refresh_token', 0)} refresh-token redemptions (the recruiter's), "
+            f"{issued.get('client_credentials', 0)} client-credentials grants (the app's) in {wall:.1f} s; "
+            f"a token is handed out for {handed:.0f} s of its {args.token_lifetime} s, "
+            f"so each kind ran out about {wall / handed:.0f} times"
+        )
         return 0 if failures == 0 else 1
     finally:
         if host is not None:

@@ -26,7 +26,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.booking import apply_observed_event
@@ -48,6 +48,7 @@ from shared.webhooks import (
     SUBSCRIPTION_ID,
     QueueEnvelope,
     decode_message,
+    encode_messages,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,11 +62,20 @@ class WorkReport:
     bookings_updated: int = 0  # of those, events that are ours
     lifecycle: int = 0
     skipped: int = 0  # notifications for subscriptions we no longer keep
-    foreign: int = 0  # gone events whose booking lives in another mailbox: nothing changed
+    foreign: int = 0  # events whose booking lives in another mailbox than the one reported: nothing changed
     retried: int = 0  # 1 when the message was queued again for a delayed retry
+    unrelated: int = 0  # events that are none of our bookings: not read from Graph
+    deferred: int = 0  # events queued again to wait for a booking still being made in their mailbox
 
 
 MAX_DELAYED_RETRIES = 5
+IN_FLIGHT_CLOCK_MARGIN = timedelta(minutes=5)  # instances' clocks may differ: a booking this much newer counts
+IN_FLIGHT_MARGIN = timedelta(seconds=2)  # after a pending booking's lease, before its event is looked up again
+IN_FLIGHT_RECHECK = timedelta(seconds=30)  # how often a notification looks again once a pending booking's lease ran out
+# Past this a notification waits no more (a pending booking is settled by its request within its lease or by
+# the recovery timer within minutes); were the event a booking's after all, reconciliation's delta catch-up of
+# the mailbox reports it again once the booking is stored.
+IN_FLIGHT_GIVE_UP = timedelta(minutes=15)
 TRANSIENT_GRAPH_REASONS = frozenset({"throttled", "unavailable", "other"})
 
 
@@ -122,7 +132,7 @@ def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: Appl
     apply = apply or apply_observed_event
     report = WorkReport()
     # The last change per event wins (created then deleted in one batch is a delete).
-    changes: dict[tuple[str, str, str], str] = {}
+    changes: dict[tuple[str, str, str], tuple[str, dict[str, str]]] = {}
     seen_subscriptions: set[tuple[str, str]] = set()
     for item in items:
         tenant_id = item.get("t", "")
@@ -146,37 +156,107 @@ def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: Appl
             seen_subscriptions.add((tenant_id, sub_id))
         else:
             mailbox = item.get("m", "")
-        changes[(tenant_id, mailbox, event_id)] = change
-    for (tenant_id, mailbox, event_id), change in changes.items():
-        observed = None if change == "deleted" else read_event(deps, tenant_id, mailbox, event_id)
-        if observed is None and not _may_be_gone_from(deps, tenant_id, mailbox, event_id):
+        changes[(tenant_id, mailbox, event_id)] = (change, item)
+    in_flight = _InFlight(deps, _received_at(envelope))
+    deferred: list[dict[str, str]] = []
+    for (tenant_id, mailbox, event_id), (change, item) in changes.items():
+        booking = _booking_of_event(deps, tenant_id, event_id)
+        if booking is None and in_flight.may_hold(tenant_id, mailbox):
+            # A booking in this mailbox is still being made: the event may be its own, whose id is stored
+            # only once Graph has answered the create. Looked up once more (it may have been stored since
+            # the first look), then left for later rather than read or dropped.
+            booking = _booking_of_event(deps, tenant_id, event_id)
+            if booking is None:
+                deferred.append(item)
+                continue
+        if booking is None:
+            # Not one of our bookings (every booking's event id is in storage once it is booked, and a
+            # booking being made was waited for above): nothing of it is read from Graph.
+            report = replace(report, unrelated=report.unrelated + 1)
+            continue
+        if booking.mailbox.strip().lower() != mailbox.strip().lower():
+            # The event is in another mailbox than the one this subscription (or catch-up) watches: an id
+            # of one mailbox names nothing in another, so there is nothing to read here, and "gone from
+            # here" says nothing about the booking's event. (Microsoft's documentation does not say in so many
+            # words that an event id is meaningful only in its own mailbox; attendees' copies carry ids of
+            # their own, and reading another mailbox's id answers 404 in practice.)
+            logger.warning(
+                "Ignored a change of an event of tenant %s reported from a mailbox that does not hold its booking %s",
+                tenant_id,
+                booking.booking_id,
+            )
             report = replace(report, foreign=report.foreign + 1)
             continue
-        booking = apply(deps, tenant_id, event_id=event_id, observed=observed, seen_at=deps.clock.now())
+        observed = None if change == "deleted" else read_event(deps, tenant_id, mailbox, event_id)
+        stored = apply(deps, tenant_id, event_id=event_id, observed=observed, seen_at=deps.clock.now())
         report = replace(
-            report, events=report.events + 1, bookings_updated=report.bookings_updated + (booking is not None)
+            report, events=report.events + 1, bookings_updated=report.bookings_updated + (stored is not None)
+        )
+    if deferred:
+        delay = in_flight.wait()
+        for message in encode_messages(kind, deferred, _received_at(envelope) or deps.clock.now()):
+            deps.notification_queue.send(message, delay=delay)
+        report = replace(report, deferred=report.deferred + len(deferred))
+        logger.info(
+            "%d notifications wait %d s for bookings still being made in their mailbox",
+            len(deferred),
+            int(delay.total_seconds()),
         )
     for tenant_id, sub_id in seen_subscriptions:
         record_notification(deps, tenant_id, sub_id)
     return report
 
 
-def _may_be_gone_from(deps: Dependencies, tenant_id: str, mailbox: str, event_id: str) -> bool:
-    """Whether "gone from ``mailbox``" may cancel the booking of ``event_id``: only when the booking lives in
-    that mailbox. An id that is no event of the mailbox we read is simply not there (a notification naming
-    another mailbox's event, say), which says nothing about the booking's own event."""
+def _booking_of_event(deps: Dependencies, tenant_id: str, event_id: str) -> Booking | None:
     try:
-        booking = deps.bookings.find_booking_by_event(tenant_id, event_id)
+        return deps.bookings.find_booking_by_event(tenant_id, event_id)
     except NotFound:
-        return True  # no booking of ours: the booking core finds nothing to change either
-    if booking.mailbox.strip().lower() == mailbox.strip().lower():
-        return True
-    logger.warning(
-        "Ignored a deletion of an event of tenant %s reported from a mailbox that does not hold its booking %s",
-        tenant_id,
-        booking.booking_id,
-    )
-    return False
+        return None
+
+
+def _received_at(envelope: QueueEnvelope) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(envelope.at)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+class _InFlight:
+    """Bookings still being made (``pending``) per mailbox, read once per message.
+
+    A booking's event id is stored in the same write that books it, after Graph answered the create;
+    the event's own notifications (and an attendee's answer or a move made at once) can be processed
+    before that. Such a notification is about an event that existed when it was received, so only a
+    booking made pending before then (with a margin for clocks of different instances) can own it."""
+
+    def __init__(self, deps: Dependencies, received: datetime | None) -> None:
+        self._deps = deps
+        self._received = received
+        self._found: dict[tuple[str, str], list[Booking]] = {}
+
+    def may_hold(self, tenant_id: str, mailbox: str) -> bool:
+        if self._received is not None and self._deps.clock.now() - self._received > IN_FLIGHT_GIVE_UP:
+            return False
+        key = (tenant_id, mailbox.strip().lower())
+        if key not in self._found:
+            pending = self._deps.bookings.list_pending_bookings_in(tenant_id, mailbox)
+            if self._received is not None:
+                latest = self._received + IN_FLIGHT_CLOCK_MARGIN
+                pending = [b for b in pending if b.created_at is None or b.created_at <= latest]
+            self._found[key] = pending
+        return bool(self._found[key])
+
+    def wait(self) -> timedelta:
+        """How long deferred notifications wait: until the earliest of those bookings' requests must have
+        answered (the rest of its lease, at most a minute), a little more; a lease already run out means the
+        request died and the recovery timer settles the booking, so they look again every 30 s."""
+        now = self._deps.clock.now()
+        leases = [b.claimed_until for found in self._found.values() for b in found if b.claimed_until is not None]
+        live = [lease - now for lease in leases if lease > now]
+        if not live:
+            return IN_FLIGHT_RECHECK
+        return timedelta(seconds=math.ceil((min(live) + IN_FLIGHT_MARGIN).total_seconds()))
 
 
 def read_event(deps: Dependencies, tenant_id: str, mailbox: str, event_id: str) -> ObservedEvent | None:
@@ -195,4 +275,6 @@ def describe(report: WorkReport) -> dict[str, Any]:
         "skipped": report.skipped,
         "foreign": report.foreign,
         "retried": report.retried,
+        "unrelated": report.unrelated,
+        "deferred": report.deferred,
     }

@@ -148,6 +148,12 @@ class BookingStore(Protocol):
         """The tenant's bookings still ``pending`` (a request is making them, or died doing so)."""
         ...
 
+    def list_pending_bookings_in(self, tenant_id: str, mailbox: str) -> list[Booking]:
+        """The tenant's bookings still ``pending`` whose event goes to ``mailbox``, through an index written
+        with each pending booking (cheap: it holds only bookings being made; bookings made pending before
+        that index existed are not listed)."""
+        ...
+
     def claim_slots(self, tenant_id: str, mailbox: str, booking_id: str, cells: Sequence[datetime]) -> None:
         """Claim every grid cell for ``booking_id`` at once (cells it already holds are kept). Raises
         ConcurrencyConflict, naming nothing, when another booking holds any of them."""

@@ -36,6 +36,7 @@ class Check:
     detail: str
     action: str | None = None
     requirements: tuple[str, ...] = ()
+    required: bool = True  # whether ``ready`` needs it to pass
 
 
 def _graph_failure(check_id: str, title: str, err: ServiceError, mailbox: str) -> Check:
@@ -132,6 +133,21 @@ def _interviews_write_check(deps: Dependencies, ctx: RequestContext, address: st
     return Check("interviews_write_access", title, "pass", f"Your account can open {address}.")
 
 
+SYNC_NOT_NEEDED = (
+    "Optional: the service writes nothing to a Sync mailbox and does not need one. Attendees' responses are "
+    "kept only on the organizer's copy of an interview, so the service watches each organizing mailbox "
+    "(the Interviews mailbox and interviewers who organise) instead."
+)
+
+
+def _sync_check(deps: Dependencies, token: AccessToken | None, address: str | None) -> Check:
+    """The integration guide's Sync ("webhook calendar") mailbox: reported, never required (see the README)."""
+    if not address:
+        return Check("sync_mailbox", "Sync mailbox (optional)", "skipped", SYNC_NOT_NEEDED, required=False)
+    check = _mailbox_check(deps, token, "sync_mailbox", "Sync mailbox (optional)", address, "sync_mailbox")
+    return replace(check, required=False)
+
+
 def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
     checks: list[Check] = []
     tenant: Tenant | None
@@ -192,14 +208,10 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
         )
     )
     checks.append(_interviews_write_check(deps, ctx, tenant.interviews_mailbox if tenant else None))
-    checks.append(
-        _mailbox_check(
-            deps, token, "sync_mailbox", "Sync mailbox", tenant.sync_mailbox if tenant else None, "sync_mailbox"
-        )
-    )
+    checks.append(_sync_check(deps, token, tenant.sync_mailbox if tenant else None))
     return {
         "tenant_id": ctx.tenant_id,
-        "ready": all(c.status == "pass" for c in checks),
+        "ready": all(c.status == "pass" for c in checks if c.required),
         "checks": [asdict(c) for c in checks],
     }
 

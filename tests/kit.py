@@ -237,6 +237,9 @@ class FakeBookings(_Records):
     def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
         return [b for b in self.list_bookings(tenant_id) if b.status is BookingStatus.PENDING]
 
+    def list_pending_bookings_in(self, tenant_id: str, mailbox: str) -> list[Booking]:
+        return [b for b in self.list_pending_bookings(tenant_id) if b.mailbox.lower() == mailbox.strip().lower()]
+
     def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
         for booking in self.list_bookings(tenant_id):
             if booking.event_id == event_id:

@@ -109,6 +109,7 @@ EVENT_INDEX_PREFIX = "~event~"  # index rows in the bookings table sort after ev
 START_INDEX_PREFIX = "~start~"  # + UTC start + "~" + booking id: the tenant's bookings in start order
 WHO_INDEX_PREFIX = "~who~"  # + sha256(attendee)[:32] + "~" + UTC start + "~" + booking id: one attendee's
 LISTED_MARKER = "~listed"  # the partition's bookings all have their list rows
+PENDING_INDEX_PREFIX = "~pending~"  # + sha256(mailbox)[:32] + "~" + booking id: a booking made pending there
 # A booking longer than this (only an event stretched in Outlook can be) is listed only from its start on.
 LIST_LOOKBACK = timedelta(days=14)
 SLOT_CLAIMS = "slotclaims"
@@ -743,10 +744,26 @@ class TableBookingStore:
             for prefix in prefixes
         ]
 
+    @staticmethod
+    def _pending_prefix(tenant_id: str, mailbox: str) -> tuple[str, str]:
+        digest = hashlib.sha256(mailbox.strip().lower().encode("utf-8")).hexdigest()[:32]
+        return _key(tenant_id, name="tenant_id"), f"{PENDING_INDEX_PREFIX}{digest}~"
+
+    def _pending_row(self, booking: Booking) -> list[dict[str, Any]]:
+        """A pending booking's row under its mailbox, written with it: the notification worker finds the
+        bookings still being made in a mailbox with one small range query. It is not removed when the
+        booking is booked (that write stays one transaction of upserts); the reader that meets it then
+        deletes it."""
+        if booking.status is not BookingStatus.PENDING:
+            return []
+        partition, prefix = self._pending_prefix(booking.tenant_id, booking.mailbox)
+        return [{"PartitionKey": partition, "RowKey": prefix + booking.booking_id, "booking_id": booking.booking_id}]
+
     def _written(self, booking: Booking, primary: tuple[str, dict[str, Any], dict[str, Any]]) -> list[Any]:
-        """One transaction: the booking row, its event index and the rows that list it (all one partition)."""
+        """One transaction: the booking row, its event index, the rows that list it and, while it is pending,
+        its row under its mailbox (all one partition)."""
         index = self._index(booking)
-        upserts = [*([index] if index is not None else []), *self._list_rows(booking)]
+        upserts = [*([index] if index is not None else []), *self._list_rows(booking), *self._pending_row(booking)]
         return [*(("upsert", row, {"mode": UpdateMode.REPLACE}) for row in upserts), primary]
 
     def get_booking(self, tenant_id: str, booking_id: str) -> Booking:
@@ -799,7 +816,7 @@ class TableBookingStore:
             )
             if booking.event_id is not None:
                 self._s.table(BOOKINGS).delete_entity(*self._index_row(tenant_id, booking.event_id))
-            for row in self._list_rows(booking):
+            for row in [*self._list_rows(booking), *self._pending_row(booking)]:
                 with contextlib.suppress(ResourceNotFoundError):
                     self._s.table(BOOKINGS).delete_entity(row["PartitionKey"], row["RowKey"])
 
@@ -903,6 +920,28 @@ class TableBookingStore:
                 parameters={"pk": _key(tenant_id, name="tenant_id"), "status": BookingStatus.PENDING.value},
             )
             return [self._from_entity(e) for e in rows]
+
+    def list_pending_bookings_in(self, tenant_id: str, mailbox: str) -> list[Booking]:
+        partition, prefix = self._pending_prefix(tenant_id, mailbox)
+        table = self._s.table(BOOKINGS)
+        found: list[Booking] = []
+        with self._s.translating(f"listing pending bookings of a mailbox of tenant {tenant_id}"):
+            rows = table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @first and RowKey lt @last",
+                parameters={"pk": partition, "first": prefix, "last": prefix + "~"},
+                select=["RowKey", "booking_id"],
+            )
+            for row in rows:
+                try:
+                    booking = self.get_booking(tenant_id, str(row["booking_id"]))
+                except NotFound:
+                    booking = None
+                if booking is not None and booking.status is BookingStatus.PENDING:
+                    found.append(booking)
+                    continue
+                with contextlib.suppress(ResourceNotFoundError):  # booked or forgotten since: a leftover
+                    table.delete_entity(partition, str(row["RowKey"]))
+        return found
 
     def find_booking_by_event(self, tenant_id: str, event_id: str) -> Booking:
         with self._s.translating(f"looking up the booking of an event in tenant {tenant_id}"):

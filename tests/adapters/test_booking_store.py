@@ -142,3 +142,28 @@ def test_slot_claims_let_one_of_two_racing_bookings_win(storage: TableStorage) -
     assert not claim("late")
     storage.bookings.release_slots(TENANT, ALEX, winner, cells)
     assert claim("late")
+
+
+def test_pending_bookings_are_listed_per_mailbox_and_their_rows_go_once_they_are_booked(
+    storage: TableStorage,
+) -> None:
+    store = storage.bookings
+    first = store.create_booking(booking(1, status=BookingStatus.PENDING))
+    store.create_booking(booking(2, status=BookingStatus.PENDING, mailbox="Alex@Contoso.example"))
+    store.create_booking(booking(3, status=BookingStatus.PENDING, tenant_id=OTHER))
+    gone = store.create_booking(booking(4, status=BookingStatus.PENDING))
+
+    assert {b.booking_id for b in store.list_pending_bookings_in(TENANT, "Interviews@contoso.example")} == {
+        first.booking_id,
+        gone.booking_id,
+    }
+    assert [b.booking_id for b in store.list_pending_bookings_in(TENANT, "alex@contoso.example")] == [f"{2:026d}"]
+
+    store.update_booking(dataclasses.replace(first, status=BookingStatus.BOOKED, event_id="AAMk1"))
+    store.delete_booking(TENANT, gone.booking_id)
+    assert store.list_pending_bookings_in(TENANT, "interviews@contoso.example") == []
+    # The booked booking's leftover row was deleted by the list that met it: the partition holds the
+    # booking, its event index and list rows, and the other mailbox's pending row, nothing more.
+    rows = list(storage.table("bookings").query_entities("PartitionKey eq @pk", parameters={"pk": TENANT}))
+    assert sum(str(r["RowKey"]).startswith("~pending~") for r in rows) == 1
+    assert store.find_booking_by_event(TENANT, "AAMk1").status is BookingStatus.BOOKED

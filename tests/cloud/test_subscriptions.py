@@ -351,12 +351,20 @@ def test_failed_delivery_is_retried_until_the_endpoint_accepts(
 def test_notification_is_discarded_when_the_retry_window_closes(
     client: TestClient, world: World, receiver: Receiver
 ) -> None:
-    world.switches.notification_retry_window_seconds = 0.3
+    # The window is read on the cloud's clock, which only this test moves: however slowly the machine runs,
+    # the first attempt and the retry fall inside it and the last one outside. (With a window of real time,
+    # a loaded machine let the first attempt itself fall outside it: no retry was ever seen.)
+    world.switches.notification_retry_window_seconds = 10.0
     receiver.behaviour["/notify"] = Behaviour(answers=[(500, 0.0)])
     create(client, app_token(world), receiver)
+    notify.stop_delivery(world)  # every delivery round is this test's own, at the cloud time it set
 
     world.emit_change(TENANT_A, ALICE, "created", "evt-1")
-    records = notify.flush_notifications(world, timeout=5)
+    records = notify.deliver_now(world)  # the first attempt
+    notify.advance_clock(world, 4)
+    records += notify.deliver_now(world)  # a retry, 4 s into the window
+    notify.advance_clock(world, 7)
+    records += notify.deliver_now(world)  # 11 s: the next retry would fall outside it
 
     assert records[-1].outcome == "dropped"
     assert {r.outcome for r in records[:-1]} == {"retrying"}

@@ -65,6 +65,24 @@ def test_readiness_reports_each_check_and_what_to_do(e2e: Stack) -> None:
     assert "does not exist" in checks["interviews_mailbox"]["detail"]
 
 
+def test_a_tenant_with_no_sync_mailbox_is_ready(e2e: Stack) -> None:
+    consent(e2e)
+    graph_controls.set_group_member(e2e.world, "recruiting@contoso.example", CONTOSO_ADMIN)
+    admin = sign_in(e2e, CONTOSO_ADMIN)
+    put = admin.request(
+        "PUT", "/api/tenants/me/settings", headers=KEY, json={"interviews_mailbox": "interviews@contoso.example"}
+    )
+    assert put.status_code == 200, put.text
+
+    ready = admin.request("GET", "/api/tenants/me/readiness", headers=KEY)
+
+    assert ready.json()["ready"] is True, ready.text
+    sync = _checks(ready)["sync_mailbox"]
+    assert (sync["status"], sync["required"]) == ("skipped", False)
+    subs = admin.request("GET", "/api/subscriptions/health", headers=KEY).json()["subscriptions"]
+    assert [s["mailbox"] for s in subs] == ["interviews@contoso.example"]
+
+
 def test_recruiters_cannot_change_tenant_settings(e2e: Stack) -> None:
     consent(e2e)
     recruiter = sign_in(e2e, RECRUITER)

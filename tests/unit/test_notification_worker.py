@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from shared.errors import GraphRequestFailed, InvalidRequest, UpstreamUnavailable
-from shared.models import Booking, BookingStatus, ObservedEvent, Subscription
+from shared.models import AttendeeResponse, Booking, BookingStatus, ObservedAttendee, ObservedEvent, Subscription
 from shared.notifications import MAX_DELAYED_RETRIES, process_message, retry_delay, run_message
 from shared.webhooks import encode_messages
 from tests.kit import TENANT_A, FakeDeps, consented
@@ -36,6 +37,18 @@ def setup() -> FakeDeps:
     )
     start = datetime(2026, 12, 1, 10, tzinfo=UTC)
     deps.events.add(ObservedEvent("AAMk1", MAILBOX, start, start + timedelta(hours=1), booking_id="b1"))
+    deps.bookings.create_booking(  # the booking that event belongs to
+        Booking(
+            TENANT_A,
+            "b1",
+            MAILBOX,
+            start,
+            start + timedelta(hours=1),
+            "Interview",
+            BookingStatus.BOOKED,
+            event_id="AAMk1",
+        )
+    )
     return deps
 
 
@@ -58,6 +71,7 @@ def test_a_changed_event_is_read_and_applied_once_per_message() -> None:
 
 def test_a_deleted_or_vanished_event_is_applied_as_gone() -> None:
     deps, apply = setup(), Recorder()
+    booked_in(deps, MAILBOX, "AAMkX")  # a booking whose event Graph no longer holds
 
     process_message(
         deps,
@@ -200,3 +214,126 @@ def test_when_the_retry_cannot_be_queued_the_failure_raises_so_the_host_keeps_th
 
 def test_the_retry_delay_doubles_from_the_setting_in_whole_seconds() -> None:
     assert [retry_delay(1.5, a).total_seconds() for a in range(4)] == [2, 3, 6, 12]
+
+
+# ---- an event that is none of our bookings costs no Graph read ------------------------------------------
+ALEX = "alex.wilber@contoso.example"
+
+
+def now_message(deps: FakeDeps, *items: dict[str, str]) -> str:
+    [text] = encode_messages("change", list(items), deps.clock.now())
+    return text
+
+
+def test_an_event_that_is_none_of_our_bookings_is_not_read_from_graph() -> None:
+    deps, apply = setup(), Recorder()
+    start = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    deps.events.add(ObservedEvent("AAMkLunch", MAILBOX, start, start + timedelta(hours=1), subject="Lunch"))
+
+    report = process_message(
+        deps,
+        now_message(
+            deps,
+            {"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMkLunch"},
+            {"t": TENANT_A, "s": "sub-1", "c": "deleted", "e": "AAMkGym"},
+        ),
+        apply=apply,
+    )
+
+    assert (report.unrelated, report.events, report.deferred) == (2, 0, 0)
+    assert deps.events.calls == [] and apply.calls == [] and deps.notification_queue.messages == []
+    assert deps.subscriptions.get_subscription(TENANT_A, "sub-1").last_notification_at == deps.clock.now()
+
+
+def pending_in(deps: FakeDeps, mailbox: str, *, lease_seconds: int = 40) -> Booking:
+    start = datetime(2026, 12, 4, 10, tzinfo=UTC)
+    return deps.bookings.create_booking(
+        Booking(
+            TENANT_A,
+            "b-in-flight",
+            mailbox,
+            start,
+            start + timedelta(hours=1),
+            "Interview",
+            interviewers=(ALEX,),
+            attendees=(ALEX,),
+            created_at=deps.clock.now(),
+            claimed_until=deps.clock.now() + timedelta(seconds=lease_seconds),
+        )
+    )
+
+
+def test_a_notification_for_the_event_of_a_booking_still_being_made_waits_for_it_and_is_then_applied() -> None:
+    deps = setup()
+    pending = pending_in(deps, MAILBOX)
+    # Graph holds the event (Alex already declined) but the request has not stored its id yet.
+    event = deps.events.add(
+        ObservedEvent(
+            "AAMkNew",
+            MAILBOX,
+            pending.start,
+            pending.end,
+            subject="Interview",
+            booking_id=pending.booking_id,
+            attendees=(ObservedAttendee(ALEX, response=AttendeeResponse.DECLINED),),
+        )
+    )
+    deps.clock.advance(seconds=1)
+    item = {"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMkNew"}
+
+    report = process_message(deps, now_message(deps, item))
+
+    assert (report.deferred, report.unrelated, report.events) == (1, 0, 0)
+    assert deps.events.calls == []  # nothing read while the booking is being made
+    [again] = deps.notification_queue.messages
+    assert json.loads(again)["n"] == [item]
+    [delay] = deps.notification_queue.delays
+    assert delay == timedelta(seconds=39 + 2)  # the rest of the request's lease, and a little more
+
+    # The request stores the booking with its event id; the waiting notification now applies the decline.
+    current = deps.bookings.get_booking(TENANT_A, pending.booking_id)
+    deps.bookings.update_booking(
+        replace(current, status=BookingStatus.BOOKED, event_id=event.event_id, claimed_until=None)
+    )
+    deps.clock.advance(seconds=41)
+    report = process_message(deps, again)
+
+    assert (report.events, report.bookings_updated, report.deferred) == (1, 1, 0)
+    [alex] = deps.bookings.get_booking(TENANT_A, pending.booking_id).responses
+    assert alex.response is AttendeeResponse.DECLINED
+
+
+def test_a_booking_begun_after_the_notification_arrived_cannot_own_its_event() -> None:
+    deps = setup()
+    item = {"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMkOld"}
+    text = now_message(deps, item)
+    deps.clock.advance(minutes=6)  # later than any clock difference between instances
+    pending_in(deps, MAILBOX)
+
+    report = process_message(deps, text)
+
+    assert (report.unrelated, report.deferred) == (1, 0) and deps.events.calls == []
+
+
+def test_a_booking_being_made_in_another_mailbox_does_not_hold_a_notification_back() -> None:
+    deps = setup()
+    pending_in(deps, ALEX)
+
+    report = process_message(deps, now_message(deps, {"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMkOther"}))
+
+    assert (report.unrelated, report.deferred) == (1, 0)
+
+
+def test_a_waiting_notification_looks_again_every_30_s_while_the_request_is_dead_and_gives_up_after_15_minutes() -> (
+    None
+):
+    deps = setup()
+    pending_in(deps, MAILBOX, lease_seconds=-5)  # its request died: the recovery timer will settle it
+    text = now_message(deps, {"t": TENANT_A, "s": "sub-1", "c": "updated", "e": "AAMkNew"})
+
+    assert process_message(deps, text).deferred == 1
+    assert deps.notification_queue.delays == [timedelta(seconds=30)]
+    deps.clock.advance(minutes=16)
+    report = process_message(deps, deps.notification_queue.messages[-1])
+
+    assert (report.deferred, report.unrelated) == (0, 1) and deps.events.calls == []

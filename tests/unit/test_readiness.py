@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC
 
 import pytest
@@ -120,3 +121,27 @@ def test_lookups_stay_inside_the_callers_tenant() -> None:
     ctx_a = require_calendar_access(deps, sign_in(deps))
     assert get_booking(deps, ctx_a, "b1").subject == "Interview"
     assert get_directory_user(deps, ctx_a, "alex@contoso.example")["id"] == "a1"
+
+
+def test_a_tenant_without_a_sync_mailbox_is_ready_and_a_failing_one_does_not_hold_readiness_back() -> None:
+    deps, credential = _ready_deps()
+    tenant = deps.tenants.get_tenant(TENANT_A)
+    deps.tenants.update_tenant(dataclasses.replace(tenant, sync_mailbox=None))
+
+    report = run_readiness(deps, require_calendar_access(deps, credential))
+
+    assert report["ready"] is True, report
+    sync = _checks(report)["sync_mailbox"]
+    assert (sync["status"], sync["required"]) == ("skipped", False)
+    assert "organizer" in sync["detail"]
+    assert all(c["required"] for c in report["checks"] if c["id"] != "sync_mailbox")
+
+    deps.tenants.update_tenant(
+        dataclasses.replace(deps.tenants.get_tenant(TENANT_A), sync_mailbox="sync@contoso.example")
+    )
+    deps.graph.failures["sync@contoso.example"] = GraphRequestFailed(
+        "blocked", status=403, reason="access_policy", graph_code="ErrorAccessDenied"
+    )
+    report = run_readiness(deps, require_calendar_access(deps, credential))
+    assert _checks(report)["sync_mailbox"]["status"] == "fail"
+    assert report["ready"] is True, report
