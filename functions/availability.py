@@ -15,7 +15,7 @@ from shared.bootstrap import get_container
 if TYPE_CHECKING:
     from shared.models import Schedule
     from shared.session_guard import RequestContext
-    from shared.slots import Explanation
+    from shared.slots import Explanation, InterviewCounts
 
 bp = func.Blueprint()
 
@@ -36,13 +36,18 @@ def availability(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResp
         {
             "time_zone": answer.time_zone_name,
             "slots": [
-                {"start": _at(s.start, zone), "end": _at(s.end, zone), "interviewers": list(s.interviewers)}
+                {
+                    "start": _at(s.start, zone),
+                    "end": _at(s.end, zone),
+                    "interviewers": list(s.interviewers),
+                    "load": s.load,
+                }
                 for s in slots
             ],
             "total_slots": answer.search.total,
             # The same request with these fields added gives the next page.
             "next": {"after": _at(slots[-1].start, zone)} if answer.search.more and slots else None,
-            "interviewers": [_schedule(s, zone, window) for s in answer.schedules],
+            "interviewers": [_schedule(s, zone, window, answer.loads[s.email]) for s in answer.schedules],
             "explanation": _explanation(answer.search.explanation, zone),
         }
     )
@@ -80,7 +85,7 @@ def availability_loops(req: func.HttpRequest, *, ctx: RequestContext) -> func.Ht
                 }
                 for loop in answer.search.loops
             ],
-            "interviewers": [_schedule(s, zone, window) for s in answer.schedules],
+            "interviewers": [_schedule(s, zone, window, answer.loads[s.email]) for s in answer.schedules],
             "explanation": _explanation(answer.search.explanation, zone),
         }
     )
@@ -92,7 +97,18 @@ def _at(moment: datetime, zone: tzinfo) -> str:
     return moment.astimezone(zone).isoformat()
 
 
-def _schedule(schedule: Schedule, zone: tzinfo, window: tuple[datetime, datetime]) -> dict[str, Any]:
+def _load(counts: InterviewCounts) -> dict[str, Any]:
+    # Days and weeks without an interview are left out: a window may span six months.
+    return {
+        "time_zone": counts.time_zone_name,
+        "days": {day.isoformat(): n for day, n in sorted(counts.days.items())},
+        "weeks": {f"{year}-W{week:02d}": n for (year, week), n in sorted(counts.weeks.items())},
+    }
+
+
+def _schedule(
+    schedule: Schedule, zone: tzinfo, window: tuple[datetime, datetime], load: InterviewCounts
+) -> dict[str, Any]:
     hours = schedule.working_hours
     start, end = window
     return {
@@ -119,6 +135,7 @@ def _schedule(schedule: Schedule, zone: tzinfo, window: tuple[datetime, datetime
             for b in schedule.busy
             if b.end > start and b.start < end
         ],
+        "load": _load(load),
     }
 
 

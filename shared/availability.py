@@ -2,8 +2,9 @@
 
 One getSchedule pass (through the Graph adapter, which knows chunks, waves, retries and the
 deadline) with the signed-in user's delegated token, so titles appear only where Outlook would
-show them to this user; the caps read this service's own stored bookings; the slot engine
-(``shared.slots``) does the rest. A person Graph could not read is reported, never free.
+show them to this user; one range query reads this service's own stored bookings, every time: they
+feed the caps and each interviewer's load (which ranks pool members and loops, cap or no cap); the
+slot engine (``shared.slots``) does the rest. A person Graph could not read is reported, never free.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
 from shared.models import AccessToken, AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
 from shared.ports import Dependencies
 from shared.session_guard import RequestContext
-from shared.slots import Panel, Person, Pool, SlotRules, SlotSearch, find_slots
+from shared.slots import InterviewCounts, Panel, Person, Pool, SlotRules, SlotSearch, find_slots
 from shared.tokens import with_user_token
 
 logger = logging.getLogger(__name__)
 
 # How far past the requested window an explanation may look when it suggests widening it.
 EXPLANATION_HORIZON = timedelta(days=14)
-# Bookings this far either side of the window can count toward a day or ISO-week cap.
+# Bookings this far either side of the window can count toward a day or ISO week of it.
 CAP_MARGIN = timedelta(days=8)
 
 
@@ -36,6 +37,7 @@ class AvailabilityAnswer:
     time_zone_name: str
     schedules: tuple[Schedule, ...]
     search: SlotSearch
+    loads: Mapping[str, InterviewCounts]  # per address: interviews per local day and ISO week of the window
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class LoopAnswer:
     time_zone_name: str
     schedules: tuple[Schedule, ...]
     search: LoopSearch
+    loads: Mapping[str, InterviewCounts]
 
 
 def _panel(spec: PanelSpec) -> Panel:
@@ -95,7 +98,8 @@ def _read_schedules(
 def _booked(
     deps: Dependencies, tenant_id: str, people: Iterable[str], start: datetime, end: datetime
 ) -> dict[str, tuple[tuple[datetime, datetime], ...]]:
-    """Each person's interviews booked by this service near the window (what the caps count)."""
+    """Each person's interviews booked by this service near the window (what the caps and the load
+    count): not cancelled, not failed, and not declined by that person."""
     wanted = set(people)
     found: dict[str, list[tuple[datetime, datetime]]] = {p: [] for p in wanted}
     lo, hi = start - CAP_MARGIN, end + CAP_MARGIN
@@ -118,8 +122,8 @@ def _people(
     return {s.email: Person(schedule=s, booked=booked.get(s.email, ())) for s in schedules}
 
 
-def _caps_apply(options: SlotOptions) -> bool:
-    return options.max_per_day is not None or options.max_per_week is not None
+def _loads(persons: Mapping[str, Person], options: SlotOptions) -> dict[str, InterviewCounts]:
+    return {email: person.counts.within(options.start, options.end) for email, person in persons.items()}
 
 
 def _fetch(
@@ -133,7 +137,7 @@ def _fetch(
     fetch_start = options.start - options.buffer_before
     fetch_end = options.end + options.buffer_after + extra
     schedules = _read_schedules(deps, ctx, people, fetch_start, fetch_end, deadline)
-    booked = _booked(deps, ctx.tenant_id, people, fetch_start, fetch_end) if _caps_apply(options) else {}
+    booked = _booked(deps, ctx.tenant_id, people, fetch_start, fetch_end)
     return schedules, _people(schedules, booked)
 
 
@@ -173,7 +177,12 @@ def find_availability(deps: Dependencies, ctx: RequestContext, request: Availabi
                 after=request.after,
             )
     logger.info("availability: %d people, %d slots, %d on this page", len(people), search.total, len(search.slots))
-    return AvailabilityAnswer(time_zone_name=options.time_zone_name, schedules=tuple(schedules), search=search)
+    return AvailabilityAnswer(
+        time_zone_name=options.time_zone_name,
+        schedules=tuple(schedules),
+        search=search,
+        loads=_loads(persons, options),
+    )
 
 
 def find_interview_loops(deps: Dependencies, ctx: RequestContext, request: LoopRequest) -> LoopAnswer:
@@ -199,4 +208,9 @@ def find_interview_loops(deps: Dependencies, ctx: RequestContext, request: LoopR
     )
     search = find_loops(sessions, persons, options.start, options.end, rules)
     logger.info("loops: %d sessions, %d people, %d results", len(sessions), len(persons), len(search.loops))
-    return LoopAnswer(time_zone_name=options.time_zone_name, schedules=tuple(schedules), search=search)
+    return LoopAnswer(
+        time_zone_name=options.time_zone_name,
+        schedules=tuple(schedules),
+        search=search,
+        loads=_loads(persons, options),
+    )

@@ -13,12 +13,15 @@ limit). With ``same_day`` all sessions lie in one local day of ``rules.time_zone
 Each session is bookable for its people exactly as in ``find_slots``; across the loop, a person who
 sits in several sessions must have their buffers free of their other sessions (so consecutive
 sessions of one person need a gap of ``max(buffer_before, buffer_after)``) and counts once per
-session toward the caps. Pools get exactly ``need`` members, those with the fewest stored
-interviews in the session's ISO week first (then in member order); optional people are listed
-when they are free.
+session toward the caps. Pools get exactly ``need`` members, the least loaded first: the fewest
+interviews in the session's ISO week, then on its local day (stored ones and their other seats in
+this loop, counted as in ``shared.slots``; then member order); optional people are listed when
+they are free.
 
 Loops are ranked by fewest gaps, then shortest total gap, then the lowest load (the sum, over
-every seat, of that person's stored interviews in the week), then the earliest start; at most
+every seat, of the interviews its person already has that week: stored ones and their earlier
+seats in the loop; the lowest sum is the smallest rise in the sum of squared loads, the fairest
+spread), then the same sum per local day, then the earliest start; at most
 ``max_results`` come back, each with distinct session times. With none, the explanation names the
 session that fits nowhere (with the same reasons as ``find_slots``) or says that the sessions do
 not chain, with suggestions found by re-running the search on relaxed inputs.
@@ -31,13 +34,14 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 
 from shared.slots import (
     ONE_DAY,
     SUGGESTION_ORDER,
     Engine,
     Explanation,
+    Load,
     Panel,
     Person,
     Reason,
@@ -47,7 +51,6 @@ from shared.slots import (
     SuggestionKind,
     bit_positions,
     explain,
-    person_zone,
 )
 
 _MAX_SEQUENCES = 20_000  # start sequences looked at; beyond it the search keeps the earliest ones
@@ -104,7 +107,8 @@ class ScheduledSession:
 class Loop:
     sessions: tuple[ScheduledSession, ...]
     gaps: tuple[timedelta, ...]
-    load: int  # stored interviews in the week of each seat, summed over the seats
+    load: int  # per seat, the person's interviews already that week (stored, earlier seats), summed
+    day_load: int = 0  # the same per local day: the tie-break between loops of equal load
 
 
 @dataclass(frozen=True)
@@ -162,19 +166,6 @@ class _Search:
         durations = tuple(dict.fromkeys(s.duration for s in sessions))
         self.engine = Engine(people, names, start, end, rules.slot_rules(durations[0]), durations)
         self.chains = 0  # start sequences that met the gap, day and window rules
-        self._zones = {n: person_zone(p.schedule) for n, p in people.items() if n in names}
-        self._counts: dict[str, tuple[dict[date, int], dict[tuple[int, int], int]]] = {}
-        for name in names:
-            per_day: dict[date, int] = {}
-            per_week: dict[tuple[int, int], int] = {}
-            person = people.get(name)
-            for booked_start, _ in person.booked if person else ():
-                day = booked_start.astimezone(self._zones[name]).date()
-                per_day[day] = per_day.get(day, 0) + 1
-                week = day.isocalendar()[:2]
-                per_week[week] = per_week.get(week, 0) + 1
-            self._counts[name] = (per_day, per_week)
-        self._local: dict[tuple[str, int], date] = {}
 
     # -- per session
     def _session_masks(self, session: LoopSession) -> dict[str, int]:
@@ -245,45 +236,45 @@ class _Search:
         out: list[Loop] = []
         for _, group in itertools.groupby(sequences, key=gap_key):
             found = [loop for seq in group if (loop := self._assign(seq, spans)) is not None]
-            found.sort(key=lambda loop: (loop.load, loop.sessions[0].start))
+            found.sort(key=lambda loop: (loop.load, loop.day_load, loop.sessions[0].start))
             out.extend(found[: self.rules.max_results - len(out)])
             if len(out) >= self.rules.max_results:
                 break
         return tuple(out)
 
-    def _local_day(self, name: str, instant: int) -> date:
-        key = (name, instant)
-        found = self._local.get(key)
-        if found is None:
-            zone = self._zones.get(name)
-            found = self._local[key] = datetime.fromtimestamp(instant, zone).date() if zone else date.min
-        return found
-
-    def _week_load(self, name: str, instant: int) -> int:
-        return self._counts.get(name, ({}, {}))[1].get(self._local_day(name, instant).isocalendar()[:2], 0)
+    def _seat_load(self, seats: _Seats, name: str, a: int, *, before: bool = False) -> Load:
+        """``name``'s load at ``a``: their stored interviews that week and day, plus their seats in
+        this loop in the same week and day (only the seats before ``a`` when ``before``)."""
+        stored = self.engine.load(name, a)
+        taken = seats.by_person.get(name)
+        if not taken:
+            return stored
+        day = self.engine.local_day(name, a)
+        week = day.isocalendar()[:2]
+        same_week = same_day = 0
+        for s, _ in taken:
+            if before and s >= a:
+                continue
+            other = self.engine.local_day(name, s)
+            if other.isocalendar()[:2] == week:
+                same_week += 1
+                same_day += other == day
+        return Load(stored.week + same_week, stored.day + same_day)
 
     def _fits(self, seats: _Seats, name: str, a: int, b: int) -> bool:
         """Can ``name`` also sit in [a, b) given their other seats in this loop (buffers, caps)?"""
         taken = seats.by_person.get(name, [])
         if not taken:
-            return True
+            return True  # the engine's masks already hold the caps for a first seat
         engine, rules = self.engine, self.rules
         spacing = max(engine.before, engine.after)
         for s, e in taken:
             if not (e + spacing <= a or b + spacing <= s):
                 return False
-        per_day, per_week = self._counts.get(name, ({}, {}))
-        day = self._local_day(name, a)
-        if rules.max_per_day is not None:
-            same = 1 + sum(1 for s, _ in taken if self._local_day(name, s) == day)
-            if per_day.get(day, 0) + same > rules.max_per_day:
-                return False
-        if rules.max_per_week is not None:
-            week = day.isocalendar()[:2]
-            same = 1 + sum(1 for s, _ in taken if self._local_day(name, s).isocalendar()[:2] == week)
-            if per_week.get(week, 0) + same > rules.max_per_week:
-                return False
-        return True
+        load = self._seat_load(seats, name, a)
+        if rules.max_per_day is not None and load.day >= rules.max_per_day:
+            return False
+        return rules.max_per_week is None or load.week < rules.max_per_week
 
     def _assign(self, seq: tuple[int, ...], spans: Sequence[int]) -> Loop | None:
         engine = self.engine
@@ -308,8 +299,7 @@ class _Search:
             free = [m for m in pool.members if self.masks[i][m] >> k & 1 and self._fits(seats, m, a, b)]
             if len(free) < pool.need:
                 return False
-            order = {m: n for n, m in enumerate(pool.members)}
-            free.sort(key=lambda m: (self._week_load(m, a) + len(seats.by_person.get(m, ())), order[m]))
+            free.sort(key=lambda m: self._seat_load(seats, m, a))  # stable: pool order breaks ties
             for combo in itertools.combinations(free, pool.need):
                 if tries[0] >= _MAX_TRIES:
                     return False
@@ -329,7 +319,6 @@ class _Search:
             return None
         zone = self.rules.time_zone
         scheduled = []
-        load = 0
         for i, (session, (a, b)) in enumerate(zip(self.sessions, times, strict=True)):
             names = [*session.panel.required]
             for pool in session.panel.pools:
@@ -339,14 +328,22 @@ class _Search:
                 if self.masks[i][name] >> seq[i] & 1 and self._fits(seats, name, a, b):
                     seats.by_person.setdefault(name, []).append((a, b))
                     names.append(name)
-            load += sum(self._week_load(n, a) for n in names)
             scheduled.append(
                 ScheduledSession(
                     session.name, datetime.fromtimestamp(a, zone), datetime.fromtimestamp(b, zone), tuple(names)
                 )
             )
+        # Each seat costs the interviews its person already has that week (stored, and their
+        # earlier seats in this loop): the sum is what the loop adds to the sum of squared loads,
+        # so the lowest sum is the fairest spread.
+        week = day = 0
+        for placed, (a, _) in zip(scheduled, times, strict=True):
+            for name in placed.interviewers:
+                load = self._seat_load(seats, name, a, before=True)
+                week += load.week
+                day += load.day
         gaps = tuple(scheduled[i + 1].start - scheduled[i].end for i in range(len(scheduled) - 1))
-        return Loop(tuple(scheduled), gaps, load)
+        return Loop(tuple(scheduled), gaps, week, day)
 
     def _compatible(self, seats: _Seats, combo: Sequence[str], a: int, b: int) -> bool:
         added: list[str] = []

@@ -7,8 +7,8 @@ Pure functions over ``shared.models`` values; no I/O. The interface::
 - ``panel``: a :class:`Panel` of ``required`` and ``optional`` addresses and :class:`Pool` s
   (``need`` of ``members``). Nobody may be named twice in one panel.
 - ``people``: address -> :class:`Person` (the :class:`~shared.models.Schedule` Graph gave us plus
-  the bookings this service stored for that person, which count toward the caps). An address of
-  the panel missing from ``people`` is treated as unreadable (reason ``no_schedule``).
+  the interviews this service booked for that person, which count toward the caps and the load).
+  An address of the panel missing from ``people`` is treated as unreadable (reason ``no_schedule``).
 - ``start``/``end``: aware datetimes; every slot lies inside ``[start, end]``.
 - ``rules``: :class:`SlotRules`.
 - ``horizon_end``: how far the caller's data reaches (``>= end``); only used to suggest a wider
@@ -19,8 +19,10 @@ Pure functions over ``shared.models`` values; no I/O. The interface::
   repeated between pages.
 
 It returns :class:`SlotSearch`: the :class:`Slot` s in time order (``start``/``end`` in
-``rules.time_zone``; ``interviewers`` = every required person, then each pool's free members in
-pool and member order, then the free optional people), and, when there is no slot, an
+``rules.time_zone``; ``interviewers`` = every required person, then each pool's free members, the
+least loaded first, then the free optional people; ``load`` = the interviews already booked in the
+week of the slot for the required people and the first ``need`` members of each pool), and, when
+there is no slot, an
 :class:`Explanation` (a summary sentence, structured :class:`Reason` s and :class:`Suggestion` s,
 each suggestion found by re-running the engine on the relaxed inputs).
 
@@ -40,6 +42,12 @@ Semantics. A slot ``[s, s + duration)`` is bookable for a person when
   ``s`` and fewer than ``max_per_week`` in its ISO week, both in the person's zone (the zone of
   their working hours, else UTC);
 - and they are readable: an unreadable person is never free.
+
+Load: a person's :class:`Load` at ``s`` is their stored bookings in the ISO week and on the local
+day of ``s`` (their zone, as for the caps), counted once in :class:`InterviewCounts`. Inside a slot,
+each pool's free members come least loaded first (fewer that week, then fewer that day, then pool
+member order), so the first ``need`` of them are the fairest choice; slots themselves stay in time
+order, the order pages are cut in.
 
 Slot starts: local wall-clock times ``h:mm`` in ``rules.time_zone`` whose minutes since local
 midnight are a multiple of the interval. A local time that does not exist (the skipped hour of a
@@ -63,6 +71,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
+from functools import cached_property
 
 from shared.models import FreeBusyStatus, Schedule, ScheduleStatus, WorkingHours
 
@@ -117,7 +126,67 @@ class SlotRules:
 @dataclass(frozen=True)
 class Person:
     schedule: Schedule
-    booked: tuple[tuple[datetime, datetime], ...] = ()  # this service's stored bookings, for the caps
+    booked: tuple[tuple[datetime, datetime], ...] = ()  # this service's stored bookings: caps and load
+
+    @cached_property
+    def counts(self) -> InterviewCounts:
+        """The stored bookings per local day and ISO week of the person's zone (computed once)."""
+        zone = person_zone(self.schedule)
+        days: dict[date, int] = {}
+        weeks: dict[tuple[int, int], int] = {}
+        for booked_start, _ in self.booked:
+            day = _aware(booked_start, "booked start").astimezone(zone).date()
+            days[day] = days.get(day, 0) + 1
+            week = _iso_week(day)
+            weeks[week] = weeks.get(week, 0) + 1
+        return InterviewCounts(person_zone_name(self.schedule), zone, days, weeks)
+
+
+@dataclass(frozen=True, order=True)
+class Load:
+    """Interviews a person already has in the ISO week and on the local day of an instant (their
+    zone). Ordered by the week, then the day: the lower, the fairer a choice."""
+
+    week: int = 0
+    day: int = 0
+
+
+NO_LOAD = Load()
+
+
+@dataclass(frozen=True)
+class InterviewCounts:
+    """A person's stored bookings counted per local day and per ISO week, in their zone: the one
+    count behind the caps, the order of pool members and the load an answer reports. Days and weeks
+    without an interview are left out."""
+
+    time_zone_name: str
+    time_zone: tzinfo
+    days: Mapping[date, int]
+    weeks: Mapping[tuple[int, int], int]  # (ISO year, ISO week)
+
+    def on(self, day: date) -> Load:
+        """The load on the local ``day``: its ISO week's interviews and its own."""
+        return Load(self.weeks.get(_iso_week(day), 0), self.days.get(day, 0))
+
+    def within(self, start: datetime, end: datetime) -> InterviewCounts:
+        """Only the local days and ISO weeks that overlap ``[start, end)`` (each week still counts
+        all of its interviews, also those outside the window)."""
+        zone = self.time_zone
+
+        def overlaps(first: date, days: int) -> bool:
+            return datetime.combine(first, time(0), zone) < end and start < datetime.combine(
+                first + days * ONE_DAY, time(0), zone
+            )
+
+        days = {d: n for d, n in self.days.items() if overlaps(d, 1)}
+        weeks = {w: n for w, n in self.weeks.items() if overlaps(date.fromisocalendar(*w, 1), 7)}
+        return replace(self, days=days, weeks=weeks)
+
+
+def _iso_week(day: date) -> tuple[int, int]:
+    year, week, _ = day.isocalendar()
+    return year, week
 
 
 # ---- outputs --------------------------------------------------------------------------------------
@@ -126,6 +195,7 @@ class Slot:
     start: datetime
     end: datetime
     interviewers: tuple[str, ...]
+    load: int = 0  # stored interviews in the slot's week of the required people and each pool's first `need`
 
 
 class ReasonKind(StrEnum):
@@ -389,6 +459,11 @@ def person_zone(schedule: Schedule) -> tzinfo:
     return schedule.working_hours.time_zone if schedule.working_hours else UTC
 
 
+def person_zone_name(schedule: Schedule) -> str:
+    """The name of :func:`person_zone` as the working hours give it (IANA, or a custom zone's)."""
+    return schedule.working_hours.time_zone_name if schedule.working_hours else "UTC"
+
+
 def working_intervals(hours: WorkingHours, lo: float, hi: float) -> list[tuple[float, float]]:
     """The person's working time overlapping ``[lo, hi)`` as merged UTC-second intervals."""
     zone = hours.time_zone
@@ -461,6 +536,7 @@ class Engine:
         self.work: dict[object, int] = {}
         self.cells: dict[str, _Cells | None] = {}
         self._run_cache: dict[tuple[object, int], int] = {}
+        self._days: dict[tuple[tzinfo, int], date] = {}
         if not self.candidates:
             self.t0, self.g, self.n, self.full, self.cand, self.notice = 0, 1, 0, 0, 0, 0
             return
@@ -538,6 +614,26 @@ class Engine:
             self.work[None] = self.full
         return _Cells(self.full & ~busy, key, self._caps_mask(person))
 
+    # -- load
+    def local_day(self, name: str, instant: int) -> date:
+        """The local date of ``instant`` (UTC seconds) in ``name``'s zone (see :func:`person_zone`)."""
+        person = self.people.get(name)
+        return self._zone_day(person.counts.time_zone if person is not None else UTC, instant)
+
+    def _zone_day(self, zone: tzinfo, instant: int) -> date:
+        key = (zone, instant)
+        found = self._days.get(key)
+        if found is None:
+            found = self._days[key] = datetime.fromtimestamp(instant, zone).date()
+        return found
+
+    def load(self, name: str, instant: int) -> Load:
+        """``name``'s stored interviews in the ISO week and on the local day of ``instant``."""
+        person = self.people.get(name)
+        if person is None or not person.booked:
+            return NO_LOAD
+        return person.counts.on(self.local_day(name, instant))
+
     def _caps_mask(self, person: Person) -> int:
         rules = self.rules
         if not person.booked or (rules.max_per_day is None and rules.max_per_week is None):
@@ -598,12 +694,30 @@ class Engine:
         return self.listed(panel, duration, self.final(panel, duration, masks), masks)
 
     def listed(self, panel: Panel, duration: timedelta, final: int, masks: Mapping[str, int]) -> tuple[Slot, ...]:
-        """The slots at the starts of ``final`` (a subset of :meth:`final`), with who is free in each."""
+        """The slots at the starts of ``final`` (a subset of :meth:`final`), with who is free in each:
+        each pool's free members least loaded first (stable, so pool order breaks ties)."""
         if not final:
             return ()
         positions = bit_positions(final)
         listed: dict[int, list[str]] = {k: list(panel.required) for k in positions}
-        for name in (*_members(panel), *panel.optional):
+        loads = dict.fromkeys(positions, 0)
+        ranks = self._ranks(panel, positions)
+        if ranks is not None:
+            for k in positions:
+                loads[k] = sum(ranks[k][name][0] for name in panel.required)
+        for pool in panel.pools:
+            free: dict[int, list[str]] = {k: [] for k in positions}
+            for name in pool.members:
+                for k in bit_positions(final & masks[name]):
+                    free[k].append(name)
+            for k in positions:
+                members = free[k]
+                if ranks is not None:
+                    rank = ranks[k]
+                    members.sort(key=rank.__getitem__)  # stable: pool order breaks ties
+                    loads[k] += sum(rank[name][0] for name in members[: pool.need])
+                listed[k] += members
+        for name in panel.optional:
             for k in bit_positions(final & masks[name]):
                 listed[k].append(name)
         zone, seconds = self.rules.time_zone, self.durations[duration]
@@ -611,9 +725,47 @@ class Engine:
         for k in positions:
             s = self.cell_start(k)
             out.append(
-                Slot(datetime.fromtimestamp(s, zone), datetime.fromtimestamp(s + seconds, zone), tuple(listed[k]))
+                Slot(
+                    datetime.fromtimestamp(s, zone),
+                    datetime.fromtimestamp(s + seconds, zone),
+                    tuple(listed[k]),
+                    loads[k],
+                )
             )
         return tuple(out)
+
+    def _ranks(self, panel: Panel, positions: Sequence[int]) -> dict[int, dict[str, tuple[int, int]]] | None:
+        """Per slot start, each panel member's load as (week, day); None when nobody has any. The
+        load changes only at someone's local midnight: one table per distinct set of local days."""
+        loaded = [n for n in (*panel.required, *_members(panel)) if (p := self.people.get(n)) and p.booked]
+        if not loaded:
+            return None
+        zones = tuple(dict.fromkeys(self.people[n].counts.time_zone for n in loaded))
+        nobody = dict.fromkeys((*panel.required, *_members(panel)), (0, 0))
+        out: dict[int, dict[str, tuple[int, int]]] = {}
+        table: dict[str, tuple[int, int]] = {}
+        key: tuple[date, ...] = ()
+        until = -math.inf  # the local days stay the same until then
+        for k in positions:
+            at = self.cell_start(k)
+            if at >= until:
+                days = tuple(self._zone_day(zone, at) for zone in zones)
+                if days != key:
+                    key, table = days, dict(nobody)
+                    for name in loaded:
+                        load = self.load(name, at)
+                        table[name] = (load.week, load.day)
+                until = min(self._next_midnight(zone, day, at) for zone, day in zip(zones, days, strict=True))
+            out[k] = table
+        return out
+
+    @staticmethod
+    def _next_midnight(zone: tzinfo, day: date, at: int) -> float:
+        """When the local ``day`` ends in ``zone``; around an offset change, the next instant (the
+        days are then looked at start by start)."""
+        if _regular_day(day, zone) and _regular_day(day + ONE_DAY, zone):
+            return datetime.combine(day + ONE_DAY, time(0), zone).timestamp()
+        return at + 1
 
 
 def _members(panel: Panel) -> tuple[str, ...]:
@@ -623,36 +775,21 @@ def _members(panel: Panel) -> tuple[str, ...]:
 def capped_periods(person: Person, rules: SlotRules) -> list[tuple[ReasonKind, datetime, datetime]]:
     """The local days and ISO weeks (as aware instants in the person's zone) in which the person's
     stored bookings already reach ``max_per_day`` / ``max_per_week``."""
-    zone = person_zone(person.schedule)
-    per_day: dict[date, int] = {}
-    per_week: dict[tuple[int, int], int] = {}
-    for booked_start, _ in person.booked:
-        local = _aware(booked_start, "booked start").astimezone(zone).date()
-        per_day[local] = per_day.get(local, 0) + 1
-        year, week, _ = local.isocalendar()
-        per_week[(year, week)] = per_week.get((year, week), 0) + 1
+    counts = person.counts
+    zone = counts.time_zone
     out: list[tuple[ReasonKind, datetime, datetime]] = []
     if rules.max_per_day is not None:
-        for day, count in per_day.items():
+        for day, count in counts.days.items():
             if count >= rules.max_per_day:
                 a, b = datetime.combine(day, time(0), zone), datetime.combine(day + ONE_DAY, time(0), zone)
                 out.append((ReasonKind.DAY_CAP, a, b))
     if rules.max_per_week is not None:
-        for (year, week), count in per_week.items():
+        for (year, week), count in counts.weeks.items():
             if count >= rules.max_per_week:
                 monday = date.fromisocalendar(year, week, 1)
                 a, b = datetime.combine(monday, time(0), zone), datetime.combine(monday + 7 * ONE_DAY, time(0), zone)
                 out.append((ReasonKind.WEEK_CAP, a, b))
     return out
-
-
-def week_load(person: Person | None, at: datetime) -> int:
-    """Stored bookings of ``person`` in the ISO week (their zone) of ``at``."""
-    if person is None:
-        return 0
-    zone = person_zone(person.schedule)
-    week = at.astimezone(zone).isocalendar()[:2]
-    return sum(1 for s, _ in person.booked if s.astimezone(zone).isocalendar()[:2] == week)
 
 
 # ---- explanations ---------------------------------------------------------------------------------

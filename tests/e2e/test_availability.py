@@ -339,6 +339,70 @@ def test_caps_count_the_interviews_this_service_booked(recruiter: Any) -> None:
     assert len(capped) < len(free)
 
 
+def _interview(mailbox: str, start: datetime) -> None:
+    get_container().bookings.create_booking(
+        Booking(
+            tenant_id=CONTOSO,
+            booking_id=uuid.uuid4().hex,
+            mailbox=mailbox,
+            start=start.astimezone(UTC),
+            end=(start + timedelta(hours=1)).astimezone(UTC),
+            subject="Interview",
+            status=BookingStatus.BOOKED,
+            attendees=(mailbox,),
+        )
+    )
+
+
+def test_with_no_cap_a_pool_picks_whoever_has_no_interviews_that_week_and_the_answer_says_the_loads(
+    recruiter: Any,
+) -> None:
+    day = _monday(3)
+    # Lynne (Chicago) is first in the pool but already has three interviews that week, one of them
+    # on the Monday asked about; Alex has none. Both work 09:00-15:00 Pacific.
+    for offset, hour in ((0, 8), (2, 10), (3, 10)):
+        local = day + timedelta(days=offset)
+        _interview(LYNNE, datetime(local.year, local.month, local.day, hour, tzinfo=CHICAGO))
+    year, week, _ = day.isocalendar()
+    pool = {"interviewers": [], "pools": [{"name": "panel", "members": [LYNNE, ALEX], "need": 1}]}
+    tuesday = day + timedelta(days=1)
+    window = {
+        "start": datetime(day.year, day.month, day.day, tzinfo=PACIFIC).isoformat(),
+        "end": datetime(tuesday.year, tuesday.month, tuesday.day, tzinfo=PACIFIC).isoformat(),
+        "time_zone": "America/Los_Angeles",
+        "interval_minutes": 60,
+        "working_hours": True,
+    }
+    response = _ask(recruiter, {**pool, **window, "duration_minutes": 30})  # no max_per_day, no max_per_week
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    both = [s for s in answer["slots"] if set(s["interviewers"]) == {LYNNE, ALEX}]
+    assert both, answer["slots"]
+    # Least loaded first: Alex (none that week) before Lynne (three); a slot's load is its first pick's.
+    assert [(s["interviewers"], s["load"]) for s in both] == [([ALEX, LYNNE], 0)] * len(both)
+    for slot in answer["slots"]:
+        assert slot["load"] == (3 if slot["interviewers"] == [LYNNE] else 0)
+    loads = {p["email"]: p["load"] for p in answer["interviewers"]}
+    assert loads[LYNNE] == {
+        "time_zone": "America/Chicago",
+        "days": {day.isoformat(): 1},  # the window's Chicago days are Monday and early Tuesday
+        "weeks": {f"{year}-W{week:02d}": 3},
+    }
+    assert loads[ALEX] == {"time_zone": "America/Los_Angeles", "days": {}, "weeks": {}}
+
+    loops = _ask(
+        recruiter,
+        {"sessions": [{"name": "Panel", "duration_minutes": 30, **pool}], **window, "max_results": 3},
+        path="/api/availability/loops",
+    )
+    assert loops.status_code == 200, loops.text
+    found = loops.json()
+    assert found["loops"]
+    assert [loop["sessions"][0]["interviewers"] for loop in found["loops"]] == [[ALEX]] * len(found["loops"])
+    assert [loop["load"] for loop in found["loops"]] == [0] * len(found["loops"])
+    assert {p["email"]: p["load"] for p in found["interviewers"]}[LYNNE]["weeks"] == {f"{year}-W{week:02d}": 3}
+
+
 def test_slots_come_in_pages_that_join_to_the_whole_answer(recruiter: Any) -> None:
     body = {
         "interviewers": [ALEX, {"email": LYNNE, "required": False}],

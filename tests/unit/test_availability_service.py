@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.availability import find_availability
-from shared.availability_request import parse_availability_request
+from shared.availability import find_availability, find_interview_loops
+from shared.availability_request import parse_availability_request, parse_loop_request
 from shared.errors import GraphRequestFailed, InvalidRequest, ReauthRequired
 from shared.models import (
     AttendeeResponse,
@@ -208,6 +208,94 @@ def test_caps_do_not_count_an_interview_the_interviewer_declined() -> None:
         )
     )
     assert find_availability(deps, ctx, request).search.slots == ()
+
+
+def _interviews(deps: FakeDeps, who: str, *starts: datetime, **extra: Any) -> None:
+    for start in starts:
+        deps.bookings.create_booking(
+            Booking(
+                tenant_id=TENANT_A,
+                booking_id=f"{who}-{start.isoformat()}-{extra.get('status', '')}",
+                mailbox="interviews@contoso.example",
+                start=start.astimezone(UTC),
+                end=(start + timedelta(hours=1)).astimezone(UTC),
+                subject="Interview",
+                attendees=(who,),
+                **{"status": BookingStatus.BOOKED, **extra},
+            )
+        )
+
+
+def _pool_of_ann_and_bob(deps: FakeDeps) -> None:
+    """Ann is first in the pool but has three interviews that week (and a cancelled and a declined
+    one that do not count); Bob has none that week, only one the week before."""
+    wednesday = datetime(2030, 12, 4, 9, tzinfo=NEW_YORK)
+    _interviews(
+        deps,
+        "ann@contoso.example",
+        wednesday,
+        wednesday + timedelta(hours=2),
+        datetime(2030, 12, 2, 9, tzinfo=NEW_YORK),
+    )
+    _interviews(deps, "ann@contoso.example", wednesday + timedelta(hours=4), status=BookingStatus.CANCELLED)
+    _interviews(
+        deps,
+        "ann@contoso.example",
+        wednesday + timedelta(hours=5),
+        responses=(ObservedAttendee(email="ann@contoso.example", type="required", response=AttendeeResponse.DECLINED),),
+    )
+    _interviews(deps, "bob@contoso.example", wednesday - timedelta(days=7))
+
+
+_NEW_YORK_MONDAY = {  # the window's days are those of New York: no Sunday evening of the week before
+    "start": datetime(2030, 12, 2, tzinfo=NEW_YORK).isoformat(),
+    "end": datetime(2030, 12, 3, tzinfo=NEW_YORK).isoformat(),
+}
+_POOL = {
+    "interviewers": [],
+    "pools": [{"name": "panel", "members": ["ann@contoso.example", "bob@contoso.example"], "need": 1}],
+}
+
+
+def test_without_a_cap_the_pool_picks_the_least_loaded_and_the_answer_says_everyone_s_load() -> None:
+    deps, credential = _deps(
+        Schedule(email="ann@contoso.example", working_hours=_hours()),
+        Schedule(email="bob@contoso.example", working_hours=_hours()),
+    )
+    ctx = require_calendar_access(deps, credential)
+    _pool_of_ann_and_bob(deps)
+    answer = find_availability(deps, ctx, parse_availability_request(_request(**_POOL, **_NEW_YORK_MONDAY)))
+    assert answer.search.slots
+    assert {s.interviewers for s in answer.search.slots} == {("bob@contoso.example", "ann@contoso.example")}
+    assert {s.load for s in answer.search.slots} == {0}
+    ann, bob = answer.loads["ann@contoso.example"], answer.loads["bob@contoso.example"]
+    # Monday (the window) holds one of Ann's interviews; her ISO week holds all three.
+    assert (ann.time_zone_name, dict(ann.days), dict(ann.weeks)) == (
+        "America/New_York",
+        {MONDAY.date(): 1},
+        {(2030, 49): 3},
+    )
+    assert (dict(bob.days), dict(bob.weeks)) == ({}, {})  # the week before is not the window's
+
+
+def test_without_a_cap_a_loop_picks_the_least_loaded_and_the_answer_says_everyone_s_load() -> None:
+    deps, credential = _deps(
+        Schedule(email="ann@contoso.example", working_hours=_hours()),
+        Schedule(email="bob@contoso.example", working_hours=_hours()),
+    )
+    ctx = require_calendar_access(deps, credential)
+    _pool_of_ann_and_bob(deps)
+    body = {
+        "sessions": [{"name": "Coding", "duration_minutes": 60, **_POOL}],
+        **_NEW_YORK_MONDAY,
+        "time_zone": "America/New_York",
+        "interval_minutes": 60,
+    }
+    answer = find_interview_loops(deps, ctx, parse_loop_request(body))
+    assert answer.search.loops
+    assert {loop.sessions[0].interviewers for loop in answer.search.loops} == {("bob@contoso.example",)}
+    assert {loop.load for loop in answer.search.loops} == {0}
+    assert dict(answer.loads["ann@contoso.example"].weeks) == {(2030, 49): 3}
 
 
 def test_a_refused_user_token_is_reauth_required_never_an_empty_calendar() -> None:

@@ -123,6 +123,45 @@ def test_ranking_prefers_the_fairer_spread_of_load_among_equal_gaps() -> None:
     assert [loop.load for loop in found.loops] == [0, 0, 0, 2]
 
 
+def test_a_pool_prefers_the_member_with_fewer_interviews_that_day_when_their_weeks_are_equal() -> None:
+    people = {
+        ALEX: person(ALEX),
+        BEA: person(BEA, booked=[(at("2026-12-07 15:00"), at("2026-12-07 16:00"))]),  # Monday
+        CARL: person(CARL, booked=[(at("2026-12-09 15:00"), at("2026-12-09 16:00"))]),  # Wednesday
+    }
+    found = find_loops(
+        [session(60, ALEX, pools=(Pool("panel", (BEA, CARL), 1),))],
+        people,
+        at("2026-12-07 09:00"),
+        at("2026-12-07 10:00"),
+        loop_rules(),
+    )
+    assert [s.interviewers for s in found.loops[0].sessions] == [(ALEX, CARL)]
+    assert (found.loops[0].load, found.loops[0].day_load) == (1, 0)
+
+
+def test_among_equal_gaps_and_week_loads_the_lower_day_load_ranks_first() -> None:
+    people = {BEA: person(BEA, booked=[(at("2026-12-07 08:00"), at("2026-12-07 09:00"))])}  # Monday
+    found = find_loops(
+        [session(60, BEA)],
+        people,
+        at("2026-12-07 12:00"),  # Monday
+        at("2026-12-08 02:00"),  # into Tuesday, the same ISO week
+        loop_rules(interval=60, max_results=3),
+    )
+    assert [f"{loop.sessions[0].start:%a %H:%M}" for loop in found.loops] == ["Tue 00:00", "Tue 01:00", "Mon 12:00"]
+    assert [(loop.load, loop.day_load) for loop in found.loops] == [(1, 0), (1, 0), (1, 1)]
+
+
+def test_a_second_seat_of_one_person_counts_toward_the_loop_s_load() -> None:
+    people = {ALEX: person(ALEX), BEA: person(BEA)}
+    window = (at("2026-12-07 09:00"), at("2026-12-07 11:00"))
+    twice = find_loops([session(60, ALEX), session(60, ALEX)], people, *window, loop_rules())
+    assert [(loop.load, loop.day_load) for loop in twice.loops] == [(1, 1)]  # the second seat sees the first
+    spread = find_loops([session(60, ALEX), session(60, BEA)], people, *window, loop_rules())
+    assert spread.loops[0].load == 0
+
+
 def test_one_person_in_two_sessions_needs_their_buffers_between_them() -> None:
     people = {ALEX: person(ALEX)}
     found = find_loops(

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from shared.models import FreeBusyStatus
 from shared.slots import (
+    Load,
     Panel,
     Person,
     Pool,
     ReasonKind,
+    SlotRules,
     SuggestionKind,
+    capped_periods,
     find_slots,
 )
 from tests.unit.slot_support import BERLIN, MINUTES, NEW_YORK, TOKYO, at, busy, clock, hours, rules, schedule, starts
 
 ALEX, BEA, CARL, DANA = "alex@contoso.example", "bea@contoso.example", "carl@contoso.example", "dana@contoso.example"
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+HOUR = timedelta(hours=1)
 
 
 def person(email: str, *blocks, working=None, unreadable=None, booked=()) -> Person:  # type: ignore[no-untyped-def]
@@ -266,6 +271,106 @@ def test_every_slot_lists_required_then_free_pool_members_then_free_optional_peo
     panel = Panel(required=(ALEX,), optional=(DANA,), pools=(Pool("panel", (BEA, CARL), 1),))
     found = find_slots(panel, people, at("2026-12-07 09:00"), at("2026-12-07 11:00"), rules())
     assert [s.interviewers for s in found.slots] == [(ALEX, CARL, DANA), (ALEX, BEA, CARL)]
+
+
+# ---- load: fewer interviews that week, then that day, first -------------------------------------
+def _interview(start: str, zone=UTC) -> tuple[datetime, datetime]:  # type: ignore[no-untyped-def]
+    begin = at(start, zone).astimezone(UTC)
+    return begin, begin + timedelta(hours=1)
+
+
+def test_pool_members_in_a_slot_come_least_loaded_first_without_any_cap() -> None:
+    people = {
+        ALEX: person(ALEX, booked=[_interview("2026-12-08 09:00")]),
+        BEA: person(BEA, booked=[_interview("2026-12-08 09:00"), _interview("2026-12-09 09:00")]),  # 2 that week
+        CARL: person(CARL, booked=[_interview("2026-12-10 09:00")]),  # 1 that week
+        DANA: person(DANA, booked=[_interview("2026-12-01 09:00")]),  # the week before: none that week
+    }
+    panel = Panel(required=(ALEX,), pools=(Pool("panel", (BEA, CARL, DANA), 2),))
+    found = find_slots(panel, people, at("2026-12-07 09:00"), at("2026-12-07 10:00"), rules())
+    assert [s.interviewers for s in found.slots] == [(ALEX, DANA, CARL, BEA)]
+    # ALEX's one interview that week, plus the first two of the pool: DANA's none and CARL's one.
+    assert found.slots[0].load == 2
+
+
+def test_between_equal_weeks_the_member_with_fewer_interviews_that_day_comes_first() -> None:
+    people = {
+        BEA: person(BEA, booked=[_interview("2026-12-07 15:00")]),  # Monday, the slot's day
+        CARL: person(CARL, booked=[_interview("2026-12-09 15:00")]),  # Wednesday, same week
+    }
+    panel = Panel(required=(), pools=(Pool("panel", (BEA, CARL), 1),))
+    found = find_slots(panel, people, at("2026-12-07 09:00"), at("2026-12-07 10:00"), rules())
+    assert [s.interviewers for s in found.slots] == [(CARL, BEA)]
+    assert found.slots[0].load == 1
+
+
+def test_equal_load_keeps_pool_order() -> None:
+    people = {
+        BEA: person(BEA, booked=[_interview("2026-12-08 09:00")]),
+        CARL: person(CARL, booked=[_interview("2026-12-08 10:00")]),
+    }
+    panel = Panel(required=(), pools=(Pool("panel", (BEA, CARL), 1),))
+    found = find_slots(panel, people, at("2026-12-07 09:00"), at("2026-12-07 10:00"), rules())
+    assert [s.interviewers for s in found.slots] == [(BEA, CARL)]
+
+
+def test_slots_stay_in_time_order_and_each_counts_the_load_of_its_own_week() -> None:
+    people = {
+        BEA: person(BEA, booked=[_interview("2026-12-08 09:00"), _interview("2026-12-09 09:00")]),
+        CARL: person(CARL, booked=[_interview("2026-12-15 09:00")]),
+    }
+    panel = Panel(required=(), pools=(Pool("panel", (BEA, CARL), 1),))
+    window = (at("2026-12-11 12:00"), at("2026-12-14 12:00"))  # Friday of one week into Monday of the next
+    found = find_slots(panel, people, *window, rules(interval=24 * 60))
+    assert [(f"{s.start:%a}", s.interviewers, s.load) for s in found.slots] == [
+        ("Sat", (CARL, BEA), 0),  # BEA has two that week, CARL none
+        ("Sun", (CARL, BEA), 0),
+        ("Mon", (BEA, CARL), 0),  # the next week: CARL has one, BEA none
+    ]
+
+
+def test_load_days_and_weeks_are_those_of_the_person_s_zone() -> None:
+    # Sunday 21:00 in New York is Monday 02:00 UTC: for a New York interviewer it is the week before.
+    late_sunday = _interview("2026-12-13 21:00", NEW_YORK)
+    bea = person(BEA, working=hours("America/New_York", "00:00", "23:59", days=DAYS), booked=[late_sunday])
+    carl = person(CARL, booked=[late_sunday])  # no working hours: counted in UTC, on Monday
+    counts = bea.counts
+    assert (counts.time_zone_name, dict(counts.days), dict(counts.weeks)) == (
+        "America/New_York",
+        {date(2026, 12, 13): 1},
+        {(2026, 50): 1},
+    )
+    assert (carl.counts.time_zone_name, dict(carl.counts.days), dict(carl.counts.weeks)) == (
+        "UTC",
+        {date(2026, 12, 14): 1},
+        {(2026, 51): 1},
+    )
+    assert counts.on(date(2026, 12, 13)) == Load(week=1, day=1)
+    assert counts.on(date(2026, 12, 14)) == Load()  # Monday: a new ISO week
+    panel = Panel(required=(), pools=(Pool("panel", (BEA, CARL), 1),))
+    monday = (at("2026-12-14 09:00", NEW_YORK), at("2026-12-14 10:00", NEW_YORK))
+    found = find_slots(panel, {BEA: bea, CARL: carl}, *monday, rules(zone=NEW_YORK))
+    assert [s.interviewers for s in found.slots] == [(BEA, CARL)]
+
+
+def test_the_window_s_load_keeps_its_days_and_whole_weeks() -> None:
+    booked = [_interview(d) for d in ("2026-12-04 09:00", "2026-12-07 09:00", "2026-12-07 11:00", "2026-12-10 09:00")]
+    counts = person(BEA, booked=booked).counts.within(at("2026-12-07 00:00"), at("2026-12-08 00:00"))
+    # Only Monday is a day of the window; its week counts Thursday's interview too, not the week before.
+    assert dict(counts.days) == {date(2026, 12, 7): 2}
+    assert dict(counts.weeks) == {(2026, 50): 3}
+
+
+def test_caps_and_load_count_the_same_bookings() -> None:
+    booked = [_interview("2026-12-07 09:00"), _interview("2026-12-08 09:00")]
+    bea = person(BEA, booked=booked)
+    capped = capped_periods(bea, SlotRules(HOUR, HOUR, UTC, max_per_day=1, max_per_week=2))
+    assert sorted((kind, a.date()) for kind, a, _ in capped) == [
+        (ReasonKind.DAY_CAP, date(2026, 12, 7)),
+        (ReasonKind.DAY_CAP, date(2026, 12, 8)),
+        (ReasonKind.WEEK_CAP, date(2026, 12, 7)),
+    ]
+    assert bea.counts.on(date(2026, 12, 8)) == Load(week=2, day=1)
 
 
 def test_pool_needs_n_of_m_members_free() -> None:

@@ -24,7 +24,7 @@ BOUNDARY_MINUTES = tuple(m for m in range(0, 1440, 5) if not 60 <= m <= 210)
 
 def reference_slots(
     panel: Panel, people: Mapping[str, Person], start: datetime, end: datetime, rules: SlotRules
-) -> list[tuple[str, str, tuple[str, ...]]]:
+) -> list[tuple[str, str, tuple[str, ...], int]]:
     """Every UTC minute of the window is looked at; each person is checked minute by minute."""
     zone, duration = rules.time_zone, rules.duration
     interval = rules.interval // MINUTE
@@ -50,6 +50,18 @@ def reference_slots(
             working_cache[key] = inside
         return working_cache[key]
 
+    def booked_around(name: str, s: datetime) -> tuple[int, int]:
+        """The person's stored bookings in the ISO week and on the local day of ``s`` (their zone)."""
+        person = people.get(name)
+        if person is None:
+            return 0, 0
+        hours = person.schedule.working_hours
+        own = hours.time_zone if hours else UTC
+        day = s.astimezone(own).date()
+        same_day = [b for b, _ in person.booked if b.astimezone(own).date() == day]
+        same_week = [b for b, _ in person.booked if b.astimezone(own).isocalendar()[:2] == day.isocalendar()[:2]]
+        return len(same_week), len(same_day)
+
     def free(name: str, s: datetime) -> bool:
         person = people.get(name)
         if person is None or person.schedule.status is not ScheduleStatus.OK:
@@ -68,14 +80,10 @@ def reference_slots(
                 if block.status in blocking and block.start < m + MINUTE and m < block.end:
                     return False
             m += MINUTE
-        hours = person.schedule.working_hours
-        own = hours.time_zone if hours else UTC
-        day = s.astimezone(own).date()
-        same_day = [b for b, _ in person.booked if b.astimezone(own).date() == day]
-        same_week = [b for b, _ in person.booked if b.astimezone(own).isocalendar()[:2] == day.isocalendar()[:2]]
-        if rules.max_per_day is not None and len(same_day) >= rules.max_per_day:
+        same_week, same_day = booked_around(name, s)
+        if rules.max_per_day is not None and same_day >= rules.max_per_day:
             return False
-        return rules.max_per_week is None or len(same_week) < rules.max_per_week
+        return rules.max_per_week is None or same_week < rules.max_per_week
 
     out = []
     s = start
@@ -88,9 +96,14 @@ def reference_slots(
             and all(sum(free(m, s) for m in pool.members) >= pool.need for pool in panel.pools)
         ):
             names = [*panel.required]
-            names += [m for pool in panel.pools for m in pool.members if free(m, s)]
+            load = sum(booked_around(r, s)[0] for r in panel.required)
+            for pool in panel.pools:
+                # Least loaded first: fewer that week, then fewer that day, then pool order.
+                members = sorted((m for m in pool.members if free(m, s)), key=lambda m: booked_around(m, s))
+                names += members
+                load += sum(booked_around(m, s)[0] for m in members[: pool.need])
             names += [o for o in panel.optional if free(o, s)]
-            out.append((local.isoformat(), (s + duration).astimezone(zone).isoformat(), tuple(names)))
+            out.append((local.isoformat(), (s + duration).astimezone(zone).isoformat(), tuple(names), load))
         s += MINUTE
     return out
 
@@ -167,7 +180,7 @@ def test_slots_match_a_minute_by_minute_reference_on_random_calendars(
 ) -> None:
     panel, people, start, end, rules = case
     search = find_slots(panel, people, start, end, rules)
-    got = [(s.start.isoformat(), s.end.isoformat(), s.interviewers) for s in search.slots]
+    got = [(s.start.isoformat(), s.end.isoformat(), s.interviewers, s.load) for s in search.slots]
     assert got == reference_slots(panel, people, start, end, rules)
     assert (search.explanation is None) == bool(got)
 
