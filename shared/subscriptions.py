@@ -630,9 +630,19 @@ def _mailboxes_of(
 
 
 def record_notification(deps: Dependencies, tenant_id: str, subscription_id: str) -> None:
-    """The worker saw a notification for this subscription (for the health view); best effort."""
+    """The worker saw a notification for this subscription (for the health view); best effort, one try:
+    a conflict means another message of the same subscription wrote a time as fresh meanwhile, so the
+    many messages of a busy subscription never queue behind each other's retries on its one row."""
+    now = deps.clock.now()
     try:
-        _update_subscription(deps, tenant_id, subscription_id, last_notification_at=deps.clock.now())
+        current = deps.subscriptions.get_subscription(tenant_id, subscription_id)
+        if current.last_notification_at is not None and current.last_notification_at >= now:
+            return
+        deps.subscriptions.update_subscription(replace(current, last_notification_at=now))
+    except ConcurrencyConflict:
+        return
+    except NotFound:
+        return
     except ServiceError as err:
         logger.info("Could not record the last notification time (%s)", err.code)
 
