@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from shared.errors import InvalidRequest
+from shared.text import has_forbidden_characters
 from shared.timezones import UnknownTimeZone, resolve_time_zone
 
 MAX_PEOPLE = 200
@@ -221,8 +222,10 @@ def _panel(body: Mapping[str, Any], prefix: str = "") -> PanelSpec:
         if not isinstance(item, dict):
             raise _bad(field, f"`{field}` must be an object with `name`, `members` and `need`.")
         name = item.get("name", f"pool {i + 1}")
-        if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.isprintable():
-            raise _bad(f"{field}.name", f"`{field}.name` must be a short printable name.")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100 or has_forbidden_characters(name):
+            raise _bad(
+                f"{field}.name", f"`{field}.name` must be a name of 1 to 100 characters without control characters."
+            )
         members = list(dict.fromkeys(_emails(item.get("members"), f"{field}.members")))
         if not members:
             raise _bad(f"{field}.members", f"`{field}.members` must name at least one person.")
@@ -328,8 +331,11 @@ def parse_loop_request(body: Mapping[str, Any]) -> LoopRequest:
         if not isinstance(raw, dict):
             raise _bad(f"sessions[{i}]", f"`sessions[{i}]` must be an object.")
         name = raw.get("name", f"Session {i + 1}")
-        if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.isprintable():
-            raise _bad(f"sessions[{i}].name", f"`sessions[{i}].name` must be a short printable name.")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100 or has_forbidden_characters(name):
+            raise _bad(
+                f"sessions[{i}].name",
+                f"`sessions[{i}].name` must be a name of 1 to 100 characters without control characters.",
+            )
         if raw.get("duration_minutes") is None:
             raise _bad(f"sessions[{i}].duration_minutes", f"`sessions[{i}].duration_minutes` is required.")
         duration = _duration(raw, "duration_minutes")
