@@ -33,7 +33,6 @@ def tenant_readiness(req: func.HttpRequest, *, ctx: RequestContext) -> func.Http
 def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
     from shared.readiness import tenant_settings_view
 
-    assert ctx.tenant is not None  # the two-token guard resolved it
     return json_response(tenant_settings_view(ctx.tenant))
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from shared.errors import InvalidRequest
+from shared.text import has_forbidden_characters
 from shared.timezones import UnknownTimeZone, resolve_time_zone
 
 MAX_PEOPLE = 200
@@ -125,10 +126,7 @@ def _bool(body: Mapping[str, Any], key: str, default: bool, *, field: str | None
     return value
 
 
-def _int(body: Mapping[str, Any], field: str, default: int | None, *, low: int, high: int) -> int | None:
-    value = body.get(field, default)
-    if value is None:
-        return default
+def _whole(value: Any, field: str, *, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _bad(field, f"`{field}` must be a whole number.")
     if value != int(value):
@@ -139,9 +137,20 @@ def _int(body: Mapping[str, Any], field: str, default: int | None, *, low: int, 
     return number
 
 
+def _int(body: Mapping[str, Any], field: str, default: int, *, low: int, high: int) -> int:
+    """An optional whole number: absent or null is ``default``."""
+    value = body.get(field)
+    return default if value is None else _whole(value, field, low=low, high=high)
+
+
+def _optional_int(body: Mapping[str, Any], field: str, *, low: int, high: int) -> int | None:
+    """A whole number or null (no limit)."""
+    value = body.get(field)
+    return None if value is None else _whole(value, field, low=low, high=high)
+
+
 def _minutes(body: Mapping[str, Any], field: str, default: int, *, low: int, high: int) -> timedelta:
-    value = _int(body, field, default, low=low, high=high)
-    return timedelta(minutes=value if value is not None else default)
+    return timedelta(minutes=_int(body, field, default, low=low, high=high))
 
 
 def _datetime(value: Any, field: str) -> datetime:
@@ -225,13 +234,14 @@ def _panel(body: Mapping[str, Any], prefix: str = "") -> PanelSpec:
         if not isinstance(item, dict):
             raise _bad(field, f"`{field}` must be an object with `name`, `members` and `need`.")
         name = item.get("name", f"pool {i + 1}")
-        if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.isprintable():
-            raise _bad(f"{field}.name", f"`{field}.name` must be a short printable name.")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100 or has_forbidden_characters(name):
+            raise _bad(
+                f"{field}.name", f"`{field}.name` must be a name of 1 to 100 characters without control characters."
+            )
         members = list(dict.fromkeys(_emails(item.get("members"), f"{field}.members")))
         if not members:
             raise _bad(f"{field}.members", f"`{field}.members` must name at least one person.")
         need = _int(item, "need", 1, low=1, high=MAX_PEOPLE)
-        assert need is not None
         if need > len(members):
             raise _bad(
                 f"{field}.need", f"`{field}.need` is {need} but the pool has only {len(members)} distinct members."
@@ -270,7 +280,6 @@ def _options(body: Mapping[str, Any]) -> SlotOptions:
         raise _bad("end", f"The window from `start` to `end` may span at most {MAX_WINDOW_MONTHS} months.")
     zone, zone_name = parse_time_zone(body)
     interval = _int(body, "interval_minutes", 15, low=INTERVALS.start, high=INTERVALS.stop - 1)
-    assert interval is not None
     return SlotOptions(
         start=start,
         end=end,
@@ -282,16 +291,15 @@ def _options(body: Mapping[str, Any]) -> SlotOptions:
         minimum_notice=_minutes(body, "minimum_notice_minutes", 0, low=0, high=60 * 24 * 90),
         tentative_is_busy=_bool(body, "tentative_is_busy", True),
         working_hours=_bool(body, "working_hours", True),
-        max_per_day=_int(body, "max_per_day", None, low=1, high=100),
-        max_per_week=_int(body, "max_per_week", None, low=1, high=500),
+        max_per_day=_optional_int(body, "max_per_day", low=1, high=100),
+        max_per_week=_optional_int(body, "max_per_week", low=1, high=500),
     )
 
 
 def _duration(body: Mapping[str, Any], field: str = "duration_minutes") -> timedelta:
-    if field not in body:
-        raise _bad(field, f"`{field}` is required.")
-    minutes = _int(body, field, None, low=-(10**6), high=10**6)
-    assert minutes is not None
+    if body.get(field) is None:
+        raise _bad(field, f"`{field}` is required: a whole number of minutes.")
+    minutes = _whole(body[field], field, low=-(10**6), high=10**6)
     if minutes <= 0:
         raise _bad(field, f"`{field}` must be more than zero.")
     if timedelta(minutes=minutes) > MAX_DURATION:
@@ -318,7 +326,7 @@ def parse_availability_request(body: Mapping[str, Any]) -> AvailabilityRequest:
         panel=panel,
         duration=duration,
         options=options,
-        max_slots=DEFAULT_SLOTS if max_slots is None else max_slots,
+        max_slots=max_slots,
         after=None if after is None else _datetime(after, "after"),
     )
 
@@ -335,11 +343,14 @@ def parse_loop_request(body: Mapping[str, Any]) -> LoopRequest:
         if not isinstance(raw, dict):
             raise _bad(f"sessions[{i}]", f"`sessions[{i}]` must be an object.")
         name = raw.get("name", f"Session {i + 1}")
-        if not isinstance(name, str) or not 1 <= len(name) <= 100 or not name.isprintable():
-            raise _bad(f"sessions[{i}].name", f"`sessions[{i}].name` must be a short printable name.")
-        duration = _duration(raw, "duration_minutes") if "duration_minutes" in raw else None
-        if duration is None:
+        if not isinstance(name, str) or not 1 <= len(name) <= 100 or has_forbidden_characters(name):
+            raise _bad(
+                f"sessions[{i}].name",
+                f"`sessions[{i}].name` must be a name of 1 to 100 characters without control characters.",
+            )
+        if raw.get("duration_minutes") is None:
             raise _bad(f"sessions[{i}].duration_minutes", f"`sessions[{i}].duration_minutes` is required.")
+        duration = _duration(raw, "duration_minutes")
         sessions.append(SessionSpec(name=name, duration=duration, panel=_panel(raw, prefix=f"sessions[{i}].")))
     options = _options(body)
     windows: list[tuple[datetime, datetime]] = []
@@ -357,7 +368,6 @@ def parse_loop_request(body: Mapping[str, Any]) -> LoopRequest:
             raise _bad(f"candidate_windows[{i}].end", f"`candidate_windows[{i}].end` must be after its start.")
         windows.append((w_start, w_end))
     max_results = _int(body, "max_results", 5, low=1, high=MAX_RESULTS)
-    assert max_results is not None
     request = LoopRequest(
         sessions=tuple(sessions),
         options=options,

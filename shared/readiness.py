@@ -216,7 +216,10 @@ def run_readiness(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
     }
 
 
-def tenant_settings_view(tenant: Tenant) -> dict[str, Any]:
+def tenant_settings_view(tenant: Tenant | None) -> dict[str, Any]:
+    """The settings as stored; a tenant the guard did not resolve has none set."""
+    if tenant is None:
+        return {"interviews_mailbox": None, "sync_mailbox": None}
     return {"interviews_mailbox": tenant.interviews_mailbox, "sync_mailbox": tenant.sync_mailbox}
 
 

@@ -904,10 +904,9 @@ def _person_reasons(
     blocking: frozenset[FreeBusyStatus],
     cand: int,
 ) -> list[Reason]:
-    if person is None or person.schedule.status is not ScheduleStatus.OK:
+    cells = engine.cells.get(name)
+    if person is None or person.schedule.status is not ScheduleStatus.OK or cells is None:
         return [Reason(ReasonKind.UNREADABLE, name, detail=_unreadable(person))]
-    cells = engine.cells[name]
-    assert cells is not None
     zone = rules.time_zone
     out: list[Reason] = []
     span = engine.durations[rules.duration] // engine.g

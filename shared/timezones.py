@@ -195,7 +195,8 @@ class CustomTimeZone(tzinfo):
 
 @lru_cache(maxsize=256)
 def _transitions(zone: CustomTimeZone, year: int) -> tuple[tuple[datetime, bool], ...]:
-    assert zone.standard is not None and zone.daylight is not None
+    if zone.standard is None or zone.daylight is None:
+        return ()  # a fixed offset: no transitions
     # The daylight rule's time is read on the standard clock, the standard rule's on the daylight clock.
     to_daylight = zone.daylight.local_moment(year) - zone.std_offset
     to_standard = zone.standard.local_moment(year) - zone.dst_offset

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from devtools.azurite import Azurite, free_port, start_azurite
 
 if TYPE_CHECKING:
     from devtools.cloud.server import RunningCloud
+    from tests.e2e.browser import Browser
 
 TRUST_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 TODAY_VARIABLE = "CALENDAR_TEST_TODAY"
@@ -94,3 +97,62 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
             else:
                 os.environ[name] = value
         running.stop()
+
+
+@dataclass
+class Stack:
+    base_url: str
+    cloud: Any
+    azurite: Azurite
+    settings: dict[str, str]
+
+    @property
+    def world(self) -> Any:
+        return self.cloud.world
+
+    def browser(self) -> Browser:
+        from tests.e2e.browser import Browser
+
+        return Browser(self.base_url, ca_bundle=str(self.cloud.ca_bundle))
+
+
+@pytest.fixture(scope="session")
+def stack(azurite: Azurite, cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole app on the local host, over the session's Azurite and local cloud (tests/e2e, tests/contract)."""
+    import function_app
+    from devtools.host.config import HostOptions
+    from devtools.host.runner import start_host
+    from devtools.stack import service_settings
+    from shared.bootstrap import set_container
+    from tests.kit import FUNCTION_KEY
+
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    key_dir: Path = tmp_path_factory.mktemp("keys")
+    key_dir.chmod(0o700)
+    settings = service_settings(
+        authority_host=cloud.authority_host,
+        graph_url=cloud.graph_url,
+        ca_bundle=str(cloud.ca_bundle),
+        storage=azurite.connection_string,
+        public_base_url=base_url,
+        key_file=str(key_dir / "token-keys.json"),
+        function_key=FUNCTION_KEY,
+    )
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    set_container(None)
+    function_app.app.functions_bindings = {}  # index afresh (other suites may have indexed this app)
+    # host.json's options, as the real host reads them (queue polling every 2 s at most, 5 dequeues).
+    options = HostOptions.load(Path(function_app.__file__).resolve().parent)
+    host = start_host(function_app.app, settings=settings, port=port, options=options)
+    try:
+        yield Stack(base_url=base_url, cloud=cloud, azurite=azurite, settings=settings)
+    finally:
+        host.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        set_container(None)

@@ -212,8 +212,10 @@ class LocalKeyFileSource:
 
     def current(self) -> tuple[str, bytes]:
         self._refresh()
-        assert self._current is not None
-        return self._current, self._keys[self._current]
+        current = self._current
+        if current is None:  # _refresh reads a current version or raises: never reached
+            raise ConfigurationError(f"Key file {self._path} names no current version.", setting="LOCAL_KEY_FILE")
+        return current, self._keys[current]
 
     def get(self, version: str) -> bytes:
         key = self._keys.get(version)

@@ -169,6 +169,19 @@ def _key(value: str, *, name: str) -> str:
     return value
 
 
+# What a key cannot hold, and '%' itself so that the encoding stays one-to-one.
+_KEY_ESCAPES = re.compile(r"[%/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+def claim_key_part(value: str) -> str:
+    """``value`` as a key part: each character a key cannot hold (and '%') as %XX of its UTF-8 bytes.
+
+    An email address may hold '/', '#', '?' or '%' in its local part. Everything else is kept as it is,
+    so the keys of ordinary addresses are the ones they always had; only an address holding '%' gets
+    a new key (its claims under the old key are no longer seen, and are left behind by a release)."""
+    return _KEY_ESCAPES.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), value)
+
+
 def _to_utc(value: datetime, *, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be a timezone-aware datetime.")
@@ -954,9 +967,12 @@ class TableBookingStore:
     # ---- slot claims -------------------------------------------------------------------------------
     @staticmethod
     def _claim_partition(tenant_id: str, mailbox: str) -> str:
-        if "|" in tenant_id or "|" in mailbox:
-            raise ValueError("tenant_id and mailbox must not contain '|'.")
-        return _key(f"{tenant_id}|{mailbox.lower()}", name="tenant_id|mailbox")
+        """``tenant|mailbox``; the mailbox with what a key cannot hold percent-encoded (see ``claim_key_part``).
+
+        A tenant id is a GUID (no '|'), so the first '|' separates the two whatever the address holds."""
+        if "|" in tenant_id:
+            raise ValueError("tenant_id must not contain '|'.")
+        return _key(f"{tenant_id}|{claim_key_part(mailbox.lower())}", name="tenant_id|mailbox")
 
     @staticmethod
     def _cell(moment: datetime) -> str:

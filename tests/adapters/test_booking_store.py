@@ -167,3 +167,30 @@ def test_pending_bookings_are_listed_per_mailbox_and_their_rows_go_once_they_are
     rows = list(storage.table("bookings").query_entities("PartitionKey eq @pk", parameters={"pk": TENANT}))
     assert sum(str(r["RowKey"]).startswith("~pending~") for r in rows) == 1
     assert store.find_booking_by_event(TENANT, "AAMk1").status is BookingStatus.BOOKED
+
+
+@pytest.mark.parametrize(
+    "mailbox",
+    ["what?if@contoso.example", "hash#tag@contoso.example", "a/b\\c@contoso.example", "100%|x@contoso.example"],
+)
+def test_slot_claims_hold_addresses_whose_characters_a_key_cannot(storage: TableStorage, mailbox: str) -> None:
+    """'?', '#', '/', '\\' are valid in an address but not in a table key; '%' and '|' stay distinct too."""
+    cells = [T0 + timedelta(minutes=5 * i) for i in range(3)]
+    storage.bookings.claim_slots(TENANT, mailbox, "first", cells)
+    with pytest.raises(ConcurrencyConflict):
+        storage.bookings.claim_slots(TENANT, mailbox.upper(), "second", cells)
+    storage.bookings.claim_slots(TENANT, ALEX, "other-person", cells)  # someone else's time is their own
+    storage.bookings.release_slots(TENANT, mailbox, "first", cells)
+    storage.bookings.claim_slots(TENANT, mailbox, "second", cells)
+
+
+def test_an_ordinary_address_keeps_the_claim_key_it_always_had(storage: TableStorage) -> None:
+    from shared.adapters.tables import SLOT_CLAIMS
+
+    storage.bookings.claim_slots(TENANT, "Alex.O'Neil+x@contoso.example", "b1", [T0])
+    rows = list(storage.table(SLOT_CLAIMS).query_entities("booking_id eq 'b1'"))
+    assert [r["PartitionKey"] for r in rows] == [f"{TENANT}|alex.o'neil+x@contoso.example"]
+    escaped = "what%3Fif%25@contoso.example"
+    storage.bookings.claim_slots(TENANT, "what?if%@contoso.example", "b2", [T0])
+    rows = list(storage.table(SLOT_CLAIMS).query_entities("booking_id eq 'b2'"))
+    assert [r["PartitionKey"] for r in rows] == [f"{TENANT}|{escaped}"]

@@ -434,6 +434,8 @@ def test_slots_come_in_pages_that_join_to_the_whole_answer(recruiter: Any) -> No
         ({"end": "2026-01-01T00:00:00Z", "start": "2026-02-01T00:00:00Z"}, "end"),
         ({"duration_minutes": 0}, "duration_minutes"),
         ({"duration_minutes": -30}, "duration_minutes"),
+        ({"duration_minutes": None}, "duration_minutes"),
+        ({"duration_minutes": "60"}, "duration_minutes"),
         ({"duration_minutes": 481}, "duration_minutes"),
         ({"start": "2026-01-01T00:00:00Z", "end": "2026-07-02T00:00:00Z"}, "end"),
         ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),

@@ -123,3 +123,13 @@ def test_a_misspelt_or_ill_typed_container_override_fails_type_checking(tmp_path
     assert 'Unexpected keyword argument "tenant"' in out.stdout, out.stdout
     assert 'Argument "graph" to "Container" has incompatible type "object"' in out.stdout, out.stdout
     assert 'Revealed type is "shared.ports.TenantStore"' in out.stdout, out.stdout
+
+
+def test_no_assert_statement_in_the_service_code() -> None:
+    """`python -O` strips asserts, and a failed one is a 500: input and invariants are checked with `if`."""
+    found = []
+    for path in [*(ROOT / "shared").rglob("*.py"), *(ROOT / "functions").glob("*.py"), ROOT / "function_app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assert):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"assert statements in the service code: {found}"

@@ -47,6 +47,17 @@ def test_readiness_passes_when_everything_is_reachable() -> None:
     }
 
 
+def test_every_check_id_is_one_openapi_documents() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
+    documented = spec["components"]["schemas"]["Readiness"]["properties"]["checks"]["items"]["properties"]["id"]["enum"]
+    deps, credential = _ready_deps()
+    assert set(_checks(run_readiness(deps, require_calendar_access(deps, credential)))) == set(documented)
+
+
 def test_readiness_names_the_group_a_recruiter_needs_to_book_into_the_interviews_calendar() -> None:
     deps, credential = _ready_deps()
     deps.graph.failures["interviews@contoso.example"] = GraphRequestFailed(

@@ -1,0 +1,90 @@
+"""openapi.yaml against the running app: schemathesis over every operation, with its checks.
+
+The app runs on the local host over the session's Azurite and local Microsoft cloud (the ``stack``
+fixture), for a consented tenant with an Interviews mailbox and a signed-in recruiter. The run is
+deterministic (a fixed seed, deterministic generation) and bounded: CONTRACT_MAX_EXAMPLES examples per
+operation (25 by default; raise it for a deeper run). Its configuration, with the reason for every check
+turned off for an operation, is tests/contract/schemathesis.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Stack
+from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, KEY, RECRUITER, consent
+from tests.kit import browser_sign_in as sign_in
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "response_schema_conformance",
+    "content_type_conformance",
+    "positive_data_acceptance",
+    "negative_data_rejection",
+    "ignored_auth",
+)
+SESSION_COOKIE = "ics_session"
+
+
+@pytest.fixture
+def signed_in(stack: Stack) -> Iterator[str]:
+    """A consented Contoso with its Interviews mailbox set, and a recruiter's session credential."""
+    from devtools.cloud import controls
+    from shared.bootstrap import set_container
+    from shared.subscriptions import forget_worker_memory
+
+    controls.reset_world(stack.world)
+    forget_worker_memory()
+    os.environ["TABLE_PREFIX"] = "ct" + uuid.uuid4().hex[:10]
+    set_container(None)
+    try:
+        consent(stack)
+        admin = sign_in(stack, CONTOSO_ADMIN)
+        settings = {"interviews_mailbox": "interviews@contoso.example", "sync_mailbox": "sync@contoso.example"}
+        answer = admin.request("PUT", "/api/tenants/me/settings", headers=KEY, json=settings)
+        assert answer.status_code == 200, answer.text
+        recruiter = sign_in(stack, RECRUITER)
+        host = recruiter.service_url.split("://", 1)[1]
+        yield recruiter.cookies[host][SESSION_COOKIE]
+    finally:
+        os.environ.pop("TABLE_PREFIX", None)
+        set_container(None)
+
+
+def test_every_operation_keeps_the_contract(stack: Stack, signed_in: str, tmp_path: Path) -> None:
+    examples = os.environ.get("CONTRACT_MAX_EXAMPLES", "25")
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(CONFIG),
+        "run",
+        str(ROOT / "openapi.yaml"),
+        "--url",
+        f"{stack.base_url}/api",
+        "--checks",
+        ",".join(CHECKS),
+        "--max-examples",
+        examples,
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+        "--no-color",
+    ]
+    environment = {**os.environ, "CONTRACT_FUNCTION_KEY": FUNCTION_KEY, "CONTRACT_SESSION": signed_in}
+    run = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1800)
+    output = tmp_path / "schemathesis.txt"
+    output.write_text(run.stdout + run.stderr)
+    assert run.returncode == 0, f"{output} holds the whole report; its end:\n{(run.stdout + run.stderr)[-20000:]}"
