@@ -344,7 +344,7 @@ def accept_notifications(deps: WebhookDeps, body: dict[str, Any], *, lifecycle: 
     when the queue cannot be written (nothing was persisted: the caller must not answer 2xx)."""
     values = body.get("value")
     if not isinstance(values, list):
-        raise InvalidRequest('The body must be Graph\'s notification collection: {"value": [...]}.')
+        raise InvalidRequest('The body must be Graph\'s notification collection: {"value": [...]}.', field="value")
     if len(values) > MAX_NOTIFICATIONS:
         raise InvalidRequest(f"At most {MAX_NOTIFICATIONS} notifications per request.")
     items: list[dict[str, str]] = []
