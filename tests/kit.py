@@ -858,6 +858,8 @@ CONTOSO_ADMIN = "adele.vance@contoso.example"
 RECRUITER = "megan.bowen@contoso.example"
 FABRIKAM_ADMIN = "kai.nakamura@fabrikam.example"
 FABRIKAM_RECRUITER = "sara.davis@fabrikam.example"
+INTERVIEWS_MAILBOX = "interviews@contoso.example"
+SYNC_MAILBOX = "sync@contoso.example"
 
 
 def consent(stack: Any, admin: str = CONTOSO_ADMIN, domain: str = "contoso.example", **auto: Any) -> Any:
@@ -878,3 +880,37 @@ def browser_sign_in(stack: Any, user: str = RECRUITER, path: str = "/api/auth/lo
     browser = stack.browser()
     browser.last_page = browser.navigate(path)
     return browser
+
+
+def interview_slot(days: int = 21, hour: int = 21) -> tuple[datetime, datetime]:
+    """An hour on the first Tuesday at least ``days`` ahead on the stack's clock (clear of the fixtures'
+    Monday meetings), starting at ``hour`` UTC."""
+    day = stack_today() + timedelta(days=days)
+    while day.weekday() != 1:
+        day += timedelta(days=1)
+    start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+    return start, start + timedelta(hours=1)
+
+
+def booking_headers() -> dict[str, str]:
+    """The function key and a new Idempotency-Key."""
+    return {**KEY, "Idempotency-Key": f"key-{uuid.uuid4()}"}
+
+
+def recruiter_with_interviews_mailbox(stack: Any, *, sync: bool = False) -> Any:
+    """Contoso consented, its admin having set the Interviews (and, with ``sync``, the Sync) mailbox, and
+    the recruiter's browser signed in."""
+    consent(stack)
+    admin = browser_sign_in(stack, CONTOSO_ADMIN)
+    mailboxes = {"interviews_mailbox": INTERVIEWS_MAILBOX, **({"sync_mailbox": SYNC_MAILBOX} if sync else {})}
+    saved = admin.request("PUT", "/api/tenants/me/settings", headers=KEY, json=mailboxes)
+    assert saved.status_code == 200, saved.text
+    return browser_sign_in(stack, RECRUITER)
+
+
+def our_events(stack: Any, mailbox: str) -> list[Any]:
+    """The events in ``mailbox`` at the local cloud that carry the service's extended property."""
+    from devtools.cloud.graph import controls as graph_controls
+
+    user = graph_controls.resolve_user(stack.world, mailbox)
+    return [e for e in stack.world.mailbox_events(user.id) if e.extended_properties]

@@ -17,14 +17,16 @@ from shared.models import Booking, BookingStatus
 from tests.e2e.conftest import Stack
 from tests.kit import (
     CONTOSO,
-    CONTOSO_ADMIN,
     FABRIKAM_ADMIN,
     FABRIKAM_RECRUITER,
     KEY,
     RECRUITER,
+    booking_headers,
     consent,
+    interview_slot,
+    our_events,
+    recruiter_with_interviews_mailbox,
     stack_now,
-    stack_today,
 )
 from tests.kit import browser_sign_in as sign_in
 
@@ -36,12 +38,8 @@ INTERVIEWS = "interviews@contoso.example"
 GRADY = "grady.archie@contoso.example"  # not in the Recruiting Team group
 
 
-def _slot(days: int = 21, hour: int = 21) -> tuple[datetime, datetime]:
-    day = stack_today() + timedelta(days=days)
-    while day.weekday() != 1:  # a Tuesday, clear of the fixtures' Monday meetings
-        day += timedelta(days=1)
-    start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
-    return start, start + timedelta(hours=1)
+_slot = interview_slot
+_key = booking_headers
 
 
 def _body(**overrides: Any) -> dict[str, Any]:
@@ -60,17 +58,9 @@ def _body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def _key() -> dict[str, str]:
-    return {**KEY, "Idempotency-Key": f"key-{uuid.uuid4()}"}
-
-
 @pytest.fixture
 def recruiter(e2e: Stack) -> Any:
-    consent(e2e)
-    admin = sign_in(e2e, CONTOSO_ADMIN)
-    settings = admin.request("PUT", "/api/tenants/me/settings", headers=KEY, json={"interviews_mailbox": INTERVIEWS})
-    assert settings.status_code == 200, settings.text
-    return sign_in(e2e, RECRUITER)
+    return recruiter_with_interviews_mailbox(e2e)
 
 
 def _events(stack: Stack, mailbox: str) -> list[Any]:
@@ -78,8 +68,7 @@ def _events(stack: Stack, mailbox: str) -> list[Any]:
     return list(stack.world.mailbox_events(user.id))
 
 
-def _ours(stack: Stack, mailbox: str) -> list[Any]:
-    return [e for e in _events(stack, mailbox) if e.extended_properties]
+_ours = our_events
 
 
 @pytest.mark.dates

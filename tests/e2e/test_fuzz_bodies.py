@@ -12,7 +12,7 @@ refusal of bad input a 400 that names the field. Derandomized, without an exampl
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -21,8 +21,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO_ADMIN, KEY, RECRUITER, consent, stack_today
-from tests.kit import browser_sign_in as sign_in
+from tests.kit import (
+    KEY,
+    interview_slot,
+    recruiter_with_interviews_mailbox,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,10 +43,7 @@ FUZZ = settings(
 
 
 def _base() -> datetime:
-    day = stack_today() + timedelta(days=21)
-    while day.weekday() != 1:  # a Tuesday, clear of the fixtures' Monday meetings
-        day += timedelta(days=1)
-    return datetime(day.year, day.month, day.day, 21, tzinfo=UTC)
+    return interview_slot()[0]
 
 
 NASTY_TEXT = st.sampled_from(
@@ -189,13 +189,7 @@ def _assert_answered_well(what: str, response: httpx.Response) -> None:
 
 @pytest.fixture
 def recruiter(e2e: Stack) -> Any:
-    consent(e2e)
-    admin = sign_in(e2e, CONTOSO_ADMIN)
-    saved = admin.request(
-        "PUT", "/api/tenants/me/settings", headers=KEY, json={"interviews_mailbox": INTERVIEWS, "sync_mailbox": SYNC}
-    )
-    assert saved.status_code == 200, saved.text
-    return sign_in(e2e, RECRUITER)
+    return recruiter_with_interviews_mailbox(e2e, sync=True)
 
 
 def test_booking_bodies_never_answer_5xx(e2e: Stack, recruiter: Any) -> None:

@@ -3,16 +3,18 @@ message) takes line breaks and tabs; nothing takes NUL, other controls or text-d
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from devtools.cloud.graph import controls as graph_controls
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO_ADMIN, KEY, RECRUITER, consent
-from tests.kit import browser_sign_in as sign_in
+from tests.kit import (
+    KEY,
+    booking_headers,
+    interview_slot,
+    our_events,
+    recruiter_with_interviews_mailbox,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -21,13 +23,10 @@ INTERVIEWS = "interviews@contoso.example"
 
 
 def _body(**overrides: Any) -> dict[str, Any]:
-    day = datetime.now(UTC).date() + timedelta(days=21)
-    while day.weekday() != 1:
-        day += timedelta(days=1)
-    start = datetime(day.year, day.month, day.day, 21, tzinfo=UTC)
+    start, end = interview_slot()
     body: dict[str, Any] = {
         "start": start.isoformat(),
-        "end": (start + timedelta(hours=1)).isoformat(),
+        "end": end.isoformat(),
         "interviewers": [ALEX],
         "subject": "Interview",
         "calendar": "interviews",
@@ -36,22 +35,16 @@ def _body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def _key() -> dict[str, str]:
-    return {**KEY, "Idempotency-Key": f"key-{uuid.uuid4()}"}
+_key = booking_headers
 
 
 def _ours(stack: Stack) -> list[Any]:
-    user = graph_controls.resolve_user(stack.world, INTERVIEWS)
-    return [e for e in stack.world.mailbox_events(user.id) if e.extended_properties]
+    return our_events(stack, INTERVIEWS)
 
 
 @pytest.fixture
 def recruiter(e2e: Stack) -> Any:
-    consent(e2e)
-    admin = sign_in(e2e, CONTOSO_ADMIN)
-    saved = admin.request("PUT", "/api/tenants/me/settings", headers=KEY, json={"interviews_mailbox": INTERVIEWS})
-    assert saved.status_code == 200, saved.text
-    return sign_in(e2e, RECRUITER)
+    return recruiter_with_interviews_mailbox(e2e)
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,7 @@ against Azurite and the local Microsoft cloud; and a booking while Graph's free/
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +12,17 @@ import pytest
 from devtools.cloud.graph import controls as graph_controls
 from shared.bootstrap import get_container, set_container
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO, CONTOSO_ADMIN, FABRIKAM_ADMIN, KEY, RECRUITER, consent
+from tests.kit import (
+    CONTOSO,
+    CONTOSO_ADMIN,
+    FABRIKAM_ADMIN,
+    KEY,
+    RECRUITER,
+    booking_headers,
+    consent,
+    interview_slot,
+    our_events,
+)
 from tests.kit import browser_sign_in as sign_in
 
 pytestmark = pytest.mark.e2e
@@ -25,12 +33,9 @@ SYNC = "sync@contoso.example"
 GRADY = "grady.archie@contoso.example"  # not in the Recruiting Team group
 
 
-def _slot(days: int = 21, hour: int = 21) -> tuple[datetime, datetime]:
-    day = datetime.now(UTC).date() + timedelta(days=days)
-    while day.weekday() != 1:  # a Tuesday, clear of the fixtures' Monday meetings
-        day += timedelta(days=1)
-    start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
-    return start, start + timedelta(hours=1)
+_slot = interview_slot
+_key = booking_headers
+_ours = our_events
 
 
 def _body(**overrides: Any) -> dict[str, Any]:
@@ -45,15 +50,6 @@ def _body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
-
-
-def _key() -> dict[str, str]:
-    return {**KEY, "Idempotency-Key": f"key-{uuid.uuid4()}"}
-
-
-def _ours(stack: Stack, mailbox: str) -> list[Any]:
-    user = graph_controls.resolve_user(stack.world, mailbox)
-    return [e for e in stack.world.mailbox_events(user.id) if e.extended_properties]
 
 
 @pytest.fixture
