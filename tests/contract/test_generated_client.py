@@ -13,7 +13,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Stack
-from tests.kit import KEY, stack_today
+from tests.kit import KEY, interview_slot
 
 pytestmark = pytest.mark.e2e
 
@@ -69,12 +68,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
             del sys.modules[name]
 
 
-def _slot(days: int = 21, hour: int = 21) -> tuple[datetime, datetime]:
-    day = stack_today() + timedelta(days=days)
-    while day.weekday() != 1:  # a Tuesday, clear of the fixtures' Monday meetings
-        day += timedelta(days=1)
-    start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
-    return start, start + timedelta(hours=1)
+_slot = interview_slot
 
 
 def _api(name: str) -> Any:
