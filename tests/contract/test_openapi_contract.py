@@ -1,4 +1,4 @@
-"""openapi.yaml against the running app: schemathesis over every operation, with its checks.
+"""openapi.yaml against the running app: schemathesis over every operation, with every check but one.
 
 The app runs on the local host over the session's Azurite and local Microsoft cloud (the ``stack``
 fixture), for a consented tenant with an Interviews mailbox and a signed-in recruiter. The run is
@@ -23,15 +23,12 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-CHECKS = (
-    "not_a_server_error",
-    "status_code_conformance",
-    "response_schema_conformance",
-    "content_type_conformance",
-    "positive_data_acceptance",
-    "negative_data_rejection",
-    "ignored_auth",
-)
+# Every check schemathesis has; what is relaxed for an operation says why in schemathesis.toml.
+CHECKS = ("all",)
+# The API's one DELETE cancels the interview (attendees are told) and the booking stays readable as
+# `cancelled`, its history the record of what happened: a read after it is 200 by design, not a use after
+# free. A stateful check, so it cannot be relaxed for one operation.
+EXCLUDED = ("use_after_free",)
 
 
 def test_every_operation_keeps_the_contract(stack: Stack, signed_in: str, tmp_path: Path) -> None:
@@ -46,6 +43,8 @@ def test_every_operation_keeps_the_contract(stack: Stack, signed_in: str, tmp_pa
         f"{stack.base_url}/api",
         "--checks",
         ",".join(CHECKS),
+        "--exclude-checks",
+        ",".join(EXCLUDED),
         "--max-examples",
         examples,
         "--report",
