@@ -16,9 +16,7 @@ from shared.booking.claims import CLAIM_LEASE, grid_cells, release_all
 from shared.booking.freebusy import FreeBusy, busy_people, check_slot, field_names
 from shared.booking.placement import on_calendar, recruiter_writes, target_of
 from shared.booking.records import BookingOutcome, booked_with, booking_id_for, invited, key_hash, offset_minutes
-from shared.booking.request import (
-    BookingRequest,
-)
+from shared.booking.request import BookingRequest
 from shared.errors import (
     ConcurrencyConflict,
     IdempotencyKeyInProgress,
