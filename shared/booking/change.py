@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shared.booking.claims import CLAIM_LEASE, grid_cells, release_all
 from shared.booking.freebusy import busy_people, field_names, not_known_free, slot_unavailable
 from shared.booking.listing import get_booking
 from shared.booking.placement import on_calendar, with_writer
-from shared.booking.records import HISTORY_LIMIT, entry, same_time
+from shared.booking.records import HISTORY_LIMIT, entry, invited, same_time
 from shared.booking.request import BookingChange
 from shared.conflicts import retry_on_conflict
 from shared.errors import (
@@ -119,13 +120,55 @@ def update_booking(
     booking (``_take``) writes to Graph. Raises NotFound, PreconditionRequired, PreconditionFailed (also to
     the loser of two changes sent with the same If-Match), NotOurEvent, SlotUnavailable, ConcurrencyConflict
     (another change of the booking is in progress)."""
+    booking = _changeable(deps, ctx, booking_id, etag)
+    booking = with_writer(deps, ctx, booking, change)
+    event = _our_event(deps, ctx, booking)
+    plan = _plan(booking, event, change)
+    if plan.claiming:
+        _check_free(deps, ctx, plan, event)
+    draft = _draft(booking, change, plan)
+    held = _take(deps, booking, plan.start, plan.end, change.subject or booking.subject)
+    claimed = _claim_and_write(deps, ctx, booking, event, held, plan, draft)
+    # Graph holds the change from here on: the booking records it even when reading the event back fails.
+    try:
+        after, restored = _keep_meeting(deps, ctx, booking, event)
+    except ServiceError as err:
+        logger.warning("booking %s: the changed event could not be read back: %s", booking.booking_id, err.message)
+        after, restored = None, False
+    now = deps.clock.now()
+    entries = _history(ctx, booking, change, plan, after, restored=restored, now=now)
+    stored = _record(deps, ctx, booking, held, _changed(change, plan, after, entries, now), claimed, plan)
+    _release_stale(deps, booking, plan)
+    return stored
+
+
+def _changeable(deps: Dependencies, ctx: RequestContext, booking_id: str, etag: str | None) -> Booking:
+    """The booking at the version the client named, booked and held by no other change."""
     booking = _checked(deps, ctx, booking_id, etag)
     if booking.status not in (BookingStatus.BOOKED, BookingStatus.DRIFTED):
         raise ConcurrencyConflict(f"A {booking.status.value} booking cannot be changed.")
     if is_changing(booking, deps.clock.now()):
         raise ConcurrencyConflict("Another change of this booking is in progress; read it again in a few seconds.")
-    booking = with_writer(deps, ctx, booking, change)
-    event = _our_event(deps, ctx, booking)
+    return booking
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a change makes of the booking: its new time and people, and what of it Graph is told."""
+
+    start: datetime
+    end: datetime
+    interviewers: tuple[str, ...]
+    optional: tuple[str, ...]
+    attendees: tuple[ObservedAttendee, ...]
+    location: str | None
+    moved: bool
+    people_changed: bool
+    write_time: bool
+    claiming: bool  # the new time or people are checked and claimed
+
+
+def _plan(booking: Booking, event: ObservedEvent, change: BookingChange) -> _Plan:
     start, end = change.start or booking.start, change.end or booking.end
     interviewers = change.interviewers if change.interviewers is not None else booking.interviewers
     optional = (
@@ -133,52 +176,82 @@ def update_booking(
     )
     moved = (start, end) != (booking.start, booking.end)
     people_changed = (interviewers, optional) != (booking.interviewers, booking.optional_interviewers)
-    # Graph may show another time than the booking when an earlier change died after writing it.
-    write_time = moved or not same_time((event.start, event.end), (start, end))
-    old_cells, new_cells = grid_cells(booking.start, booking.end), grid_cells(start, end)
-
-    def fresh(person: str) -> list[datetime]:
-        return [c for c in new_cells if person not in booking.interviewers or c not in old_cells]
-
-    claiming = (moved or people_changed) and change.check_availability
-    if claiming:
-        refusal = not_known_free(
-            busy_people(
-                deps,
-                ctx,
-                interviewers,
-                (),
-                start,
-                end,
-                ours=(event.start, event.end),
-                fields=field_names(interviewers, ()),
-            )
-        )
-        if refusal is not None:
-            raise refusal
-    attendees = (
-        *(ObservedAttendee(email=e, type="required") for e in interviewers),
-        *(ObservedAttendee(email=e, type="optional") for e in optional),
-        *((ObservedAttendee(email=booking.candidate_email, type="required"),) if booking.candidate_email else ()),
+    return _Plan(
+        start=start,
+        end=end,
+        interviewers=interviewers,
+        optional=optional,
+        attendees=invited(replace(booking, interviewers=interviewers, optional_interviewers=optional)),
+        location=None if change.clear_location else (change.location or booking.location),
+        moved=moved,
+        people_changed=people_changed,
+        # Graph may show another time than the booking when an earlier change died after writing it.
+        write_time=moved or not same_time((event.start, event.end), (start, end)),
+        claiming=(moved or people_changed) and change.check_availability,
     )
-    location = None if change.clear_location else (change.location or booking.location)
-    draft = EventDraft(
+
+
+def _fresh(booking: Booking, plan: _Plan, person: str) -> list[datetime]:
+    """The cells of the new time that ``person`` does not already hold for this booking."""
+    old_cells = grid_cells(booking.start, booking.end)
+    return [c for c in grid_cells(plan.start, plan.end) if person not in booking.interviewers or c not in old_cells]
+
+
+def _release_claimed(deps: Dependencies, booking: Booking, plan: _Plan, claimed: list[str]) -> None:
+    for person in claimed:
+        release_all(deps, booking, [person], _fresh(booking, plan, person))
+
+
+def _check_free(deps: Dependencies, ctx: RequestContext, plan: _Plan, event: ObservedEvent) -> None:
+    """Raises SlotUnavailable unless every interviewer is known to be free at the new time (the event's own
+    time counts as free)."""
+    refusal = not_known_free(
+        busy_people(
+            deps,
+            ctx,
+            plan.interviewers,
+            (),
+            plan.start,
+            plan.end,
+            ours=(event.start, event.end),
+            fields=field_names(plan.interviewers, ()),
+        )
+    )
+    if refusal is not None:
+        raise refusal
+
+
+def _draft(booking: Booking, change: BookingChange, plan: _Plan) -> EventDraft:
+    """What Graph is told: only what changes."""
+    return EventDraft(
         subject=change.subject,
         body=change.body,
-        start=start if write_time else None,
-        end=end if write_time else None,
-        attendees=attendees if people_changed else None,
+        start=plan.start if plan.write_time else None,
+        end=plan.end if plan.write_time else None,
+        attendees=plan.attendees if plan.people_changed else None,
         names=((booking.candidate_email, booking.candidate_name),)
         if booking.candidate_email and booking.candidate_name
         else (),
-        location=(location or "") if (change.location is not None or change.clear_location) else None,
+        location=(plan.location or "") if (change.location is not None or change.clear_location) else None,
     )
-    held = _take(deps, booking, start, end, change.subject or booking.subject)
+
+
+def _claim_and_write(
+    deps: Dependencies,
+    ctx: RequestContext,
+    booking: Booking,
+    event: ObservedEvent,
+    held: Booking,
+    plan: _Plan,
+    draft: EventDraft,
+) -> list[str]:
+    """Claim the new time for each interviewer (when it is checked), then write the event; the interviewers
+    claimed. On a failure the claims are released and the booking given up before the error goes on."""
     claimed: list[str] = []
     try:
-        for person in interviewers if claiming else ():
+        for person in plan.interviewers if plan.claiming else ():
             try:
-                deps.bookings.claim_slots(ctx.tenant_id, person, booking.booking_id, fresh(person))
+                deps.bookings.claim_slots(ctx.tenant_id, person, booking.booking_id, _fresh(booking, plan, person))
             except ConcurrencyConflict:
                 raise slot_unavailable([person]) from None
             claimed.append(person)
@@ -191,24 +264,30 @@ def update_booking(
             lambda t: deps.events.update_event(t, booking.mailbox, event_id, draft),
         )
     except ServiceError as err:
-        for person in claimed:
-            release_all(deps, booking, [person], fresh(person))
+        _release_claimed(deps, booking, plan, claimed)
         _put_back(deps, held, err)
         raise
-    # Graph holds the change from here on: the booking records it even when reading the event back fails.
-    try:
-        after, restored = _keep_meeting(deps, ctx, booking, event)
-    except ServiceError as err:
-        logger.warning("booking %s: the changed event could not be read back: %s", booking.booking_id, err.message)
-        after, restored = None, False
-    now = deps.clock.now()
+    return claimed
+
+
+def _history(
+    ctx: RequestContext,
+    booking: Booking,
+    change: BookingChange,
+    plan: _Plan,
+    after: ObservedEvent | None,
+    *,
+    restored: bool,
+    now: datetime,
+) -> list[HistoryEntry]:
     entries: list[HistoryEntry] = []
-    if moved:
-        entries.append(HistoryEntry(now, ctx.user.user_id, "moved", f"{start.isoformat()} to {end.isoformat()}"))
+    if plan.moved:
+        detail = f"{plan.start.isoformat()} to {plan.end.isoformat()}"
+        entries.append(HistoryEntry(now, ctx.user.user_id, "moved", detail))
     changed = [n for n in ("subject", "body", "location") if getattr(change, n) is not None] + (
         ["location"] if change.clear_location else []
     )
-    if people_changed:
+    if plan.people_changed:
         changed.append("attendees")
     if changed:
         entries.append(HistoryEntry(now, ctx.user.user_id, "updated", ", ".join(changed)))
@@ -216,34 +295,58 @@ def update_booking(
         same = after.join_url == booking.join_url
         detail = "the same Teams meeting" if same else "a new Teams meeting was attached"
         entries.append(HistoryEntry(now, "service", "meeting_restored", detail))
+    return entries
 
+
+def _changed(
+    change: BookingChange, plan: _Plan, after: ObservedEvent | None, entries: list[HistoryEntry], now: datetime
+) -> Callable[[Booking], Booking]:
+    """The booking as stored now, with the change recorded and the booking given up."""
+
+    def apply(current: Booking) -> Booking:
+        # Responses the notification worker recorded meanwhile are kept.
+        known = {r.email: r for r in current.responses}
+        return replace(
+            _unheld(current),
+            start=plan.start,
+            end=plan.end,
+            subject=change.subject or current.subject,
+            interviewers=plan.interviewers,
+            optional_interviewers=plan.optional,
+            attendees=tuple(a.email for a in plan.attendees),
+            location=plan.location,
+            join_url=(after.join_url if after is not None else None) or current.join_url,
+            responses=tuple(known.get(a.email, ObservedAttendee(email=a.email, type=a.type)) for a in plan.attendees),
+            status=BookingStatus.BOOKED,
+            history=(*current.history, *entries)[-HISTORY_LIMIT:],
+            observed_change_key=after.change_key if after is not None else current.observed_change_key,
+            updated_at=now,
+        )
+
+    return apply
+
+
+def _record(
+    deps: Dependencies,
+    ctx: RequestContext,
+    booking: Booking,
+    held: Booking,
+    changed: Callable[[Booking], Booking],
+    claimed: list[str],
+    plan: _Plan,
+) -> Booking:
+    """Store what Graph now holds (``changed`` of the booking as read again), unless the booking was
+    cancelled or taken over meanwhile. Raises UpstreamUnavailable when storage fails, ConcurrencyConflict
+    when the booking was cancelled or taken over (releasing the new claims of a cancelled one)."""
     last_read: list[Booking] = []
 
     def write() -> Booking | None:
         # Re-read: the notification worker may have recorded responses meanwhile (the lease is kept).
-        current = deps.bookings.get_booking(ctx.tenant_id, booking_id)
+        current = deps.bookings.get_booking(ctx.tenant_id, booking.booking_id)
         last_read[:] = [current]
         if current.change_id != held.change_id or current.status not in (BookingStatus.BOOKED, BookingStatus.DRIFTED):
             return None
-        known = {r.email: r for r in current.responses}
-        return deps.bookings.update_booking(
-            replace(
-                _unheld(current),
-                start=start,
-                end=end,
-                subject=change.subject or current.subject,
-                interviewers=interviewers,
-                optional_interviewers=optional,
-                attendees=tuple(a.email for a in attendees),
-                location=location,
-                join_url=(after.join_url if after is not None else None) or current.join_url,
-                responses=tuple(known.get(a.email, ObservedAttendee(email=a.email, type=a.type)) for a in attendees),
-                status=BookingStatus.BOOKED,
-                history=(*current.history, *entries)[-HISTORY_LIMIT:],
-                observed_change_key=after.change_key if after is not None else current.observed_change_key,
-                updated_at=now,
-            )
-        )
+        return deps.bookings.update_booking(changed(current))
 
     try:
         stored = retry_on_conflict(write)
@@ -258,19 +361,24 @@ def update_booking(
     if stored is None:
         logger.warning("booking %s: cancelled or taken over while this change was written", booking.booking_id)
         if last_read and last_read[0].status is BookingStatus.CANCELLED:
-            for person in claimed:
-                release_all(deps, booking, [person], fresh(person))
+            _release_claimed(deps, booking, plan, claimed)
         raise ConcurrencyConflict("The booking was cancelled or changed by another request meanwhile; read it again.")
+    return stored
+
+
+def _release_stale(deps: Dependencies, booking: Booking, plan: _Plan) -> None:
+    """Release the claims the booking no longer needs: its old time and people, and those of a change
+    whose process died (``change_start``/``change_end``)."""
+    old_cells, new_cells = grid_cells(booking.start, booking.end), grid_cells(plan.start, plan.end)
     left: list[datetime] = []
     if booking.change_start is not None and booking.change_end is not None:
-        left = grid_cells(booking.change_start, booking.change_end)  # claims of a change whose process died
-    for person in dict.fromkeys((*booking.interviewers, *interviewers)):
-        keep = new_cells if person in interviewers else []
-        held_before = old_cells if (moved or people_changed) and person in booking.interviewers else []
+        left = grid_cells(booking.change_start, booking.change_end)
+    for person in dict.fromkeys((*booking.interviewers, *plan.interviewers)):
+        keep = new_cells if person in plan.interviewers else []
+        held_before = old_cells if (plan.moved or plan.people_changed) and person in booking.interviewers else []
         stale = [c for c in dict.fromkeys((*held_before, *left)) if c not in keep]
         if stale:
             release_all(deps, booking, [person], stale)
-    return stored
 
 
 def _keep_meeting(
