@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from shared.booking.claims import CLAIM_LEASE, grid_cells, release_all
 from shared.booking.freebusy import FreeBusy, busy_people, check_slot, field_names
@@ -69,46 +69,13 @@ def create_booking(
 ) -> BookingOutcome:
     """Book the interview once per Idempotency-Key. Raises IdempotencyKeyReused, IdempotencyKeyInProgress,
     SlotUnavailable, InvalidRequest (unknown interviewer), NoAccessToCalendar, UpstreamError."""
-    now = deps.clock.now()
-    target = target_of(ctx, request)
-    booking_id = booking_id_for(ctx.tenant_id, key)
-    fingerprint = request.fingerprint()
-    attendees = (*request.interviewers, *request.optional_interviewers)
-    if request.candidate is not None:
-        attendees = (*attendees, request.candidate.email)
-    pending = Booking(
-        tenant_id=ctx.tenant_id,
-        booking_id=booking_id,
-        mailbox=target.mailbox,
-        start=request.start,
-        end=request.end,
-        subject=request.subject,
-        status=BookingStatus.PENDING,
-        transaction_id=key,
-        attendees=attendees,
-        created_by=ctx.user.user_id,
-        created_at=now,
-        calendar=request.calendar,
-        calendar_id=target.calendar_id,
-        delegated=target.delegated,
-        interviewers=request.interviewers,
-        optional_interviewers=request.optional_interviewers,
-        candidate_email=request.candidate.email if request.candidate else None,
-        candidate_name=request.candidate.name if request.candidate else None,
-        location=request.location,
-        online_meeting=request.online_meeting,
-        idempotency_key_hash=key_hash(ctx.tenant_id, key),
-        fingerprint=fingerprint,
-        display_offset_minutes=offset_minutes(request.start),
-        claimed_until=now + CLAIM_LEASE,
-        updated_at=now,
-    )
+    pending = _pending(deps, ctx, request, key)
     # The free/busy check goes to Graph while the pending booking goes to storage: the waits overlap.
     # A repeated request reads free/busy for nothing, which costs a read and changes nothing.
     pool = ThreadPoolExecutor(max_workers=2)
     try:
         writer_check = pool.submit(
-            recruiter_writes, deps, ctx, target.mailbox, request.interviewers, request.optional_interviewers
+            recruiter_writes, deps, ctx, pending.mailbox, request.interviewers, request.optional_interviewers
         )
         busy_check = pool.submit(
             busy_people,
@@ -128,6 +95,42 @@ def create_booking(
         )
     finally:
         pool.shutdown(wait=False)
+
+
+def _pending(deps: Dependencies, ctx: RequestContext, request: BookingRequest, key: str) -> Booking:
+    """The booking row a request starts with, under its key: pending, with this request's lease."""
+    now = deps.clock.now()
+    target = target_of(ctx, request)
+    attendees = (*request.interviewers, *request.optional_interviewers)
+    if request.candidate is not None:
+        attendees = (*attendees, request.candidate.email)
+    return Booking(
+        tenant_id=ctx.tenant_id,
+        booking_id=booking_id_for(ctx.tenant_id, key),
+        mailbox=target.mailbox,
+        start=request.start,
+        end=request.end,
+        subject=request.subject,
+        status=BookingStatus.PENDING,
+        transaction_id=key,
+        attendees=attendees,
+        created_by=ctx.user.user_id,
+        created_at=now,
+        calendar=request.calendar,
+        calendar_id=target.calendar_id,
+        delegated=target.delegated,
+        interviewers=request.interviewers,
+        optional_interviewers=request.optional_interviewers,
+        candidate_email=request.candidate.email if request.candidate else None,
+        candidate_name=request.candidate.name if request.candidate else None,
+        location=request.location,
+        online_meeting=request.online_meeting,
+        idempotency_key_hash=key_hash(ctx.tenant_id, key),
+        fingerprint=request.fingerprint(),
+        display_offset_minutes=offset_minutes(request.start),
+        claimed_until=now + CLAIM_LEASE,
+        updated_at=now,
+    )
 
 
 def _claim_key(deps: Dependencies, pending: Booking, sleep: Callable[[float], None]) -> tuple[Booking, bool]:
@@ -266,69 +269,114 @@ def _book(
         _give_up(deps, pending, forget=not recovering)
         raise
     cells = grid_cells(request.start, request.end)
-    required = list(request.interviewers)
-    draft = _draft(request, pending)
-    event: ObservedEvent | None = None
+    event = _recovered_event(deps, ctx, request, pending, cells) if recovering else None
     warnings: list[str] = []
-    if recovering:
-        # The earlier request may have written the event before it stopped: find it by our property. Its
-        # attendees now show it as busy, so the slot is not checked again for an event that exists.
-        try:
-            event = on_calendar(
-                deps,
-                ctx,
-                pending.mailbox,
-                pending.delegated,
-                lambda t: deps.events.find_event_by_booking(
-                    t, pending.mailbox, pending.booking_id, calendar_id=pending.calendar_id
-                ),
-            )
-        except ServiceError:
-            _give_up(deps, pending, forget=False)
-            raise
-        if event is not None and request.check_availability:
-            for person in required:
-                try:
-                    deps.bookings.claim_slots(ctx.tenant_id, person, pending.booking_id, cells)
-                except ConcurrencyConflict:
-                    logger.warning("booking %s: recovered over another booking's claim", pending.booking_id)
     if event is None:
-        try:
-            warnings = check_slot(deps, ctx, request, pending.booking_id, cells, busy_check)
-        except KEPT_REFUSALS as err:
-            _refuse(deps, pending, err)
-            raise
-        except ServiceError:
-            # Nothing was written to Graph: forget the pending booking so the key may be used again.
-            _give_up(deps, pending, forget=not recovering)
-            raise
-        try:
-            event = on_calendar(
-                deps,
-                ctx,
-                pending.mailbox,
-                pending.delegated,
-                lambda t: deps.events.create_event(t, pending.mailbox, draft, calendar_id=pending.calendar_id),
-            )
-        except ServiceError:
-            release_all(deps, pending, required, cells)
-            # The event may exist (a create whose answer was lost): keep the booking for recovery.
-            _give_up(deps, pending, forget=False)
-            raise
+        warnings = _checked_slot(deps, ctx, request, pending, cells, busy_check, recovering=recovering)
+        event = _created_event(deps, ctx, request, pending, cells)
     if pending.calendar_id is not None:
         warnings.append(SECONDARY_CALENDAR_WARNING)
     if request.online_meeting and not event.join_url:
         warnings.append("Microsoft Graph created the event without a Teams meeting.")
+    stored = _store_booked(deps, ctx, pending, event, tuple(warnings), recovering=recovering)
+    logger.info("booking %s %s in %s", stored.booking_id, "recovered" if recovering else "created", stored.mailbox)
+    # Changes to the event reach us only from a subscription on the mailbox that organises it: a worker's
+    # memory answers for mailboxes already subscribed; a new organizer is subscribed now (never raises).
+    ensure_mailbox_subscription(deps, stored.tenant_id, stored.mailbox)
+    return stored
+
+
+def _recovered_event(
+    deps: Dependencies, ctx: RequestContext, request: BookingRequest, pending: Booking, cells: list[datetime]
+) -> ObservedEvent | None:
+    """The event an earlier request with the key wrote before it stopped, found by our property. Its
+    attendees now show it as busy, so the slot is not checked again for an event that exists: the
+    interviewers' claims are taken over as they stand."""
+    try:
+        event = on_calendar(
+            deps,
+            ctx,
+            pending.mailbox,
+            pending.delegated,
+            lambda t: deps.events.find_event_by_booking(
+                t, pending.mailbox, pending.booking_id, calendar_id=pending.calendar_id
+            ),
+        )
+    except ServiceError:
+        _give_up(deps, pending, forget=False)
+        raise
+    if event is not None and request.check_availability:
+        for person in request.interviewers:
+            try:
+                deps.bookings.claim_slots(ctx.tenant_id, person, pending.booking_id, cells)
+            except ConcurrencyConflict:
+                logger.warning("booking %s: recovered over another booking's claim", pending.booking_id)
+    return event
+
+
+def _checked_slot(
+    deps: Dependencies,
+    ctx: RequestContext,
+    request: BookingRequest,
+    pending: Booking,
+    cells: list[datetime],
+    busy_check: Future[FreeBusy],
+    *,
+    recovering: bool,
+) -> list[str]:
+    """Check and claim the slot; its warnings. A refusal a race decided is kept under the key; after any
+    other failure the pending booking is forgotten (nothing was written to Graph)."""
+    try:
+        return check_slot(deps, ctx, request, pending.booking_id, cells, busy_check)
+    except KEPT_REFUSALS as err:
+        _refuse(deps, pending, err)
+        raise
+    except ServiceError:
+        # Nothing was written to Graph: forget the pending booking so the key may be used again.
+        _give_up(deps, pending, forget=not recovering)
+        raise
+
+
+def _created_event(
+    deps: Dependencies, ctx: RequestContext, request: BookingRequest, pending: Booking, cells: list[datetime]
+) -> ObservedEvent:
+    draft = _draft(request, pending)
+    try:
+        return on_calendar(
+            deps,
+            ctx,
+            pending.mailbox,
+            pending.delegated,
+            lambda t: deps.events.create_event(t, pending.mailbox, draft, calendar_id=pending.calendar_id),
+        )
+    except ServiceError:
+        release_all(deps, pending, request.interviewers, cells)
+        # The event may exist (a create whose answer was lost): keep the booking for recovery.
+        _give_up(deps, pending, forget=False)
+        raise
+
+
+def _store_booked(
+    deps: Dependencies,
+    ctx: RequestContext,
+    pending: Booking,
+    event: ObservedEvent,
+    warnings: tuple[str, ...],
+    *,
+    recovering: bool,
+) -> Booking:
+    """Record the event Graph holds. Raises UpstreamUnavailable when storage fails (a retry with the same
+    Idempotency-Key finishes the booking)."""
     booked = booked_with(
         pending,
         event,
         at=deps.clock.now(),
         actor=ctx.user.user_id,
         action="recovered" if recovering else "created",
-        warnings=tuple(warnings),
+        warnings=warnings,
     )
     try:
-        stored = deps.bookings.update_booking(booked)
+        return deps.bookings.update_booking(booked)
     except ServiceError as err:
         logger.warning("Booking %s: Graph holds the event but storage failed: %s", pending.booking_id, err.message)
         _give_up(deps, pending, forget=False)
@@ -337,8 +385,3 @@ def _book(
             "Idempotency-Key to finish.",
             retry_after=1,
         ) from err
-    logger.info("booking %s %s in %s", stored.booking_id, "recovered" if recovering else "created", stored.mailbox)
-    # Changes to the event reach us only from a subscription on the mailbox that organises it: a worker's
-    # memory answers for mailboxes already subscribed; a new organizer is subscribed now (never raises).
-    ensure_mailbox_subscription(deps, stored.tenant_id, stored.mailbox)
-    return stored
