@@ -70,15 +70,40 @@ def _observe(booking: Booking, observed: ObservedEvent | None, seen_at: datetime
     if booking.status in (BookingStatus.PENDING, BookingStatus.FAILED):
         return booking
     if observed is None or observed.is_cancelled:
-        if booking.status is BookingStatus.CANCELLED:
-            return booking
-        what = "deleted in Outlook" if observed is None else "cancelled in Outlook"
-        return replace(
-            booking,
-            status=BookingStatus.CANCELLED,
-            history=entry(booking, HistoryEntry(seen_at, "outlook", "drifted", what)),
-            updated_at=seen_at,
-        )
+        return _gone(booking, observed, seen_at)
+    entries, updates = _drift(booking, observed, seen_at)
+    entries += _responded(booking, observed, seen_at)
+    if observed.attendees != booking.responses:
+        updates["responses"] = observed.attendees
+    if not entries and "responses" not in updates:
+        return booking
+    drifted = any(e.action == "drifted" for e in entries)
+    return replace(
+        booking,
+        **updates,
+        status=BookingStatus.DRIFTED if drifted else booking.status,
+        history=(*booking.history, *entries)[-HISTORY_LIMIT:],
+        observed_change_key=observed.change_key,
+        updated_at=seen_at,
+    )
+
+
+def _gone(booking: Booking, observed: ObservedEvent | None, seen_at: datetime) -> Booking:
+    """The event was deleted (``observed`` None) or cancelled in Outlook: the booking is cancelled."""
+    if booking.status is BookingStatus.CANCELLED:
+        return booking
+    what = "deleted in Outlook" if observed is None else "cancelled in Outlook"
+    return replace(
+        booking,
+        status=BookingStatus.CANCELLED,
+        history=entry(booking, HistoryEntry(seen_at, "outlook", "drifted", what)),
+        updated_at=seen_at,
+    )
+
+
+def _drift(booking: Booking, observed: ObservedEvent, seen_at: datetime) -> tuple[list[HistoryEntry], dict[str, Any]]:
+    """What someone else changed in Outlook (time, subject, Teams meeting): history entries and the
+    booking's fields that follow."""
     entries: list[HistoryEntry] = []
     updates: dict[str, Any] = {}
     # While a PATCH holds the booking, Graph may already show what it is writing (its notification can
@@ -109,6 +134,12 @@ def _observe(booking: Booking, observed: ObservedEvent | None, seen_at: datetime
     if booking.online_meeting and booking.join_url and observed.join_url != booking.join_url and not changing:
         entries.append(HistoryEntry(seen_at, "outlook", "drifted", "the Teams meeting changed or was removed"))
         updates["join_url"] = observed.join_url
+    return entries, updates
+
+
+def _responded(booking: Booking, observed: ObservedEvent, seen_at: datetime) -> list[HistoryEntry]:
+    """A history entry for each attendee whose answer (or proposed time) is new."""
+    entries: list[HistoryEntry] = []
     known = {r.email: r for r in booking.responses}
     for attendee in observed.attendees:
         before = known.get(attendee.email)
@@ -121,16 +152,4 @@ def _observe(booking: Booking, observed: ObservedEvent | None, seen_at: datetime
         if attendee.proposed_start is not None and attendee.proposed_end is not None:
             detail += f", proposed {attendee.proposed_start.isoformat()} to {attendee.proposed_end.isoformat()}"
         entries.append(HistoryEntry(attendee.responded_at or seen_at, attendee.email, "responded", detail))
-    if observed.attendees != booking.responses:
-        updates["responses"] = observed.attendees
-    if not entries and "responses" not in updates:
-        return booking
-    drifted = any(e.action == "drifted" for e in entries)
-    return replace(
-        booking,
-        **updates,
-        status=BookingStatus.DRIFTED if drifted else booking.status,
-        history=(*booking.history, *entries)[-HISTORY_LIMIT:],
-        observed_change_key=observed.change_key,
-        updated_at=seen_at,
-    )
+    return entries
