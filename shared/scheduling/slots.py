@@ -960,8 +960,18 @@ def _suggestions(
     horizon_end: datetime | None,
     session: int | None,
 ) -> tuple[Suggestion, ...]:
+    out = [
+        *_panel_suggestions(engine, panel, rules.duration, session),
+        *_rule_suggestions(panel, people, start, end, rules, horizon_end, session),
+    ]
+    order = {kind: i for i, kind in enumerate(SUGGESTION_ORDER)}
+    out.sort(key=lambda s: (order[s.kind], s.amount or 0, -s.slots))
+    return tuple(out)
+
+
+def _panel_suggestions(engine: Engine, panel: Panel, duration: timedelta, session: int | None) -> list[Suggestion]:
+    """A pool that needs fewer members, or a required person made optional."""
     out: list[Suggestion] = []
-    duration = rules.duration
     # Relaxed panels re-use the masks already computed: the people's calendars do not change.
     for i, pool in enumerate(panel.pools):
         for lower in range(1, pool.need + 1):
@@ -980,6 +990,21 @@ def _suggestions(
         found = engine.final(relaxed, duration).bit_count() if _needs_somebody(relaxed) else 0
         if found:
             out.append(Suggestion(SuggestionKind.MAKE_OPTIONAL, name, None, found, f"make {name} optional", session))
+    return out
+
+
+def _rule_suggestions(
+    panel: Panel,
+    people: Mapping[str, Person],
+    start: datetime,
+    end: datetime,
+    rules: SlotRules,
+    horizon_end: datetime | None,
+    session: int | None,
+) -> list[Suggestion]:
+    """A relaxed rule (tentative as free, shorter notice, a wider window, higher caps, outside working
+    hours), each found by running the search again with it."""
+    duration = rules.duration
 
     def rerun(changed: SlotRules, until: datetime = end) -> list[datetime]:
         # Start instants only: a relaxed rule can open the whole window, and who is free in each
@@ -987,6 +1012,7 @@ def _suggestions(
         found = Engine(people, panel.people(), start, until, changed, (duration,)).starts(panel, duration)
         return [datetime.fromtimestamp(s, UTC) for s in found]
 
+    out: list[Suggestion] = []
     blocks = [b for n in panel.people() if (p := people.get(n)) for b in p.schedule.busy]
     if rules.tentative_is_busy and any(b.status is FreeBusyStatus.TENTATIVE for b in blocks):
         found = len(rerun(replace(rules, tentative_is_busy=False)))
@@ -996,19 +1022,11 @@ def _suggestions(
     if rules.not_before is not None and rules.not_before > start:
         earlier = [s for s in rerun(replace(rules, not_before=None)) if s < rules.not_before]
         if earlier:
-            minutes = math.ceil((rules.not_before - earlier[-1]).total_seconds() / 60)
-            detail = f"ask for {minutes} minutes less notice"
-            sooner = rules.not_before - timedelta(minutes=minutes)
-            found = sum(1 for s in earlier if s >= sooner)
-            out.append(Suggestion(SuggestionKind.SHORTEN_NOTICE, None, minutes, found, detail, session))
+            out.append(_shorter_notice(earlier, rules.not_before, session))
     if horizon_end is not None and horizon_end > end:
         later = rerun(rules, horizon_end)
         if later:
-            days = max(math.ceil((later[0] + duration - end) / ONE_DAY), 1)
-            until = min(end + days * ONE_DAY, horizon_end)
-            found = sum(1 for s in later if s + duration <= until)
-            detail = f"widen the window by {days} day(s)"
-            out.append(Suggestion(SuggestionKind.WIDEN_WINDOW, None, days, found, detail, session))
+            out.append(_wider_window(later, end, horizon_end, duration, session))
     for kind, field_name in (
         (SuggestionKind.RAISE_DAY_CAP, "max_per_day"),
         (SuggestionKind.RAISE_WEEK_CAP, "max_per_week"),
@@ -1024,9 +1042,27 @@ def _suggestions(
         if found:
             detail = "book outside working hours"
             out.append(Suggestion(SuggestionKind.IGNORE_WORKING_HOURS, None, None, found, detail, session))
-    order = {kind: i for i, kind in enumerate(SUGGESTION_ORDER)}
-    out.sort(key=lambda s: (order[s.kind], s.amount or 0, -s.slots))
-    return tuple(out)
+    return out
+
+
+def _shorter_notice(earlier: list[datetime], not_before: datetime, session: int | None) -> Suggestion:
+    """Just enough less notice to reach the latest of the ``earlier`` starts, and how many it opens."""
+    minutes = math.ceil((not_before - earlier[-1]).total_seconds() / 60)
+    sooner = not_before - timedelta(minutes=minutes)
+    found = sum(1 for s in earlier if s >= sooner)
+    detail = f"ask for {minutes} minutes less notice"
+    return Suggestion(SuggestionKind.SHORTEN_NOTICE, None, minutes, found, detail, session)
+
+
+def _wider_window(
+    later: list[datetime], end: datetime, horizon_end: datetime, duration: timedelta, session: int | None
+) -> Suggestion:
+    """Just enough whole days to reach the first of the ``later`` starts, and how many they open."""
+    days = max(math.ceil((later[0] + duration - end) / ONE_DAY), 1)
+    until = min(end + days * ONE_DAY, horizon_end)
+    found = sum(1 for s in later if s + duration <= until)
+    detail = f"widen the window by {days} day(s)"
+    return Suggestion(SuggestionKind.WIDEN_WINDOW, None, days, found, detail, session)
 
 
 def _needs_somebody(panel: Panel) -> bool:
