@@ -280,12 +280,30 @@ class _Search:
         engine = self.engine
         seats = _Seats()
         times = [(engine.cell_start(k), engine.cell_start(k + span)) for k, span in zip(seq, spans, strict=True)]
+        if not self._seat_required(seats, times):
+            return None
+        chosen = self._fill_pools(seats, seq, times)
+        if chosen is None:
+            return None
+        scheduled = self._scheduled(seats, seq, times, chosen)
+        week, day = self._loop_load(seats, scheduled, times)
+        gaps = tuple(scheduled[i + 1].start - scheduled[i].end for i in range(len(scheduled) - 1))
+        return Loop(tuple(scheduled), gaps, week, day)
+
+    def _seat_required(self, seats: _Seats, times: Sequence[tuple[int, int]]) -> bool:
+        """Seat every session's required people; False when one of them cannot sit in a session."""
         for session, (a, b) in zip(self.sessions, times, strict=True):
             for name in session.panel.required:
                 if not self._fits(seats, name, a, b):
-                    return None
+                    return False
                 seats.by_person.setdefault(name, []).append((a, b))
-        # Pools of every session, in order, with a bounded backtracking over member choices.
+        return True
+
+    def _fill_pools(
+        self, seats: _Seats, seq: tuple[int, ...], times: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, str], tuple[str, ...]] | None:
+        """Members for the pools of every session, in order, with a bounded backtracking over member
+        choices: (session index, pool name) -> the members chosen; None when no choice fits."""
         tasks = [(i, pool) for i, session in enumerate(self.sessions) for pool in session.panel.pools]
         chosen: dict[tuple[int, str], tuple[str, ...]] = {}
         tries = [0]
@@ -315,8 +333,17 @@ class _Search:
                     seats.by_person[m].pop()
             return False
 
-        if not fill(0):
-            return None
+        return chosen if fill(0) else None
+
+    def _scheduled(
+        self,
+        seats: _Seats,
+        seq: tuple[int, ...],
+        times: Sequence[tuple[int, int]],
+        chosen: Mapping[tuple[int, str], tuple[str, ...]],
+    ) -> list[ScheduledSession]:
+        """Each session with its interviewers: the required, the pools' chosen members in pool order, and
+        the optional people who are free (seated as they are added)."""
         zone = self.rules.time_zone
         scheduled = []
         for i, (session, (a, b)) in enumerate(zip(self.sessions, times, strict=True)):
@@ -333,17 +360,21 @@ class _Search:
                     session.name, datetime.fromtimestamp(a, zone), datetime.fromtimestamp(b, zone), tuple(names)
                 )
             )
-        # Each seat costs the interviews its person already has that week (stored, and their
-        # earlier seats in this loop): the sum is what the loop adds to the sum of squared loads,
-        # so the lowest sum is the fairest spread.
+        return scheduled
+
+    def _loop_load(
+        self, seats: _Seats, scheduled: Sequence[ScheduledSession], times: Sequence[tuple[int, int]]
+    ) -> tuple[int, int]:
+        """Each seat costs the interviews its person already has that week (stored, and their earlier
+        seats in this loop): the sum is what the loop adds to the sum of squared loads, so the lowest
+        sum is the fairest spread. The week's sum and the day's."""
         week = day = 0
         for placed, (a, _) in zip(scheduled, times, strict=True):
             for name in placed.interviewers:
                 load = self._seat_load(seats, name, a, before=True)
                 week += load.week
                 day += load.day
-        gaps = tuple(scheduled[i + 1].start - scheduled[i].end for i in range(len(scheduled) - 1))
-        return Loop(tuple(scheduled), gaps, week, day)
+        return week, day
 
     def _compatible(self, seats: _Seats, combo: Sequence[str], a: int, b: int) -> bool:
         added: list[str] = []
