@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,13 +129,36 @@ def process_message(deps: Dependencies, text: str, *, apply: ApplyObserved | Non
 
 def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: ApplyObserved | None = None) -> WorkReport:
     """Apply every notification of one decoded queue message. Raises for anything that should be retried."""
-    kind, items = envelope.kind, envelope.items
     apply = apply or apply_observed_event
+    changes, seen_subscriptions, report = _latest_changes(deps, envelope)
+    in_flight = _InFlight(deps, _received_at(envelope))
+    deferred: list[dict[str, str]] = []
+    for (tenant_id, mailbox, event_id), (change, item) in changes.items():
+        done = _apply_change(deps, apply, in_flight, tenant_id, mailbox, event_id, change)
+        if done is None:
+            deferred.append(item)
+        else:
+            report = _plus(report, done)
+    if deferred:
+        _defer(deps, envelope, in_flight, deferred)
+        report = replace(report, deferred=report.deferred + len(deferred))
+    for tenant_id, sub_id in seen_subscriptions:
+        record_notification(deps, tenant_id, sub_id)
+    return report
+
+
+Changes = dict[tuple[str, str, str], tuple[str, dict[str, str]]]  # (tenant, mailbox, event) -> (change, item)
+
+
+def _latest_changes(deps: Dependencies, envelope: QueueEnvelope) -> tuple[Changes, set[tuple[str, str]], WorkReport]:
+    """The last change per event of the message (created then deleted in one batch is a delete), each in
+    the mailbox of our subscription record; the subscriptions they came through; lifecycle notifications
+    handled on the way and what was skipped, counted."""
+    kind = envelope.kind
     report = WorkReport()
-    # The last change per event wins (created then deleted in one batch is a delete).
-    changes: dict[tuple[str, str, str], tuple[str, dict[str, str]]] = {}
+    changes: Changes = {}
     seen_subscriptions: set[tuple[str, str]] = set()
-    for item in items:
+    for item in envelope.items:
         tenant_id = item.get("t", "")
         if kind == "lifecycle":
             sub_id, event = item.get("s", ""), item.get("l", "")
@@ -158,54 +181,63 @@ def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: Appl
         else:
             mailbox = item.get("m", "")
         changes[(tenant_id, mailbox, event_id)] = (change, item)
-    in_flight = _InFlight(deps, _received_at(envelope))
-    deferred: list[dict[str, str]] = []
-    for (tenant_id, mailbox, event_id), (change, item) in changes.items():
+    return changes, seen_subscriptions, report
+
+
+def _apply_change(
+    deps: Dependencies,
+    apply: ApplyObserved,
+    in_flight: _InFlight,
+    tenant_id: str,
+    mailbox: str,
+    event_id: str,
+    change: str,
+) -> WorkReport | None:
+    """Apply one change of an event to its booking; what it counts, or None when it must wait for a booking
+    still being made in its mailbox."""
+    booking = _booking_of_event(deps, tenant_id, event_id)
+    if booking is None and in_flight.may_hold(tenant_id, mailbox):
+        # A booking in this mailbox is still being made: the event may be its own, whose id is stored
+        # only once Graph has answered the create. Looked up once more (it may have been stored since
+        # the first look), then left for later rather than read or dropped.
         booking = _booking_of_event(deps, tenant_id, event_id)
-        if booking is None and in_flight.may_hold(tenant_id, mailbox):
-            # A booking in this mailbox is still being made: the event may be its own, whose id is stored
-            # only once Graph has answered the create. Looked up once more (it may have been stored since
-            # the first look), then left for later rather than read or dropped.
-            booking = _booking_of_event(deps, tenant_id, event_id)
-            if booking is None:
-                deferred.append(item)
-                continue
         if booking is None:
-            # Not one of our bookings (every booking's event id is in storage once it is booked, and a
-            # booking being made was waited for above): nothing of it is read from Graph.
-            report = replace(report, unrelated=report.unrelated + 1)
-            continue
-        if booking.mailbox.strip().lower() != mailbox.strip().lower():
-            # The event is in another mailbox than the one this subscription (or catch-up) watches: an id
-            # of one mailbox names nothing in another, so there is nothing to read here, and "gone from
-            # here" says nothing about the booking's event. (Microsoft's documentation does not say in so many
-            # words that an event id is meaningful only in its own mailbox; attendees' copies carry ids of
-            # their own, and reading another mailbox's id answers 404 in practice.)
-            logger.warning(
-                "Ignored a change of an event of tenant %s reported from a mailbox that does not hold its booking %s",
-                tenant_id,
-                booking.booking_id,
-            )
-            report = replace(report, foreign=report.foreign + 1)
-            continue
-        observed = None if change == "deleted" else read_event(deps, tenant_id, mailbox, event_id)
-        stored = apply(deps, tenant_id, event_id=event_id, observed=observed, seen_at=deps.clock.now())
-        report = replace(
-            report, events=report.events + 1, bookings_updated=report.bookings_updated + (stored is not None)
+            return None
+    if booking is None:
+        # Not one of our bookings (every booking's event id is in storage once it is booked, and a
+        # booking being made was waited for above): nothing of it is read from Graph.
+        return WorkReport(unrelated=1)
+    if booking.mailbox.strip().lower() != mailbox.strip().lower():
+        # The event is in another mailbox than the one this subscription (or catch-up) watches: an id
+        # of one mailbox names nothing in another, so there is nothing to read here, and "gone from
+        # here" says nothing about the booking's event. (Microsoft's documentation does not say in so many
+        # words that an event id is meaningful only in its own mailbox; attendees' copies carry ids of
+        # their own, and reading another mailbox's id answers 404 in practice.)
+        logger.warning(
+            "Ignored a change of an event of tenant %s reported from a mailbox that does not hold its booking %s",
+            tenant_id,
+            booking.booking_id,
         )
-    if deferred:
-        delay = in_flight.wait()
-        for message in encode_messages(kind, deferred, _received_at(envelope) or deps.clock.now()):
-            deps.notification_queue.send(message, delay=delay)
-        report = replace(report, deferred=report.deferred + len(deferred))
-        logger.info(
-            "%d notifications wait %d s for bookings still being made in their mailbox",
-            len(deferred),
-            int(delay.total_seconds()),
-        )
-    for tenant_id, sub_id in seen_subscriptions:
-        record_notification(deps, tenant_id, sub_id)
-    return report
+        return WorkReport(foreign=1)
+    observed = None if change == "deleted" else read_event(deps, tenant_id, mailbox, event_id)
+    stored = apply(deps, tenant_id, event_id=event_id, observed=observed, seen_at=deps.clock.now())
+    return WorkReport(events=1, bookings_updated=int(stored is not None))
+
+
+def _plus(report: WorkReport, more: WorkReport) -> WorkReport:
+    return WorkReport(**{f.name: getattr(report, f.name) + getattr(more, f.name) for f in fields(WorkReport)})
+
+
+def _defer(deps: Dependencies, envelope: QueueEnvelope, in_flight: _InFlight, deferred: list[dict[str, str]]) -> None:
+    """Queue the notifications again, due when the bookings being made in their mailboxes should be stored."""
+    delay = in_flight.wait()
+    for message in encode_messages(envelope.kind, deferred, _received_at(envelope) or deps.clock.now()):
+        deps.notification_queue.send(message, delay=delay)
+    logger.info(
+        "%d notifications wait %d s for bookings still being made in their mailbox",
+        len(deferred),
+        int(delay.total_seconds()),
+    )
 
 
 def _booking_of_event(deps: Dependencies, tenant_id: str, event_id: str) -> Booking | None:
