@@ -112,25 +112,10 @@ def subscribe_mailbox(
     if claim is None:
         logger.info("Another writer is subscribing a mailbox of tenant %s; leaving it to them", tenant_id)
         return None
-    settings = deps.settings
     mailbox_id = _mailbox_id(deps, tenant_id, mailbox)
     client_state = secrets.token_urlsafe(32)
-    expires_at = deps.clock.now() + timedelta(minutes=settings.subscription_minutes)
     resource = f"users/{mailbox}/events"
-    try:
-        created: CreatedSubscription = app(deps, tenant_id)(
-            lambda token: deps.graph.create_subscription(
-                token,
-                resource=resource,
-                notification_url=graph_webhook_url(settings),
-                lifecycle_url=graph_lifecycle_url(settings),
-                client_state=client_state,
-                expires_at=expires_at,
-            )
-        )
-    except ServiceError as err:
-        _record_sync_error(deps, claim, f"create failed: {err.code}")
-        raise
+    created = _create_at_graph(deps, tenant_id, claim, resource, client_state)
     now = deps.clock.now()
     subscription = deps.subscriptions.create_subscription(
         Subscription(
@@ -146,7 +131,43 @@ def subscribe_mailbox(
         )
     )
     forget_unknown_subscriptions(created.subscription_id)  # this worker may have seen it before it was stored
-    previous = claim.subscription_id
+    if not _settle_claim(deps, tenant_id, claim, created):
+        return None
+    remember(tenant_id, mailbox, created.expires_at)
+    logger.info("Subscribed to a mailbox of tenant %s until %s", tenant_id, created.expires_at.isoformat())
+    if catch_up_after:
+        try:
+            catch_up(deps, tenant_id, mailbox)
+        except ServiceError as err:
+            logger.warning("Delta catch-up after subscribing failed (%s); reconciliation retries", err.code)
+    return subscription
+
+
+def _create_at_graph(
+    deps: Dependencies, tenant_id: str, claim: MailboxSync, resource: str, client_state: str
+) -> CreatedSubscription:
+    """Ask Graph for the subscription; a failure is recorded on the claim (which it gives up) and raised."""
+    settings = deps.settings
+    expires_at = deps.clock.now() + timedelta(minutes=settings.subscription_minutes)
+    try:
+        return app(deps, tenant_id)(
+            lambda token: deps.graph.create_subscription(
+                token,
+                resource=resource,
+                notification_url=graph_webhook_url(settings),
+                lifecycle_url=graph_lifecycle_url(settings),
+                client_state=client_state,
+                expires_at=expires_at,
+            )
+        )
+    except ServiceError as err:
+        _record_sync_error(deps, claim, f"create failed: {err.code}")
+        raise
+
+
+def _settle_claim(deps: Dependencies, tenant_id: str, claim: MailboxSync, created: CreatedSubscription) -> bool:
+    """Record the new subscription on the mailbox's row and give the claim up; the one it replaces is
+    deleted. False when the claim was lost meanwhile: the new subscription is deleted instead."""
     try:
         deps.subscriptions.update_mailbox_sync(
             replace(
@@ -163,17 +184,11 @@ def subscribe_mailbox(
             "Lost a mailbox claim of tenant %s while subscribing; removing the extra subscription", tenant_id
         )
         _drop_subscription(deps, tenant_id, created.subscription_id)
-        return None
+        return False
+    previous = claim.subscription_id
     if previous and previous != created.subscription_id:
         _drop_subscription(deps, tenant_id, previous)
-    remember(tenant_id, mailbox, created.expires_at)
-    logger.info("Subscribed to a mailbox of tenant %s until %s", tenant_id, created.expires_at.isoformat())
-    if catch_up_after:
-        try:
-            catch_up(deps, tenant_id, mailbox)
-        except ServiceError as err:
-            logger.warning("Delta catch-up after subscribing failed (%s); reconciliation retries", err.code)
-    return subscription
+    return True
 
 
 def _mailbox_id(deps: Dependencies, tenant_id: str, mailbox: str) -> str | None:
