@@ -293,62 +293,83 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
                     timeout=self._attempt_timeout(deadline),
                 )
             except httpx.RequestError as err:
-                # A request that never left cannot have created anything: retry it whatever the method.
-                transient = isinstance(err, httpx.TransportError)
-                cut = False  # a retry was due, but the deadline comes first
-                if transient and (retryable or isinstance(err, NOT_SENT_ERRORS)) and attempt < limit:
-                    wait_for = self._backoff(attempt)
-                    if self._fits(wait_for, deadline):
-                        attempt += 1
-                        logger.info(
-                            "Graph %s %s failed (%s); retry in %.2f s", method, route, type(err).__name__, wait_for
-                        )
-                        self._free(place)
-                        self._sleep(wait_for)
-                        continue
-                    cut = True
-                if cut or isinstance(err, httpx.TimeoutException) or self._passed(deadline):
-                    raise _TimedOut(f"Microsoft Graph did not answer in time ({type(err).__name__}).") from err
-                raise UpstreamUnavailable(f"Microsoft Graph did not answer ({type(err).__name__}).") from err
+                wait_for = self._wait_after_failure(
+                    err, method, route, retryable=retryable, attempt=attempt, limit=limit, deadline=deadline
+                )
+                attempt += 1
+                self._free(place)
+                self._sleep(wait_for)
+                continue
             finally:
                 self._free(place)
             if response.status_code < 400:
                 return self._body(response)
-            transient = response.status_code in TRANSIENT_STATUSES
-            wait_for = self._retry_wait(response, attempt) if transient else 0.0
-            # A 429 is learned for the whole worker: nobody sends to this mailbox before Retry-After has passed.
-            shuts = response.status_code == 429 and mailbox is not None
-            # Honouring Retry-After means not coming back sooner: a longer wait than we allow ends it.
-            if (
-                retryable
-                and transient
-                and attempt < limit
-                and wait_for <= self._max_retry_after
-                and self._fits(wait_for, deadline)
-            ):
-                attempt += 1
-                logger.info(
-                    "Graph answered %s for %s %s; retry in %.2f s", response.status_code, method, route, wait_for
-                )
-                if shuts and mailbox is not None:
-                    self._limiter.sit_out(mailbox, wait_for)  # shut for all, slept out here
-                else:
-                    self._sleep(wait_for)
-                continue
+            self._wait_after_refusal(
+                response, method, route, mailbox, retryable=retryable, attempt=attempt, limit=limit, deadline=deadline
+            )
+            attempt += 1
+
+    def _wait_after_failure(
+        self,
+        err: httpx.RequestError,
+        method: str,
+        route: str,
+        *,
+        retryable: bool,
+        attempt: int,
+        limit: int,
+        deadline: float | None,
+    ) -> float:
+        """How long to wait before retrying a request Graph never answered. Raises _TimedOut or
+        UpstreamUnavailable when no retry is due, or when the deadline comes first."""
+        # A request that never left cannot have created anything: retry it whatever the method.
+        transient = isinstance(err, httpx.TransportError)
+        cut = False  # a retry was due, but the deadline comes first
+        if transient and (retryable or isinstance(err, NOT_SENT_ERRORS)) and attempt < limit:
+            wait_for = self._backoff(attempt)
+            if self._fits(wait_for, deadline):
+                logger.info("Graph %s %s failed (%s); retry in %.2f s", method, route, type(err).__name__, wait_for)
+                return wait_for
+            cut = True
+        if cut or isinstance(err, httpx.TimeoutException) or self._passed(deadline):
+            raise _TimedOut(f"Microsoft Graph did not answer in time ({type(err).__name__}).") from err
+        raise UpstreamUnavailable(f"Microsoft Graph did not answer ({type(err).__name__}).") from err
+
+    def _wait_after_refusal(
+        self,
+        response: httpx.Response,
+        method: str,
+        route: str,
+        mailbox: str | None,
+        *,
+        retryable: bool,
+        attempt: int,
+        limit: int,
+        deadline: float | None,
+    ) -> None:
+        """Wait out a transient error answer before the next attempt. Raises the answer as our error when no
+        retry is due; _TimedOut when the deadline, not Graph, ends the retries."""
+        transient = response.status_code in TRANSIENT_STATUSES
+        wait_for = self._retry_wait(response, attempt) if transient else 0.0
+        # A 429 is learned for the whole worker: nobody sends to this mailbox before Retry-After has passed.
+        shuts = response.status_code == 429 and mailbox is not None
+        # Honouring Retry-After means not coming back sooner: a longer wait than we allow ends it.
+        due = retryable and transient and attempt < limit and wait_for <= self._max_retry_after
+        if due and self._fits(wait_for, deadline):
+            logger.info("Graph answered %s for %s %s; retry in %.2f s", response.status_code, method, route, wait_for)
             if shuts and mailbox is not None:
-                self._limiter.shut(mailbox, self._clock() + min(wait_for, MAX_SHUT_SECONDS))
-            if (
-                retryable
-                and transient
-                and attempt < limit
-                and wait_for <= self._max_retry_after
-                and response.status_code != 429
-            ):
-                # The deadline, not Graph, ends the retries (a 429 stays "throttled": it says why).
-                raise _TimedOut(f"Microsoft Graph answered HTTP {response.status_code} until the deadline.") from (
-                    self._error(response)
-                )
-            raise self._error(response)
+                self._limiter.sit_out(mailbox, wait_for)  # shut for all, slept out here
+            else:
+                self._sleep(wait_for)
+            return
+        if shuts and mailbox is not None:
+            self._limiter.shut(mailbox, self._clock() + min(wait_for, MAX_SHUT_SECONDS))
+        if due and response.status_code != 429:
+            # The deadline, not Graph, ends the retries (a 429 stays "throttled": it says why).
+            raise _TimedOut(f"Microsoft Graph answered HTTP {response.status_code} until the deadline.") from (
+                self._error(response)
+            )
+        raise self._error(response)
 
     def _take_place(self, mailbox: str | None, deadline: float | None, ticket: int | None) -> Waiter | None:
         """Wait for a turn on the mailbox (none for requests that target no mailbox). A waiter with no
