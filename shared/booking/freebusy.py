@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import NamedTuple
 
 from shared.booking.claims import claim_all, claimant, release_all
-from shared.booking.records import user_access
 from shared.booking.request import BookingRequest
 from shared.errors import (
     GraphRequestFailed,
@@ -19,8 +18,7 @@ from shared.errors import (
     ServiceError,
     SlotUnavailable,
 )
-from shared.identity.guard import RequestContext
-from shared.identity.tokens import with_user_token
+from shared.identity.guard import RequestContext, with_user_access
 from shared.models import (
     FreeBusyStatus,
     Schedule,
@@ -58,11 +56,8 @@ def busy_people(
     if not people:
         return FreeBusy([], [], [])
     deadline = deps.settings.availability_deadline()
-    schedules = with_user_token(
-        deps,
-        ctx.user,
-        lambda token: deps.graph.get_schedules(token, people, start, end, deadline=deadline),
-        token=user_access(ctx),
+    schedules = with_user_access(
+        deps, ctx, lambda token: deps.graph.get_schedules(token, people, start, end, deadline=deadline)
     )
     found = FreeBusy([], [], [])
     for email, schedule in zip(people, schedules, strict=True):

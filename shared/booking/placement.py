@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from shared.booking.freebusy import field_names
-from shared.booking.records import user_access
 from shared.booking.request import (
     INTERVIEWS,
     BookingChange,
@@ -21,9 +20,9 @@ from shared.errors import (
     InvalidRequest,
     NoAccessToCalendar,
 )
-from shared.identity.guard import RequestContext
+from shared.identity.guard import RequestContext, with_user_access
 from shared.identity.readiness import RECRUITING_GROUP  # the group that holds access to the shared mailboxes
-from shared.identity.tokens import with_app_token, with_user_token
+from shared.identity.tokens import with_app_token
 from shared.models import (
     AccessToken,
     Booking,
@@ -91,7 +90,7 @@ def on_calendar(
     if not delegated:
         return with_app_token(deps, ctx.tenant_id, call, known=ctx.tenant)
     try:
-        return with_user_token(deps, ctx.user, call, token=user_access(ctx))
+        return with_user_access(deps, ctx, call)
     except GraphRequestFailed as err:
         if err.status == 403 and err.reason == "forbidden":
             interviews = ctx.tenant.interviews_mailbox if ctx.tenant is not None else None

@@ -10,10 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shared.booking.request import whole_seconds
-from shared.errors import ReauthRequired
-from shared.identity.guard import RequestContext
 from shared.models import (
-    AccessToken,
     AttendeeResponse,
     Booking,
     BookingStatus,
@@ -60,12 +57,6 @@ def same_time(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> boo
 
 def entry(booking: Booking, entry: HistoryEntry) -> tuple[HistoryEntry, ...]:
     return (*booking.history, entry)[-HISTORY_LIMIT:]
-
-
-def user_access(ctx: RequestContext) -> AccessToken:
-    if ctx.user_access is None:  # the two-token guard always sets it for calendar calls
-        raise ReauthRequired("Sign in again.")
-    return ctx.user_access
 
 
 def invited(booking: Booking) -> tuple[ObservedAttendee, ...]:

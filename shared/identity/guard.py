@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from shared.errors import NotFound, ReauthRequired, SigninRequired
 from shared.identity.tenant_consent import ensure_tenant_consent
-from shared.identity.tokens import user_token
+from shared.identity.tokens import user_token, with_user_token
 from shared.models import AccessToken, Session, Tenant, TokenHealth, User
 from shared.ports import Dependencies
 from shared.urls import login_url
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,12 @@ def require_calendar_access(deps: Dependencies, credential: str | None) -> Reque
     # Warm, this reads nothing from storage: the session, user, tenant and token cache come from the
     # worker's memory and a fresh access token from the identity adapter's; a refusal marks the user.
     return replace(ctx, tenant=tenant, user_access=user_token(deps, ctx.user))
+
+
+def with_user_access(deps: Dependencies, ctx: RequestContext, call: Callable[[AccessToken], T]) -> T:
+    """Run a Graph call with the user's delegated token the two-token guard proved live for this request
+    (renewed once when Graph refuses it: see ``with_user_token``). Raises ReauthRequired, also when the
+    request did not pass the guard."""
+    if ctx.user_access is None:  # the two-token guard always sets it for calendar calls
+        raise ReauthRequired("Sign in again.")
+    return with_user_token(deps, ctx.user, call, token=ctx.user_access)

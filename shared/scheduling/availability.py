@@ -15,10 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.errors import ReauthRequired
-from shared.identity.guard import RequestContext
-from shared.identity.tokens import with_user_token
-from shared.models import AccessToken, AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
+from shared.identity.guard import RequestContext, with_user_access
+from shared.models import AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
 from shared.ports import Dependencies
 from shared.scheduling.loops import LoopRules, LoopSearch, LoopSession, find_loops
 from shared.scheduling.request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
@@ -71,12 +69,6 @@ def _rules(options: SlotOptions, duration: timedelta, now: datetime) -> SlotRule
     )
 
 
-def _user_access(ctx: RequestContext) -> AccessToken:
-    if ctx.user_access is None:  # the two-token guard always sets it for calendar calls
-        raise ReauthRequired("Sign in again.")
-    return ctx.user_access
-
-
 def _read_schedules(
     deps: Dependencies,
     ctx: RequestContext,
@@ -87,11 +79,8 @@ def _read_schedules(
 ) -> list[Schedule]:
     """Raises ReauthRequired when Graph refuses the user's own token and a refresh does not help:
     never an empty calendar."""
-    return with_user_token(
-        deps,
-        ctx.user,
-        lambda token: deps.graph.get_schedules(token, people, start, end, deadline=deadline),
-        token=_user_access(ctx),
+    return with_user_access(
+        deps, ctx, lambda token: deps.graph.get_schedules(token, people, start, end, deadline=deadline)
     )
 
 

@@ -38,8 +38,7 @@ KERNEL = {
 CAPABILITIES = ("identity", "scheduling", "booking", "sync")
 # The named modules one capability calls in another; nothing else crosses, and never a private name.
 CROSSINGS = {
-    ("scheduling", "shared.identity.guard"),  # the two-token guard: RequestContext
-    ("scheduling", "shared.identity.tokens"),
+    ("scheduling", "shared.identity.guard"),  # the two-token guard: RequestContext, with_user_access
     ("booking", "shared.identity.guard"),
     ("booking", "shared.identity.tokens"),
     ("booking", "shared.identity.readiness"),  # RECRUITING_GROUP: who holds the shared mailboxes
