@@ -249,6 +249,11 @@ class GraphRequestFailed(UpstreamError):
         # refresh only: kept out of ``details``, which reach the client, and never logged.
         self.claims_challenge = claims_challenge
 
+    @property
+    def token_refused(self) -> bool:
+        """Graph answered 401: the access token itself was refused (a new one may be taken)."""
+        return self.reason == "unauthorized"
+
 
 GRAPH_FAILURE_REASONS = (
     "access_policy",  # an application access policy blocks the mailbox

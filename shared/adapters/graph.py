@@ -493,7 +493,7 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
         try:
             raw = self.request("POST", "$batch", token, json=body, retry_safe=True)  # reads only
         except GraphRequestFailed as err:
-            if err.reason == "unauthorized":
+            if err.token_refused:
                 raise
             logger.warning("Graph $batch of %d mailbox purposes failed: HTTP %s", len(chunk), err.status)
             return found
@@ -594,7 +594,7 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
                 max_retries=SCHEDULE_RETRIES,
             )
         except GraphRequestFailed as err:
-            if err.reason == "unauthorized":
+            if err.token_refused:
                 raise
             reason = err.reason if err.reason in SCHEDULE_REASONS else "other"
             logger.warning("getSchedule failed for %d people: HTTP %s (%s)", len(chunk), err.status, err.reason)

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from shared.errors import NotFound, ReauthRequired, SigninRequired
 from shared.identity.tenant_consent import ensure_tenant_consent
-from shared.identity.tokens import user_token, with_user_token
+from shared.identity.tokens import SIGN_IN_EXPIRED, reauth_required, user_token, with_user_token
 from shared.models import AccessToken, Session, Tenant, TokenHealth, User
 from shared.ports import Dependencies
 from shared.urls import login_url
@@ -60,9 +60,7 @@ def require_calendar_access(deps: Dependencies, credential: str | None) -> Reque
     that holds admin consent. Raises SigninRequired, ReauthRequired or AdminConsentRequired."""
     ctx = authenticate_session(deps, credential)
     if ctx.user.token_health is TokenHealth.REAUTH_REQUIRED:
-        raise ReauthRequired(
-            "Your Office 365 sign-in has expired or was revoked. Sign in again.", login_url=login_url(deps.settings)
-        )
+        raise reauth_required(deps, SIGN_IN_EXPIRED)
     tenant = ensure_tenant_consent(deps, ctx.tenant_id)
     # Warm, this reads nothing from storage: the session, user, tenant and token cache come from the
     # worker's memory and a fresh access token from the identity adapter's; a refusal marks the user.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shared.conflicts import retry_on_conflict
 from shared.errors import ConcurrencyConflict, GraphRequestFailed, ReauthRequired
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 # The delegated scopes a calendar call needs (a subset of what sign-in asks for).
 USER_TOKEN_SCOPES = ["Calendars.ReadWrite.Shared", "User.ReadBasic.All", "MailboxSettings.Read"]
+SIGN_IN_EXPIRED = "Your Office 365 sign-in has expired or was revoked. Sign in again."
 
 T = TypeVar("T")
 
@@ -80,7 +81,7 @@ def call_with_renewal(
     try:
         return call(token)
     except GraphRequestFailed as err:
-        if err.reason != "unauthorized":
+        if not err.token_refused:
             raise
         refusal = err
     logger.info(
@@ -104,7 +105,7 @@ def with_app_token(
     try:
         return call_with_renewal(call, token, renew)
     except GraphRequestFailed as err:
-        if err.reason != "unauthorized":
+        if not err.token_refused:
             raise
         logger.warning("Graph refused a new app-only token of a tenant too; marking the tenant")
         mark_tenant(deps, tenant_id, ConsentStatus.NEEDS_ATTENTION, "app-only token refused by Graph")
@@ -128,14 +129,12 @@ def with_user_token(
     try:
         return call_with_renewal(call, first, renew)
     except GraphRequestFailed as err:
-        if err.reason != "unauthorized":
+        if not err.token_refused:
             raise
         logger.warning("Graph refused a freshly redeemed user token too; marking the user")
         mark_user_reauth(deps, user)
-        raise ReauthRequired(
-            "Microsoft Graph refused your Office 365 sign-in. Sign in again.",
-            login_url=login_url(deps.settings),
-            reason="token_refused",
+        raise reauth_required(
+            deps, "Microsoft Graph refused your Office 365 sign-in. Sign in again.", reason="token_refused"
         ) from err
 
 
@@ -162,11 +161,7 @@ def user_token(
             # fails (AADSTS65001) for everyone: that is the tenant's to fix, not the user's.
             _blame_the_tenant_if_consent_is_gone(deps, user.tenant_id)
         mark_user_reauth(deps, user)
-        raise ReauthRequired(
-            "Your Office 365 sign-in has expired or was revoked. Sign in again.",
-            login_url=login_url(deps.settings),
-            reason=reason,
-        ) from err
+        raise reauth_required(deps, SIGN_IN_EXPIRED, reason=reason) from err
     if token.serialized_cache is not None:
         try:
             deps.token_caches.save_cache(user.tenant_id, user.user_id, token.serialized_cache)
@@ -181,6 +176,12 @@ def _blame_the_tenant_if_consent_is_gone(deps: Dependencies, tenant_id: str) -> 
     tenant = reverify_consent(deps, tenant_id)
     if tenant is not None and tenant.consent_status is not ConsentStatus.CONSENTED:
         raise tenant_consent_required(deps, tenant)
+
+
+def reauth_required(deps: Dependencies, message: str, **details: Any) -> ReauthRequired:
+    """The one answer to a user whose own grant no longer yields a token Graph takes (Graph's 401 to a
+    fresh token, a refused refresh, a user already marked): 401 ``reauth_required`` with the sign-in link."""
+    return ReauthRequired(message, login_url=login_url(deps.settings), **details)
 
 
 def mark_user_reauth(deps: Dependencies, user: User) -> None:
