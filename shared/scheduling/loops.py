@@ -49,6 +49,7 @@ from shared.scheduling.slots import (
     SlotRules,
     Suggestion,
     SuggestionKind,
+    at_cap,
     bit_positions,
     explain,
 )
@@ -272,9 +273,7 @@ class _Search:
             if not (e + spacing <= a or b + spacing <= s):
                 return False
         load = self._seat_load(seats, name, a)
-        if rules.max_per_day is not None and load.day >= rules.max_per_day:
-            return False
-        return rules.max_per_week is None or load.week < rules.max_per_week
+        return not (at_cap(load.day, rules.max_per_day) or at_cap(load.week, rules.max_per_week))
 
     def _assign(self, seq: tuple[int, ...], spans: Sequence[int]) -> Loop | None:
         engine = self.engine

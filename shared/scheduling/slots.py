@@ -772,18 +772,22 @@ def capped_periods(person: Person, rules: SlotRules) -> list[tuple[ReasonKind, d
     counts = person.counts
     zone = counts.time_zone
     out: list[tuple[ReasonKind, datetime, datetime]] = []
-    if rules.max_per_day is not None:
-        for day, count in counts.days.items():
-            if count >= rules.max_per_day:
-                a, b = datetime.combine(day, time(0), zone), datetime.combine(day + ONE_DAY, time(0), zone)
-                out.append((ReasonKind.DAY_CAP, a, b))
-    if rules.max_per_week is not None:
-        for (year, week), count in counts.weeks.items():
-            if count >= rules.max_per_week:
-                monday = date.fromisocalendar(year, week, 1)
-                a, b = datetime.combine(monday, time(0), zone), datetime.combine(monday + 7 * ONE_DAY, time(0), zone)
-                out.append((ReasonKind.WEEK_CAP, a, b))
+    for day, count in counts.days.items():
+        if at_cap(count, rules.max_per_day):
+            a, b = datetime.combine(day, time(0), zone), datetime.combine(day + ONE_DAY, time(0), zone)
+            out.append((ReasonKind.DAY_CAP, a, b))
+    for (year, week), count in counts.weeks.items():
+        if at_cap(count, rules.max_per_week):
+            monday = date.fromisocalendar(year, week, 1)
+            a, b = datetime.combine(monday, time(0), zone), datetime.combine(monday + 7 * ONE_DAY, time(0), zone)
+            out.append((ReasonKind.WEEK_CAP, a, b))
     return out
+
+
+def at_cap(count: int, cap: int | None) -> bool:
+    """Whether ``count`` interviews (on a local day, or in an ISO week) already reach ``cap`` (None: no cap):
+    the one cap test of slots and loops."""
+    return cap is not None and count >= cap
 
 
 # ---- explanations ---------------------------------------------------------------------------------
