@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from azure.data.tables import TableEntity
+from azure.data.tables import TableClient, TableEntity
 
 from shared.errors import ServiceError
 
@@ -95,6 +95,14 @@ def _to_utc(value: datetime, *, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be a timezone-aware datetime.")
     return value.astimezone(UTC)
+
+
+def expired_rows(table: TableClient, before: datetime, select: list[str]) -> list[TableEntity]:
+    """The rows of ``table`` whose ``expires_at`` is at or before ``before`` (only the ``select`` columns)."""
+    rows = table.query_entities(
+        "expires_at le @before", parameters={"before": _to_utc(before, name="before")}, select=select
+    )
+    return list(rows)
 
 
 def _from_stored_datetime(value: datetime) -> datetime:

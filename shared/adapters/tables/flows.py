@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from shared.adapters.tables._base import FLOWS, _key, _to_utc
+from shared.adapters.tables._base import FLOWS, _key, _to_utc, expired_rows
 from shared.errors import (
     ConcurrencyConflict,
     InvalidFlowState,
@@ -47,12 +47,7 @@ class TableFlowStore:
         removed = 0
         with self._s.translating("purging expired flow states"):
             table = self._s.table(FLOWS)
-            rows = table.query_entities(
-                "expires_at le @before",
-                parameters={"before": _to_utc(before, name="before")},
-                select=["PartitionKey", "RowKey"],
-            )
-            for row in list(rows):
+            for row in expired_rows(table, before, ["PartitionKey", "RowKey"]):
                 table.delete_entity(str(row["PartitionKey"]), str(row["RowKey"]))
                 removed += 1
         return removed

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
-from shared.adapters.tables._base import SESSIONS, SESSIONS_BY_USER, _Codec, _etag, _key, _require_etag, _to_utc
+from shared.adapters.tables._base import (
+    SESSIONS,
+    SESSIONS_BY_USER,
+    _Codec,
+    _etag,
+    _key,
+    _require_etag,
+    expired_rows,
+)
 from shared.errors import NotFound
 from shared.models import Session
 
@@ -74,12 +82,7 @@ class TableSessionStore:
         removed = 0
         with self._s.translating("purging expired sessions"):
             table = self._s.table(SESSIONS)
-            rows = table.query_entities(
-                "expires_at le @before",
-                parameters={"before": _to_utc(before, name="before")},
-                select=["PartitionKey", "tenant_id", "user_id"],
-            )
-            for row in list(rows):
+            for row in expired_rows(table, before, ["PartitionKey", "tenant_id", "user_id"]):
                 session_hash = str(row["PartitionKey"])
                 table.delete_entity(session_hash, self._ROW)
                 # Index rows after the row they point at: a crash leaves a dangling index row only.
