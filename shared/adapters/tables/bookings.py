@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
 from shared.adapters.tables._base import (
     BOOKINGS,
@@ -159,11 +159,7 @@ class TableBookingStore:
             if len(operations) == 1:
                 meta = table.create_entity(self._to_entity(booking))
                 return dataclasses.replace(booking, etag=_etag(meta))
-            try:
-                results = table.submit_transaction(operations)
-            except TableTransactionError as err:
-                raise ConcurrencyConflict(f"Booking {booking.booking_id} exists.") from err
-        return dataclasses.replace(booking, etag=_etag(results[-1]))
+            return self._submitted(table, booking, operations, f"Booking {booking.booking_id} exists.")
 
     def update_booking(self, booking: Booking) -> Booking:
         etag = _require_etag(booking.etag, "booking")
@@ -177,11 +173,18 @@ class TableBookingStore:
                     entity, UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
                 )
                 return dataclasses.replace(booking, etag=_etag(meta))
-            # The booking and its index rows share the tenant's partition: one atomic round trip.
-            try:
-                results = table.submit_transaction(operations)
-            except TableTransactionError as err:
-                raise ConcurrencyConflict(f"Booking {booking.booking_id} changed since it was read.") from err
+            return self._submitted(
+                table, booking, operations, f"Booking {booking.booking_id} changed since it was read."
+            )
+
+    @staticmethod
+    def _submitted(table: TableClient, booking: Booking, operations: list[Any], conflict: str) -> Booking:
+        """The booking and its index rows share the tenant's partition: one atomic round trip. Raises
+        ConcurrencyConflict (``conflict``) when a row exists or changed."""
+        try:
+            results = table.submit_transaction(operations)
+        except TableTransactionError as err:
+            raise ConcurrencyConflict(conflict) from err
         return dataclasses.replace(booking, etag=_etag(results[-1]))
 
     def delete_booking(self, tenant_id: str, booking_id: str) -> None:
