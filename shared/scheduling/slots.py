@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 import operator
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
@@ -964,10 +964,26 @@ def _suggestions(
     horizon_end: datetime | None,
     session: int | None,
 ) -> tuple[Suggestion, ...]:
+    duration = rules.duration
+
+    def rerun(changed: SlotRules, until: datetime = end) -> list[datetime]:
+        # Start instants only: a relaxed rule can open the whole window, and who is free in each
+        # slot is not what a suggestion reports.
+        found = Engine(people, panel.people(), start, until, changed, (duration,)).starts(panel, duration)
+        return [datetime.fromtimestamp(s, UTC) for s in found]
+
     out = [
-        *_panel_suggestions(engine, panel, rules.duration, session),
-        *_rule_suggestions(panel, people, start, end, rules, horizon_end, session),
+        *_panel_suggestions(engine, panel, duration, session),
+        *_rule_suggestions(rerun, panel, people, rules, session),
     ]
+    if rules.not_before is not None and rules.not_before > start:
+        earlier = [s for s in rerun(replace(rules, not_before=None)) if s < rules.not_before]
+        if earlier:
+            out.append(_shorter_notice(earlier, rules.not_before, session))
+    if horizon_end is not None and horizon_end > end:
+        later = rerun(rules, horizon_end)
+        if later:
+            out.append(_wider_window(later, end, horizon_end, duration, session))
     order = {kind: i for i, kind in enumerate(SUGGESTION_ORDER)}
     out.sort(key=lambda s: (order[s.kind], s.amount or 0, -s.slots))
     return tuple(out)
@@ -998,24 +1014,14 @@ def _panel_suggestions(engine: Engine, panel: Panel, duration: timedelta, sessio
 
 
 def _rule_suggestions(
+    rerun: Callable[[SlotRules], list[datetime]],
     panel: Panel,
     people: Mapping[str, Person],
-    start: datetime,
-    end: datetime,
     rules: SlotRules,
-    horizon_end: datetime | None,
     session: int | None,
 ) -> list[Suggestion]:
-    """A relaxed rule (tentative as free, shorter notice, a wider window, higher caps, outside working
-    hours), each found by running the search again with it."""
-    duration = rules.duration
-
-    def rerun(changed: SlotRules, until: datetime = end) -> list[datetime]:
-        # Start instants only: a relaxed rule can open the whole window, and who is free in each
-        # slot is not what a suggestion reports.
-        found = Engine(people, panel.people(), start, until, changed, (duration,)).starts(panel, duration)
-        return [datetime.fromtimestamp(s, UTC) for s in found]
-
+    """Tentative events counted as free, higher caps, or booking outside working hours: each where it
+    could matter, found by running the search again with it (``rerun``)."""
     out: list[Suggestion] = []
     blocks = [b for n in panel.people() if (p := people.get(n)) for b in p.schedule.busy]
     if rules.tentative_is_busy and any(b.status is FreeBusyStatus.TENTATIVE for b in blocks):
@@ -1023,14 +1029,6 @@ def _rule_suggestions(
         if found:
             detail = "count tentative events as free"
             out.append(Suggestion(SuggestionKind.TENTATIVE_AS_FREE, None, None, found, detail, session))
-    if rules.not_before is not None and rules.not_before > start:
-        earlier = [s for s in rerun(replace(rules, not_before=None)) if s < rules.not_before]
-        if earlier:
-            out.append(_shorter_notice(earlier, rules.not_before, session))
-    if horizon_end is not None and horizon_end > end:
-        later = rerun(rules, horizon_end)
-        if later:
-            out.append(_wider_window(later, end, horizon_end, duration, session))
     for kind, field_name in (
         (SuggestionKind.RAISE_DAY_CAP, "max_per_day"),
         (SuggestionKind.RAISE_WEEK_CAP, "max_per_week"),
