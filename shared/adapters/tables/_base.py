@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from azure.data.tables import TableClient, TableEntity
+from azure.core import MatchConditions
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.errors import ServiceError
 
@@ -95,6 +96,12 @@ def _to_utc(value: datetime, *, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be a timezone-aware datetime.")
     return value.astimezone(UTC)
+
+
+def replace_if_unchanged(table: TableClient, entity: typing.Mapping[str, Any], etag: str) -> dict[str, Any]:
+    """Replace the row only while its ETag is still ``etag`` (every store's update is conditional); the new
+    row's metadata. The facade's ``translating`` turns a lost race into ConcurrencyConflict."""
+    return table.update_entity(entity, UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
 
 
 def expired_rows(table: TableClient, before: datetime, select: list[str]) -> list[TableEntity]:

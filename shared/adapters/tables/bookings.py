@@ -26,6 +26,7 @@ from shared.adapters.tables._base import (
     _require_etag,
     _to_utc,
     claim_key_part,
+    replace_if_unchanged,
     state_hash,
 )
 from shared.errors import (
@@ -169,9 +170,7 @@ class TableBookingStore:
             conditional = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
             operations = self._written(booking, ("update", entity, conditional))
             if len(operations) == 1:
-                meta = table.update_entity(
-                    entity, UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
+                meta = replace_if_unchanged(table, entity, etag)
                 return dataclasses.replace(booking, etag=_etag(meta))
             return self._submitted(
                 table, booking, operations, f"Booking {booking.booking_id} changed since it was read."

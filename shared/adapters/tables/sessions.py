@@ -6,7 +6,6 @@ import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
 from shared.adapters.tables._base import (
@@ -17,6 +16,7 @@ from shared.adapters.tables._base import (
     _key,
     _require_etag,
     expired_rows,
+    replace_if_unchanged,
 )
 from shared.errors import NotFound
 from shared.models import Session
@@ -59,12 +59,7 @@ class TableSessionStore:
     def update_session(self, session: Session) -> Session:
         etag = _require_etag(session.etag, "session")
         with self._s.translating("updating a session"):
-            meta = self._s.table(SESSIONS).update_entity(
-                self._codec.to_entity(session),
-                UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
+            meta = replace_if_unchanged(self._s.table(SESSIONS), self._codec.to_entity(session), etag)
         return dataclasses.replace(session, etag=_etag(meta))
 
     def delete_session(self, session_hash: str) -> None:

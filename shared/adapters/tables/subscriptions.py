@@ -10,7 +10,6 @@ import re
 import typing
 from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableEntity, UpdateMode
 
@@ -23,6 +22,7 @@ from shared.adapters.tables._base import (
     _etag,
     _key,
     _require_etag,
+    replace_if_unchanged,
 )
 from shared.errors import (
     ConcurrencyConflict,
@@ -90,12 +90,7 @@ class TableSubscriptionStore:
     def update_subscription(self, subscription: Subscription) -> Subscription:
         etag = _require_etag(subscription.etag, "subscription")
         with self._s.translating(f"updating subscription {subscription.subscription_id}"):
-            meta = self._s.table(SUBSCRIPTIONS).update_entity(
-                self._codec.to_entity(subscription),
-                UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
+            meta = replace_if_unchanged(self._s.table(SUBSCRIPTIONS), self._codec.to_entity(subscription), etag)
         return dataclasses.replace(subscription, etag=_etag(meta))
 
     def delete_subscription(self, tenant_id: str, subscription_id: str) -> None:
@@ -175,9 +170,7 @@ class TableSubscriptionStore:
     def update_mailbox_sync(self, sync: MailboxSync) -> MailboxSync:
         etag = _require_etag(sync.etag, "mailbox sync record")
         with self._s.translating(f"updating the sync record of a mailbox of tenant {sync.tenant_id}"):
-            meta = self._s.table(MAILBOX_SYNC).update_entity(
-                self._sync_entity(sync), UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
+            meta = replace_if_unchanged(self._s.table(MAILBOX_SYNC), self._sync_entity(sync), etag)
         return dataclasses.replace(sync, etag=_etag(meta))
 
     def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]:
@@ -215,12 +208,7 @@ class TableSubscriptionStore:
                     if entity is None:
                         self._s.table(table_name).create_entity(row)
                     else:
-                        self._s.table(table_name).update_entity(
-                            row,
-                            UpdateMode.REPLACE,
-                            etag=_etag(entity.metadata),
-                            match_condition=MatchConditions.IfNotModified,
-                        )
+                        replace_if_unchanged(self._s.table(table_name), row, _etag(entity.metadata))
                 return
             except ConcurrencyConflict:
                 continue  # another worker flushed at the same moment: read again and add

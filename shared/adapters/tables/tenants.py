@@ -5,10 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from azure.core import MatchConditions
-from azure.data.tables import UpdateMode
-
-from shared.adapters.tables._base import TENANTS, _Codec, _etag, _key, _require_etag
+from shared.adapters.tables._base import TENANTS, _Codec, _etag, _key, _require_etag, replace_if_unchanged
 from shared.models import Tenant
 
 if TYPE_CHECKING:  # the facade imports every store
@@ -37,12 +34,7 @@ class TableTenantStore:
     def update_tenant(self, tenant: Tenant) -> Tenant:
         etag = _require_etag(tenant.etag, "tenant")
         with self._s.translating(f"updating tenant {tenant.tenant_id}"):
-            meta = self._s.table(TENANTS).update_entity(
-                self._codec.to_entity(tenant),
-                UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
+            meta = replace_if_unchanged(self._s.table(TENANTS), self._codec.to_entity(tenant), etag)
         return dataclasses.replace(tenant, etag=_etag(meta))
 
     def delete_tenant(self, tenant_id: str) -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from azure.core import MatchConditions
-from azure.data.tables import UpdateMode
-
-from shared.adapters.tables._base import USERS, _Codec, _etag, _key, _require_etag
+from shared.adapters.tables._base import USERS, _Codec, _etag, _key, _require_etag, replace_if_unchanged
 from shared.models import User
 
 if TYPE_CHECKING:  # the facade imports every store
@@ -35,12 +32,7 @@ class TableUserStore:
     def update_user(self, user: User) -> User:
         etag = _require_etag(user.etag, "user")
         with self._s.translating(f"updating user {user.user_id} of tenant {user.tenant_id}"):
-            meta = self._s.table(USERS).update_entity(
-                self._codec.to_entity(user),
-                UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
+            meta = replace_if_unchanged(self._s.table(USERS), self._codec.to_entity(user), etag)
         return dataclasses.replace(user, etag=_etag(meta))
 
     def delete_user(self, tenant_id: str, user_id: str) -> None:
