@@ -31,7 +31,6 @@ MAX_ENTRIES = 10_000
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-R = TypeVar("R")
 
 
 class TtlCache(Generic[K, V]):
@@ -119,12 +118,24 @@ def pacer_of(owner: object, name: str, clock: Clock, interval: timedelta) -> Pac
         return pacer
 
 
-def _write(cache: TtlCache[K, V], key: K, write: Callable[[], R]) -> R:
+def _read_through(cache: TtlCache[K, V], key: K, read: Callable[[], V]) -> V:
+    """The remembered record, or the one ``read`` from storage (then remembered)."""
+    value = cache.get(key)
+    if value is None:
+        value = read()
+        cache.put(key, value)
+    return value
+
+
+def _write_through(cache: TtlCache[K, V], key: K, write: Callable[[], V]) -> V:
+    """Write to storage and remember what was stored; a lost ETag race forgets the record instead."""
     try:
-        return write()
+        stored = write()
     except ConcurrencyConflict:
         cache.forget(key)  # the caller's retry must read the record afresh
         raise
+    cache.put(key, stored)
+    return stored
 
 
 class CachedTenants:
@@ -135,21 +146,13 @@ class CachedTenants:
         self._cache: TtlCache[str, Tenant] = TtlCache(clock, ttl=ttl)
 
     def get_tenant(self, tenant_id: str) -> Tenant:
-        tenant = self._cache.get(tenant_id)
-        if tenant is None:
-            tenant = self._inner.get_tenant(tenant_id)
-            self._cache.put(tenant_id, tenant)
-        return tenant
+        return _read_through(self._cache, tenant_id, lambda: self._inner.get_tenant(tenant_id))
 
     def create_tenant(self, tenant: Tenant) -> Tenant:
-        stored = _write(self._cache, tenant.tenant_id, lambda: self._inner.create_tenant(tenant))
-        self._cache.put(tenant.tenant_id, stored)
-        return stored
+        return _write_through(self._cache, tenant.tenant_id, lambda: self._inner.create_tenant(tenant))
 
     def update_tenant(self, tenant: Tenant) -> Tenant:
-        stored = _write(self._cache, tenant.tenant_id, lambda: self._inner.update_tenant(tenant))
-        self._cache.put(tenant.tenant_id, stored)
-        return stored
+        return _write_through(self._cache, tenant.tenant_id, lambda: self._inner.update_tenant(tenant))
 
     def delete_tenant(self, tenant_id: str) -> None:
         self._cache.forget(tenant_id)
@@ -167,24 +170,15 @@ class CachedUsers:
         self._cache: TtlCache[tuple[str, str], User] = TtlCache(clock, ttl=ttl)
 
     def get_user(self, tenant_id: str, user_id: str) -> User:
-        key = (tenant_id, user_id)
-        user = self._cache.get(key)
-        if user is None:
-            user = self._inner.get_user(tenant_id, user_id)
-            self._cache.put(key, user)
-        return user
+        return _read_through(self._cache, (tenant_id, user_id), lambda: self._inner.get_user(tenant_id, user_id))
 
     def create_user(self, user: User) -> User:
         key = (user.tenant_id, user.user_id)
-        stored = _write(self._cache, key, lambda: self._inner.create_user(user))
-        self._cache.put(key, stored)
-        return stored
+        return _write_through(self._cache, key, lambda: self._inner.create_user(user))
 
     def update_user(self, user: User) -> User:
         key = (user.tenant_id, user.user_id)
-        stored = _write(self._cache, key, lambda: self._inner.update_user(user))
-        self._cache.put(key, stored)
-        return stored
+        return _write_through(self._cache, key, lambda: self._inner.update_user(user))
 
     def delete_user(self, tenant_id: str, user_id: str) -> None:
         self._cache.forget((tenant_id, user_id))
@@ -207,16 +201,10 @@ class CachedSessions:
         return stored
 
     def get_session(self, session_hash: str) -> Session:
-        session = self._cache.get(session_hash)
-        if session is None:
-            session = self._inner.get_session(session_hash)
-            self._cache.put(session_hash, session)
-        return session
+        return _read_through(self._cache, session_hash, lambda: self._inner.get_session(session_hash))
 
     def update_session(self, session: Session) -> Session:
-        stored = _write(self._cache, session.session_hash, lambda: self._inner.update_session(session))
-        self._cache.put(session.session_hash, stored)
-        return stored
+        return _write_through(self._cache, session.session_hash, lambda: self._inner.update_session(session))
 
     def delete_session(self, session_hash: str) -> None:
         self._cache.forget(session_hash)
@@ -267,11 +255,7 @@ class CachedSubscriptions:
         self._secrets: TtlCache[str, SubscriptionSecret] = TtlCache(clock, ttl=ttl)
 
     def find_secret(self, subscription_id: str) -> SubscriptionSecret:
-        secret = self._secrets.get(subscription_id)
-        if secret is None:
-            secret = self._inner.find_secret(subscription_id)
-            self._secrets.put(subscription_id, secret)
-        return secret
+        return _read_through(self._secrets, subscription_id, lambda: self._inner.find_secret(subscription_id))
 
     def get_subscription(self, tenant_id: str, subscription_id: str) -> Subscription:
         return self._inner.get_subscription(tenant_id, subscription_id)
