@@ -10,6 +10,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -102,6 +103,13 @@ def replace_if_unchanged(table: TableClient, entity: typing.Mapping[str, Any], e
     """Replace the row only while its ETag is still ``etag`` (every store's update is conditional); the new
     row's metadata. The facade's ``translating`` turns a lost race into ConcurrencyConflict."""
     return table.update_entity(entity, UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+
+
+def partition_rows(table: TableClient, tenant_id: str | None) -> Iterable[TableEntity]:
+    """The rows of the tenant's partition, or of every tenant (``None``)."""
+    if tenant_id is None:
+        return table.list_entities()
+    return table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")})
 
 
 def expired_rows(table: TableClient, before: datetime, select: list[str]) -> list[TableEntity]:

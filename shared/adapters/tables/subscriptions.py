@@ -22,6 +22,7 @@ from shared.adapters.tables._base import (
     _etag,
     _key,
     _require_etag,
+    partition_rows,
     replace_if_unchanged,
 )
 from shared.errors import (
@@ -109,12 +110,7 @@ class TableSubscriptionStore:
 
     def list_subscriptions(self, tenant_id: str | None = None) -> list[Subscription]:
         with self._s.translating("listing subscriptions"):
-            table = self._s.table(SUBSCRIPTIONS)
-            if tenant_id is None:
-                rows = table.list_entities()
-            else:
-                rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")})
-            return [self._codec.from_entity(e) for e in rows]
+            return [self._codec.from_entity(e) for e in partition_rows(self._s.table(SUBSCRIPTIONS), tenant_id)]
 
     def find_subscription(self, subscription_id: str) -> Subscription:
         secret = self.find_secret(subscription_id)
@@ -175,12 +171,7 @@ class TableSubscriptionStore:
 
     def list_mailbox_syncs(self, tenant_id: str | None = None) -> list[MailboxSync]:
         with self._s.translating("listing mailbox sync records"):
-            table = self._s.table(MAILBOX_SYNC)
-            if tenant_id is None:
-                rows = table.list_entities()
-            else:
-                rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": _key(tenant_id, name="tenant_id")})
-            return [self._sync_from_entity(e) for e in rows]
+            return [self._sync_from_entity(e) for e in partition_rows(self._s.table(MAILBOX_SYNC), tenant_id)]
 
     # ---- dropped-notification counters -----------------------------------------------------------
     _DROPS_PARTITION = "drops"
