@@ -14,9 +14,7 @@ from shared.booking.freebusy import busy_people, field_names, not_known_free, sl
 from shared.booking.listing import get_booking
 from shared.booking.placement import on_calendar, with_writer
 from shared.booking.records import HISTORY_LIMIT, entry, same_time
-from shared.booking.request import (
-    BookingChange,
-)
+from shared.booking.request import BookingChange
 from shared.conflicts import retry_on_conflict
 from shared.errors import (
     ConcurrencyConflict,

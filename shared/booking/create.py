@@ -16,9 +16,7 @@ from shared.booking.claims import CLAIM_LEASE, grid_cells, release_all
 from shared.booking.freebusy import FreeBusy, busy_people, check_slot, field_names
 from shared.booking.placement import on_calendar, recruiter_writes, target_of
 from shared.booking.records import BookingOutcome, booked_with, booking_id_for, invited, key_hash, offset_minutes
-from shared.booking.request import (
-    BookingRequest,
-)
+from shared.booking.request import BookingRequest
 from shared.errors import (
     ConcurrencyConflict,
     IdempotencyKeyInProgress,
@@ -43,11 +41,7 @@ logger = logging.getLogger(__name__)
 
 
 WAIT_FOR_OTHER = timedelta(seconds=20)  # how long a request with the same key waits for the first
-
-
 POLL_SECONDS = 0.1
-
-
 # A refused request's answer is kept under its key this long: every retry with the key gets it again.
 REFUSAL_LIFETIME = timedelta(hours=24)
 
@@ -59,8 +53,6 @@ KEPT_REFUSALS: tuple[type[ServiceError], ...] = (SlotUnavailable,)
 
 
 MAX_TAKEOVERS = 5  # times one request starts afresh after an earlier request with its key let it go
-
-
 SECONDARY_CALENDAR_WARNING = (
     "The event is in a calendar other than the mailbox's primary one, which raises no change notification: "
     "attendees' responses and changes made there are picked up by the periodic reconciliation only."

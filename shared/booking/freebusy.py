@@ -4,7 +4,6 @@ never free), and the refusal that names who is busy.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -12,9 +11,7 @@ from typing import NamedTuple
 
 from shared.booking.claims import claim_all, claimant, release_all
 from shared.booking.records import user_access
-from shared.booking.request import (
-    BookingRequest,
-)
+from shared.booking.request import BookingRequest
 from shared.errors import (
     GraphRequestFailed,
     GraphUnavailable,
@@ -30,9 +27,6 @@ from shared.models import (
     ScheduleStatus,
 )
 from shared.ports import Dependencies
-
-logger = logging.getLogger(__name__)
-
 
 BUSY = frozenset({FreeBusyStatus.BUSY, FreeBusyStatus.OOF, FreeBusyStatus.TENTATIVE})
 
@@ -104,8 +98,6 @@ def slot_unavailable(people: Sequence[str]) -> SlotUnavailable:
 
 # Reasons an interviewer's free/busy stays unreadable whatever the retry: the mailbox is out of Graph's reach.
 LASTING_REASONS = frozenset({"access_policy", "on_premises"})
-
-
 GRAPH_RETRY_AFTER_SECONDS = 5
 
 

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 from shared.booking.records import BookingPage
 from shared.booking.request import (
     PAGE_SIZE,
     BookingQuery,
 )
-from shared.errors import (
-    NotFound,
-)
+from shared.errors import NotFound
 from shared.identity.guard import RequestContext
 from shared.models import (
     Booking,
     BookingStatus,
 )
 from shared.ports import Dependencies
-
-logger = logging.getLogger(__name__)
 
 
 def get_booking(deps: Dependencies, ctx: RequestContext, booking_id: str) -> Booking:

@@ -4,7 +4,6 @@ notification worker and reconciliation hand each observed event here.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -13,9 +12,7 @@ from shared.booking.change import is_changing
 from shared.booking.claims import follow_claims
 from shared.booking.records import HISTORY_LIMIT, entry, same_time
 from shared.conflicts import retry_on_conflict
-from shared.errors import (
-    NotFound,
-)
+from shared.errors import NotFound
 from shared.models import (
     AttendeeResponse,
     Booking,
@@ -24,8 +21,6 @@ from shared.models import (
     ObservedEvent,
 )
 from shared.ports import Dependencies
-
-logger = logging.getLogger(__name__)
 
 
 def apply_observed_event(

@@ -4,7 +4,6 @@ calendar, written with the app's permission or the recruiter's as ``shared.booki
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -30,9 +29,6 @@ from shared.models import (
     Booking,
 )
 from shared.ports import Dependencies
-
-logger = logging.getLogger(__name__)
-
 
 T = TypeVar("T")
 

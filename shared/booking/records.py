@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shared.booking.request import (
-    whole_seconds,
-)
-from shared.errors import (
-    ReauthRequired,
-)
+from shared.booking.request import whole_seconds
+from shared.errors import ReauthRequired
 from shared.identity.guard import RequestContext
 from shared.models import (
     AccessToken,
@@ -26,9 +21,6 @@ from shared.models import (
     ObservedAttendee,
     ObservedEvent,
 )
-
-logger = logging.getLogger(__name__)
-
 
 HISTORY_LIMIT = 200
 
