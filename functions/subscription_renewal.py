@@ -42,4 +42,6 @@ def subscriptions_health(req: func.HttpRequest, *, ctx: RequestContext) -> func.
 
     if not ctx.user.is_tenant_admin:
         raise Forbidden("Only an administrator of your Office 365 tenant can see the subscriptions' health.")
-    return json_response(health(get_container(), ctx.tenant_id))
+    from functions._views import subscriptions_health_json
+
+    return json_response(subscriptions_health_json(health(get_container(), ctx.tenant_id)))

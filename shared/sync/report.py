@@ -4,8 +4,8 @@ catch-up and errors; dropped-notification counters; the poison queue and what wa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from shared.errors import (
     ServiceError,
@@ -40,68 +40,101 @@ POISON_NOTE = (
 )
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+@dataclass(frozen=True)
+class SubscriptionState:
+    subscription_id: str
+    resource: str
+    mailbox: str
+    expires_at: datetime
+    expired: bool
+    last_notification_at: datetime | None
+    last_renewed_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    last_delta_at: datetime | None
 
 
-def subscriptions_health(deps: Dependencies, tenant_id: str) -> dict[str, Any]:
-    """Each subscription's resource, expiry, last notification, last renewal and last error, each
-    mailbox's delta state, the poison-queue count, and the secondary-calendar limitation."""
-    subs = deps.subscriptions.list_subscriptions(tenant_id)
-    syncs = {s.mailbox.lower(): s for s in deps.subscriptions.list_mailbox_syncs(tenant_id)}
-    try:
-        poison: int | None = deps.notification_queue.poison_count()
-    except ServiceError:
-        poison = None
+@dataclass(frozen=True)
+class DroppedNotifications:
+    """Counts refused at the webhook; None each when storage could not be read."""
+
+    client_state_mismatch: int | None
+    wrong_mailbox: int | None
+    malformed: int | None
+    unknown_subscription_all_tenants: int | None
+
+
+@dataclass(frozen=True)
+class PoisonQueue:
+    queue: str
+    count: int | None  # None when the queue could not be read
+    replayed: int | None
+
+
+@dataclass(frozen=True)
+class SubscriptionsHealth:
+    subscriptions: tuple[SubscriptionState, ...]
+    mailboxes_without_subscription: tuple[str, ...]
+    poison_queue: PoisonQueue
+    dropped_notifications: DroppedNotifications
+    secondary_calendar_bookings: int
+
+
+def _dropped(deps: Dependencies, tenant_id: str) -> DroppedNotifications:
     flush_drops(deps, force=True)  # this worker's own latest drops
-    dropped: dict[str, Any] = {
-        "client_state_mismatch": 0,
-        "wrong_mailbox": 0,
-        "malformed": 0,
-        "unknown_subscription_all_tenants": 0,
-    }
     try:
         ours = deps.subscriptions.get_dropped(tenant_id)
         unattributed = deps.subscriptions.get_dropped(UNATTRIBUTED)
-        for reason in ("client_state_mismatch", "wrong_mailbox", "malformed"):
-            dropped[reason] = ours.get(reason, 0)
-        dropped["unknown_subscription_all_tenants"] = unattributed.get("unknown_subscription", 0)
     except ServiceError:
-        dropped = dict.fromkeys(dropped)
+        return DroppedNotifications(None, None, None, None)
+    return DroppedNotifications(
+        ours.get("client_state_mismatch", 0),
+        ours.get("wrong_mailbox", 0),
+        ours.get("malformed", 0),
+        unattributed.get("unknown_subscription", 0),
+    )
+
+
+def _poison_queue(deps: Dependencies) -> PoisonQueue:
+    try:
+        count: int | None = deps.notification_queue.poison_count()
+    except ServiceError:
+        count = None
     try:
         replayed: int | None = deps.subscriptions.get_dropped(POISON_SCOPE).get("replayed", 0)
     except ServiceError:
         replayed = None
-    dropped["note"] = DROPPED_NOTE
+    return PoisonQueue(deps.settings.notification_queue + "-poison", count, replayed)
+
+
+def subscriptions_health(deps: Dependencies, tenant_id: str) -> SubscriptionsHealth:
+    """Each subscription's resource, expiry, last notification, last renewal and last error, each
+    mailbox's delta state, the poison-queue count, and the secondary-calendar limitation."""
+    subs = deps.subscriptions.list_subscriptions(tenant_id)
+    syncs = {s.mailbox.lower(): s for s in deps.subscriptions.list_mailbox_syncs(tenant_id)}
+    poison = _poison_queue(deps)
+    dropped = _dropped(deps, tenant_id)
     now = deps.clock.now()
-    return {
-        "subscriptions": [
-            {
-                "subscription_id": s.subscription_id,
-                "resource": s.resource,
-                "mailbox": s.mailbox,
-                "expires_at": _iso(s.expires_at),
-                "expired": s.expires_at <= now,
-                "last_notification_at": _iso(s.last_notification_at),
-                "last_renewed_at": _iso(s.last_renewed_at),
-                "last_error": s.last_error,
-                "last_error_at": _iso(s.last_error_at),
-                "last_delta_at": _iso(syncs[s.mailbox.lower()].last_delta_at) if s.mailbox.lower() in syncs else None,
-            }
-            for s in sorted(subs, key=lambda s: s.mailbox.lower())
-        ],
-        "mailboxes_without_subscription": sorted(
+    states = tuple(
+        SubscriptionState(
+            s.subscription_id,
+            s.resource,
+            s.mailbox,
+            s.expires_at,
+            s.expires_at <= now,
+            s.last_notification_at,
+            s.last_renewed_at,
+            s.last_error,
+            s.last_error_at,
+            syncs[s.mailbox.lower()].last_delta_at if s.mailbox.lower() in syncs else None,
+        )
+        for s in sorted(subs, key=lambda s: s.mailbox.lower())
+    )
+    unsubscribed = tuple(
+        sorted(
             s.mailbox
             for key, s in syncs.items()
             if not s.subscription_id or all(x.mailbox.lower() != key for x in subs)
-        ),
-        "poison_queue": {
-            "queue": deps.settings.notification_queue + "-poison",
-            "count": poison,
-            "replayed": replayed,
-            "note": POISON_NOTE,
-        },
-        "dropped_notifications": dropped,
-        "secondary_calendars": SECONDARY_CALENDAR_NOTE,
-        "secondary_calendar_bookings": len(secondary_calendar_bookings(deps, tenant_id)),
-    }
+        )
+    )
+    return SubscriptionsHealth(states, unsubscribed, poison, dropped, len(secondary_calendar_bookings(deps, tenant_id)))

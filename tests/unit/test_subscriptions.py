@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from functions._views import subscriptions_health_json
 from shared.models import DeltaChange
 from shared.sync import delta, reconcile, renewal, report
 from shared.sync import subscriptions as core
@@ -15,6 +17,11 @@ from tests.kit import TENANT_A, FakeDeps, consented
 
 INTERVIEWS = "interviews@contoso.example"
 SYNC = "sync@contoso.example"
+
+
+def health_view(deps: Any, tenant_id: str) -> dict[str, Any]:
+    """The subscriptions' health as GET /api/subscriptions/health answers it."""
+    return subscriptions_health_json(report.subscriptions_health(deps, tenant_id))
 
 
 @pytest.fixture(autouse=True)
@@ -174,7 +181,7 @@ def test_health_lists_each_subscription_and_the_poison_count() -> None:
     renewal.renew_subscriptions(deps)
     deps.notification_queue.poison.append("m")
 
-    view = report.subscriptions_health(deps, TENANT_A)
+    view = health_view(deps, TENANT_A)
 
     assert {s["mailbox"] for s in view["subscriptions"]} == {INTERVIEWS, SYNC}
     assert all(s["expires_at"] and s["last_renewed_at"] for s in view["subscriptions"])
@@ -218,7 +225,7 @@ def test_reconciliation_queues_each_live_secondary_calendar_booking_for_a_direct
 
     assert queued == 1
     assert queued_items(deps) == [{"t": TENANT_A, "m": "alex.wilber@contoso.example", "e": "AAMkb1", "c": "updated"}]
-    view = report.subscriptions_health(deps, TENANT_A)
+    view = health_view(deps, TENANT_A)
     assert view["secondary_calendar_bookings"] == 1
     assert "reconciliation only" in view["secondary_calendars"]
 
@@ -231,7 +238,7 @@ def test_health_shows_dropped_notifications_of_the_tenant_and_those_of_no_tenant
     deps.subscriptions.add_dropped("another-tenant", {"client_state_mismatch": 7})
     deps.subscriptions.add_dropped(UNATTRIBUTED, {"unknown_subscription": 2})
 
-    dropped = report.subscriptions_health(deps, TENANT_A)["dropped_notifications"]
+    dropped = health_view(deps, TENANT_A)["dropped_notifications"]
 
     assert (dropped["client_state_mismatch"], dropped["unknown_subscription_all_tenants"]) == (3, 2)
     assert "30 seconds" in dropped["note"]
@@ -291,7 +298,7 @@ def test_reconciliation_holds_poison_while_graph_fails_its_mailbox_then_replays_
     assert deps.notification_queue.poison == [text]  # held: Graph did not answer that mailbox
     assert deps.notification_queue.poison_expiry[text] is None  # and rewritten without an expiry
     assert deps.notification_queue.messages == []
-    assert report.subscriptions_health(deps, TENANT_A)["poison_queue"]["replayed"] == 0
+    assert health_view(deps, TENANT_A)["poison_queue"]["replayed"] == 0
 
     del deps.graph.failures[INTERVIEWS]
     assert deps.notification_queue.leased == set()  # the held message is visible again for the next run
@@ -301,7 +308,7 @@ def test_reconciliation_holds_poison_while_graph_fails_its_mailbox_then_replays_
     [replayed] = [json.loads(m) for m in deps.notification_queue.messages if json.loads(m)["k"] == "change"]
     assert replayed["n"] == json.loads(text)["n"]
     assert (replayed.get("a", 0), replayed["r"]) == (0, 1)  # a fresh round of retries, and counted as a replay
-    poison = report.subscriptions_health(deps, TENANT_A)["poison_queue"]
+    poison = health_view(deps, TENANT_A)["poison_queue"]
     assert (poison["count"], poison["replayed"]) == (0, 1)
 
 
