@@ -10,8 +10,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from functools import lru_cache
+from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dateutil.relativedelta import FR, MO, SA, SU, TH, TU, WE, relativedelta
+from dateutil.tz import tzrange
 from tzlocal.windows_tz import tz_win, win_tz
 
 # An IANA key: path segments of letters, digits, "_", "+" and "-" ("America/Argentina/Buenos_Aires",
@@ -65,6 +68,10 @@ def windows_name_of(iana: str) -> str | None:
 
 
 # ---- custom time zones ----------------------------------------------------------------------------
+_DAY = timedelta(days=1)
+_WEEKDAY_OF = dict(zip(WEEKDAYS, (MO, TU, WE, TH, FR, SA, SU), strict=True))
+
+
 @dataclass(frozen=True)
 class TransitionRule:
     """When a custom zone changes offset: at ``at`` local wall-clock time (the clock in force before
@@ -83,21 +90,41 @@ class TransitionRule:
         if self.weekday not in WEEKDAYS:
             raise ValueError(f"Transition dayOfWeek must be an English day name, got {self.weekday!r}.")
 
-    def local_moment(self, year: int) -> datetime:
-        """The naive local wall-clock moment of this transition in ``year``."""
-        first = datetime(year, self.month, 1)
-        wanted = WEEKDAYS.index(self.weekday)
-        day = first + timedelta(days=(wanted - first.weekday()) % 7 + 7 * (self.occurrence - 1))
-        if self.occurrence == LAST:
-            while day.month != self.month:  # a fifth occurrence that does not exist: the last one
-                day -= timedelta(days=7)
-        return datetime.combine(day.date(), self.at)
+    def from_new_year(self, clock_behind: timedelta = timedelta(0)) -> relativedelta:
+        """This change as a ``relativedelta`` from 1 January (the form ``tzrange`` takes), read on a clock
+        ``clock_behind`` behind the rule's own. relativedelta finds the weekday after adding the time, so a
+        moment that moves to the day before or after the rule's day is found from that day's weekday: the
+        day before the first Sunday is the first Saturday on or after the previous month's last day."""
+        at = timedelta(hours=self.at.hour, minutes=self.at.minute, seconds=self.at.second)
+        at += timedelta(microseconds=self.at.microsecond) - clock_behind
+        days = at // _DAY  # -1, 0 or 1
+        weekday = _WEEKDAY_OF[WEEKDAYS[(WEEKDAYS.index(self.weekday) + days) % 7]]
+        day, nth = (31, weekday(-1)) if self.occurrence == LAST else (1, weekday(+self.occurrence))
+        return relativedelta(
+            month=self.month,
+            day=day,
+            weekday=nth,
+            hour=0,
+            minute=0,
+            second=0,
+            microsecond=0,
+            days=days,
+            microseconds=(at - days * _DAY) // timedelta(microseconds=1),
+        )
 
 
-class CustomTimeZone(tzinfo):
-    """An Outlook custom time zone. ``bias`` follows Windows: minutes ADDED to local time give UTC
-    (so UTC+10 has bias -600); daylight time adds ``daylight_bias`` (usually -60) to it. Both rules
-    or neither: without rules the offset is fixed. Rules repeat every year."""
+class CustomTimeZone(tzrange):  # type: ignore[misc]  # dateutil ships no type information
+    """An Outlook custom time zone: dateutil's ``tzrange`` over the zone's two yearly rules. ``bias``
+    follows Windows: minutes ADDED to local time give UTC (so UTC+10 has bias -600); daylight time adds
+    ``daylight_bias`` (usually -60) to it. Both rules or neither: without rules the offset is fixed.
+
+    tzrange knows only clocks that go forward for part of the year; a zone whose daylight time moves them
+    back (a positive daylight bias, as Ireland's winter time reads in tzdata) is given to it the other way
+    round, and ``dst()`` still answers from the zone's own standard offset. Two readings differ from
+    tzrange's own, each shown by a test in tests/unit/test_timezones.py: a wall time inside a skipped hour
+    reads with the offset before the jump when ``fold`` is 0 (PEP 495, as zoneinfo does; tzrange reads the
+    later offset for both folds), and an instant is placed by the rules of its local year (tzrange takes
+    the UTC instant's year, wrong within the offset of New Year)."""
 
     def __init__(
         self,
@@ -117,66 +144,42 @@ class CustomTimeZone(tzinfo):
         self.dst_offset = timedelta(minutes=-(bias_minutes + daylight_bias_minutes))
         self.standard = standard
         self.daylight = daylight
-        self._has_dst = standard is not None and self.std_offset != self.dst_offset
+        if standard is None or daylight is None or self.std_offset == self.dst_offset:
+            super().__init__(name, self.std_offset)  # a fixed offset
+            return
+        # tzrange's "standard" is the lower offset, its "daylight" the higher; it reads both changes on the
+        # lower clock, while each rule is written on the clock in force before its change.
+        (low, to_low), (high, to_high) = sorted(((self.std_offset, standard), (self.dst_offset, daylight)))
+        super().__init__(
+            name, low, name, high, start=to_high.from_new_year(), end=to_low.from_new_year(clock_behind=high - low)
+        )
 
-    # ---- rules in UTC ------------------------------------------------------------------------
-    def _transitions(self, year: int) -> tuple[tuple[datetime, bool], ...]:
-        """The year's transitions as (naive UTC instant, daylight after it), in time order."""
-        return _transitions(self, year)
-
-    def _is_daylight_at_utc(self, utc: datetime) -> bool:
-        """Whether daylight time is in force at the naive UTC instant ``utc``."""
-        if not self._has_dst:
-            return False
-        moments = [
-            t for year in range(max(utc.year - 1, 1), min(utc.year + 1, 9998) + 1) for t in self._transitions(year)
-        ]
-        state = not moments[0][1]  # before the first known transition: the opposite of what it starts
-        for moment, daylight in moments:
-            if moment > utc:
-                break
-            state = daylight
-        return state
-
-    def _offset_of_wall(self, dt: datetime) -> timedelta:
-        if not self._has_dst:
-            return self.std_offset
-        wall = dt.replace(tzinfo=None, fold=0)
-        std_ok = not self._is_daylight_at_utc(wall - self.std_offset)
-        dst_ok = self._is_daylight_at_utc(wall - self.dst_offset)
-        if std_ok != dst_ok:
-            return self.std_offset if std_ok else self.dst_offset
-        low, high = sorted((self.std_offset, self.dst_offset))
-        if std_ok:  # both readings valid: a repeated hour; fold 0 is the earlier instant (larger offset)
-            return low if dt.fold else high
-        # neither reading valid: a skipped hour; PEP 495 reads fold 0 with the offset before the jump
-        return high if dt.fold else low
-
-    # ---- tzinfo --------------------------------------------------------------------------------
     def utcoffset(self, dt: datetime | None) -> timedelta:
-        return self.std_offset if dt is None else self._offset_of_wall(dt)
+        return self.std_offset if dt is None else cast(timedelta, super().utcoffset(dt))
 
     def dst(self, dt: datetime | None) -> timedelta:
-        if dt is None or not self._has_dst:
-            return timedelta(0)
-        offset = self._offset_of_wall(dt)
-        return offset - self.std_offset if offset == self.dst_offset else timedelta(0)
+        return timedelta(0) if dt is None else self.utcoffset(dt) - self.std_offset
 
-    def tzname(self, dt: datetime | None) -> str:
-        return self.name
+    def _isdst(self, dt: datetime | None) -> bool | None:
+        higher: bool | None = super()._isdst(dt)
+        if higher and dt is not None:
+            jump, _ = self.transitions(dt.year)
+            if jump <= dt.replace(tzinfo=None) < jump + (self._dst_offset - self._std_offset):
+                return bool(dt.fold)  # a skipped wall time: fold 0 reads the offset before the jump
+        return higher
 
     def fromutc(self, dt: datetime) -> datetime:
-        if dt.tzinfo is not self:
+        if not isinstance(dt, datetime) or dt.tzinfo is not self:
             raise ValueError("fromutc: dt.tzinfo is not self")
+        if not self.hasdst:
+            return dt + self.std_offset
         utc = dt.replace(tzinfo=None)
-        daylight = self._is_daylight_at_utc(utc)
-        offset = self.dst_offset if daylight else self.std_offset
-        local = utc + offset
-        other = self.std_offset if daylight else self.dst_offset
-        fold = 0
-        if self._has_dst and self._is_daylight_at_utc(local - other) != daylight and local - other < utc:
-            fold = 1  # the same wall time was already shown once, under the other offset
-        return local.replace(tzinfo=self, fold=fold)
+        low: timedelta = self._std_offset
+        high: timedelta = self._dst_offset
+        jump, back = self.transitions((utc + low).year)  # the local year's rules
+        higher = bool(self._naive_isdst(utc, (jump - low, back - low)))
+        wall = dt + (high if higher else low)
+        return wall.replace(fold=int(not higher and self.is_ambiguous(wall)))
 
     def __repr__(self) -> str:
         return f"CustomTimeZone({self.name!r}, std={self.std_offset}, dst={self.dst_offset})"
@@ -186,21 +189,15 @@ class CustomTimeZone(tzinfo):
             return NotImplemented
         return self._key() == other._key()
 
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
     def __hash__(self) -> int:
         return hash(self._key())
 
     def _key(self) -> tuple[object, ...]:
         return (self.name, self.std_offset, self.dst_offset, self.standard, self.daylight)
-
-
-@lru_cache(maxsize=256)
-def _transitions(zone: CustomTimeZone, year: int) -> tuple[tuple[datetime, bool], ...]:
-    if zone.standard is None or zone.daylight is None:
-        return ()  # a fixed offset: no transitions
-    # The daylight rule's time is read on the standard clock, the standard rule's on the daylight clock.
-    to_daylight = zone.daylight.local_moment(year) - zone.std_offset
-    to_standard = zone.standard.local_moment(year) - zone.dst_offset
-    return tuple(sorted(((to_daylight, True), (to_standard, False))))
 
 
 def custom_time_zone(

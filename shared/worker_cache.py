@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
+
+from cachetools import TTLCache
 
 from shared.errors import ConcurrencyConflict
 from shared.models import MailboxSync, Session, Subscription, SubscriptionSecret, Tenant, User
@@ -34,48 +35,31 @@ V = TypeVar("V")
 
 
 class TtlCache(Generic[K, V]):
-    """A thread-safe map whose entries live ``ttl`` by the injected clock; the oldest go first when full."""
+    """A thread-safe map whose entries live ``ttl`` by the injected clock: ``cachetools.TTLCache`` (least
+    recently used first out when full) behind one lock, since cachetools' caches are not thread-safe."""
 
     def __init__(self, clock: Clock, *, ttl: timedelta = WORKER_CACHE_TTL, max_entries: int = MAX_ENTRIES) -> None:
         if ttl > MAX_STALENESS:
             raise ValueError(f"A worker cache may keep records at most {MAX_STALENESS.total_seconds():.0f} seconds.")
-        self._clock = clock
-        self._ttl = ttl
-        self._max = max_entries
-        self._items: OrderedDict[K, tuple[datetime, V]] = OrderedDict()
+        self._items: TTLCache[K, V] = TTLCache(
+            maxsize=max_entries, ttl=ttl.total_seconds(), timer=lambda: clock.now().timestamp()
+        )
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
-        now = self._clock.now()
         with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            expires, value = item
-            if now >= expires:
-                del self._items[key]
-                return None
-            return value
+            return cast("V | None", self._items.get(key))
 
     def put(self, key: K, value: V) -> None:
-        expires = self._clock.now() + self._ttl
         with self._lock:
-            self._items.pop(key, None)
-            self._items[key] = (expires, value)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+            self._items[key] = value
 
     def claim(self, key: K, value: V) -> bool:
         """Put ``value`` unless a live entry holds ``key``; True when this call put it."""
-        now = self._clock.now()
         with self._lock:
-            item = self._items.get(key)
-            if item is not None and now < item[0]:
+            if key in self._items:
                 return False
-            self._items.pop(key, None)
-            self._items[key] = (now + self._ttl, value)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+            self._items[key] = value
             return True
 
     def forget(self, key: K) -> None:
@@ -84,11 +68,12 @@ class TtlCache(Generic[K, V]):
 
     def forget_where(self, predicate: Callable[[K, V], bool]) -> None:
         with self._lock:
-            for key in [k for k, (_, v) in self._items.items() if predicate(k, v)]:
-                del self._items[key]
+            for key in [k for k, v in self._items.items() if predicate(k, v)]:
+                self._items.pop(key, None)
 
     def __len__(self) -> int:
         with self._lock:
+            self._items.expire()
             return len(self._items)
 
 

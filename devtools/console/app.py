@@ -1,6 +1,6 @@
 """The console's server: the scheduling app's own backend, in front of the calendar service.
 
-Design (the README's "The console" section explains it for readers):
+Design (docs/local-cloud.md, "The console", explains it for readers):
 
 * The console's origin is the service's public origin (``PUBLIC_BASE_URL``). The browser legs of
   the service (``/api/auth/*``, ``/api/consent/*``, and anything else under ``/api/``) pass through

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from dateutil.relativedelta import relativedelta
+
 from shared.fields import bad_field, boolean, email_address, integer, minutes, moment, optional_integer, whole_number
 from shared.text import has_forbidden_characters
 from shared.timezones import UnknownTimeZone, resolve_time_zone
@@ -305,21 +307,6 @@ def parse_loop_request(body: Mapping[str, Any]) -> LoopRequest:
 
 
 def _add_months(moment: datetime, months: int) -> datetime:
-    """The same wall-clock moment ``months`` later, clamped to the month's last day."""
-    month_index = moment.month - 1 + months
-    year, month = moment.year + month_index // 12, month_index % 12 + 1
-    days_in_month = [
-        31,
-        29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28,
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ][month - 1]
-    return moment.replace(year=year, month=month, day=min(moment.day, days_in_month))
+    """The same wall-clock moment ``months`` later, clamped to the month's last day (``relativedelta``)."""
+    later: datetime = moment + relativedelta(months=months)
+    return later

@@ -330,6 +330,24 @@ def test_requests_are_refused_naming_the_field(body: dict[str, object], field: s
     assert refused.value.details["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("start", "last_end"),
+    [
+        ("2030-12-02T09:00:00-05:00", "2031-06-02T09:00:00-05:00"),
+        ("2030-08-31T09:00:00+00:00", "2031-02-28T09:00:00+00:00"),  # no 31 February: the month's last day
+        ("2027-08-31T09:00:00+00:00", "2028-02-29T09:00:00+00:00"),  # a leap year's last day of February
+    ],
+)
+def test_a_window_spans_at_most_six_calendar_months(start: str, last_end: str) -> None:
+    longest = parse_availability_request(_request(start=start, end=last_end))
+    assert longest.options.end == datetime.fromisoformat(last_end)
+    with pytest.raises(InvalidRequest) as refused:
+        parse_availability_request(
+            _request(start=start, end=(datetime.fromisoformat(last_end) + timedelta(seconds=1)).isoformat())
+        )
+    assert refused.value.details["field"] == "end"
+
+
 def test_windows_and_iana_names_are_both_accepted() -> None:
     windows = parse_availability_request(_request(time_zone="Eastern Standard Time"))
     iana = parse_availability_request(_request(time_zone="America/New_York"))

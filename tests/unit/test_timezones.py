@@ -6,6 +6,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
+from dateutil.tz import tzrange
 
 from shared.timezones import (
     CustomTimeZone,
@@ -215,3 +216,82 @@ def test_equal_custom_zones_compare_equal() -> None:
     )
     assert twin == SYDNEY and hash(twin) == hash(SYDNEY)
     assert twin != US_EASTERN
+
+
+# ---- why the custom zone is dateutil's tzrange with two readings of its own ----------------------------
+def _plain_tzrange(zone: CustomTimeZone) -> tzrange:
+    """dateutil's tzrange over the same rules, without this module's two readings."""
+    return tzrange(
+        zone.name, zone._std_offset, zone.name, zone._dst_offset, start=zone._start_delta, end=zone._end_delta
+    )
+
+
+def test_a_skipped_wall_time_reads_as_zoneinfo_does_where_plain_tzrange_reads_daylight_time() -> None:
+    # 02:30 on 8 March 2026 does not exist in New York; PEP 495 reads fold 0 with the offset before the jump.
+    new_york = wall(ZoneInfo("America/New_York"), 2026, 3, 8, 2, 30)
+    assert wall(US_EASTERN, 2026, 3, 8, 2, 30).utcoffset() == new_york.utcoffset() == timedelta(hours=-5)
+    assert wall(_plain_tzrange(US_EASTERN), 2026, 3, 8, 2, 30).utcoffset() == timedelta(hours=-4)
+
+
+def test_an_instant_near_new_year_follows_the_rules_of_its_local_year() -> None:
+    # Daylight time (UTC+14) ends on the first Sunday of January at 03:00: on 1 January 2023, a Sunday, at
+    # 13:00 UTC of 31 December 2022. An hour later the local year's rule has passed: 03:00 standard time.
+    zone = custom_time_zone(
+        "Near the date line",
+        -780,
+        standard=TransitionRule(month=1, occurrence=1, weekday="sunday", at=time(3)),
+        daylight=TransitionRule(month=11, occurrence=1, weekday="sunday", at=time(2)),
+        daylight_bias_minutes=-60,
+    )
+    instant = datetime(2022, 12, 31, 14, tzinfo=UTC)
+    assert instant.astimezone(zone).replace(tzinfo=None) == datetime(2023, 1, 1, 3)
+    assert instant.astimezone(zone).utcoffset() == timedelta(hours=13)
+    # plain tzrange reads the rules of the UTC instant's year (2022) and still sees daylight time
+    assert instant.astimezone(_plain_tzrange(zone)).replace(tzinfo=None) == datetime(2023, 1, 1, 4)
+
+
+def test_a_change_on_the_day_before_its_rule_day_is_found_from_that_days_weekday() -> None:
+    # Paraguay until 2024: daylight time ended on the fourth Sunday of March at 00:00 daylight time, which is
+    # 23:00 standard time on the Saturday before; it began on the first Sunday of October at 00:00.
+    paraguay = custom_time_zone(
+        "Paraguay (custom)",
+        240,
+        standard=TransitionRule(month=3, occurrence=4, weekday="sunday", at=time(0)),
+        daylight=TransitionRule(month=10, occurrence=1, weekday="sunday", at=time(0)),
+        daylight_bias_minutes=-60,
+    )
+    reference = ZoneInfo("America/Asuncion")
+    instant = datetime(2019, 1, 1, tzinfo=UTC)
+    while instant < datetime(2021, 1, 1, tzinfo=UTC):
+        ours, theirs = instant.astimezone(paraguay), instant.astimezone(reference)
+        assert (ours.replace(tzinfo=None), ours.fold, ours.utcoffset()) == (
+            theirs.replace(tzinfo=None),
+            theirs.fold,
+            theirs.utcoffset(),
+        ), instant
+        instant += timedelta(minutes=15)
+
+
+def test_a_zone_whose_daylight_time_moves_clocks_back_matches_irelands_winter_time() -> None:
+    # tzdata writes Ireland's winter as daylight time one hour behind standard (IST, UTC+1): a positive
+    # daylight bias. Daylight time begins on the last Sunday of October at 02:00 and ends on the last
+    # Sunday of March at 01:00 (its own clock).
+    ireland = custom_time_zone(
+        "Ireland (custom)",
+        -60,
+        standard=TransitionRule(month=3, occurrence=5, weekday="sunday", at=time(1)),
+        daylight=TransitionRule(month=10, occurrence=5, weekday="sunday", at=time(2)),
+        daylight_bias_minutes=60,
+    )
+    reference = ZoneInfo("Europe/Dublin")
+    instant = datetime(2025, 1, 1, tzinfo=UTC)
+    while instant < datetime(2027, 1, 1, tzinfo=UTC):
+        ours, theirs = instant.astimezone(ireland), instant.astimezone(reference)
+        assert (ours.replace(tzinfo=None), ours.fold, ours.utcoffset()) == (
+            theirs.replace(tzinfo=None),
+            theirs.fold,
+            theirs.utcoffset(),
+        ), instant
+        instant += timedelta(minutes=15)
+    assert wall(ireland, 2026, 1, 15, 12).dst() == timedelta(hours=-1)
+    assert wall(ireland, 2026, 7, 15, 12).dst() == timedelta(0)

@@ -96,6 +96,27 @@ def test_worker_memory_cannot_be_kept_longer_than_30_seconds() -> None:
         TtlCache(FakeClock(), ttl=MAX_STALENESS + timedelta(seconds=1))
 
 
+def test_a_full_worker_memory_lets_the_least_recently_used_record_go_first() -> None:
+    cache: TtlCache[str, int] = TtlCache(FakeClock(), max_entries=2)
+    cache.put("read-again", 1)
+    cache.put("left-alone", 2)
+    assert cache.get("read-again") == 1  # a record the worker keeps reading stays
+    cache.put("new", 3)
+    assert (cache.get("read-again"), cache.get("left-alone"), cache.get("new")) == (1, None, 3)
+
+
+def test_a_record_is_forgotten_the_moment_its_time_is_up() -> None:
+    clock = FakeClock()
+    cache: TtlCache[str, int] = TtlCache(clock, ttl=timedelta(seconds=20))
+    cache.put("session", 1)
+    clock.advance(seconds=19.999)
+    assert cache.get("session") == 1
+    assert not cache.claim("session", 2)
+    clock.advance(seconds=0.001)
+    assert (cache.get("session"), len(cache)) == (None, 0)
+    assert cache.claim("session", 2)
+
+
 def test_a_write_that_lost_its_race_is_read_afresh_next_time() -> None:
     deps = FakeDeps()
     tenant = consented(deps)
