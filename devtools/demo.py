@@ -89,6 +89,7 @@ class Demo:
         self.browser = Browser(ca_bundle)
         self.control = httpx.Client(base_url=self.cloud, verify=ca_bundle, timeout=30)
         self.step = 0
+        self.saved_auto_sign_in: dict[str, Any] | None = None
 
     def say(self, title: str) -> None:
         self.step += 1
@@ -106,7 +107,23 @@ class Demo:
         return response.json() if response.content else None
 
     def set_auto_sign_in(self, user: str) -> None:
+        if self.saved_auto_sign_in is None:
+            # What the local cloud did before the demo changed it, put back by restore_sign_in().
+            self.saved_auto_sign_in = self.expect(self.control.get("/_control/auto-sign-in"), 200)
         self.expect(self.control.put("/_control/auto-sign-in", json={"user": user}), 200)
+
+    def restore_sign_in(self) -> None:
+        """Put the local cloud's sign-in back as the demo found it: the next person to sign in in a
+        browser gets the sign-in page again (or whatever automatic answer was set before)."""
+        saved = self.saved_auto_sign_in
+        if saved is None:
+            return
+        before = saved.get("auto_sign_in")
+        if before is None:
+            self.expect(self.control.delete("/_control/auto-sign-in"), 200)
+        else:
+            self.expect(self.control.put("/_control/auto-sign-in", json=before), 200)
+        self.saved_auto_sign_in = None
 
     def sign_in(self, user: str) -> dict[str, Any]:
         self.set_auto_sign_in(user)
@@ -245,12 +262,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca-bundle", default=str(ROOT / ".devdata" / "cloud" / "ca-bundle.pem"))
     args = parser.parse_args(argv)
     demo = Demo(args.console, args.cloud, args.ca_bundle)
+    status = 0
     try:
         demo.run()
     except (DemoFailed, httpx.HTTPError) as err:
         print(f"\nThe demo failed at step {demo.step}: {err}", file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    finally:
+        try:
+            demo.restore_sign_in()
+        except (DemoFailed, httpx.HTTPError) as err:
+            print(
+                f"Could not put the local cloud's sign-in back (PUT or DELETE /_control/auto-sign-in): {err}",
+                file=sys.stderr,
+            )
+            status = 1
+    if status == 0:
+        print("The local cloud's sign-in is back as the demo found it (GET /_control/auto-sign-in shows it).")
+    return status
 
 
 if __name__ == "__main__":

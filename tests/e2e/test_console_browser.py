@@ -9,9 +9,6 @@ Screenshots: ``tmp/artifacts/<test>/`` (each path is printed; ``pytest -s`` show
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,13 +18,10 @@ import pytest
 
 from devtools.cloud import controls
 from devtools.cloud.graph import controls as graph_controls
-from devtools.console.app import ConsoleConfig
-from devtools.console.server import RunningConsole, start_console
-from shared.bootstrap import set_container
-from shared.subscriptions import forget_worker_memory
-from tests.e2e.chromium import Shots, chromium, require_chromium
+from devtools.console.server import RunningConsole
+from tests.e2e.chromium import Shots, chromium
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, RECRUITER, stack_today
+from tests.kit import CONTOSO_ADMIN, RECRUITER, stack_today
 
 pytestmark = pytest.mark.e2e
 
@@ -42,39 +36,6 @@ FIVE = [
 EASTERN = ZoneInfo("America/New_York")
 PACIFIC = ZoneInfo("America/Los_Angeles")
 WAIT_SECONDS = 60  # an upper bound for the page to show something, never a measurement
-
-
-@pytest.fixture
-def console(e2e: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[RunningConsole]:
-    """The console in front of the test stack, and the service configured with it as its public origin."""
-    require_chromium()
-    for name in ("selenium", "urllib3"):  # the driver's wire protocol, not the app's log
-        caplog.set_level(logging.INFO, logger=name)
-    running = start_console(
-        ConsoleConfig(
-            service_url=e2e.base_url, function_key=FUNCTION_KEY, tenant_hint="contoso.example", poll_seconds=1
-        ),
-        public_host="127.0.0.1",
-    )
-    changed = {
-        "PUBLIC_BASE_URL": running.base_url,
-        "ALLOWED_RETURN_URLS": ",".join(f"{running.base_url}{p}" for p in ("/", "/availability", "/bookings")),
-    }
-    saved = {k: os.environ.get(k) for k in changed}
-    os.environ.update(changed)
-    set_container(None)
-    # Each test starts from fresh tables: this worker must not remember an earlier test's subscriptions.
-    forget_worker_memory()
-    try:
-        yield running
-    finally:
-        running.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        set_container(None)
 
 
 def _wait(driver: Any, condition: Any) -> Any:
