@@ -24,7 +24,7 @@ __all__ = ["Stack"]
 @pytest.fixture
 def e2e(stack: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[Stack]:
     from devtools.cloud import controls
-    from shared.subscriptions import forget_worker_memory
+    from shared.sync.subscriptions import forget_worker_memory
 
     controls.reset_world(stack.world)
     forget_worker_memory()  # which mailboxes this worker saw subscribed: not this test's tables
@@ -42,7 +42,7 @@ def console(e2e: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
     (the local cloud's controls offered, as on the local stack)."""
     from devtools.console.app import ConsoleConfig
     from devtools.console.server import start_console
-    from shared.subscriptions import forget_worker_memory
+    from shared.sync.subscriptions import forget_worker_memory
     from tests.kit import FUNCTION_KEY
 
     for name in ("selenium", "urllib3"):  # the driver's wire protocol, not the app's log
