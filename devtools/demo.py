@@ -65,6 +65,9 @@ class Browser:
                     self.jar.setdefault(netloc, {})[name] = morsel.value
         return response
 
+    def session_cookie(self, url: str, name: str) -> str | None:
+        return self.jar.get(urlsplit(url).netloc, {}).get(name)
+
     def navigate(self, url: str) -> httpx.Response:
         response = self.request("GET", url)
         for _ in range(15):

@@ -946,7 +946,8 @@ def _person_reasons(
             detail = f"already {counted(rules.max_per_day or 0, 'interview')} booked on a day (cap {rules.max_per_day})"
             out.append(Reason(ReasonKind.DAY_CAP, name, periods=tuple(sorted(day_periods)), detail=detail))
         if week_periods:
-            detail = f"already {counted(rules.max_per_week or 0, 'interview')} booked in a week (cap {rules.max_per_week})"
+            booked = counted(rules.max_per_week or 0, "interview")
+            detail = f"already {booked} booked in a week (cap {rules.max_per_week})"
             out.append(Reason(ReasonKind.WEEK_CAP, name, periods=tuple(sorted(week_periods)), detail=detail))
     return out
 

@@ -13,6 +13,7 @@
   let etag = null;
   let moveTo = null;
   let timer = null;
+  let generation = 0; // a change made here outdates reads that were already under way
   const ACTIONS = {
     created: "booked it", recovered: "finished booking it", moved: "moved it", updated: "changed it",
     cancelled: "cancelled it", drifted: "changed it", responded: "answered", meeting_restored: "restored the Teams meeting",
@@ -24,8 +25,10 @@
   }
 
   async function load() {
+    const started = generation;
     try {
       const answer = await api("GET", `bookings/${encodeURIComponent(id)}`);
+      if (started !== generation) return;
       booking = answer.data;
       etag = answer.headers.get("etag") || booking.etag;
       draw();
@@ -124,8 +127,10 @@
   $("move-button").addEventListener("click", async () => {
     if (!moveTo) return;
     $("move-button").disabled = true;
+    generation += 1;
     try {
       const answer = await api("PATCH", `bookings/${encodeURIComponent(id)}`, { start: moveTo.start, end: moveTo.end, check_availability: true }, { "If-Match": etag });
+      generation += 1;
       booking = answer.data;
       etag = answer.headers.get("etag") || booking.etag;
       fill($("move-status"), el("div", { class: "notice", id: "moved" }, `Moved to ${whenText(zone, Date.parse(booking.start), Date.parse(booking.end))}. The attendees get the new time.`));
@@ -141,6 +146,7 @@
   $("cancel-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("cancel-button").disabled = true;
+    generation += 1;
     const message = $("cancel-message").value.trim();
     try {
       await api("DELETE", `bookings/${encodeURIComponent(id)}`, { message: message || null }, etag ? { "If-Match": etag } : {});

@@ -28,8 +28,8 @@
         event.preventDefault();
         location.assign(signinUrl(document.getElementById("login-hint").value.trim()));
       } },
-        el("label", {}, "Work account (optional)", el("input", { id: "login-hint", type: "email", autocomplete: "username" }),
-          el("span", { class: "hint" }, "Your address, so Office 365 asks for that account")),
+        el("label", {}, "Work account", el("input", { id: "login-hint", type: "email", autocomplete: "username" }),
+          el("span", { class: "hint" }, "Optional: your address, so Office 365 asks for that account")),
         el("button", { id: "signin-button", type: "submit" }, "Sign in with Office 365")),
     );
     if (seen) {
