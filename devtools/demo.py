@@ -93,6 +93,7 @@ class Demo:
         self.control = httpx.Client(base_url=self.cloud, verify=ca_bundle, timeout=30)
         self.step = 0
         self.saved_auto_sign_in: dict[str, Any] | None = None
+        self.booking: dict[str, Any] | None = None  # the one the run made
 
     def say(self, title: str) -> None:
         self.step += 1
@@ -223,6 +224,7 @@ class Demo:
             # What a recruiter does when someone became busy meanwhile: take the next time.
             print(f"    {slot['start']} was taken meanwhile ({response.json()['error']['message']}); trying the next")
         booking = self.expect(response, 200, 201)
+        self.booking = booking
         print(f"    booking {booking['id']}: {booking['status']}, organizer {booking.get('organizer')}")
         print(f"    Teams: {booking.get('join_url')}")
         if not booking.get("join_url"):

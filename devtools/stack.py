@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from devtools.azurite import ROOT, start_azurite
@@ -114,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reset", action="store_true", help="start over: forget the local cloud's world and Azurite's data"
     )
+    parser.add_argument(
+        "--data-dir", help="where the stack keeps its data (default .devdata in the checkout; benchmarks use another)"
+    )
     args = parser.parse_args(argv)
+    if args.data_dir:
+        global DATA_DIR
+        DATA_DIR = Path(args.data_dir).resolve()
     configure_logging()
     if args.reset:
         removed = reset_data()
@@ -163,9 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(settings)
 
         import function_app
+        from devtools.host.config import HostOptions
         from devtools.host.runner import start_host
 
-        host = start_host(function_app.app, settings=settings, port=args.port)
+        # host.json's options, as `func start` reads them: without them the queue poller backs off to the
+        # platform's default of one minute, and an RSVP could wait that long to be picked up.
+        options = HostOptions.load(ROOT)
+        host = start_host(function_app.app, settings=settings, port=args.port, options=options)
         front.append(host.stop)
         from devtools.console.app import ConsoleConfig
         from devtools.console.server import start_console

@@ -98,7 +98,9 @@ _CONSENT_TENANT = re.compile(r"[A-Za-z0-9.-]{1,253}")
 
 def _consent_seen(request: Request) -> str | None:
     seen = request.cookies.get(CONSENT_SEEN_COOKIE, "")
-    return seen if seen == "your organisation" or _CONSENT_TENANT.fullmatch(seen) else None
+    if not _CONSENT_TENANT.fullmatch(seen):
+        return None
+    return "your organisation" if seen == "granted" else seen
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class ConsoleConfig:
     service_url: str  # where the console reaches the service, e.g. http://127.0.0.1:7071
     function_key: str  # held here, never sent to the browser
     tenant_hint: str = ""  # prefilled in the admin-consent form (the demo tenant locally)
-    poll_seconds: float = 1.0  # how often the bookings pages refresh (a cheap read of the service's tables)
+    poll_seconds: float = 0.5  # how often the bookings pages refresh (a cheap read of the service's tables)
     # The local Microsoft cloud (the local stack only): the pages then offer "answer as this attendee".
     local_cloud_url: str = ""
     local_ca_bundle: str = ""
@@ -283,7 +285,7 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
             tenant = _CONSENT_TENANT.fullmatch(request.cookies.get(CONSENT_TENANT_COOKIE, "") or "")
             response.set_cookie(
                 CONSENT_SEEN_COOKIE,
-                tenant.group(0) if tenant else "your organisation",
+                tenant.group(0) if tenant else "granted",
                 max_age=365 * 86400,
                 httponly=True,
                 samesite="lax",
