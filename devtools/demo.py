@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import ssl
 import sys
 import time
 import uuid
@@ -46,7 +47,9 @@ class Browser:
     for these origins (the service's cookies are Secure, which browsers keep for http://localhost)."""
 
     def __init__(self, ca_bundle: str) -> None:
-        self.client = httpx.Client(verify=ca_bundle, follow_redirects=False, timeout=60)
+        self.client = httpx.Client(
+            verify=ssl.create_default_context(cafile=ca_bundle), follow_redirects=False, timeout=60
+        )
         self.jar: dict[str, dict[str, str]] = {}
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -90,7 +93,9 @@ class Demo:
         self.console = console.rstrip("/")
         self.cloud = cloud.rstrip("/")
         self.browser = Browser(ca_bundle)
-        self.control = httpx.Client(base_url=self.cloud, verify=ca_bundle, timeout=30)
+        self.control = httpx.Client(
+            base_url=self.cloud, verify=ssl.create_default_context(cafile=ca_bundle), timeout=30
+        )
         self.step = 0
         self.saved_auto_sign_in: dict[str, Any] | None = None
         self.booking: dict[str, Any] | None = None  # the one the run made

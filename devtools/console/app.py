@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
         httpx.AsyncClient(
             base_url=config.local_cloud_url.rstrip("/"),
             timeout=30,
-            verify=config.local_ca_bundle or True,
+            verify=ssl.create_default_context(cafile=config.local_ca_bundle) if config.local_ca_bundle else True,
             transport=transport,
         )
         if config.local_cloud_url
