@@ -116,6 +116,15 @@ def _admin_sets_up_tenant(driver: Any, stack: Stack, console: RunningConsole, sh
     _sign_in(driver, stack, console, CONTOSO_ADMIN)
     assert _shown(driver, "#consent-status").get_attribute("data-status") == "consented"
     _shown(driver, "#settings-card")
+    # Nothing set yet: the fields say so (no address that looks saved), the readiness hint points at the
+    # form on this page rather than at an API, and an empty Save says what is missing.
+    assert _shown(driver, "#interviews-mailbox").get_attribute("value") == ""
+    assert "@" not in (_shown(driver, "#interviews-mailbox").get_attribute("placeholder") or "")
+    hint = _shown(driver, '#checks li[data-check="interviews_mailbox"] a.to-form')
+    assert hint.get_attribute("href").endswith("#interviews-mailbox")
+    assert "/api/" not in _shown(driver, "#checks").text
+    _shown(driver, "#save-settings").click()
+    assert "Interviews mailbox" in _shown(driver, "#settings-missing").text
     _shown(driver, "#interviews-mailbox").send_keys("interviews@contoso.example")
     _shown(driver, "#sync-mailbox").send_keys("sync@contoso.example")
     _shown(driver, "#save-settings").click()

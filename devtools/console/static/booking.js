@@ -150,7 +150,7 @@
     const message = $("cancel-message").value.trim();
     try {
       await api("DELETE", `bookings/${encodeURIComponent(id)}`, { message: message || null }, etag ? { "If-Match": etag } : {});
-      fill($("status"), el("div", { class: "notice", id: "cancelled" }, "Cancelled. The attendees get the cancellation with your message."));
+      fill($("notice"), el("div", { class: "notice", id: "cancelled" }, "Cancelled. The attendees get the cancellation with your message."));
       await load();
     } catch (err) {
       showError($("status"), err);
