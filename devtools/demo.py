@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import ssl
 import sys
 import time
 import uuid
@@ -46,7 +47,9 @@ class Browser:
     for these origins (the service's cookies are Secure, which browsers keep for http://localhost)."""
 
     def __init__(self, ca_bundle: str) -> None:
-        self.client = httpx.Client(verify=ca_bundle, follow_redirects=False, timeout=60)
+        self.client = httpx.Client(
+            verify=ssl.create_default_context(cafile=ca_bundle), follow_redirects=False, timeout=60
+        )
         self.jar: dict[str, dict[str, str]] = {}
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -64,6 +67,9 @@ class Browser:
                 else:
                     self.jar.setdefault(netloc, {})[name] = morsel.value
         return response
+
+    def session_cookie(self, url: str, name: str) -> str | None:
+        return self.jar.get(urlsplit(url).netloc, {}).get(name)
 
     def navigate(self, url: str) -> httpx.Response:
         response = self.request("GET", url)
@@ -87,8 +93,12 @@ class Demo:
         self.console = console.rstrip("/")
         self.cloud = cloud.rstrip("/")
         self.browser = Browser(ca_bundle)
-        self.control = httpx.Client(base_url=self.cloud, verify=ca_bundle, timeout=30)
+        self.control = httpx.Client(
+            base_url=self.cloud, verify=ssl.create_default_context(cafile=ca_bundle), timeout=30
+        )
         self.step = 0
+        self.saved_auto_sign_in: dict[str, Any] | None = None
+        self.booking: dict[str, Any] | None = None  # the one the run made
 
     def say(self, title: str) -> None:
         self.step += 1
@@ -106,7 +116,23 @@ class Demo:
         return response.json() if response.content else None
 
     def set_auto_sign_in(self, user: str) -> None:
+        if self.saved_auto_sign_in is None:
+            # What the local cloud did before the demo changed it, put back by restore_sign_in().
+            self.saved_auto_sign_in = self.expect(self.control.get("/_control/auto-sign-in"), 200)
         self.expect(self.control.put("/_control/auto-sign-in", json={"user": user}), 200)
+
+    def restore_sign_in(self) -> None:
+        """Put the local cloud's sign-in back as the demo found it: the next person to sign in in a
+        browser gets the sign-in page again (or whatever automatic answer was set before)."""
+        saved = self.saved_auto_sign_in
+        if saved is None:
+            return
+        before = saved.get("auto_sign_in")
+        if before is None:
+            self.expect(self.control.delete("/_control/auto-sign-in"), 200)
+        else:
+            self.expect(self.control.put("/_control/auto-sign-in", json=before), 200)
+        self.saved_auto_sign_in = None
 
     def sign_in(self, user: str) -> dict[str, Any]:
         self.set_auto_sign_in(user)
@@ -203,6 +229,7 @@ class Demo:
             # What a recruiter does when someone became busy meanwhile: take the next time.
             print(f"    {slot['start']} was taken meanwhile ({response.json()['error']['message']}); trying the next")
         booking = self.expect(response, 200, 201)
+        self.booking = booking
         print(f"    booking {booking['id']}: {booking['status']}, organizer {booking.get('organizer')}")
         print(f"    Teams: {booking.get('join_url')}")
         if not booking.get("join_url"):
@@ -245,12 +272,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ca-bundle", default=str(ROOT / ".devdata" / "cloud" / "ca-bundle.pem"))
     args = parser.parse_args(argv)
     demo = Demo(args.console, args.cloud, args.ca_bundle)
+    status = 0
     try:
         demo.run()
     except (DemoFailed, httpx.HTTPError) as err:
         print(f"\nThe demo failed at step {demo.step}: {err}", file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    finally:
+        try:
+            demo.restore_sign_in()
+        except (DemoFailed, httpx.HTTPError) as err:
+            print(
+                f"Could not put the local cloud's sign-in back (PUT or DELETE /_control/auto-sign-in): {err}",
+                file=sys.stderr,
+            )
+            status = 1
+    if status == 0:
+        print("The local cloud's sign-in is back as the demo found it (GET /_control/auto-sign-in shows it).")
+    return status
 
 
 if __name__ == "__main__":

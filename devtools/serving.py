@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import uvicorn
 
@@ -43,3 +45,21 @@ def wait_for_stop_signal() -> None:
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     print("stopping...", flush=True)
+
+
+def stop_together(stops: list[Callable[[], None]], timeout: float = 10.0) -> None:
+    """Call every ``stop`` at the same time, each on a thread of its own; return once all returned (or
+    ``timeout`` seconds passed). A failing stop is reported and does not keep the others from stopping."""
+
+    def run(stop: Callable[[], None]) -> None:
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 - the others still stop
+            logging.getLogger(__name__).exception("stopping %s failed", getattr(stop, "__qualname__", stop))
+
+    threads = [threading.Thread(target=run, args=(stop,), name="stop", daemon=True) for stop in stops]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))

@@ -10,17 +10,20 @@ to configure the app against a cloud they started themselves.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from devtools.azurite import ROOT, start_azurite
 from devtools.host.logs import configure_logging
-from devtools.serving import wait_for_stop_signal
+from devtools.serving import stop_together, wait_for_stop_signal
 
 DATA_DIR = ROOT / ".devdata"
 CONSOLE_PAGES = ("/", "/availability", "/bookings")
@@ -112,29 +115,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reset", action="store_true", help="start over: forget the local cloud's world and Azurite's data"
     )
+    parser.add_argument(
+        "--data-dir", help="where the stack keeps its data (default .devdata in the checkout; benchmarks use another)"
+    )
     args = parser.parse_args(argv)
+    if args.data_dir:
+        global DATA_DIR
+        DATA_DIR = Path(args.data_dir).resolve()
     configure_logging()
     if args.reset:
         removed = reset_data()
         print("Reset: removed " + (", ".join(removed) if removed else "nothing (no saved data)"), flush=True)
 
     # Whatever started is stopped again, also when a later part fails to start (a busy port, say):
-    # nothing is left running without its parent.
-    with contextlib.ExitStack() as running:
+    # nothing is left running without its parent. The front (console, host) stops first, then what
+    # it uses (cloud, storage); the parts of each stage stop at the same time.
+    front: list[Callable[[], None]] = []
+    back: list[Callable[[], None]] = []
+    banner: list[str] = []
+    try:
         given: dict[str, str] = {**_local_settings(), **{k: v for k, v in os.environ.items() if v}}
-        azurite = None
         if given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true") == "UseDevelopmentStorage=true":
             azurite = start_azurite(data_dir=str(DATA_DIR / "azurite"))
-            running.callback(azurite.stop)
-            print(f"Azurite (storage)        : {azurite.connection_string}")
-        cloud = None
+            back.append(azurite.stop)
+            banner.append(f"Azurite (storage)        : {azurite.connection_string}")
         console_url = f"http://localhost:{args.console_port}"
         authority = given.get("AUTHORITY_HOST", "")
         if not authority or authority.startswith(LOCAL_HOSTS):
             from devtools.cloud.server import start_cloud
 
             cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud", keep_world=True)
-            running.callback(cloud.stop)
+            back.append(cloud.stop)
             settings = service_settings(
                 authority_host=cloud.authority_host,
                 graph_url=cloud.graph_url,
@@ -147,45 +158,87 @@ def main(argv: list[str] | None = None) -> int:
             settings["ALLOWED_RETURN_URLS"] = ",".join(f"{console_url}{page}" for page in CONSOLE_PAGES)
             settings.update({k: v for k, v in given.items() if k not in settings})
             kept = "the saved world" if cloud.restored else "the fixtures"
-            print(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control; from {kept})")
-            print(f"  CA to trust            : {cloud.ca_cert} (README: trusting the local cloud)")
-            print(f"  its world              : {DATA_DIR / 'cloud'} (scripts/run --reset starts over)")
+            banner.append(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control; from {kept})")
+            banner.append(f"  CA to trust            : {cloud.ca_cert} (README: trusting the local cloud)")
+            banner.append(f"  its world              : {DATA_DIR / 'cloud'} (scripts/run --reset starts over)")
+            local_cloud = cloud.base_url
         else:
             settings = {"FUNCTION_KEY": _dev_function_key(), **given}
-            print(f"Identity platform        : {authority}")
+            banner.append(f"Identity platform        : {authority}")
+            local_cloud = ""
         # The worker reads its settings from the environment, as under Core Tools.
         os.environ.update(settings)
 
         import function_app
+        from devtools.host.config import HostOptions
         from devtools.host.runner import start_host
 
-        host = start_host(function_app.app, settings=settings, port=args.port)
-        running.callback(host.stop)
+        # host.json's options, as `func start` reads them: without them the queue poller backs off to the
+        # platform's default of one minute, and an RSVP could wait that long to be picked up.
+        options = HostOptions.load(ROOT)
+        host = start_host(function_app.app, settings=settings, port=args.port, options=options)
+        front.append(host.stop)
         from devtools.console.app import ConsoleConfig
         from devtools.console.server import start_console
 
         console = start_console(
             ConsoleConfig(
-                service_url=host.base_url, function_key=settings["FUNCTION_KEY"], tenant_hint="contoso.example"
+                service_url=host.base_url,
+                function_key=settings["FUNCTION_KEY"],
+                tenant_hint="contoso.example",
+                local_cloud_url=local_cloud,
+                local_ca_bundle=str(cloud.ca_bundle) if local_cloud else "",
             ),
             port=args.console_port,
             public_host="localhost",
         )
-        running.callback(console.stop)
+        front.append(console.stop)
         public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
-        print(f"Functions host           : {host.base_url}/api  (try {public}/api/health)")
-        print(f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)")
-        print(f"Token-encryption key     : {key_file_location(settings)} (outside the repository)")
-        print(f"Admin consent            : {public}/api/consent/start?tenant=contoso.example")
-        print(f"Sign in                  : {public}/api/auth/login")
-        print(f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)")
-        print("Ctrl+C stops everything.", flush=True)
-
+        banner += [
+            f"Functions host           : {host.base_url}/api  (try {public}/api/health)",
+            f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)",
+            f"Token-encryption key     : {key_file_location(settings)} (outside the repository)",
+            f"Admin consent            : {public}/api/consent/start?tenant=contoso.example",
+            f"Sign in                  : {public}/api/auth/login",
+            f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)",
+            "Ctrl+C stops everything.",
+        ]
+        print_banner(banner)
         wait_for_stop_signal()
+    finally:
         started = time.monotonic()
+        stop_together(front)
+        stop_together(back)
     print(f"stopped in {time.monotonic() - started:.1f} s.", flush=True)
     return 0
 
 
+def print_banner(lines: list[str]) -> None:
+    """Write the banner in one piece: log lines from the parts' threads wait until it is out."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    for handler in handlers:
+        handler.acquire()
+    try:
+        for handler in handlers:
+            handler.flush()
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    finally:
+        for handler in reversed(handlers):
+            handler.release()
+
+
+def exit_now(status: int) -> None:
+    """End the process as soon as everything it started has stopped.
+
+    Every part was stopped and its data written (the cloud's world, Azurite's data) before this; what
+    an ordinary interpreter exit would still do is join threads of SDK clients and thread pools that
+    have nothing left to save, which took seconds. So the streams are flushed and the process ends."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_now(main())

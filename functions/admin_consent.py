@@ -67,6 +67,10 @@ def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
             "can now sign in with Office 365 to schedule interviews."
         ],
         items=[f"{name}: {why}" for name, why in APP_PERMISSIONS],
+        # The way back: the scheduling app's first registered page (its home), when it registered any.
+        links=[("Back to the scheduling app", deps.settings.allowed_return_urls[0])]
+        if deps.settings.allowed_return_urls
+        else None,
         headers=clear,
     )
 

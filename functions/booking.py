@@ -100,7 +100,8 @@ def booking_list(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResp
     from shared.booking.listing import list_bookings
     from shared.booking.request import continuation_token, parse_booking_query
 
-    page = list_bookings(get_container(), ctx, parse_booking_query(dict(req.params)))
+    deps = get_container()
+    page = list_bookings(deps, ctx, parse_booking_query(dict(req.params), deps.clock.now()))
     return json_response({"bookings": [view(b) for b in page.bookings], "continuation": continuation_token(page.after)})
 
 

@@ -74,3 +74,30 @@ def mailbox_address(value: object, *, parameter: str) -> str | None:
     if _URL_UNSAFE.search(checked.local_part):
         raise InvalidRequest(f"{parameter} must be an email address without / \\ ? # or %.", parameter=parameter)
     return checked.normalized.lower()
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``3 interviews``, ``1 day``: a count with its noun, never ``interview(s)``."""
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
+_WEEK = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def day_ranges(days: object) -> str:
+    """Weekday names as people write them: ``Mon-Fri``, ``Mon, Wed, Fri``, ``Sat-Sun`` (runs of three or more
+    days become a range); ``no days`` when empty."""
+    chosen = {str(d).lower() for d in days} if isinstance(days, (list, tuple, set, frozenset)) else set()
+    parts: list[str] = []
+    i = 0
+    while i < len(_WEEK):
+        if _WEEK[i] not in chosen:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(_WEEK) and _WEEK[j + 1] in chosen:
+            j += 1
+        short = [d[:3].capitalize() for d in _WEEK[i : j + 1]]
+        parts.append(f"{short[0]}-{short[-1]}" if len(short) >= 3 else ", ".join(short))
+        i = j + 1
+    return ", ".join(parts) or "no days"

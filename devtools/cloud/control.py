@@ -90,6 +90,8 @@ def identity_routes(world: World) -> list[BaseRoute]:
         return JSONResponse({"tenants": tenants, "apps": apps})
 
     async def auto_sign_in(request: Request, body: dict[str, Any]) -> Response:
+        if request.method == "GET":
+            return JSONResponse({"auto_sign_in": controls.auto_sign_in_setting(world)})
         if request.method == "DELETE":
             controls.clear_auto_sign_in(world)
         else:
@@ -172,7 +174,7 @@ def identity_routes(world: World) -> list[BaseRoute]:
     return [
         Route("/_control/reset", _wrap(reset), methods=["POST"]),
         Route("/_control/directory", _wrap(directory), methods=["GET"]),
-        Route("/_control/auto-sign-in", _wrap(auto_sign_in), methods=["PUT", "DELETE"]),
+        Route("/_control/auto-sign-in", _wrap(auto_sign_in), methods=["GET", "PUT", "DELETE"]),
         Route("/_control/sign-out", _wrap(sign_out), methods=["POST"]),
         Route("/_control/users/{user}/revoke-refresh-tokens", _wrap(revoke), methods=["POST"]),
         Route("/_control/users/{user}/revoke-sign-in-sessions", _wrap(revoke_sessions), methods=["POST"]),

@@ -10,6 +10,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from devtools.cloud import consent, tokens
 from devtools.cloud.seed import load_world
@@ -84,6 +85,22 @@ def set_auto_sign_in(
         state.auto = AutoSignIn(
             user_id=user_id, consent=answer, grant_roles=list(grant_roles) if grant_roles is not None else None
         )
+
+
+def auto_sign_in_setting(world: World) -> dict[str, Any] | None:
+    """What ``set_auto_sign_in`` last set, in its own terms (None: the click-through pages), so that
+    whoever changes it can put it back."""
+    state = signin_state(world)
+    with world.lock:
+        auto = state.auto
+        if auto is None:
+            return None
+        user = world.users.get(auto.user_id) if auto.user_id else None
+        return {
+            "user": user.user_principal_name if user else None,
+            "consent": auto.consent,
+            "grant_roles": list(auto.grant_roles) if auto.grant_roles is not None else None,
+        }
 
 
 def clear_auto_sign_in(world: World) -> None:

@@ -394,11 +394,17 @@ class Identity:
         if user is None:
             ctx = add_pending(self.world, Pending(kind=kind, tenant_segment=segment, params=params))
             accounts = self._browser_accounts(request)
-            if params.get("prompt") == "select_account" and accounts:
-                return self._picker_page(segment, ctx, accounts)
-            return self._sign_in_page(
-                segment, tenant, ctx, params.get("login_hint"), account=accounts[0] if accounts else None
-            )
+            hint = params.get("login_hint") or None
+            hinted = self._user_for_hint(hint, tenant) if hint else None
+            known = hinted is None or any(u.id == hinted.id for u in accounts)
+            if params.get("prompt") == "select_account" and accounts and known:
+                # login_hint "pre-fill[s] the username/email address field of the sign-in page"
+                # (v2-oauth2-auth-code-flow): a hinted account this browser knows is offered first; one it
+                # does not know goes straight to the sign-in page with that account filled in. How the
+                # picker orders its accounts for a hint is not documented; this is the behaviour users see.
+                first = [u for u in accounts if hinted is not None and u.id == hinted.id]
+                return self._picker_page(segment, ctx, first + [u for u in accounts if u not in first])
+            return self._sign_in_page(segment, tenant, ctx, hint, account=accounts[0] if accounts else None)
         response = self._after_sign_in(request, Pending(kind, segment, params, user.id), user)
         # The browser now holds a session for this user, as Entra's cookie would give it.
         self._start_session(request, response, user)
@@ -528,10 +534,14 @@ class Identity:
             tenants = [tenant] if tenant else sorted(self.world.tenants.values(), key=lambda t: t.display_name)
             options = []
             for t in tenants:
-                for u in sorted(self.world.tenant_users(t.tenant_id), key=lambda u: u.user_principal_name):
+                # The hinted account first (and chosen), the others after it.
+                for u in sorted(
+                    self.world.tenant_users(t.tenant_id),
+                    key=lambda u: (not _is_hinted(u, login_hint), u.user_principal_name),
+                ):
                     if u.kind != "user":
                         continue
-                    checked = " checked" if login_hint and login_hint.lower() == u.user_principal_name.lower() else ""
+                    checked = " checked" if _is_hinted(u, login_hint) else ""
                     admin = " (admin)" if u.is_admin else ""
                     options.append(
                         f"<label><input type='radio' name='login' value='{html.escape(u.user_principal_name)}'"
@@ -539,8 +549,15 @@ class Identity:
                         f" {html.escape(t.display_name)}{admin}</label>"
                     )
         notice = f"<p id='error' style='color:#a00'>{html.escape(error)}</p>" if error else ""
+        hinted = self._user_for_hint(login_hint, tenant) if login_hint else None
+        ask = (
+            f"<p id='enter-password'>Enter the password for <strong>{html.escape(hinted.user_principal_name)}</strong>"
+            " (chosen below), or pick another account.</p>"
+            if hinted is not None
+            else ""
+        ) + "<p>Pick an account</p>"
         body = (
-            f"{notice}<p>Pick an account</p>"
+            f"{notice}{ask}"
             f"<form method='POST' action='/{html.escape(segment)}/login'>"
             f"<input type='hidden' name='ctx' value='{html.escape(ctx)}'/>{''.join(options)}"
             "<label>Password <input type='password' name='passwd'/></label>"
@@ -1067,3 +1084,7 @@ def routes(world: World) -> list[BaseRoute]:
         Route("/{tenant}/pick", ep.pick_post, methods=["POST"]),
         Route("/{tenant}/consent", ep.consent_post, methods=["POST"]),
     ]
+
+
+def _is_hinted(user: User, login_hint: str | None) -> bool:
+    return bool(login_hint) and login_hint.lower() == user.user_principal_name.lower()  # type: ignore[union-attr]

@@ -120,6 +120,7 @@ class QueuePoller:
         self.binding = binding
         self._options = options
         self._invoker = invoker
+        self.max_polling_interval = options.max_polling_interval
         service = QueueServiceClient.from_connection_string(binding.connection_string)
         self._queue: QueueClient = service.get_queue_client(binding.queue_name)
         self._poison: QueueClient = service.get_queue_client(binding.poison_queue_name)
@@ -280,9 +281,10 @@ class QueueService:
     async def run(self, stopping: asyncio.Event) -> None:
         for poller in self.pollers:
             logger.info(
-                "Queue trigger '%s' polls '%s'",
+                "Queue trigger '%s' polls '%s' (when idle at least every %s s, maxPollingInterval)",
                 poller.binding.spec.name,
                 poller.binding.queue_name,
+                f"{poller.max_polling_interval.total_seconds():g}",
             )
         await asyncio.gather(*(poller.run(stopping) for poller in self.pollers))
 

@@ -25,6 +25,7 @@ MAX_DURATION = timedelta(hours=8)
 MAX_BODY_BYTES = 64 * 1024
 MAX_ATTENDEES = 50
 MAX_LIST_RANGE = timedelta(days=366)
+DEFAULT_LIST_RANGE = timedelta(days=30)  # GET /api/bookings without `to`: the next 30 days
 PAGE_SIZE = 50
 INTERVIEWS = "interviews"
 # Idempotency keys: what clients generate (UUIDs, ULIDs, random tokens); used as Graph's transactionId.
@@ -286,9 +287,11 @@ def if_match(value: str | None) -> str | None:
     return text.removeprefix("W/").strip('"')
 
 
-def parse_booking_query(params: Mapping[str, str]) -> BookingQuery:
-    start = moment(params.get("from"), "from")
-    end = moment(params.get("to"), "to")
+def parse_booking_query(params: Mapping[str, str], now: datetime) -> BookingQuery:
+    """``from`` defaults to ``now`` and ``to`` to ``DEFAULT_LIST_RANGE`` after ``from``: left out, the list
+    is the interviews of the next 30 days."""
+    start = moment(params["from"], "from") if params.get("from") is not None else now
+    end = moment(params["to"], "to") if params.get("to") is not None else start + DEFAULT_LIST_RANGE
     if end <= start:
         raise bad_field("to", "`to` must be after `from`.")
     if end - start > MAX_LIST_RANGE:

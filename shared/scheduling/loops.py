@@ -53,6 +53,7 @@ from shared.scheduling.slots import (
     bit_positions,
     explain,
 )
+from shared.text import counted
 
 _MAX_SEQUENCES = 20_000  # start sequences looked at; beyond it the search keeps the earliest ones
 _MAX_TRIES = 64  # pool combinations tried per sequence before giving it up
@@ -414,7 +415,7 @@ class _Search:
             parts.append("inside the candidate's windows")
         if self.chains:
             detail = (
-                f"{self.chains} sequence(s) of times fit, but no choice of interviewers keeps everybody's "
+                f"{counted(self.chains, 'sequence')} of times fit, but no choice of interviewers keeps everybody's "
                 "buffers and caps across the sessions"
             )
         else:
@@ -456,7 +457,7 @@ class _Search:
             if found:
                 last_end = min(loop.sessions[-1].end for loop in found)
                 days = max(math.ceil((last_end - self.end) / ONE_DAY), 1)
-                detail = f"widen the window by {days} day(s)"
+                detail = f"widen the window by {counted(days, 'day')}"
                 out.append(Suggestion(SuggestionKind.WIDEN_WINDOW, None, days, len(found), detail))
         order = {kind: i for i, kind in enumerate(SUGGESTION_ORDER)}
         out.sort(key=lambda s: (order[s.kind], s.amount or 0, -s.slots))

@@ -74,6 +74,7 @@ from enum import StrEnum
 from functools import cached_property
 
 from shared.models import FreeBusyStatus, Schedule, ScheduleStatus, WorkingHours
+from shared.text import counted, day_ranges
 
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ONE_DAY = timedelta(days=1)
@@ -933,7 +934,7 @@ def _person_reasons(
             clipped = _clip(datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC), start, end, zone)
             if clipped:
                 periods.append(clipped)
-        days = ", ".join(d for d in DAY_NAMES if d in hours.days) or "no days"
+        days = day_ranges(hours.days)
         detail = f"works {days} {hours.start:%H:%M}-{hours.end:%H:%M} {hours.time_zone_name}"
         if not periods:
             detail += "; none of it inside the window"
@@ -946,10 +947,11 @@ def _person_reasons(
             if clipped is not None:
                 (day_periods if kind is ReasonKind.DAY_CAP else week_periods).append(clipped)
         if day_periods:
-            detail = f"already {rules.max_per_day} interview(s) booked on a day (cap {rules.max_per_day})"
+            detail = f"already {counted(rules.max_per_day or 0, 'interview')} booked on a day (cap {rules.max_per_day})"
             out.append(Reason(ReasonKind.DAY_CAP, name, periods=tuple(sorted(day_periods)), detail=detail))
         if week_periods:
-            detail = f"already {rules.max_per_week} interview(s) booked in a week (cap {rules.max_per_week})"
+            booked = counted(rules.max_per_week or 0, "interview")
+            detail = f"already {booked} booked in a week (cap {rules.max_per_week})"
             out.append(Reason(ReasonKind.WEEK_CAP, name, periods=tuple(sorted(week_periods)), detail=detail))
     return out
 
@@ -1063,7 +1065,7 @@ def _wider_window(
     days = max(math.ceil((later[0] + duration - end) / ONE_DAY), 1)
     until = min(end + days * ONE_DAY, horizon_end)
     found = sum(1 for s in later if s + duration <= until)
-    detail = f"widen the window by {days} day(s)"
+    detail = f"widen the window by {counted(days, 'day')}"
     return Suggestion(SuggestionKind.WIDEN_WINDOW, None, days, found, detail, session)
 
 
@@ -1090,7 +1092,7 @@ def _summary(
     if parts:
         text += ": " + "; ".join(parts)
         if len(reasons) > 3:
-            text += f"; and {len(reasons) - 3} more reason(s)"
+            text += f"; and {counted(len(reasons) - 3, 'more reason')}"
     text += "."
     if suggestions:
         text += f" Smallest change that gives a slot: {suggestions[0].detail}."

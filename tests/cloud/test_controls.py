@@ -212,3 +212,15 @@ def test_revoke_sign_in_sessions_over_http_ends_the_users_refresh_and_access_tok
         tokens.verify_access_token(world, cae_token)
     assert (failure.value.status, failure.value.code) == (401, "InvalidAuthenticationToken")
     assert 'error="insufficient_claims"' in failure.value.headers["WWW-Authenticate"]
+
+
+def test_the_auto_sign_in_setting_reads_back_so_whoever_sets_it_can_put_it_back(
+    cloud: RunningCloud, world: World
+) -> None:
+    assert control(cloud, "GET", "/auto-sign-in").json() == {"auto_sign_in": None}
+    control(cloud, "PUT", "/auto-sign-in", {"user": ALEX, "consent": "no", "grant_roles": ["Calendars.Read"]})
+    setting = control(cloud, "GET", "/auto-sign-in").json()["auto_sign_in"]
+    assert setting == {"user": ALEX, "consent": "decline", "grant_roles": ["Calendars.Read"]}
+    control(cloud, "DELETE", "/auto-sign-in")
+    control(cloud, "PUT", "/auto-sign-in", setting)  # what was read is what PUT takes
+    assert control(cloud, "GET", "/auto-sign-in").json()["auto_sign_in"] == setting

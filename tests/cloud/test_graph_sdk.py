@@ -4,6 +4,7 @@ the shapes of the examples in Microsoft's v1.0 reference pages for the same call
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -237,7 +238,9 @@ def user_token(world: World, upn: str, *scopes: str) -> str:
 
 
 def raw(cloud: RunningCloud, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    with httpx.Client(base_url=cloud.graph_url, verify=str(cloud.ca_bundle), timeout=10) as http:
+    with httpx.Client(
+        base_url=cloud.graph_url, verify=ssl.create_default_context(cafile=str(cloud.ca_bundle)), timeout=10
+    ) as http:
         return http.request(
             method,
             cloud.graph_url + path,

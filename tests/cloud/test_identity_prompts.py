@@ -176,3 +176,33 @@ def test_the_end_session_endpoint_signs_out_and_returns_to_a_registered_uri(clou
         assert stay.status_code == 200 and "You signed out" in stay.text
         assert "not a redirect URI registered" in stay.text and "location" not in stay.headers
         assert redirect_params(client.get(_auth_uri(cloud, prompt="none")))["error"] == "login_required"
+
+
+def test_select_account_with_a_hint_this_browser_does_not_know_asks_for_that_accounts_password(
+    cloud: RunningCloud, world: World
+) -> None:
+    controls.grant_admin_consent(world, CONTOSO)
+    with _signed_in_browser(cloud, ADELE) as client:
+        page = client.get(_auth_uri(cloud, prompt="select_account", login_hint=MEGAN))
+        assert page.status_code == 200
+        assert "Use another account" not in page.text  # not the picker: the sign-in page for Megan
+        assert f"Enter the password for <strong>{MEGAN}</strong>" in page.text
+        radios = page.text.split("type='radio'")[1:]
+        assert MEGAN in radios[0] and "checked" in radios[0].split("/>")[0]
+        answer = _sign_in(client, cloud, page, MEGAN)
+        assert "code" in redirect_params(answer)
+
+
+def test_select_account_with_a_hint_this_browser_knows_offers_that_account_first(
+    cloud: RunningCloud, world: World
+) -> None:
+    controls.grant_admin_consent(world, CONTOSO)
+    with _signed_in_browser(cloud, ADELE) as client:
+        picker = client.get(_auth_uri(cloud, prompt="select_account"))
+        another = client.post(
+            f"{cloud.base_url}/{CONTOSO}/pick", data={"ctx": form_fields(picker.text)["ctx"], "account": ""}
+        )
+        _sign_in(client, cloud, another, MEGAN)  # Megan is the active account now, Adele the other one
+        picker = client.get(_auth_uri(cloud, prompt="select_account", login_hint=ADELE))
+        assert "Pick an account" in picker.text
+        assert picker.text.index(ADELE) < picker.text.index(MEGAN)

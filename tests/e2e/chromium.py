@@ -104,6 +104,7 @@ class Shots:
 @contextmanager
 def chromium(tmp_path: Path, *, ca_cert: Path, time_zone: str = "America/New_York") -> Iterator[Any]:
     """A fresh headless Chromium (new profile, new NSS database) driven by Selenium."""
+    require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

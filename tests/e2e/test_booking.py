@@ -537,6 +537,23 @@ def test_the_booking_list_is_in_start_order_and_filters_by_interviewer_in_storag
     assert [b["id"] for b in lynne["bookings"]] == [made[15], made[16]]
 
 
+def test_the_booking_list_without_a_range_is_the_next_30_days(e2e: Stack, recruiter: Any) -> None:
+    made = {}
+    for days in (1, 35):  # interview_slot takes the first Tuesday at least this many days ahead
+        start, end = _slot(days=days, hour=15)
+        body = _body(start=start.isoformat(), end=end.isoformat(), subject=f"In {days} days")
+        answer = recruiter.request("POST", "/api/bookings", headers=_key(), json=body)
+        assert answer.status_code == 201, answer.text
+        made[days] = answer.json()["id"]
+    listed = recruiter.request("GET", "/api/bookings", headers=KEY)
+    assert listed.status_code == 200, listed.text
+    assert [b["id"] for b in listed.json()["bookings"]] == [made[1]]
+    # `from` alone: the 30 days after it.
+    later = {"from": (_slot(days=35, hour=0)[0] - timedelta(days=1)).isoformat()}
+    listed = recruiter.request("GET", "/api/bookings", headers=KEY, params=later).json()
+    assert [b["id"] for b in listed["bookings"]] == [made[35]]
+
+
 def test_a_move_to_a_time_no_calendar_holds_is_refused_naming_the_field(e2e: Stack, recruiter: Any) -> None:
     booked = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body()).json()
     for change, field in [

@@ -9,9 +9,7 @@ Screenshots: ``tmp/artifacts/<test>/`` (each path is printed; ``pytest -s`` show
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,10 @@ import pytest
 
 from devtools.cloud import controls
 from devtools.cloud.graph import controls as graph_controls
-from devtools.console.app import ConsoleConfig
-from devtools.console.server import RunningConsole, start_console
-from shared.bootstrap import set_container
-from shared.sync.subscriptions import forget_worker_memory
-from tests.e2e.chromium import Shots, chromium, require_chromium
+from devtools.console.server import RunningConsole
+from tests.e2e.chromium import Shots, chromium
 from tests.e2e.conftest import Stack
-from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, RECRUITER, stack_today
+from tests.kit import CONTOSO_ADMIN, RECRUITER, stack_today
 
 pytestmark = pytest.mark.e2e
 
@@ -42,39 +37,6 @@ FIVE = [
 EASTERN = ZoneInfo("America/New_York")
 PACIFIC = ZoneInfo("America/Los_Angeles")
 WAIT_SECONDS = 60  # an upper bound for the page to show something, never a measurement
-
-
-@pytest.fixture
-def console(e2e: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[RunningConsole]:
-    """The console in front of the test stack, and the service configured with it as its public origin."""
-    require_chromium()
-    for name in ("selenium", "urllib3"):  # the driver's wire protocol, not the app's log
-        caplog.set_level(logging.INFO, logger=name)
-    running = start_console(
-        ConsoleConfig(
-            service_url=e2e.base_url, function_key=FUNCTION_KEY, tenant_hint="contoso.example", poll_seconds=1
-        ),
-        public_host="127.0.0.1",
-    )
-    changed = {
-        "PUBLIC_BASE_URL": running.base_url,
-        "ALLOWED_RETURN_URLS": ",".join(f"{running.base_url}{p}" for p in ("/", "/availability", "/bookings")),
-    }
-    saved = {k: os.environ.get(k) for k in changed}
-    os.environ.update(changed)
-    set_container(None)
-    # Each test starts from fresh tables: this worker must not remember an earlier test's subscriptions.
-    forget_worker_memory()
-    try:
-        yield running
-    finally:
-        running.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        set_container(None)
 
 
 def _wait(driver: Any, condition: Any) -> Any:
@@ -154,6 +116,15 @@ def _admin_sets_up_tenant(driver: Any, stack: Stack, console: RunningConsole, sh
     _sign_in(driver, stack, console, CONTOSO_ADMIN)
     assert _shown(driver, "#consent-status").get_attribute("data-status") == "consented"
     _shown(driver, "#settings-card")
+    # Nothing set yet: the fields say so (no address that looks saved), the readiness hint points at the
+    # form on this page rather than at an API, and an empty Save says what is missing.
+    assert _shown(driver, "#interviews-mailbox").get_attribute("value") == ""
+    assert "@" not in (_shown(driver, "#interviews-mailbox").get_attribute("placeholder") or "")
+    hint = _shown(driver, '#checks li[data-check="interviews_mailbox"] a.to-form')
+    assert hint.get_attribute("href").endswith("#interviews-mailbox")
+    assert "/api/" not in _shown(driver, "#checks").text
+    _shown(driver, "#save-settings").click()
+    assert "Interviews mailbox" in _shown(driver, "#settings-missing").text
     _shown(driver, "#interviews-mailbox").send_keys("interviews@contoso.example")
     _shown(driver, "#sync-mailbox").send_keys("sync@contoso.example")
     _shown(driver, "#save-settings").click()
@@ -270,3 +241,188 @@ def test_console_books_a_slot_and_shows_the_interviewer_declining(
         _wait(driver, lambda d: d.find_element("css selector", alex).get_attribute("data-response") == "declined")
         _wait(driver, lambda d: "Declined" in d.find_element("css selector", alex).text)
         shots.take("bookings-declined")
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _sign_in_on_the_cloud_page(page: Any, step: Any, intro_password: str, address: str, *, choose: bool) -> None:
+    """The local cloud's sign-in page, as a person uses it: the account (already chosen when the sign-in
+    came with a hint), the password, *Sign in*."""
+    from selenium.webdriver.common.by import By
+
+    radio = _wait(page.driver, lambda d: d.find_element(By.CSS_SELECTOR, f"input[type=radio][value='{address}']"))
+    if choose:
+        radio.click()
+    else:
+        assert radio.is_selected(), f"the sign-in page did not choose {address} by itself"
+    page.driver.find_element(By.NAME, "passwd").send_keys(intro_password)
+    # The introduction says how these pages work (*Sign in*); a step may say it again.
+    page.click(step.control("Sign in") if "Sign in" in step.controls else "Sign in")
+
+
+def _walk(step: Any, page: Any, ctx: dict[str, Any]) -> None:
+    """One README step, done with the README's own words (step.control/quote/code fail when it says otherwise)."""
+    from selenium.webdriver.common.by import By
+
+    driver = page.driver
+    if step.title == "Admin consent":
+        admin = step.code("adele.vance@contoso.example")
+        driver.get(f"{ctx['console']}/")
+        assert _shown(driver, "#consent-tenant").get_attribute("value") == "contoso.example"  # "filled in"
+        page.click(step.control("Grant admin consent"))
+        _sign_in_on_the_cloud_page(page, step, ctx["password"], admin, choose=True)
+        page.click(step.control("Accept"))
+        page.see(step.quote("You're all set"))
+        ctx["shots"].take("1-consent-granted")
+        page.click(step.control("Back to the scheduling app"))
+        page.see(step.quote("Granted"))
+        assert driver.current_url.rstrip("/") == ctx["console"]
+        ctx["admin"] = admin
+    elif step.title == "The tenant's mailboxes":
+        header = driver.find_element(By.CSS_SELECTOR, "header.top")
+        page.click(step.control("Sign in with Office 365"), scope=header)
+        page.click(f"Adele Vance <{ctx['admin']}>")  # the account picker offers her account
+        _text_in(driver, "#account", ctx["admin"])
+        page.see(step.control("Shared mailboxes"))
+        page.fill(step.control("Interviews mailbox"), step.code("interviews@contoso.example"))
+        page.fill(step.control("Sync mailbox (optional)"), step.code("sync@contoso.example"))
+        page.click(step.control("Save"))
+        page.see(step.quote("Saved"))
+        page.see(step.quote("Not ready yet"))
+        _wait(driver, lambda d: _all(d, '#checks li[data-check="interviews_mailbox"][data-status="pass"]'))
+        failing = [li.get_attribute("data-check") for li in _all(driver, '#checks li[data-status="fail"]')]
+        assert failing == ["interviews_write_access"], failing  # "every check passes but" this one
+        page.see(step.control("You can book into the Interviews calendar"))
+        page.see(step.quote("Recruiting Team"))
+        ctx["shots"].take("2-admin-set-mailboxes")
+        page.click(step.control("Sign out"))
+        _shown(driver, "#signin-button")
+    elif step.title == "A recruiter":
+        recruiter = step.code("megan.bowen@contoso.example")
+        form = driver.find_element(By.ID, "signin-form")
+        page.fill(step.control("Work account"), recruiter, scope=form)
+        page.click(step.control("Sign in with Office 365"), scope=form)
+        page.see(step.quote(f"Enter the password for {recruiter}"))
+        ctx["shots"].take("3-cloud-asks-for-megan")
+        _sign_in_on_the_cloud_page(page, step, ctx["password"], recruiter, choose=False)
+        _text_in(driver, "#account", recruiter)
+        page.see(step.quote("Ready to schedule"))
+        ctx["shots"].take("3-recruiter-ready")
+    elif step.title == "Availability":
+        names = [n.strip() for n in re.search(r"lists five interviewers \(([^)]*)\)", step.text).group(1).split(",")]
+        names = [n for n in names if not n.startswith("in ")]
+        page.click(step.control("Availability"))
+        day = ctx["day"]
+        field = page.field(step.control("Day"))
+        driver.execute_script("arguments[0].value = arguments[1]", field, day.isoformat())
+        page.click(step.control("Find times"))
+        _wait(driver, lambda d: len(_all(d, "#grid .line.person")) == len(names))
+        _wait(driver, lambda d: [e.text for e in _all(d, "#grid .line.person .name")] == names)
+        for row in _all(driver, "#grid .line.person"):
+            assert row.find_element(By.CSS_SELECTOR, ".person-name").get_attribute("title") == row.get_attribute(
+                "data-email"
+            )  # the address on hover
+        assert _shown(driver, "#tz-owner").text == "this browser's time zone"
+        assert _all(driver, "#slots button.slot")
+        ctx["shots"].take("4-availability-grid")
+        saturday = day + timedelta(days=5 - day.weekday())
+        driver.execute_script("arguments[0].value = arguments[1]", field, saturday.isoformat())
+        page.click("Find times")
+        page.see(step.quote("Nothing fits"))
+        page.see(step.quote("Try Monday ..."))
+        people = {li.get_attribute("data-person") for li in _all(driver, "#why-nothing-fits .reasons li[data-person]")}
+        assert len(people) == len(_all(driver, "#why-nothing-fits .reasons li[data-person]")) > 0  # one per person
+        assert "(s)" not in _shown(driver, "#why-nothing-fits").text
+        ctx["shots"].take("4-weekend-nothing-fits")
+        driver.execute_script("arguments[0].value = arguments[1]", field, day.isoformat())
+        page.click("Find times")
+        _wait(driver, lambda d: _all(d, "#slots button.slot"))
+    elif step.title == "Book":
+        slot = _all(driver, "#slots button.slot")[0]
+        booked_start = slot.get_attribute("data-start")
+        slot.click()
+        page.fill(step.control("Candidate's name"), step.code("Sam Candidate"))
+        page.fill(step.control("Candidate's email"), step.code("sam@example.org"))
+        page.click(step.control("Book interview"))
+        page.see(step.quote("Booked."))
+        assert _shown(driver, "#join-url").get_attribute("href").startswith("https://")
+        # Drawn again: the booked hour is no longer offered.
+        _wait(
+            driver, lambda d: booked_start not in [b.get_attribute("data-start") for b in _all(d, "#slots button.slot")]
+        )
+        ctx["booking"] = _shown(driver, "#booked").get_attribute("data-booking")
+        ctx["event"] = _shown(driver, "#booked").get_attribute("data-event")
+        ctx["shots"].take("5-booked")
+        page.click(step.control("Open the booking"))
+    elif step.title == "The RSVP":
+        page.see(step.control("Event id"))
+        _wait(driver, lambda d: d.find_element(By.ID, "event-id").text == ctx["event"])
+        when = _shown(driver, "#when").text
+        assert re.search(r"\d\d:\d\d–\d\d:\d\d (EST|EDT)$", when), when  # with its time zone
+        page.see(step.control("History"))
+        alex = f'#attendees .attendee[data-email="{FIVE[0]}"]'
+        _wait(driver, lambda d: "Alex Wilber" in d.find_element(By.CSS_SELECTOR, alex).text)
+        row = driver.find_element(By.CSS_SELECTOR, alex)
+        from selenium.webdriver.support.ui import Select
+
+        Select(row.find_element(By.CSS_SELECTOR, "select")).select_by_visible_text(step.control("Decline"))
+        page.click(step.control("Answer as this attendee"), scope=row)
+        _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, alex).get_attribute("data-response") == "declined")
+        _wait(driver, lambda d: step.quote("Declined") in d.find_element(By.CSS_SELECTOR, alex).text)
+        _wait(driver, lambda d: _all(d, '#history li[data-action="responded"]'))
+        assert "/_control/graph/events/EVENT_ID/respond" in " ".join(step.codes)  # the terminal's way, named
+        ctx["shots"].take("6-alex-declined")
+    elif step.title == "Move, then cancel":
+        page.see(step.control("Move the interview"))
+        before = _shown(driver, "#when").text
+        page.click(step.control("Show free times"))
+        _wait(driver, lambda d: _all(d, "#move-slots button.slot"))
+        _all(driver, "#move-slots button.slot")[-1].click()
+        page.click(step.control("Move to"), prefix=True)
+        page.see(step.quote("Moved to"))
+        _wait(driver, lambda d: d.find_element(By.ID, "when").text != before)
+        ctx["shots"].take("7-moved")
+        page.see(step.control("Cancel the interview"))
+        page.click(step.control("Cancel interview"))
+        page.see(step.quote("Cancelled."))
+        _wait(driver, lambda d: d.find_element(By.ID, "booking-card").get_attribute("data-status") == "cancelled")
+        assert not _all(driver, "#join a")  # no Join link on a cancelled interview
+        ctx["shots"].take("7-cancelled")
+    else:
+        pytest.fail(f"README demo step {step.number} ({step.title}) is one this walk does not know")
+
+
+@pytest.mark.dates
+def test_the_readme_demo_step_by_step_as_written(console: RunningConsole, e2e: Stack, tmp_path: Path) -> None:
+    """Every step of the README's browser demo, in its words: the real sign-in pages of the local cloud
+    (nobody answers them automatically), the console's own controls, and a screenshot per step."""
+    from tests.e2e.browser import Page, readme_demo
+
+    intro, steps = readme_demo(README.read_text(encoding="utf-8"))
+    assert [s.title for s in steps] == [
+        "Admin consent",
+        "The tenant's mailboxes",
+        "A recruiter",
+        "Availability",
+        "Book",
+        "The RSVP",
+        "Move, then cancel",
+    ]
+    password = re.search(r"password is `([^`]+)`", intro).group(1)
+    controls.clear_auto_sign_in(e2e.world)
+    with chromium(tmp_path, ca_cert=e2e.cloud.ca_cert) as driver:
+        shots = Shots(driver, "readme-demo")
+        page = Page(driver, lambda condition: _wait(driver, condition))
+        ctx: dict[str, Any] = {"console": console.base_url, "password": password, "shots": shots}
+        ctx["day"] = _next_weekday(2)  # a Wednesday next week
+        for step in steps:
+            try:
+                _walk(step, page, ctx)
+            except Exception:
+                shots.take(f"{step.number}-failed")
+                raise
+            shots.take(f"step-{step.number}-done")
+            assert not step.unused(), (
+                f"README step {step.number} ({step.title}) says {step.unused()} the walk never met"
+            )

@@ -71,3 +71,10 @@ def test_run_command_serves_health_with_storage_healthy_and_stops_on_ctrl_c(tmp_
     assert "GET /api/health/details 200 " in output  # the access line, without the key
     assert key not in output
     assert "http_logging_policy" not in output  # the Azure SDK's header dumps stay below WARNING
+    # host.json's queue options, as `func start` reads them (not the platform's one-minute default).
+    assert "polls 'graph-notifications' (when idle at least every 2 s, maxPollingInterval)" in output
+    # The banner in one piece, after start-up's log lines: nothing between its first and last line.
+    lines = output.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("Azurite (storage)"))
+    last = lines.index("Ctrl+C stops everything.")
+    assert all(" INFO " not in line and " WARNING " not in line for line in lines[first : last + 1]), lines[first:last]

@@ -47,3 +47,14 @@ def test_clean_text_names_the_field_and_says_what_multi_line_text_may_hold() -> 
     assert refused.value.details["parameter"] == "body" and "line breaks" in refused.value.message
     with pytest.raises(InvalidRequest):
         clean_text("Subject\nBcc: x", parameter="subject")
+
+
+def test_counts_and_weekdays_read_as_people_write_them() -> None:
+    from shared.text import counted, day_ranges
+
+    assert (counted(1, "day"), counted(2, "day"), counted(0, "interview")) == ("1 day", "2 days", "0 interviews")
+    assert day_ranges(["monday", "tuesday", "wednesday", "thursday", "friday"]) == "Mon-Fri"
+    assert day_ranges(["friday", "monday", "wednesday"]) == "Mon, Wed, Fri"
+    assert day_ranges(["saturday", "sunday"]) == "Sat, Sun"
+    assert day_ranges(["monday", "tuesday", "thursday", "friday", "saturday"]) == "Mon, Tue, Thu-Sat"
+    assert day_ranges([]) == "no days"

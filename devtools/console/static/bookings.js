@@ -1,26 +1,19 @@
 // Bookings: the organisation's interviews in a range with each attendee's answer and any drift,
-// refreshed every few seconds so answers given in Outlook appear as their notifications arrive.
+// refreshed every second or so, so answers given in Outlook appear as their notifications arrive.
 "use strict";
 
 (async () => {
-  const { el, fill, add, api, config, header, showError, dateTimeIn, timeIn, browserZone } = Console;
+  const { el, fill, api, config, header, showError, dateTimeIn, timeIn, browserZone, whenText, personLabel, zoneName } = Console;
   const $ = (id) => document.getElementById(id);
-  const RESPONSE_LABEL = {
-    accepted: "Accepted", declined: "Declined", tentativelyAccepted: "Tentative", tentative: "Tentative",
-    none: "No answer yet", notResponded: "No answer yet", organizer: "Organizer",
-  };
   const cfg = await config();
   const me = await header("bookings");
   const zone = browserZone();
   const today = new Date();
-  const iso = (date) => date.toISOString().slice(0, 10);
+  const iso = (date) => `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, "0")}-${String(date.getDate()).padStart(2, "0")}`;
   $("from").value = iso(new Date(today.getTime() - 86400000));
-  $("to").value = iso(new Date(today.getTime() + 28 * 86400000));
+  $("to").value = iso(new Date(today.getTime() + 30 * 86400000));
+  $("zone-note").textContent = `Times in this browser's time zone, ${zone} (${zoneName(zone, Date.now())}).`;
   let timer = null;
-
-  // One page of the list: {"bookings": [...], "continuation": null on the last page}.
-  const pageItems = (data) => data.bookings || [];
-  const nextCursor = (data) => data.continuation || null;
 
   async function load() {
     if (!me) {
@@ -37,8 +30,8 @@
         const query = new URLSearchParams({ from, to });
         if (cursor) query.set("continuation", cursor);
         const { data } = await api("GET", `bookings?${query}`);
-        all.push(...pageItems(data));
-        cursor = nextCursor(data);
+        all.push(...(data.bookings || []));
+        cursor = data.continuation || null;
         if (!cursor) break;
       }
       draw(all);
@@ -49,22 +42,6 @@
     }
   }
 
-  function attendeeItem(attendee) {
-    const response = attendee.response || "none";
-    return el("li", { class: "attendee", "data-email": attendee.email, "data-response": response },
-      el("span", { class: `badge ${response === "none" || response === "notResponded" ? "waiting" : response}` }, RESPONSE_LABEL[response] || response), " ", attendee.name || attendee.email,
-      attendee.type && attendee.type !== "required" ? el("span", { class: "muted" }, ` (${attendee.type})`) : null,
-      attendee.responded_at ? el("span", { class: "muted" }, ` · ${dateTimeIn(zone, Date.parse(attendee.responded_at))}`) : null);
-  }
-
-  // Drift: what changed in Outlook rather than through the service (the history's "outlook" entries).
-  function driftText(booking) {
-    const changes = (booking.history || []).filter((h) => h.actor === "outlook");
-    if (booking.status !== "drifted" && !changes.length) return null;
-    return el("div", { class: "drift" }, booking.status === "drifted" ? el("div", {}, "Changed in Outlook:") : null,
-      changes.map((h) => el("div", {}, `${dateTimeIn(zone, Date.parse(h.at))} ${h.action}${h.detail ? `: ${h.detail}` : ""}`)));
-  }
-
   function draw(bookings) {
     const body = $("bookings");
     if (!bookings.length) {
@@ -73,16 +50,17 @@
     }
     bookings.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
     fill(body, ...bookings.map((b) => el("tr", { class: "booking", "data-id": b.id, "data-status": b.status },
-      el("td", {}, dateTimeIn(zone, Date.parse(b.start)), "–", timeIn(zone, Date.parse(b.end))),
-      el("td", {}, el("strong", {}, b.subject || "Interview"), el("div", { class: "muted" }, b.organizer || b.mailbox || ""), driftText(b)),
+      el("td", { title: zone }, whenText(zone, Date.parse(b.start), Date.parse(b.end))),
+      el("td", {}, el("a", { class: "open-booking", href: `/bookings/${encodeURIComponent(b.id)}` }, el("strong", {}, b.subject || "Interview")),
+        el("div", { class: "muted" }, b.organizer ? personLabel(b.organizer) : (b.mailbox || "")), Bookings.driftText(b, zone)),
       el("td", {}, el("span", { class: `badge ${b.status}` }, b.status)),
-      el("td", {}, el("ul", { class: "attendees" }, (b.attendees || []).map((a) => attendeeItem(typeof a === "string" ? { email: a } : a)))),
-      el("td", {}, b.join_url ? el("a", { href: b.join_url, target: "_blank", rel: "noopener" }, "Join") : el("span", { class: "muted" }, "—")),
+      el("td", {}, el("ul", { class: "attendees" }, (b.attendees || []).map((a) => Bookings.attendeeItem(typeof a === "string" ? { email: a } : a, zone)))),
+      el("td", {}, Bookings.joinLink(b)),
     )));
   }
 
   $("range").addEventListener("submit", (event) => { event.preventDefault(); load(); });
   await load();
-  if (me) timer = setInterval(load, Math.max(1, Number(cfg.poll_seconds) || 5) * 1000);
+  if (me) timer = setInterval(load, Math.max(0.5, Number(cfg.poll_seconds) || 1) * 1000);
   window.addEventListener("beforeunload", () => clearInterval(timer));
 })();

@@ -131,5 +131,49 @@ const Console = (() => {
 
   const browserZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
-  return { el, fill, add, api, ApiError, config, header, signinUrl, showError, offsetMinutes, zonedInstant, isoWithOffset, timeIn, dateTimeIn, validZone, browserZone };
+  // The zone's short name at that instant ("EST", "GMT+1"), so a time never stands without its zone.
+  function zoneName(zone, ms) {
+    const parts = new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "short" }).formatToParts(new Date(ms));
+    return (parts.find((p) => p.type === "timeZoneName") || {}).value || zone;
+  }
+  // "Wed 9 Dec, 12:00–13:00 EST": a span of time on one day, with its zone (the title names the zone in full).
+  const whenText = (zone, start, end) => `${dateTimeIn(zone, start)}–${timeIn(zone, end)} ${zoneName(zone, start)}`;
+  const dayLabel = (zone, ms) => new Intl.DateTimeFormat("en-GB", { timeZone: zone, weekday: "long", day: "numeric", month: "short" }).format(new Date(ms));
+
+  // Display names of the organisation's people, looked up once per page (the address is the fallback).
+  const names = new Map();
+  function displayName(email) {
+    const key = String(email || "").toLowerCase();
+    if (!names.has(key)) {
+      names.set(key, api("GET", `directory/users/${encodeURIComponent(key)}`)
+        .then(({ data }) => (data && data.display_name) || null)
+        .catch(() => null));
+    }
+    return names.get(key);
+  }
+  // A person by name, the address on hover; the name fills in when the directory answers.
+  function personLabel(email, known) {
+    const span = el("span", { class: "person-name", title: email, "data-email": email }, known || email);
+    if (!known) displayName(email).then((name) => { if (name) span.textContent = name; });
+    return span;
+  }
+
+  // "monday".."sunday" as "Mon-Fri", "Mon, Wed, Fri", "Sat-Sun".
+  const WEEK = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+  function dayRanges(days) {
+    const set = new Set((days || []).map((d) => String(d).toLowerCase()));
+    const short = (d) => d[0].toUpperCase() + d.slice(1, 3);
+    const out = [];
+    let i = 0;
+    while (i < WEEK.length) {
+      if (!set.has(WEEK[i])) { i += 1; continue; }
+      let j = i;
+      while (j + 1 < WEEK.length && set.has(WEEK[j + 1])) j += 1;
+      out.push(j - i >= 2 ? `${short(WEEK[i])}-${short(WEEK[j])}` : WEEK.slice(i, j + 1).map(short).join(", "));
+      i = j + 1;
+    }
+    return out.join(", ") || "no days";
+  }
+
+  return { el, fill, add, api, ApiError, config, header, signinUrl, showError, offsetMinutes, zonedInstant, isoWithOffset, timeIn, dateTimeIn, validZone, browserZone, zoneName, whenText, dayLabel, displayName, personLabel, dayRanges };
 })();
