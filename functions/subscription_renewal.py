@@ -37,9 +37,11 @@ def reconcile_subscriptions(timer: func.TimerRequest) -> None:
 @http_endpoint
 @requires_session(calendar=False)
 def subscriptions_health(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.cache.view import cache_health
     from shared.errors import Forbidden
     from shared.sync.subscriptions import subscriptions_health as health
 
     if not ctx.user.is_tenant_admin:
         raise Forbidden("Only an administrator of your Office 365 tenant can see the subscriptions' health.")
-    return json_response(health(get_container(), ctx.tenant_id))
+    container = get_container()
+    return json_response({**health(container, ctx.tenant_id), "busy_cache": cache_health(container, ctx.tenant_id)})

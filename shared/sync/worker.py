@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.booking.outlook import apply_observed_event
+from shared.cache.keeper import WARM_KIND, on_changes, on_lifecycle, warm_people
 from shared.errors import (
     ConcurrencyConflict,
     GraphRequestFailed,
@@ -66,6 +67,7 @@ class WorkReport:
     retried: int = 0  # 1 when the message was queued again for a delayed retry
     unrelated: int = 0  # events that are none of our bookings: not read from Graph
     deferred: int = 0  # events queued again to wait for a booking still being made in their mailbox
+    cache_rounds: int = 0  # busy cache rounds run for the mailboxes this message named
 
 
 MAX_DELAYED_RETRIES = 5
@@ -131,6 +133,8 @@ def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: Appl
     kind, items = envelope.kind, envelope.items
     apply = apply or apply_observed_event
     report = WorkReport()
+    if kind == WARM_KIND:
+        return _warm(deps, items)
     # The last change per event wins (created then deleted in one batch is a delete).
     changes: dict[tuple[str, str, str], tuple[str, dict[str, str]]] = {}
     seen_subscriptions: set[tuple[str, str]] = set()
@@ -139,7 +143,11 @@ def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: Appl
         if kind == "lifecycle":
             sub_id, event = item.get("s", ""), item.get("l", "")
             if SUBSCRIPTION_ID.fullmatch(sub_id) and LIFECYCLE_EVENT.fullmatch(event):
+                watched = _subscribed_mailbox(deps, tenant_id, sub_id)  # before the handler may replace it
                 handle_lifecycle(deps, tenant_id, sub_id, event)
+                if watched is not None:
+                    # Notifications may have been lost: the cache resyncs the mailbox in full.
+                    on_lifecycle(deps, tenant_id, watched, event)
                 report = replace(report, lifecycle=report.lifecycle + 1)
             continue
         event_id, change = item.get("e", ""), item.get("c", "")
@@ -157,6 +165,12 @@ def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: Appl
         else:
             mailbox = item.get("m", "")
         changes[(tenant_id, mailbox, event_id)] = (change, item)
+    by_tenant: dict[str, set[str]] = {}
+    for tenant_id, mailbox, _event_id in changes:
+        by_tenant.setdefault(tenant_id, set()).add(mailbox)
+    for tenant_id, mailboxes in by_tenant.items():
+        # The busy cache first: its people go cold at once, then a delta round brings them up to date.
+        report = replace(report, cache_rounds=report.cache_rounds + on_changes(deps, tenant_id, mailboxes))
     in_flight = _InFlight(deps, _received_at(envelope))
     deferred: list[dict[str, str]] = []
     for (tenant_id, mailbox, event_id), (change, item) in changes.items():
@@ -205,6 +219,26 @@ def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: Appl
     for tenant_id, sub_id in seen_subscriptions:
         record_notification(deps, tenant_id, sub_id)
     return report
+
+
+def _warm(deps: Dependencies, items: tuple[dict[str, str], ...]) -> WorkReport:
+    """A ``warm`` message: people the busy cache just added, to subscribe and sync."""
+    people: dict[str, set[str]] = {}
+    for item in items:
+        tenant_id, mailbox = item.get("t", ""), item.get("m", "")
+        if tenant_id and mailbox:
+            people.setdefault(tenant_id, set()).add(mailbox)
+    rounds = 0
+    for tenant_id, mailboxes in people.items():
+        rounds += warm_people(deps, tenant_id, mailboxes).synced
+    return WorkReport(cache_rounds=rounds)
+
+
+def _subscribed_mailbox(deps: Dependencies, tenant_id: str, subscription_id: str) -> str | None:
+    try:
+        return deps.subscriptions.get_subscription(tenant_id, subscription_id).mailbox
+    except (NotFound, ValueError):
+        return None
 
 
 def _booking_of_event(deps: Dependencies, tenant_id: str, event_id: str) -> Booking | None:
@@ -277,4 +311,5 @@ def describe(report: WorkReport) -> dict[str, Any]:
         "retried": report.retried,
         "unrelated": report.unrelated,
         "deferred": report.deferred,
+        "cache_rounds": report.cache_rounds,
     }

@@ -54,6 +54,9 @@ MAILBOX_SYNC = "mailboxsync"
 WEBHOOK_DROPS = "webhookdrops"
 
 
+BUSY_CACHE = "busycache"
+
+
 FLOWS = "flows"
 
 
@@ -75,6 +78,7 @@ _LONGEST_TABLE = max(
         SUBSCRIPTIONS_BY_ID,
         MAILBOX_SYNC,
         WEBHOOK_DROPS,
+        BUSY_CACHE,
         FLOWS,
         SESSIONS,
         SESSIONS_BY_USER,
