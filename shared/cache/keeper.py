@@ -13,7 +13,7 @@ first round, when the window has rolled a day, on Graph's 410 (``syncStateNotFou
 on a ``missed`` or ``subscriptionRemoved`` lifecycle event, and daily for everyone
 (``BUSY_CACHE_RESYNC_SCHEDULE``), because notifications are not fully reliable.
 
-Warm means: a round that started at ``synced_at`` completed, no notification came after it
+Warm means: a round that started at ``synced_at`` completed, no notification came at or after it
 (``notified_at``), and ``synced_at`` is within ``BUSY_CACHE_FRESHNESS_SECONDS``. A change notification
 first records ``notified_at`` (the person is cold from then on, in every worker: the write moves the
 tenant's epoch), then runs a round; a round that fails leaves the person cold. Rounds of one person run
@@ -48,6 +48,7 @@ ASKED_WRITE_EVERY = timedelta(hours=6)  # last_asked_at is rewritten at most thi
 COUNT_MEMORY = timedelta(seconds=60)
 ROUND_WORKERS = 4  # rounds of different mailboxes at once (each mailbox has its own four-request limit)
 LIFECYCLE_RESYNC = frozenset({"missed", "subscriptionRemoved"})
+TICK = timedelta(milliseconds=1)  # the finest time Table Storage is relied on to keep
 
 _lock = threading.Lock()
 _person_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -192,6 +193,10 @@ def sync_person(
             logger.warning("The busy cache could not read a person of tenant %s (%s)", tenant_id, err.code)
             return False
         started = deps.clock.now()
+        if record.notified_at is not None and started <= record.notified_at:
+            # This round reads Graph after it read the mark, so after the change the mark stands for; the
+            # stored times may be coarser than the clock, so it is dated just past the mark.
+            started = record.notified_at + TICK
         try:
             outcome = _round(deps, record, started, full=full, refresh_hours=refresh_hours)
         except ServiceError as err:

@@ -141,8 +141,8 @@ def _warm(entry: _Entry, now: datetime, freshness: timedelta, start: datetime, e
         return None
     if record.window_start is None or record.window_end is None:
         return None
-    if record.notified_at is not None and record.notified_at > record.synced_at:
-        return None  # a change was reported after the last round began
+    if record.notified_at is not None and record.notified_at >= record.synced_at:
+        return None  # a change was reported after the last round began (or at the same instant)
     if now - record.synced_at > freshness:
         return None  # too old: never used, whatever it holds
     if start < record.window_start or end > record.window_end:

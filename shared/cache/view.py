@@ -16,7 +16,7 @@ def is_warm(record: CachedPerson, now: datetime, freshness: timedelta) -> bool:
     """Warm by the record alone (the reader also needs the asked window inside the synced one)."""
     if record.synced_at is None or record.hours is None or record.delta_link is None:
         return False
-    if record.notified_at is not None and record.notified_at > record.synced_at:
+    if record.notified_at is not None and record.notified_at >= record.synced_at:
         return False
     return now - record.synced_at <= freshness
 
