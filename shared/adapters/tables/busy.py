@@ -141,9 +141,10 @@ class TableBusyCacheStore:
         self, tenant_id: str, person: str, start: datetime, end: datetime
     ) -> tuple[CachedPerson, tuple[CachedBlock, ...]]:
         partition = self.partition(tenant_id, person)
+        # The SDK substitutes @names only between spaces: no parenthesis may touch one.
         query = (
-            "PartitionKey eq @pk and (RowKey eq @record or "
-            "(RowKey ge @lo and RowKey lt @hi and start lt @end and end gt @start))"
+            "PartitionKey eq @pk and ( RowKey eq @record or "
+            "( RowKey ge @lo and RowKey lt @hi and start lt @end and end gt @start ) )"
         )
         parameters = {
             "pk": partition,
