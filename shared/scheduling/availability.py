@@ -180,6 +180,12 @@ def _fetch(
     return schedules, _people(schedules, booked), sources
 
 
+def _readable(schedules: Sequence[Schedule]) -> list[str]:
+    """Who the busy cache may keep: people Graph could read (nobody unknown, outside the tenant or on
+    premises, whom delta could not read either)."""
+    return [s.email for s in schedules if s.status is ScheduleStatus.OK]
+
+
 def _lost_anyone(first: Sequence[Schedule], second: Sequence[Schedule]) -> bool:
     """Whether someone read the first time could not be read the second (the deadline, usually)."""
     again = {s.email: s.status for s in second}
@@ -216,7 +222,7 @@ def find_availability(deps: Dependencies, ctx: RequestContext, request: Availabi
                 after=request.after,
             )
     logger.info("availability: %d people, %d slots, %d on this page", len(people), search.total, len(search.slots))
-    note_asked(deps, ctx.tenant_id, people)
+    note_asked(deps, ctx.tenant_id, _readable(schedules))
     return AvailabilityAnswer(
         time_zone_name=options.time_zone_name,
         schedules=tuple(schedules),
@@ -249,7 +255,7 @@ def find_interview_loops(deps: Dependencies, ctx: RequestContext, request: LoopR
     )
     search = find_loops(sessions, persons, options.start, options.end, rules)
     logger.info("loops: %d sessions, %d people, %d results", len(sessions), len(persons), len(search.loops))
-    note_asked(deps, ctx.tenant_id, request.people)
+    note_asked(deps, ctx.tenant_id, _readable(schedules))
     return LoopAnswer(
         time_zone_name=options.time_zone_name,
         schedules=tuple(schedules),

@@ -335,3 +335,10 @@ def test_timer_rounds_warm_people_whose_warm_up_message_was_lost() -> None:
     assert {s.source for s in _ask(deps, credential).sources.values()} == {"live"}
     assert keeper.run_rounds(deps).synced == 2
     assert {s.source for s in _ask(deps, credential).sources.values()} == {"cache"}
+
+
+def test_people_graph_could_not_read_are_not_kept() -> None:
+    deps, credential = _deps()
+    answer = _ask(deps, credential, ANN, "carol@contoso.example")
+    assert answer.schedules[1].status is ScheduleStatus.UNREADABLE
+    assert [p.person for p in deps.busy.list_people(TENANT_A)] == [ANN]
