@@ -203,12 +203,19 @@ def sync_person(
             logger.warning("A busy cache round of tenant %s failed (%s)", tenant_id, err.code)
             _record_error(deps, tenant_id, person, err.code)
             return False
-        delta, hours, span, was_full, gone = outcome
+        delta, hours, span, was_full, gone, wrote = outcome
+        # Readers must drop what they remember when what they would answer changed: blocks, hours, or a
+        # person going cold. A round that only confirms (synced_at moves on) changes no warm answer; a
+        # reader re-reads anyone its memory holds as cold (shared.cache.reader).
+        changed = wrote or (record.hours is None or hours.source != record.hours.source)
+        overtaken = False
 
         def settle(current: CachedPerson) -> CachedPerson:
+            nonlocal overtaken
             if current.synced_at is not None and current.synced_at > started:
                 # Another instance's round completed after this one started: whichever wrote last, the
                 # blocks may be the older ones. Cold until the next round settles it.
+                overtaken = True
                 return replace(current, notified_at=deps.clock.now())
             return replace(
                 current,
@@ -225,7 +232,8 @@ def sync_person(
 
         try:
             _update(deps, tenant_id, person, settle)
-            deps.busy.bump_epoch(tenant_id)
+            if changed or overtaken:
+                deps.busy.bump_epoch(tenant_id)
         except NotFound:
             return False  # evicted meanwhile
         except ServiceError as err:
@@ -236,8 +244,9 @@ def sync_person(
 
 def _round(
     deps: Dependencies, record: CachedPerson, started: datetime, *, full: bool, refresh_hours: bool
-) -> tuple[BusyDelta, MailboxHours, tuple[datetime, datetime], bool, bool]:
-    """Read and store one round: (delta, hours, window, whether it was a full sync, whether a 410 caused it)."""
+) -> tuple[BusyDelta, MailboxHours, tuple[datetime, datetime], bool, bool, bool]:
+    """Read and store one round: (delta, hours, window, whether it was a full sync, whether a 410 caused it,
+    whether any block was written or removed)."""
     tenant_id, person = record.tenant_id, record.person
     start, end = window(deps.settings, started)
     kept_start, kept_end = record.window_start, record.window_end
@@ -270,14 +279,14 @@ def _round(
             removals = [c.key for c in delta.changes if c.block is None or not _inside(c.block, span)]
             if upserts or removals:
                 deps.busy.apply_changes(tenant_id, person, upserts, removals)
-            return delta, hours, span, False, False
+            return delta, hours, span, False, False, bool(upserts or removals)
     span = (start, end)
     delta = with_app_token(
         deps, tenant_id, lambda token: deps.graph.busy_delta(token, person, delta_link=None, start=start, end=end)
     )
     blocks = [c.block for c in delta.changes if c.block is not None and _inside(c.block, span)]
     deps.busy.replace_blocks(tenant_id, person, blocks)
-    return delta, hours, span, True, gone
+    return delta, hours, span, True, gone, True
 
 
 def _inside(block: CachedBlock, span: tuple[datetime, datetime]) -> bool:

@@ -28,7 +28,7 @@ from shared.ports import Dependencies
 logger = logging.getLogger(__name__)
 
 READ_BUDGET_SECONDS = 1.0
-READERS = 8
+READERS = 16
 MARGIN = timedelta(days=2)  # read a little more than any sync window holds: one read serves every query
 
 
@@ -94,7 +94,16 @@ def read_warm(
             memory = _memory[tenant_id] = _TenantMemory(epoch)
         known = dict(memory.people)
     now = deps.clock.now()
-    missing = [p for p in wanted if p not in known]
+    freshness = timedelta(seconds=settings.busy_cache_freshness_seconds)
+    found: dict[str, WarmSchedule] = {}
+    for person in wanted:
+        entry = known.get(person)
+        warm = _warm(entry, now, freshness, start, end) if entry is not None else None
+        if warm is not None:
+            found[person] = warm
+    # Not remembered, or remembered cold: read again (a round that only confirmed a person moves no epoch,
+    # so a remembered record may be older than the stored one; never newer).
+    missing = [p for p in wanted if p not in found]
     if missing:
         lo = now - timedelta(days=settings.busy_cache_past_days) - MARGIN
         hi = now + timedelta(days=settings.busy_cache_future_days) + MARGIN
@@ -107,17 +116,13 @@ def read_warm(
         failed = len(missing) - len(loaded)
         if failed:
             logger.warning("The busy cache could not read %d people in time: they are read live", failed)
-        known.update(loaded)
         with _lock:
             if memory.epoch == epoch:
                 memory.people.update(loaded)
-    freshness = timedelta(seconds=settings.busy_cache_freshness_seconds)
-    found: dict[str, WarmSchedule] = {}
-    for person in wanted:
-        entry = known.get(person)
-        warm = _warm(entry, now, freshness, start, end) if entry is not None else None
-        if warm is not None:
-            found[person] = warm
+        for person, entry in loaded.items():
+            warm = _warm(entry, now, freshness, start, end)
+            if warm is not None:
+                found[person] = warm
     return found
 
 

@@ -342,3 +342,18 @@ def test_people_graph_could_not_read_are_not_kept() -> None:
     answer = _ask(deps, credential, ANN, "carol@contoso.example")
     assert answer.schedules[1].status is ScheduleStatus.UNREADABLE
     assert [p.person for p in deps.busy.list_people(TENANT_A)] == [ANN]
+
+
+def test_a_round_that_changes_nothing_keeps_the_epoch_and_readers_still_see_it() -> None:
+    deps, credential = _deps(busy_cache_freshness_seconds=600.0)
+    _warm(deps, credential)
+    _ask(deps, credential)  # remembered by this worker
+    epoch = deps.busy.get_epoch(TENANT_A)
+    deps.clock.current = NOW + timedelta(seconds=500)
+    assert keeper.run_rounds(deps).synced == 2
+    assert deps.busy.get_epoch(TENANT_A) == epoch
+    deps.clock.current = NOW + timedelta(seconds=700)  # past the bound for what this worker remembers
+    calls = len(deps.graph.schedule_calls)
+    answer = _ask(deps, credential)
+    assert {s.as_of for s in answer.sources.values()} == {NOW + timedelta(seconds=500)}
+    assert len(deps.graph.schedule_calls) == calls
