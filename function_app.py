@@ -8,6 +8,7 @@ from functions import (
     admin_consent,
     availability,
     booking,
+    busy_cache,
     directory,
     graph_webhook,
     health,
@@ -42,6 +43,7 @@ blueprints = (
     notification_worker.bp,
     subscription_renewal.bp,
     booking.bp,
+    busy_cache.bp,
 )
 for blueprint in blueprints:
     app.register_functions(blueprint)

@@ -84,6 +84,8 @@ def service_settings(
         "RECOVERY_SCHEDULE": "0 */5 * * * *",
         "RENEWAL_SCHEDULE": "0 0 */6 * * *",
         "RECONCILE_SCHEDULE": "0 */30 * * * *",
+        "BUSY_CACHE_DELTA_SCHEDULE": "0 */5 * * * *",
+        "BUSY_CACHE_RESYNC_SCHEDULE": "0 30 3 * * *",
         "NOTIFICATION_QUEUE": "graph-notifications",
         **({"LOCAL_KEY_FILE": key_file} if key_file else {}),
     }

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shared.cache.view import BusyCacheHealth
     from shared.identity.readiness import ReadinessReport
     from shared.identity.signin import Me
     from shared.identity.tenant_settings import TenantSettings
@@ -62,6 +63,17 @@ def me_json(me: Me) -> dict[str, Any]:
         "features": list(user.features),
         "token_health": token_health,
         "session_expires_at": me.session_expires_at.isoformat(),
+    }
+
+
+def busy_cache_json(health: BusyCacheHealth) -> dict[str, Any]:
+    """Only what is known: a disabled cache says so alone; an unreachable one says it is unavailable."""
+    if not health.enabled:
+        return {"enabled": False}
+    if not health.available:
+        return {"enabled": True, "available": False}
+    return {
+        key: _iso(value) if isinstance(value, datetime) else value for key, value in asdict(health).items()
     }
 
 

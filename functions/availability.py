@@ -15,6 +15,7 @@ from shared.bootstrap import get_container
 if TYPE_CHECKING:
     from shared.identity.guard import RequestContext
     from shared.models import Schedule
+    from shared.scheduling.availability import ScheduleSource
     from shared.scheduling.slots import Explanation, InterviewCounts
 
 bp = func.Blueprint()
@@ -47,7 +48,9 @@ def availability(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResp
             "total_slots": answer.search.total,
             # The same request with these fields added gives the next page.
             "next": {"after": _at(slots[-1].start, zone)} if answer.search.more and slots else None,
-            "interviewers": [_schedule(s, zone, window, answer.loads[s.email]) for s in answer.schedules],
+            "interviewers": [
+                _schedule(s, zone, window, answer.loads[s.email], answer.sources[s.email]) for s in answer.schedules
+            ],
             "explanation": _explanation(answer.search.explanation, zone),
         }
     )
@@ -85,7 +88,9 @@ def availability_loops(req: func.HttpRequest, *, ctx: RequestContext) -> func.Ht
                 }
                 for loop in answer.search.loops
             ],
-            "interviewers": [_schedule(s, zone, window, answer.loads[s.email]) for s in answer.schedules],
+            "interviewers": [
+                _schedule(s, zone, window, answer.loads[s.email], answer.sources[s.email]) for s in answer.schedules
+            ],
             "explanation": _explanation(answer.search.explanation, zone),
         }
     )
@@ -107,7 +112,11 @@ def _load(counts: InterviewCounts) -> dict[str, Any]:
 
 
 def _schedule(
-    schedule: Schedule, zone: tzinfo, window: tuple[datetime, datetime], load: InterviewCounts
+    schedule: Schedule,
+    zone: tzinfo,
+    window: tuple[datetime, datetime],
+    load: InterviewCounts,
+    source: ScheduleSource,
 ) -> dict[str, Any]:
     hours = schedule.working_hours
     start, end = window
@@ -136,6 +145,10 @@ def _schedule(
             if b.end > start and b.start < end
         ],
         "load": _load(load),
+        # "cache": from the busy cache (no titles), as of the start of the delta round it is from;
+        # "live": read from Graph for this answer.
+        "source": source.source,
+        "as_of": source.as_of.astimezone(zone).isoformat(),
     }
 
 

@@ -37,11 +37,14 @@ def reconcile_subscriptions(timer: func.TimerRequest) -> None:
 @http_endpoint
 @requires_session(calendar=False)
 def subscriptions_health(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from shared.cache.view import cache_health
     from shared.errors import Forbidden
     from shared.sync.report import subscriptions_health as health
 
     if not ctx.user.is_tenant_admin:
         raise Forbidden("Only an administrator of your Office 365 tenant can see the subscriptions' health.")
-    from functions._views import subscriptions_health_json
+    from functions._views import busy_cache_json, subscriptions_health_json
 
-    return json_response(subscriptions_health_json(health(get_container(), ctx.tenant_id)))
+    container = get_container()
+    report = subscriptions_health_json(health(container, ctx.tenant_id))
+    return json_response({**report, "busy_cache": busy_cache_json(cache_health(container, ctx.tenant_id))})

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # only for annotations: importing the ports (and the models) 
 
     from shared.ports import (
         BookingStore,
+        BusyCacheStore,
         Clock,
         EventGateway,
         FlowStore,
@@ -91,6 +92,7 @@ class Container:
         sessions: SessionStore | None = None,
         bookings: BookingStore | None = None,
         subscriptions: SubscriptionStore | None = None,
+        busy: BusyCacheStore | None = None,
         notification_queue: NotificationQueue | None = None,
         identity: IdentityProvider | None = None,
         graph: GraphGateway | None = None,
@@ -113,6 +115,7 @@ class Container:
                 "sessions": sessions,
                 "bookings": bookings,
                 "subscriptions": subscriptions,
+                "busy": busy,
                 "notification_queue": notification_queue,
                 "identity": identity,
                 "graph": graph,
@@ -227,6 +230,11 @@ class Container:
             return CachedSubscriptions(self.storage.subscriptions, self.clock)
 
         return self._lazy.get("subscriptions", build)
+
+    @property
+    def busy(self) -> BusyCacheStore:
+        """The busy cache's store; the cache keeps its own per-worker memory (``shared.cache.reader``)."""
+        return self._lazy.get("busy", lambda: self.storage.busy)
 
     @property
     def notification_queue(self) -> NotificationQueue:

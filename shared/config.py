@@ -51,6 +51,12 @@ APP_SETTINGS: tuple[str, ...] = (
     "CLOCK_OFFSET_SECONDS",
     "RENEWAL_SCHEDULE",
     "SUBSCRIPTION_MINUTES",
+    "BUSY_CACHE_ENABLED",
+    "BUSY_CACHE_FRESHNESS_SECONDS",
+    "BUSY_CACHE_PAST_DAYS",
+    "BUSY_CACHE_FUTURE_DAYS",
+    "BUSY_CACHE_MAX_PEOPLE",
+    "BUSY_CACHE_EVICT_DAYS",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 )
@@ -63,11 +69,13 @@ HOST_SETTINGS: tuple[str, ...] = (
     "PURGE_SCHEDULE",
     "RECOVERY_SCHEDULE",
     "RECONCILE_SCHEDULE",
+    "BUSY_CACHE_DELTA_SCHEDULE",
+    "BUSY_CACHE_RESYNC_SCHEDULE",
     "PYTHON_ENABLE_OPENTELEMETRY",
 )
-DEPLOYED_SETTINGS: tuple[str, ...] = tuple(
-    name for name in APP_SETTINGS if name not in LOCAL_ONLY_SETTINGS
-) + HOST_SETTINGS
+DEPLOYED_SETTINGS: tuple[str, ...] = (
+    tuple(name for name in APP_SETTINGS if name not in LOCAL_ONLY_SETTINGS) + HOST_SETTINGS
+)
 # Without these the app cannot serve anything it exists for: checked at the first invocation of a worker.
 REQUIRED_SETTINGS: tuple[str, ...] = ("CLIENT_ID", "CLIENT_SECRET", "RENEWAL_SCHEDULE")
 
@@ -108,6 +116,15 @@ class Settings:
     appinsights_authentication: str | None = None
     notification_retry_seconds: float = 4.0
     clock_offset_seconds: float = 0.0  # tests only: the service's clock runs this far from the wall clock
+    # The warm busy cache (shared.cache): on or off; how long after its last confirmed delta round a person
+    # stays warm; the rolling window kept (days back and ahead); how many people per tenant; and after how
+    # many days without being asked about a person is let go.
+    busy_cache_enabled: bool = True
+    busy_cache_freshness_seconds: float = 600.0
+    busy_cache_past_days: int = 7
+    busy_cache_future_days: int = 90
+    busy_cache_max_people: int = 500
+    busy_cache_evict_days: int = 14
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +185,12 @@ class Settings:
             appinsights_authentication=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip() or None,
             notification_retry_seconds=num("NOTIFICATION_RETRY_SECONDS", 4.0),
             clock_offset_seconds=_offset(opt("CLOCK_OFFSET_SECONDS", "0")),
+            busy_cache_enabled=_flag(opt("BUSY_CACHE_ENABLED", "true"), "BUSY_CACHE_ENABLED"),
+            busy_cache_freshness_seconds=num("BUSY_CACHE_FRESHNESS_SECONDS", 600.0),
+            busy_cache_past_days=int(num("BUSY_CACHE_PAST_DAYS", 7)),
+            busy_cache_future_days=int(num("BUSY_CACHE_FUTURE_DAYS", 90)),
+            busy_cache_max_people=int(num("BUSY_CACHE_MAX_PEOPLE", 500)),
+            busy_cache_evict_days=int(num("BUSY_CACHE_EVICT_DAYS", 14)),
         )
 
     @property
@@ -208,6 +231,15 @@ def _offset(raw: str) -> float:
             "Setting CLOCK_OFFSET_SECONDS must be a number of seconds.", setting="CLOCK_OFFSET_SECONDS"
         )
     return value
+
+
+def _flag(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ConfigurationError(f"Setting {name} must be true or false.", setting=name)
 
 
 def _queue_name(value: str) -> str:

@@ -298,6 +298,71 @@ class Schedule:
     busy: tuple[BusyBlock, ...] = ()
 
 
+# ---- the warm busy cache (shared.cache) --------------------------------------------------------------
+@dataclass(frozen=True)
+class CachedBlock:
+    """One busy interval of an interviewer as the cache keeps it: no subject, body, location or attendees.
+    ``key`` is the SHA-256 of the Graph event (or occurrence) id, never the id itself."""
+
+    key: str
+    start: datetime  # aware UTC
+    end: datetime
+    status: FreeBusyStatus
+    all_day: bool = False
+    private: bool = False
+
+
+@dataclass(frozen=True)
+class BusyChange:
+    """One ``calendarView/delta`` entry: the block as it now is, or None when it no longer counts
+    (removed, cancelled, free, or out of the view)."""
+
+    key: str
+    block: CachedBlock | None
+
+
+@dataclass(frozen=True)
+class BusyDelta:
+    """One delta round followed from its first page to the deltaLink."""
+
+    changes: tuple[BusyChange, ...]
+    delta_link: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MailboxHours:
+    """A mailbox's working hours and zone as getSchedule would report them. ``source`` is the Graph
+    adapter's own compact form of them, kept by the cache and read back by the adapter alone."""
+
+    working_hours: WorkingHours | None
+    time_zone: str | None
+    source: str = field(default="", repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class CachedPerson:
+    """The cache's record of one interviewer of a tenant (``person``: the lower-cased address).
+
+    Warm when ``synced_at`` (the start of the last delta round that completed) is within the freshness
+    bound and no change notification came after it (``notified_at``)."""
+
+    tenant_id: str
+    person: str
+    added_at: datetime
+    last_asked_at: datetime
+    delta_link: str | None = field(default=None, repr=False)  # a bearer-like secret: stored encrypted
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    synced_at: datetime | None = None
+    full_sync_at: datetime | None = None
+    notified_at: datetime | None = None
+    hours: MailboxHours | None = None
+    last_error: str | None = None  # a short reason (no secret) while the mailbox cannot be synced
+    resyncs_gone: int = 0  # full resyncs because Graph answered 410 to the delta link
+    resyncs_missed: int = 0  # full resyncs because of a missed or subscriptionRemoved lifecycle event
+    etag: str | None = None
+
+
 # ---- events as Graph shows them (booking and sync) ----------------------------------------------
 class AttendeeResponse(StrEnum):
     """Graph's responseStatus.response values."""

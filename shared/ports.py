@@ -17,11 +17,15 @@ from shared.config import Settings
 from shared.models import (
     AccessToken,
     Booking,
+    BusyDelta,
+    CachedBlock,
+    CachedPerson,
     CreatedSubscription,
     DeltaRound,
     DirectoryUser,
     EventDraft,
     FlowKind,
+    MailboxHours,
     MailboxPurpose,
     MailboxSync,
     ObservedEvent,
@@ -193,6 +197,48 @@ class SubscriptionStore(Protocol):
         ...
 
 
+class BusyCacheStore(Protocol):
+    """The warm busy cache: per interviewer of a tenant, one record and their busy blocks, in one
+    partition so a window of one person is one range read; and a per-tenant epoch that every write
+    moves, so a worker can tell in one point read whether what it remembers still holds."""
+
+    def read_person(
+        self, tenant_id: str, person: str, start: datetime, end: datetime
+    ) -> tuple[CachedPerson, tuple[CachedBlock, ...]]:
+        """The record and the blocks overlapping [start, end) in time order. Raises NotFound."""
+        ...
+
+    def get_person(self, tenant_id: str, person: str) -> CachedPerson: ...
+    def list_people(self, tenant_id: str | None = None) -> list[CachedPerson]: ...
+    def create_person(self, record: CachedPerson) -> CachedPerson:
+        """Raises ConcurrencyConflict when the person is already kept."""
+        ...
+
+    def update_person(self, record: CachedPerson) -> CachedPerson:
+        """Sends the record's ETag; raises ConcurrencyConflict when it changed."""
+        ...
+
+    def delete_person(self, tenant_id: str, person: str) -> None:
+        """The record and every block; succeeds when absent."""
+        ...
+
+    def apply_changes(
+        self, tenant_id: str, person: str, upserts: Sequence[CachedBlock], removals: Sequence[str]
+    ) -> None:
+        """Write blocks and remove blocks by key (a key not kept is nothing to remove)."""
+        ...
+
+    def replace_blocks(self, tenant_id: str, person: str, blocks: Sequence[CachedBlock]) -> None:
+        """Make ``blocks`` the person's only blocks."""
+        ...
+
+    def get_epoch(self, tenant_id: str) -> str:
+        """The tenant's cache epoch ("" when nothing was written yet)."""
+        ...
+
+    def bump_epoch(self, tenant_id: str) -> str: ...
+
+
 class NotificationQueue(Protocol):
     """The storage queue between the webhook and the notification worker."""
 
@@ -264,6 +310,8 @@ class Stores(Protocol):
     def bookings(self) -> BookingStore: ...
     @property
     def subscriptions(self) -> SubscriptionStore: ...
+    @property
+    def busy(self) -> BusyCacheStore: ...
 
 
 class Storage(StorageHealth, Stores, Protocol):
@@ -394,6 +442,24 @@ class GraphGateway(Protocol):
         """One ``calendarView/delta`` round over the mailbox's primary calendar, following nextLinks to the
         deltaLink: from ``delta_link``, or a fresh sync of [start, end) when None. Raises DeltaExpired when
         Graph answers 410 (the app must sync afresh)."""
+        ...
+
+    def busy_delta(
+        self, token: AccessToken, mailbox: str, *, delta_link: str | None, start: datetime, end: datetime
+    ) -> BusyDelta:
+        """One ``/users/{mailbox}/calendarView/delta`` round with an app token, every nextLink followed to
+        the deltaLink, each entry reduced to a busy block (no subject, body, location or attendees) or a
+        removal. Raises DeltaExpired on 410, NotFound when the tenant has no such mailbox,
+        GraphRequestFailed, UpstreamUnavailable."""
+        ...
+
+    def mailbox_hours(self, token: AccessToken, mailbox: str) -> MailboxHours:
+        """The mailbox's working hours and zone (mailboxSettings ``workingHours``), as getSchedule reports
+        them. Raises NotFound, GraphRequestFailed, UpstreamUnavailable."""
+        ...
+
+    def mailbox_hours_from(self, source: str) -> MailboxHours:
+        """``MailboxHours`` again from its ``source`` (as kept by the cache). Raises ValueError."""
         ...
 
 

@@ -33,6 +33,12 @@ CLOCK_OFFSET_VARIABLE = "CLOCK_OFFSET_SECONDS"  # read by shared/config.py and d
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
+        "--busy-cache-queries",
+        type=int,
+        default=40,
+        help="random queries of the busy cache differential test (tests/e2e/test_busy_cache.py); 1000: the full run",
+    )
+    parser.addoption(
         "--today",
         default=os.environ.get(TODAY_VARIABLE) or None,
         help=f"run as if today were this date (YYYY-MM-DD, or an ISO 8601 instant); default ${TODAY_VARIABLE}",

@@ -33,6 +33,10 @@ from shared.models import (
     AccessToken,
     Booking,
     BookingStatus,
+    BusyChange,
+    BusyDelta,
+    CachedBlock,
+    CachedPerson,
     ConsentStatus,
     CreatedSubscription,
     DeltaChange,
@@ -40,6 +44,7 @@ from shared.models import (
     DirectoryUser,
     EventDraft,
     FlowKind,
+    MailboxHours,
     MailboxPurpose,
     MailboxSync,
     ObservedEvent,
@@ -350,6 +355,74 @@ class FakeSubscriptions(_Records):
         return dict(self.dropped.get(scope, {}))
 
 
+class FakeBusyCache:
+    """The busy cache's store in memory; ``down`` makes every call fail as unreachable storage does."""
+
+    def __init__(self) -> None:
+        self.people = _Records()
+        self.blocks: dict[tuple[str, str], dict[str, CachedBlock]] = {}
+        self.epochs: dict[str, str] = {}
+        self.down = False
+        self.reads = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise UpstreamUnavailable("storage is down")
+
+    def read_person(
+        self, tenant_id: str, person: str, start: datetime, end: datetime
+    ) -> tuple[CachedPerson, tuple[CachedBlock, ...]]:
+        self._check()
+        self.reads += 1
+        record = self.people.get((tenant_id, person))
+        found = [b for b in self.blocks.get((tenant_id, person), {}).values() if b.start < end and b.end > start]
+        return record, tuple(sorted(found, key=lambda b: (b.start, b.end, b.key)))
+
+    def get_person(self, tenant_id: str, person: str) -> CachedPerson:
+        self._check()
+        return self.people.get((tenant_id, person))  # type: ignore[no-any-return]
+
+    def list_people(self, tenant_id: str | None = None) -> list[CachedPerson]:
+        self._check()
+        return [r for (t, _p), r in self.people.items.items() if tenant_id is None or t == tenant_id]
+
+    def create_person(self, record: CachedPerson) -> CachedPerson:
+        self._check()
+        return self.people.create((record.tenant_id, record.person), record)  # type: ignore[no-any-return]
+
+    def update_person(self, record: CachedPerson) -> CachedPerson:
+        self._check()
+        return self.people.update((record.tenant_id, record.person), record)  # type: ignore[no-any-return]
+
+    def delete_person(self, tenant_id: str, person: str) -> None:
+        self._check()
+        self.people.delete((tenant_id, person))
+        self.blocks.pop((tenant_id, person), None)
+
+    def apply_changes(
+        self, tenant_id: str, person: str, upserts: Sequence[CachedBlock], removals: Sequence[str]
+    ) -> None:
+        self._check()
+        kept = self.blocks.setdefault((tenant_id, person), {})
+        for key in removals:
+            kept.pop(key, None)
+        for block in upserts:
+            kept[block.key] = block
+
+    def replace_blocks(self, tenant_id: str, person: str, blocks: Sequence[CachedBlock]) -> None:
+        self._check()
+        self.blocks[(tenant_id, person)] = {b.key: b for b in blocks}
+
+    def get_epoch(self, tenant_id: str) -> str:
+        self._check()
+        return self.epochs.get(tenant_id, "")
+
+    def bump_epoch(self, tenant_id: str) -> str:
+        self._check()
+        self.epochs[tenant_id] = uuid.uuid4().hex
+        return self.epochs[tenant_id]
+
+
 class FakeQueue:
     """The notification queue; ``down`` makes every send fail as an unreachable storage account does."""
 
@@ -564,6 +637,12 @@ class FakeGraph:
     purposes: dict[str, dict[str, MailboxPurpose]] = field(default_factory=dict)
     purpose_calls: list[tuple[str, ...]] = field(default_factory=list)
     purpose_failure: Exception | None = None  # raised by the next mailbox_purposes call (then cleared)
+    # The busy cache's reads: lower mailbox -> key -> block (what a full delta round answers), changes a
+    # later round answers (then cleared), and each mailbox's working hours.
+    busy_blocks: dict[str, dict[str, CachedBlock]] = field(default_factory=dict)
+    pending_busy: dict[str, list[BusyChange]] = field(default_factory=dict)
+    hours: dict[str, MailboxHours] = field(default_factory=dict)
+    busy_calls: list[tuple[str, str | None]] = field(default_factory=list)  # (mailbox, delta link or None)
 
     def get_user(self, token: AccessToken, user: str) -> DirectoryUser:
         found = self.users.get(token.tenant_id, {}).get(user.lower())
@@ -653,6 +732,40 @@ class FakeGraph:
         else:
             changes = tuple(self.pending_delta.pop(mailbox.lower(), ()))
         return DeltaRound(changes=changes, delta_link=f"https://graph.example/delta?token={uuid.uuid4().hex}")
+
+    def busy_delta(
+        self, token: AccessToken, mailbox: str, *, delta_link: str | None, start: datetime, end: datetime
+    ) -> BusyDelta:
+        key = mailbox.lower()
+        self.busy_calls.append((key, delta_link))
+        if key in self.failures:
+            raise self.failures[key]
+        if delta_link is not None and delta_link in self.expired_delta_links:
+            raise DeltaExpired("gone", status=410, reason="other")
+        if delta_link is None:
+            changes = tuple(BusyChange(k, b) for k, b in self.busy_blocks.get(key, {}).items())
+        else:
+            changes = tuple(self.pending_busy.pop(key, ()))
+        return BusyDelta(changes=changes, delta_link=f"https://graph.example/delta?token={uuid.uuid4().hex}")
+
+    def mailbox_hours(self, token: AccessToken, mailbox: str) -> MailboxHours:
+        key = mailbox.lower()
+        if key in self.failures:
+            raise self.failures[key]
+        found = self.hours.get(key)
+        if found is None:
+            known = self.schedules.get(token.tenant_id, {}).get(key)
+            found = MailboxHours(
+                known.working_hours if known else None, known.mailbox_time_zone if known else None, source=f"h:{key}"
+            )
+            self.hours[key] = found
+        return found
+
+    def mailbox_hours_from(self, source: str) -> MailboxHours:
+        for found in self.hours.values():
+            if found.source == source:
+                return found
+        raise ValueError("unknown kept hours")
 
     def get_schedules(
         self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
@@ -793,6 +906,7 @@ class FakeDeps:
         self.sessions = FakeSessions()
         self.bookings = FakeBookings()
         self.subscriptions = FakeSubscriptions()
+        self.busy = FakeBusyCache()
         self.notification_queue = FakeQueue()
         self.token_caches = FakeCaches()
         self.flows = FakeFlows(self.clock)
@@ -850,6 +964,7 @@ def install(deps: FakeDeps) -> Container:
         sessions=deps.sessions,
         bookings=deps.bookings,
         subscriptions=deps.subscriptions,
+        busy=deps.busy,
         notification_queue=deps.notification_queue,
         token_caches=deps.token_caches,
         flows=deps.flows,

@@ -151,10 +151,18 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     NOTIFICATION_QUEUE: 'graph-notifications'
     NOTIFICATION_RETRY_SECONDS: '4'
     SUBSCRIPTION_MINUTES: '10080'
+    BUSY_CACHE_ENABLED: 'true'
+    BUSY_CACHE_FRESHNESS_SECONDS: '600'
+    BUSY_CACHE_PAST_DAYS: '7'
+    BUSY_CACHE_FUTURE_DAYS: '90'
+    BUSY_CACHE_MAX_PEOPLE: '500'
+    BUSY_CACHE_EVICT_DAYS: '14'
     PURGE_SCHEDULE: '0 */15 * * * *'
     RECOVERY_SCHEDULE: '0 */5 * * * *'
     RENEWAL_SCHEDULE: '0 0 */6 * * *'
     RECONCILE_SCHEDULE: '0 */30 * * * *'
+    BUSY_CACHE_DELTA_SCHEDULE: '0 */5 * * * *'
+    BUSY_CACHE_RESYNC_SCHEDULE: '0 30 3 * * *'
   }
 }
 

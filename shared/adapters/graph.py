@@ -35,9 +35,9 @@ from urllib.parse import quote, unquote
 
 import httpx
 
+from shared.adapters.graph_busy import GraphBusyMixin
 from shared.adapters.graph_events import GraphEventsMixin
 from shared.adapters.graph_limiter import MAILBOX_CONCURRENCY, LimiterTimeout, MailboxLimiter, Waiter
-from shared.adapters.graph_subscriptions import GraphSubscriptionsMixin
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import (
@@ -45,6 +45,7 @@ from shared.models import (
     BusyBlock,
     DirectoryUser,
     FreeBusyStatus,
+    MailboxHours,
     MailboxPurpose,
     Schedule,
     ScheduleStatus,
@@ -202,7 +203,7 @@ def _not_before_retry_after(response: httpx.Response) -> float | None:
     return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
+class GraphClient(GraphEventsMixin, GraphBusyMixin):
     """GraphGateway over httpx.
 
     ``clock`` (a ``time.monotonic``-like function), ``sleep`` and ``jitter`` (a ``random.random``-like
@@ -519,6 +520,17 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
         path = "me/calendarView" if mailbox is None else f"users/{quote(mailbox, safe='@')}/calendarView"
         self.request("GET", path, token, params=params)
 
+    # ---- working hours for the busy cache ---------------------------------------------------------
+    def mailbox_hours(self, token: AccessToken, mailbox: str) -> MailboxHours:
+        """See GraphGateway.mailbox_hours: ``GET /users/{id}/mailboxSettings/workingHours`` (the documented
+        single-setting read, MailboxSettings.Read), read exactly as getSchedule's ``workingHours``."""
+        raw = self.request("GET", f"users/{quote(mailbox, safe='@')}/mailboxSettings/workingHours", token)
+        kept = {k: raw[k] for k in ("daysOfWeek", "startTime", "endTime", "timeZone") if k in raw}
+        return self.mailbox_hours_from(json.dumps(kept, separators=(",", ":"), sort_keys=True))
+
+    def mailbox_hours_from(self, source: str) -> MailboxHours:
+        return _hours_from(source)
+
     # ---- free/busy -------------------------------------------------------------------------------
     def get_schedules(
         self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
@@ -784,6 +796,22 @@ def _working_hours(raw: dict[str, Any]) -> tuple[WorkingHours, str]:
         time_zone_name=time_zone_key(zone),
     )
     return hours, zone_name or hours.time_zone_name
+
+
+@functools.lru_cache(maxsize=4096)
+def _hours_from(source: str) -> MailboxHours:
+    """Working hours from the compact ``workingHours`` JSON the cache keeps, read by the same parser as
+    getSchedule's (what it cannot read there makes the person unreadable; here it raises ValueError)."""
+    raw = json.loads(source) if source else {}
+    if not isinstance(raw, dict):
+        raise ValueError("kept working hours are not an object")
+    if not raw:  # the mailbox has no working hours (getSchedule then carries none either)
+        return MailboxHours(working_hours=None, time_zone=None, source=source)
+    try:
+        hours, zone_name = _working_hours(raw)
+    except (KeyError, TypeError) as err:
+        raise ValueError("kept working hours could not be read") from err
+    return MailboxHours(working_hours=hours, time_zone=zone_name, source=source)
 
 
 def _transition(raw: Any) -> TransitionRule | None:

@@ -182,6 +182,24 @@ class GraphSubscriptionsMixin(GraphRequests):
         self, token: AccessToken, mailbox: str, *, delta_link: str | None, start: datetime, end: datetime
     ) -> DeltaRound:
         changes: dict[str, DeltaChange] = {}
+        items, final = self.delta_pages(token, mailbox, delta_link=delta_link, start=start, end=end)
+        for item in items:
+            event_id = item["id"]
+            changes[event_id] = DeltaChange(event_id=event_id, removed="@removed" in item)
+        return DeltaRound(changes=tuple(changes.values()), delta_link=final)
+
+    def delta_pages(
+        self,
+        token: AccessToken,
+        mailbox: str,
+        *,
+        delta_link: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every entry of one ``calendarView/delta`` round (those with a string id, in page order) and the
+        deltaLink: from ``delta_link``, or a fresh sync of [start, end) when None. Raises DeltaExpired on 410."""
+        found: list[dict[str, Any]] = []
         if delta_link is None:
             path = f"users/{quote(mailbox, safe='@')}/calendarView/delta"
             params: dict[str, str] | None = {"startDateTime": graph_time(start), "endDateTime": graph_time(end)}
@@ -199,13 +217,10 @@ class GraphSubscriptionsMixin(GraphRequests):
                         graph_code=err.graph_code,
                     ) from err
                 raise
-            for item in raw.get("value") or []:
-                if isinstance(item, dict) and isinstance(item.get("id"), str):
-                    event_id = item["id"]
-                    changes[event_id] = DeltaChange(event_id=event_id, removed="@removed" in item)
+            found += [i for i in raw.get("value") or [] if isinstance(i, dict) and isinstance(i.get("id"), str)]
             next_link, final = raw.get("@odata.nextLink"), raw.get("@odata.deltaLink")
             if isinstance(final, str) and final:
-                return DeltaRound(changes=tuple(changes.values()), delta_link=final)
+                return found, final
             if not isinstance(next_link, str) or not next_link:
                 raise UpstreamUnavailable("Microsoft Graph ended a delta round without a nextLink or deltaLink.")
             path, params = self._relative(next_link), None

@@ -5,6 +5,11 @@ deadline) with the signed-in user's delegated token, so titles appear only where
 show them to this user; one range query reads this service's own stored bookings, every time: they
 feed the caps and each interviewer's load (which ranks pool members and loops, cap or no cap); the
 slot engine (``shared.scheduling.slots``) does the rest. A person Graph could not read is reported, never free.
+
+Warm interviewers come from the busy cache (``shared.cache``) instead, as the same ``Schedule`` values
+without titles; cold ones (and everyone when the request asks ``"freshness": "live"``) from getSchedule,
+in one answer that says per interviewer where it came from and as of when. Everyone asked about is noted
+so the cache warms them for the next query.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from shared.cache.keeper import note_asked
+from shared.cache.reader import read_warm
 from shared.identity.guard import RequestContext, with_user_access
 from shared.models import AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
 from shared.ports import Dependencies
@@ -31,11 +38,21 @@ CAP_MARGIN = timedelta(days=8)
 
 
 @dataclass(frozen=True)
+class ScheduleSource:
+    """Where one interviewer's schedule came from: ``cache`` (as of the start of the delta round it is
+    from) or ``live`` (read from Graph for this answer)."""
+
+    source: str
+    as_of: datetime
+
+
+@dataclass(frozen=True)
 class AvailabilityAnswer:
     time_zone_name: str
     schedules: tuple[Schedule, ...]
     search: SlotSearch
     loads: Mapping[str, InterviewCounts]  # per address: interviews per local day and ISO week of the window
+    sources: Mapping[str, ScheduleSource]  # per address as asked
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,7 @@ class LoopAnswer:
     schedules: tuple[Schedule, ...]
     search: LoopSearch
     loads: Mapping[str, InterviewCounts]
+    sources: Mapping[str, ScheduleSource]
 
 
 def _panel(spec: PanelSpec) -> Panel:
@@ -76,12 +94,32 @@ def _read_schedules(
     start: datetime,
     end: datetime,
     deadline: float,
-) -> list[Schedule]:
-    """Raises ReauthRequired when Graph refuses the user's own token and a refresh does not help:
-    never an empty calendar."""
-    return with_user_access(
-        deps, ctx, lambda token: deps.graph.get_schedules(token, people, start, end, deadline=deadline)
-    )
+    *,
+    live: bool = False,
+) -> tuple[list[Schedule], dict[str, ScheduleSource]]:
+    """Each person's schedule, in order: warm ones from the busy cache (unless ``live``), the rest from
+    getSchedule. Raises ReauthRequired when Graph refuses the user's own token and a refresh does not
+    help: never an empty calendar."""
+    warm = {} if live else read_warm(deps, ctx.tenant_id, people, start, end)
+    cold = [p for p in people if p.strip().lower() not in warm]
+    fetched: list[Schedule] = []
+    if cold:
+        fetched = with_user_access(
+            deps, ctx, lambda token: deps.graph.get_schedules(token, cold, start, end, deadline=deadline)
+        )
+    read_at = deps.clock.now()
+    by_person = iter(fetched)
+    schedules: list[Schedule] = []
+    sources: dict[str, ScheduleSource] = {}
+    for person in people:
+        cached = warm.get(person.strip().lower())
+        if cached is not None:
+            schedules.append(replace(cached.schedule, email=person))
+            sources[person] = ScheduleSource("cache", cached.as_of)
+        else:
+            schedules.append(next(by_person))
+            sources[person] = ScheduleSource("live", read_at)
+    return schedules, sources
 
 
 def _booked(
@@ -122,12 +160,19 @@ def _fetch(
     options: SlotOptions,
     extra: timedelta,
     deadline: float,
-) -> tuple[list[Schedule], dict[str, Person]]:
+) -> tuple[list[Schedule], dict[str, Person], dict[str, ScheduleSource]]:
     fetch_start = options.start - options.buffer_before
     fetch_end = options.end + options.buffer_after + extra
-    schedules = _read_schedules(deps, ctx, people, fetch_start, fetch_end, deadline)
+    live = options.freshness == "live"
+    schedules, sources = _read_schedules(deps, ctx, people, fetch_start, fetch_end, deadline, live=live)
     booked = _booked(deps, ctx.tenant_id, people, fetch_start, fetch_end)
-    return schedules, _people(schedules, booked)
+    return schedules, _people(schedules, booked), sources
+
+
+def _readable(schedules: Sequence[Schedule]) -> list[str]:
+    """Who the busy cache may keep: people Graph could read (nobody unknown, outside the tenant or on
+    premises, whom delta could not read either)."""
+    return [s.email for s in schedules if s.status is ScheduleStatus.OK]
 
 
 def _lost_anyone(first: Sequence[Schedule], second: Sequence[Schedule]) -> bool:
@@ -146,15 +191,15 @@ def find_availability(deps: Dependencies, ctx: RequestContext, request: Availabi
     people = request.panel.people
     rules = _rules(options, request.duration, deps.clock.now())
     panel = _panel(request.panel)
-    schedules, persons = _fetch(deps, ctx, people, options, timedelta(0), deadline)
+    schedules, persons, sources = _fetch(deps, ctx, people, options, timedelta(0), deadline)
     search = find_slots(panel, persons, options.start, options.end, rules, limit=request.max_slots, after=request.after)
     if not search.total and time.monotonic() < deadline:
         # Only when nothing fits, and time is left: read two more weeks so the explanation can say
         # how far to widen. Someone this read loses would look unreadable where they were read, or
         # free where they were not: then the first answer stands, without that suggestion.
-        wider, wider_persons = _fetch(deps, ctx, people, options, EXPLANATION_HORIZON, deadline)
+        wider, wider_persons, wider_sources = _fetch(deps, ctx, people, options, EXPLANATION_HORIZON, deadline)
         if not _lost_anyone(schedules, wider):
-            schedules, persons = wider, wider_persons
+            schedules, persons, sources = wider, wider_persons, wider_sources
             search = find_slots(
                 panel,
                 persons,
@@ -166,11 +211,13 @@ def find_availability(deps: Dependencies, ctx: RequestContext, request: Availabi
                 after=request.after,
             )
     logger.info("availability: %d people, %d slots, %d on this page", len(people), search.total, len(search.slots))
+    note_asked(deps, ctx.tenant_id, _readable(schedules))
     return AvailabilityAnswer(
         time_zone_name=options.time_zone_name,
         schedules=tuple(schedules),
         search=search,
         loads=_loads(persons, options),
+        sources=sources,
     )
 
 
@@ -178,7 +225,7 @@ def find_interview_loops(deps: Dependencies, ctx: RequestContext, request: LoopR
     """The best schedules for an ordered loop of sessions. Raises ReauthRequired, UpstreamError."""
     options = request.options
     deadline = deps.settings.availability_deadline()
-    schedules, persons = _fetch(deps, ctx, request.people, options, timedelta(0), deadline)
+    schedules, persons, sources = _fetch(deps, ctx, request.people, options, timedelta(0), deadline)
     sessions = tuple(LoopSession(name=s.name, duration=s.duration, panel=_panel(s.panel)) for s in request.sessions)
     rules = LoopRules(
         interval=options.interval,
@@ -197,9 +244,11 @@ def find_interview_loops(deps: Dependencies, ctx: RequestContext, request: LoopR
     )
     search = find_loops(sessions, persons, options.start, options.end, rules)
     logger.info("loops: %d sessions, %d people, %d results", len(sessions), len(persons), len(search.loops))
+    note_asked(deps, ctx.tenant_id, _readable(schedules))
     return LoopAnswer(
         time_zone_name=options.time_zone_name,
         schedules=tuple(schedules),
         search=search,
         loads=_loads(persons, options),
+        sources=sources,
     )

@@ -69,6 +69,12 @@ class SlotOptions:
     working_hours: bool
     max_per_day: int | None
     max_per_week: int | None
+    # "live": every interviewer is read from Graph (titles where Outlook shows them); "any" (the default):
+    # warm interviewers come from the busy cache, without titles.
+    freshness: str = "any"
+
+
+FRESHNESS = ("any", "live")
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,17 @@ def _options(body: Mapping[str, Any]) -> SlotOptions:
         working_hours=boolean(body, "working_hours", True),
         max_per_day=optional_integer(body, "max_per_day", low=1, high=100),
         max_per_week=optional_integer(body, "max_per_week", low=1, high=500),
+        freshness=_freshness(body),
     )
+
+
+def _freshness(body: Mapping[str, Any]) -> str:
+    value = body.get("freshness", "any")
+    if value is None:
+        return "any"
+    if not isinstance(value, str) or value not in FRESHNESS:
+        raise bad_field("freshness", '`freshness` must be "any" or "live".')
+    return value
 
 
 def _duration(body: Mapping[str, Any], field: str = "duration_minutes") -> timedelta:

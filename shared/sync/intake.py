@@ -278,7 +278,8 @@ def _message(kind: str, items: list[dict[str, str]], at: datetime) -> str:
     return json.dumps({"v": MESSAGE_VERSION, "k": kind, "at": at.isoformat(), "n": items}, separators=(",", ":"))
 
 
-MESSAGE_KINDS = ("change", "lifecycle", "sync")
+# "warm": people the busy cache has just added, to be subscribed and synced by the worker (shared.cache).
+MESSAGE_KINDS = ("change", "lifecycle", "sync", "warm")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.booking.outlook import apply_observed_event
+from shared.cache.keeper import WARM_KIND, on_changes, on_lifecycle, warm_people
 from shared.errors import (
     ConcurrencyConflict,
     GraphRequestFailed,
@@ -67,6 +68,7 @@ class WorkReport:
     retried: int = 0  # 1 when the message was queued again for a delayed retry
     unrelated: int = 0  # events that are none of our bookings: not read from Graph
     deferred: int = 0  # events queued again to wait for a booking still being made in their mailbox
+    cache_rounds: int = 0  # busy cache rounds run for the mailboxes this message named
 
 
 MAX_DELAYED_RETRIES = 5
@@ -130,7 +132,10 @@ def process_message(deps: Dependencies, text: str, *, apply: ApplyObserved | Non
 def process_envelope(deps: Dependencies, envelope: QueueEnvelope, *, apply: ApplyObserved | None = None) -> WorkReport:
     """Apply every notification of one decoded queue message. Raises for anything that should be retried."""
     apply = apply or apply_observed_event
+    if envelope.kind == WARM_KIND:
+        return _warm(deps, envelope.items)
     changes, seen_subscriptions, report = _latest_changes(deps, envelope)
+    report = _cache_first(deps, changes, report)
     in_flight = _InFlight(deps, _received_at(envelope))
     deferred: list[dict[str, str]] = []
     for (tenant_id, mailbox, event_id), (change, item) in changes.items():
@@ -163,7 +168,11 @@ def _latest_changes(deps: Dependencies, envelope: QueueEnvelope) -> tuple[Change
         if kind == "lifecycle":
             sub_id, event = item.get("s", ""), item.get("l", "")
             if SUBSCRIPTION_ID.fullmatch(sub_id) and LIFECYCLE_EVENT.fullmatch(event):
+                watched = _subscribed_mailbox(deps, tenant_id, sub_id)  # before the handler may replace it
                 handle_lifecycle(deps, tenant_id, sub_id, event)
+                if watched is not None:
+                    # Notifications may have been lost: the cache resyncs the mailbox in full.
+                    on_lifecycle(deps, tenant_id, watched, event)
                 report = replace(report, lifecycle=report.lifecycle + 1)
             continue
         event_id, change = item.get("e", ""), item.get("c", "")
@@ -182,6 +191,37 @@ def _latest_changes(deps: Dependencies, envelope: QueueEnvelope) -> tuple[Change
             mailbox = item.get("m", "")
         changes[(tenant_id, mailbox, event_id)] = (change, item)
     return changes, seen_subscriptions, report
+
+
+def _cache_first(deps: Dependencies, changes: Changes, report: WorkReport) -> WorkReport:
+    """The busy cache first: the people of the changed mailboxes go cold at once, then a delta round brings
+    them up to date."""
+    by_tenant: dict[str, set[str]] = {}
+    for tenant_id, mailbox, _event_id in changes:
+        by_tenant.setdefault(tenant_id, set()).add(mailbox)
+    for tenant_id, mailboxes in by_tenant.items():
+        report = replace(report, cache_rounds=report.cache_rounds + on_changes(deps, tenant_id, mailboxes))
+    return report
+
+
+def _warm(deps: Dependencies, items: tuple[dict[str, str], ...]) -> WorkReport:
+    """A ``warm`` message: people the busy cache just added, to subscribe and sync."""
+    people: dict[str, set[str]] = {}
+    for item in items:
+        tenant_id, mailbox = item.get("t", ""), item.get("m", "")
+        if tenant_id and mailbox:
+            people.setdefault(tenant_id, set()).add(mailbox)
+    rounds = 0
+    for tenant_id, mailboxes in people.items():
+        rounds += warm_people(deps, tenant_id, mailboxes).synced
+    return WorkReport(cache_rounds=rounds)
+
+
+def _subscribed_mailbox(deps: Dependencies, tenant_id: str, subscription_id: str) -> str | None:
+    try:
+        return deps.subscriptions.get_subscription(tenant_id, subscription_id).mailbox
+    except (NotFound, ValueError):
+        return None
 
 
 def _apply_change(

@@ -35,7 +35,7 @@ KERNEL = {
     "shared.worker_cache",
     "shared.health",
 }
-CAPABILITIES = ("identity", "scheduling", "booking", "sync")
+CAPABILITIES = ("identity", "scheduling", "booking", "sync", "cache")
 # The named modules one capability calls in another; nothing else crosses, and never a private name.
 CROSSINGS = {
     ("scheduling", "shared.identity.guard"),  # the two-token guard: RequestContext, with_user_access
@@ -46,6 +46,12 @@ CROSSINGS = {
     ("identity", "shared.booking.write_rule"),  # readiness checks a tenant mailbox's purpose by the same rule
     ("sync", "shared.identity.tokens"),
     ("sync", "shared.booking.outlook"),  # the worker hands what Outlook did to our events to booking
+    ("sync", "shared.cache.keeper"),  # the worker feeds the busy cache: notifications, lifecycle, warm-ups
+    ("scheduling", "shared.cache.reader"),  # availability reads warm interviewers from the busy cache
+    ("scheduling", "shared.cache.keeper"),  # and notes who was asked about
+    ("cache", "shared.identity.tokens"),  # the app's token for delta and mailbox settings
+    ("cache", "shared.sync.subscriptions"),  # ensure_mailbox_subscription: reuse the sync subscription
+    ("cache", "shared.sync.intake"),  # encode_messages: the warm-up message for the worker
 }
 
 

@@ -28,6 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from devtools.cloud.common import Caller, GraphError
+from devtools.cloud.graph.pipeline import IN_BATCH
+from devtools.cloud.graph.store import count_request
 from devtools.cloud.state import World
 
 logger = logging.getLogger(__name__)
@@ -189,6 +191,13 @@ def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator |
     async def run_batch(request: Request) -> Response:
         try:
             caller = auth(world, request)
+        except GraphError as err:
+            count_request(world, request.method, request.url.path, None, False)
+            return err.response()
+        count_request(
+            world, request.method, request.url.path, (caller.tenant_id, caller.client_id, caller.user_id or ""), False
+        )
+        try:
             items = parse_batch(await request.body())
         except GraphError as err:
             return err.response()
@@ -240,8 +249,12 @@ def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator |
 
         # An unhandled error inside one request becomes its 500, not the batch's.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=str(request.base_url).rstrip("/")) as client:
-            await asyncio.gather(*(run_one(client, item) for item in items))
+        marker = IN_BATCH.set(True)  # the tasks below copy this context: their requests count as batched
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=str(request.base_url).rstrip("/")) as client:
+                await asyncio.gather(*(run_one(client, item) for item in items))
+        finally:
+            IN_BATCH.reset(marker)
         return JSONResponse({"responses": responses}, headers={"OData-Version": "4.0"})
 
     return [Route(f"{prefix}/$batch", run_batch, methods=["POST"])]

@@ -145,9 +145,47 @@ def set_group_member(world: World, group: str, user: str, member: bool = True) -
     delegation.set_group_member(world, resolve_group(world, group), resolve_user(world, user), member)
 
 
-def invalidate_delta_tokens(world: World, mailbox: str | None = None) -> None:
-    """Delta tokens issued so far (for one mailbox, or all) answer 410 resyncRequired from now on."""
-    store.invalidate_delta_tokens(world, resolve_user(world, mailbox).id if mailbox else None)
+def invalidate_delta_tokens(world: World, mailbox: str | None = None, *, code: str = "resyncRequired") -> None:
+    """Delta tokens issued so far (for one mailbox, or all) expire: from now on they answer 410 Gone with
+    ``code`` (``resyncRequired`` or ``syncStateNotFound``) and a Location that starts a full sync."""
+    store.invalidate_delta_tokens(world, resolve_user(world, mailbox).id if mailbox else None, code)
+
+
+expire_delta_tokens = invalidate_delta_tokens
+
+
+def graph_requests(world: World, *, path: str | None = None, caller: str | None = None) -> dict[str, Any]:
+    """Graph requests answered since the last reset, one row per method, path, caller and whether the
+    request came inside a ``$batch``. ``path`` keeps rows whose path contains it (case-insensitive);
+    ``caller`` those whose client id or user id equals it. ``total`` counts every row's requests,
+    ``roundTrips`` only those that were HTTP requests of their own (a ``$batch`` counts once there)."""
+    rows = []
+    for (method, where, tenant, client, user, batched), count in store.request_log(world):
+        if path is not None and path.lower() not in where.lower():
+            continue
+        if caller is not None and caller not in (client, user):
+            continue
+        rows.append(
+            {
+                "method": method,
+                "path": where,
+                "tenantId": tenant or None,
+                "clientId": client or None,
+                "userId": user or None,
+                "batched": batched,
+                "count": count,
+            }
+        )
+    return {
+        "total": sum(r["count"] for r in rows),
+        "roundTrips": sum(r["count"] for r in rows if not r["batched"]),
+        "requests": rows,
+    }
+
+
+def reset_graph_requests(world: World) -> None:
+    """Forget the Graph requests counted so far (``graph_requests`` starts again from zero)."""
+    store.reset_request_log(world)
 
 
 # Failure switches, re-exported so tests need one import.
@@ -342,7 +380,15 @@ def control_routes(world: World) -> list[BaseRoute]:
         return Response(status_code=204)
 
     async def invalidate(request: Request, body: dict[str, Any]) -> Response:
-        invalidate_delta_tokens(world, body.get("mailbox"))
+        invalidate_delta_tokens(world, body.get("mailbox"), code=str(body.get("code", "resyncRequired")))
+        return Response(status_code=204)
+
+    async def requests_read(request: Request, body: dict[str, Any]) -> Response:
+        params = request.query_params
+        return JSONResponse(graph_requests(world, path=params.get("path"), caller=params.get("caller")))
+
+    async def requests_reset(request: Request, body: dict[str, Any]) -> Response:
+        reset_graph_requests(world)
         return Response(status_code=204)
 
     prefix = "/_control/graph"
@@ -363,5 +409,7 @@ def control_routes(world: World) -> list[BaseRoute]:
         Route(prefix + "/switches", wrap(clear), methods=["DELETE"]),
         Route(prefix + "/counts", wrap(counts), methods=["GET"]),
         Route(prefix + "/delta/invalidate", wrap(invalidate), methods=["POST"]),
+        Route(prefix + "/requests", wrap(requests_read), methods=["GET"]),
+        Route(prefix + "/requests", wrap(requests_reset), methods=["DELETE"]),
         Route(prefix + "/groups/{group}/members", wrap(membership), methods=["PUT", "DELETE"]),
     ]

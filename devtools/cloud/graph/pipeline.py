@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from starlette.routing import Route
 from devtools.cloud import tokens
 from devtools.cloud.common import Caller, GraphError
 from devtools.cloud.graph import delegation, switches
-from devtools.cloud.graph.store import graph_state
+from devtools.cloud.graph.store import count_request, graph_state
 from devtools.cloud.graph.timezones import prefer_timezone
 from devtools.cloud.state import User, World
 
@@ -59,6 +60,10 @@ CALENDAR_WRITE_SHARED = frozenset({"calendars.readwrite.shared"})
 SCHEDULE = frozenset({"calendars.readbasic", "calendars.read", "calendars.readwrite"})
 
 MAILBOX_ACCESS = ("read", "write", "schedule", "settings")
+
+# True while a $batch runs its requests (they reach the routes below in the batch's own context), so
+# the request log can tell round trips from requests carried inside one.
+IN_BATCH: ContextVar[bool] = ContextVar("graph_in_batch", default=False)
 
 
 def _normalize(values: frozenset[str]) -> frozenset[str]:
@@ -281,9 +286,11 @@ def graph_endpoint(world: World, handler: Handler) -> Callable[[Request], Awaita
 
     async def endpoint(request: Request) -> Response:
         ctx: GraphContext | None = None
+        who: tuple[str, str, str] | None = None
         try:
             try:
                 caller = tokens.authenticate(world, request)
+                who = (caller.tenant_id, caller.client_id, caller.user_id or "")
                 retry_after = switches.take_throttle(world, None)
                 if retry_after is not None:
                     raise throttled(retry_after)
@@ -300,6 +307,7 @@ def graph_endpoint(world: World, handler: Handler) -> Callable[[Request], Awaita
                     response.headers.setdefault("Preference-Applied", f'outlook.timezone="{ctx.prefer_tz}"')
             except GraphError as err:
                 response = err.response()
+            count_request(world, request.method, request.url.path, who, IN_BATCH.get())
             state = graph_state(world)
             with world.lock:
                 latency = world.switches.latency_seconds

@@ -36,6 +36,9 @@ class Change:
     mailbox_id: str
     event_id: str
     change_type: str  # created | updated | deleted
+    # For an event whose times or pattern changed: the event as it was, so delta can name the
+    # occurrences (or the single item) that no longer exist in a view as removed.
+    before: Event | None = None
 
 
 @dataclass
@@ -48,6 +51,10 @@ class GraphState:
     tombstones: dict[str, Event] = field(default_factory=dict)
     # Bumped to invalidate every delta token issued for a mailbox ("*" for all mailboxes).
     delta_generation: dict[str, int] = field(default_factory=dict)
+    # The error code a token of an older generation answers with (by the same keys).
+    delta_gone_code: dict[str, str] = field(default_factory=dict)
+    # Graph requests by (method, path, tenant, client, user or "", inside a $batch): see request_log.
+    requests: dict[tuple[str, str, str, str, str, bool], int] = field(default_factory=dict)
     # (client_id, mailbox_id) -> requests being served now, for the four-concurrent-requests limit.
     in_flight: dict[tuple[str, str], int] = field(default_factory=dict)
     # Graph requests answered, and how many of them 429 (throttled), for load measurements.
@@ -75,7 +82,7 @@ class _Pending:
         self.world = world
         self.items: list[tuple[str, str, str, str]] = []
 
-    def record(self, event: Event, change_type: str) -> None:
+    def record(self, event: Event, change_type: str, *, before: Event | None = None) -> None:
         if change_type != "deleted":
             event.last_modified = utcnow()
             event.change_key = new_id()
@@ -85,7 +92,7 @@ class _Pending:
             return
         state = graph_state(self.world)
         state.seq += 1
-        state.changes.append(Change(state.seq, event.mailbox_id, event.id, change_type))
+        state.changes.append(Change(state.seq, event.mailbox_id, event.id, change_type, before))
         owner = self.world.users.get(event.mailbox_id)
         if owner is not None:
             self.items.append((owner.tenant_id, event.mailbox_id, change_type, event.id))
@@ -248,6 +255,12 @@ def _sync_copies(world: World, organizer_event: Event, pending: _Pending, *, mov
             pending.record(copy, "deleted")
             continue
         attendee, _user = wanted.pop(copy.mailbox_id)
+        reshaped = (copy.start, copy.end, copy.recurrence) != (
+            organizer_event.start,
+            organizer_event.end,
+            organizer_event.recurrence,
+        )
+        before = dataclasses.replace(copy) if reshaped else None
         for name in (
             "subject",
             "start",
@@ -274,7 +287,7 @@ def _sync_copies(world: World, organizer_event: Event, pending: _Pending, *, mov
             setattr(copy, name, getattr(organizer_event, name))
         copy.attendees = [dataclasses.replace(a) for a in organizer_event.attendees]
         copy.show_as = "free" if organizer_event.is_cancelled else _attendee_show_as(organizer_event, attendee.response)
-        pending.record(copy, "updated")
+        pending.record(copy, "updated", before=before)
     if organizer_event.is_cancelled:
         return
     for attendee, user in wanted.values():
@@ -317,6 +330,7 @@ def update_event(world: World, event: Event, changes: dict[str, Any]) -> Event:
         if unknown:
             raise ValueError(f"unknown event fields: {sorted(unknown)}")
         moved = any(k in changes and changes[k] != getattr(event, k) for k in ("start", "end", "recurrence"))
+        before = dataclasses.replace(event) if moved else None
         for name, value in changes.items():
             setattr(event, name, value)
         if event.recurrence is not None:
@@ -328,7 +342,7 @@ def update_event(world: World, event: Event, changes: dict[str, Any]) -> Event:
                 attendee.response = "none"
                 attendee.response_time = None
                 attendee.proposed_start = attendee.proposed_end = None
-        pending.record(event, "updated")
+        pending.record(event, "updated", before=before)
         if event.organizer_event_id is None:
             _sync_copies(world, event, pending, moved=moved)
     pending.flush()
@@ -413,15 +427,52 @@ def respond(
     return target
 
 
-def invalidate_delta_tokens(world: World, mailbox_id: str | None = None) -> None:
-    """Every delta token issued so far (for one mailbox, or all) now answers 410 Gone."""
+DELTA_GONE_CODES = ("resyncRequired", "syncStateNotFound")
+
+
+def invalidate_delta_tokens(world: World, mailbox_id: str | None = None, code: str = "resyncRequired") -> None:
+    """Every delta token issued so far (for one mailbox, or all) now answers 410 Gone with ``code``
+    (one of the two codes the delta documentation names)."""
+    if code not in DELTA_GONE_CODES:
+        raise ValueError(f"code must be one of {list(DELTA_GONE_CODES)}")
     state = graph_state(world)
     with world.lock:
         key = mailbox_id or "*"
         state.delta_generation[key] = state.delta_generation.get(key, 0) + 1
+        state.delta_gone_code[key] = code
+
+
+def delta_gone_code(world: World, mailbox_id: str, token_generation: list[int]) -> str:
+    """The code for a token of an older generation: the newer of the two invalidations that outdate it."""
+    state = graph_state(world)
+    with world.lock:
+        if len(token_generation) == 2 and token_generation[1] != state.delta_generation.get(mailbox_id, 0):
+            return state.delta_gone_code.get(mailbox_id, "resyncRequired")
+        return state.delta_gone_code.get("*", "resyncRequired")
 
 
 def delta_generation(world: World, mailbox_id: str) -> tuple[int, int]:
     state = graph_state(world)
     with world.lock:
         return state.delta_generation.get("*", 0), state.delta_generation.get(mailbox_id, 0)
+
+
+def count_request(world: World, method: str, path: str, caller: tuple[str, str, str] | None, batched: bool) -> None:
+    """One Graph request answered, by method, path, caller (tenant, client, user or "") and $batch membership."""
+    tenant, client, user = caller or ("", "", "")
+    key = (method, path, tenant, client, user, batched)
+    state = graph_state(world)
+    with world.lock:
+        state.requests[key] = state.requests.get(key, 0) + 1
+
+
+def request_log(world: World) -> list[tuple[tuple[str, str, str, str, str, bool], int]]:
+    state = graph_state(world)
+    with world.lock:
+        return sorted(state.requests.items())
+
+
+def reset_request_log(world: World) -> None:
+    state = graph_state(world)
+    with world.lock:
+        state.requests.clear()

@@ -12,6 +12,8 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
     subscriptionsbyid  PK subscription id    RK "subscription"                  index: tenant, clientState hash, mailbox
     mailboxsync        PK tenant id          RK sha256(lower mailbox)           claim, subscription, delta (encrypted)
     webhookdrops       PK "drops"            RK tenant id or "unattributed"     dropped-notification counters
+    busycache          PK "{tenant}|{address}" RK "~person" | "b"+sha256(event id)  busy cache (tables/busy.py)
+                       PK "{tenant}|"        RK "~epoch"                        moved by every cache write
     flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
     sessions           PK session hash       RK "session"
     sessionsbyuser     PK "{tenant}|{user}"  RK session hash                    index for delete_user_sessions
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 from shared.adapters.tables._base import (
     BOOKINGS,
+    BUSY_CACHE,
     CHUNK_CHARS,
     FLOWS,
     MAILBOX_SYNC,
@@ -56,6 +59,7 @@ from shared.adapters.tables._base import (
     state_hash,
 )
 from shared.adapters.tables.bookings import TableBookingStore
+from shared.adapters.tables.busy import TableBusyCacheStore
 from shared.adapters.tables.flows import TableFlowStore
 from shared.adapters.tables.sessions import TableSessionStore
 from shared.adapters.tables.storage import TableStorage
@@ -66,6 +70,7 @@ from shared.adapters.tables.users import TableUserStore
 
 __all__ = [
     "BOOKINGS",
+    "BUSY_CACHE",
     "CHUNK_CHARS",
     "FLOWS",
     "MAILBOX_SYNC",
@@ -81,6 +86,7 @@ __all__ = [
     "WEBHOOK_DROPS",
     "RecordTooLarge",
     "TableBookingStore",
+    "TableBusyCacheStore",
     "TableFlowStore",
     "TableSessionStore",
     "TableStorage",

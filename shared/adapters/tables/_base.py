@@ -32,6 +32,7 @@ SUBSCRIPTIONS = "subscriptions"
 SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"
 MAILBOX_SYNC = "mailboxsync"
 WEBHOOK_DROPS = "webhookdrops"
+BUSY_CACHE = "busycache"
 FLOWS = "flows"
 SESSIONS = "sessions"
 SESSIONS_BY_USER = "sessionsbyuser"
@@ -47,6 +48,7 @@ _LONGEST_TABLE = max(
         SUBSCRIPTIONS_BY_ID,
         MAILBOX_SYNC,
         WEBHOOK_DROPS,
+        BUSY_CACHE,
         FLOWS,
         SESSIONS,
         SESSIONS_BY_USER,

@@ -33,6 +33,7 @@ from shared.adapters.tables._base import (
     _SystemClock,
 )
 from shared.adapters.tables.bookings import TableBookingStore
+from shared.adapters.tables.busy import TableBusyCacheStore
 from shared.adapters.tables.flows import TableFlowStore
 from shared.adapters.tables.sessions import TableSessionStore
 from shared.adapters.tables.subscriptions import TableSubscriptionStore
@@ -118,6 +119,7 @@ class TableStorage:
         self.sessions = TableSessionStore(self)
         self.bookings = TableBookingStore(self)
         self.subscriptions = TableSubscriptionStore(self, cipher=cipher)
+        self.busy = TableBusyCacheStore(self, cipher=cipher)
 
     @classmethod
     def from_settings(

@@ -1,0 +1,173 @@
+"""The warm busy cache, end to end through the local host.
+
+1. 100 interviewers over 14 days with 100 ms added to every Graph request: the warm median in milliseconds
+   with the Graph requests it made (the cloud's request log; target 0 requests, median under 20 ms), and
+   beside it the live median (``"freshness": "live"``) in Graph round trips (one getSchedule of 20 people
+   over 14 days alone, the same latency).
+2. The warm median for 20 and 200 interviewers (target: 200 at most 2x 20).
+3. A change in Outlook to the warm answer: seconds from the cloud's control to an answer without the
+   slot (notification, queue, worker, store; target under 5 s locally).
+
+The cloud runs in a process of its own (``benchmarks/stack_support.py``); everything is on loopback and
+stops by itself.
+
+    .venv/bin/python benchmarks/busy_cache.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from datetime import UTC, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stack_support import BenchmarkStack, benchmark_stack  # noqa: E402
+
+WARM_TARGET_MS = 20.0
+GROWTH_TARGET = 2.0
+FRESHNESS_TARGET_S = 5.0
+
+
+def _body(stack: BenchmarkStack, count: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "interviewers": [{"email": p, "required": i < 2} for i, p in enumerate(stack.people[:count])],
+        "start": stack.monday.isoformat(),
+        "end": (stack.monday + timedelta(days=14)).isoformat(),
+        "duration_minutes": 60,
+        "interval_minutes": 15,
+        "time_zone": "America/New_York",
+        **extra,
+    }
+
+
+def _ask(stack: BenchmarkStack, body: dict[str, Any]) -> dict[str, Any]:
+    response = stack.post("/api/availability", json=body)
+    if response.status_code != 200:
+        raise RuntimeError(f"availability answered {response.status_code}: {response.text[:300]}")
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def _requests(stack: BenchmarkStack, *, reset: bool = False) -> int:
+    url = f"{stack.cloud_url}/_control/graph/requests"
+    if reset:
+        httpx.delete(url, verify=stack.ca_bundle, timeout=30).raise_for_status()
+        return 0
+    response = httpx.get(url, verify=stack.ca_bundle, timeout=30)
+    response.raise_for_status()
+    return int(response.json()["total"])
+
+
+def _median(stack: BenchmarkStack, body: dict[str, Any], runs: int, source: str) -> float:
+    samples: list[float] = []
+    for index in range(runs + 1):
+        began = time.perf_counter()
+        answer = _ask(stack, body)
+        elapsed = time.perf_counter() - began
+        sources = {p["source"] for p in answer["interviewers"]}
+        if index:  # the first call fills the worker's memory
+            if sources != {source}:
+                raise RuntimeError(f"expected every interviewer from {source}, got {sources}")
+            samples.append(elapsed)
+    return statistics.median(samples)
+
+
+def _warm_up(stack: BenchmarkStack, count: int) -> float:
+    began = time.monotonic()
+    _ask(stack, _body(stack, count))  # first sight: live, and everyone queued to be warmed
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        health = stack.client.get("/api/subscriptions/health", headers=stack.admin_headers).json()["busy_cache"]
+        if health.get("warm", 0) >= count:
+            return time.monotonic() - began
+        time.sleep(0.5)
+    raise RuntimeError(f"the cache did not warm {count} interviewers in 10 minutes")
+
+
+def _freshness(stack: BenchmarkStack) -> float:
+    person = stack.people[0]
+    day = stack.monday + timedelta(days=2)
+    body = {
+        "interviewers": [person],
+        "start": day.isoformat(),
+        "end": (day + timedelta(days=1)).isoformat(),
+        "duration_minutes": 60,
+        "interval_minutes": 60,
+        "working_hours": False,
+        "time_zone": "UTC",
+    }
+    free = {s["start"] for s in _ask(stack, body)["slots"]}
+    taken = next(day.replace(hour=h, tzinfo=UTC) for h in (2, 3, 4, 13, 20) if day.replace(hour=h).isoformat() in free)
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    began = time.monotonic()
+    stack.control(
+        f"graph/mailboxes/{person}/events",
+        {
+            "subject": "New",
+            "start": {"dateTime": taken.strftime(fmt), "timeZone": "UTC"},
+            "end": {"dateTime": (taken + timedelta(hours=1)).strftime(fmt), "timeZone": "UTC"},
+        },
+    )
+    while time.monotonic() - began < 60:
+        answer = _ask(stack, body)
+        if answer["interviewers"][0]["source"] == "cache" and taken.isoformat() not in {
+            s["start"] for s in answer["slots"]
+        }:
+            return time.monotonic() - began
+        time.sleep(0.05)
+    raise RuntimeError("the change did not reach the warm answer in 60 s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    if not 1 <= args.runs <= 200:
+        parser.error("--runs must be 1..200")
+    failed = False
+    with benchmark_stack(people=200) as stack:
+        stack.set_latency(0.0)
+        warmed = _warm_up(stack, 200)
+        print(f"warm-up of 200 interviewers (subscribe and full sync each, from first sight): {warmed:.1f} s")
+        unit = stack.round_trip(0.1)  # leaves 100 ms on every Graph request
+        print(f"one Graph round trip (getSchedule of 20 x 14 days alone, 100 ms added): median {unit * 1000:.1f} ms")
+        _requests(stack, reset=True)
+        warm = _median(stack, _body(stack, 100), args.runs, "cache")
+        calls = _requests(stack)
+        live = _median(stack, _body(stack, 100, freshness="live"), args.runs, "live")
+        ok = calls == 0 and warm * 1000 < WARM_TARGET_MS
+        failed |= not ok
+        print(
+            f"100 interviewers x 14 days, 100 ms added: warm median {warm * 1000:.1f} ms with {calls} Graph "
+            f"requests in {args.runs + 1} answers (target 0 and under {WARM_TARGET_MS:.0f} ms) "
+            f"{'ok' if ok else 'MISSED'}; live median {live * 1000:.1f} ms = {live / unit:.2f} round trips"
+        )
+        medians = {count: _median(stack, _body(stack, count), args.runs, "cache") for count in (20, 200)}
+        growth = medians[200] / medians[20]
+        ok = growth <= GROWTH_TARGET
+        failed |= not ok
+        print(
+            f"warm medians: 20 interviewers {medians[20] * 1000:.1f} ms, "
+            f"200 interviewers {medians[200] * 1000:.1f} ms; "
+            f"200/20 = {growth:.2f} (target at most {GROWTH_TARGET:.0f}) {'ok' if ok else 'MISSED'}"
+        )
+        stack.set_latency(0.0)
+        seconds = _freshness(stack)
+        ok = seconds < FRESHNESS_TARGET_S
+        failed |= not ok
+        print(
+            f"a change in Outlook to the warm answer: {seconds:.2f} s (target under {FRESHNESS_TARGET_S:.0f} s) "
+            f"{'ok' if ok else 'MISSED'}"
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

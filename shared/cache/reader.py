@@ -1,0 +1,161 @@
+"""The warm read: each asked-about person's ``Schedule`` from the busy cache, exactly as the Graph adapter
+would build it from getSchedule (the same statuses, working hours and zone; no titles), or nothing for
+that person, who is then read live.
+
+Per worker, what was read is remembered per tenant under the tenant's epoch (as the session guard
+remembers sessions): one point read of the epoch per query tells whether it all still holds, since every
+cache write moves it (the notification worker's marks and rounds included). People not remembered are
+read in parallel, one partition query each. Everything storage must answer for one query shares a
+budget of ``READ_BUDGET_SECONDS``: whoever is not read by then, or whose read failed, is cold (read
+live), never free. A person is used only while warm (see ``shared.cache.keeper``) and only when the
+window asked for lies inside the window their sync covers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.errors import NotFound, ServiceError
+from shared.models import BusyBlock, CachedBlock, CachedPerson, MailboxHours, Schedule
+from shared.ports import Dependencies
+
+logger = logging.getLogger(__name__)
+
+READ_BUDGET_SECONDS = 1.0
+READERS = 16
+MARGIN = timedelta(days=2)  # read a little more than any sync window holds: one read serves every query
+
+
+@dataclass(frozen=True)
+class WarmSchedule:
+    schedule: Schedule
+    as_of: datetime  # the start of the delta round the data is from
+
+
+@dataclass(frozen=True)
+class _Entry:
+    record: CachedPerson | None
+    blocks: tuple[CachedBlock, ...] = ()
+    hours: MailboxHours | None = None
+
+
+@dataclass
+class _TenantMemory:
+    epoch: str
+    people: dict[str, _Entry] = field(default_factory=dict)
+
+
+_lock = threading.Lock()
+_memory: dict[str, _TenantMemory] = {}
+_pool: ThreadPoolExecutor | None = None
+
+
+def forget_worker_memory() -> None:
+    with _lock:
+        _memory.clear()
+
+
+def _readers() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="busy-read")
+        return _pool
+
+
+def read_warm(
+    deps: Dependencies, tenant_id: str, people: Sequence[str], start: datetime, end: datetime
+) -> dict[str, WarmSchedule]:
+    """The warm people among ``people`` (keyed by lower-cased address) over [start, end); everyone else
+    is left out, to be read live. Never raises: a cache that cannot answer in time answers nobody."""
+    settings = deps.settings
+    wanted = sorted({p.strip().lower() for p in people if p.strip()})
+    if not settings.busy_cache_enabled or not wanted:
+        return {}
+    deadline = time.monotonic() + READ_BUDGET_SECONDS
+    pool = _readers()
+    try:
+        epoch = pool.submit(deps.busy.get_epoch, tenant_id).result(timeout=READ_BUDGET_SECONDS)
+    except TimeoutError:
+        logger.warning("The busy cache did not answer in time: every interviewer is read live")
+        return {}
+    except ServiceError as err:
+        logger.warning("The busy cache could not be read (%s): every interviewer is read live", err.code)
+        return {}
+    with _lock:
+        memory = _memory.get(tenant_id)
+        if memory is None or memory.epoch != epoch:
+            memory = _memory[tenant_id] = _TenantMemory(epoch)
+        known = dict(memory.people)
+    now = deps.clock.now()
+    freshness = timedelta(seconds=settings.busy_cache_freshness_seconds)
+    found: dict[str, WarmSchedule] = {}
+    for person in wanted:
+        entry = known.get(person)
+        warm = _warm(entry, now, freshness, start, end) if entry is not None else None
+        if warm is not None:
+            found[person] = warm
+    # Not remembered, or remembered cold: read again (a round that only confirmed a person moves no epoch,
+    # so a remembered record may be older than the stored one; never newer).
+    missing = [p for p in wanted if p not in found]
+    if missing:
+        lo = now - timedelta(days=settings.busy_cache_past_days) - MARGIN
+        hi = now + timedelta(days=settings.busy_cache_future_days) + MARGIN
+        futures: dict[str, Future[_Entry]] = {p: pool.submit(_load, deps, tenant_id, p, lo, hi) for p in missing}
+        wait(list(futures.values()), timeout=max(0.0, deadline - time.monotonic()))
+        loaded: dict[str, _Entry] = {}
+        for person, future in futures.items():
+            if future.done() and future.exception() is None:
+                loaded[person] = future.result()
+        failed = len(missing) - len(loaded)
+        if failed:
+            logger.warning("The busy cache could not read %d people in time: they are read live", failed)
+        with _lock:
+            if memory.epoch == epoch:
+                memory.people.update(loaded)
+        for person, entry in loaded.items():
+            warm = _warm(entry, now, freshness, start, end)
+            if warm is not None:
+                found[person] = warm
+    return found
+
+
+def _load(deps: Dependencies, tenant_id: str, person: str, lo: datetime, hi: datetime) -> _Entry:
+    try:
+        record, blocks = deps.busy.read_person(tenant_id, person, lo, hi)
+    except NotFound:
+        return _Entry(None)
+    hours: MailboxHours | None = None
+    if record.hours is not None:
+        try:
+            hours = deps.graph.mailbox_hours_from(record.hours.source)
+        except ValueError:
+            logger.warning("Kept working hours of a person of tenant %s could not be read", tenant_id)
+    return _Entry(record, blocks, hours)
+
+
+def _warm(entry: _Entry, now: datetime, freshness: timedelta, start: datetime, end: datetime) -> WarmSchedule | None:
+    record, hours = entry.record, entry.hours
+    if record is None or hours is None or record.synced_at is None:
+        return None
+    if record.window_start is None or record.window_end is None:
+        return None
+    if record.notified_at is not None and record.notified_at >= record.synced_at:
+        return None  # a change was reported after the last round began (or at the same instant)
+    if now - record.synced_at > freshness:
+        return None  # too old: never used, whatever it holds
+    if start < record.window_start or end > record.window_end:
+        return None
+    busy = tuple(
+        BusyBlock(start=b.start, end=b.end, status=b.status) for b in entry.blocks if b.start < end and b.end > start
+    )
+    schedule = Schedule(
+        email=record.person, mailbox_time_zone=hours.time_zone, working_hours=hours.working_hours, busy=busy
+    )
+    return WarmSchedule(schedule=schedule, as_of=record.synced_at)
