@@ -17,6 +17,7 @@ from functions import (
     subscription_renewal,
     tenants,
 )
+from functions._routes import routes
 
 # The Azure SDKs (their HTTP logging policy dumps every storage request's headers at INFO) and httpx (every
 # URL it calls) log at WARNING, deployed as on the local host. host.json cannot do this: the Functions host
@@ -44,3 +45,4 @@ blueprints = (
 )
 for blueprint in blueprints:
     app.register_functions(blueprint)
+routes.serve(blueprints)  # the catch-all answers 405 for a known path from this table

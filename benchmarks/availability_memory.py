@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.models import BusyBlock, FreeBusyStatus, Schedule, WorkingHours  # noqa: E402
-from shared.slots import Panel, Person, SlotRules, find_slots  # noqa: E402
+from shared.scheduling.slots import Panel, Person, SlotRules, find_slots  # noqa: E402
 
 START = datetime(2030, 1, 7, tzinfo=UTC)
 PAGES = "limit" in inspect.signature(find_slots).parameters

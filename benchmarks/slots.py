@@ -22,9 +22,9 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.loops import LoopRules, LoopSession, find_loops  # noqa: E402
 from shared.models import BusyBlock, FreeBusyStatus, Schedule, WorkingHours  # noqa: E402
-from shared.slots import Panel, Person, Pool, SlotRules, find_slots  # noqa: E402
+from shared.scheduling.loops import LoopRules, LoopSession, find_loops  # noqa: E402
+from shared.scheduling.slots import Panel, Person, Pool, SlotRules, find_slots  # noqa: E402
 
 NEW_YORK = ZoneInfo("America/New_York")
 ZONES = ("America/New_York", "America/Chicago", "Europe/London", "America/Los_Angeles")

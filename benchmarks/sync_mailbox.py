@@ -62,8 +62,8 @@ class Counters:
         import httpx
         from azure.data.tables import TableClient
 
-        import shared.notifications as worker
-        import shared.webhooks as webhooks
+        import shared.sync.intake as webhooks
+        import shared.sync.worker as worker
 
         counters = self
         send = httpx.Client.send
@@ -117,17 +117,17 @@ class Counters:
 def restore_old_worker(commit: str) -> None:
     """The worker's core as it was at ``commit``: its ``process_envelope`` (and ``describe``, for its report)
     replace the current ones."""
-    import shared.notifications as worker
+    import shared.sync.worker as worker
 
     source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{commit}:shared/notifications.py"],
+        ["git", "-C", str(ROOT), "show", f"{commit}:shared/sync/worker.py"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     old = types.ModuleType("shared._notifications_before")
     sys.modules[old.__name__] = old  # dataclasses look their module up
-    exec(compile(source, f"{commit}:shared/notifications.py", "exec"), old.__dict__)  # noqa: S102
+    exec(compile(source, f"{commit}:shared/sync/worker.py", "exec"), old.__dict__)  # noqa: S102
     worker.process_envelope = old.process_envelope  # type: ignore[assignment]
     worker.describe = old.describe  # type: ignore[assignment]  # its report, as the worker logs it
 

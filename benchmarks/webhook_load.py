@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sink = Sink()
     with benchmark_stack(people=20) as stack:
-        import shared.notifications as worker
+        import shared.sync.worker as worker
         from shared.adapters.graph import GraphClient
         from shared.bootstrap import Container, get_container, set_container
 

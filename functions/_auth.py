@@ -12,7 +12,7 @@ import azure.functions as func
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
-    from shared.session_guard import RequestContext
+    from shared.identity.guard import RequestContext
 
 SESSION_COOKIE = "ics_session"
 SIGNIN_FLOW_COOKIE = "ics_signin_flow"
@@ -60,7 +60,7 @@ def requires_session(*, calendar: bool) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest, *args: Any, **kwargs: Any) -> func.HttpResponse:
-            from shared.session_guard import authenticate_session, require_calendar_access
+            from shared.identity.guard import authenticate_session, require_calendar_access
 
             deps = get_container()
             credential = session_credential(req)

@@ -21,7 +21,7 @@ COOKIE_PATH = "/api/consent"
 @bp.route(route="consent/start", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def consent_start(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.consent import start_admin_consent
+    from shared.identity.consent import start_admin_consent
 
     deps = get_container()
     start = start_admin_consent(deps, req.params.get("tenant"))
@@ -39,7 +39,7 @@ def consent_start(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="consent/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.consent import APP_PERMISSIONS, complete_admin_consent
+    from shared.identity.consent import APP_PERMISSIONS, complete_admin_consent
 
     deps = get_container()
     clear = {"Set-Cookie": expired_cookie(CONSENT_FLOW_COOKIE, path=COOKIE_PATH)}
@@ -75,7 +75,7 @@ def consent_callback(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="consent/request", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def consent_request(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.consent import APP_PERMISSIONS, consent_request_email
+    from shared.identity.consent import APP_PERMISSIONS, consent_request_email
 
     email = consent_request_email(
         get_container().settings, req.params.get("tenant"), requested_by=req.params.get("from")

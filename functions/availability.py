@@ -13,9 +13,9 @@ from functions._http import http_endpoint, json_response, read_json
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
+    from shared.identity.guard import RequestContext
     from shared.models import Schedule
-    from shared.session_guard import RequestContext
-    from shared.slots import Explanation, InterviewCounts
+    from shared.scheduling.slots import Explanation, InterviewCounts
 
 bp = func.Blueprint()
 
@@ -25,8 +25,8 @@ bp = func.Blueprint()
 @http_endpoint
 @requires_session(calendar=True)
 def availability(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.availability import find_availability
-    from shared.availability_request import parse_availability_request
+    from shared.scheduling.availability import find_availability
+    from shared.scheduling.request import parse_availability_request
 
     request = parse_availability_request(read_json(req))
     answer = find_availability(get_container(), ctx, request)
@@ -58,8 +58,8 @@ def availability(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResp
 @http_endpoint
 @requires_session(calendar=True)
 def availability_loops(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.availability import find_interview_loops
-    from shared.availability_request import parse_loop_request
+    from shared.scheduling.availability import find_interview_loops
+    from shared.scheduling.request import parse_loop_request
 
     request = parse_loop_request(read_json(req))
     answer = find_interview_loops(get_container(), ctx, request)

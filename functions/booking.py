@@ -12,8 +12,8 @@ from functions._http import http_endpoint, json_response, read_json
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
+    from shared.identity.guard import RequestContext
     from shared.models import Booking
-    from shared.session_guard import RequestContext
 
 bp = func.Blueprint()
 
@@ -82,8 +82,8 @@ def _answer(booking: Booking, *, status: int = 200) -> func.HttpResponse:
 @http_endpoint
 @requires_session(calendar=True)
 def booking_create(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.booking import create_booking
-    from shared.booking_request import idempotency_key, parse_booking_request
+    from shared.booking.create import create_booking
+    from shared.booking.request import idempotency_key, parse_booking_request
 
     deps = get_container()
     key = idempotency_key(req.headers.get("idempotency-key"))
@@ -97,8 +97,8 @@ def booking_create(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
 @http_endpoint
 @requires_session(calendar=True)
 def booking_list(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.booking import list_bookings
-    from shared.booking_request import continuation_token, parse_booking_query
+    from shared.booking.listing import list_bookings
+    from shared.booking.request import continuation_token, parse_booking_query
 
     page = list_bookings(get_container(), ctx, parse_booking_query(dict(req.params)))
     return json_response({"bookings": [view(b) for b in page.bookings], "continuation": continuation_token(page.after)})
@@ -109,8 +109,8 @@ def booking_list(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResp
 @http_endpoint
 @requires_session(calendar=True)
 def booking_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.booking import get_booking
-    from shared.booking_request import booking_id
+    from shared.booking.listing import get_booking
+    from shared.booking.request import booking_id
 
     return _answer(get_booking(get_container(), ctx, booking_id(req.route_params.get("booking_id", ""))))
 
@@ -120,8 +120,9 @@ def booking_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRespo
 @http_endpoint
 @requires_session(calendar=True)
 def booking_update(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.booking import get_booking, update_booking
-    from shared.booking_request import booking_id, if_match, parse_booking_change
+    from shared.booking.change import update_booking
+    from shared.booking.listing import get_booking
+    from shared.booking.request import booking_id, if_match, parse_booking_change
     from shared.errors import PreconditionRequired
 
     deps = get_container()
@@ -140,8 +141,8 @@ def booking_update(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
 @http_endpoint
 @requires_session(calendar=True)
 def booking_cancel(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.booking import cancel_booking
-    from shared.booking_request import booking_id, cancel_message, if_match
+    from shared.booking.change import cancel_booking
+    from shared.booking.request import booking_id, cancel_message, if_match
 
     bid = booking_id(req.route_params.get("booking_id", ""))
     message = cancel_message(read_json(req) if req.get_body() else {}, req.params.get("message"))

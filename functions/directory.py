@@ -14,7 +14,7 @@ from functions._http import http_endpoint, json_response
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
-    from shared.session_guard import RequestContext
+    from shared.identity.guard import RequestContext
 
 bp = func.Blueprint()
 
@@ -24,6 +24,6 @@ bp = func.Blueprint()
 @http_endpoint
 @requires_session(calendar=True)
 def directory_user(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.lookups import get_directory_user
+    from shared.identity.directory import get_directory_user
 
     return json_response(get_directory_user(get_container(), ctx, req.route_params.get("user", "")))

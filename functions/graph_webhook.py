@@ -18,7 +18,7 @@ MAX_BODY_BYTES = 256 * 1024
 
 
 def _handle(req: func.HttpRequest, *, lifecycle: bool) -> func.HttpResponse:
-    from shared.webhooks import accept_notifications, validation_answer
+    from shared.sync.intake import accept_notifications, validation_answer
 
     if "validationToken" in req.params:
         # The worker hands params URL-decoded, as Graph requires the answer; sent back as is, as

@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions._http import error_body, http_endpoint, json_response
+from functions._routes import routes
 from shared.bootstrap import get_container
 
 bp = func.Blueprint()
@@ -46,7 +47,7 @@ def health_details(req: func.HttpRequest) -> func.HttpResponse:
 def not_found(req: func.HttpRequest) -> func.HttpResponse:
     """Routes with literal segments take precedence; this answers every other path under /api, and a
     known path asked with a method it does not serve (405 with ``Allow``, as the local host does)."""
-    allowed = methods_for(req.route_params.get("path") or "")
+    allowed = routes.methods_for(req.route_params.get("path") or "")
     if allowed:
         return json_response(
             error_body("method_not_allowed", f"This endpoint answers {', '.join(allowed)}."),
@@ -54,33 +55,3 @@ def not_found(req: func.HttpRequest) -> func.HttpResponse:
             headers={"Allow": ", ".join(allowed)},
         )
     return json_response(error_body("not_found", "No endpoint at this path."), status=404)
-
-
-_routes: list[tuple[tuple[str, ...], frozenset[str]]] | None = None
-
-
-def methods_for(path: str) -> list[str]:
-    """The methods the app's routes serve at ``path`` (relative to /api), the catch-all aside."""
-    global _routes
-    if _routes is None:
-        import function_app  # the app's own route table, read once per worker on first use
-
-        table = []
-        # Built from the registered builders: get_functions() may run only once per app (the indexer's).
-        for builder in function_app.app._function_builders:
-            trigger = builder.build(function_app.app.auth_level).get_trigger()
-            route = getattr(trigger, "route", None)
-            if not route or route.startswith("{*"):
-                continue
-            methods = frozenset(str(getattr(m, "value", m)).upper() for m in getattr(trigger, "methods", None) or ())
-            table.append((tuple(route.strip("/").split("/")), methods))
-        _routes = table
-    segments = tuple(path.strip("/").split("/"))
-    allowed: set[str] = set()
-    for template, methods in _routes:
-        if len(template) == len(segments) and all(
-            (t.startswith("{") and t.endswith("}") and s) or t.lower() == s.lower()
-            for t, s in zip(template, segments, strict=True)
-        ):
-            allowed |= methods
-    return sorted(allowed)

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 @bp.function_name("notification_worker")
 @bp.queue_trigger(arg_name="msg", queue_name="%NOTIFICATION_QUEUE%", connection="AzureWebJobsStorage")
 def notification_worker(msg: func.QueueMessage) -> None:
-    from shared.notifications import describe, run_message
+    from shared.sync.worker import describe, run_message
 
     report = run_message(get_container(), msg.get_body().decode("utf-8"))
     logger.info("Notification message %s (attempt %s): %s", msg.id, msg.dequeue_count, describe(report))

@@ -25,7 +25,7 @@ from shared import errors
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
-    from shared.session_guard import RequestContext
+    from shared.identity.guard import RequestContext
 
 
 bp = func.Blueprint()
@@ -36,7 +36,7 @@ FLOW_COOKIE_PATH = "/api/auth"
 @bp.route(route="auth/login", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def auth_login(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.signin import parse_features, start_signin
+    from shared.identity.signin import parse_features, start_signin
 
     deps = get_container()
     start = start_signin(
@@ -77,7 +77,7 @@ def _callback_params(req: func.HttpRequest) -> dict[str, str]:
 @bp.route(route="auth/callback", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @http_endpoint
 def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.signin import complete_signin
+    from shared.identity.signin import complete_signin
     from shared.urls import login_url
 
     deps = get_container()
@@ -103,7 +103,7 @@ def auth_callback(req: func.HttpRequest) -> func.HttpResponse:
 @http_endpoint
 def auth_logout(req: func.HttpRequest) -> func.HttpResponse:
     """Ends this session; ``?everywhere=true`` ends all of the user's sessions and their token cache."""
-    from shared.signin import logout
+    from shared.identity.signin import logout
 
     everywhere = (req.params.get("everywhere") or "false").strip().lower()
     if everywhere not in {"true", "false"}:
@@ -119,6 +119,6 @@ def auth_logout(req: func.HttpRequest) -> func.HttpResponse:
 @http_endpoint
 @requires_session(calendar=False)
 def me(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.signin import describe_me
+    from shared.identity.signin import describe_me
 
     return json_response(describe_me(get_container(), ctx))

@@ -11,7 +11,7 @@ from functions._http import http_endpoint, json_response, read_json
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
-    from shared.session_guard import RequestContext
+    from shared.identity.guard import RequestContext
 
 bp = func.Blueprint()
 
@@ -21,7 +21,7 @@ bp = func.Blueprint()
 @http_endpoint
 @requires_session(calendar=False)
 def tenant_readiness(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.readiness import run_readiness
+    from shared.identity.readiness import run_readiness
 
     return json_response(run_readiness(get_container(), ctx))
 
@@ -31,7 +31,7 @@ def tenant_readiness(req: func.HttpRequest, *, ctx: RequestContext) -> func.Http
 @http_endpoint
 @requires_session(calendar=True)
 def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.readiness import tenant_settings_view
+    from shared.identity.readiness import tenant_settings_view
 
     return json_response(tenant_settings_view(ctx.tenant))
 
@@ -41,8 +41,8 @@ def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.H
 @http_endpoint
 @requires_session(calendar=True)
 def tenant_settings_put(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.readiness import require_settings_admin, update_tenant_settings
-    from shared.subscriptions import subscribe_tenant_mailboxes
+    from shared.identity.readiness import require_settings_admin, update_tenant_settings
+    from shared.sync.subscriptions import subscribe_tenant_mailboxes
 
     require_settings_admin(ctx)  # before the body is read: a caller who may not write hears 403 first
     view = update_tenant_settings(get_container(), ctx, read_json(req))

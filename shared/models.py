@@ -364,7 +364,7 @@ class Booking:
     calendar: str = "interviews"  # "interviews" or an interviewer's address
     calendar_id: str | None = None  # a calendar other than the mailbox's primary one
     # Whose permission writes the event: the recruiter's own delegated token unless the write rule
-    # (shared/write_rule.py) allowed the app's; a record that does not say is the recruiter's.
+    # (shared/booking/write_rule.py) allowed the app's; a record that does not say is the recruiter's.
     delegated: bool = True
     interviewers: tuple[str, ...] = ()
     optional_interviewers: tuple[str, ...] = ()

@@ -85,7 +85,7 @@ class TokenCacheStore(Protocol):
 class FlowStore(Protocol):
     """The states of browser flows whose callback was accepted: what makes a flow single use.
 
-    The pending flows themselves travel sealed in the browser's cookie (``shared.flows``).
+    The pending flows themselves travel sealed in the browser's cookie (``shared.identity.flows``).
     """
 
     def consume_state(self, kind: FlowKind, state_hash: str, expires_at: datetime) -> None:

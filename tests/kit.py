@@ -798,7 +798,7 @@ def consented(deps: FakeDeps, tenant_id: str = TENANT_A) -> Tenant:
 
 def sign_in(deps: FakeDeps, result: SigninResult = USER, **start_kwargs: Any) -> str:
     """Sign ``result`` in through the core's own flow; returns the session credential."""
-    from shared.signin import complete_signin, start_signin
+    from shared.identity.signin import complete_signin, start_signin
 
     start = start_signin(deps, **start_kwargs)
     state = start.redirect_url.split("state=")[1]

@@ -1,5 +1,5 @@
-"""NCRONTAB schedules: the parser lives in ``shared.ncrontab`` (the renewal timer reads its own schedule)."""
+"""NCRONTAB schedules: the parser lives in ``shared.sync.ncrontab`` (the renewal timer reads its own schedule)."""
 
-from shared.ncrontab import NCrontab, NCrontabError
+from shared.sync.ncrontab import NCrontab, NCrontabError
 
 __all__ = ["NCrontab", "NCrontabError"]

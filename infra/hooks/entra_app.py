@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from shared.config import REQUIRED_APP_ROLES, Settings  # noqa: E402
-from shared.signin import BASE_SCOPES, FEATURE_SCOPES  # noqa: E402
+from shared.identity.signin import BASE_SCOPES, FEATURE_SCOPES  # noqa: E402
 from shared.urls import consent_callback_url, signin_callback_url  # noqa: E402
 
 GRAPH = "https://graph.microsoft.com/v1.0"
@@ -190,8 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         postprovision(args.rotate_client_secret)
     return 0
-
-
 
 
 if __name__ == "__main__":

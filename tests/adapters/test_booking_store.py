@@ -109,7 +109,7 @@ def test_the_list_reads_in_start_order_with_full_pages_and_follows_moves(storage
 def test_bookings_stored_before_the_list_rows_existed_are_listed(storage: TableStorage) -> None:
     from azure.data.tables import UpdateMode
 
-    from shared.adapters import tables
+    from shared.adapters.tables import bookings as tables
 
     created = storage.bookings.create_booking(booking(1))
     table = storage.table(tables.BOOKINGS)

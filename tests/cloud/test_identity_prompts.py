@@ -29,7 +29,7 @@ from tests.cloud.identity_support import (
     redirect_params,
 )
 
-# What the service's sign-in asks for (shared/signin.py BASE_SCOPES), in MSAL's form.
+# What the service's sign-in asks for (shared/identity/signin.py BASE_SCOPES), in MSAL's form.
 SERVICE_SIGNIN_SCOPES = [
     f"https://graph.microsoft.com/{s}"
     for s in (

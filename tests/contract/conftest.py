@@ -20,7 +20,7 @@ def signed_in(stack: Stack) -> Iterator[str]:
     """A consented Contoso with its Interviews mailbox set, and a recruiter's session credential."""
     from devtools.cloud import controls
     from shared.bootstrap import set_container
-    from shared.subscriptions import forget_worker_memory
+    from shared.sync.subscriptions import forget_worker_memory
 
     controls.reset_world(stack.world)
     forget_worker_memory()

@@ -23,7 +23,7 @@ __all__ = ["Stack"]
 @pytest.fixture
 def e2e(stack: Stack, caplog: pytest.LogCaptureFixture) -> Iterator[Stack]:
     from devtools.cloud import controls
-    from shared.subscriptions import forget_worker_memory
+    from shared.sync.subscriptions import forget_worker_memory
 
     controls.reset_world(stack.world)
     forget_worker_memory()  # which mailboxes this worker saw subscribed: not this test's tables

@@ -92,7 +92,7 @@ def test_a_booking_lands_in_the_interviews_calendar_and_each_attendee_s_with_the
 
     graph_controls.accept(e2e.world, copy.id, ALEX)
     # What the notification worker will do: read the event and apply it.
-    from shared.booking import apply_observed_event
+    from shared.booking.outlook import apply_observed_event
 
     deps = get_container()
     observed = deps.events.get_event(_app_token(deps), INTERVIEWS, booking["event_id"])
@@ -103,7 +103,7 @@ def test_a_booking_lands_in_the_interviews_calendar_and_each_attendee_s_with_the
 
 
 def _app_token(deps: Any) -> Any:
-    from shared.tokens import app_token
+    from shared.identity.tokens import app_token
 
     return app_token(deps, CONTOSO)
 
@@ -372,7 +372,8 @@ def test_racing_requests_retried_concurrently_each_get_their_first_answer(e2e: S
 
 
 def test_a_refused_key_is_free_again_once_its_refusal_has_lived_its_life(e2e: Stack, recruiter: Any) -> None:
-    from shared.booking import REFUSAL_LIFETIME, booking_id_for
+    from shared.booking.create import REFUSAL_LIFETIME
+    from shared.booking.records import booking_id_for
 
     taken = recruiter.request("POST", "/api/bookings", headers=_key(), json=_body(subject="First"))
     assert taken.status_code == 201, taken.text
@@ -421,7 +422,7 @@ def test_every_answer_about_a_booking_shows_its_times_in_the_request_s_offset(e2
 
 
 def test_error_answers_name_nothing_internal(e2e: Stack, recruiter: Any) -> None:
-    from shared.booking import booking_id_for
+    from shared.booking.records import booking_id_for
 
     missing = recruiter.request("GET", f"/api/bookings/{booking_id_for(CONTOSO, 'key-never-used')}", headers=KEY)
     assert missing.status_code == 404, missing.text
@@ -431,7 +432,7 @@ def test_error_answers_name_nothing_internal(e2e: Stack, recruiter: Any) -> None
 
 
 def test_a_booking_still_being_made_reads_as_pending(e2e: Stack, recruiter: Any) -> None:
-    from shared.booking import booking_id_for
+    from shared.booking.records import booking_id_for
 
     deps = get_container()
     start, end = _slot(hour=16)
@@ -450,7 +451,7 @@ def test_a_booking_still_being_made_reads_as_pending(e2e: Stack, recruiter: Any)
 # ---- nothing left half-done ------------------------------------------------------------------------------
 def _lapsed(deps: Any, booking_id: str) -> Booking:
     """Move the pending booking's last sign of life back past what the recovery timer waits for."""
-    from shared.booking_recovery import SETTLE_AFTER
+    from shared.booking.recovery import SETTLE_AFTER
 
     row = deps.bookings.get_booking(CONTOSO, booking_id)
     long_ago = datetime.now(UTC) - SETTLE_AFTER - timedelta(minutes=1)
@@ -458,8 +459,8 @@ def _lapsed(deps: Any, booking_id: str) -> Booking:
 
 
 def test_a_booking_whose_request_died_after_graph_wrote_is_finished_by_the_timer(e2e: Stack, recruiter: Any) -> None:
-    from shared.booking import booking_id_for
-    from shared.booking_recovery import recover_pending_bookings
+    from shared.booking.records import booking_id_for
+    from shared.booking.recovery import recover_pending_bookings
 
     plain = Container()
     set_container(Container(bookings=_FailingBookings(plain.bookings)))  # type: ignore[arg-type]
@@ -487,8 +488,9 @@ def test_a_booking_whose_request_died_after_graph_wrote_is_finished_by_the_timer
 
 
 def test_a_pending_booking_graph_never_saw_is_forgotten_with_its_claims(e2e: Stack, recruiter: Any) -> None:
-    from shared.booking import booking_id_for, grid_cells
-    from shared.booking_recovery import recover_pending_bookings
+    from shared.booking.claims import grid_cells
+    from shared.booking.records import booking_id_for
+    from shared.booking.recovery import recover_pending_bookings
 
     deps = get_container()
     start, end = _slot()
@@ -518,9 +520,7 @@ def test_a_pending_booking_graph_never_saw_is_forgotten_with_its_claims(e2e: Sta
     assert recruiter.request("POST", "/api/bookings", headers=_key(), json=body).status_code == 201
 
 
-def test_the_booking_list_is_in_start_order_and_filters_by_interviewer_in_storage(
-    e2e: Stack, recruiter: Any
-) -> None:
+def test_the_booking_list_is_in_start_order_and_filters_by_interviewer_in_storage(e2e: Stack, recruiter: Any) -> None:
     made = {}
     for hour, people in ((21, [ALEX]), (15, [ALEX, LYNNE]), (16, [LYNNE])):
         start, end = _slot(hour=hour)

@@ -24,7 +24,7 @@ from devtools.cloud.graph import controls as graph_controls
 from devtools.console.app import ConsoleConfig
 from devtools.console.server import RunningConsole, start_console
 from shared.bootstrap import set_container
-from shared.subscriptions import forget_worker_memory
+from shared.sync.subscriptions import forget_worker_memory
 from tests.e2e.chromium import Shots, chromium, require_chromium
 from tests.e2e.conftest import Stack
 from tests.kit import CONTOSO_ADMIN, FUNCTION_KEY, RECRUITER, stack_today

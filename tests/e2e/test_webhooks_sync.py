@@ -533,9 +533,11 @@ def test_an_anonymous_flood_naming_one_unknown_subscription_logs_one_line(
     posted = httpx.post(f"{e2e.base_url}/api/webhooks/graph", json=body)
 
     assert posted.status_code == 202
-    lines = [r.getMessage() for r in caplog.records if r.name == "shared.webhooks"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.sync.intake"]
     assert len(lines) == 1 and "1000" in lines[0]
     assert sum(len(line) for line in lines) < 400  # not 1,000 lines (152 KiB)
+
+
 class BothReadFirst:
     """Holds the first write of one booking (up to a few seconds) until two requests have each read it twice
     (the handler's read and the core's): the window in which two changes with the same If-Match race."""
@@ -615,7 +617,7 @@ def test_two_moves_with_the_same_if_match_one_wins_and_graph_holds_its_time_with
     assert (event.start, event.end) == winner  # what the answer says is what Graph holds
 
     # The loser's slot is free for anyone (its claims are gone); the winner's is held.
-    from shared.booking import grid_cells
+    from shared.booking.claims import grid_cells
     from shared.errors import ConcurrencyConflict
 
     store = get_container().bookings

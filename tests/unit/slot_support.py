@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from shared.models import BusyBlock, FreeBusyStatus, Schedule, ScheduleStatus, WorkingHours
-from shared.slots import SlotRules, SlotSearch
+from shared.scheduling.slots import SlotRules, SlotSearch
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -20,37 +20,52 @@ SDKS = (
     "azure.core",
     "cryptography",
 )
-CORE_ALLOWED = (
+# The kernel every capability uses: settings, errors, models, ports, the service's URLs, request fields,
+# text checks, time zones, ETag retries, the per-worker memory and health. It imports nothing else of ours.
+KERNEL = {
+    "shared.config",
+    "shared.errors",
     "shared.models",
     "shared.ports",
-    "shared.errors",
-    "shared.config",
-    "shared.session_guard",
-    "shared.tenant_consent",
-    "shared.tokens",
     "shared.urls",
+    "shared.fields",
+    "shared.text",
+    "shared.timezones",  # pure: zoneinfo, tzdata and tzlocal.windows_tz (a CLDR table), no I/O at import
     "shared.conflicts",
     "shared.worker_cache",
-    "shared.consent",
-    "shared.signin",
-    "shared.readiness",
-    "shared.lookups",
     "shared.health",
-    "shared.timezones",  # pure: zoneinfo, tzdata and tzlocal.windows_tz (a CLDR table), no I/O at import
-    "shared.slots",
-    "shared.loops",
-    "shared.availability_request",
-    "shared.text",
-    "shared.booking_request",
-    "shared.booking",
-    "shared.flows",
-    "shared.maintenance",
-    "shared.ncrontab",  # pure: the timer schedule parser
-    "shared.webhooks",
-    "shared.subscriptions",
-    "shared.notifications",
-    "shared.write_rule",
-)
+}
+CAPABILITIES = ("identity", "scheduling", "booking", "sync")
+# The named modules one capability calls in another; nothing else crosses, and never a private name.
+CROSSINGS = {
+    ("scheduling", "shared.identity.guard"),  # the two-token guard: RequestContext
+    ("scheduling", "shared.identity.tokens"),
+    ("booking", "shared.identity.guard"),
+    ("booking", "shared.identity.tokens"),
+    ("booking", "shared.identity.readiness"),  # RECRUITING_GROUP: who holds the shared mailboxes
+    ("booking", "shared.sync.subscriptions"),  # ensure_mailbox_subscription for a mailbox we write to
+    ("identity", "shared.booking.write_rule"),  # readiness checks a tenant mailbox's purpose by the same rule
+    ("sync", "shared.identity.tokens"),
+    ("sync", "shared.booking.outlook"),  # the worker hands what Outlook did to our events to booking
+}
+
+
+def _shared_modules() -> list[Path]:
+    return [p for p in (ROOT / "shared").rglob("*.py") if "adapters" not in p.parts]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_names(path: Path) -> list[tuple[str, str]]:
+    """(module, name) for every ``from shared... import name`` in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.extend((node.module, alias.name) for alias in node.names)
+    return found
 
 
 def imports_of(path: Path) -> set[str]:
@@ -69,17 +84,61 @@ def test_function_modules_import_only_shared_and_azure_functions() -> None:
         for name in imports_of(path):
             assert not name.startswith(SDKS), f"{path.name} imports {name}"
             assert not name.startswith("shared.adapters"), f"{path.name} imports an adapter: {name}"
+            assert not name.startswith("function_app"), f"{path.name} imports the app it is part of"
+
+
+def test_the_layout_is_a_kernel_and_one_package_per_capability() -> None:
+    top = {p.stem for p in (ROOT / "shared").glob("*.py")} - {"__init__", "bootstrap"}
+    assert {f"shared.{name}" for name in top} == KERNEL
+    packages = {p.parent.name for p in (ROOT / "shared").glob("*/__init__.py")} - {"adapters"}
+    assert packages == set(CAPABILITIES)
+    for name in CAPABILITIES:
+        doc = ast.get_docstring(ast.parse((ROOT / "shared" / name / "__init__.py").read_text()))
+        assert doc, f"shared/{name} says what it owns"
 
 
 def test_core_modules_import_no_sdk_and_no_adapter() -> None:
-    core = [p for p in (ROOT / "shared").glob("*.py") if p.name not in {"bootstrap.py", "__init__.py"}]
-    assert core
+    core = [p for p in _shared_modules() if p.name != "bootstrap.py"]
+    assert len(core) > len(KERNEL)
     for path in core:
         for name in imports_of(path):
             assert not name.startswith(SDKS), f"{path.name} imports {name}"
             assert not name.startswith("shared.adapters"), f"{path.name} imports {name}"
-            if name.startswith("shared."):
-                assert name in CORE_ALLOWED, f"{path.name} imports {name}"
+
+
+def test_the_kernel_imports_only_the_kernel() -> None:
+    for path in _shared_modules():
+        module = _module_name(path)
+        if module not in KERNEL:
+            continue
+        for name in imports_of(path):
+            if name.startswith("shared"):
+                assert name in KERNEL, f"{module} (kernel) imports {name}"
+
+
+def test_capabilities_reach_each_other_only_through_named_public_functions() -> None:
+    checked = 0
+    for path in _shared_modules():
+        parts = _module_name(path).split(".")
+        if len(parts) < 3 or parts[1] not in CAPABILITIES:
+            continue
+        checked += 1
+        home = parts[1]
+        for name in imports_of(path):
+            if not name.startswith("shared.") or name in KERNEL or name.startswith(f"shared.{home}"):
+                continue
+            assert (home, name) in CROSSINGS, f"{'.'.join(parts)} reaches into {name}"
+        for module, imported in _imported_names(path):
+            if module.startswith("shared.") and not module.startswith(f"shared.{home}"):
+                assert not imported.startswith("_"), f"{'.'.join(parts)} takes the private {module}.{imported}"
+    assert checked > 10
+
+
+def test_adapters_import_the_kernel_only() -> None:
+    for path in (ROOT / "shared" / "adapters").rglob("*.py"):
+        for name in imports_of(path):
+            if name.startswith("shared.") and not name.startswith("shared.adapters"):
+                assert name in KERNEL, f"adapter {path.name} imports {name}"
 
 
 def test_importing_the_app_loads_no_sdk_and_registers_every_function() -> None:

@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.availability import find_availability, find_interview_loops
-from shared.availability_request import parse_availability_request, parse_loop_request
 from shared.errors import GraphRequestFailed, InvalidRequest, ReauthRequired
+from shared.identity.guard import require_calendar_access
 from shared.models import (
     AttendeeResponse,
     Booking,
@@ -23,7 +22,8 @@ from shared.models import (
     ScheduleStatus,
     WorkingHours,
 )
-from shared.session_guard import require_calendar_access
+from shared.scheduling.availability import find_availability, find_interview_loops
+from shared.scheduling.request import parse_availability_request, parse_loop_request
 from tests.kit import TENANT_A, FakeDeps, consented, sign_in
 
 NEW_YORK = ZoneInfo("America/New_York")

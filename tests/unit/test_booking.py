@@ -8,17 +8,12 @@ from typing import Any
 
 import pytest
 
-from shared.booking import (
-    CLAIM_LEASE,
-    RECRUITING_GROUP,
-    apply_observed_event,
-    cancel_booking,
-    create_booking,
-    get_booking,
-    grid_cells,
-    update_booking,
-)
-from shared.booking_request import BookingChange, parse_booking_change, parse_booking_request
+from shared.booking.change import cancel_booking, update_booking
+from shared.booking.claims import CLAIM_LEASE, grid_cells
+from shared.booking.create import create_booking
+from shared.booking.listing import get_booking
+from shared.booking.outlook import apply_observed_event
+from shared.booking.request import BookingChange, parse_booking_change, parse_booking_request
 from shared.errors import (
     ConcurrencyConflict,
     GraphRequestFailed,
@@ -32,6 +27,8 @@ from shared.errors import (
     SlotUnavailable,
     UpstreamUnavailable,
 )
+from shared.identity.guard import RequestContext, require_calendar_access
+from shared.identity.readiness import RECRUITING_GROUP
 from shared.models import (
     AttendeeResponse,
     Booking,
@@ -43,7 +40,6 @@ from shared.models import (
     Schedule,
     ScheduleStatus,
 )
-from shared.session_guard import RequestContext, require_calendar_access
 from tests.kit import TENANT_A, FakeBookings, FakeDeps, consented, sign_in
 
 ALEX = "alex@contoso.example"

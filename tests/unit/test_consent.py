@@ -4,7 +4,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.consent import complete_admin_consent, consent_request_email, start_admin_consent
 from shared.errors import (
     AdminApprovalRequired,
     AdminConsentRequired,
@@ -13,6 +12,7 @@ from shared.errors import (
     SigninDenied,
     TenantMismatch,
 )
+from shared.identity.consent import complete_admin_consent, consent_request_email, start_admin_consent
 from shared.models import ConsentStatus
 from tests.kit import ALL_ROLES, TENANT_A, TENANT_B, FakeDeps
 

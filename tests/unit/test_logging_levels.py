@@ -16,7 +16,7 @@ def test_importing_the_app_puts_the_azure_sdks_and_httpx_at_warning_but_not_the_
     probe = (
         "import json, logging; logging.getLogger().setLevel(logging.DEBUG); import function_app; "
         "names = ['azure.core.pipeline.policies.http_logging_policy', 'azure.data.tables', 'azure.identity', "
-        "'httpx', 'shared.availability', 'functions.booking']; "
+        "'httpx', 'shared.scheduling.availability', 'functions.booking']; "
         "print(json.dumps({n: logging.getLogger(n).isEnabledFor(logging.INFO) for n in names}))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -26,7 +26,7 @@ def test_importing_the_app_puts_the_azure_sdks_and_httpx_at_warning_but_not_the_
         "azure.data.tables": False,
         "azure.identity": False,
         "httpx": False,
-        "shared.availability": True,
+        "shared.scheduling.availability": True,
         "functions.booking": True,
     }
 

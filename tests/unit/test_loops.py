@@ -6,8 +6,8 @@ from datetime import UTC, timedelta
 
 import pytest
 
-from shared.loops import LoopRules, LoopSession, find_loops
-from shared.slots import Panel, Person, Pool, ReasonKind, SuggestionKind
+from shared.scheduling.loops import LoopRules, LoopSession, find_loops
+from shared.scheduling.slots import Panel, Person, Pool, ReasonKind, SuggestionKind
 from tests.unit.slot_support import MINUTES, at, busy, schedule
 
 ALEX, BEA, CARL, DANA = "alex@contoso.example", "bea@contoso.example", "carl@contoso.example", "dana@contoso.example"

@@ -11,8 +11,8 @@ import pytest
 
 from shared.errors import GraphRequestFailed, InvalidRequest, UpstreamUnavailable
 from shared.models import AttendeeResponse, Booking, BookingStatus, ObservedAttendee, ObservedEvent, Subscription
-from shared.notifications import MAX_DELAYED_RETRIES, process_message, retry_delay, run_message
-from shared.webhooks import encode_messages
+from shared.sync.intake import encode_messages
+from shared.sync.worker import MAX_DELAYED_RETRIES, process_message, retry_delay, run_message
 from tests.kit import TENANT_A, FakeDeps, consented
 
 MAILBOX = "interviews@contoso.example"

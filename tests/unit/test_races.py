@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import ConcurrencyConflict, ReauthRequired
+from shared.identity.guard import require_calendar_access
+from shared.identity.tokens import app_token, user_token
 from shared.models import ConsentStatus, Tenant, User
-from shared.session_guard import require_calendar_access
-from shared.tokens import app_token, user_token
 from tests.kit import ALL_ROLES, TENANT_A, FakeDeps, FakeTenants, consented, sign_in
 
 

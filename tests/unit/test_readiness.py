@@ -5,12 +5,12 @@ from datetime import UTC
 
 import pytest
 
-from shared.booking import get_booking
+from shared.booking.listing import get_booking
 from shared.errors import Forbidden, GraphRequestFailed, InvalidRequest, NotFound
-from shared.lookups import get_directory_user
+from shared.identity.directory import get_directory_user
+from shared.identity.guard import require_calendar_access
+from shared.identity.readiness import run_readiness, update_tenant_settings
 from shared.models import Booking, BookingStatus, DirectoryUser, SigninResult
-from shared.readiness import run_readiness, update_tenant_settings
-from shared.session_guard import require_calendar_access
 from tests.kit import ADMIN, TENANT_A, TENANT_B, USER, FakeDeps, consented, sign_in
 
 

@@ -18,10 +18,10 @@ from shared.errors import (
     SigninDenied,
     SigninRequired,
 )
+from shared.identity.guard import authenticate_session, hash_secret, require_calendar_access
+from shared.identity.signin import complete_signin, describe_me, logout, parse_features, start_signin
+from shared.identity.tokens import app_token
 from shared.models import ConsentStatus, SigninResult, TokenHealth
-from shared.session_guard import authenticate_session, hash_secret, require_calendar_access
-from shared.signin import complete_signin, describe_me, logout, parse_features, start_signin
-from shared.tokens import app_token
 from tests.kit import ALL_ROLES, TENANT_A, USER, FakeDeps, consented, sign_in
 
 

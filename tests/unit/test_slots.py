@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from shared.models import FreeBusyStatus
-from shared.slots import (
+from shared.scheduling.slots import (
     Load,
     Panel,
     Person,

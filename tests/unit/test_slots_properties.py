@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.models import BusyBlock, FreeBusyStatus, Schedule, ScheduleStatus, WorkingHours
-from shared.slots import DAY_NAMES, Panel, Person, Pool, SlotRules, find_slots
+from shared.scheduling.slots import DAY_NAMES, Panel, Person, Pool, SlotRules, find_slots
 
 MINUTE = timedelta(minutes=1)
 ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Australia/Sydney")

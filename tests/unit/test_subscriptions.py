@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared import subscriptions as core
 from shared.models import DeltaChange
+from shared.sync import subscriptions as core
 from tests.kit import TENANT_A, FakeDeps, consented
 
 INTERVIEWS = "interviews@contoso.example"
@@ -223,7 +223,7 @@ def test_reconciliation_queues_each_live_secondary_calendar_booking_for_a_direct
 
 
 def test_health_shows_dropped_notifications_of_the_tenant_and_those_of_no_tenant() -> None:
-    from shared.webhooks import UNATTRIBUTED
+    from shared.sync.intake import UNATTRIBUTED
 
     deps = deps_with_schedule()
     deps.subscriptions.add_dropped(TENANT_A, {"client_state_mismatch": 3})
@@ -265,7 +265,7 @@ def test_organizers_of_upcoming_bookings_are_among_the_mailboxes_to_keep_subscri
 
 # ---- the poison queue is replayed once Graph answers again ------------------------------------------------
 def poisoned(deps: FakeDeps, mailbox: str, *, attempt: int = 5) -> str:
-    from shared.webhooks import QueueEnvelope
+    from shared.sync.intake import QueueEnvelope
 
     [sub] = [s for s in deps.subscriptions.list_subscriptions(TENANT_A) if s.mailbox == mailbox]
     item = {"t": TENANT_A, "s": sub.subscription_id, "c": "updated", "e": "AAMkDeclined"}

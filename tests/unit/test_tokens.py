@@ -1,4 +1,4 @@
-"""The one renewal rule for refused tokens (``shared.tokens``) and the paced consent re-check, over fakes."""
+"""The one renewal rule for refused tokens (``shared.identity.tokens``) and the paced consent re-check, over fakes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from shared.errors import AdminConsentRequired, GraphRequestFailed, ReauthRequired
+from shared.identity.guard import require_calendar_access
+from shared.identity.tenant_consent import CONSENT_REVERIFY_INTERVAL, ensure_tenant_consent
+from shared.identity.tokens import call_with_renewal, with_app_token, with_user_token
 from shared.models import AccessToken, ConsentStatus, TokenHealth, User
-from shared.session_guard import require_calendar_access
-from shared.tenant_consent import CONSENT_REVERIFY_INTERVAL, ensure_tenant_consent
-from shared.tokens import call_with_renewal, with_app_token, with_user_token
 from tests.kit import TENANT_A, USER, FakeDeps, consented, sign_in
 
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}'

@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from shared import webhooks
 from shared.errors import InvalidRequest, UpstreamUnavailable
 from shared.models import Subscription
-from shared.webhooks import (
+from shared.sync import intake as webhooks
+from shared.sync.intake import (
     DROP_FLUSH_INTERVAL,
     UNATTRIBUTED,
     UNKNOWN_MAX_ENTRIES,
@@ -192,14 +192,14 @@ def test_a_flood_naming_one_unknown_subscription_costs_one_read_and_one_log_line
     no_unknown_memory: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     deps = drained()
-    caplog.set_level(logging.DEBUG, logger="shared.webhooks")
+    caplog.set_level(logging.DEBUG, logger="shared.sync.intake")
     flood = {"value": [change(sub_id="sub-unknown", event_id=f"AAMk{i}") for i in range(1000)]}
 
     result = accept_notifications(deps, flood, lifecycle=False)
 
     assert (result.queued, result.dropped) == (0, 1000)
     assert deps.subscriptions.secret_reads == 1
-    [line] = [r for r in caplog.records if r.name == "shared.webhooks"]
+    [line] = [r for r in caplog.records if r.name == "shared.sync.intake"]
     assert "1000" in line.getMessage() and len(line.getMessage()) < 300
 
     accept_notifications(deps, flood, lifecycle=False)  # the next flood, inside the memory's TTL

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.errors import ConcurrencyConflict, SigninRequired
-from shared.session_guard import hash_secret, require_calendar_access
+from shared.identity.guard import hash_secret, require_calendar_access
 from shared.worker_cache import (
     MAX_STALENESS,
     WORKER_CACHE_TTL,

@@ -7,12 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from shared.booking import cancel_booking, create_booking, update_booking
-from shared.booking_request import BookingChange, parse_booking_request
+from shared.booking.change import cancel_booking, update_booking
+from shared.booking.create import create_booking
+from shared.booking.request import BookingChange, parse_booking_request
+from shared.booking.write_rule import Writer, check_interviewers, decide_writer, mailbox_purposes, writer_for
 from shared.errors import GraphUnavailable, InvalidRequest, UpstreamUnavailable
+from shared.identity.guard import RequestContext, require_calendar_access
 from shared.models import ConsentStatus, MailboxPurpose, Schedule, Tenant
-from shared.session_guard import RequestContext, require_calendar_access
-from shared.write_rule import Writer, check_interviewers, decide_writer, mailbox_purposes, writer_for
 from tests.kit import TENANT_A, FakeDeps, consented, sign_in
 
 ALEX = "alex@contoso.example"

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from shared.booking.write_rule import check_tenant_mailbox
 from shared.conflicts import retry_on_conflict
 from shared.errors import AdminConsentRequired, Forbidden, GraphRequestFailed, InvalidRequest, NotFound, ServiceError
+from shared.identity.guard import RequestContext
+from shared.identity.tokens import app_token, with_user_token
 from shared.models import AccessToken, Tenant
 from shared.ports import Dependencies
-from shared.session_guard import RequestContext
 from shared.text import clean_text, mailbox_address
-from shared.tokens import app_token, with_user_token
-from shared.write_rule import check_tenant_mailbox
 
 HYBRID_REQUIREMENTS = (
     "Only v1.0 of the Mail, Calendar and Contacts API is available for mailboxes in hybrid deployments.",

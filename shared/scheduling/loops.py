@@ -1,11 +1,11 @@
 """Interview loops: an ordered list of sessions booked back to back (within a gap) for one candidate.
 
-Pure functions over ``shared.models`` and the slot engine in ``shared.slots``; no I/O::
+Pure functions over ``shared.models`` and the slot engine in ``shared.scheduling.slots``; no I/O::
 
     find_loops(sessions, people, start, end, rules, *, horizon_end=None) -> LoopSearch
 
-Each :class:`LoopSession` has a duration and its own :class:`~shared.slots.Panel`. A loop places
-every session on the slot grid of ``rules.time_zone`` (see ``shared.slots``), in order: session
+Each :class:`LoopSession` has a duration and its own :class:`~shared.scheduling.slots.Panel`. A loop places
+every session on the slot grid of ``rules.time_zone`` (see ``shared.scheduling.slots``), in order: session
 ``i + 1`` starts at or after session ``i`` ends, at most ``rules.max_gap`` later (``None``: no
 limit). With ``same_day`` all sessions lie in one local day of ``rules.time_zone``; with
 ``candidate_windows`` every session lies inside one of the candidate's windows.
@@ -15,7 +15,7 @@ sits in several sessions must have their buffers free of their other sessions (s
 sessions of one person need a gap of ``max(buffer_before, buffer_after)``) and counts once per
 session toward the caps. Pools get exactly ``need`` members, the least loaded first: the fewest
 interviews in the session's ISO week, then on its local day (stored ones and their other seats in
-this loop, counted as in ``shared.slots``; then member order); optional people are listed when
+this loop, counted as in ``shared.scheduling.slots``; then member order); optional people are listed when
 they are free.
 
 Loops are ranked by fewest gaps, then shortest total gap, then the lowest load (the sum, over
@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, tzinfo
 
-from shared.slots import (
+from shared.scheduling.slots import (
     ONE_DAY,
     SUGGESTION_ORDER,
     Engine,
@@ -136,7 +136,7 @@ def find_loops(
     """The best loops for ``sessions`` in ``[start, end]``, or an explanation when none fits.
 
     Raises ValueError for no sessions, a non-positive ``max_results`` or anything
-    :func:`shared.slots.find_slots` rejects."""
+    :func:`shared.scheduling.slots.find_slots` rejects."""
     search = _Search(sessions, people, start, end, rules)
     loops = search.run()
     if loops:

@@ -19,9 +19,9 @@ from collections.abc import Collection, Mapping, Sequence
 from enum import StrEnum
 
 from shared.errors import GraphUnavailable, InvalidRequest, UpstreamError
+from shared.identity.tokens import with_app_token
 from shared.models import MailboxPurpose, Tenant
 from shared.ports import Clock, Dependencies
-from shared.tokens import with_app_token
 from shared.worker_cache import TtlCache
 
 logger = logging.getLogger(__name__)

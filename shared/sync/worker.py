@@ -15,7 +15,7 @@ invisibility of ``NOTIFICATION_RETRY_SECONDS`` x 2^attempt (4, 8, 16, 32, 64 s b
 minutes), and the invocation succeeds so the host deletes the original. After ``MAX_DELAYED_RETRIES`` or
 for any other failure it raises: the Functions host then tries it up to ``maxDequeueCount`` times and
 moves it to ``<queue>-poison``, from where reconciliation replays it once Graph answers again
-(``shared.subscriptions.replay_poison``). Storage queue triggers have no host retry policy with backoff
+(``shared.sync.subscriptions.replay_poison``). Storage queue triggers have no host retry policy with backoff
 of their own (host.json's ``visibilityTimeout`` is one fixed delay), so the backoff lives here and works
 the same on Azure and on the local host.
 """
@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.booking import apply_observed_event
+from shared.booking.outlook import apply_observed_event
 from shared.errors import (
     ConcurrencyConflict,
     GraphRequestFailed,
@@ -37,11 +37,10 @@ from shared.errors import (
     ServiceError,
     UpstreamError,
 )
+from shared.identity.tokens import with_app_token
 from shared.models import Booking, ObservedEvent
 from shared.ports import Dependencies
-from shared.subscriptions import handle_lifecycle, record_notification
-from shared.tokens import with_app_token
-from shared.webhooks import (
+from shared.sync.intake import (
     CHANGE_TYPES,
     EVENT_ID,
     LIFECYCLE_EVENT,
@@ -50,6 +49,7 @@ from shared.webhooks import (
     decode_message,
     encode_messages,
 )
+from shared.sync.subscriptions import handle_lifecycle, record_notification
 
 logger = logging.getLogger(__name__)
 

@@ -50,12 +50,10 @@ from shared.errors import (
     NotFound,
     ServiceError,
 )
+from shared.identity.tokens import with_app_token
 from shared.models import BookingStatus, CreatedSubscription, MailboxSync, QueuedMessage, Subscription
-from shared.ncrontab import NCrontab
 from shared.ports import Dependencies
-from shared.tokens import with_app_token
-from shared.urls import graph_lifecycle_url, graph_webhook_url
-from shared.webhooks import (
+from shared.sync.intake import (
     UNATTRIBUTED,
     QueueEnvelope,
     client_state_hash,
@@ -64,6 +62,8 @@ from shared.webhooks import (
     flush_drops,
     forget_unknown_subscriptions,
 )
+from shared.sync.ncrontab import NCrontab
+from shared.urls import graph_lifecycle_url, graph_webhook_url
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Recruiter sign-in (delegated auth-code flow with PKCE through MSAL), sessions and sign-out.
 
 The MSAL flow (PKCE verifier, nonce) travels sealed in the browser's own cookie
-(``shared.flows``), so an anonymous sign-in start stores nothing. The session credential handed to
+(``shared.identity.flows``), so an anonymous sign-in start stores nothing. The session credential handed to
 the web frontend is random and opaque; only its hash is stored.
 """
 
@@ -16,15 +16,15 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from shared.conflicts import retry_on_conflict
-from shared.consent import validate_tenant_hint
 from shared.errors import AdminConsentRequired, InvalidRequest, NotFound, ReauthRequired, ServiceError
-from shared.flows import BrowserFlowStart, redirect_error, seal_flow, take_flow
+from shared.identity.consent import validate_tenant_hint
+from shared.identity.flows import BrowserFlowStart, redirect_error, seal_flow, take_flow
+from shared.identity.guard import RequestContext, hash_secret
+from shared.identity.tenant_consent import current_tenant, ensure_tenant_consent
+from shared.identity.tokens import user_token
 from shared.models import ConsentStatus, FlowKind, Session, TokenHealth, User
 from shared.ports import Dependencies
-from shared.session_guard import RequestContext, hash_secret
-from shared.tenant_consent import current_tenant, ensure_tenant_consent
 from shared.text import clean_text
-from shared.tokens import user_token
 from shared.urls import consent_request_url, login_url, signin_callback_url
 
 # Least-privilege delegated scopes (openid, profile and offline_access are added by MSAL).

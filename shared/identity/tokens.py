@@ -24,9 +24,7 @@ from typing import TypeVar
 
 from shared.conflicts import retry_on_conflict
 from shared.errors import ConcurrencyConflict, GraphRequestFailed, ReauthRequired
-from shared.models import AccessToken, ConsentStatus, Tenant, TokenHealth, User
-from shared.ports import Dependencies
-from shared.tenant_consent import (
+from shared.identity.tenant_consent import (
     check_with_microsoft,
     consent_required,
     evaluate_roles,
@@ -34,6 +32,8 @@ from shared.tenant_consent import (
     reverify_consent,
     tenant_consent_required,
 )
+from shared.models import AccessToken, ConsentStatus, Tenant, TokenHealth, User
+from shared.ports import Dependencies
 from shared.urls import login_url
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.availability_request import _bool, _datetime, email_address
 from shared.errors import InvalidRequest
+from shared.fields import bad_field, boolean, email_address, moment
 from shared.text import clean_text
 
 MAX_DURATION = timedelta(hours=8)
@@ -52,10 +52,6 @@ CREATE_FIELDS = frozenset(
 PATCH_FIELDS = frozenset(
     {"start", "end", "interviewers", "optional_interviewers", "subject", "body", "location", "check_availability"}
 )
-
-
-def _bad(field: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, field=field)
 
 
 @dataclass(frozen=True)
@@ -124,16 +120,16 @@ def _unknown(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
     for name in body:
         if name not in allowed:
             label = clean_text(name, parameter="field name", max_length=64) or "?"
-            raise _bad(label, f"`{label}` is not a field of this request.")
+            raise bad_field(label, f"`{label}` is not a field of this request.")
 
 
 def _addresses(value: Any, field: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise _bad(field, f"`{field}` must be a list of email addresses.")
+        raise bad_field(field, f"`{field}` must be a list of email addresses.")
     if len(value) > MAX_ATTENDEES:
-        raise _bad(field, f"`{field}` names more than {MAX_ATTENDEES} people.")
+        raise bad_field(field, f"`{field}` names more than {MAX_ATTENDEES} people.")
     found: dict[str, None] = {}
     for i, item in enumerate(value):
         found.setdefault(email_address(item, f"{field}[{i}]"), None)
@@ -142,9 +138,9 @@ def _addresses(value: Any, field: str) -> tuple[str, ...]:
 
 def _body_text(value: Any) -> str:
     if value is not None and not isinstance(value, str):
-        raise _bad("body", "`body` must be text.")
+        raise bad_field("body", "`body` must be text.")
     if value is not None and len(value.encode("utf-8")) > MAX_BODY_BYTES:
-        raise _bad("body", f"`body` is longer than {MAX_BODY_BYTES // 1024} KiB.")
+        raise bad_field("body", f"`body` is longer than {MAX_BODY_BYTES // 1024} KiB.")
     return _text(value, "body", max_length=MAX_BODY_BYTES, multiline=True) or ""
 
 
@@ -152,7 +148,7 @@ def _text(value: Any, field: str, *, max_length: int, multiline: bool = False) -
     try:
         return clean_text(value, parameter=field, max_length=max_length, multiline=multiline)
     except InvalidRequest as err:
-        raise _bad(field, err.message) from None
+        raise bad_field(field, err.message) from None
 
 
 def whole_seconds(moment: datetime) -> datetime:
@@ -165,56 +161,56 @@ def whole_seconds(moment: datetime) -> datetime:
 
 
 def _time(value: Any, field: str) -> datetime:
-    return whole_seconds(_datetime(value, field))
+    return whole_seconds(moment(value, field))
 
 
 def _window(start: datetime, end: datetime, now: datetime) -> None:
     if end <= start:
-        raise _bad("end", "`end` must be after `start`.")
+        raise bad_field("end", "`end` must be after `start`.")
     if end - start > MAX_DURATION:
-        raise _bad("end", "An interview lasts at most 8 hours.")
+        raise bad_field("end", "An interview lasts at most 8 hours.")
     if start < now:
-        raise _bad("start", "`start` is in the past.")
+        raise bad_field("start", "`start` is in the past.")
 
 
 def parse_booking_request(body: Mapping[str, Any], *, now: datetime) -> BookingRequest:
     """Raises InvalidRequest naming the field."""
     _unknown(body, CREATE_FIELDS)
     if "start" not in body:
-        raise _bad("start", "`start` is required.")
+        raise bad_field("start", "`start` is required.")
     if "end" not in body:
-        raise _bad("end", "`end` is required.")
+        raise bad_field("end", "`end` is required.")
     start, end = _time(body["start"], "start"), _time(body["end"], "end")
     _window(start, end, now)
     interviewers = _addresses(body.get("interviewers"), "interviewers")
     optional = tuple(a for a in _addresses(body.get("optional_interviewers"), "optional_interviewers"))
     overlap = set(interviewers) & set(optional)
     if overlap:
-        raise _bad("optional_interviewers", f"{sorted(overlap)[0]} is named as required and optional.")
+        raise bad_field("optional_interviewers", f"{sorted(overlap)[0]} is named as required and optional.")
     candidate: Candidate | None = None
     raw_candidate = body.get("candidate")
     if raw_candidate is not None:
         if not isinstance(raw_candidate, dict):
-            raise _bad("candidate", "`candidate` must be an object with `email` and `name`.")
+            raise bad_field("candidate", "`candidate` must be an object with `email` and `name`.")
         _unknown(raw_candidate, frozenset({"email", "name"}))
         candidate = Candidate(
             email=email_address(raw_candidate.get("email"), "candidate.email"),
             name=_text(raw_candidate.get("name"), "candidate.name", max_length=256),
         )
     if not interviewers and not optional and candidate is None:
-        raise _bad("interviewers", "Name at least one attendee: an interviewer or the candidate.")
+        raise bad_field("interviewers", "Name at least one attendee: an interviewer or the candidate.")
     if not interviewers and not optional:
-        raise _bad("interviewers", "Name at least one interviewer.")
+        raise bad_field("interviewers", "Name at least one interviewer.")
     calendar_raw = body.get("calendar", INTERVIEWS)
     calendar = INTERVIEWS if calendar_raw in (None, INTERVIEWS) else email_address(calendar_raw, "calendar")
     calendar_id = body.get("calendar_id")
     if calendar_id is not None:
         if calendar == INTERVIEWS:
-            raise _bad("calendar_id", "`calendar_id` applies only when `calendar` is an interviewer's address.")
+            raise bad_field("calendar_id", "`calendar_id` applies only when `calendar` is an interviewer's address.")
         if not isinstance(calendar_id, str) or not _CALENDAR_ID.fullmatch(calendar_id):
-            raise _bad("calendar_id", "`calendar_id` must be a Graph calendar id.")
+            raise bad_field("calendar_id", "`calendar_id` must be a Graph calendar id.")
     if calendar != INTERVIEWS and calendar not in interviewers + optional:
-        raise _bad("calendar", '`calendar` must be "interviews" or the address of one of the interviewers.')
+        raise bad_field("calendar", '`calendar` must be "interviews" or the address of one of the interviewers.')
     return BookingRequest(
         start=start,
         end=end,
@@ -223,11 +219,11 @@ def parse_booking_request(body: Mapping[str, Any], *, now: datetime) -> BookingR
         candidate=candidate,
         subject=_text(body.get("subject"), "subject", max_length=255) or "Interview",
         body=_body_text(body.get("body")),
-        online_meeting=_bool(body, "online_meeting", True),
+        online_meeting=boolean(body, "online_meeting", True),
         location=_text(body.get("location"), "location", max_length=255),
         calendar=calendar,
         calendar_id=calendar_id,
-        check_availability=_bool(body, "check_availability", True),
+        check_availability=boolean(body, "check_availability", True),
     )
 
 
@@ -237,7 +233,7 @@ def parse_booking_change(
     """Raises InvalidRequest naming the field. ``current`` is the booking's slot (for a one-sided move)."""
     _unknown(body, PATCH_FIELDS)
     if not set(body) - {"check_availability"}:
-        raise _bad("body", "Send at least one field to change.")
+        raise bad_field("body", "Send at least one field to change.")
     start = _time(body["start"], "start") if "start" in body else None
     end = _time(body["end"], "end") if "end" in body else None
     if start is not None or end is not None:
@@ -247,12 +243,12 @@ def parse_booking_change(
         _addresses(body["optional_interviewers"], "optional_interviewers") if "optional_interviewers" in body else None
     )
     if interviewers is not None and not interviewers and not optional:
-        raise _bad("interviewers", "Name at least one interviewer.")
+        raise bad_field("interviewers", "Name at least one interviewer.")
     subject = None
     if "subject" in body:
         subject = _text(body["subject"], "subject", max_length=255)
         if subject is None:
-            raise _bad("subject", "`subject` cannot be empty.")
+            raise bad_field("subject", "`subject` cannot be empty.")
     return BookingChange(
         start=start,
         end=end,
@@ -262,21 +258,21 @@ def parse_booking_change(
         body=_body_text(body["body"]) if "body" in body else None,
         location=_text(body.get("location"), "location", max_length=255),
         clear_location="location" in body and body["location"] is None,
-        check_availability=_bool(body, "check_availability", True),
+        check_availability=boolean(body, "check_availability", True),
     )
 
 
 def idempotency_key(value: str | None) -> str:
     if value is None or not value.strip():
-        raise _bad("Idempotency-Key", "The Idempotency-Key header is required (a unique value per booking).")
+        raise bad_field("Idempotency-Key", "The Idempotency-Key header is required (a unique value per booking).")
     if not _IDEMPOTENCY_KEY.fullmatch(value.strip()):
-        raise _bad("Idempotency-Key", "Idempotency-Key must be 8-128 letters, digits, '.', '_', ':' or '-'.")
+        raise bad_field("Idempotency-Key", "Idempotency-Key must be 8-128 letters, digits, '.', '_', ':' or '-'.")
     return value.strip()
 
 
 def booking_id(value: str) -> str:
     if not _BOOKING_ID.fullmatch(value):
-        raise _bad("booking_id", "Malformed booking id.")
+        raise bad_field("booking_id", "Malformed booking id.")
     return value
 
 
@@ -286,17 +282,17 @@ def if_match(value: str | None) -> str | None:
         return None
     text = value.strip()
     if not _ETAG.fullmatch(text):
-        raise _bad("If-Match", "If-Match must carry the booking's ETag.")
+        raise bad_field("If-Match", "If-Match must carry the booking's ETag.")
     return text.removeprefix("W/").strip('"')
 
 
 def parse_booking_query(params: Mapping[str, str]) -> BookingQuery:
-    start = _datetime(params.get("from"), "from")
-    end = _datetime(params.get("to"), "to")
+    start = moment(params.get("from"), "from")
+    end = moment(params.get("to"), "to")
     if end <= start:
-        raise _bad("to", "`to` must be after `from`.")
+        raise bad_field("to", "`to` must be after `from`.")
     if end - start > MAX_LIST_RANGE:
-        raise _bad("to", "List at most a year of bookings at a time.")
+        raise bad_field("to", "List at most a year of bookings at a time.")
     interviewer = params.get("interviewer")
     token = params.get("continuation")
     after: str | None = None
@@ -304,9 +300,9 @@ def parse_booking_query(params: Mapping[str, str]) -> BookingQuery:
         try:
             after = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise _bad("continuation", "`continuation` is not a token this service issued.") from None
+            raise bad_field("continuation", "`continuation` is not a token this service issued.") from None
         if not _LIST_CURSOR.fullmatch(after):
-            raise _bad("continuation", "`continuation` is not a token this service issued.")
+            raise bad_field("continuation", "`continuation` is not a token this service issued.")
     return BookingQuery(
         start=start,
         end=end,
@@ -324,5 +320,5 @@ def cancel_message(body: Mapping[str, Any], query_message: str | None) -> str | 
     _unknown(body, frozenset({"message"}))
     raw = body.get("message", query_message)
     if raw is not None and isinstance(raw, str) and len(raw.encode("utf-8")) > MAX_BODY_BYTES:
-        raise _bad("message", f"`message` is longer than {MAX_BODY_BYTES // 1024} KiB.")
+        raise bad_field("message", f"`message` is longer than {MAX_BODY_BYTES // 1024} KiB.")
     return _text(raw, "message", max_length=MAX_BODY_BYTES, multiline=True)

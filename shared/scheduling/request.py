@@ -6,14 +6,12 @@ recruiter can act on; nothing here touches storage or Graph.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from shared.errors import InvalidRequest
+from shared.fields import bad_field, boolean, email_address, integer, minutes, moment, optional_integer, whole_number
 from shared.text import has_forbidden_characters
 from shared.timezones import UnknownTimeZone, resolve_time_zone
 
@@ -22,8 +20,6 @@ MAX_PEOPLE = 200
 # times as Windows FILETIMEs (from 1601) and Outlook uses 4501-01-01 as its "no date" value. Refusing
 # anything outside [1601, 4501) here also keeps every later step (time zones, padding, grids) far from
 # the year-9999 edge where Python's datetime overflows.
-EARLIEST = datetime(1601, 1, 1, tzinfo=UTC)
-LATEST = datetime(4501, 1, 1, tzinfo=UTC)
 MAX_WINDOW_MONTHS = 6
 MAX_DURATION = timedelta(hours=8)
 MAX_SESSIONS = 8
@@ -33,11 +29,6 @@ MAX_RESULTS = 50
 DEFAULT_SLOTS = 100
 MAX_SLOTS = 1000
 INTERVALS = range(5, 241)
-# Syntax only (RFC 5322 dot-atom local part, a dotted domain); deliverability is Graph's business.
-_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
 
 
 @dataclass(frozen=True)
@@ -112,82 +103,11 @@ class LoopRequest:
         return tuple(seen)
 
 
-def _bad(field: str, message: str) -> InvalidRequest:
-    return InvalidRequest(message, field=field)
-
-
-def _bool(body: Mapping[str, Any], key: str, default: bool, *, field: str | None = None) -> bool:
-    name = field or key
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise _bad(name, f"`{name}` must be true or false.")
-    return value
-
-
-def _whole(value: Any, field: str, *, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _bad(field, f"`{field}` must be a whole number.")
-    if value != int(value):
-        raise _bad(field, f"`{field}` must be a whole number.")
-    number = int(value)
-    if not low <= number <= high:
-        raise _bad(field, f"`{field}` must be between {low} and {high}.")
-    return number
-
-
-def _int(body: Mapping[str, Any], field: str, default: int, *, low: int, high: int) -> int:
-    """An optional whole number: absent or null is ``default``."""
-    value = body.get(field)
-    return default if value is None else _whole(value, field, low=low, high=high)
-
-
-def _optional_int(body: Mapping[str, Any], field: str, *, low: int, high: int) -> int | None:
-    """A whole number or null (no limit)."""
-    value = body.get(field)
-    return None if value is None else _whole(value, field, low=low, high=high)
-
-
-def _minutes(body: Mapping[str, Any], field: str, default: int, *, low: int, high: int) -> timedelta:
-    return timedelta(minutes=_int(body, field, default, low=low, high=high))
-
-
-def _datetime(value: Any, field: str) -> datetime:
-    if not isinstance(value, str) or len(value) > 40:
-        raise _bad(
-            field, f"`{field}` must be an ISO 8601 date and time with an offset, like 2026-12-07T09:00:00-05:00."
-        )
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise _bad(field, f"`{field}` is not a valid ISO 8601 date and time.") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise _bad(field, f"`{field}` needs a UTC offset (for example -05:00 or Z).")
-    try:
-        in_range = EARLIEST <= parsed.astimezone(UTC) < LATEST
-    except OverflowError:  # the offset pushes it past year 9999 or before year 1
-        in_range = False
-    if not in_range:
-        raise _bad(field, f"`{field}` must be a time a calendar can hold, from the year 1601 to 4500.")
-    return parsed
-
-
-def email_address(value: Any, field: str) -> str:
-    """A syntactically valid address, lower-cased (Exchange addresses are case-insensitive)."""
-    if not isinstance(value, str) or not 3 <= len(value) <= 254 or not _EMAIL.fullmatch(value):
-        raise _bad(field, f"`{field}` must be an email address, like alex.wilber@contoso.com.")
-    return value.lower()
-
-
 def _emails(value: Any, field: str) -> list[str]:
     if not isinstance(value, list):
-        raise _bad(field, f"`{field}` must be a list of email addresses.")
+        raise bad_field(field, f"`{field}` must be a list of email addresses.")
     if len(value) > MAX_PEOPLE:
-        raise _bad(field, f"`{field}` names more than {MAX_PEOPLE} people.")
+        raise bad_field(field, f"`{field}` names more than {MAX_PEOPLE} people.")
     return [email_address(item, f"{field}[{i}]") for i, item in enumerate(value)]
 
 
@@ -196,11 +116,13 @@ def parse_time_zone(body: Mapping[str, Any], field: str = "time_zone") -> tuple[
     if name is None:
         name = "UTC"
     if not isinstance(name, str) or not 1 <= len(name) <= 100:
-        raise _bad(field, f"`{field}` must be an IANA or Windows time zone name, like America/New_York.")
+        raise bad_field(field, f"`{field}` must be an IANA or Windows time zone name, like America/New_York.")
     try:
         return resolve_time_zone(name), name
     except UnknownTimeZone:
-        raise _bad(field, f"`{field}` {name!r} is not a time zone this service knows (IANA or Windows name).") from None
+        raise bad_field(
+            field, f"`{field}` {name!r} is not a time zone this service knows (IANA or Windows name)."
+        ) from None
 
 
 def _panel(body: Mapping[str, Any], prefix: str = "") -> PanelSpec:
@@ -210,47 +132,47 @@ def _panel(body: Mapping[str, Any], prefix: str = "") -> PanelSpec:
     if raw_people is None:
         raw_people = []
     if not isinstance(raw_people, list):
-        raise _bad(f"{prefix}interviewers", f"`{prefix}interviewers` must be a list.")
+        raise bad_field(f"{prefix}interviewers", f"`{prefix}interviewers` must be a list.")
     if len(raw_people) > MAX_PEOPLE:
-        raise _bad(f"{prefix}interviewers", f"`{prefix}interviewers` names more than {MAX_PEOPLE} people.")
+        raise bad_field(f"{prefix}interviewers", f"`{prefix}interviewers` names more than {MAX_PEOPLE} people.")
     for i, item in enumerate(raw_people):
         field = f"{prefix}interviewers[{i}]"
         if isinstance(item, str):
             email, is_required = email_address(item, field), True
         elif isinstance(item, dict):
             email = email_address(item.get("email"), f"{field}.email")
-            is_required = _bool(item, "required", True, field=f"{field}.required")
+            is_required = boolean(item, "required", True, field=f"{field}.required")
         else:
-            raise _bad(field, f"`{field}` must be an object with `email` and `required`.")
+            raise bad_field(field, f"`{field}` must be an object with `email` and `required`.")
         (required if is_required else optional).append(email)
     pools: list[PoolSpec] = []
     raw_pools = body.get("pools", [])
     if raw_pools is None:
         raw_pools = []
     if not isinstance(raw_pools, list) or len(raw_pools) > MAX_PEOPLE:
-        raise _bad(f"{prefix}pools", f"`{prefix}pools` must be a list of pools.")
+        raise bad_field(f"{prefix}pools", f"`{prefix}pools` must be a list of pools.")
     for i, item in enumerate(raw_pools):
         field = f"{prefix}pools[{i}]"
         if not isinstance(item, dict):
-            raise _bad(field, f"`{field}` must be an object with `name`, `members` and `need`.")
+            raise bad_field(field, f"`{field}` must be an object with `name`, `members` and `need`.")
         name = item.get("name", f"pool {i + 1}")
         if not isinstance(name, str) or not 1 <= len(name) <= 100 or has_forbidden_characters(name):
-            raise _bad(
+            raise bad_field(
                 f"{field}.name", f"`{field}.name` must be a name of 1 to 100 characters without control characters."
             )
         members = list(dict.fromkeys(_emails(item.get("members"), f"{field}.members")))
         if not members:
-            raise _bad(f"{field}.members", f"`{field}.members` must name at least one person.")
-        need = _int(item, "need", 1, low=1, high=MAX_PEOPLE)
+            raise bad_field(f"{field}.members", f"`{field}.members` must name at least one person.")
+        need = integer(item, "need", 1, low=1, high=MAX_PEOPLE)
         if need > len(members):
-            raise _bad(
+            raise bad_field(
                 f"{field}.need", f"`{field}.need` is {need} but the pool has only {len(members)} distinct members."
             )
         pools.append(PoolSpec(name=name, members=tuple(members), need=need))
     _refuse_repeats(prefix, required, optional, pools)
     panel = PanelSpec(required=tuple(required), optional=tuple(optional), pools=tuple(pools))
     if not panel.required and not panel.optional and not panel.pools:
-        raise _bad(f"{prefix}interviewers", "Name at least one interviewer or one pool.")
+        raise bad_field(f"{prefix}interviewers", "Name at least one interviewer or one pool.")
     return panel
 
 
@@ -264,52 +186,52 @@ def _refuse_repeats(prefix: str, required: list[str], optional: list[str], pools
     ]
     for field, email in places:
         if email in seen:
-            raise _bad(field, f"{email} is named more than once on the panel (in `{seen[email]}` and `{field}`).")
+            raise bad_field(field, f"{email} is named more than once on the panel (in `{seen[email]}` and `{field}`).")
         seen[email] = field
 
 
 def _options(body: Mapping[str, Any]) -> SlotOptions:
     if "start" not in body:
-        raise _bad("start", "`start` is required.")
+        raise bad_field("start", "`start` is required.")
     if "end" not in body:
-        raise _bad("end", "`end` is required.")
-    start, end = _datetime(body["start"], "start"), _datetime(body["end"], "end")
+        raise bad_field("end", "`end` is required.")
+    start, end = moment(body["start"], "start"), moment(body["end"], "end")
     if end <= start:
-        raise _bad("end", "`end` must be after `start`.")
+        raise bad_field("end", "`end` must be after `start`.")
     if end > _add_months(start, MAX_WINDOW_MONTHS):
-        raise _bad("end", f"The window from `start` to `end` may span at most {MAX_WINDOW_MONTHS} months.")
+        raise bad_field("end", f"The window from `start` to `end` may span at most {MAX_WINDOW_MONTHS} months.")
     zone, zone_name = parse_time_zone(body)
-    interval = _int(body, "interval_minutes", 15, low=INTERVALS.start, high=INTERVALS.stop - 1)
+    interval = integer(body, "interval_minutes", 15, low=INTERVALS.start, high=INTERVALS.stop - 1)
     return SlotOptions(
         start=start,
         end=end,
         time_zone=zone,
         time_zone_name=zone_name,
         interval=timedelta(minutes=interval),
-        buffer_before=_minutes(body, "buffer_before_minutes", 0, low=0, high=240),
-        buffer_after=_minutes(body, "buffer_after_minutes", 0, low=0, high=240),
-        minimum_notice=_minutes(body, "minimum_notice_minutes", 0, low=0, high=60 * 24 * 90),
-        tentative_is_busy=_bool(body, "tentative_is_busy", True),
-        working_hours=_bool(body, "working_hours", True),
-        max_per_day=_optional_int(body, "max_per_day", low=1, high=100),
-        max_per_week=_optional_int(body, "max_per_week", low=1, high=500),
+        buffer_before=minutes(body, "buffer_before_minutes", 0, low=0, high=240),
+        buffer_after=minutes(body, "buffer_after_minutes", 0, low=0, high=240),
+        minimum_notice=minutes(body, "minimum_notice_minutes", 0, low=0, high=60 * 24 * 90),
+        tentative_is_busy=boolean(body, "tentative_is_busy", True),
+        working_hours=boolean(body, "working_hours", True),
+        max_per_day=optional_integer(body, "max_per_day", low=1, high=100),
+        max_per_week=optional_integer(body, "max_per_week", low=1, high=500),
     )
 
 
 def _duration(body: Mapping[str, Any], field: str = "duration_minutes") -> timedelta:
     if body.get(field) is None:
-        raise _bad(field, f"`{field}` is required: a whole number of minutes.")
-    minutes = _whole(body[field], field, low=-(10**6), high=10**6)
+        raise bad_field(field, f"`{field}` is required: a whole number of minutes.")
+    minutes = whole_number(body[field], field, low=-(10**6), high=10**6)
     if minutes <= 0:
-        raise _bad(field, f"`{field}` must be more than zero.")
+        raise bad_field(field, f"`{field}` must be more than zero.")
     if timedelta(minutes=minutes) > MAX_DURATION:
-        raise _bad(field, f"`{field}` may be at most {int(MAX_DURATION.total_seconds() // 60)} minutes (8 hours).")
+        raise bad_field(field, f"`{field}` may be at most {int(MAX_DURATION.total_seconds() // 60)} minutes (8 hours).")
     return timedelta(minutes=minutes)
 
 
 def _check_people(people: tuple[str, ...]) -> None:
     if len(people) > MAX_PEOPLE:
-        raise _bad(
+        raise bad_field(
             "interviewers", f"The request names {len(people)} distinct people; at most {MAX_PEOPLE} are allowed."
         )
 
@@ -320,14 +242,14 @@ def parse_availability_request(body: Mapping[str, Any]) -> AvailabilityRequest:
     _check_people(panel.people)
     duration = _duration(body)
     options = _options(body)
-    max_slots = _int(body, "max_slots", DEFAULT_SLOTS, low=1, high=MAX_SLOTS)
+    max_slots = integer(body, "max_slots", DEFAULT_SLOTS, low=1, high=MAX_SLOTS)
     after = body.get("after")
     return AvailabilityRequest(
         panel=panel,
         duration=duration,
         options=options,
         max_slots=max_slots,
-        after=None if after is None else _datetime(after, "after"),
+        after=None if after is None else moment(after, "after"),
     )
 
 
@@ -335,21 +257,21 @@ def parse_loop_request(body: Mapping[str, Any]) -> LoopRequest:
     """Raises InvalidRequest naming the field."""
     raw_sessions = body.get("sessions")
     if not isinstance(raw_sessions, list) or not raw_sessions:
-        raise _bad("sessions", "`sessions` must be a non-empty list of interview sessions.")
+        raise bad_field("sessions", "`sessions` must be a non-empty list of interview sessions.")
     if len(raw_sessions) > MAX_SESSIONS:
-        raise _bad("sessions", f"A loop may have at most {MAX_SESSIONS} sessions.")
+        raise bad_field("sessions", f"A loop may have at most {MAX_SESSIONS} sessions.")
     sessions: list[SessionSpec] = []
     for i, raw in enumerate(raw_sessions):
         if not isinstance(raw, dict):
-            raise _bad(f"sessions[{i}]", f"`sessions[{i}]` must be an object.")
+            raise bad_field(f"sessions[{i}]", f"`sessions[{i}]` must be an object.")
         name = raw.get("name", f"Session {i + 1}")
         if not isinstance(name, str) or not 1 <= len(name) <= 100 or has_forbidden_characters(name):
-            raise _bad(
+            raise bad_field(
                 f"sessions[{i}].name",
                 f"`sessions[{i}].name` must be a name of 1 to 100 characters without control characters.",
             )
         if raw.get("duration_minutes") is None:
-            raise _bad(f"sessions[{i}].duration_minutes", f"`sessions[{i}].duration_minutes` is required.")
+            raise bad_field(f"sessions[{i}].duration_minutes", f"`sessions[{i}].duration_minutes` is required.")
         duration = _duration(raw, "duration_minutes")
         sessions.append(SessionSpec(name=name, duration=duration, panel=_panel(raw, prefix=f"sessions[{i}].")))
     options = _options(body)
@@ -358,21 +280,23 @@ def parse_loop_request(body: Mapping[str, Any]) -> LoopRequest:
     if raw_windows is None:
         raw_windows = []
     if not isinstance(raw_windows, list) or len(raw_windows) > 100:
-        raise _bad("candidate_windows", "`candidate_windows` must be a list of at most 100 {start, end} windows.")
+        raise bad_field("candidate_windows", "`candidate_windows` must be a list of at most 100 {start, end} windows.")
     for i, raw in enumerate(raw_windows):
         if not isinstance(raw, dict):
-            raise _bad(f"candidate_windows[{i}]", f"`candidate_windows[{i}]` must be an object with start and end.")
-        w_start = _datetime(raw.get("start"), f"candidate_windows[{i}].start")
-        w_end = _datetime(raw.get("end"), f"candidate_windows[{i}].end")
+            raise bad_field(
+                f"candidate_windows[{i}]", f"`candidate_windows[{i}]` must be an object with start and end."
+            )
+        w_start = moment(raw.get("start"), f"candidate_windows[{i}].start")
+        w_end = moment(raw.get("end"), f"candidate_windows[{i}].end")
         if w_end <= w_start:
-            raise _bad(f"candidate_windows[{i}].end", f"`candidate_windows[{i}].end` must be after its start.")
+            raise bad_field(f"candidate_windows[{i}].end", f"`candidate_windows[{i}].end` must be after its start.")
         windows.append((w_start, w_end))
-    max_results = _int(body, "max_results", 5, low=1, high=MAX_RESULTS)
+    max_results = integer(body, "max_results", 5, low=1, high=MAX_RESULTS)
     request = LoopRequest(
         sessions=tuple(sessions),
         options=options,
-        max_gap=_minutes(body, "max_gap_minutes", 30, low=0, high=24 * 60),
-        same_day=_bool(body, "same_day", True),
+        max_gap=minutes(body, "max_gap_minutes", 30, low=0, high=24 * 60),
+        same_day=boolean(body, "same_day", True),
         candidate_windows=tuple(windows),
         max_results=max_results,
     )

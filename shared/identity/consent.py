@@ -14,10 +14,10 @@ from collections.abc import Mapping
 
 from shared.config import Settings
 from shared.errors import InvalidRequest, SigninDenied, TenantMismatch
-from shared.flows import BrowserFlowStart, redirect_error, seal_flow, take_flow
+from shared.identity.flows import BrowserFlowStart, redirect_error, seal_flow, take_flow
+from shared.identity.tenant_consent import verify_consent
 from shared.models import FlowKind, Tenant
 from shared.ports import Dependencies
-from shared.tenant_consent import verify_consent
 from shared.text import clean_text, mailbox_address
 from shared.urls import consent_callback_url, consent_request_url, consent_start_url
 

@@ -6,7 +6,7 @@ browser as its binding cookie. The associated data names the flow kind and the h
 ``state``, and the sealed payload carries its expiry, so a cookie opens only for its own kind and
 state, only until it expires, and only in the browser it was set in. Single use is kept by
 recording the hash of each state when its callback is accepted (``FlowStore.consume_state``);
-those small rows carry the flow's expiry and a timer purges them (``shared.maintenance``).
+those small rows carry the flow's expiry and a timer purges them (``shared.identity.maintenance``).
 A callback that lacks the cookie, or brings another browser's, consumes nothing.
 """
 
@@ -29,9 +29,9 @@ from shared.errors import (
     SigninDenied,
     TokenIntegrityError,
 )
+from shared.identity.guard import hash_secret
 from shared.models import FlowKind, PendingFlow
 from shared.ports import Dependencies
-from shared.session_guard import hash_secret
 
 logger = logging.getLogger(__name__)
 

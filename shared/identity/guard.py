@@ -6,10 +6,10 @@ import hashlib
 from dataclasses import dataclass, replace
 
 from shared.errors import NotFound, ReauthRequired, SigninRequired
+from shared.identity.tenant_consent import ensure_tenant_consent
+from shared.identity.tokens import user_token
 from shared.models import AccessToken, Session, Tenant, TokenHealth, User
 from shared.ports import Dependencies
-from shared.tenant_consent import ensure_tenant_consent
-from shared.tokens import user_token
 from shared.urls import login_url
 
 

@@ -12,13 +12,14 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from shared.booking import CLAIM_LEASE, booked_with, grid_cells
+from shared.booking.claims import CLAIM_LEASE, grid_cells
+from shared.booking.records import booked_with
+from shared.booking.write_rule import Writer, decide_writer
 from shared.errors import ConcurrencyConflict, NotFound, ServiceError
+from shared.identity.tokens import with_app_token, with_user_token
 from shared.models import AccessToken, Booking, ObservedEvent, Tenant
 from shared.ports import Dependencies
-from shared.subscriptions import ensure_mailbox_subscription
-from shared.tokens import with_app_token, with_user_token
-from shared.write_rule import Writer, decide_writer
+from shared.sync.subscriptions import ensure_mailbox_subscription
 
 logger = logging.getLogger(__name__)
 

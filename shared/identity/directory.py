@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 from shared.errors import InvalidRequest
+from shared.identity.guard import RequestContext
+from shared.identity.tokens import with_app_token
 from shared.ports import Dependencies
-from shared.session_guard import RequestContext
-from shared.tokens import with_app_token
 
 _USER_REF = re.compile(r"[A-Za-z0-9._%+'@-]{1,256}")
 

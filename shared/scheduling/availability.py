@@ -4,7 +4,7 @@ One getSchedule pass (through the Graph adapter, which knows chunks, waves, retr
 deadline) with the signed-in user's delegated token, so titles appear only where Outlook would
 show them to this user; one range query reads this service's own stored bookings, every time: they
 feed the caps and each interviewer's load (which ranks pool members and loops, cap or no cap); the
-slot engine (``shared.slots``) does the rest. A person Graph could not read is reported, never free.
+slot engine (``shared.scheduling.slots``) does the rest. A person Graph could not read is reported, never free.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.availability_request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
 from shared.errors import ReauthRequired
-from shared.loops import LoopRules, LoopSearch, LoopSession, find_loops
+from shared.identity.guard import RequestContext
+from shared.identity.tokens import with_user_token
 from shared.models import AccessToken, AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
 from shared.ports import Dependencies
-from shared.session_guard import RequestContext
-from shared.slots import InterviewCounts, Panel, Person, Pool, SlotRules, SlotSearch, find_slots
-from shared.tokens import with_user_token
+from shared.scheduling.loops import LoopRules, LoopSearch, LoopSession, find_loops
+from shared.scheduling.request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
+from shared.scheduling.slots import InterviewCounts, Panel, Person, Pool, SlotRules, SlotSearch, find_slots
 
 logger = logging.getLogger(__name__)
 
