@@ -9,6 +9,7 @@ from functions import (
     availability,
     booking,
     directory,
+    email,
     graph_webhook,
     health,
     maintenance,
@@ -42,6 +43,7 @@ blueprints = (
     notification_worker.bp,
     subscription_renewal.bp,
     booking.bp,
+    email.bp,
 )
 for blueprint in blueprints:
     app.register_functions(blueprint)

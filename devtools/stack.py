@@ -81,6 +81,7 @@ def service_settings(
         "RECOVERY_SCHEDULE": "0 */5 * * * *",
         "RENEWAL_SCHEDULE": "0 0 */6 * * *",
         "RECONCILE_SCHEDULE": "0 */30 * * * *",
+        "EMAIL_SCHEDULE": "0 * * * * *",
         "NOTIFICATION_QUEUE": "graph-notifications",
         **({"LOCAL_KEY_FILE": key_file} if key_file else {}),
     }

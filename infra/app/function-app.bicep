@@ -155,6 +155,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RECOVERY_SCHEDULE: '0 */5 * * * *'
     RENEWAL_SCHEDULE: '0 0 */6 * * *'
     RECONCILE_SCHEDULE: '0 */30 * * * *'
+    EMAIL_SCHEDULE: '0 * * * * *'
+    EMAIL_PER_MINUTE: '25'
+    EMAIL_RECIPIENTS_PER_DAY: '9000'
+    EMAIL_REMINDER_HOURS: '24'
   }
 }
 

@@ -37,6 +37,7 @@ import httpx
 
 from shared.adapters.graph_events import GraphEventsMixin
 from shared.adapters.graph_limiter import MAILBOX_CONCURRENCY, LimiterTimeout, MailboxLimiter, Waiter
+from shared.adapters.graph_mail import GraphMailMixin
 from shared.adapters.graph_subscriptions import GraphSubscriptionsMixin
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
@@ -202,7 +203,7 @@ def _not_before_retry_after(response: httpx.Response) -> float | None:
     return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
+class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin, GraphMailMixin):
     """GraphGateway over httpx.
 
     ``clock`` (a ``time.monotonic``-like function), ``sleep`` and ``jitter`` (a ``random.random``-like
@@ -431,6 +432,7 @@ class GraphClient(GraphEventsMixin, GraphSubscriptionsMixin):
             reason=reason,
             graph_code=code,
             claims_challenge=claims,
+            retry_after=_not_before_retry_after(response) if response.status_code in RETRY_AFTER_STATUSES else None,
         )
 
     # ---- calls ---------------------------------------------------------------------------------

@@ -106,6 +106,7 @@ def create_booking(
         idempotency_key_hash=key_hash(ctx.tenant_id, key),
         fingerprint=fingerprint,
         display_offset_minutes=offset_minutes(request.start),
+        notify_candidate=request.notify_candidate,
         claimed_until=now + CLAIM_LEASE,
         updated_at=now,
     )

@@ -47,6 +47,7 @@ CREATE_FIELDS = frozenset(
         "calendar",
         "calendar_id",
         "check_availability",
+        "notify_candidate",
     }
 )
 PATCH_FIELDS = frozenset(
@@ -74,6 +75,7 @@ class BookingRequest:
     calendar: str  # "interviews" or an interviewer's address
     calendar_id: str | None
     check_availability: bool
+    notify_candidate: bool = False  # email the candidate (shared/email): the confirmation now, then the rest
 
     def fingerprint(self) -> str:
         canonical = {
@@ -89,6 +91,8 @@ class BookingRequest:
             "calendar": self.calendar,
             "calendar_id": self.calendar_id,
             "check_availability": self.check_availability,
+            # Only when set, so the fingerprints of requests without it are those they always had.
+            **({"notify_candidate": True} if self.notify_candidate else {}),
         }
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
@@ -211,6 +215,9 @@ def parse_booking_request(body: Mapping[str, Any], *, now: datetime) -> BookingR
             raise bad_field("calendar_id", "`calendar_id` must be a Graph calendar id.")
     if calendar != INTERVIEWS and calendar not in interviewers + optional:
         raise bad_field("calendar", '`calendar` must be "interviews" or the address of one of the interviewers.')
+    notify = boolean(body, "notify_candidate", False)
+    if notify and candidate is None:
+        raise bad_field("notify_candidate", "`notify_candidate` needs a `candidate` to email.")
     return BookingRequest(
         start=start,
         end=end,
@@ -224,6 +231,7 @@ def parse_booking_request(body: Mapping[str, Any], *, now: datetime) -> BookingR
         calendar=calendar,
         calendar_id=calendar_id,
         check_availability=boolean(body, "check_availability", True),
+        notify_candidate=notify,
     )
 
 

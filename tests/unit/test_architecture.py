@@ -35,7 +35,7 @@ KERNEL = {
     "shared.worker_cache",
     "shared.health",
 }
-CAPABILITIES = ("identity", "scheduling", "booking", "sync")
+CAPABILITIES = ("identity", "scheduling", "booking", "sync", "email")
 # The named modules one capability calls in another; nothing else crosses, and never a private name.
 CROSSINGS = {
     ("scheduling", "shared.identity.guard"),  # the two-token guard: RequestContext
@@ -47,6 +47,7 @@ CROSSINGS = {
     ("identity", "shared.booking.write_rule"),  # readiness checks a tenant mailbox's purpose by the same rule
     ("sync", "shared.identity.tokens"),
     ("sync", "shared.booking.outlook"),  # the worker hands what Outlook did to our events to booking
+    ("email", "shared.identity.tokens"),  # the recruiter's delegated token for Mail.Send and Mail.Read
 }
 
 

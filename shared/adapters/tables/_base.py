@@ -63,6 +63,18 @@ SESSIONS = "sessions"
 SESSIONS_BY_USER = "sessionsbyuser"
 
 
+EMAIL_TEMPLATES = "emailtemplates"
+
+
+EMAILS = "emails"
+
+
+EMAILS_DUE = "emailsdue"
+
+
+EMAIL_PACING = "emailpacing"
+
+
 _LONGEST_TABLE = max(
     len(t)
     for t in (
@@ -78,6 +90,10 @@ _LONGEST_TABLE = max(
         FLOWS,
         SESSIONS,
         SESSIONS_BY_USER,
+        EMAIL_TEMPLATES,
+        EMAILS,
+        EMAILS_DUE,
+        EMAIL_PACING,
     )
 )
 
