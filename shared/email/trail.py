@@ -100,7 +100,7 @@ def booking_trail(deps: EmailDependencies, user: User, booking: Booking) -> tupl
         entry = _from_record(record, senders[record.sender_id])
         item = found.get(record.key)
         if item is not None:
-            entry = replace(entry, subject=item.subject, at=item.at, preview=_short(item.preview))
+            entry = replace(entry, subject=item.subject, preview=_short(item.preview))  # our own time: finer
         entries.append(entry)
     entries.sort(key=lambda e: e.at or EPOCH, reverse=True)
     return entries, replies_read

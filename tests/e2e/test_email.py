@@ -175,3 +175,186 @@ def test_the_confirmation_is_sent_once_for_50_concurrent_identical_bookings(mail
     assert [h["action"] for h in booking["history"]].count("email_sent") == 1
     [entry] = mail.trail(booking_id)["emails"]
     assert entry["direction"] == "sent" and entry["template"] == "confirmation" and entry["to"] == [CANDIDATE]
+
+
+def _patch(mail: Mail, booking: dict[str, Any], **fields: Any) -> Any:
+    current = mail.recruiter.request("GET", f"/api/bookings/{booking['id']}", headers=KEY)
+    return mail.recruiter.request(
+        "PATCH",
+        f"/api/bookings/{booking['id']}",
+        headers={**KEY, "If-Match": current.headers["ETag"]},
+        json=fields,
+    )
+
+
+@pytest.mark.dates
+def test_a_move_sends_the_reschedule_notice_and_a_cancellation_the_cancellation_notice(mail: Mail) -> None:
+    booking = mail.book()
+    start, end = slot(4)
+    moved = _patch(mail, booking, start=start.isoformat(), end=end.isoformat())
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["email"]["template"] == "reschedule"
+    assert moved.json()["email"]["status"] == "sent"
+    [notice] = mail.sent_for(booking["id"], "reschedule")
+    assert notice.subject.startswith("Interview moved:")
+    # a change that does not move the interview sends nothing
+    renamed = _patch(mail, booking, subject="Interview: Sam Candidate (final round)")
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["email"] is None
+    assert len(mail.sent_for(booking["id"], "reschedule")) == 1
+    cancelled = mail.recruiter.request("DELETE", f"/api/bookings/{booking['id']}", headers=KEY)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["email"]["template"] == "cancellation"
+    again = mail.recruiter.request("DELETE", f"/api/bookings/{booking['id']}", headers=KEY)
+    assert again.status_code == 200
+    [cancellation] = mail.sent_for(booking["id"], "cancellation")
+    assert cancellation.subject.startswith("Interview cancelled:")
+    templates = [e["template"] for e in mail.trail(booking["id"])["emails"]]
+    assert templates == ["cancellation", "reschedule", "confirmation"]  # newest first
+
+
+@pytest.mark.dates
+def test_a_reminder_is_sent_once_by_two_overlapping_timer_runs_and_never_after_the_interview_started(
+    mail: Mail,
+) -> None:
+    booking = mail.book()
+    later = mail.book(2)
+    start = datetime.fromisoformat(booking["start"])
+    run_timer("email_timer")
+    assert mail.sent_for(booking["id"], "reminder") == []  # three weeks ahead: not yet
+    # the cloud's clock (and so the app's) moves to 23 hours before the first interview
+    notify.advance_clock(mail.world, (start - timedelta(hours=23) - mail.world.now()).total_seconds())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda _: run_timer("email_timer"), range(2)))
+    run_timer("email_timer")
+    [reminder] = mail.sent_for(booking["id"], "reminder")
+    assert reminder.subject.startswith("Reminder:")
+    # the second interview starts an hour later: its reminder went too; once it has started, none goes
+    assert len(mail.sent_for(later["id"], "reminder")) == 1
+    notify.advance_clock(mail.world, timedelta(days=1).total_seconds())
+    run_timer("email_timer")
+    assert len(mail.sent_for(booking["id"], "reminder")) == 1
+
+
+@pytest.mark.dates
+def test_a_candidate_reply_shows_in_the_trail_and_nothing_else_of_the_mailbox_is_read(mail: Mail) -> None:
+    booking = mail.book()
+    [confirmation] = mail.sent_for(booking["id"], "confirmation")
+    graph.reply_to_message(mail.world, confirmation.id, body="Thank you, I will be there.")
+    # mail of the recruiter's that is not about the interview
+    graph.reply_to_message(mail.world, confirmation.id, sender="someone@example.net")  # same conversation
+    other = mail.book(1)
+    [unrelated] = mail.sent_for(other["id"], "confirmation")
+    graph.reply_to_message(mail.world, unrelated.id, body="Another interview's reply")
+    trail = mail.trail(booking["id"])
+    assert trail["replies_read"] is True
+    directions = [(e["direction"], e["from"]) for e in trail["emails"]]
+    assert ("received", CANDIDATE) in directions
+    assert ("sent", RECRUITER) in directions
+    assert all("Another interview" not in e["preview"] for e in trail["emails"])
+    [reply] = [e for e in trail["emails"] if e["from"] == CANDIDATE]
+    assert reply["subject"].startswith("RE: Interview confirmed")
+    assert reply["preview"] == "Thank you, I will be there."
+    times = [e["at"] for e in trail["emails"]]
+    assert times == sorted(times, reverse=True)
+
+
+@pytest.mark.dates
+def test_an_answer_lost_after_the_send_is_found_in_sent_items_and_never_sent_twice(mail: Mail) -> None:
+    booking = mail.book(notify_candidate=False)
+    graph.lose_answers(mail.world, count=1, status=504)  # Exchange takes the message, the answer is lost
+    path = f"/api/bookings/{booking['id']}/emails"
+    answer = mail.recruiter.request("POST", path, headers=headers(), json={"template": "confirmation"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "queued"
+    assert len(mail.sent_for(booking["id"], "confirmation")) == 1
+    run_timer("email_timer")  # too early to look: nothing happens
+    notify.advance_clock(mail.world, 61)
+    run_timer("email_timer")
+    run_timer("email_timer")
+    assert len(mail.sent_for(booking["id"], "confirmation")) == 1
+    [entry] = mail.trail(booking["id"])["emails"]
+    assert entry["status"] == "sent"
+
+
+@pytest.mark.dates
+def test_a_worker_that_dies_mid_send_leaves_exactly_one_message(mail: Mail) -> None:
+    """The attempt claimed the message and handed it to Graph, then its process died: its lease runs out and
+    the timer finds the message in Sent Items."""
+    from shared.bootstrap import get_container
+    from shared.models import EmailStatus
+
+    graph.set_latency(mail.world, 0)
+    booking = mail.book()
+    deps = get_container()
+    [record] = deps.emails.list_booking_emails(deps_tenant(mail), booking["id"])
+    # Put the ledger back as a dead worker leaves it: claimed, maybe sent, lease still running.
+    from dataclasses import replace
+
+    now = mail.world.now()
+    deps.emails.update_email(
+        replace(record, status=EmailStatus.SENDING, maybe_sent=True, lease_until=now + timedelta(minutes=2))
+    )
+    run_timer("email_timer")  # the lease holds: nobody else touches it
+    assert deps.emails.get_email(record.tenant_id, record.key).status is EmailStatus.SENDING
+    notify.advance_clock(mail.world, 121)
+    run_timer("email_timer")
+    after = deps.emails.get_email(record.tenant_id, record.key)
+    assert after.status is EmailStatus.SENT
+    assert len(mail.sent_for(booking["id"], "confirmation")) == 1
+
+
+def deps_tenant(mail: Mail) -> str:
+    return str(identity_controls.get_tenant(mail.world, "contoso.example").tenant_id)
+
+
+@pytest.mark.dates
+def test_a_throttled_send_waits_retry_after_in_the_queue(mail: Mail, e2e: Stack) -> None:
+    booking = mail.book(notify_candidate=False)
+    graph.throttle(mail.world, count=1, retry_after=30, mailbox=RECRUITER)
+    path = f"/api/bookings/{booking['id']}/emails"
+    answer = mail.recruiter.request("POST", path, headers=headers(), json={"template": "confirmation"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "queued"
+    assert answer.json()["not_before"] is not None
+    assert mail.sent_for(booking["id"]) == []
+    run_timer("email_timer")
+    assert mail.sent_for(booking["id"]) == []  # Retry-After has not passed
+    notify.advance_clock(mail.world, 31)
+    # Another instance takes it (this worker keeps the mailbox shut for Retry-After of its own, in real time).
+    set_container(Container(clock=CloudClock(e2e)))
+    run_timer("email_timer")
+    assert len(mail.sent_for(booking["id"], "confirmation")) == 1
+
+
+@pytest.mark.dates
+def test_a_revoked_grant_fails_the_message_with_reauth_required_never_silently(mail: Mail) -> None:
+    booking = mail.book()
+    identity_controls.revoke_sign_in_sessions(mail.world, RECRUITER)  # refresh and access tokens revoked
+    start = datetime.fromisoformat(booking["start"])
+    notify.advance_clock(mail.world, (start - timedelta(hours=23) - mail.world.now()).total_seconds())
+    run_timer("email_timer")
+    assert mail.sent_for(booking["id"], "reminder") == []
+    from shared.bootstrap import get_container
+
+    deps = get_container()
+    records = {r.template: r for r in deps.emails.list_booking_emails(deps_tenant(mail), booking["id"])}
+    assert records["reminder"].status.value == "failed"
+    assert records["reminder"].error == "reauth_required"
+    stored = deps.bookings.get_booking(deps_tenant(mail), booking["id"])
+    assert any(h.action == "email_failed" and "reauth_required" in h.detail for h in stored.history)
+
+
+@pytest.mark.dates
+def test_on_demand_sends_once_per_idempotency_key(mail: Mail) -> None:
+    booking = mail.book(notify_candidate=False)
+    assert mail.sent_for(booking["id"]) == []
+    key = f"key-{uuid.uuid4()}"
+    path = f"/api/bookings/{booking['id']}/emails"
+    first = mail.recruiter.request("POST", path, headers=headers(key), json={"template": "invitation"})
+    again = mail.recruiter.request("POST", path, headers=headers(key), json={"template": "invitation"})
+    assert first.status_code == 200, first.text
+    assert again.status_code == 200 and again.json()["status"] == "sent"
+    assert len(mail.sent_for(booking["id"], "invitation")) == 1
+    unknown = mail.recruiter.request("POST", path, headers=headers(), json={"template": "gossip"})
+    assert unknown.status_code == 404
