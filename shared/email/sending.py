@@ -220,6 +220,9 @@ def _attempt(deps: EmailDependencies, record: EmailRecord, now: datetime) -> Ema
         mail = compose(deps, booking, record, sender)
     except PayloadTooLarge:
         return _fail(deps, record, "attachments_too_large", booking)
+    except Exception:  # a saved template that still fails on this booking's values: never a half-sent message
+        logger.exception("email %s: the template could not be rendered", record.template)
+        return _fail(deps, record, "template_failed", booking)
     # From here on Graph may take the message whatever we hear back: the next attempt looks before sending.
     marked = deps.emails.update_email(replace(record, maybe_sent=True, subject=mail.subject, updated_at=now))
     try:
@@ -372,7 +375,11 @@ def send_due(deps: EmailDependencies, *, limit: int = 500) -> int:
     for record in deps.emails.list_unsent(limit=limit):
         if not _due(record, now):
             continue
-        after = deliver(deps, record.tenant_id, record.key)
+        try:
+            after = deliver(deps, record.tenant_id, record.key)
+        except ServiceError as err:  # this one waits for the next run; the others go on
+            logger.warning("email %s could not be delivered now: %s", record.template, err.code)
+            continue
         sent += after.status is EmailStatus.SENT
     return sent
 

@@ -3,8 +3,8 @@
 Templates are Jinja2 run in ``ImmutableSandboxedEnvironment`` with autoescaping on (the subject, plain text,
 without it) over a fixed set of variables. A template is checked when an admin saves it, never first at send
 time: it must compile, name only the known variables (and only their known fields), use only the filters and
-tests listed here, call nothing, import or include nothing, read no attribute that starts with ``_``, and its
-HTML may hold no script, style, frame, form or embedded object, no ``on...`` handler and no ``javascript:``,
+tests listed here, call nothing, multiply or raise to a power, import or include nothing, read no attribute
+that starts with ``_``, and its HTML may hold no script, style, frame, form or embedded object, no ``on...`` handler and no ``javascript:``,
 ``vbscript:`` or ``data:`` link. A refusal is ``InvalidTemplate`` (400) naming the field and the line. The
 rendered HTML is sanitized with ``nh3`` before it is sent (the candidate's name, the location and the
 recruiter's text are escaped by the autoescaping; nh3 is the second wall).
@@ -211,6 +211,8 @@ def _check_nodes(tree: nodes.Template, field: str) -> None:
     for assign in tree.find_all(nodes.Assign):
         locals_.update(names(assign.target))
     forbidden = (nodes.Call, nodes.Import, nodes.FromImport, nodes.Include, nodes.Extends, nodes.Macro, nodes.CallBlock)
+    for power in tree.find_all((nodes.Pow, nodes.Mul)):  # '9 ** 9 ** 9', "'x' * 10 ** 9": time and memory
+        raise _refuse(field, power.lineno, "multiplication and powers are not allowed in a template.")
     for bad in tree.find_all(forbidden):
         what = "calls" if isinstance(bad, nodes.Call) else f"{type(bad).__name__.lower()} tags"
         raise _refuse(field, bad.lineno, f"{what} are not allowed in a template.")
@@ -266,7 +268,7 @@ def _check_source(source: str, field: str, *, autoescape: bool) -> None:
     _check_nodes(tree, field)
     try:
         env.from_string(source).render(SAMPLE)
-    except TemplateError as err:  # SecurityError, UndefinedError: what the checks above let through
+    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as err:  # SecurityError, ...
         raise _refuse(field, _line_of_error(err), f"it cannot be rendered: {err}") from None
 
 

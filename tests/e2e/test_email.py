@@ -358,3 +358,70 @@ def test_on_demand_sends_once_per_idempotency_key(mail: Mail) -> None:
     assert len(mail.sent_for(booking["id"], "invitation")) == 1
     unknown = mail.recruiter.request("POST", path, headers=headers(), json={"template": "gossip"})
     assert unknown.status_code == 404
+
+
+@pytest.mark.dates
+def test_templates_are_checked_when_saved_and_candidate_text_is_rendered_inert(mail: Mail) -> None:
+    path = "/api/email-templates/confirmation"
+    default = mail.recruiter.request("GET", path, headers=KEY)
+    assert default.status_code == 200 and default.json()["is_default"] is True
+    # only the tenant's admins edit templates
+    body = {"subject": "Confirmed: {{ date }}", "html": "<p>Hello {{ candidate.name }}</p>"}
+    assert mail.recruiter.request("PUT", path, headers=KEY, json=body).status_code == 403
+    attacks = [
+        ("<p>Hi</p>\n<script>alert(1)</script>", 2),
+        ("<p>Hi</p>\n<p>\n{{ ''.__class__ }}</p>", 3),
+        ("<p>{{ candidate|attr('__class__') }}</p>", 1),
+        ("<p>{{ candidate.name.__init__.__globals__ }}</p>", 1),
+        ("<p>Hi {{ nobody }}</p>", 1),
+        ("<p>{% if %}</p>", 1),
+        ('<a href="javascript:alert(1)">x</a>', 1),
+        ("<p>{{ candidate.name|safe }}</p>", 1),
+    ]
+    for html, line in attacks:
+        refused = mail.admin.request("PUT", path, headers=KEY, json={"subject": "Hi", "html": html})
+        assert refused.status_code == 400, (html, refused.text)
+        error = refused.json()["error"]
+        assert (error["code"], error["field"], error["line"]) == ("invalid_template", "html", line), html
+    saved = mail.admin.request("PUT", path, headers=KEY, json=body)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["is_default"] is False
+    # a candidate whose name is markup: escaped in the message, never run
+    booking = mail.book(candidate={"name": "<img src=x onerror=alert(1)>Sam", "email": CANDIDATE})
+    [message] = mail.sent_for(booking["id"], "confirmation")
+    assert message.subject.startswith("Confirmed: ")
+    assert "<img" not in message.body and "&lt;img src=x onerror=alert(1)&gt;Sam" in message.body
+    preview = mail.recruiter.request(
+        "POST",
+        "/api/email-templates/reminder/preview",
+        headers=KEY,
+        json={"booking_id": booking["id"], "html": "<p>See you {{ candidate.name }} on {{ date }}</p>"},
+    )
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["html"].startswith("<p>See you &lt;img")
+    assert len(mail.sent_for(booking["id"])) == 1  # a preview sends nothing
+    bad_preview = mail.recruiter.request(
+        "POST",
+        "/api/email-templates/reminder/preview",
+        headers=KEY,
+        json={"booking_id": booking["id"], "html": "{{ lipsum }}"},
+    )
+    assert bad_preview.status_code == 400
+
+
+@pytest.mark.dates
+def test_pacing_holds_a_burst_of_100_bookings_under_exchange_s_limit_and_loses_no_message(mail: Mail) -> None:
+    graph.limit_mail(mail.world)  # Exchange's 30 messages a minute, enforced by the local cloud
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        bookings = list(pool.map(mail.book, range(100)))
+    statuses = [b["email"]["status"] for b in bookings]
+    assert statuses.count("sent") == 25  # EMAIL_PER_MINUTE, the default
+    assert statuses.count("queued") == 75
+    assert all(b["status"] == "booked" for b in bookings)  # waiting mail never fails a booking
+    for _ in range(6):
+        notify.advance_clock(mail.world, 61)
+        run_timer("email_timer")
+    sent = {m.extended_properties[KEY_PROPERTY] for m in mail.sent()}
+    assert sent == {f"{b['id']}.confirmation.1" for b in bookings}
+    assert len(mail.sent()) == 100
+    assert graph.mail_counts(mail.world, RECRUITER) == {"submitted": 100, "held": 0, "refused": 0}

@@ -87,6 +87,9 @@ def test_every_default_template_passes_the_check_and_renders() -> None:
         ('<img src="x" onerror="alert(1)">', 1, "onerror"),
         ('<a href="data:text/html;base64,xx">x</a>', 1, "data:"),
         ("<p>{% if %}</p>", 1, "does not compile"),
+        ("<p>\n{{ duration_minutes + candidate.name }}</p>", 2, "cannot be rendered"),
+        ("{{ 9 ** 9 ** 9 }}", 1, "powers"),
+        ("{{ candidate.name * 100000000 }}", 1, "multiplication"),
     ],
 )
 def test_a_template_is_refused_when_saved_naming_the_field_and_line(html: str, line: int, says: str) -> None:
