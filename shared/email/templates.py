@@ -4,12 +4,12 @@ Templates are Jinja2 run in ``ImmutableSandboxedEnvironment`` with autoescaping 
 without it) over a fixed set of variables. A template is checked when an admin saves it, never first at send
 time: it must compile, name only the known variables (and only their known fields), use only the filters and
 tests listed here, call nothing, multiply or raise to a power, import or include nothing, read no attribute
-that starts with ``_``, and its HTML may hold no script, style, frame, form or embedded object, no ``on...`` handler and no ``javascript:``,
-``vbscript:`` or ``data:`` link. A refusal is ``InvalidTemplate`` (400) naming the field and the line. The
-rendered HTML is sanitized with ``nh3`` before it is sent (the candidate's name, the location and the
-recruiter's text are escaped by the autoescaping; nh3 is the second wall).
+that starts with ``_``, and its HTML may hold no script, style, frame, form or embedded object, no ``on...``
+handler and no ``javascript:``, ``vbscript:`` or ``data:`` link. A refusal is ``InvalidTemplate`` (400)
+naming the field and the line. The rendered HTML is sanitized with ``nh3`` before it is sent (the candidate's
+name, the location and the recruiter's text are escaped by the autoescaping; nh3 is the second wall).
 
-Jinja2, nh3 and icalendar are imported on first use only, so importing this module costs nothing at start.
+Jinja2 and nh3 are imported on first use only, so importing this module costs nothing at start.
 """
 
 from __future__ import annotations
