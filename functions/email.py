@@ -92,7 +92,8 @@ def email_template_preview(req: func.HttpRequest, *, ctx: RequestContext) -> fun
 
     deps = get_container()
     body = read_json(req, max_bytes=MAX_TEMPLATE_REQUEST_BYTES)
-    booking = get_booking(deps, ctx, booking_id(body.get("booking_id") or ""))
+    raw_id = body.get("booking_id")
+    booking = get_booking(deps, ctx, booking_id(raw_id if isinstance(raw_id, str) else ""))
     rendered = preview_template(deps, ctx.user, req.route_params.get("name", ""), booking, body)
     return json_response({"subject": rendered.subject, "html": rendered.html})
 
