@@ -24,6 +24,9 @@ bp = func.Blueprint()
 @http_endpoint
 @requires_session(calendar=True)
 def directory_user(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from functions._views import directory_user_json
     from shared.identity.directory import get_directory_user
 
-    return json_response(get_directory_user(get_container(), ctx, req.route_params.get("user", "")))
+    return json_response(
+        directory_user_json(get_directory_user(get_container(), ctx, req.route_params.get("user", "")))
+    )

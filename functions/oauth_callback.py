@@ -119,6 +119,7 @@ def auth_logout(req: func.HttpRequest) -> func.HttpResponse:
 @http_endpoint
 @requires_session(calendar=False)
 def me(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
+    from functions._views import me_json
     from shared.identity.signin import describe_me
 
-    return json_response(describe_me(get_container(), ctx))
+    return json_response(me_json(describe_me(get_container(), ctx)))

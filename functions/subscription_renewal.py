@@ -19,7 +19,7 @@ bp = func.Blueprint()
 @bp.function_name("renew_subscriptions")
 @bp.timer_trigger(schedule="%RENEWAL_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def renew_subscriptions(timer: func.TimerRequest) -> None:
-    from shared.sync.subscriptions import renew_subscriptions as renew
+    from shared.sync.renewal import renew_subscriptions as renew
 
     renew(get_container())
 
@@ -27,7 +27,7 @@ def renew_subscriptions(timer: func.TimerRequest) -> None:
 @bp.function_name("reconcile_subscriptions")
 @bp.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def reconcile_subscriptions(timer: func.TimerRequest) -> None:
-    from shared.sync.subscriptions import reconcile
+    from shared.sync.reconcile import reconcile
 
     reconcile(get_container())
 
@@ -38,8 +38,10 @@ def reconcile_subscriptions(timer: func.TimerRequest) -> None:
 @requires_session(calendar=False)
 def subscriptions_health(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
     from shared.errors import Forbidden
-    from shared.sync.subscriptions import subscriptions_health as health
+    from shared.sync.report import subscriptions_health as health
 
     if not ctx.user.is_tenant_admin:
         raise Forbidden("Only an administrator of your Office 365 tenant can see the subscriptions' health.")
-    return json_response(health(get_container(), ctx.tenant_id))
+    from functions._views import subscriptions_health_json
+
+    return json_response(subscriptions_health_json(health(get_container(), ctx.tenant_id)))

@@ -8,6 +8,7 @@ import azure.functions as func
 
 from functions._auth import requires_session
 from functions._http import http_endpoint, json_response, read_json
+from functions._views import readiness_json, tenant_settings_json
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ bp = func.Blueprint()
 def tenant_readiness(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
     from shared.identity.readiness import run_readiness
 
-    return json_response(run_readiness(get_container(), ctx))
+    return json_response(readiness_json(run_readiness(get_container(), ctx)))
 
 
 @bp.function_name("tenant_settings_get")
@@ -31,9 +32,9 @@ def tenant_readiness(req: func.HttpRequest, *, ctx: RequestContext) -> func.Http
 @http_endpoint
 @requires_session(calendar=True)
 def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.identity.readiness import tenant_settings_view
+    from shared.identity.tenant_settings import settings_of
 
-    return json_response(tenant_settings_view(ctx.tenant))
+    return json_response(tenant_settings_json(settings_of(ctx.tenant)))
 
 
 @bp.function_name("tenant_settings_put")
@@ -41,10 +42,10 @@ def tenant_settings_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.H
 @http_endpoint
 @requires_session(calendar=True)
 def tenant_settings_put(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
-    from shared.identity.readiness import require_settings_admin, update_tenant_settings
+    from shared.identity.tenant_settings import require_settings_admin, update_tenant_settings
     from shared.sync.subscriptions import subscribe_tenant_mailboxes
 
     require_settings_admin(ctx)  # before the body is read: a caller who may not write hears 403 first
     view = update_tenant_settings(get_container(), ctx, read_json(req))
     subscribe_tenant_mailboxes(get_container(), ctx.tenant_id)  # never raises: the renewal timer retries
-    return json_response(view)
+    return json_response(tenant_settings_json(view))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from shared.adapters.crypto import AesGcmCipher, StaticKeySource
+from shared.adapters.crypto import KEY_BYTES, KEY_VERSION_PATTERN, AesGcmCipher
 from shared.config import Settings
 from shared.errors import (
     AdminConsentRequired,
@@ -26,6 +26,7 @@ from shared.errors import (
     NotFound,
     ReauthRequired,
     SigninDenied,
+    TokenIntegrityError,
     UpstreamUnavailable,
 )
 from shared.models import (
@@ -84,6 +85,37 @@ def stack_offset() -> timedelta:
 def stack_today() -> date:
     """Today's date in UTC on the stack's clock (see ``stack_now``)."""
     return stack_now().date()
+
+
+class StaticKeySource:
+    """A fixed set of in-memory keys: for tests, never for the deployed service."""
+
+    def __init__(self, keys: dict[str, bytes], *, current: str) -> None:
+        if current not in keys:
+            raise ValueError("current must name one of the keys.")
+        for version, key in keys.items():
+            if not KEY_VERSION_PATTERN.fullmatch(version) or len(key) != KEY_BYTES:
+                raise ValueError("Each key needs a version of [A-Za-z0-9_-] and exactly 32 bytes.")
+        self._keys = dict(keys)
+        self._current = current
+
+    def current(self) -> tuple[str, bytes]:
+        return self._current, self._keys[self._current]
+
+    def get(self, version: str) -> bytes:
+        try:
+            return self._keys[version]
+        except KeyError:
+            raise TokenIntegrityError(
+                f"Stored token is under unknown key version {version!r}.", reason="unknown_key_version"
+            ) from None
+
+    def add(self, version: str, key: bytes, *, make_current: bool = True) -> None:
+        if not KEY_VERSION_PATTERN.fullmatch(version) or len(key) != KEY_BYTES:
+            raise ValueError("Each key needs a version of [A-Za-z0-9_-] and exactly 32 bytes.")
+        self._keys[version] = key
+        if make_current:
+            self._current = version
 
 
 class FakeClock:

@@ -100,34 +100,3 @@ class AesGcmCipher:
         except TokenIntegrityError:
             return False
         return version == self._keys.current()[0]
-
-
-class StaticKeySource:
-    """A fixed set of in-memory keys: for tests and tools, never for the deployed service."""
-
-    def __init__(self, keys: dict[str, bytes], *, current: str) -> None:
-        if current not in keys:
-            raise ValueError("current must name one of the keys.")
-        for version, key in keys.items():
-            if not KEY_VERSION_PATTERN.fullmatch(version) or len(key) != KEY_BYTES:
-                raise ValueError("Each key needs a version of [A-Za-z0-9_-] and exactly 32 bytes.")
-        self._keys = dict(keys)
-        self._current = current
-
-    def current(self) -> tuple[str, bytes]:
-        return self._current, self._keys[self._current]
-
-    def get(self, version: str) -> bytes:
-        try:
-            return self._keys[version]
-        except KeyError:
-            raise TokenIntegrityError(
-                f"Stored token is under unknown key version {version!r}.", reason="unknown_key_version"
-            ) from None
-
-    def add(self, version: str, key: bytes, *, make_current: bool = True) -> None:
-        if not KEY_VERSION_PATTERN.fullmatch(version) or len(key) != KEY_BYTES:
-            raise ValueError("Each key needs a version of [A-Za-z0-9_-] and exactly 32 bytes.")
-        self._keys[version] = key
-        if make_current:
-            self._current = version

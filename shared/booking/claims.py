@@ -22,8 +22,6 @@ logger = logging.getLogger(__name__)
 
 
 GRID = timedelta(minutes=5)  # slot claims: 8 hours are 96 cells, inside one table transaction (100)
-
-
 CLAIM_LEASE = timedelta(seconds=60)  # how long a pending booking belongs to the request that inserted it
 
 

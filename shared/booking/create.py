@@ -41,11 +41,7 @@ logger = logging.getLogger(__name__)
 
 
 WAIT_FOR_OTHER = timedelta(seconds=20)  # how long a request with the same key waits for the first
-
-
 POLL_SECONDS = 0.1
-
-
 # A refused request's answer is kept under its key this long: every retry with the key gets it again.
 REFUSAL_LIFETIME = timedelta(hours=24)
 
@@ -57,8 +53,6 @@ KEPT_REFUSALS: tuple[type[ServiceError], ...] = (SlotUnavailable,)
 
 
 MAX_TAKEOVERS = 5  # times one request starts afresh after an earlier request with its key let it go
-
-
 SECONDARY_CALENDAR_WARNING = (
     "The event is in a calendar other than the mailbox's primary one, which raises no change notification: "
     "attendees' responses and changes made there are picked up by the periodic reconciliation only."

@@ -98,8 +98,6 @@ def slot_unavailable(people: Sequence[str]) -> SlotUnavailable:
 
 # Reasons an interviewer's free/busy stays unreadable whatever the retry: the mailbox is out of Graph's reach.
 LASTING_REASONS = frozenset({"access_policy", "on_premises"})
-
-
 GRAPH_RETRY_AFTER_SECONDS = 5
 
 

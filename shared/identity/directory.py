@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from shared.errors import InvalidRequest
 from shared.identity.guard import RequestContext
 from shared.identity.tokens import with_app_token
+from shared.models import DirectoryUser
 from shared.ports import Dependencies
 
 _USER_REF = re.compile(r"[A-Za-z0-9._%+'@-]{1,256}")
 
 
-def get_directory_user(deps: Dependencies, ctx: RequestContext, user: str) -> dict[str, Any]:
+def get_directory_user(deps: Dependencies, ctx: RequestContext, user: str) -> DirectoryUser:
     """Raises NotFound when the user is not in the caller's tenant."""
     if not _USER_REF.fullmatch(user):
         raise InvalidRequest("Name the user by object id or user principal name.", parameter="user")
-    found = with_app_token(deps, ctx.tenant_id, lambda token: deps.graph.get_user(token, user), known=ctx.tenant)
-    return {
-        "id": found.user_id,
-        "user_principal_name": found.user_principal_name,
-        "display_name": found.display_name,
-        "mail": found.mail,
-    }
+    return with_app_token(deps, ctx.tenant_id, lambda token: deps.graph.get_user(token, user), known=ctx.tenant)

@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -22,7 +22,7 @@ from shared.identity.flows import BrowserFlowStart, redirect_error, seal_flow, t
 from shared.identity.guard import RequestContext, hash_secret
 from shared.identity.tenant_consent import current_tenant, ensure_tenant_consent
 from shared.identity.tokens import user_token
-from shared.models import ConsentStatus, FlowKind, Session, TokenHealth, User
+from shared.models import ConsentStatus, FlowKind, Session, Tenant, TokenHealth, User
 from shared.ports import Dependencies
 from shared.text import clean_text
 from shared.urls import consent_request_url, login_url, signin_callback_url
@@ -237,48 +237,62 @@ def logout(deps: Dependencies, credential: str | None, *, everywhere: bool = Fal
     deps.token_caches.delete_cache(session.tenant_id, session.user_id)
 
 
-def describe_me(deps: Dependencies, ctx: RequestContext) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TenantConsentView:
+    status: str  # a ConsentStatus value, or "none" when the tenant never consented
+    missing_permissions: tuple[str, ...]
+    consent_request_url: str | None  # when consent is not granted: the link for the admin
+
+
+@dataclass(frozen=True)
+class TokenHealthView:
+    status: str  # a TokenHealth value, ADMIN_CONSENT_REQUIRED, or "unknown" when Microsoft did not answer
+    login_url: str | None = None  # when the user must sign in again
+    consent_request_url: str | None = None  # when the tenant's consent is gone
+
+
+@dataclass(frozen=True)
+class Me:
+    user: User
+    consent: TenantConsentView
+    token_health: TokenHealthView
+    session_expires_at: datetime
+
+
+def _token_health(deps: Dependencies, ctx: RequestContext, tenant: Tenant | None) -> tuple[str, Tenant | None]:
+    """What a calendar request would meet: the tenant as the two-token guard sees it (asked about afresh at
+    most every CONSENT_REVERIFY_INTERVAL), then the user's own grant."""
+    user = ctx.user
+    if user.token_health is not TokenHealth.OK:
+        return user.token_health.value, tenant
+    if tenant is None or tenant.consent_status is not ConsentStatus.CONSENTED:
+        return ADMIN_CONSENT_REQUIRED, tenant
+    try:
+        user_token(deps, ctx.user)
+    except ReauthRequired:
+        return TokenHealth.REAUTH_REQUIRED.value, tenant
+    except AdminConsentRequired:
+        return ADMIN_CONSENT_REQUIRED, current_tenant(deps, user.tenant_id)  # the refresh showed consent is gone
+    except ServiceError:
+        return "unknown", tenant  # Microsoft did not answer; the grant itself may be fine
+    return user.token_health.value, tenant
+
+
+def describe_me(deps: Dependencies, ctx: RequestContext) -> Me:
     """The signed-in user, their tenant's consent, scopes, features and whether their token works."""
     user = ctx.user
-    # What a calendar request would meet: the tenant as the two-token guard sees it (asked about
-    # afresh at most every CONSENT_REVERIFY_INTERVAL), then the user's own grant.
-    tenant = current_tenant(deps, user.tenant_id)
-    health = user.token_health.value
-    if user.token_health is TokenHealth.OK:
-        if tenant is None or tenant.consent_status is not ConsentStatus.CONSENTED:
-            health = ADMIN_CONSENT_REQUIRED
-        else:
-            try:
-                user_token(deps, ctx.user)
-            except ReauthRequired:
-                health = TokenHealth.REAUTH_REQUIRED.value
-            except AdminConsentRequired:
-                health = ADMIN_CONSENT_REQUIRED  # the refresh showed the tenant's consent is gone
-                tenant = current_tenant(deps, user.tenant_id)
-            except ServiceError:
-                health = "unknown"  # Microsoft did not answer; the grant itself may be fine
-    consent: dict[str, Any] = (
-        {"status": tenant.consent_status.value, "missing_permissions": list(tenant.missing_roles)}
-        if tenant is not None
-        else {"status": "none", "missing_permissions": []}
+    health, tenant = _token_health(deps, ctx, current_tenant(deps, user.tenant_id))
+    status = tenant.consent_status.value if tenant is not None else "none"
+    consent = TenantConsentView(
+        status,
+        tuple(tenant.missing_roles) if tenant is not None else (),
+        consent_request_url(deps.settings, user.tenant_id) if status != "consented" else None,
     )
-    if consent["status"] != "consented":
-        consent["consent_request_url"] = consent_request_url(deps.settings, user.tenant_id)
-    token_health: dict[str, Any] = {"status": health}
-    if health == TokenHealth.REAUTH_REQUIRED.value:
-        token_health["login_url"] = login_url(deps.settings)
-    if health == ADMIN_CONSENT_REQUIRED:
-        token_health["consent_request_url"] = consent_request_url(deps.settings, user.tenant_id)
-    return {
-        "user": {
-            "id": user.user_id,
-            "username": user.username,
-            "display_name": user.display_name,
-            "is_tenant_admin": user.is_tenant_admin,
-        },
-        "tenant": {"id": user.tenant_id, "consent": consent},
-        "granted_scopes": list(user.granted_scopes),
-        "features": list(user.features),
-        "token_health": token_health,
-        "session_expires_at": ctx.session.expires_at.isoformat(),
-    }
+    token_health = TokenHealthView(
+        health,
+        login_url=login_url(deps.settings) if health == TokenHealth.REAUTH_REQUIRED.value else None,
+        consent_request_url=consent_request_url(deps.settings, user.tenant_id)
+        if health == ADMIN_CONSENT_REQUIRED
+        else None,
+    )
+    return Me(user, consent, token_health, ctx.session.expires_at)

@@ -309,12 +309,6 @@ def find_slots(
     return SlotSearch(slots, None, total=final.bit_count(), more=later != page)
 
 
-def count_slots(panel: Panel, people: Mapping[str, Person], start: datetime, end: datetime, rules: SlotRules) -> int:
-    """How many slots :func:`find_slots` would return (no explanation is built)."""
-    engine = Engine(people, panel.people(), start, end, rules, (rules.duration,))
-    return engine.final(panel, rules.duration).bit_count()
-
-
 # ---- bit helpers ----------------------------------------------------------------------------------
 def runs(mask: int, length: int) -> int:
     """Bit j is set when bits j .. j+length-1 of ``mask`` are all set (log-step AND of shifts)."""

@@ -37,7 +37,6 @@ from shared.ports import Clock, NotificationQueue, SubscriptionStore
 logger = logging.getLogger(__name__)
 
 MAX_VALIDATION_TOKEN_CHARS = 1024  # Graph's tokens are about 100 characters
-MAX_BODY_BYTES = 256 * 1024
 MAX_NOTIFICATIONS = 1000
 MAX_MESSAGE_CHARS = 45_000  # 64 KiB per queue message once base64-encoded
 SUBSCRIPTION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -144,12 +143,6 @@ def forget_unknown_subscriptions(subscription_id: str | None = None) -> None:
             _unknown.clear()
         else:
             _unknown.pop(subscription_id, None)
-
-
-def pending_drops() -> dict[tuple[str, str], int]:
-    """This worker's drops not yet flushed to storage, by (scope, reason)."""
-    with _dropped_lock:
-        return dict(_pending_drops)
 
 
 def flush_drops(deps: WebhookDeps, *, force: bool = False) -> None:

@@ -49,7 +49,8 @@ from shared.sync.intake import (
     decode_message,
     encode_messages,
 )
-from shared.sync.subscriptions import handle_lifecycle, record_notification
+from shared.sync.renewal import handle_lifecycle
+from shared.sync.subscriptions import record_notification
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.azurite import Azurite
-from shared.adapters.crypto import AesGcmCipher, StaticKeySource, generate_key
+from shared.adapters.crypto import AesGcmCipher, generate_key
 from shared.adapters.tables import TableStorage
-from tests.kit import FakeClock
+from tests.kit import FakeClock, StaticKeySource
 
 
 @pytest.fixture

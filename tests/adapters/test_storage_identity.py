@@ -7,12 +7,11 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from shared.adapters.credentials import build_credential
-from shared.adapters.crypto import StaticKeySource
 from shared.adapters.queues import StorageQueue
 from shared.adapters.tables import TableStorage
 from shared.bootstrap import Container
 from shared.config import Settings
-from tests.kit import FakeClock
+from tests.kit import FakeClock, StaticKeySource
 
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 IDENTITY = {

@@ -11,7 +11,7 @@ import pytest
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from devtools.azurite import Azurite, free_port
-from shared.adapters.crypto import AesGcmCipher, StaticKeySource, generate_key
+from shared.adapters.crypto import AesGcmCipher, generate_key
 from shared.adapters.tables import (
     CHUNK_CHARS,
     FLOWS,
@@ -44,6 +44,7 @@ from shared.models import (
     TokenHealth,
     User,
 )
+from tests.kit import StaticKeySource
 
 if TYPE_CHECKING:
     from tests.kit import FakeClock

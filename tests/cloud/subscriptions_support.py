@@ -17,8 +17,19 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
+from devtools.cloud import tokens
+from devtools.cloud.state import World
 from tests.kit import stack_now
+
+TENANT_A = "11111111-1111-4111-8111-111111111111"
+TENANT_B = "22222222-2222-4222-8222-222222222222"
+APP = "aaaaaaaa-0000-4000-8000-000000000001"
+OTHER_APP = "aaaaaaaa-0000-4000-8000-000000000002"
+ALICE = "a11ce000-0000-4000-8000-000000000001"
+BOB = "b0b00000-0000-4000-8000-000000000002"
+CAROL = "ca401000-0000-4000-8000-000000000003"  # tenant B
 
 
 def in_minutes(minutes: float) -> str:
@@ -106,3 +117,35 @@ class Receiver:
             return PlainTextResponse(token)
         await asyncio.sleep(delay)
         return Response(status_code=status)
+
+
+# ---- tokens and a subscription, as the subscription tests ask for them --------------------------------
+def app_token(
+    world: World, tenant_id: str = TENANT_A, client_id: str = APP, roles: tuple[str, ...] = ("Calendars.Read",)
+) -> dict[str, str]:
+    token = tokens.issue_access_token(world, tenant_id=tenant_id, client_id=client_id, roles=set(roles))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def user_token(
+    world: World, user_id: str, scopes: tuple[str, ...] = ("Calendars.Read",), client_id: str = APP
+) -> dict[str, str]:
+    tenant_id = world.users[user_id].tenant_id
+    token = tokens.issue_access_token(
+        world, tenant_id=tenant_id, client_id=client_id, user_id=user_id, scopes=set(scopes)
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def create(client: TestClient, headers: dict[str, str], receiver: Receiver, **overrides: Any) -> Any:
+    body: dict[str, Any] = {
+        "changeType": "created,updated,deleted",
+        "notificationUrl": receiver.url("/notify?tenant=contoso"),
+        "lifecycleNotificationUrl": receiver.url("/lifecycle"),
+        "resource": f"/users/{ALICE}/events",
+        "expirationDateTime": in_minutes(60 * 24),
+        "clientState": "s3cret-state",
+    }
+    body.update(overrides)
+    body = {k: v for k, v in body.items() if v is not None}
+    return client.post("/v1.0/subscriptions", json=body, headers=headers)

@@ -17,8 +17,7 @@ from starlette.testclient import TestClient
 from devtools.cloud import notify
 from devtools.cloud.graph import subscriptions
 from devtools.cloud.state import Switches, World
-from tests.cloud.subscriptions_support import Behaviour, Receiver, in_minutes
-from tests.cloud.test_subscriptions import ALICE, TENANT_A, app_token, create
+from tests.cloud.subscriptions_support import ALICE, TENANT_A, Behaviour, Receiver, app_token, create, in_minutes
 from tests.cloud.world_support import small_world
 
 FOUR_HOURS = 4 * 3600

@@ -8,25 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from devtools.cloud import notify, tokens
+from devtools.cloud import notify
 from devtools.cloud.graph import subscriptions
 from devtools.cloud.state import World
-from tests.cloud.subscriptions_support import Behaviour, Receiver, in_minutes
+from tests.cloud.subscriptions_support import (
+    ALICE,
+    APP,
+    BOB,
+    CAROL,
+    OTHER_APP,
+    TENANT_A,
+    TENANT_B,
+    Behaviour,
+    Receiver,
+    app_token,
+    create,
+    in_minutes,
+    user_token,
+)
 from tests.cloud.world_support import small_world
-
-TENANT_A = "11111111-1111-4111-8111-111111111111"
-TENANT_B = "22222222-2222-4222-8222-222222222222"
-APP = "aaaaaaaa-0000-4000-8000-000000000001"
-OTHER_APP = "aaaaaaaa-0000-4000-8000-000000000002"
-ALICE = "a11ce000-0000-4000-8000-000000000001"
-BOB = "b0b00000-0000-4000-8000-000000000002"
-CAROL = "ca401000-0000-4000-8000-000000000003"  # tenant B
 
 
 # ---- a world and a client ------------------------------------------------------------------------
@@ -57,37 +62,6 @@ def client(world: World) -> Iterator[TestClient]:
     app = Starlette(routes=[*subscriptions.routes(world), *subscriptions.control_routes(world)])
     with TestClient(app, base_url="https://graph.local") as test_client:
         yield test_client
-
-
-def app_token(
-    world: World, tenant_id: str = TENANT_A, client_id: str = APP, roles: tuple[str, ...] = ("Calendars.Read",)
-) -> dict[str, str]:
-    token = tokens.issue_access_token(world, tenant_id=tenant_id, client_id=client_id, roles=set(roles))
-    return {"Authorization": f"Bearer {token}"}
-
-
-def user_token(
-    world: World, user_id: str, scopes: tuple[str, ...] = ("Calendars.Read",), client_id: str = APP
-) -> dict[str, str]:
-    tenant_id = world.users[user_id].tenant_id
-    token = tokens.issue_access_token(
-        world, tenant_id=tenant_id, client_id=client_id, user_id=user_id, scopes=set(scopes)
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def create(client: TestClient, headers: dict[str, str], receiver: Receiver, **overrides: Any) -> Any:
-    body: dict[str, Any] = {
-        "changeType": "created,updated,deleted",
-        "notificationUrl": receiver.url("/notify?tenant=contoso"),
-        "lifecycleNotificationUrl": receiver.url("/lifecycle"),
-        "resource": f"/users/{ALICE}/events",
-        "expirationDateTime": in_minutes(60 * 24),
-        "clientState": "s3cret-state",
-    }
-    body.update(overrides)
-    body = {k: v for k, v in body.items() if v is not None}
-    return client.post("/v1.0/subscriptions", json=body, headers=headers)
 
 
 # ---- create: validation handshake ------------------------------------------------------------------

@@ -6,8 +6,9 @@ import base64
 
 import pytest
 
-from shared.adapters.crypto import AesGcmCipher, StaticKeySource, generate_key, key_version_of
+from shared.adapters.crypto import AesGcmCipher, generate_key, key_version_of
 from shared.errors import TokenIntegrityError
+from tests.kit import StaticKeySource
 
 PLAINTEXT = b'{"refresh_token": "rt-plaintext-marker"}'
 

@@ -2,16 +2,28 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC
+from typing import Any
 
 import pytest
 
+from functions._views import directory_user_json, readiness_json
 from shared.booking.listing import get_booking
 from shared.errors import Forbidden, GraphRequestFailed, InvalidRequest, NotFound
-from shared.identity.directory import get_directory_user
+from shared.identity import directory, readiness
 from shared.identity.guard import require_calendar_access
-from shared.identity.readiness import run_readiness, update_tenant_settings
+from shared.identity.tenant_settings import update_tenant_settings
 from shared.models import Booking, BookingStatus, DirectoryUser, SigninResult
 from tests.kit import ADMIN, TENANT_A, TENANT_B, USER, FakeDeps, consented, sign_in
+
+
+def run_readiness(deps: Any, ctx: Any) -> dict[str, Any]:
+    """The readiness report as GET /api/tenants/me/readiness answers it."""
+    return readiness_json(readiness.run_readiness(deps, ctx))
+
+
+def get_directory_user(deps: Any, ctx: Any, user: str) -> dict[str, Any]:
+    """The directory user as GET /api/directory/users/{user} answers it."""
+    return directory_user_json(directory.get_directory_user(deps, ctx, user))
 
 
 def _checks(report: dict) -> dict[str, dict]:

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from functions._views import me_json
 from shared.errors import (
     AdminApprovalRequired,
     AdminConsentRequired,
@@ -143,7 +144,7 @@ def test_revoked_refresh_token_marks_user_and_does_not_retry() -> None:
             require_calendar_access(deps, credential)
         assert caught.value.details["login_url"].endswith("/api/auth/login")
     assert len(deps.identity.calls) == calls  # marked once; no refresh loop
-    me = describe_me(deps, authenticate_session(deps, credential))
+    me = me_json(describe_me(deps, authenticate_session(deps, credential)))
     assert me["token_health"]["status"] == "reauth_required"
 
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from functions._views import subscriptions_health_json
 from shared.models import DeltaChange
+from shared.sync import delta, reconcile, renewal, report
 from shared.sync import subscriptions as core
 from tests.kit import TENANT_A, FakeDeps, consented
 
 INTERVIEWS = "interviews@contoso.example"
 SYNC = "sync@contoso.example"
+
+
+def health_view(deps: Any, tenant_id: str) -> dict[str, Any]:
+    """The subscriptions' health as GET /api/subscriptions/health answers it."""
+    return subscriptions_health_json(report.subscriptions_health(deps, tenant_id))
 
 
 @pytest.fixture(autouse=True)
@@ -69,11 +77,11 @@ def test_a_live_claim_of_another_writer_keeps_this_one_off() -> None:
 
 def test_renewal_subscribes_missing_mailboxes_and_renews_due_ones_in_one_batch() -> None:
     deps = deps_with_schedule()
-    first = core.renew_subscriptions(deps)
+    first = renewal.renew_subscriptions(deps)
     assert first.created == 2
 
     deps.clock.advance(days=6, hours=20)  # within two 6-hour runs of the 7-day expiry
-    second = core.renew_subscriptions(deps)
+    second = renewal.renew_subscriptions(deps)
 
     assert second.renewed == 2 and second.recreated == 0
     assert deps.graph.subscription_calls[-1] == "renew:2"
@@ -84,24 +92,24 @@ def test_renewal_subscribes_missing_mailboxes_and_renews_due_ones_in_one_batch()
 
 def test_renewal_leaves_subscriptions_far_from_expiry_alone() -> None:
     deps = deps_with_schedule()
-    core.renew_subscriptions(deps)
+    renewal.renew_subscriptions(deps)
     calls = list(deps.graph.subscription_calls)
 
     deps.clock.advance(hours=6)
-    core.renew_subscriptions(deps)
+    renewal.renew_subscriptions(deps)
 
     assert deps.graph.subscription_calls == calls
 
 
 def test_renewal_recreates_subscription_that_graph_no_longer_knows_and_catches_up() -> None:
     deps = deps_with_schedule()
-    core.renew_subscriptions(deps)
+    renewal.renew_subscriptions(deps)
     lost = next(s for s in deps.subscriptions.list_subscriptions(TENANT_A) if s.mailbox == INTERVIEWS)
     deps.graph.live_subscriptions.pop(lost.subscription_id)
     deps.graph.pending_delta[INTERVIEWS] = [DeltaChange("AAMkMoved")]
     deps.clock.advance(days=6, hours=20)
 
-    report = core.renew_subscriptions(deps)
+    report = renewal.renew_subscriptions(deps)
 
     assert report.recreated == 1
     current = {s.mailbox: s for s in deps.subscriptions.list_subscriptions(TENANT_A)}
@@ -118,11 +126,11 @@ def test_two_renewal_runs_racing_leave_one_subscription_per_mailbox() -> None:
         # The second run starts while the first is between its claim and Graph's answer.
         deps.graph.create_subscription = real_create  # type: ignore[method-assign]
         core.forget_worker_memory()
-        core.renew_subscriptions(deps)
+        renewal.renew_subscriptions(deps)
         return real_create(*args, **kwargs)  # type: ignore[arg-type]
 
     deps.graph.create_subscription = create_while_another_run_starts  # type: ignore[method-assign]
-    core.renew_subscriptions(deps)
+    renewal.renew_subscriptions(deps)
 
     mailboxes = [s.mailbox for s in deps.subscriptions.list_subscriptions(TENANT_A)]
     assert sorted(mailboxes) == [INTERVIEWS, SYNC]
@@ -131,25 +139,25 @@ def test_two_renewal_runs_racing_leave_one_subscription_per_mailbox() -> None:
 
 def test_lifecycle_events_renew_recreate_catch_up_or_are_ignored() -> None:
     deps = deps_with_schedule()
-    core.renew_subscriptions(deps)
+    renewal.renew_subscriptions(deps)
     sub = next(s for s in deps.subscriptions.list_subscriptions(TENANT_A) if s.mailbox == INTERVIEWS)
 
     deps.clock.advance(days=1)
-    core.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "reauthorizationRequired")
+    renewal.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "reauthorizationRequired")
     renewed = deps.subscriptions.get_subscription(TENANT_A, sub.subscription_id)
     assert renewed.expires_at == deps.clock.now() + timedelta(minutes=10080)
 
     deps.graph.pending_delta[INTERVIEWS] = [DeltaChange("AAMkGone", removed=True)]
-    core.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "missed")
+    renewal.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "missed")
     assert {"t": TENANT_A, "m": INTERVIEWS, "e": "AAMkGone", "c": "deleted"} in queued_items(deps)
 
     deps.graph.live_subscriptions.pop(sub.subscription_id)
-    core.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "subscriptionRemoved")
+    renewal.handle_lifecycle(deps, TENANT_A, sub.subscription_id, "subscriptionRemoved")
     [replacement] = [s for s in deps.subscriptions.list_subscriptions(TENANT_A) if s.mailbox == INTERVIEWS]
     assert replacement.subscription_id != sub.subscription_id
 
     calls = list(deps.graph.subscription_calls)
-    core.handle_lifecycle(deps, TENANT_A, replacement.subscription_id, "somethingNew")
+    renewal.handle_lifecycle(deps, TENANT_A, replacement.subscription_id, "somethingNew")
     assert deps.graph.subscription_calls == calls
 
 
@@ -161,7 +169,7 @@ def test_an_expired_delta_link_starts_a_full_resync_of_the_window() -> None:
     deps.graph.expired_delta_links.add(link)
     deps.graph.mailbox_events[INTERVIEWS] = {"AAMkA": object(), "AAMkB": object()}
 
-    queued = core.catch_up(deps, TENANT_A, INTERVIEWS)
+    queued = delta.catch_up(deps, TENANT_A, INTERVIEWS)
 
     assert queued == 2
     assert {i["e"] for i in queued_items(deps)} == {"AAMkA", "AAMkB"}
@@ -170,10 +178,10 @@ def test_an_expired_delta_link_starts_a_full_resync_of_the_window() -> None:
 
 def test_health_lists_each_subscription_and_the_poison_count() -> None:
     deps = deps_with_schedule()
-    core.renew_subscriptions(deps)
+    renewal.renew_subscriptions(deps)
     deps.notification_queue.poison.append("m")
 
-    view = core.subscriptions_health(deps, TENANT_A)
+    view = health_view(deps, TENANT_A)
 
     assert {s["mailbox"] for s in view["subscriptions"]} == {INTERVIEWS, SYNC}
     assert all(s["expires_at"] and s["last_renewed_at"] for s in view["subscriptions"])
@@ -183,7 +191,7 @@ def test_health_lists_each_subscription_and_the_poison_count() -> None:
 
 def test_renewal_horizon_covers_the_next_two_runs() -> None:
     deps = deps_with_schedule()  # 09:00 now; runs at 12:00 and 18:00
-    assert core.renewal_horizon(deps) == timedelta(hours=9, minutes=10)
+    assert renewal.renewal_horizon(deps) == timedelta(hours=9, minutes=10)
 
 
 def booked(deps: FakeDeps, booking_id: str, *, calendar_id: str | None, status: str = "booked", days: int = 2) -> None:
@@ -213,11 +221,11 @@ def test_reconciliation_queues_each_live_secondary_calendar_booking_for_a_direct
     booked(deps, "b3", calendar_id="AAMkCalendarSecondary", status="cancelled")
     booked(deps, "b4", calendar_id="AAMkCalendarSecondary", days=400)  # outside the window
 
-    queued = core.reconcile(deps)
+    queued = reconcile.reconcile(deps)
 
     assert queued == 1
     assert queued_items(deps) == [{"t": TENANT_A, "m": "alex.wilber@contoso.example", "e": "AAMkb1", "c": "updated"}]
-    view = core.subscriptions_health(deps, TENANT_A)
+    view = health_view(deps, TENANT_A)
     assert view["secondary_calendar_bookings"] == 1
     assert "reconciliation only" in view["secondary_calendars"]
 
@@ -230,7 +238,7 @@ def test_health_shows_dropped_notifications_of_the_tenant_and_those_of_no_tenant
     deps.subscriptions.add_dropped("another-tenant", {"client_state_mismatch": 7})
     deps.subscriptions.add_dropped(UNATTRIBUTED, {"unknown_subscription": 2})
 
-    dropped = core.subscriptions_health(deps, TENANT_A)["dropped_notifications"]
+    dropped = health_view(deps, TENANT_A)["dropped_notifications"]
 
     assert (dropped["client_state_mismatch"], dropped["unknown_subscription_all_tenants"]) == (3, 2)
     assert "30 seconds" in dropped["note"]
@@ -278,29 +286,29 @@ def test_reconciliation_holds_poison_while_graph_fails_its_mailbox_then_replays_
     from shared.errors import GraphRequestFailed
 
     deps = deps_with_schedule()
-    core.renew_subscriptions(deps)
+    renewal.renew_subscriptions(deps)
     text = poisoned(deps, INTERVIEWS)
     near_expiry = deps.clock.now() + timedelta(days=1)
     deps.notification_queue.poison_expiry[text] = near_expiry  # the host's copy expires 7 days after it was made
     deps.graph.failures[INTERVIEWS] = GraphRequestFailed("down", status=503, reason="unavailable")
     deps.notification_queue.messages.clear()
 
-    core.reconcile(deps)
+    reconcile.reconcile(deps)
 
     assert deps.notification_queue.poison == [text]  # held: Graph did not answer that mailbox
     assert deps.notification_queue.poison_expiry[text] is None  # and rewritten without an expiry
     assert deps.notification_queue.messages == []
-    assert core.subscriptions_health(deps, TENANT_A)["poison_queue"]["replayed"] == 0
+    assert health_view(deps, TENANT_A)["poison_queue"]["replayed"] == 0
 
     del deps.graph.failures[INTERVIEWS]
     assert deps.notification_queue.leased == set()  # the held message is visible again for the next run
-    core.reconcile(deps)
+    reconcile.reconcile(deps)
 
     assert deps.notification_queue.poison == []
     [replayed] = [json.loads(m) for m in deps.notification_queue.messages if json.loads(m)["k"] == "change"]
     assert replayed["n"] == json.loads(text)["n"]
     assert (replayed.get("a", 0), replayed["r"]) == (0, 1)  # a fresh round of retries, and counted as a replay
-    poison = core.subscriptions_health(deps, TENANT_A)["poison_queue"]
+    poison = health_view(deps, TENANT_A)["poison_queue"]
     assert (poison["count"], poison["replayed"]) == (0, 1)
 
 
@@ -308,7 +316,7 @@ def test_a_poison_message_we_did_not_write_is_left_alone() -> None:
     deps = deps_with_schedule()
     deps.notification_queue.poison.append("not ours")
 
-    report = core.replay_poison(deps)
+    report = reconcile.replay_poison(deps)
 
     assert (report.replayed, report.unreadable) == (0, 1)
     assert deps.notification_queue.poison == ["not ours"] and deps.notification_queue.messages == []
@@ -318,7 +326,7 @@ def test_replay_never_raises_when_the_poison_queue_cannot_be_read() -> None:
     deps = deps_with_schedule()
     deps.notification_queue.down = True
 
-    assert core.replay_poison(deps) == core.ReplayReport()
+    assert reconcile.replay_poison(deps) == reconcile.ReplayReport()
 
 
 def test_a_new_subscription_records_its_mailboxs_user_id_for_the_webhook() -> None:

@@ -19,62 +19,24 @@ from azure.data.tables import TableEntity
 from shared.errors import ServiceError
 
 _STORAGE_UNAVAILABLE = "The service is busy or briefly unavailable; retry in a moment."
-
-
 _STORAGE_FAILED = "The service could not complete the request; retry later."
-
-
 _STORAGE_MISCONFIGURED = "The service is misconfigured; an operator must check its settings."
-
-
 TENANTS = "tenants"
-
-
 USERS = "users"
-
-
 TOKEN_CACHES = "tokencaches"  # noqa: S105 - a table name, not a secret
-
-
 BOOKINGS = "bookings"
-
-
 SLOT_CLAIMS = "slotclaims"
-
-
 SUBSCRIPTIONS = "subscriptions"
-
-
 SUBSCRIPTIONS_BY_ID = "subscriptionsbyid"
-
-
 MAILBOX_SYNC = "mailboxsync"
-
-
 WEBHOOK_DROPS = "webhookdrops"
-
-
 FLOWS = "flows"
-
-
 SESSIONS = "sessions"
-
-
 SESSIONS_BY_USER = "sessionsbyuser"
-
-
 EMAIL_TEMPLATES = "emailtemplates"
-
-
 EMAILS = "emails"
-
-
 EMAILS_DUE = "emailsdue"
-
-
 EMAIL_PACING = "emailpacing"
-
-
 _LONGEST_TABLE = max(
     len(t)
     for t in (
@@ -101,14 +63,8 @@ _LONGEST_TABLE = max(
 # String properties are UTF-16 on the service and capped at 64 KiB, so 30,000 ASCII characters
 # (60,000 bytes) per property. 15 chunks (900,000 bytes) leave room under the 1 MiB entity limit.
 CHUNK_CHARS = 30_000
-
-
 MAX_CHUNKS = 15
-
-
 _TABLE_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9]*)?")
-
-
 # Characters Table Storage forbids in PartitionKey and RowKey.
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 

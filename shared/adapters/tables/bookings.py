@@ -45,24 +45,12 @@ if TYPE_CHECKING:  # the facade imports every store
 
 
 EVENT_INDEX_PREFIX = "~event~"  # index rows in the bookings table sort after every booking id
-
-
 START_INDEX_PREFIX = "~start~"  # + UTC start + "~" + booking id: the tenant's bookings in start order
-
-
 WHO_INDEX_PREFIX = "~who~"  # + sha256(attendee)[:32] + "~" + UTC start + "~" + booking id: one attendee's
-
-
 LISTED_MARKER = "~listed"  # the partition's bookings all have their list rows
-
-
 PENDING_INDEX_PREFIX = "~pending~"  # + sha256(mailbox)[:32] + "~" + booking id: a booking made pending there
-
-
 # A booking longer than this (only an event stretched in Outlook can be) is listed only from its start on.
 LIST_LOOKBACK = timedelta(days=14)
-
-
 _listed_partitions: set[tuple[str, str, str]] = set()  # (endpoint, table, tenant partition) known to carry list rows
 
 

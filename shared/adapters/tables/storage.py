@@ -61,8 +61,6 @@ logger = logging.getLogger(__name__)
 
 # Tables known to exist, per account endpoint: created once per process, on first use.
 _created_lock = threading.Lock()
-
-
 _created_tables: set[tuple[str, str]] = set()
 
 
