@@ -84,12 +84,12 @@ def _with_email(
 ) -> func.HttpResponse:
     """The booking as it stands after its email (a sent message is in its history, so its ETag moved), with
     the message the change asked for."""
-    from functions.email import email_view
+    from functions._views import email_json
     from shared.booking.listing import get_booking
 
     current = get_booking(deps, ctx, booking.booking_id) if email is not None else booking
     body = view(current)
-    body["email"] = email_view(email) if email is not None else None
+    body["email"] = email_json(email) if email is not None else None
     return json_response(body, status=status, headers={"ETag": current.etag or ""})
 
 
