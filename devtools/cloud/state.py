@@ -365,8 +365,9 @@ class World:
         return None
 
     def find_user(self, tenant_id: str, id_or_upn: str) -> User | None:
-        """Resolve a user id or UPN (case-insensitive) within one tenant only."""
-        key = id_or_upn.lower()
+        """Resolve a user id or UPN (case-insensitive) within one tenant only. A slash may come as ``%2F``
+        (graph/routing.py keeps an encoded slash inside its path segment)."""
+        key = id_or_upn.lower().replace("%2f", "/")
         with self.lock:
             user = self.users.get(key)
             if user is not None and user.tenant_id == tenant_id:

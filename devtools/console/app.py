@@ -71,7 +71,7 @@ FORWARDED: dict[tuple[str, str], str] = {
     ("POST", "bookings"): "bookings",
     ("GET", "bookings"): "bookings",
 }
-BOOKING_ROUTE = re.compile(r"bookings/[A-Za-z0-9_-]{1,128}")
+BOOKING_ROUTE = re.compile(r"bookings/[A-Za-z0-9_-]{1,128}(?:/emails)?")  # a booking, or its email trail
 FORWARDED_REQUEST_HEADERS = ("content-type", "idempotency-key", "if-match", "accept")
 FORWARDED_RESPONSE_HEADERS = ("content-type", "etag", "retry-after", "location")
 MAX_BODY = 1024 * 1024

@@ -65,6 +65,34 @@
       changes.map((h) => el("div", {}, `${dateTimeIn(zone, Date.parse(h.at))} ${h.action}${h.detail ? `: ${h.detail}` : ""}`)));
   }
 
+  // The email trail of a booking (sent mail and the candidate's replies), kept open across refreshes.
+  const trails = new Map();
+  async function loadTrail(id) {
+    try {
+      const { data } = await api("GET", `bookings/${id}/emails`);
+      trails.set(id, data.emails || []);
+    } catch (err) {
+      trails.set(id, [{ direction: "error", subject: String(err.message || err), from: "", at: null }]);
+    }
+    load();
+  }
+
+  function emailTrail(booking) {
+    if (!booking.notify_candidate) return null;
+    const items = trails.get(booking.id);
+    const toggle = el("a", { href: "#", class: "email-trail-toggle" }, items ? "Hide emails" : "Emails");
+    toggle.addEventListener("click", (event) => {
+      event.preventDefault();
+      if (trails.has(booking.id)) { trails.delete(booking.id); load(); } else { loadTrail(booking.id); }
+    });
+    return el("div", { class: "email-trail", "data-booking": booking.id }, toggle, items ? el("ul", {}, items.map((m) =>
+      el("li", { "data-direction": m.direction }, el("span", { class: `badge ${m.direction}` }, m.direction), " ",
+        m.at ? `${dateTimeIn(zone, Date.parse(m.at))} ` : "", el("strong", {}, m.subject || m.template || ""),
+        m.from ? el("span", { class: "muted" }, ` from ${m.from}`) : null,
+        m.preview ? el("div", { class: "muted" }, m.preview) : null,
+        m.error ? el("div", { class: "muted" }, m.error) : null))) : null);
+  }
+
   function draw(bookings) {
     const body = $("bookings");
     if (!bookings.length) {
@@ -74,7 +102,7 @@
     bookings.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
     fill(body, ...bookings.map((b) => el("tr", { class: "booking", "data-id": b.id, "data-status": b.status },
       el("td", {}, dateTimeIn(zone, Date.parse(b.start)), "–", timeIn(zone, Date.parse(b.end))),
-      el("td", {}, el("strong", {}, b.subject || "Interview"), el("div", { class: "muted" }, b.organizer || b.mailbox || ""), driftText(b)),
+      el("td", {}, el("strong", {}, b.subject || "Interview"), el("div", { class: "muted" }, b.organizer || b.mailbox || ""), driftText(b), emailTrail(b)),
       el("td", {}, el("span", { class: `badge ${b.status}` }, b.status)),
       el("td", {}, el("ul", { class: "attendees" }, (b.attendees || []).map((a) => attendeeItem(typeof a === "string" ? { email: a } : a)))),
       el("td", {}, b.join_url ? el("a", { href: b.join_url, target: "_blank", rel: "noopener" }, "Join") : el("span", { class: "muted" }, "—")),
