@@ -270,3 +270,34 @@ def test_console_books_a_slot_and_shows_the_interviewer_declining(
         _wait(driver, lambda d: d.find_element("css selector", alex).get_attribute("data-response") == "declined")
         _wait(driver, lambda d: "Declined" in d.find_element("css selector", alex).text)
         shots.take("bookings-declined")
+
+
+def test_console_switches_email_automation_on_emails_the_candidate_and_shows_the_trail(
+    console: RunningConsole, e2e: Stack, tmp_path: Path
+) -> None:
+    day = _next_weekday(2)
+    with chromium(tmp_path, ca_cert=e2e.cloud.ca_cert) as driver:
+        shots = Shots(driver, "console-email")
+        _admin_sets_up_tenant(driver, e2e, console, shots)
+        _sign_in(driver, e2e, console, RECRUITER)
+        assert _shown(driver, "#automation").get_attribute("data-on") == "false"
+        _shown(driver, "#automation a.button").click()  # the incremental consent for Mail.Send and Mail.Read
+        _wait(driver, lambda d: d.find_element("css selector", "#automation").get_attribute("data-on") == "true")
+        shots.take("automation-on")
+
+        driver.get(f"{console.base_url}/availability?day={day.isoformat()}&tz=America/New_York")
+        _wait(driver, lambda d: _all(d, "#slots button.slot"))
+        _all(driver, "#slots button.slot")[0].click()
+        _shown(driver, "#candidate-name").send_keys("Sam Candidate")
+        _shown(driver, "#candidate-email").send_keys("sam@example.org")
+        _shown(driver, "#notify-candidate").click()
+        _shown(driver, "#book").click()
+        booking_id = _shown(driver, "#booked").get_attribute("data-booking")
+        _text_in(driver, "#email-status", "sent")
+
+        _shown(driver, "#to-bookings").click()
+        trail = f'.email-trail[data-booking="{booking_id}"]'
+        _shown(driver, f"{trail} .email-trail-toggle").click()
+        _wait(driver, lambda d: _all(d, f'{trail} li[data-direction="sent"]'))
+        assert "Interview confirmed" in _shown(driver, trail).text
+        shots.take("email-trail")
