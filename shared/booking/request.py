@@ -326,6 +326,9 @@ def continuation_token(after: str | None) -> str | None:
 def cancel_message(body: Mapping[str, Any], query_message: str | None) -> str | None:
     """The message for the attendees, from the JSON body (``{"message": ...}``) or the query string."""
     _unknown(body, frozenset({"message"}))
+    if "message" in body and query_message is not None:
+        # Both given: the body's is the one sent, and the query's is still held to the same rule.
+        _text(query_message, "message", max_length=MAX_BODY_BYTES, multiline=True)
     raw = body.get("message", query_message)
     if raw is not None and isinstance(raw, str) and len(raw.encode("utf-8")) > MAX_BODY_BYTES:
         raise bad_field("message", f"`message` is longer than {MAX_BODY_BYTES // 1024} KiB.")
