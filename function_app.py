@@ -10,6 +10,7 @@ from functions import (
     booking,
     busy_cache,
     directory,
+    email,
     graph_webhook,
     health,
     maintenance,
@@ -44,6 +45,7 @@ blueprints = (
     subscription_renewal.bp,
     booking.bp,
     busy_cache.bp,
+    email.bp,
 )
 for blueprint in blueprints:
     app.register_functions(blueprint)

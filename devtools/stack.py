@@ -86,6 +86,7 @@ def service_settings(
         "RECONCILE_SCHEDULE": "0 */30 * * * *",
         "BUSY_CACHE_DELTA_SCHEDULE": "0 */5 * * * *",
         "BUSY_CACHE_RESYNC_SCHEDULE": "0 30 3 * * *",
+        "EMAIL_SCHEDULE": "0 * * * * *",
         "NOTIFICATION_QUEUE": "graph-notifications",
         **({"LOCAL_KEY_FILE": key_file} if key_file else {}),
     }

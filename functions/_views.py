@@ -1,5 +1,5 @@
 """JSON for the core's values: the one place that decides how a readiness report, the caller's profile, a
-directory user, the tenant's settings and the subscriptions' health look on the wire."""
+directory user, the tenant's settings, the subscriptions' health and candidate email look on the wire."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.cache.view import BusyCacheHealth
+    from shared.email.trail import TrailEntry
     from shared.identity.readiness import ReadinessReport
     from shared.identity.signin import Me
     from shared.identity.tenant_settings import TenantSettings
-    from shared.models import DirectoryUser
+    from shared.models import DirectoryUser, EmailRecord, EmailTemplate
     from shared.sync.report import SubscriptionsHealth
 
 
@@ -101,4 +102,43 @@ def subscriptions_health_json(health: SubscriptionsHealth) -> dict[str, Any]:
         "dropped_notifications": {**asdict(health.dropped_notifications), "note": DROPPED_NOTE},
         "secondary_calendars": SECONDARY_CALENDAR_NOTE,
         "secondary_calendar_bookings": health.secondary_calendar_bookings,
+    }
+
+
+def email_template_json(template: EmailTemplate) -> dict[str, Any]:
+    return {
+        "name": template.name,
+        "subject": template.subject,
+        "html": template.html,
+        "is_default": template.updated_by is None,
+        "updated_at": _iso(template.updated_at),
+        "updated_by": template.updated_by,
+    }
+
+
+def email_json(record: EmailRecord) -> dict[str, Any]:
+    """A message we send, as a booking's answer and the on-demand send show it."""
+    queued = record.status.value == "queued"
+    return {
+        "template": record.template,
+        "status": record.status.value,
+        "to": record.to,
+        "subject": record.subject or None,
+        "sent_at": _iso(record.sent_at),
+        "not_before": _iso(record.not_before) if queued else None,
+        "error": record.error,
+    }
+
+
+def trail_entry_json(entry: TrailEntry) -> dict[str, Any]:
+    return {
+        "direction": entry.direction,
+        "subject": entry.subject,
+        "from": entry.sender,
+        "to": list(entry.to),
+        "at": _iso(entry.at),
+        "preview": entry.preview,
+        "template": entry.template,
+        "status": entry.status,
+        "error": entry.error,
     }

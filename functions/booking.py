@@ -12,8 +12,9 @@ from functions._http import http_endpoint, json_response, read_json
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
+    from shared.bootstrap import Container
     from shared.identity.guard import RequestContext
-    from shared.models import Booking
+    from shared.models import Booking, EmailRecord
 
 bp = func.Blueprint()
 
@@ -69,12 +70,27 @@ def view(booking: Booking) -> dict[str, Any]:
         ],
         "created_at": at(booking.created_at),
         "updated_at": at(booking.updated_at),
+        "notify_candidate": booking.notify_candidate,
         "etag": booking.etag,
     }
 
 
 def _answer(booking: Booking, *, status: int = 200) -> func.HttpResponse:
     return json_response(view(booking), status=status, headers={"ETag": booking.etag or ""})
+
+
+def _with_email(
+    deps: Container, ctx: RequestContext, booking: Booking, email: EmailRecord | None, *, status: int = 200
+) -> func.HttpResponse:
+    """The booking as it stands after its email (a sent message is in its history, so its ETag moved), with
+    the message the change asked for."""
+    from functions._views import email_json
+    from shared.booking.listing import get_booking
+
+    current = get_booking(deps, ctx, booking.booking_id) if email is not None else booking
+    body = view(current)
+    body["email"] = email_json(email) if email is not None else None
+    return json_response(body, status=status, headers={"ETag": current.etag or ""})
 
 
 @bp.function_name("booking_create")
@@ -88,8 +104,17 @@ def booking_create(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
     deps = get_container()
     key = idempotency_key(req.headers.get("idempotency-key"))
     request = parse_booking_request(read_json(req, max_bytes=MAX_BOOKING_REQUEST_BYTES), now=deps.clock.now())
+    if request.notify_candidate:
+        from shared.email.sending import require_automation
+
+        require_automation(deps, ctx.user)  # 403 feature_not_enabled or 401 reauth_required: nothing booked
     outcome = create_booking(deps, ctx, request, key)
-    return _answer(outcome.booking, status=201 if outcome.created else 200)
+    if not request.notify_candidate:
+        return _answer(outcome.booking, status=201 if outcome.created else 200)
+    from shared.email.triggers import on_booked
+
+    email = on_booked(deps, outcome.booking)
+    return _with_email(deps, ctx, outcome.booking, email, status=201 if outcome.created else 200)
 
 
 @bp.function_name("booking_list")
@@ -134,7 +159,12 @@ def booking_update(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
     body = read_json(req, max_bytes=MAX_BOOKING_REQUEST_BYTES)
     current = get_booking(deps, ctx, bid)
     change = parse_booking_change(body, now=deps.clock.now(), current=(current.start, current.end))
-    return _answer(update_booking(deps, ctx, bid, etag, change))
+    changed = update_booking(deps, ctx, bid, etag, change)
+    if not changed.notify_candidate:
+        return _answer(changed)
+    from shared.email.triggers import on_changed
+
+    return _with_email(deps, ctx, changed, on_changed(deps, current, changed))
 
 
 @bp.function_name("booking_cancel")
@@ -145,6 +175,12 @@ def booking_cancel(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
     from shared.booking.change import cancel_booking
     from shared.booking.request import booking_id, cancel_message, if_match
 
+    deps = get_container()
     bid = booking_id(req.route_params.get("booking_id", ""))
     message = cancel_message(read_json(req) if req.get_body() else {}, req.params.get("message"))
-    return _answer(cancel_booking(get_container(), ctx, bid, message, etag=if_match(req.headers.get("if-match"))))
+    cancelled = cancel_booking(deps, ctx, bid, message, etag=if_match(req.headers.get("if-match")))
+    if not cancelled.notify_candidate:
+        return _answer(cancelled)
+    from shared.email.triggers import on_cancelled
+
+    return _with_email(deps, ctx, cancelled, on_cancelled(deps, cancelled))

@@ -27,16 +27,20 @@ if TYPE_CHECKING:  # only for annotations: importing the ports (and the models) 
         BookingStore,
         BusyCacheStore,
         Clock,
+        EmailLedger,
         EventGateway,
         FlowStore,
         GraphGateway,
         IdentityProvider,
         KeySource,
+        MailGateway,
         NotificationQueue,
+        PacingStore,
         ReachabilityProbe,
         SessionStore,
         Storage,
         SubscriptionStore,
+        TemplateStore,
         TenantStore,
         TokenCacheStore,
         TokenCipher,
@@ -97,6 +101,10 @@ class Container:
         identity: IdentityProvider | None = None,
         graph: GraphGateway | None = None,
         events: EventGateway | None = None,
+        email_templates: TemplateStore | None = None,
+        emails: EmailLedger | None = None,
+        email_pacing: PacingStore | None = None,
+        mail: MailGateway | None = None,
         probe: ReachabilityProbe | None = None,
         credential: TokenCredential | None = None,
     ) -> None:
@@ -120,6 +128,10 @@ class Container:
                 "identity": identity,
                 "graph": graph,
                 "events": events,
+                "email_templates": email_templates,
+                "emails": emails,
+                "email_pacing": email_pacing,
+                "mail": mail,
                 "probe": probe,
                 "credential": credential,
             }
@@ -280,6 +292,30 @@ class Container:
             return graph if isinstance(graph, GraphClient) else GraphClient(self.settings)
 
         return self._lazy.get("events", build)
+
+    @property
+    def email_templates(self) -> TemplateStore:
+        return self._lazy.get("email_templates", lambda: self.storage.email_templates)
+
+    @property
+    def emails(self) -> EmailLedger:
+        return self._lazy.get("emails", lambda: self.storage.emails)
+
+    @property
+    def email_pacing(self) -> PacingStore:
+        return self._lazy.get("email_pacing", lambda: self.storage.email_pacing)
+
+    @property
+    def mail(self) -> MailGateway:
+        """The Graph client sends and reads mail too (one connection pool and mailbox limiter)."""
+
+        def build() -> MailGateway:
+            from shared.adapters.graph import GraphClient
+
+            graph = self.graph
+            return graph if isinstance(graph, GraphClient) else GraphClient(self.settings)
+
+        return self._lazy.get("mail", build)
 
     @property
     def probe(self) -> ReachabilityProbe:

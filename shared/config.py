@@ -57,6 +57,9 @@ APP_SETTINGS: tuple[str, ...] = (
     "BUSY_CACHE_FUTURE_DAYS",
     "BUSY_CACHE_MAX_PEOPLE",
     "BUSY_CACHE_EVICT_DAYS",
+    "EMAIL_PER_MINUTE",
+    "EMAIL_RECIPIENTS_PER_DAY",
+    "EMAIL_REMINDER_HOURS",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 )
@@ -71,6 +74,7 @@ HOST_SETTINGS: tuple[str, ...] = (
     "RECONCILE_SCHEDULE",
     "BUSY_CACHE_DELTA_SCHEDULE",
     "BUSY_CACHE_RESYNC_SCHEDULE",
+    "EMAIL_SCHEDULE",
     "PYTHON_ENABLE_OPENTELEMETRY",
 )
 DEPLOYED_SETTINGS: tuple[str, ...] = (
@@ -115,6 +119,11 @@ class Settings:
     appinsights_connection_string: str | None = field(default=None, repr=False)
     appinsights_authentication: str | None = None
     notification_retry_seconds: float = 4.0
+    # Candidate email: each recruiter's sends stay under Exchange Online's 30 a minute and 10,000 recipients a
+    # day; reminders go this many hours before the interview.
+    email_per_minute: int = 25
+    email_recipients_per_day: int = 9000
+    email_reminder_hours: float = 24.0
     clock_offset_seconds: float = 0.0  # tests only: the service's clock runs this far from the wall clock
     # The warm busy cache (shared.cache): on or off; how long after its last confirmed delta round a person
     # stays warm; the rolling window kept (days back and ahead); how many people per tenant; and after how
@@ -184,6 +193,11 @@ class Settings:
             appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None,
             appinsights_authentication=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip() or None,
             notification_retry_seconds=num("NOTIFICATION_RETRY_SECONDS", 4.0),
+            email_per_minute=_at_most(int(num("EMAIL_PER_MINUTE", 25)), 30, "EMAIL_PER_MINUTE"),
+            email_recipients_per_day=_at_most(
+                int(num("EMAIL_RECIPIENTS_PER_DAY", 9000)), 10_000, "EMAIL_RECIPIENTS_PER_DAY"
+            ),
+            email_reminder_hours=num("EMAIL_REMINDER_HOURS", 24.0),
             clock_offset_seconds=_offset(opt("CLOCK_OFFSET_SECONDS", "0")),
             busy_cache_enabled=_flag(opt("BUSY_CACHE_ENABLED", "true"), "BUSY_CACHE_ENABLED"),
             busy_cache_freshness_seconds=num("BUSY_CACHE_FRESHNESS_SECONDS", 600.0),
@@ -218,6 +232,13 @@ class Settings:
 
 _REQUIRED = {"CLIENT_ID": "client_id", "CLIENT_SECRET": "client_secret", "RENEWAL_SCHEDULE": "renewal_schedule"}
 _QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+def _at_most(value: int, limit: int, name: str) -> int:
+    # Exchange Online's own limit per mailbox: a pace above it would only earn throttling.
+    if not 1 <= value <= limit:
+        raise ConfigurationError(f"Setting {name} must be between 1 and {limit} (Exchange's limit).", setting=name)
+    return value
 
 
 def _offset(raw: str) -> float:

@@ -144,6 +144,13 @@ class Forbidden(AuthError):
     code = "forbidden"
 
 
+class FeatureNotEnabled(Forbidden):
+    """The recruiter has not opted into the feature (``automation``: Mail.Read and Mail.Send); ``login_url``
+    asks for it."""
+
+    code = "feature_not_enabled"
+
+
 class NotOurEvent(Forbidden):
     """The event does not carry our booking property: this service never changes it."""
 
@@ -220,6 +227,12 @@ class AdminApprovalRequired(SigninDenied):
     code = "admin_approval_required"
 
 
+class InvalidTemplate(InvalidRequest):
+    """An email template that cannot be saved: ``field`` (subject or html) and ``line`` say where."""
+
+    code = "invalid_template"
+
+
 class TenantMismatch(InvalidRequest):
     """A redirect named a tenant other than the one the flow was started for or the token proves."""
 
@@ -239,9 +252,11 @@ class GraphRequestFailed(UpstreamError):
         reason: str,
         graph_code: str = "",
         claims_challenge: str | None = None,
+        retry_after: float | None = None,
         **details: Any,
     ) -> None:
         super().__init__(message, **details)
+        self.retry_after = retry_after  # seconds Graph asked to wait (429, 503), when it said
         self.status = status
         self.reason = reason
         self.graph_code = graph_code

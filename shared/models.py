@@ -454,6 +454,8 @@ class Booking:
     observed_change_key: str | None = None  # the event version last applied from Outlook
     # Minutes east of UTC of the create request's times: every answer about the booking shows its times so.
     display_offset_minutes: int | None = None
+    # The candidate gets the interview's emails (confirmation, reschedule, cancellation, reminder): shared/email.
+    notify_candidate: bool = False
     refusal: str | None = None  # FAILED: the refused request's answer (JSON: code, message, details)
     updated_at: datetime | None = None
     etag: str | None = None
@@ -473,3 +475,98 @@ class EventDraft:
     online_meeting: bool | None = None
     booking_id: str | None = None  # our extended property
     transaction_id: str | None = None
+
+
+# ---- candidate email (shared/email) -----------------------------------------------------------------
+@dataclass(frozen=True)
+class EmailTemplate:
+    """A tenant's template: a plain-text subject and an HTML body, both Jinja2 run in the sandbox."""
+
+    tenant_id: str
+    name: str
+    subject: str
+    html: str
+    updated_at: datetime | None = None
+    updated_by: str | None = None  # user id of the admin who saved it; None: the built-in default
+    etag: str | None = None
+
+
+class EmailStatus(StrEnum):
+    QUEUED = "queued"  # waits for its time (pacing, Retry-After, a look in Sent Items after an unknown outcome)
+    SENDING = "sending"  # an attempt holds it until ``lease_until``
+    SENT = "sent"
+    FAILED = "failed"  # will not be sent; ``error`` says why
+
+
+@dataclass(frozen=True)
+class EmailRecord:
+    """One message we send, keyed by its message key ``{booking}.{template}.{revision}``: the value of the
+    extended property the message carries, so Sent Items can tell whether an attempt reached Exchange.
+
+    ``maybe_sent``: an attempt handed the message to Graph without learning the outcome, so the next
+    attempt looks the key up in Sent Items before it sends anything.
+    """
+
+    tenant_id: str
+    key: str
+    booking_id: str
+    template: str
+    revision: str
+    sender_id: str  # the recruiter (user id) whose mailbox sends it
+    to: str  # the candidate's address
+    status: EmailStatus = EmailStatus.QUEUED
+    attempts: int = 0
+    maybe_sent: bool = False
+    not_before: datetime | None = None
+    lease_until: datetime | None = None
+    subject: str = ""  # as sent
+    sent_at: datetime | None = None
+    conversation_id: str | None = None
+    error: str | None = None  # a stable code: reauth_required, send_as_denied, too_late, ...
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class MailAttachment:
+    name: str
+    content_type: str
+    content: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """What goes to Graph's sendMail: rendered and sanitized, carrying our message key."""
+
+    key: str
+    subject: str
+    html: str = field(repr=False)
+    to: tuple[tuple[str, str], ...] = ()  # (address, display name)
+    attachments: tuple[MailAttachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class MailItem:
+    """A message of the recruiter's mailbox as the trail shows it (read when asked, never stored)."""
+
+    message_id: str
+    conversation_id: str
+    subject: str
+    sender: str
+    to: tuple[str, ...]
+    at: datetime  # sent (ours) or received (replies)
+    preview: str
+    key: str | None = None  # our message key, on messages we sent
+
+
+@dataclass(frozen=True)
+class Pace:
+    """A recruiter's recent sends, shared by every instance: the send times of the last minute, and the
+    recipients per hour bucket (bucket start, recipients) of the last day."""
+
+    tenant_id: str
+    sender_id: str
+    recent: tuple[datetime, ...] = ()
+    hourly: tuple[tuple[datetime, int], ...] = ()
+    etag: str | None = None

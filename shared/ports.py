@@ -23,12 +23,17 @@ from shared.models import (
     CreatedSubscription,
     DeltaRound,
     DirectoryUser,
+    EmailRecord,
+    EmailTemplate,
     EventDraft,
     FlowKind,
     MailboxHours,
     MailboxPurpose,
     MailboxSync,
+    MailItem,
     ObservedEvent,
+    OutgoingMail,
+    Pace,
     QueuedMessage,
     Schedule,
     Session,
@@ -312,6 +317,12 @@ class Stores(Protocol):
     def subscriptions(self) -> SubscriptionStore: ...
     @property
     def busy(self) -> BusyCacheStore: ...
+    @property
+    def email_templates(self) -> TemplateStore: ...
+    @property
+    def emails(self) -> EmailLedger: ...
+    @property
+    def email_pacing(self) -> PacingStore: ...
 
 
 class Storage(StorageHealth, Stores, Protocol):
@@ -510,3 +521,75 @@ class Dependencies(Stores, Protocol):
     def graph(self) -> GraphGateway: ...
     @property
     def events(self) -> EventGateway: ...
+
+
+# ---- candidate email (shared/email) -----------------------------------------------------------------
+class TemplateStore(Protocol):
+    def get_template(self, tenant_id: str, name: str) -> EmailTemplate:
+        """Raises NotFound when the tenant never saved this one (the default applies)."""
+        ...
+
+    def save_template(self, template: EmailTemplate) -> EmailTemplate:
+        """Create or replace: an admin's save is the whole template (last writer wins)."""
+        ...
+
+
+class EmailLedger(Protocol):
+    """One row per message key, and an index of the rows not yet sent or failed."""
+
+    def create_email(self, record: EmailRecord) -> EmailRecord:
+        """Raises ConcurrencyConflict when the key exists (another request asked for the same message)."""
+        ...
+
+    def get_email(self, tenant_id: str, key: str) -> EmailRecord: ...
+
+    def update_email(self, record: EmailRecord) -> EmailRecord:
+        """Under the record's ETag (ConcurrencyConflict when it changed); keeps the index of unsent rows."""
+        ...
+
+    def list_booking_emails(self, tenant_id: str, booking_id: str) -> list[EmailRecord]: ...
+
+    def list_unsent(self, *, limit: int) -> list[EmailRecord]:
+        """Queued and in-flight records of every tenant (through the index), at most ``limit``."""
+        ...
+
+
+class PacingStore(Protocol):
+    def get_pace(self, tenant_id: str, sender_id: str) -> Pace:
+        """An empty Pace (no ETag) when the recruiter has not sent anything yet."""
+        ...
+
+    def save_pace(self, pace: Pace) -> Pace:
+        """Create (no ETag) or update under its ETag; raises ConcurrencyConflict when another instance won."""
+        ...
+
+
+class MailGateway(Protocol):
+    """Graph mail calls with the recruiter's delegated token. Raise NotFound or GraphRequestFailed."""
+
+    def send_mail(self, token: AccessToken, mail: OutgoingMail) -> None:
+        """POST /me/sendMail, saved to Sent Items, carrying the message key. Never retried: an unknown outcome
+        (a timeout, a 5xx) raises, and the caller looks the key up before it tries again."""
+        ...
+
+    def find_sent(self, token: AccessToken, key: str) -> MailItem | None:
+        """Our message with this key in Sent Items (or still in the Outbox), if any."""
+        ...
+
+    def conversation(self, token: AccessToken, conversation_id: str) -> list[MailItem]:
+        """The Inbox messages of one conversation (the replies), in no order: Graph refuses a conversationId
+        filter together with $orderby."""
+        ...
+
+
+class EmailDependencies(Dependencies, Protocol):
+    """What candidate email needs besides the kernel's dependencies."""
+
+    @property
+    def email_templates(self) -> TemplateStore: ...
+    @property
+    def emails(self) -> EmailLedger: ...
+    @property
+    def email_pacing(self) -> PacingStore: ...
+    @property
+    def mail(self) -> MailGateway: ...

@@ -42,12 +42,18 @@ from shared.models import (
     DeltaChange,
     DeltaRound,
     DirectoryUser,
+    EmailRecord,
+    EmailStatus,
+    EmailTemplate,
     EventDraft,
     FlowKind,
     MailboxHours,
     MailboxPurpose,
     MailboxSync,
+    MailItem,
     ObservedEvent,
+    OutgoingMail,
+    Pace,
     QueuedMessage,
     Schedule,
     ScheduleStatus,
@@ -888,6 +894,88 @@ class FakeEvents:
         del self.events[event_id]
 
 
+class FakeTemplates(_Records):
+    def get_template(self, tenant_id: str, name: str) -> EmailTemplate:
+        return self.get((tenant_id, name))  # type: ignore[no-any-return]
+
+    def save_template(self, template: EmailTemplate) -> EmailTemplate:
+        stored = replace(template, etag=uuid.uuid4().hex)
+        self.items[(template.tenant_id, template.name)] = stored
+        return stored
+
+
+class FakeEmailLedger(_Records):
+    def create_email(self, record: EmailRecord) -> EmailRecord:
+        return self.create((record.tenant_id, record.key), record)  # type: ignore[no-any-return]
+
+    def get_email(self, tenant_id: str, key: str) -> EmailRecord:
+        return self.get((tenant_id, key))  # type: ignore[no-any-return]
+
+    def update_email(self, record: EmailRecord) -> EmailRecord:
+        return self.update((record.tenant_id, record.key), record)  # type: ignore[no-any-return]
+
+    def list_booking_emails(self, tenant_id: str, booking_id: str) -> list[EmailRecord]:
+        return [r for (t, _k), r in self.items.items() if t == tenant_id and r.booking_id == booking_id]
+
+    def list_unsent(self, *, limit: int) -> list[EmailRecord]:
+        unsent = [r for r in self.items.values() if r.status in (EmailStatus.QUEUED, EmailStatus.SENDING)]
+        return unsent[:limit]
+
+
+class FakePacing(_Records):
+    def get_pace(self, tenant_id: str, sender_id: str) -> Pace:
+        try:
+            return self.get((tenant_id, sender_id))  # type: ignore[no-any-return]
+        except NotFound:
+            return Pace(tenant_id=tenant_id, sender_id=sender_id)
+
+    def save_pace(self, pace: Pace) -> Pace:
+        key = (pace.tenant_id, pace.sender_id)
+        if pace.etag is None:
+            return self.create(key, pace)  # type: ignore[no-any-return]
+        return self.update(key, pace)  # type: ignore[no-any-return]
+
+
+@dataclass
+class FakeMail:
+    """Plays the recruiter's mailboxes: what sendMail took (by token's user), and the Inbox's replies."""
+
+    sent: list[tuple[str | None, OutgoingMail]] = field(default_factory=list)
+    replies: list[MailItem] = field(default_factory=list)
+    # What the next sendMail calls do instead of sending: an exception to raise, after sending when
+    # ``send_then_fail`` (the answer lost after Exchange took the message).
+    failures: list[Exception] = field(default_factory=list)
+    send_then_fail: bool = False
+    lookups: int = 0
+
+    def send_mail(self, token: AccessToken, mail: OutgoingMail) -> None:
+        if self.failures:
+            failure = self.failures.pop(0)
+            if self.send_then_fail:
+                self.sent.append((token.user_id, mail))
+            raise failure
+        self.sent.append((token.user_id, mail))
+
+    def find_sent(self, token: AccessToken, key: str) -> MailItem | None:
+        self.lookups += 1
+        for user, mail in self.sent:
+            if user == token.user_id and mail.key == key:
+                return MailItem(
+                    message_id=f"m-{key}",
+                    conversation_id=f"c-{key}",
+                    subject=mail.subject,
+                    sender=f"{user}@contoso.example",
+                    to=tuple(a for a, _n in mail.to),
+                    at=datetime(2026, 1, 1, tzinfo=UTC),
+                    preview=mail.html[:50],
+                    key=key,
+                )
+        return None
+
+    def conversation(self, token: AccessToken, conversation_id: str) -> list[MailItem]:
+        return [r for r in self.replies if r.conversation_id == conversation_id]
+
+
 class FakeDeps:
     """Everything the core needs, in memory."""
 
@@ -913,6 +1001,10 @@ class FakeDeps:
         self.identity = FakeIdentity(clock=self.clock)
         self.graph = FakeGraph(clock=self.clock)
         self.events = FakeEvents()
+        self.email_templates = FakeTemplates()
+        self.emails = FakeEmailLedger()
+        self.email_pacing = FakePacing()
+        self.mail = FakeMail()
 
 
 # ---- builders ------------------------------------------------------------------------------------
@@ -971,6 +1063,10 @@ def install(deps: FakeDeps) -> Container:
         identity=deps.identity,
         graph=deps.graph,
         events=deps.events,
+        email_templates=deps.email_templates,
+        emails=deps.emails,
+        email_pacing=deps.email_pacing,
+        mail=deps.mail,
     )
     set_container(container)
     return container

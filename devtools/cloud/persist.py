@@ -2,7 +2,8 @@
 
 Like Azurite's data folder, ``world.json`` keeps what a restart must not lose: the signing key,
 consents (admin and user grants), refresh tokens and sign-in sessions, calendar changes (events
-and responses), mailbox settings, groups and subscriptions with their queued notifications. So
+and responses), mail (sent, received and held messages), mailbox settings, groups and subscriptions
+with their queued notifications. So
 the service's stored token caches stay valid across a restart: the same key still verifies its
 access tokens and the same refresh tokens still redeem.
 
@@ -150,6 +151,7 @@ def snapshot(world: World) -> dict[str, Any]:
             "users": encode(world.users),
             "groups": encode(world.groups),
             "events": encode(world.events),
+            "messages": encode(world.messages),
             "refresh_tokens": encode(world.refresh_tokens),
             "clock_offset": encode(world.clock_offset),
             "extra": encode(extra),
@@ -166,6 +168,7 @@ def restore(world: World, document: dict[str, Any]) -> None:
         users = decode(document["users"])
         groups = decode(document["groups"])
         events = decode(document["events"])
+        messages = decode(document.get("messages", {"$map": {}}))  # absent from files of older clouds
         refresh_tokens = decode(document["refresh_tokens"])
         clock_offset = decode(document["clock_offset"])
         extra = decode(document["extra"])
@@ -176,6 +179,7 @@ def restore(world: World, document: dict[str, Any]) -> None:
         world.users = users
         world.groups = groups
         world.events = events
+        world.messages = messages
         world.refresh_tokens = refresh_tokens
         world.clock_offset = clock_offset
         world.extra.update({k: v for k, v in extra.items() if k in KEPT_SLOTS})

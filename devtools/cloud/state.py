@@ -105,6 +105,9 @@ class User:
     full_access: set[str] = field(default_factory=set)
     # May grant tenant-wide admin consent (a Global/Privileged Role/Cloud Application Administrator).
     is_admin: bool = False
+    # Exchange's Send As permission (Add-RecipientPermission): ids of users and of mail-enabled security groups
+    # who may send mail as this mailbox (graph/mail.py). Nobody holds it in the fixtures.
+    send_as: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -201,6 +204,62 @@ class Event:
         return self.online_meeting.join_url if self.online_meeting is not None else None
 
 
+@dataclass(frozen=True)
+class MailAddress:
+    """Graph's recipient/emailAddress: an address and an optional display name."""
+
+    address: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class FileAttachment:
+    """A fileAttachment sent inline with a message (contentBytes decoded)."""
+
+    name: str
+    content_type: str
+    content: bytes
+    is_inline: bool = False
+
+
+@dataclass
+class Message:
+    """A message in one folder of one mailbox (graph/mail_store.py). Times are UTC.
+
+    ``folder`` is a well-known folder name: ``sentitems``, ``inbox``, or ``outbox`` for a message the
+    mailbox submitted that Exchange holds back under its sending limits until ``sent`` (see the
+    mail-limits switch).
+    """
+
+    id: str
+    mailbox_id: str
+    folder: str
+    subject: str
+    body: str
+    body_content_type: str  # html | text
+    sender: MailAddress
+    to: list[MailAddress] = field(default_factory=list)
+    cc: list[MailAddress] = field(default_factory=list)
+    bcc: list[MailAddress] = field(default_factory=list)
+    reply_to: list[MailAddress] = field(default_factory=list)
+    conversation_id: str = field(default_factory=new_id)
+    internet_message_id: str = ""
+    sent: datetime = field(default_factory=utcnow)
+    received: datetime = field(default_factory=utcnow)
+    created: datetime = field(default_factory=utcnow)
+    last_modified: datetime = field(default_factory=utcnow)
+    change_key: str = field(default_factory=new_id)
+    # "String {guid} Name x" -> value (kept on the item they were set on; never copied to recipients)
+    extended_properties: dict[str, str] = field(default_factory=dict)
+    attachments: list[FileAttachment] = field(default_factory=list)
+    importance: str = "normal"
+    is_read: bool = True
+    # The client that submitted it (None: a person, through the controls).
+    created_by_client_id: str | None = None
+    # Whether the sender asked for a copy in Sent Items (an outbox message remembers it until released).
+    save_to_sent_items: bool = True
+
+
 @dataclass
 class RefreshTokenGrant:
     token: str
@@ -257,6 +316,12 @@ class Switches:
     reauthorization_grace_seconds: float = 600.0
     # active subscriptions allowed per mailbox across all apps
     subscriptions_per_mailbox: int = 1000
+    # ---- mail (graph/mail_store.py)
+    # Exchange Online's sending limits, off unless set: {"per_minute": 30, "recipients_per_day": 10000}.
+    mail_limits: dict[str, int] = field(default_factory=dict)
+    # next N sendMail requests of a mailbox answer 403 ErrorSendAsDenied.
+    # Shape (graph/switches.py): {mailbox user id or "*": {"remaining": N}}
+    send_as_denied: dict[str, Any] = field(default_factory=dict)
 
 
 ChangeListener = Callable[[str, str, str, str], None]
@@ -273,6 +338,7 @@ class World:
         self.users: dict[str, User] = {}  # by user id (globally unique)
         self.groups: dict[str, Group] = {}  # by group id (globally unique)
         self.events: dict[str, Event] = {}  # by event id
+        self.messages: dict[str, Message] = {}  # by message id
         self.refresh_tokens: dict[str, RefreshTokenGrant] = {}
         self.switches = Switches()
         self.extra: dict[str, Any] = {}  # per-module state (codes, subscriptions, delta tokens ...)
@@ -299,8 +365,9 @@ class World:
         return None
 
     def find_user(self, tenant_id: str, id_or_upn: str) -> User | None:
-        """Resolve a user id or UPN (case-insensitive) within one tenant only."""
-        key = id_or_upn.lower()
+        """Resolve a user id or UPN (case-insensitive) within one tenant only. A slash may come as ``%2F``
+        (graph/routing.py keeps an encoded slash inside its path segment)."""
+        key = id_or_upn.lower().replace("%2f", "/")
         with self.lock:
             user = self.users.get(key)
             if user is not None and user.tenant_id == tenant_id:
@@ -358,6 +425,7 @@ class World:
             self.groups = fresh.groups
             self.clock_offset = fresh.clock_offset
             self.events = fresh.events
+            self.messages = fresh.messages
             self.refresh_tokens = fresh.refresh_tokens
             self.switches = fresh.switches
             self.extra = {**fresh.extra, **kept}

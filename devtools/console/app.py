@@ -83,7 +83,7 @@ FORWARDED: dict[tuple[str, str], str] = {
     ("GET", "bookings"): "bookings",
 }
 # Routes with a value in them: a booking (read, move, cancel) and a directory user (attendees' names).
-BOOKING_ROUTE = re.compile(r"bookings/[A-Za-z0-9_-]{1,128}")
+BOOKING_ROUTE = re.compile(r"bookings/[A-Za-z0-9_-]{1,128}(?:/emails)?")  # a booking, or its email trail
 DIRECTORY_ROUTE = re.compile(r"directory/users/[A-Za-z0-9._%+'@-]{1,256}")
 PATTERN_ROUTES = {"GET": (BOOKING_ROUTE, DIRECTORY_ROUTE), "PATCH": (BOOKING_ROUTE,), "DELETE": (BOOKING_ROUTE,)}
 # The answers an attendee can give in Outlook, as the local cloud's respond control takes them.

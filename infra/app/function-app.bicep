@@ -163,6 +163,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RECONCILE_SCHEDULE: '0 */30 * * * *'
     BUSY_CACHE_DELTA_SCHEDULE: '0 */5 * * * *'
     BUSY_CACHE_RESYNC_SCHEDULE: '0 30 3 * * *'
+    EMAIL_SCHEDULE: '0 * * * * *'
+    EMAIL_PER_MINUTE: '25'
+    EMAIL_RECIPIENTS_PER_DAY: '9000'
+    EMAIL_REMINDER_HOURS: '24'
   }
 }
 

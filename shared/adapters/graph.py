@@ -38,6 +38,7 @@ import httpx
 from shared.adapters.graph_busy import GraphBusyMixin
 from shared.adapters.graph_events import GraphEventsMixin
 from shared.adapters.graph_limiter import MAILBOX_CONCURRENCY, LimiterTimeout, MailboxLimiter, Waiter
+from shared.adapters.graph_mail import GraphMailMixin
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import (
@@ -203,7 +204,7 @@ def _not_before_retry_after(response: httpx.Response) -> float | None:
     return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-class GraphClient(GraphEventsMixin, GraphBusyMixin):
+class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
     """GraphGateway over httpx.
 
     ``clock`` (a ``time.monotonic``-like function), ``sleep`` and ``jitter`` (a ``random.random``-like
@@ -453,6 +454,7 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin):
             reason=reason,
             graph_code=code,
             claims_challenge=claims,
+            retry_after=_not_before_retry_after(response) if response.status_code in RETRY_AFTER_STATUSES else None,
         )
 
     # ---- calls ---------------------------------------------------------------------------------

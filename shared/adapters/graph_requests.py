@@ -27,3 +27,7 @@ class GraphRequests:
             deadline: float | None = None,
             max_retries: int | None = None,
         ) -> dict[str, Any]: ...
+
+        def _relative(self, link: str) -> str:
+            """A nextLink relative to the client's base URL (``GraphSubscriptionsMixin``)."""
+            ...

@@ -154,8 +154,8 @@ def configure_telemetry(settings: Settings) -> bool:
             # Local authentication is off on the Application Insights resource: ingestion by identity.
             from azure.identity import ManagedIdentityCredential
 
-            options["credential"] = ManagedIdentityCredential(client_id=client_id) if client_id else (
-                ManagedIdentityCredential()
+            options["credential"] = (
+                ManagedIdentityCredential(client_id=client_id) if client_id else (ManagedIdentityCredential())
             )
         configure_azure_monitor(
             connection_string=connection_string,

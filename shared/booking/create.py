@@ -128,6 +128,7 @@ def _pending(deps: Dependencies, ctx: RequestContext, request: BookingRequest, k
         idempotency_key_hash=key_hash(ctx.tenant_id, key),
         fingerprint=request.fingerprint(),
         display_offset_minutes=offset_minutes(request.start),
+        notify_candidate=request.notify_candidate,
         claimed_until=now + CLAIM_LEASE,
         updated_at=now,
     )

@@ -48,6 +48,7 @@ CREATE_FIELDS = frozenset(
         "calendar",
         "calendar_id",
         "check_availability",
+        "notify_candidate",
     }
 )
 PATCH_FIELDS = frozenset(
@@ -75,6 +76,7 @@ class BookingRequest:
     calendar: str  # "interviews" or an interviewer's address
     calendar_id: str | None
     check_availability: bool
+    notify_candidate: bool = False  # email the candidate (shared/email): the confirmation now, then the rest
 
     def fingerprint(self) -> str:
         canonical = {
@@ -90,6 +92,8 @@ class BookingRequest:
             "calendar": self.calendar,
             "calendar_id": self.calendar_id,
             "check_availability": self.check_availability,
+            # Only when set, so the fingerprints of requests without it are those they always had.
+            **({"notify_candidate": True} if self.notify_candidate else {}),
         }
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
@@ -212,6 +216,9 @@ def parse_booking_request(body: Mapping[str, Any], *, now: datetime) -> BookingR
             raise bad_field("calendar_id", "`calendar_id` must be a Graph calendar id.")
     if calendar != INTERVIEWS and calendar not in interviewers + optional:
         raise bad_field("calendar", '`calendar` must be "interviews" or the address of one of the interviewers.')
+    notify = boolean(body, "notify_candidate", False)
+    if notify and candidate is None:
+        raise bad_field("notify_candidate", "`notify_candidate` needs a `candidate` to email.")
     return BookingRequest(
         start=start,
         end=end,
@@ -225,6 +232,7 @@ def parse_booking_request(body: Mapping[str, Any], *, now: datetime) -> BookingR
         calendar=calendar,
         calendar_id=calendar_id,
         check_availability=boolean(body, "check_availability", True),
+        notify_candidate=notify,
     )
 
 
@@ -321,6 +329,9 @@ def continuation_token(after: str | None) -> str | None:
 def cancel_message(body: Mapping[str, Any], query_message: str | None) -> str | None:
     """The message for the attendees, from the JSON body (``{"message": ...}``) or the query string."""
     _unknown(body, frozenset({"message"}))
+    if "message" in body and query_message is not None:
+        # Both given: the body's is the one sent, and the query's is still held to the same rule.
+        _text(query_message, "message", max_length=MAX_BODY_BYTES, multiline=True)
     raw = body.get("message", query_message)
     if raw is not None and isinstance(raw, str) and len(raw.encode("utf-8")) > MAX_BODY_BYTES:
         raise bad_field("message", f"`message` is longer than {MAX_BODY_BYTES // 1024} KiB.")

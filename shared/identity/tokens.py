@@ -18,7 +18,7 @@ cache write never fails the request that made it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -115,16 +115,22 @@ def with_app_token(
 
 
 def with_user_token(
-    deps: Dependencies, user: User, call: Callable[[AccessToken], T], *, token: AccessToken | None = None
+    deps: Dependencies,
+    user: User,
+    call: Callable[[AccessToken], T],
+    *,
+    token: AccessToken | None = None,
+    scopes: Sequence[str] | None = None,
 ) -> T:
     """Run a Graph call with the user's delegated token (``token``: the one the guard already
-    acquired). If Graph refuses it, the refresh token is redeemed once (with Graph's claims challenge)
-    and the call made once more. Raises ReauthRequired (the user marked) when the refresh is refused
-    or Graph refuses the new token too, AdminConsentRequired when the tenant's consent is gone."""
-    first = token if token is not None else user_token(deps, user)
+    acquired; ``scopes``: the delegated scopes the call needs, the calendar's by default). If Graph refuses
+    it, the refresh token is redeemed once (with Graph's claims challenge) and the call made once more.
+    Raises ReauthRequired (the user marked) when the refresh is refused or Graph refuses the new token too,
+    AdminConsentRequired when the tenant's consent is gone."""
+    first = token if token is not None else user_token(deps, user, scopes=scopes)
 
     def renew(refusal: GraphRequestFailed) -> AccessToken:
-        return user_token(deps, user, refused=first, claims_challenge=refusal.claims_challenge)
+        return user_token(deps, user, refused=first, claims_challenge=refusal.claims_challenge, scopes=scopes)
 
     try:
         return call_with_renewal(call, first, renew)
@@ -139,18 +145,24 @@ def with_user_token(
 
 
 def user_token(
-    deps: Dependencies, user: User, *, refused: AccessToken | None = None, claims_challenge: str | None = None
+    deps: Dependencies,
+    user: User,
+    *,
+    refused: AccessToken | None = None,
+    claims_challenge: str | None = None,
+    scopes: Sequence[str] | None = None,
 ) -> AccessToken:
     """A delegated Graph token for the signed-in user (``refused``: the token Graph just refused, so
-    the refresh token is redeemed). A refusal marks the user reauth_required, unless the tenant's
-    consent turns out to be gone: then the tenant is marked and AdminConsentRequired raised."""
+    the refresh token is redeemed; ``scopes``: what the token is for, the calendar's by default). A refusal
+    marks the user reauth_required, unless the tenant's consent turns out to be gone: then the tenant is
+    marked and AdminConsentRequired raised."""
     cache = deps.token_caches.load_cache(user.tenant_id, user.user_id)
     try:
         token = deps.identity.acquire_user_token(
             tenant_id=user.tenant_id,
             user_id=user.user_id,
             serialized_cache=cache,
-            scopes=USER_TOKEN_SCOPES,
+            scopes=list(scopes) if scopes is not None else USER_TOKEN_SCOPES,
             refused=refused.token if refused is not None else None,
             claims_challenge=claims_challenge,
         )

@@ -426,3 +426,33 @@ def test_the_readme_demo_step_by_step_as_written(console: RunningConsole, e2e: S
             assert not step.unused(), (
                 f"README step {step.number} ({step.title}) says {step.unused()} the walk never met"
             )
+
+
+def test_console_switches_email_automation_on_emails_the_candidate_and_shows_the_trail(
+    console: RunningConsole, e2e: Stack, tmp_path: Path
+) -> None:
+    day = _next_weekday(2)
+    with chromium(tmp_path, ca_cert=e2e.cloud.ca_cert) as driver:
+        shots = Shots(driver, "console-email")
+        _admin_sets_up_tenant(driver, e2e, console, shots)
+        _sign_in(driver, e2e, console, RECRUITER)
+        assert _shown(driver, "#automation").get_attribute("data-on") == "false"
+        _shown(driver, "#automation a.button").click()  # the incremental consent for Mail.Send and Mail.Read
+        _wait(driver, lambda d: d.find_element("css selector", "#automation").get_attribute("data-on") == "true")
+        shots.take("automation-on")
+
+        driver.get(f"{console.base_url}/availability?day={day.isoformat()}&tz=America/New_York")
+        _wait(driver, lambda d: _all(d, "#slots button.slot"))
+        _all(driver, "#slots button.slot")[0].click()
+        _shown(driver, "#candidate-name").send_keys("Sam Candidate")
+        _shown(driver, "#candidate-email").send_keys("sam@example.org")
+        _shown(driver, "#notify-candidate").click()
+        _shown(driver, "#book").click()
+        booking_id = _shown(driver, "#booked").get_attribute("data-booking")
+        _text_in(driver, "#email-status", "sent")
+
+        _shown(driver, "#to-booking").click()  # the booking's own page shows its email trail
+        _wait(driver, lambda d: booking_id in d.current_url)
+        _wait(driver, lambda d: _all(d, '#email-trail li[data-direction="sent"]'))
+        assert "Interview confirmed" in _shown(driver, "#email-trail").text
+        shots.take("email-trail")

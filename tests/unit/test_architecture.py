@@ -35,7 +35,7 @@ KERNEL = {
     "shared.worker_cache",
     "shared.health",
 }
-CAPABILITIES = ("identity", "scheduling", "booking", "sync", "cache")
+CAPABILITIES = ("identity", "scheduling", "booking", "sync", "cache", "email")
 # The named modules one capability calls in another; nothing else crosses, and never a private name.
 CROSSINGS = {
     ("scheduling", "shared.identity.guard"),  # the two-token guard: RequestContext, with_user_access
@@ -52,6 +52,7 @@ CROSSINGS = {
     ("cache", "shared.identity.tokens"),  # the app's token for delta and mailbox settings
     ("cache", "shared.sync.subscriptions"),  # ensure_mailbox_subscription: reuse the sync subscription
     ("cache", "shared.sync.intake"),  # encode_messages: the warm-up message for the worker
+    ("email", "shared.identity.tokens"),  # the recruiter's delegated token for Mail.Send and Mail.Read
 }
 
 
@@ -197,3 +198,12 @@ def test_no_assert_statement_in_the_service_code() -> None:
             if isinstance(node, ast.Assert):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found, f"assert statements in the service code: {found}"
+
+
+def test_importing_the_app_loads_no_template_or_calendar_library() -> None:
+    """Candidate email's libraries (Jinja2, nh3, icalendar) load on the first email, never at cold start."""
+    code = "import json, sys; import function_app; print(json.dumps(sorted(sys.modules)))"
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    loaded = [m for m in json.loads(out.stdout) if m.split(".")[0] in ("jinja2", "nh3", "icalendar")]
+    assert loaded == []

@@ -481,3 +481,13 @@ def test_bad_input_names_the_field(overrides: dict[str, Any], field: str) -> Non
     with pytest.raises(InvalidRequest) as refused:
         _request(deps, **overrides)
     assert refused.value.details["field"] == field
+
+
+def test_a_cancellation_message_in_the_query_is_held_to_the_text_rule_even_beside_one_in_the_body() -> None:
+    from shared.booking.request import cancel_message
+    from shared.errors import InvalidRequest
+
+    assert cancel_message({"message": "Filled.\r\nThanks"}, "Also fine") == "Filled.\r\nThanks"
+    with pytest.raises(InvalidRequest) as refused:
+        cancel_message({"message": "Filled."}, "\x84")
+    assert refused.value.details["field"] == "message"

@@ -1,5 +1,5 @@
-"""Microsoft Graph v1.0 for the local cloud: directory, groups, mailbox settings, calendars, events, subscriptions,
-$batch.
+"""Microsoft Graph v1.0 for the local cloud: directory, groups, mailbox settings, calendars, events, mail,
+subscriptions, $batch.
 
 ``routes(world)`` is every Graph route under ``/v1.0`` (with ``middleware()`` around them);
 ``control_routes(world)`` the Graph controls under ``/_control/graph``. The app mounts both.
@@ -23,6 +23,7 @@ def routes(world: World) -> list[BaseRoute]:
         directory,
         events,
         groups,
+        mail,
         mailbox_settings,
         routing,
         subscriptions,
@@ -37,6 +38,7 @@ def routes(world: World) -> list[BaseRoute]:
         *calendars.routes(world),
         *events.routes(world),
         *groups.routes(world),
+        *mail.routes(world),
     ]
     # Last: what no route above takes gets Graph's JSON error (or a case-insensitive second match).
     return [*modelled, *routing.fallback_routes(world, modelled)]

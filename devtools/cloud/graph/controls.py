@@ -20,10 +20,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from devtools.cloud.common import GraphError
-from devtools.cloud.graph import delegation, store, switches
+from devtools.cloud.graph import delegation, mail_store, store, switches
 from devtools.cloud.graph.events import apply_meeting, parse_changes
+from devtools.cloud.graph.mail import message_json
 from devtools.cloud.graph.timezones import parse_datetime_timezone
-from devtools.cloud.state import Attendee, Event, Group, User, World, new_id
+from devtools.cloud.state import Attendee, Event, Group, MailAddress, Message, User, World, new_id
 
 RESPONSES = {"accepted", "tentativelyAccepted", "declined"}
 
@@ -186,6 +187,64 @@ def graph_requests(world: World, *, path: str | None = None, caller: str | None 
 def reset_graph_requests(world: World) -> None:
     """Forget the Graph requests counted so far (``graph_requests`` starts again from zero)."""
     store.reset_request_log(world)
+
+
+# ---- what people do with mail ------------------------------------------------------------------
+def mailbox_messages(world: World, mailbox: str, folder: str | None = None) -> list[Message]:
+    """The messages of a mailbox (one folder: inbox, sentitems, outbox; None: all but the outbox), newest first."""
+    owner = resolve_user(world, mailbox)
+    if folder == "outbox":
+        with world.lock:
+            found = [m for m in world.messages.values() if m.mailbox_id == owner.id and m.folder == "outbox"]
+    else:
+        found = mail_store.folder_messages(world, owner.id, folder)
+    return sorted(found, key=lambda m: (m.received, m.id), reverse=True)
+
+
+def reply_to_message(
+    world: World,
+    message_id: str,
+    *,
+    sender: str | None = None,
+    name: str = "",
+    body: str = "",
+    content_type: str = "text",
+) -> Message:
+    """Someone (by default the message's first recipient, say a candidate) replies to a message: the reply lands
+    in the original sender's Inbox in the same conversation (same conversationId)."""
+    address = MailAddress(sender, name) if sender else None
+    return mail_store.reply(world, message_id, sender=address, body=body, content_type=content_type)
+
+
+def grant_send_as(world: World, mailbox: str, user: str, granted: bool = True) -> None:
+    """Exchange's Send As on ``mailbox`` for ``user`` (Add-RecipientPermission), or its removal."""
+    target, holder = resolve_user(world, mailbox), resolve_user(world, user)
+    with world.lock:
+        if granted:
+            target.send_as.add(holder.id)
+        else:
+            target.send_as.discard(holder.id)
+
+
+def limit_mail(
+    world: World,
+    *,
+    per_minute: int | None = mail_store.DOCUMENTED_PER_MINUTE,
+    recipients_per_day: int | None = mail_store.DOCUMENTED_RECIPIENTS_PER_DAY,
+) -> None:
+    """Enforce Exchange Online's sending limits per mailbox (documented: 30 messages a minute, 10,000
+    recipients a day); both ``None``: off again."""
+    mail_store.set_limits(world, per_minute=per_minute, recipients_per_day=recipients_per_day)
+
+
+def deny_send_as(world: World, *, count: int, mailbox: str | None = None) -> None:
+    """The next ``count`` sendMail requests (from one mailbox, or any) answer 403 ErrorSendAsDenied."""
+    switches.set_send_as_denied(world, count=count, mailbox_id=resolve_user(world, mailbox).id if mailbox else None)
+
+
+def mail_counts(world: World, mailbox: str) -> dict[str, int]:
+    """Messages the mailbox submitted, how many the message rate held back, how many the recipient rate refused."""
+    return mail_store.counts(world, resolve_user(world, mailbox).id)
 
 
 # Failure switches, re-exported so tests need one import.
@@ -391,8 +450,66 @@ def control_routes(world: World) -> list[BaseRoute]:
         reset_graph_requests(world)
         return Response(status_code=204)
 
+    async def list_messages(request: Request, body: dict[str, Any]) -> Response:
+        found = mailbox_messages(world, request.path_params["mailbox"], request.query_params.get("folder"))
+        return JSONResponse(
+            {
+                "value": [
+                    {
+                        **message_json(m),
+                        "folder": m.folder,
+                        "singleValueExtendedProperties": [
+                            {"id": k, "value": v} for k, v in m.extended_properties.items()
+                        ],
+                    }
+                    for m in found
+                ]
+            }
+        )
+
+    async def reply(request: Request, body: dict[str, Any]) -> Response:
+        answer = reply_to_message(
+            world,
+            request.path_params["message"],
+            sender=body.get("from"),
+            name=str(body.get("name") or ""),
+            body=str(body.get("body") or ""),
+            content_type=str(body.get("contentType") or "text"),
+        )
+        return JSONResponse({**message_json(answer), "folder": answer.folder}, status_code=201)
+
+    async def send_as(request: Request, body: dict[str, Any]) -> Response:
+        grant_send_as(world, request.path_params["mailbox"], str(body["user"]), request.method == "PUT")
+        return Response(status_code=204)
+
+    async def mail_limits(request: Request, body: dict[str, Any]) -> Response:
+        if body.get("off"):
+            limit_mail(world, per_minute=None, recipients_per_day=None)
+        else:
+            per_minute = body.get("perMinute", mail_store.DOCUMENTED_PER_MINUTE)
+            per_day = body.get("recipientsPerDay", mail_store.DOCUMENTED_RECIPIENTS_PER_DAY)
+            limit_mail(
+                world,
+                per_minute=None if per_minute is None else int(per_minute),
+                recipients_per_day=None if per_day is None else int(per_day),
+            )
+        return Response(status_code=204)
+
+    async def send_as_denials(request: Request, body: dict[str, Any]) -> Response:
+        deny_send_as(world, count=int(body.get("count", 1)), mailbox=body.get("mailbox"))
+        return Response(status_code=204)
+
+    async def mail_count(request: Request, body: dict[str, Any]) -> Response:
+        return JSONResponse(mail_counts(world, request.path_params["mailbox"]))
+
     prefix = "/_control/graph"
     return [
+        Route(prefix + "/mailboxes/{mailbox}/messages", wrap(list_messages), methods=["GET"]),
+        Route(prefix + "/mailboxes/{mailbox}/mail-counts", wrap(mail_count), methods=["GET"]),
+        Route(prefix + "/mailboxes/{mailbox}/send-as", wrap(send_as), methods=["PUT", "DELETE"]),
+        Route(prefix + "/messages/{message}/reply", wrap(reply), methods=["POST"]),
+        Route(prefix + "/switches/mail-limits", wrap(mail_limits), methods=["POST"]),
+        Route(prefix + "/switches/send-as-denied", wrap(send_as_denials), methods=["POST"]),
         Route(prefix + "/mailboxes/{mailbox}/events", wrap(list_mailbox_events), methods=["GET"]),
         Route(prefix + "/mailboxes/{mailbox}/events", wrap(create), methods=["POST"]),
         Route(prefix + "/events/{event}", wrap(patch), methods=["PATCH"]),

@@ -37,7 +37,7 @@ PROVIDERS = {"unknown", "teamsForBusiness", "skypeForBusiness", "skypeForConsume
 DEFAULT_PAGE = 10
 # v1.0 singlevaluelegacyextendedproperty-get.md: "Get resource instances filtered by a single-value extended
 # property": $filter=singleValueExtendedProperties/Any(ep: ep/id eq '{id_value}' and ep/value eq '{property_value}').
-_PROPERTY_FILTER = re.compile(
+PROPERTY_FILTER = re.compile(
     r"singleValueExtendedProperties/Any\(\s*(?P<v>[A-Za-z]\w*)\s*:\s*(?P=v)/id\s+eq\s+'(?P<id>(?:[^']|'')*)'"
     r"\s+and\s+(?P=v)/value\s+eq\s+'(?P<value>(?:[^']|'')*)'\s*\)",
     re.IGNORECASE,
@@ -285,25 +285,34 @@ def _event_body(ctx: GraphContext, owner: User, inst: Instance, *, entity: bool 
     if entity:
         body["@odata.context"] = odata.context_url(ctx.request, f"users('{owner.id}')/events/$entity")
     body.update(event_json(ctx.world, inst, base_url=OUTLOOK_WEB, tz_name=ctx.prefer_tz))
-    expand = ctx.request.query_params.get("$expand")
-    if expand:
-        match = _EXPAND.match(expand.strip())
-        if match is None:
-            raise GraphError(
-                400,
-                "BadRequest",
-                f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'.",
-            )
-        wanted: set[str] | None = None
-        if match.group("filter"):
-            props = [{"id": pid} for pid in inst.event.extended_properties]
-            predicate = odata.compile_filter(match.group("filter"), odata.property_getter())
-            wanted = {p["id"].lower() for p in props if predicate(p)}
-        body["singleValueExtendedProperties"] = extended_properties_json(inst.event, wanted)
+    expanded = expand_extended_properties(ctx, inst.event.extended_properties)
+    expand = expanded is not None
+    if expanded is not None:
+        body["singleValueExtendedProperties"] = expanded
     fields = odata.select_fields(ctx.request)
     if fields is not None:
         body = odata.apply_select(body, fields + (["singleValueExtendedProperties"] if expand else []), keep=("id",))
     return body
+
+
+def expand_extended_properties(ctx: GraphContext, properties: dict[str, str]) -> list[dict[str, str]] | None:
+    """``$expand=singleValueExtendedProperties($filter=id eq '...')`` of an item's properties; None when not asked."""
+    expand = ctx.request.query_params.get("$expand")
+    if not expand:
+        return None
+    match = _EXPAND.match(expand.strip())
+    if match is None:
+        raise GraphError(
+            400,
+            "BadRequest",
+            f"Parsing OData Select and Expand failed: Could not find a property named '{expand}'.",
+        )
+    wanted: set[str] | None = None
+    if match.group("filter"):
+        props = [{"id": pid} for pid in properties]
+        predicate = odata.compile_filter(match.group("filter"), odata.property_getter())
+        wanted = {p["id"].lower() for p in props if predicate(p)}
+    return extended_properties_json(properties, wanted)
 
 
 def _target(ctx: GraphContext, access: str) -> tuple[User, str | None]:
@@ -357,7 +366,7 @@ async def list_events(ctx: GraphContext) -> Response:
             key=lambda e: (e.created, e.id),
         )
     raw_filter = ctx.request.query_params.get("$filter")
-    by_property = _PROPERTY_FILTER.fullmatch(raw_filter.strip()) if raw_filter else None
+    by_property = PROPERTY_FILTER.fullmatch(raw_filter.strip()) if raw_filter else None
     if by_property is not None:
         prop_id = by_property.group("id").replace("''", "'").lower()
         value = by_property.group("value").replace("''", "'")

@@ -233,6 +233,12 @@ class GraphContext:
             if not (self.scopes & shared) or not shares:
                 raise access_denied()
 
+        self.enter(user)
+        return user
+
+    def enter(self, user: User) -> None:
+        """What every request that reaches a mailbox meets once its permissions are checked: the application
+        access policy, an on-premises mailbox, the mailbox's throttle and fault switches, and a concurrency slot."""
         with self.world.lock:
             blocked = user.id in self.world.switches.access_policy_blocked
             on_premises = user.mailbox_on_premises
@@ -248,7 +254,6 @@ class GraphContext:
         if status is not None:
             raise fault(status)
         self._take_slot(user.id)
-        return user
 
     def _take_slot(self, mailbox_id: str) -> None:
         key = (self.caller.client_id, mailbox_id)

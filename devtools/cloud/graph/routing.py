@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -70,8 +70,19 @@ def canonical_query_string(raw: bytes) -> bytes:
     return b"&".join(parts)
 
 
+def path_keeping_encoded_slashes(raw_path: bytes) -> str:
+    """The decoded path, except that a slash sent encoded (%2F) stays ``%2F`` inside its segment.
+
+    ASGI servers decode %2F into "/", which would split ``/users/a%2Fb@contoso.example`` into two segments;
+    an address may hold "/" in its local part. ``World.find_user`` reads ``%2F`` back as "/".
+    """
+    segments = raw_path.decode("latin-1").split("/")
+    return "/".join(unquote(segment).replace("/", "%2F") for segment in segments)
+
+
 class CanonicalQuery:
-    """ASGI middleware: Graph requests reach their routes with canonical query option names."""
+    """ASGI middleware: Graph requests reach their routes with canonical query option names, and with a slash
+    sent encoded kept inside its path segment."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -82,6 +93,9 @@ class CanonicalQuery:
             fixed = canonical_query_string(raw)
             if fixed != raw:
                 scope = {**scope, "query_string": fixed}
+            raw_path = scope.get("raw_path") or b""
+            if b"%2f" in raw_path.lower():
+                scope = {**scope, "path": path_keeping_encoded_slashes(raw_path)}
         await self.app(scope, receive, send)
 
 

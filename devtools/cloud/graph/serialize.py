@@ -181,10 +181,10 @@ def event_json(world: World, inst: Instance, *, base_url: str, tz_name: str | No
     return body
 
 
-def extended_properties_json(event: Event, wanted: set[str] | None) -> list[dict[str, str]]:
+def extended_properties_json(properties: dict[str, str], wanted: set[str] | None) -> list[dict[str, str]]:
     """singleValueExtendedProperties, optionally only those whose id is in ``wanted`` (case-insensitive)."""
     chosen = []
-    for prop_id, value in event.extended_properties.items():
+    for prop_id, value in properties.items():
         if wanted is None or prop_id.lower() in wanted:
             chosen.append({"id": prop_id, "value": value})
     return chosen

@@ -7,6 +7,9 @@ only writers and readers on the Graph side, so their shapes stay in one place:
 - ``faults``: ``{mailbox user id or "*": {"remaining": N, "status": 5xx}}``
 - ``lost_answers``: ``{"*": {"remaining": N, "status": 5xx}}``, counted only by POSTs that succeeded: the
   write happens, the caller gets the 5xx (a gateway timeout after the write, as clients see it)
+- ``send_as_denied``: ``{mailbox user id or "*": {"remaining": N}}``, counted by sendMail requests that
+  reach that mailbox: they answer 403 ``ErrorSendAsDenied`` (graph/mail.py)
+- ``mail_limits``: ``{"per_minute": N, "recipients_per_day": N}`` (graph/mail_store.py), empty: off
 - ``meeting_drops``: ``{mailbox user id or "*": {"remaining": N, "delete": 0 | 1}}``, counted only by
   PATCHes that move an event (change its start or end) that has an online meeting
 
@@ -94,7 +97,8 @@ def set_mailbox_concurrency(world: World, enforce: bool) -> None:
 
 
 def clear(world: World) -> None:
-    """Throttling, faults, meeting drops, latency and access policies off; the concurrency limit back on."""
+    """Throttling, faults, meeting drops, latency, access policies, send-as denials and mail limits off; the
+    concurrency limit back on."""
     with world.lock:
         world.switches.throttle.clear()
         world.switches.faults.clear()
@@ -103,6 +107,8 @@ def clear(world: World) -> None:
         world.switches.latency_seconds = 0.0
         world.switches.access_policy_blocked.clear()
         world.switches.enforce_mailbox_concurrency = True
+        world.switches.send_as_denied.clear()
+        world.switches.mail_limits = {}
 
 
 def _arm(table: dict[str, dict[str, float]], mailbox_id: str | None, count: int, entry: dict[str, float]) -> None:
@@ -151,3 +157,17 @@ def take_fault(world: World, mailbox_id: str | None) -> int | None:
     with world.lock:
         entry = _take(world.switches.faults, mailbox_id or ANY_MAILBOX)
     return None if entry is None else int(entry["status"])
+
+
+def set_send_as_denied(world: World, *, count: int, mailbox_id: str | None = None) -> None:
+    """The next ``count`` sendMail requests (from ``mailbox_id``, or from any mailbox) answer 403 ErrorSendAsDenied."""
+    if count < 0:
+        raise ValueError("count must not be negative")
+    with world.lock:
+        _arm(world.switches.send_as_denied, mailbox_id, count, {})
+
+
+def take_send_as_denied(world: World, mailbox_id: str) -> bool:
+    with world.lock:
+        entry = _take(world.switches.send_as_denied, mailbox_id) or _take(world.switches.send_as_denied, ANY_MAILBOX)
+    return entry is not None

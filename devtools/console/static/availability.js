@@ -160,6 +160,7 @@
       location: null,
       calendar: $("calendar").value,
       check_availability: true,
+      notify_candidate: $("notify-candidate").checked,
     };
     $("book").disabled = true;
     fill(errors, el("p", { class: "muted" }, "Booking…"));
@@ -170,6 +171,7 @@
       fill($("booking-result"), el("div", { class: "notice", id: "booked", "data-booking": data.id, "data-event": data.event_id || "" },
         el("strong", {}, "Booked. "), `${data.subject || body.subject}, ${whenText(zone, Date.parse(data.start), Date.parse(data.end))} `,
         el("span", { class: `badge ${data.status}` }, data.status),
+        data.email ? el("p", { id: "email-status" }, `Email to the candidate: ${data.email.status}${data.email.error ? ` (${data.email.error})` : ""}`) : null,
         data.join_url ? el("p", {}, "Teams: ", el("a", { id: "join-url", href: data.join_url, target: "_blank", rel: "noopener" }, data.join_url)) : null,
         (data.warnings || []).length ? el("ul", {}, data.warnings.map((w) => el("li", {}, typeof w === "string" ? w : (w.message || w.code)))) : null,
         el("p", {}, el("a", { href: `/bookings/${encodeURIComponent(data.id)}`, id: "to-booking" }, "Open the booking"), " · ",

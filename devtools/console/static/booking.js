@@ -63,6 +63,29 @@
       actor, " ", ACTIONS[entry.action] || entry.action.replace(/_/g, " "), entry.detail ? `: ${entry.detail}` : "");
   }
 
+  // The email trail (what was sent for this booking, the candidate's replies): read when the page opens,
+  // after a move or a cancellation and on Refresh; it reads the recruiter's mailbox, so not on every poll.
+  let trailShown = false;
+  async function loadTrail() {
+    if (!booking || !booking.notify_candidate) return;
+    $("emails-card").hidden = false;
+    try {
+      const { data } = await api("GET", `bookings/${encodeURIComponent(id)}/emails`);
+      const items = data.emails || [];
+      fill($("email-trail"), items.length ? items.map((m) =>
+        el("li", { "data-direction": m.direction },
+          el("span", { class: `badge ${m.direction}` }, m.direction === "received" ? "reply" : m.direction), " ",
+          m.at ? el("span", { class: "muted" }, `${dateTimeIn(zone, Date.parse(m.at))} ${zoneName(zone, Date.parse(m.at))} `) : null,
+          el("strong", {}, m.subject || m.template || ""),
+          m.from ? el("span", { class: "muted", title: m.from }, ` from ${m.from}`) : null,
+          m.preview ? el("div", { class: "muted" }, m.preview) : null,
+          m.error ? el("div", { class: "muted" }, m.error) : null)) : el("li", { class: "muted" }, "No email yet."));
+    } catch (err) {
+      showError($("email-trail"), err);
+    }
+  }
+  $("emails-refresh").addEventListener("click", loadTrail);
+
   function draw() {
     const b = booking;
     $("booking-card").hidden = false;
@@ -91,6 +114,10 @@
       $("move-day").value = `${start.getFullYear()}-${String(start.getMonth() + 1).padStart(2, "0")}-${String(start.getDate()).padStart(2, "0")}`;
     }
     $("move-zone").textContent = `Times in this browser's time zone, ${zone}.`;
+    if (!trailShown && b.notify_candidate) {
+      trailShown = true;
+      loadTrail();
+    }
   }
 
   // Moving: the interviewers' day as a grid (the interview's own time shows busy), then a new time.
@@ -136,6 +163,7 @@
       fill($("move-status"), el("div", { class: "notice", id: "moved" }, `Moved to ${whenText(zone, Date.parse(booking.start), Date.parse(booking.end))}. The attendees get the new time.`));
       $("move-result").hidden = true;
       draw();
+      loadTrail();
     } catch (err) {
       showError($("move-status"), err);
     } finally {
@@ -152,6 +180,7 @@
       await api("DELETE", `bookings/${encodeURIComponent(id)}`, { message: message || null }, etag ? { "If-Match": etag } : {});
       fill($("notice"), el("div", { class: "notice", id: "cancelled" }, "Cancelled. The attendees get the cancellation with your message."));
       await load();
+      loadTrail();
     } catch (err) {
       showError($("status"), err);
     } finally {

@@ -53,9 +53,10 @@ const Console = (() => {
   let configPromise = null;
   const config = () => (configPromise ||= fetch("/app/config").then((r) => r.json()));
 
-  const signinUrl = (hint) => {
+  const signinUrl = (hint, features) => {
     const params = new URLSearchParams({ return_to: `${location.origin}${location.pathname}`, prompt: "select_account" });
     if (hint) params.set("login_hint", hint);
+    if (features) params.set("features", features);
     return `/api/auth/login?${params}`;
   };
 

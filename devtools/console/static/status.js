@@ -51,6 +51,10 @@
     el("p", { class: "muted" }, `Session until ${new Date(me.session_expires_at).toLocaleString()}. Office 365 grant: `,
       el("span", { class: `badge ${me.token_health.status}`, id: "token-health" }, me.token_health.status)),
     me.token_health.login_url ? el("p", {}, el("a", { class: "button", href: signinUrl(me.user.username) }, "Sign in again")) : null,
+    (me.features || []).includes("automation")
+      ? el("p", { id: "automation", "data-on": "true" }, "Email automation is on: the service may send interview emails from your mailbox.")
+      : el("p", { id: "automation", "data-on": "false" }, el("a", { class: "button", href: signinUrl(me.user.username, "automation") }, "Switch on email automation"),
+        el("span", { class: "muted" }, " (asks Office 365 for Mail.Send and Mail.Read: sending as you, and reading back only what the service sent and the replies)")),
   );
 
   const consent = me.tenant.consent;

@@ -17,6 +17,10 @@ Tables (each name prefixed with ``Settings.table_prefix``) and their keys:
     flows              PK flow kind          RK sha256(state) hex               used state until expiry; no raw state
     sessions           PK session hash       RK "session"
     sessionsbyuser     PK "{tenant}|{user}"  RK session hash                    index for delete_user_sessions
+    emailtemplates     PK tenant id          RK template name                   subject and HTML an admin saved
+    emails             PK tenant id          RK "{booking}.{template}.{revision}"  the message ledger (one per key)
+    emailsdue          PK "due"              RK "{tenant}|{key}"                index: messages not yet sent or failed
+    emailpacing        PK tenant id          RK user id                         a recruiter's recent sends (JSON)
 
 One tenant's data shares a partition key, so per-tenant lists are single-partition
 queries. Tenants get a partition each rather than one fixed partition: listing them is a
@@ -60,6 +64,9 @@ from shared.adapters.tables._base import (
 )
 from shared.adapters.tables.bookings import TableBookingStore
 from shared.adapters.tables.busy import TableBusyCacheStore
+from shared.adapters.tables.email_pacing import TablePacingStore
+from shared.adapters.tables.email_templates import TableTemplateStore
+from shared.adapters.tables.emails import TableEmailLedger
 from shared.adapters.tables.flows import TableFlowStore
 from shared.adapters.tables.sessions import TableSessionStore
 from shared.adapters.tables.storage import TableStorage
@@ -87,10 +94,13 @@ __all__ = [
     "RecordTooLarge",
     "TableBookingStore",
     "TableBusyCacheStore",
+    "TableEmailLedger",
     "TableFlowStore",
+    "TablePacingStore",
     "TableSessionStore",
     "TableStorage",
     "TableSubscriptionStore",
+    "TableTemplateStore",
     "TableTenantStore",
     "TableTokenCacheStore",
     "TableUserStore",

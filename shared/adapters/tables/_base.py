@@ -36,6 +36,10 @@ BUSY_CACHE = "busycache"
 FLOWS = "flows"
 SESSIONS = "sessions"
 SESSIONS_BY_USER = "sessionsbyuser"
+EMAIL_TEMPLATES = "emailtemplates"
+EMAILS = "emails"
+EMAILS_DUE = "emailsdue"
+EMAIL_PACING = "emailpacing"
 _LONGEST_TABLE = max(
     len(t)
     for t in (
@@ -52,6 +56,10 @@ _LONGEST_TABLE = max(
         FLOWS,
         SESSIONS,
         SESSIONS_BY_USER,
+        EMAIL_TEMPLATES,
+        EMAILS,
+        EMAILS_DUE,
+        EMAIL_PACING,
     )
 )
 

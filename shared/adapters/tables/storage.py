@@ -34,6 +34,9 @@ from shared.adapters.tables._base import (
 )
 from shared.adapters.tables.bookings import TableBookingStore
 from shared.adapters.tables.busy import TableBusyCacheStore
+from shared.adapters.tables.email_pacing import TablePacingStore
+from shared.adapters.tables.email_templates import TableTemplateStore
+from shared.adapters.tables.emails import TableEmailLedger
 from shared.adapters.tables.flows import TableFlowStore
 from shared.adapters.tables.sessions import TableSessionStore
 from shared.adapters.tables.subscriptions import TableSubscriptionStore
@@ -120,6 +123,9 @@ class TableStorage:
         self.bookings = TableBookingStore(self)
         self.subscriptions = TableSubscriptionStore(self, cipher=cipher)
         self.busy = TableBusyCacheStore(self, cipher=cipher)
+        self.email_templates = TableTemplateStore(self)
+        self.emails = TableEmailLedger(self)
+        self.email_pacing = TablePacingStore(self)
 
     @classmethod
     def from_settings(
