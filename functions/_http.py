@@ -17,6 +17,7 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 import azure.functions as func
+import orjson
 
 from shared import errors
 
@@ -160,9 +161,14 @@ def status_for(error: errors.ServiceError) -> int:
     return 500
 
 
+# orjson writes what json.dumps(separators=(",", ":"), default=str) would, several times faster (an answer for
+# 200 interviewers is half a megabyte); datetimes and dataclasses go through ``str`` as they did there.
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
-        json.dumps(body, separators=(",", ":"), default=str),
+        orjson.dumps(body, default=str, option=_JSON_OPTIONS),
         status_code=status,
         mimetype="application/json",
         charset="utf-8",

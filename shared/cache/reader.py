@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -40,9 +41,28 @@ class WarmSchedule:
 
 @dataclass(frozen=True)
 class _Entry:
+    """What a worker remembers of a person: their blocks as the schedule's busy blocks, in order of start
+    (``starts`` beside them), so a query takes its window with two bisections instead of a scan."""
+
     record: CachedPerson | None
-    blocks: tuple[CachedBlock, ...] = ()
+    busy: tuple[BusyBlock, ...] = ()
+    starts: tuple[datetime, ...] = ()
+    longest: timedelta = timedelta(0)
     hours: MailboxHours | None = None
+
+    @classmethod
+    def of(cls, record: CachedPerson, blocks: Sequence[CachedBlock], hours: MailboxHours | None) -> _Entry:
+        busy = tuple(
+            BusyBlock(start=b.start, end=b.end, status=b.status) for b in sorted(blocks, key=lambda b: (b.start, b.end))
+        )
+        longest = max((b.end - b.start for b in busy), default=timedelta(0))
+        return cls(record, busy, tuple(b.start for b in busy), longest, hours)
+
+    def busy_within(self, start: datetime, end: datetime) -> tuple[BusyBlock, ...]:
+        """The blocks that overlap [start, end), in order of start."""
+        first = bisect_left(self.starts, start - self.longest)
+        last = bisect_left(self.starts, end)
+        return tuple(b for b in self.busy[first:last] if b.end > start)
 
 
 @dataclass
@@ -137,7 +157,7 @@ def _load(deps: Dependencies, tenant_id: str, person: str, lo: datetime, hi: dat
             hours = deps.graph.mailbox_hours_from(record.hours.source)
         except ValueError:
             logger.warning("Kept working hours of a person of tenant %s could not be read", tenant_id)
-    return _Entry(record, blocks, hours)
+    return _Entry.of(record, blocks, hours)
 
 
 def _warm(entry: _Entry, now: datetime, freshness: timedelta, start: datetime, end: datetime) -> WarmSchedule | None:
@@ -152,10 +172,10 @@ def _warm(entry: _Entry, now: datetime, freshness: timedelta, start: datetime, e
         return None  # too old: never used, whatever it holds
     if start < record.window_start or end > record.window_end:
         return None
-    busy = tuple(
-        BusyBlock(start=b.start, end=b.end, status=b.status) for b in entry.blocks if b.start < end and b.end > start
-    )
     schedule = Schedule(
-        email=record.person, mailbox_time_zone=hours.time_zone, working_hours=hours.working_hours, busy=busy
+        email=record.person,
+        mailbox_time_zone=hours.time_zone,
+        working_hours=hours.working_hours,
+        busy=entry.busy_within(start, end),
     )
     return WarmSchedule(schedule=schedule, as_of=record.synced_at)
