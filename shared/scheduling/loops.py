@@ -36,10 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, tzinfo
 
-from shared.scheduling.slots import (
-    ONE_DAY,
+from shared.scheduling.slots.engine import Engine, at_cap
+from shared.scheduling.slots.explanations import explain
+from shared.scheduling.slots.grid import ONE_DAY, bit_positions
+from shared.scheduling.slots.values import (
     SUGGESTION_ORDER,
-    Engine,
     Explanation,
     Load,
     Panel,
@@ -49,9 +50,6 @@ from shared.scheduling.slots import (
     SlotRules,
     Suggestion,
     SuggestionKind,
-    at_cap,
-    bit_positions,
-    explain,
 )
 from shared.text import counted
 
