@@ -116,6 +116,14 @@ def claims_challenge(header: str) -> str | None:
     return decoded if isinstance(value, dict) else None
 
 
+def unreadable_answer(what: str, err: Exception) -> GraphRequestFailed:
+    """The error for a successful answer that holds ``what`` ("an event", "a message") in a shape this
+    adapter cannot read: raise it ``from err``."""
+    return GraphRequestFailed(
+        f"Microsoft Graph answered {what} that could not be read ({type(err).__name__}).", status=200, reason="other"
+    )
+
+
 class TimedOut(UpstreamUnavailable):
     """Graph did not answer in time, or the caller's deadline passed before it could."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from shared.models import FreeBusyStatus, ScheduleStatus, WorkingHours
@@ -28,6 +28,25 @@ _MAX_BUSY_PERIODS_IN_SUMMARY = 2
 
 
 # ---- explanations ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Asked:
+    """One search that found no slot, as its explanation looks at it."""
+
+    engine: Engine
+    panel: Panel
+    people: Mapping[str, Person]
+    start: datetime
+    end: datetime
+    rules: SlotRules
+    session: int | None
+
+    def clip(self, a: datetime, b: datetime) -> tuple[datetime, datetime] | None:
+        """``[a, b)`` cut to the window, in the answer's zone; None when nothing of it is inside."""
+        lo, hi = max(a, self.start), min(b, self.end)
+        zone = self.rules.time_zone
+        return (lo.astimezone(zone), hi.astimezone(zone)) if hi > lo else None
+
+
 def explain(
     engine: Engine,
     panel: Panel,
@@ -40,8 +59,9 @@ def explain(
     session: int | None = None,
 ) -> Explanation:
     """Why ``panel`` has no slot in the window, and which single changes would give one."""
-    reasons = _reasons(engine, panel, people, start, end, rules, session)
-    suggestions = _suggestions(engine, panel, people, start, end, rules, horizon_end, session)
+    asked = _Asked(engine, panel, people, start, end, rules, session)
+    reasons = _reasons(asked)
+    suggestions = _suggestions(asked, horizon_end)
     return Explanation(
         _summary(rules.duration, start, end, rules.time_zone, reasons, suggestions), reasons, suggestions
     )
@@ -51,37 +71,24 @@ def _fmt(value: datetime, zone: tzinfo) -> str:
     return value.astimezone(zone).strftime("%a %Y-%m-%d %H:%M")
 
 
-def _clip(a: datetime, b: datetime, start: datetime, end: datetime, zone: tzinfo) -> tuple[datetime, datetime] | None:
-    lo, hi = max(a, start), min(b, end)
-    return (lo.astimezone(zone), hi.astimezone(zone)) if hi > lo else None
-
-
-def _reasons(
-    engine: Engine,
-    panel: Panel,
-    people: Mapping[str, Person],
-    start: datetime,
-    end: datetime,
-    rules: SlotRules,
-    session: int | None,
-) -> tuple[Reason, ...]:
+def _reasons(asked: _Asked) -> tuple[Reason, ...]:
+    engine, panel, rules, session = asked.engine, asked.panel, asked.rules, asked.session
     zone = rules.time_zone
     duration = rules.duration
     cand = engine.candidates_mask(duration)
     if not cand:
         minutes = int(duration.total_seconds() // 60)
-        detail = f"no {minutes}-minute slot on the grid fits between {_fmt(start, zone)} and {_fmt(end, zone)}"
+        window = f"{_fmt(asked.start, zone)} and {_fmt(asked.end, zone)}"
+        detail = f"no {minutes}-minute slot on the grid fits between {window}"
         return (Reason(ReasonKind.WINDOW_TOO_SHORT, detail=detail, session=session),)
     out: list[Reason] = []
     if rules.not_before is not None and engine.notice & cand != cand:
-        period = _clip(start, rules.not_before, start, end, zone)
+        period = asked.clip(asked.start, rules.not_before)
         detail = f"the minimum notice excludes slots before {_fmt(rules.not_before, zone)}"
         out.append(Reason(ReasonKind.NOTICE, periods=(period,) if period else (), detail=detail, session=session))
-    blocking = blocking_statuses(rules.tentative_is_busy)
     alone_ok = True
     for name in panel.required:
-        person_reasons = _person_reasons(engine, name, people.get(name), start, end, rules, blocking, cand)
-        for reason in person_reasons:
+        for reason in _person_reasons(asked, name, cand):
             out.append(replace(reason, session=session))
         if not engine.ok_mask(name, duration) & cand:
             alone_ok = False
@@ -90,7 +97,7 @@ def _reasons(
         required &= engine.ok_mask(name, duration)
     for pool in panel.pools:
         for member in pool.members:
-            person = people.get(member)
+            person = asked.people.get(member)
             if person is None or person.schedule.status is not ScheduleStatus.OK:
                 out.append(
                     Reason(ReasonKind.UNREADABLE, member, pool.name, detail=_unreadable(person), session=session)
@@ -129,59 +136,51 @@ def _unreadable(person: Person | None) -> str:
     return person.schedule.reason or "unreadable"
 
 
-def _person_reasons(
-    engine: Engine,
-    name: str,
-    person: Person | None,
-    start: datetime,
-    end: datetime,
-    rules: SlotRules,
-    blocking: frozenset[FreeBusyStatus],
-    cand: int,
-) -> list[Reason]:
-    """Why ``name`` alone misses some of the window's starts: unreadable, busy, outside working hours,
-    or at a cap."""
+def _person_reasons(asked: _Asked, name: str, cand: int) -> list[Reason]:
+    """Why ``name`` alone misses some of the window's starts (``cand``): unreadable, busy, outside
+    working hours, or at a cap."""
+    engine, rules = asked.engine, asked.rules
+    person = asked.people.get(name)
     cells = engine.cells.get(name)
     if person is None or person.schedule.status is not ScheduleStatus.OK or cells is None:
         return [Reason(ReasonKind.UNREADABLE, name, detail=_unreadable(person))]
-    zone = rules.time_zone
     out: list[Reason] = []
     span = engine.durations[rules.duration] // engine.g
     around = (engine.before + engine.after) // engine.g + span
     if (runs(cells.free, around) << (engine.before // engine.g)) & cand != cand:
-        out.append(_busy_reason(name, person, start, end, zone, blocking))
+        out.append(_busy_reason(asked, name, person))
     hours = person.schedule.working_hours
     if rules.working_hours and hours is not None and runs(engine.work[cells.work_key], span) & cand != cand:
-        out.append(_working_hours_reason(name, hours, start, end, zone))
+        out.append(_working_hours_reason(asked, name, hours))
     if cells.allowed & cand != cand:
-        out.extend(_cap_reasons(name, person, start, end, rules))
+        out.extend(_cap_reasons(asked, name, person))
     return out
 
 
-def _busy_reason(
-    name: str, person: Person, start: datetime, end: datetime, zone: tzinfo, blocking: frozenset[FreeBusyStatus]
-) -> Reason:
+def _busy_reason(asked: _Asked, name: str, person: Person) -> Reason:
     """The person's blocking events inside the window, merged where they touch."""
+    blocking = blocking_statuses(asked.rules.tentative_is_busy)
     periods: list[tuple[datetime, datetime]] = []
     for block in sorted(person.schedule.busy, key=lambda b: b.start):
         if block.status in blocking:
-            clipped = _clip(block.start, block.end, start, end, zone)
+            clipped = asked.clip(block.start, block.end)
             if clipped and periods and clipped[0] <= periods[-1][1]:
                 periods[-1] = (periods[-1][0], max(periods[-1][1], clipped[1]))
             elif clipped:
                 periods.append(clipped)
     if not periods:  # only the buffers reach an event just outside the window
         return Reason(ReasonKind.BUSY, name, detail="busy right around the window (buffers)")
+    zone = asked.rules.time_zone
     shown = ", ".join(f"{_fmt(a, zone)}-{b.strftime('%H:%M')}" for a, b in periods[:_MAX_BUSY_PERIODS_IN_SUMMARY])
     more = f" and {len(periods) - _MAX_BUSY_PERIODS_IN_SUMMARY} more" if len(periods) > 2 else ""
     return Reason(ReasonKind.BUSY, name, periods=tuple(periods), detail=f"busy {shown}{more}")
 
 
-def _working_hours_reason(name: str, hours: WorkingHours, start: datetime, end: datetime, zone: tzinfo) -> Reason:
+def _working_hours_reason(asked: _Asked, name: str, hours: WorkingHours) -> Reason:
     """The person's working time inside the window, and their working hours in words."""
     periods = []
-    for a, b in working_intervals(hours, start.timestamp(), end.timestamp()):
-        clipped = _clip(datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC), start, end, zone)
+    for a, b in working_intervals(hours, asked.start.timestamp(), asked.end.timestamp()):
+        clipped = asked.clip(datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
         if clipped:
             periods.append(clipped)
     days = day_ranges(hours.days)
@@ -191,12 +190,13 @@ def _working_hours_reason(name: str, hours: WorkingHours, start: datetime, end: 
     return Reason(ReasonKind.OUTSIDE_WORKING_HOURS, name, periods=tuple(periods), detail=detail)
 
 
-def _cap_reasons(name: str, person: Person, start: datetime, end: datetime, rules: SlotRules) -> list[Reason]:
+def _cap_reasons(asked: _Asked, name: str, person: Person) -> list[Reason]:
     """The local days and ISO weeks inside the window in which the person's caps are reached."""
+    rules = asked.rules
     day_periods: list[tuple[datetime, datetime]] = []
     week_periods: list[tuple[datetime, datetime]] = []
     for kind, first, until in capped_periods(person, rules):
-        clipped = _clip(first, until, start, end, rules.time_zone)
+        clipped = asked.clip(first, until)
         if clipped is not None:
             (day_periods if kind is ReasonKind.DAY_CAP else week_periods).append(clipped)
     out: list[Reason] = []
@@ -210,17 +210,9 @@ def _cap_reasons(name: str, person: Person, start: datetime, end: datetime, rule
     return out
 
 
-def _suggestions(
-    engine: Engine,
-    panel: Panel,
-    people: Mapping[str, Person],
-    start: datetime,
-    end: datetime,
-    rules: SlotRules,
-    horizon_end: datetime | None,
-    session: int | None,
-) -> tuple[Suggestion, ...]:
-    duration = rules.duration
+def _suggestions(asked: _Asked, horizon_end: datetime | None) -> tuple[Suggestion, ...]:
+    panel, people, rules, session = asked.panel, asked.people, asked.rules, asked.session
+    start, end, duration = asked.start, asked.end, rules.duration
 
     def rerun(changed: SlotRules, until: datetime = end) -> list[datetime]:
         # Start instants only: a relaxed rule can open the whole window, and who is free in each
@@ -229,7 +221,7 @@ def _suggestions(
         return [datetime.fromtimestamp(s, UTC) for s in found]
 
     out = [
-        *_panel_suggestions(engine, panel, duration, session),
+        *_panel_suggestions(asked.engine, panel, duration, session),
         *_rule_suggestions(rerun, panel, people, rules, session),
     ]
     if rules.not_before is not None and rules.not_before > start:
