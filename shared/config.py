@@ -137,74 +137,48 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-
-        def opt(name: str, default: str) -> str:
-            value = env.get(name, "").strip()
-            return value or default
-
-        def num(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigurationError(f"Setting {name} must be a number, got {raw!r}.") from None
-            if value <= 0:
-                raise ConfigurationError(f"Setting {name} must be positive.")
-            return value
-
-        queue_uri = env.get("AzureWebJobsStorage__queueServiceUri", "").strip() or None
-        table_uri = env.get("AzureWebJobsStorage__tableServiceUri", "").strip() or None
-        connection = env.get("AzureWebJobsStorage", "").strip()
-        if not connection and not (queue_uri or table_uri):
-            connection = DEFAULT_STORAGE
-        if not connection and not (queue_uri and table_uri):
-            missing = "AzureWebJobsStorage__tableServiceUri" if queue_uri else "AzureWebJobsStorage__queueServiceUri"
-            raise ConfigurationError(
-                f"Identity-based storage needs both service URIs: set {missing} too.", setting=missing
-            )
+        """The settings from ``environ`` (default: the process environment). Raises ConfigurationError
+        naming the setting that is malformed."""
+        env = _Environment(os.environ if environ is None else environ)
+        connection, queue_uri, table_uri = _storage_location(env)
         return cls(
             storage_connection=connection,
-            storage_credential=env.get("AzureWebJobsStorage__credential", "").strip() or None,
-            storage_client_id=env.get("AzureWebJobsStorage__clientId", "").strip() or None,
+            storage_credential=env.get("AzureWebJobsStorage__credential"),
+            storage_client_id=env.get("AzureWebJobsStorage__clientId"),
             storage_queue_uri=queue_uri,
             storage_table_uri=table_uri,
-            authority_host=opt("AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST).rstrip("/"),
-            graph_base_url=opt("GRAPH_BASE_URL", DEFAULT_GRAPH_BASE_URL).rstrip("/"),
-            client_id=env.get("CLIENT_ID", "").strip() or None,
-            client_secret=env.get("CLIENT_SECRET", "").strip() or None,
-            public_base_url=opt("PUBLIC_BASE_URL", "http://localhost:7071").rstrip("/"),
-            key_vault_url=env.get("KEY_VAULT_URL", "").strip() or None,
-            token_key_secret_name=opt("TOKEN_KEY_SECRET_NAME", "token-encryption-key"),
-            local_key_file=opt("LOCAL_KEY_FILE", _default_key_file()),
-            table_prefix=opt("TABLE_PREFIX", ""),
-            allowed_return_urls=tuple(
-                u.strip().rstrip("/") for u in env.get("ALLOWED_RETURN_URLS", "").split(",") if u.strip()
-            ),
-            session_ttl_seconds=int(num("SESSION_TTL_SECONDS", 8 * 3600)),
-            flow_ttl_seconds=int(num("FLOW_TTL_SECONDS", 600)),
-            http_timeout_seconds=num("HTTP_TIMEOUT_SECONDS", 10.0),
-            availability_deadline_seconds=num("AVAILABILITY_DEADLINE_SECONDS", 20.0),
-            notification_queue=_queue_name(opt("NOTIFICATION_QUEUE", "graph-notifications")),
-            renewal_schedule=env.get("RENEWAL_SCHEDULE", "").strip() or None,
-            subscription_minutes=int(num("SUBSCRIPTION_MINUTES", 10080)),
-            appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip() or None,
-            appinsights_authentication=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "").strip() or None,
-            notification_retry_seconds=num("NOTIFICATION_RETRY_SECONDS", 4.0),
-            email_per_minute=_at_most(int(num("EMAIL_PER_MINUTE", 25)), 30, "EMAIL_PER_MINUTE"),
+            authority_host=env.opt("AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST).rstrip("/"),
+            graph_base_url=env.opt("GRAPH_BASE_URL", DEFAULT_GRAPH_BASE_URL).rstrip("/"),
+            client_id=env.get("CLIENT_ID"),
+            client_secret=env.get("CLIENT_SECRET"),
+            public_base_url=env.opt("PUBLIC_BASE_URL", "http://localhost:7071").rstrip("/"),
+            key_vault_url=env.get("KEY_VAULT_URL"),
+            token_key_secret_name=env.opt("TOKEN_KEY_SECRET_NAME", "token-encryption-key"),
+            local_key_file=env.opt("LOCAL_KEY_FILE", _default_key_file()),
+            table_prefix=env.opt("TABLE_PREFIX", ""),
+            allowed_return_urls=_urls(env.get("ALLOWED_RETURN_URLS")),
+            session_ttl_seconds=int(env.num("SESSION_TTL_SECONDS", 8 * 3600)),
+            flow_ttl_seconds=int(env.num("FLOW_TTL_SECONDS", 600)),
+            http_timeout_seconds=env.num("HTTP_TIMEOUT_SECONDS", 10.0),
+            availability_deadline_seconds=env.num("AVAILABILITY_DEADLINE_SECONDS", 20.0),
+            notification_queue=_queue_name(env.opt("NOTIFICATION_QUEUE", "graph-notifications")),
+            renewal_schedule=env.get("RENEWAL_SCHEDULE"),
+            subscription_minutes=int(env.num("SUBSCRIPTION_MINUTES", 10080)),
+            appinsights_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            appinsights_authentication=env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"),
+            notification_retry_seconds=env.num("NOTIFICATION_RETRY_SECONDS", 4.0),
+            email_per_minute=_at_most(int(env.num("EMAIL_PER_MINUTE", 25)), 30, "EMAIL_PER_MINUTE"),
             email_recipients_per_day=_at_most(
-                int(num("EMAIL_RECIPIENTS_PER_DAY", 9000)), 10_000, "EMAIL_RECIPIENTS_PER_DAY"
+                int(env.num("EMAIL_RECIPIENTS_PER_DAY", 9000)), 10_000, "EMAIL_RECIPIENTS_PER_DAY"
             ),
-            email_reminder_hours=num("EMAIL_REMINDER_HOURS", 24.0),
-            clock_offset_seconds=_offset(opt("CLOCK_OFFSET_SECONDS", "0")),
-            busy_cache_enabled=_flag(opt("BUSY_CACHE_ENABLED", "true"), "BUSY_CACHE_ENABLED"),
-            busy_cache_freshness_seconds=num("BUSY_CACHE_FRESHNESS_SECONDS", 600.0),
-            busy_cache_past_days=int(num("BUSY_CACHE_PAST_DAYS", 7)),
-            busy_cache_future_days=int(num("BUSY_CACHE_FUTURE_DAYS", 90)),
-            busy_cache_max_people=int(num("BUSY_CACHE_MAX_PEOPLE", 500)),
-            busy_cache_evict_days=int(num("BUSY_CACHE_EVICT_DAYS", 14)),
+            email_reminder_hours=env.num("EMAIL_REMINDER_HOURS", 24.0),
+            clock_offset_seconds=_offset(env.opt("CLOCK_OFFSET_SECONDS", "0")),
+            busy_cache_enabled=_flag(env.opt("BUSY_CACHE_ENABLED", "true"), "BUSY_CACHE_ENABLED"),
+            busy_cache_freshness_seconds=env.num("BUSY_CACHE_FRESHNESS_SECONDS", 600.0),
+            busy_cache_past_days=int(env.num("BUSY_CACHE_PAST_DAYS", 7)),
+            busy_cache_future_days=int(env.num("BUSY_CACHE_FUTURE_DAYS", 90)),
+            busy_cache_max_people=int(env.num("BUSY_CACHE_MAX_PEOPLE", 500)),
+            busy_cache_evict_days=int(env.num("BUSY_CACHE_EVICT_DAYS", 14)),
         )
 
     @property
@@ -232,6 +206,53 @@ class Settings:
 
 _REQUIRED = {"CLIENT_ID": "client_id", "CLIENT_SECRET": "client_secret", "RENEWAL_SCHEDULE": "renewal_schedule"}
 _QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+
+
+class _Environment:
+    """One environment mapping, read the way every setting is: trimmed, empty as unset."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str) -> str | None:
+        """The trimmed value; None when unset or empty."""
+        return self._env.get(name, "").strip() or None
+
+    def opt(self, name: str, default: str) -> str:
+        """The trimmed value; ``default`` when unset or empty."""
+        return self.get(name) or default
+
+    def num(self, name: str, default: float) -> float:
+        """A positive number; ``default`` when unset."""
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"Setting {name} must be a number, got {raw!r}.") from None
+        if value <= 0:
+            raise ConfigurationError(f"Setting {name} must be positive.")
+        return value
+
+
+def _urls(raw: str | None) -> tuple[str, ...]:
+    """A comma-separated list of URLs, each without its trailing slash."""
+    return tuple(u.strip().rstrip("/") for u in (raw or "").split(",") if u.strip())
+
+
+def _storage_location(env: _Environment) -> tuple[str, str | None, str | None]:
+    """(connection string, queue service URI, table service URI). No connection string means storage by
+    identity, which needs both URIs; nothing at all means the local emulator."""
+    queue_uri = env.get("AzureWebJobsStorage__queueServiceUri")
+    table_uri = env.get("AzureWebJobsStorage__tableServiceUri")
+    connection = env.get("AzureWebJobsStorage") or ""
+    if not connection and not (queue_uri or table_uri):
+        connection = DEFAULT_STORAGE
+    if not connection and not (queue_uri and table_uri):
+        missing = "AzureWebJobsStorage__tableServiceUri" if queue_uri else "AzureWebJobsStorage__queueServiceUri"
+        raise ConfigurationError(f"Identity-based storage needs both service URIs: set {missing} too.", setting=missing)
+    return connection, queue_uri, table_uri
 
 
 def _at_most(value: int, limit: int, name: str) -> int:

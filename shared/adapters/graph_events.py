@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from shared.adapters.graph_requests import GraphRequests
-from shared.errors import GraphRequestFailed
+from shared.adapters.graph_requests import GraphRequests, unreadable_answer
 from shared.models import AccessToken, AttendeeResponse, EventDraft, ObservedAttendee, ObservedEvent
 
 # Our own namespace: a GUID that belongs to this service alone, never reused for anything else.
@@ -157,11 +156,7 @@ def parse_event(mailbox: str, raw: dict[str, Any]) -> ObservedEvent:
             change_key=raw.get("changeKey") if isinstance(raw.get("changeKey"), str) else None,
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise GraphRequestFailed(
-            f"Microsoft Graph answered an event that could not be read ({type(err).__name__}).",
-            status=200,
-            reason="other",
-        ) from err
+        raise unreadable_answer("an event", err) from err
 
 
 class GraphEventsMixin(GraphRequests):

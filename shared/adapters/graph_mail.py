@@ -19,8 +19,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.adapters.graph_requests import GraphRequests
-from shared.errors import GraphRequestFailed
+from shared.adapters.graph_requests import GraphRequests, unreadable_answer
 from shared.models import AccessToken, MailItem, OutgoingMail
 
 # Our own namespace for mail: a GUID of this service alone (not the booking property's).
@@ -86,11 +85,7 @@ def parse_message(raw: dict[str, Any], *, sent: bool) -> MailItem:
             key=key,
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise GraphRequestFailed(
-            f"Microsoft Graph answered a message that could not be read ({type(err).__name__}).",
-            status=200,
-            reason="other",
-        ) from err
+        raise unreadable_answer("a message", err) from err
 
 
 class GraphMailMixin(GraphRequests):

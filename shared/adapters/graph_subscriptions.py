@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from shared.adapters.graph_requests import GraphRequests
 from shared.errors import DeltaExpired, GraphRequestFailed, NotFound, UpstreamUnavailable
@@ -225,17 +225,3 @@ class GraphSubscriptionsMixin(GraphRequests):
                 raise UpstreamUnavailable("Microsoft Graph ended a delta round without a nextLink or deltaLink.")
             path, params = self._relative(next_link), None
         raise UpstreamUnavailable(f"A delta round ran past {MAX_DELTA_PAGES} pages.")
-
-    def _relative(self, link: str) -> str:
-        """A nextLink/deltaLink relative to the client's base URL (it carries its own query string)."""
-        base = str(getattr(self, "_client").base_url)  # noqa: B009 - the GraphClient's httpx client
-        if link.startswith(base):
-            return link[len(base) :]
-        parts = urlsplit(link)
-        base_parts = urlsplit(base)
-        if (parts.scheme, parts.netloc) != (base_parts.scheme, base_parts.netloc):
-            raise ValueError("A Graph link points away from the Graph base URL.")
-        path = parts.path
-        if path.startswith(base_parts.path):
-            path = path[len(base_parts.path) :]
-        return path.lstrip("/") + (f"?{parts.query}" if parts.query else "")

@@ -172,6 +172,11 @@ def warm_people(deps: Dependencies, tenant_id: str, people: Iterable[str]) -> Ro
 
 
 # ---- rounds -------------------------------------------------------------------------------------------
+# What one round did: (delta, hours, window, whether it was a full sync, whether a 410 caused it, whether any
+# block was written or removed).
+_Outcome = tuple[BusyDelta, MailboxHours, tuple[datetime, datetime], bool, bool, bool]
+
+
 def sync_person(
     deps: Dependencies,
     tenant_id: str,
@@ -185,66 +190,92 @@ def sync_person(
     completed; False when the person is not kept or the round failed (recorded; the person stays cold)."""
     person = person_key(person)
     with _person_lock(tenant_id, person):
-        try:
-            record = deps.busy.get_person(tenant_id, person)
-        except NotFound:
+        record = _kept_person(deps, tenant_id, person)
+        if record is None:
             return False
-        except ServiceError as err:
-            logger.warning("The busy cache could not read a person of tenant %s (%s)", tenant_id, err.code)
-            return False
-        started = deps.clock.now()
-        if record.notified_at is not None and started <= record.notified_at:
-            # This round reads Graph after it read the mark, so after the change the mark stands for; the
-            # stored times may be coarser than the clock, so it is dated just past the mark.
-            started = record.notified_at + TICK
+        started = _round_start(deps, record)
         try:
             outcome = _round(deps, record, started, full=full, refresh_hours=refresh_hours)
         except ServiceError as err:
             logger.warning("A busy cache round of tenant %s failed (%s)", tenant_id, err.code)
             _record_error(deps, tenant_id, person, err.code)
             return False
-        delta, hours, span, was_full, gone, wrote = outcome
-        # Readers must drop what they remember when what they would answer changed: blocks, hours, or a
-        # person going cold. A round that only confirms (synced_at moves on) changes no warm answer; a
-        # reader re-reads anyone its memory holds as cold (shared.cache.reader).
-        changed = wrote or (record.hours is None or hours.source != record.hours.source)
-        overtaken = False
+        return _record_round(deps, tenant_id, person, record, started, outcome, missed=missed)
 
-        def settle(current: CachedPerson) -> CachedPerson:
-            nonlocal overtaken
-            if current.synced_at is not None and current.synced_at > started:
-                # Another instance's round completed after this one started: whichever wrote last, the
-                # blocks may be the older ones. Cold until the next round settles it.
-                overtaken = True
-                return replace(current, notified_at=deps.clock.now())
-            return replace(
-                current,
-                delta_link=delta.delta_link,
-                window_start=span[0],
-                window_end=span[1],
-                synced_at=started,
-                full_sync_at=started if was_full else current.full_sync_at,
-                hours=hours,
-                last_error=None,
-                resyncs_gone=current.resyncs_gone + gone,
-                resyncs_missed=current.resyncs_missed + missed,
-            )
 
-        try:
-            _update(deps, tenant_id, person, settle)
-            if changed or overtaken:
-                deps.busy.bump_epoch(tenant_id)
-        except NotFound:
-            return False  # evicted meanwhile
-        except ServiceError as err:
-            logger.warning("A busy cache round of tenant %s could not be recorded (%s)", tenant_id, err.code)
-            return False
+def _kept_person(deps: Dependencies, tenant_id: str, person: str) -> CachedPerson | None:
+    """The person's record; None when they are not kept or it could not be read (logged)."""
+    try:
+        return deps.busy.get_person(tenant_id, person)
+    except NotFound:
+        return None
+    except ServiceError as err:
+        logger.warning("The busy cache could not read a person of tenant %s (%s)", tenant_id, err.code)
+        return None
+
+
+def _round_start(deps: Dependencies, record: CachedPerson) -> datetime:
+    """When the round starts: now, but always after the person's last change mark."""
+    started = deps.clock.now()
+    if record.notified_at is not None and started <= record.notified_at:
+        # This round reads Graph after it read the mark, so after the change the mark stands for; the
+        # stored times may be coarser than the clock, so it is dated just past the mark.
+        started = record.notified_at + TICK
+    return started
+
+
+def _record_round(
+    deps: Dependencies,
+    tenant_id: str,
+    person: str,
+    record: CachedPerson,
+    started: datetime,
+    outcome: _Outcome,
+    *,
+    missed: bool,
+) -> bool:
+    """Store a completed round on the person and bump the tenant's epoch when a warm answer changed. False
+    when the person was evicted meanwhile or the round could not be recorded (logged)."""
+    delta, hours, span, was_full, gone, wrote = outcome
+    # Readers must drop what they remember when what they would answer changed: blocks, hours, or a
+    # person going cold. A round that only confirms (synced_at moves on) changes no warm answer; a
+    # reader re-reads anyone its memory holds as cold (shared.cache.reader).
+    changed = wrote or (record.hours is None or hours.source != record.hours.source)
+    overtaken = False
+
+    def settle(current: CachedPerson) -> CachedPerson:
+        nonlocal overtaken
+        if current.synced_at is not None and current.synced_at > started:
+            # Another instance's round completed after this one started: whichever wrote last, the
+            # blocks may be the older ones. Cold until the next round settles it.
+            overtaken = True
+            return replace(current, notified_at=deps.clock.now())
+        return replace(
+            current,
+            delta_link=delta.delta_link,
+            window_start=span[0],
+            window_end=span[1],
+            synced_at=started,
+            full_sync_at=started if was_full else current.full_sync_at,
+            hours=hours,
+            last_error=None,
+            resyncs_gone=current.resyncs_gone + gone,
+            resyncs_missed=current.resyncs_missed + missed,
+        )
+
+    try:
+        _update(deps, tenant_id, person, settle)
+        if changed or overtaken:
+            deps.busy.bump_epoch(tenant_id)
+    except NotFound:
+        return False  # evicted meanwhile
+    except ServiceError as err:
+        logger.warning("A busy cache round of tenant %s could not be recorded (%s)", tenant_id, err.code)
+        return False
     return True
 
 
-def _round(
-    deps: Dependencies, record: CachedPerson, started: datetime, *, full: bool, refresh_hours: bool
-) -> tuple[BusyDelta, MailboxHours, tuple[datetime, datetime], bool, bool, bool]:
+def _round(deps: Dependencies, record: CachedPerson, started: datetime, *, full: bool, refresh_hours: bool) -> _Outcome:
     """Read and store one round: (delta, hours, window, whether it was a full sync, whether a 410 caused it,
     whether any block was written or removed)."""
     tenant_id, person = record.tenant_id, record.person

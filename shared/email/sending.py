@@ -183,6 +183,37 @@ def _wait(deps: EmailDependencies, record: EmailRecord, until: datetime, *, mayb
 
 
 def _attempt(deps: EmailDependencies, record: EmailRecord, now: datetime) -> EmailRecord:
+    """One attempt at a claimed email: the booking and the sender still allow it; an earlier attempt that may
+    have sent it is looked for first; the recruiter's pace allows it now; then compose, mark and send."""
+    ready = _ready_to_send(deps, record, now)
+    if isinstance(ready, EmailRecord):
+        return ready
+    booking, sender, token = ready
+    if record.maybe_sent:
+        earlier = _sent_earlier(deps, record, booking, sender, token, now)
+        if earlier is not None:
+            return earlier
+    settings = deps.settings
+    limits = Limits(settings.email_per_minute, settings.email_recipients_per_day)
+    wait = take_send(deps.email_pacing, record.tenant_id, record.sender_id, now=now, recipients=1, limits=limits)
+    if wait is not None:
+        return _wait(deps, record, wait, maybe_sent=record.maybe_sent)
+    try:
+        mail = compose(deps, booking, record, sender)
+    except PayloadTooLarge:
+        return _fail(deps, record, "attachments_too_large", booking)
+    except Exception:  # a saved template that still fails on this booking's values: never a half-sent message
+        logger.exception("email %s: the template could not be rendered", record.template)
+        return _fail(deps, record, "template_failed", booking)
+    # From here on Graph may take the message whatever we hear back: the next attempt looks before sending.
+    marked = deps.emails.update_email(replace(record, maybe_sent=True, subject=mail.subject, updated_at=now))
+    return _send(deps, marked, booking, sender, token, mail, now)
+
+
+def _ready_to_send(
+    deps: EmailDependencies, record: EmailRecord, now: datetime
+) -> tuple[Booking, User, AccessToken] | EmailRecord:
+    """The booking, the sender and their mail token; or the failed record when any of them rules it out."""
     try:
         booking = deps.bookings.get_booking(record.tenant_id, record.booking_id)
     except NotFound:
@@ -198,33 +229,40 @@ def _attempt(deps: EmailDependencies, record: EmailRecord, now: datetime) -> Ema
         return _fail(deps, record, "sender_gone", booking)
     except (FeatureNotEnabled, ReauthRequired) as err:
         return _fail(deps, record, err.code, booking)
-    if record.maybe_sent:
-        try:
-            found = with_user_token(
-                deps, sender, lambda t: deps.mail.find_sent(t, record.key), token=token, scopes=MAIL_SCOPES
-            )
-        except ReauthRequired as err:
-            return _fail(deps, record, err.code, booking)
-        except (GraphRequestFailed, UpstreamUnavailable) as err:
-            logger.info("email %s: Sent Items could not be read (%s); trying later", record.template, err.code)
-            return _wait(deps, record, now + RETRY_DELAY, maybe_sent=True)
-        if found is not None:
-            logger.info("email %s: an earlier attempt had sent it; not sending again", record.template)
-            return _sent(deps, record, booking, subject=found.subject, at=found.at, conversation=found.conversation_id)
-    settings = deps.settings
-    limits = Limits(settings.email_per_minute, settings.email_recipients_per_day)
-    wait = take_send(deps.email_pacing, record.tenant_id, record.sender_id, now=now, recipients=1, limits=limits)
-    if wait is not None:
-        return _wait(deps, record, wait, maybe_sent=record.maybe_sent)
+    return booking, sender, token
+
+
+def _sent_earlier(
+    deps: EmailDependencies, record: EmailRecord, booking: Booking, sender: User, token: AccessToken, now: datetime
+) -> EmailRecord | None:
+    """After an unknown outcome: the record as sent when Sent Items holds the message, as waiting when they
+    cannot be read, as failed when the grant is gone; None when the message was not sent."""
     try:
-        mail = compose(deps, booking, record, sender)
-    except PayloadTooLarge:
-        return _fail(deps, record, "attachments_too_large", booking)
-    except Exception:  # a saved template that still fails on this booking's values: never a half-sent message
-        logger.exception("email %s: the template could not be rendered", record.template)
-        return _fail(deps, record, "template_failed", booking)
-    # From here on Graph may take the message whatever we hear back: the next attempt looks before sending.
-    marked = deps.emails.update_email(replace(record, maybe_sent=True, subject=mail.subject, updated_at=now))
+        found = with_user_token(
+            deps, sender, lambda t: deps.mail.find_sent(t, record.key), token=token, scopes=MAIL_SCOPES
+        )
+    except ReauthRequired as err:
+        return _fail(deps, record, err.code, booking)
+    except (GraphRequestFailed, UpstreamUnavailable) as err:
+        logger.info("email %s: Sent Items could not be read (%s); trying later", record.template, err.code)
+        return _wait(deps, record, now + RETRY_DELAY, maybe_sent=True)
+    if found is None:
+        return None
+    logger.info("email %s: an earlier attempt had sent it; not sending again", record.template)
+    return _sent(deps, record, booking, subject=found.subject, at=found.at, conversation=found.conversation_id)
+
+
+def _send(
+    deps: EmailDependencies,
+    marked: EmailRecord,
+    booking: Booking,
+    sender: User,
+    token: AccessToken,
+    mail: OutgoingMail,
+    now: datetime,
+) -> EmailRecord:
+    """Send the marked message; what Graph answers decides: sent, wait (Retry-After, or look again after an
+    unknown outcome) or failed."""
     try:
         with_user_token(deps, sender, lambda t: deps.mail.send_mail(t, mail), token=token, scopes=MAIL_SCOPES)
     except ReauthRequired as err:

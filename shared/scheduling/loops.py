@@ -36,23 +36,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta, tzinfo
 
-from shared.scheduling.slots import (
-    ONE_DAY,
-    SUGGESTION_ORDER,
-    Engine,
-    Explanation,
-    Load,
-    Panel,
-    Person,
-    Reason,
-    ReasonKind,
-    SlotRules,
-    Suggestion,
-    SuggestionKind,
-    at_cap,
-    bit_positions,
-    explain,
-)
+from shared.scheduling.slots import Load, Panel, Person, SlotRules
+from shared.scheduling.slots.engine import Engine, at_cap
+from shared.scheduling.slots.explanations import explain
+from shared.scheduling.slots.grid import ONE_DAY, bit_positions
+from shared.scheduling.slots.values import SUGGESTION_ORDER, Explanation, Reason, ReasonKind, Suggestion, SuggestionKind
 from shared.text import counted
 
 _MAX_SEQUENCES = 20_000  # start sequences looked at; beyond it the search keeps the earliest ones

@@ -15,14 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.graph import (
-    BACKOFF_CAP_SECONDS,
-    SCHEDULE_RETRIES,
-    GraphClient,
-    claims_challenge,
-    mailbox_key,
-    split_window,
-)
+from shared.adapters.graph import SCHEDULE_RETRIES, GraphClient, split_window
+from shared.adapters.graph_requests import BACKOFF_CAP_SECONDS, claims_challenge, mailbox_key
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, UpstreamUnavailable
 from shared.models import AccessToken, BusyBlock, FreeBusyStatus, Schedule, ScheduleStatus

@@ -395,7 +395,7 @@ def _graph_me(cloud: RunningCloud, access_token: str) -> httpx.Response:
 def test_a_revoked_token_of_a_cae_capable_client_gets_a_claims_challenge_msal_redeems(
     cloud: RunningCloud, world: World
 ) -> None:
-    from shared.adapters.graph import claims_challenge
+    from shared.adapters.graph_requests import claims_challenge
 
     controls.set_auto_sign_in(world, ALEX)
     controls.grant_admin_consent(world, CONTOSO)

@@ -15,9 +15,9 @@ from shared.scheduling.slots import (
     ReasonKind,
     SlotRules,
     SuggestionKind,
-    capped_periods,
     find_slots,
 )
+from shared.scheduling.slots.engine import capped_periods
 from tests.unit.slot_support import BERLIN, MINUTES, NEW_YORK, TOKYO, at, busy, clock, hours, rules, schedule, starts
 
 ALEX, BEA, CARL, DANA = "alex@contoso.example", "bea@contoso.example", "carl@contoso.example", "dana@contoso.example"

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.models import BusyBlock, FreeBusyStatus, Schedule, ScheduleStatus, WorkingHours
-from shared.scheduling.slots import DAY_NAMES, Panel, Person, Pool, SlotRules, find_slots
+from shared.scheduling.slots import Panel, Person, Pool, SlotRules, find_slots
+from shared.scheduling.slots.grid import DAY_NAMES
 
 MINUTE = timedelta(minutes=1)
 ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Australia/Sydney")

@@ -1,0 +1,197 @@
+"""Reading getSchedule's answer: each scheduleInformation into a ``Schedule`` (busy blocks, working hours,
+custom time zones), and the working hours the busy cache keeps, read by the same parser. Pure."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from datetime import UTC, datetime, tzinfo
+from datetime import time as clock_time
+from typing import Any
+
+from shared.adapters.graph_requests import classify
+from shared.models import BusyBlock, FreeBusyStatus, MailboxHours, Schedule, ScheduleStatus, WorkingHours
+from shared.timezones import (
+    WEEKDAYS,
+    CustomTimeZone,
+    TransitionRule,
+    custom_time_zone,
+    resolve_time_zone,
+    time_zone_key,
+)
+
+logger = logging.getLogger(__name__)
+
+# Per-schedule error items. Graph documents only that it "returns a single schedule item and indicates
+# the error"; the codes below are those the local cloud answers ("5009": address not resolved) plus
+# Exchange's own names for the same conditions. Messages are read only where no code is distinct.
+UNKNOWN_ADDRESS_CODES = frozenset(
+    {
+        "5009",
+        "ErrorMailRecipientNotFound",
+        "ErrorInvalidSmtpAddress",
+        "ErrorNonExistentMailbox",
+        "ErrorInvalidRecipients",
+    }
+)
+UNKNOWN_ADDRESS_MARKERS = ("unable to resolve", "not found in the directory", "could not be resolved")
+THROTTLED_CODES = frozenset({"TooManyRequests", "ErrorServerBusy", "ApplicationThrottled"})
+TIMEOUT_CODES = frozenset({"ErrorTimeoutExpired", "ErrorRequestTimeout"})
+TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d{1,7})?)?")
+
+
+def unreadable_schedule(email: str, reason: str) -> Schedule:
+    """A person Graph could not read, and why: never free."""
+    return Schedule(email=email, status=ScheduleStatus.UNREADABLE, reason=reason)
+
+
+def item_error_reason(error: dict[str, Any]) -> str:
+    """The unreadable reason for a per-schedule error item (``{"message", "responseCode"}``)."""
+    code = str(error.get("responseCode") or error.get("code") or "")
+    message = str(error.get("message") or "").lower()
+    if code in UNKNOWN_ADDRESS_CODES or any(marker in message for marker in UNKNOWN_ADDRESS_MARKERS):
+        return "unknown"
+    if code in THROTTLED_CODES:
+        return "throttled"
+    if code in TIMEOUT_CODES:
+        return "timeout"
+    reason = classify(0, code, str(error.get("message") or ""))
+    if reason in {"on_premises"}:
+        return reason
+    if "access to odata is disabled" in message:
+        return "access_policy"
+    return "other"
+
+
+def parse_schedule(email: str, raw: dict[str, Any]) -> Schedule:
+    """One scheduleInformation. Anything it cannot read makes the person unreadable, never free."""
+    error = raw.get("error")
+    if isinstance(error, dict):
+        return unreadable_schedule(email, item_error_reason(error))
+    try:
+        items = raw.get("scheduleItems") or []
+        if not isinstance(items, list):
+            raise ValueError("scheduleItems is not a list")
+        busy = tuple(sorted((_busy_block(item) for item in items), key=lambda b: (b.start, b.end)))
+        hours_raw = raw.get("workingHours")
+        working_hours, zone_name = _working_hours(hours_raw) if isinstance(hours_raw, dict) else (None, None)
+    except (ValueError, TypeError, KeyError) as err:  # UnknownTimeZone is a ValueError
+        logger.warning("getSchedule answer for one person could not be read: %s", err)
+        return unreadable_schedule(email, "other")
+    return Schedule(email=email, mailbox_time_zone=zone_name, working_hours=working_hours, busy=busy)
+
+
+def _busy_block(item: Any) -> BusyBlock:
+    if not isinstance(item, dict):
+        raise ValueError("a scheduleItem is not an object")
+    start, end = _instant(item["start"]), _instant(item["end"])
+    if end < start:
+        raise ValueError("a scheduleItem ends before it starts")
+    try:
+        status = FreeBusyStatus(str(item.get("status", "")))
+    except ValueError:
+        status = FreeBusyStatus.UNKNOWN
+    return BusyBlock(
+        start=start, end=end, status=status, subject=_text(item, "subject"), location=_text(item, "location")
+    )
+
+
+def _text(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _instant(value: Any) -> datetime:
+    """A dateTimeTimeZone as an aware UTC datetime (the zone is UTC when the Prefer header was honoured)."""
+    if not isinstance(value, dict):
+        raise ValueError("a dateTimeTimeZone is not an object")
+    return _parse_instant(str(value["dateTime"]), str(value.get("timeZone") or "UTC"))
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_instant(text: str, zone_name: str) -> datetime:
+    # Free/busy answers repeat the same instants (series, shared meetings, whole days): parse each once.
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=resolve_time_zone(zone_name))
+    return moment.astimezone(UTC)
+
+
+def _time_of_day(value: Any) -> clock_time:
+    match = TIME_OF_DAY.fullmatch(str(value))
+    if match is None:
+        raise ValueError(f"not a time of day: {str(value)[:20]!r}")
+    return clock_time(int(match[1]), int(match[2]), int(match[3] or 0))
+
+
+def _working_hours(raw: dict[str, Any]) -> tuple[WorkingHours, str]:
+    days = raw.get("daysOfWeek") or []
+    if not isinstance(days, list) or any(str(day).lower() not in WEEKDAYS for day in days):
+        raise ValueError("daysOfWeek holds something other than day names")
+    zone_raw = raw.get("timeZone")
+    if not isinstance(zone_raw, dict):
+        raise ValueError("workingHours has no timeZone")
+    zone_name = str(zone_raw.get("name") or "")
+    zone: tzinfo
+    if "bias" in zone_raw or str(zone_raw.get("@odata.type", "")).endswith("customTimeZone"):
+        zone = _custom_zone(zone_raw)
+    else:
+        zone = resolve_time_zone(zone_name)
+    hours = WorkingHours(
+        days=tuple(str(day).lower() for day in days),
+        start=_time_of_day(raw.get("startTime")),
+        end=_time_of_day(raw.get("endTime")),
+        time_zone=zone,
+        time_zone_name=time_zone_key(zone),
+    )
+    return hours, zone_name or hours.time_zone_name
+
+
+@functools.lru_cache(maxsize=4096)
+def hours_from(source: str) -> MailboxHours:
+    """Working hours from the compact ``workingHours`` JSON the cache keeps, read by the same parser as
+    getSchedule's (what it cannot read there makes the person unreadable; here it raises ValueError)."""
+    raw = json.loads(source) if source else {}
+    if not isinstance(raw, dict):
+        raise ValueError("kept working hours are not an object")
+    if not raw:  # the mailbox has no working hours (getSchedule then carries none either)
+        return MailboxHours(working_hours=None, time_zone=None, source=source)
+    try:
+        hours, zone_name = _working_hours(raw)
+    except (KeyError, TypeError) as err:
+        raise ValueError("kept working hours could not be read") from err
+    return MailboxHours(working_hours=hours, time_zone=zone_name, source=source)
+
+
+def _transition(raw: Any) -> TransitionRule | None:
+    """A standardOffset/daylightOffset; month 0 (or absent) means the zone has no such change.
+
+    ``year`` is documented only as how often the change happens, "0 means every year"; no other value
+    is described, so every rule is applied yearly."""
+    if not isinstance(raw, dict) or not raw.get("month"):
+        return None
+    return TransitionRule(
+        month=int(raw["month"]),
+        occurrence=int(raw["dayOccurrence"]),
+        weekday=str(raw["dayOfWeek"]).lower(),
+        at=_time_of_day(raw.get("time") or "00:00"),
+    )
+
+
+def _custom_zone(raw: dict[str, Any]) -> CustomTimeZone:
+    # Windows' sign convention (UTC = local + bias), which the documentation's own example follows
+    # ("bias 300, daylightBias -100": daylight time is "+300-100=200"); see shared/timezones.py.
+    standard, daylight = _transition(raw.get("standardOffset")), _transition(raw.get("daylightOffset"))
+    daylight_raw = raw.get("daylightOffset")
+    daylight_bias = int(daylight_raw.get("daylightBias") or 0) if isinstance(daylight_raw, dict) else 0
+    if standard is None or daylight is None:
+        standard = daylight = None
+    return custom_time_zone(
+        str(raw.get("name") or ""),
+        int(raw.get("bias") or 0),
+        standard=standard,
+        daylight=daylight,
+        daylight_bias_minutes=daylight_bias,
+    )
