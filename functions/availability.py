@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from functions._auth import requires_session
-from functions._http import http_endpoint, json_response, read_json
+from functions._contract import read_body
+from functions._http import http_endpoint, json_response
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def availability(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResp
     from shared.scheduling.availability import find_availability
     from shared.scheduling.request import parse_availability_request
 
-    request = parse_availability_request(read_json(req))
+    request = parse_availability_request(read_body(req, "availability"))
     answer = find_availability(get_container(), ctx, request)
     zone, window = request.options.time_zone, (request.options.start, request.options.end)
     slots = answer.search.slots
@@ -64,7 +65,7 @@ def availability_loops(req: func.HttpRequest, *, ctx: RequestContext) -> func.Ht
     from shared.scheduling.availability import find_interview_loops
     from shared.scheduling.request import parse_loop_request
 
-    request = parse_loop_request(read_json(req))
+    request = parse_loop_request(read_body(req, "availability_loops"))
     answer = find_interview_loops(get_container(), ctx, request)
     zone, window = request.options.time_zone, (request.options.start, request.options.end)
     return json_response(

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from functions._auth import requires_session
-from functions._http import http_endpoint, json_response, read_json
+from functions._contract import read_body
+from functions._http import http_endpoint, json_response
 from shared.bootstrap import get_container
 
 if TYPE_CHECKING:
@@ -103,7 +104,9 @@ def booking_create(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
 
     deps = get_container()
     key = idempotency_key(req.headers.get("idempotency-key"))
-    request = parse_booking_request(read_json(req, max_bytes=MAX_BOOKING_REQUEST_BYTES), now=deps.clock.now())
+    request = parse_booking_request(
+        read_body(req, "booking_create", max_bytes=MAX_BOOKING_REQUEST_BYTES), now=deps.clock.now()
+    )
     if request.notify_candidate:
         from shared.email.sending import require_automation
 
@@ -156,7 +159,7 @@ def booking_update(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
     etag = if_match(req.headers.get("if-match"))
     if etag is None:  # before anything else: a change that names no version is never applied
         raise PreconditionRequired("Send If-Match with the booking's ETag (from GET /api/bookings/{id}).")
-    body = read_json(req, max_bytes=MAX_BOOKING_REQUEST_BYTES)
+    body = read_body(req, "booking_update", max_bytes=MAX_BOOKING_REQUEST_BYTES)
     current = get_booking(deps, ctx, bid)
     change = parse_booking_change(body, now=deps.clock.now(), current=(current.start, current.end))
     changed = update_booking(deps, ctx, bid, etag, change)
@@ -177,7 +180,7 @@ def booking_cancel(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpRe
 
     deps = get_container()
     bid = booking_id(req.route_params.get("booking_id", ""))
-    message = cancel_message(read_json(req) if req.get_body() else {}, req.params.get("message"))
+    message = cancel_message(read_body(req, "booking_cancel") if req.get_body() else {}, req.params.get("message"))
     cancelled = cancel_booking(deps, ctx, bid, message, etag=if_match(req.headers.get("if-match")))
     if not cancelled.notify_candidate:
         return _answer(cancelled)

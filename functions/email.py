@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from functions._auth import requires_session
-from functions._http import http_endpoint, json_response, read_json
+from functions._contract import read_body
+from functions._http import http_endpoint, json_response
 from functions._views import email_json, email_template_json, trail_entry_json
 from shared.bootstrap import get_container
 
@@ -37,7 +38,7 @@ def email_template_get(req: func.HttpRequest, *, ctx: RequestContext) -> func.Ht
 def email_template_put(req: func.HttpRequest, *, ctx: RequestContext) -> func.HttpResponse:
     from shared.email.editing import save_template
 
-    body = read_json(req, max_bytes=MAX_TEMPLATE_REQUEST_BYTES)
+    body = read_body(req, "email_template_put", max_bytes=MAX_TEMPLATE_REQUEST_BYTES)
     saved = save_template(get_container(), ctx.user, req.route_params.get("name", ""), body)
     return json_response(email_template_json(saved))
 
@@ -52,9 +53,8 @@ def email_template_preview(req: func.HttpRequest, *, ctx: RequestContext) -> fun
     from shared.email.editing import preview_template
 
     deps = get_container()
-    body = read_json(req, max_bytes=MAX_TEMPLATE_REQUEST_BYTES)
-    raw_id = body.get("booking_id")
-    booking = get_booking(deps, ctx, booking_id(raw_id if isinstance(raw_id, str) else ""))
+    body = read_body(req, "email_template_preview", max_bytes=MAX_TEMPLATE_REQUEST_BYTES)
+    booking = get_booking(deps, ctx, booking_id(body["booking_id"]))
     rendered = preview_template(deps, ctx.user, req.route_params.get("name", ""), booking, body)
     return json_response({"subject": rendered.subject, "html": rendered.html})
 
@@ -82,14 +82,10 @@ def booking_email_send(req: func.HttpRequest, *, ctx: RequestContext) -> func.Ht
     from shared.booking.listing import get_booking
     from shared.booking.request import booking_id, idempotency_key
     from shared.email.triggers import send_on_demand
-    from shared.errors import InvalidRequest
 
     deps = get_container()
     key = idempotency_key(req.headers.get("idempotency-key"))
-    body = read_json(req)
-    template = body.get("template")
-    if not isinstance(template, str) or set(body) - {"template"}:
-        raise InvalidRequest('Send {"template": NAME} and nothing else.', field="template")
+    template = read_body(req, "booking_email_send")["template"]
     booking = get_booking(deps, ctx, booking_id(req.route_params.get("booking_id", "")))
     record = send_on_demand(deps, ctx.user, booking, template, key)
     return json_response(email_json(record), status=200 if record.status.value == "sent" else 202)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions._http import SECURITY_HEADERS, http_endpoint, read_json
+from functions._contract import read_body
+from functions._http import SECURITY_HEADERS, http_endpoint
 from shared.bootstrap import get_container
 
 bp = func.Blueprint()
 
 MAX_BODY_BYTES = 256 * 1024
+_OPERATION = {False: "graph_webhook", True: "graph_lifecycle_webhook"}
 
 
 def _handle(req: func.HttpRequest, *, lifecycle: bool) -> func.HttpResponse:
@@ -27,7 +29,9 @@ def _handle(req: func.HttpRequest, *, lifecycle: bool) -> func.HttpResponse:
         return func.HttpResponse(
             token, status_code=200, mimetype="text/plain", charset="utf-8", headers=SECURITY_HEADERS
         )
-    result = accept_notifications(get_container(), read_json(req, max_bytes=MAX_BODY_BYTES), lifecycle=lifecycle)
+    result = accept_notifications(
+        get_container(), read_body(req, _OPERATION[lifecycle], max_bytes=MAX_BODY_BYTES), lifecycle=lifecycle
+    )
     del result  # counts are logged by the core; the answer says nothing about which items were dropped
     return func.HttpResponse(status_code=202, headers=SECURITY_HEADERS)
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from functions._auth import requires_session
-from functions._http import http_endpoint, json_response, read_json
+from functions._contract import read_body
+from functions._http import http_endpoint, json_response
 from functions._views import readiness_json, tenant_settings_json
 from shared.bootstrap import get_container
 
@@ -46,6 +47,6 @@ def tenant_settings_put(req: func.HttpRequest, *, ctx: RequestContext) -> func.H
     from shared.sync.subscriptions import subscribe_tenant_mailboxes
 
     require_settings_admin(ctx)  # before the body is read: a caller who may not write hears 403 first
-    view = update_tenant_settings(get_container(), ctx, read_json(req))
+    view = update_tenant_settings(get_container(), ctx, read_body(req, "tenant_settings_put"))
     subscribe_tenant_mailboxes(get_container(), ctx.tenant_id)  # never raises: the renewal timer retries
     return json_response(tenant_settings_json(view))

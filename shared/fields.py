@@ -1,12 +1,13 @@
 """JSON request fields parsed into values, every refusal an ``InvalidRequest`` naming its field.
 
 The request contracts of scheduling and booking share these, so the same field reads the same way
-(and is refused in the same words) on every endpoint.
+(and is refused in the same words) on every endpoint. A body's types and ranges were checked against
+openapi.yaml before (``functions/_contract.py``); times and addresses are checked here, because query
+parameters use them too and a schema cannot say which times a calendar holds.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -28,41 +29,27 @@ def bad_field(field: str, message: str) -> InvalidRequest:
     return InvalidRequest(message, field=field)
 
 
-def boolean(body: Mapping[str, Any], key: str, default: bool, *, field: str | None = None) -> bool:
-    name = field or key
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise bad_field(name, f"`{name}` must be true or false.")
-    return value
+def boolean(body: Mapping[str, Any], key: str, default: bool) -> bool:
+    """A true or false the request's schema let through: absent or null is ``default``."""
+    value = body.get(key)
+    return default if value is None else bool(value)
 
 
-def whole_number(value: Any, field: str, *, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise bad_field(field, f"`{field}` must be a whole number.")
-    if value != int(value):
-        raise bad_field(field, f"`{field}` must be a whole number.")
-    number = int(value)
-    if not low <= number <= high:
-        raise bad_field(field, f"`{field}` must be between {low} and {high}.")
-    return number
-
-
-def integer(body: Mapping[str, Any], field: str, default: int, *, low: int, high: int) -> int:
-    """An optional whole number: absent or null is ``default``."""
+def integer(body: Mapping[str, Any], field: str, default: int) -> int:
+    """A whole number the request's schema let through (in range; 15.0 reads as 15): absent or null is
+    ``default``."""
     value = body.get(field)
-    return default if value is None else whole_number(value, field, low=low, high=high)
+    return default if value is None else int(value)
 
 
-def optional_integer(body: Mapping[str, Any], field: str, *, low: int, high: int) -> int | None:
+def optional_integer(body: Mapping[str, Any], field: str) -> int | None:
     """A whole number or null (no limit)."""
     value = body.get(field)
-    return None if value is None else whole_number(value, field, low=low, high=high)
+    return None if value is None else int(value)
 
 
-def minutes(body: Mapping[str, Any], field: str, default: int, *, low: int, high: int) -> timedelta:
-    return timedelta(minutes=integer(body, field, default, low=low, high=high))
+def minutes(body: Mapping[str, Any], field: str, default: int) -> timedelta:
+    return timedelta(minutes=integer(body, field, default))
 
 
 def moment(value: Any, field: str) -> datetime:

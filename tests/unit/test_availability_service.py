@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from functions._contract import check_body
 from shared.errors import GraphRequestFailed, InvalidRequest, ReauthRequired
 from shared.identity.guard import require_calendar_access
 from shared.models import (
@@ -325,8 +326,9 @@ def test_a_refused_user_token_is_reauth_required_never_an_empty_calendar() -> No
     ],
 )
 def test_requests_are_refused_naming_the_field(body: dict[str, object], field: str) -> None:
+    # The body's shape is checked against openapi.yaml, as the handler does, before the parser reads it.
     with pytest.raises(InvalidRequest) as refused:
-        parse_availability_request(_request(**body))
+        parse_availability_request(check_body("availability", _request(**body)))
     assert refused.value.details["field"] == field
 
 

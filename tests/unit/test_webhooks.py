@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from functions._contract import check_body
 from shared.errors import InvalidRequest, UpstreamUnavailable
 from shared.models import Subscription
 from shared.sync import intake as webhooks
@@ -152,8 +153,9 @@ def test_queue_down_raises_so_nothing_is_acknowledged() -> None:
 @pytest.mark.parametrize("body", [{}, {"value": "x"}, {"value": [{}] * 1001}])
 def test_a_body_that_is_not_a_notification_collection_is_refused(body: dict) -> None:
     deps = FakeDeps()
+    # The body's shape is checked against openapi.yaml, as the handler does, before the intake reads it.
     with pytest.raises(InvalidRequest):
-        accept_notifications(deps, body, lifecycle=False)
+        accept_notifications(deps, check_body("graph_webhook", body), lifecycle=False)
     assert deps.notification_queue.messages == []
 
 
