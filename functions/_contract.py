@@ -10,6 +10,7 @@ its size). The document is read on first use and kept for the worker's life, nev
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator, ValidationError
 
 OPENAPI = Path(__file__).resolve().parents[1] / "openapi.yaml"
+logger = logging.getLogger(__name__)
 _DOCUMENT = "urn:interview-calendar:openapi"
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _EXAMPLES = {
@@ -66,26 +68,51 @@ def json_operations() -> dict[str, str]:
     return found
 
 
+def _pointer(operation_id: str) -> str:
+    pointer = json_operations().get(operation_id)
+    if pointer is None:
+        raise ValueError(f"openapi.yaml has no JSON request body for {operation_id!r}")
+    return pointer
+
+
 @functools.cache
 def _validator(operation_id: str) -> Draft202012Validator:
     from jsonschema import Draft202012Validator
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
-    pointer = json_operations().get(operation_id)
-    if pointer is None:
-        raise ValueError(f"openapi.yaml has no JSON request body for {operation_id!r}")
+    pointer = _pointer(operation_id)
     registry: Registry[Any] = Registry().with_resource(_DOCUMENT, DRAFT202012.create_resource(document()))
     return Draft202012Validator({"$ref": f"{_DOCUMENT}#{pointer}"}, registry=registry)
 
 
+@functools.cache
+def _checker(operation_id: str) -> Any:
+    import jsonschema_rs
+
+    from urllib.parse import quote
+
+    pointer = quote(_pointer(operation_id), safe="/~")  # a URI fragment: the braces of path templates escaped
+    root = document()
+    return jsonschema_rs.Draft202012Validator(
+        {"$ref": f"#{pointer}", "components": root["components"], "paths": root["paths"]}
+    )
+
+
 def check_body(operation_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """``body`` when it has the shape openapi.yaml gives the operation's request body. Raises InvalidRequest
-    (or the subclass the schema names with ``x-error-code``) naming the first field refused."""
+    (or the subclass the schema names with ``x-error-code``) naming the first field refused.
+
+    Two implementations of the same JSON Schema draft read the same schema: ``jsonschema-rs`` decides
+    (microseconds for 200 interviewers, where ``jsonschema`` takes milliseconds on every query), and only a
+    refused body is read again by ``jsonschema``, whose ``best_match`` names the field a person should fix."""
+    if _checker(operation_id).is_valid(body):
+        return dict(body)
     from jsonschema.exceptions import best_match
 
     first = best_match(_validator(operation_id).iter_errors(body))
     if first is None:
+        logger.warning("The two schema readings disagree on a %s body: the body is taken", operation_id)
         return dict(body)
     raise _refusal(first)
 
