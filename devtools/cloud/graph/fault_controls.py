@@ -26,7 +26,7 @@ def lose_answers(world: World, *, count: int, status: int = 504) -> None:
 def drop_online_meetings(world: World, *, count: int, mailbox: str | None = None, delete: bool = False) -> None:
     """The next ``count`` Graph PATCHes that move an online meeting drop it, as users report Graph doing.
 
-    See ``events.apply_meeting``: ``delete=False`` keeps the Teams meeting, so restoring it (PATCH
+    See ``meetings.apply_meeting``: ``delete=False`` keeps the Teams meeting, so restoring it (PATCH
     ``isOnlineMeeting: true``) brings back the same join URL; ``delete=True`` makes the restore a new one.
     """
     switches.set_meeting_drop(world, count=count, delete=delete, mailbox_id=mailbox_id(world, mailbox))

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from devtools.cloud.graph import delegation, store
-from devtools.cloud.graph.events import apply_meeting, parse_changes
+from devtools.cloud.graph.event_fields import parse_changes
+from devtools.cloud.graph.meetings import apply_meeting
 from devtools.cloud.state import Attendee, Event, Group, User, World, new_id
 
 RESPONSES = {"accepted", "tentativelyAccepted", "declined"}
