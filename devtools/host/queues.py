@@ -229,12 +229,8 @@ class QueuePoller:
                 )
         except AzureError as err:
             # The lease runs out and the message comes back by itself; nothing is lost.
-            logger.warning(
-                "Function '%s': could not release message %s: %s",
-                self.binding.spec.name,
-                message.id,
-                err,
-            )
+            name = self.binding.spec.name
+            logger.warning("Function '%s': could not release message %s: %s", name, message.id, err)
 
     async def _delete(self, message: QueueMessage) -> None:
         """Delete a message its function handled."""

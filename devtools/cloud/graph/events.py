@@ -16,6 +16,7 @@ What a body's fields accept is in ``event_fields``; the Teams meeting an event c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -40,6 +41,7 @@ __all__ = [
     "new_meeting",
     "page",
     "parse_changes",
+    "property_filter",
     "routes",
 ]
 
@@ -53,6 +55,16 @@ PROPERTY_FILTER = re.compile(
     re.IGNORECASE,
 )
 _EXPAND = re.compile(r"^singleValueExtendedProperties(?:\(\$filter=(?P<filter>.*)\))?$", re.IGNORECASE)
+
+
+def property_filter(raw_filter: str | None) -> Callable[[dict[str, str]], bool] | None:
+    """The documented extended-property ``$filter`` as a test of an item's properties; None for any other filter."""
+    match = PROPERTY_FILTER.fullmatch(raw_filter.strip()) if raw_filter else None
+    if match is None:
+        return None
+    prop_id = match.group("id").replace("''", "'").lower()
+    value = match.group("value").replace("''", "'")
+    return lambda properties: any(k.lower() == prop_id and v == value for k, v in properties.items())
 
 
 def calendar_id(user: User) -> str:
@@ -146,13 +158,9 @@ async def list_events(ctx: GraphContext) -> Response:
             key=lambda e: (e.created, e.id),
         )
     raw_filter = ctx.request.query_params.get("$filter")
-    by_property = PROPERTY_FILTER.fullmatch(raw_filter.strip()) if raw_filter else None
-    if by_property is not None:
-        prop_id = by_property.group("id").replace("''", "'").lower()
-        value = by_property.group("value").replace("''", "'")
-        events = [
-            e for e in events if any(k.lower() == prop_id and v == value for k, v in e.extended_properties.items())
-        ]
+    carries = property_filter(raw_filter)
+    if carries is not None:
+        events = [e for e in events if carries(e.extended_properties)]
         raw_filter = None
     items = [_event_body(ctx, owner, Instance(e, e.start, e.end), entity=False) for e in events]
     if raw_filter:

@@ -65,8 +65,11 @@ class Authorize(Pages):
                 first = [u for u in accounts if hinted is not None and u.id == hinted.id]
                 return self._picker_page(segment, ctx, first + [u for u in accounts if u not in first])
             return self._sign_in_page(segment, tenant, ctx, hint, account=accounts[0] if accounts else None)
-        response = self._after_sign_in(request, Pending(kind, segment, params, user.id), user)
-        # The browser now holds a session for this user, as Entra's cookie would give it.
+        return self._continue_as(request, Pending(kind, segment, params, user.id), user)
+
+    def _continue_as(self, request: Request, pending: Pending, user: User) -> Response:
+        """Continue the flow as ``user``; the browser now holds a session for them, as Entra's cookie gives it."""
+        response = self._after_sign_in(request, pending, user)
         self._start_session(request, response, user)
         return response
 

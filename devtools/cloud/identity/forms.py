@@ -18,17 +18,24 @@ from devtools.cloud.identity.common import (
     respond_to_client,
     sign_in_expired,
 )
+from devtools.cloud.signin import Pending
 
 
 class SignInForms(AdminConsent):
     """The POST endpoints of the sign-in, account picker and consent pages."""
 
-    async def login_post(self, request: Request) -> Response:
+    async def _posted(self, request: Request) -> tuple[dict[str, str], str, Pending] | None:
+        """The form a sign-in page posted, its ``ctx`` and the flow waiting for it; None when that flow is gone."""
         form = await read_form(request)
         ctx = str(form.get("ctx", ""))
         pending = self._peek_pending(ctx)
-        if pending is None:
+        return None if pending is None else (form, ctx, pending)
+
+    async def login_post(self, request: Request) -> Response:
+        posted = await self._posted(request)
+        if posted is None:
             return sign_in_expired()
+        form, ctx, pending = posted
         tenant = resolve_tenant(self.world, pending.tenant_segment)
         login = str(form.get("login", ""))
         password = str(form.get("passwd", ""))
@@ -44,17 +51,14 @@ class SignInForms(AdminConsent):
                 account=self._session_user(request),
             )
         self._take_pending(ctx)
-        response = self._after_sign_in(request, pending, user)
-        self._start_session(request, response, user)
-        return response
+        return self._continue_as(request, pending, user)
 
     async def pick_post(self, request: Request) -> Response:
         """The account picker's answer: continue as an account of this browser, or ask for credentials."""
-        form = await read_form(request)
-        ctx = str(form.get("ctx", ""))
-        pending = self._peek_pending(ctx)
-        if pending is None:
+        posted = await self._posted(request)
+        if posted is None:
             return sign_in_expired()
+        form, ctx, pending = posted
         tenant = resolve_tenant(self.world, pending.tenant_segment)
         chosen = str(form.get("account", "")).lower()
         accounts = self._browser_accounts(request)
@@ -65,9 +69,7 @@ class SignInForms(AdminConsent):
                 pending.tenant_segment, tenant, ctx, hint, account=accounts[0] if accounts else None
             )
         self._take_pending(ctx)
-        response = self._after_sign_in(request, pending, user)
-        self._start_session(request, response, user)
-        return response
+        return self._continue_as(request, pending, user)
 
     async def consent_post(self, request: Request) -> Response:
         form = await read_form(request)

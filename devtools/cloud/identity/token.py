@@ -27,6 +27,21 @@ from devtools.cloud.signin import (
 from devtools.cloud.state import AppRegistration, RefreshTokenGrant, Tenant, User, utcnow
 
 
+def _required(form: dict[str, str], name: str) -> str:
+    value = form.get(name, "")
+    if not value:
+        raise AadstsError("invalid_request", 900144, parameter=name)
+    return value
+
+
+def _check_issued_to(app: AppRegistration, tenant: Tenant | None, client_id: str, tenant_id: str) -> None:
+    """A code or refresh token is redeemed only by the app it was issued to, in its tenant."""
+    if client_id != app.client_id:
+        raise AadstsError("invalid_grant", 70000)
+    if tenant is not None and tenant.tenant_id != tenant_id:
+        raise AadstsError("invalid_grant", 700005)
+
+
 class TokenEndpoint(Sessions):
     """The token endpoint."""
 
@@ -139,9 +154,7 @@ class TokenEndpoint(Sessions):
     def _redeem_code(
         self, request: Request, tenant: Tenant | None, app: AppRegistration, form: dict[str, str]
     ) -> Response:
-        value = form.get("code", "")
-        if not value:
-            raise AadstsError("invalid_request", 900144, parameter="code")
+        value = _required(form, "code")
         state = signin_state(self.world)
         with self.world.lock:
             code = state.codes.get(value)
@@ -151,10 +164,7 @@ class TokenEndpoint(Sessions):
                 raise AadstsError("invalid_grant", 54005)
             if code.expires_at < time.time():
                 raise AadstsError("invalid_grant", 70008)
-            if code.client_id != app.client_id:
-                raise AadstsError("invalid_grant", 70000)
-            if tenant is not None and tenant.tenant_id != code.tenant_id:
-                raise AadstsError("invalid_grant", 700005)
+            _check_issued_to(app, tenant, code.client_id, code.tenant_id)
             redirect_uri = form.get("redirect_uri", "")
             if redirect_uri != code.redirect_uri:
                 raise AadstsError("invalid_grant", 500112, got=redirect_uri, expected=code.redirect_uri)
@@ -179,17 +189,12 @@ class TokenEndpoint(Sessions):
     def _redeem_refresh_token(
         self, request: Request, tenant: Tenant | None, app: AppRegistration, form: dict[str, str]
     ) -> Response:
-        value = form.get("refresh_token", "")
-        if not value:
-            raise AadstsError("invalid_request", 900144, parameter="refresh_token")
+        value = _required(form, "refresh_token")
         with self.world.lock:
             grant = self.world.refresh_tokens.get(value)
             if grant is None:
                 raise AadstsError("invalid_grant", 9002313)
-            if grant.client_id != app.client_id:
-                raise AadstsError("invalid_grant", 70000)
-            if tenant is not None and tenant.tenant_id != grant.tenant_id:
-                raise AadstsError("invalid_grant", 700005)
+            _check_issued_to(app, tenant, grant.client_id, grant.tenant_id)
             user = self.world.users.get(grant.user_id)
             if grant.revoked or user is None:
                 issued = grant.issued_at.strftime("%m/%d/%Y %H:%M:%S")
