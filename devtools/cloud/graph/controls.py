@@ -37,6 +37,7 @@ from devtools.cloud.graph.mail_controls import (
 )
 from devtools.cloud.graph.outlook_controls import (
     RESPONSES,
+    _event,  # an event by id, as tests read it
     accept,
     add_event,
     decline,
@@ -58,6 +59,7 @@ from devtools.cloud.graph.outlook_controls import (
 )
 
 __all__ = [
+    "_event",
     "RESPONSES",
     "accept",
     "add_event",
