@@ -145,10 +145,22 @@ class Demo:
         return dict(me)
 
     def run(self) -> None:
+        self._check_stack()
+        self._admin_consent()
+        self._admin_settings()
+        self._recruiter_ready()
+        slots = self._availability(_weekday_ahead(2))  # a Wednesday at least a week ahead
+        booking = self._book(slots)
+        self._decline(booking)
+        self._wait_for_decline(booking)
+        print(f"\nDone: open {self.console}/bookings to see it in the console.")
+
+    def _check_stack(self) -> None:
         self.say(f"The stack: console {self.console}, local cloud {self.cloud}")
         health = self.expect(self.browser.request("GET", f"{self.console}/api/health"), 200)
         print(f"    service health through the console: {health['status']}")
 
+    def _admin_consent(self) -> None:
         self.say(f"Admin consent: {ADMIN} grants the app's permissions for contoso.example")
         self.set_auto_sign_in(ADMIN)
         page = self.browser.navigate(f"{self.console}/api/consent/start?tenant=contoso.example")
@@ -156,6 +168,7 @@ class Demo:
             raise DemoFailed(f"admin consent did not complete: {page.status_code} {page.text[:400]}")
         print("    the service's page: \"You're all set\"")
 
+    def _admin_settings(self) -> None:
         self.say("The admin signs in and sets the tenant's Interviews and Sync mailboxes")
         me = self.sign_in(ADMIN)
         print(f"    signed in as {me['user']['display_name']} (admin: {me['user']['is_tenant_admin']})")
@@ -165,6 +178,7 @@ class Demo:
         self.expect(self.browser.request("POST", f"{self.console}/api/auth/logout"), 204)
         print("    the admin signs out")
 
+    def _recruiter_ready(self) -> None:
         self.say(f"A recruiter signs in: {RECRUITER}")
         me = self.sign_in(RECRUITER)
         print(f"    signed in as {me['user']['display_name']}; consent {me['tenant']['consent']['status']}")
@@ -175,7 +189,7 @@ class Demo:
             raise DemoFailed("the tenant is not ready")
         print("    ready: true")
 
-        day = _weekday_ahead(2)  # a Wednesday at least a week ahead
+    def _availability(self, day: Any) -> list[dict[str, Any]]:
         self.say(f"Availability of five interviewers on {day.isoformat()} ({ZONE}), 60 minutes")
         from zoneinfo import ZoneInfo
 
@@ -198,13 +212,14 @@ class Demo:
         for person in answer["interviewers"]:
             busy = [b for b in person["busy"] if b["status"] != "free"]
             print(f"    {person['email']:<34} {person['status']:<10} {len(busy)} busy block(s)")
-        slots = answer["slots"]
+        slots: list[dict[str, Any]] = answer["slots"]
         print(f"    {len(slots)} bookable slot(s): " + ", ".join(s["start"][11:16] for s in slots[:8]))
         if not slots:
             raise DemoFailed(f"no slot fits: {answer.get('explanation')}")
-        slot = slots[0]
+        return slots
 
-        self.say(f"Book the first free time, {slot['start']} to {slot['end']}, with a Teams meeting")
+    def _book(self, slots: list[dict[str, Any]]) -> dict[str, Any]:
+        self.say(f"Book the first free time, {slots[0]['start']} to {slots[0]['end']}, with a Teams meeting")
         for slot in slots[:5]:
             response = self.app(
                 "POST",
@@ -228,13 +243,15 @@ class Demo:
                 break
             # What a recruiter does when someone became busy meanwhile: take the next time.
             print(f"    {slot['start']} was taken meanwhile ({response.json()['error']['message']}); trying the next")
-        booking = self.expect(response, 200, 201)
+        booking: dict[str, Any] = self.expect(response, 200, 201)
         self.booking = booking
         print(f"    booking {booking['id']}: {booking['status']}, organizer {booking.get('organizer')}")
         print(f"    Teams: {booking.get('join_url')}")
         if not booking.get("join_url"):
             raise DemoFailed("the booking has no Teams link")
+        return booking
 
+    def _decline(self, booking: dict[str, Any]) -> None:
         self.say(f'{DECLINER} declines the invitation in "Outlook"')
         self.expect(
             self.control.post(
@@ -245,6 +262,7 @@ class Demo:
         )
         print("    declined in the local cloud; its change notification goes to the service")
 
+    def _wait_for_decline(self, booking: dict[str, Any]) -> None:
         self.say("The booking shows the decline")
         deadline = time.monotonic() + 90
         while True:
@@ -257,7 +275,6 @@ class Demo:
             time.sleep(1)
         for email, response_name in answers.items():
             print(f"    {email:<34} {response_name}")
-        print(f"\nDone: open {self.console}/bookings to see it in the console.")
 
 
 def _weekday_ahead(weekday: int) -> Any:

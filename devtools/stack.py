@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def _dev_function_key() -> str:
     return path.read_text().strip()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m devtools.stack", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=7071, help="the app's HTTP port (7071, like func start)")
     parser.add_argument("--cloud-port", type=int, default=8443, help="the local Microsoft cloud's port (8443)")
@@ -121,7 +122,95 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir", help="where the stack keeps its data (default .devdata in the checkout; benchmarks use another)"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@dataclass
+class _Running:
+    """What has started so far: how to stop it (the front, then what it uses) and the banner lines."""
+
+    front: list[Callable[[], None]] = field(default_factory=list)
+    back: list[Callable[[], None]] = field(default_factory=list)
+    banner: list[str] = field(default_factory=list)
+    local_cloud: str = ""
+    ca_bundle: str = ""
+
+
+def _start_back(args: argparse.Namespace, given: dict[str, str], running: _Running) -> dict[str, str]:
+    """Azurite and the local cloud when the settings ask for them; returns the app's settings."""
+    if given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true") == "UseDevelopmentStorage=true":
+        azurite = start_azurite(data_dir=str(DATA_DIR / "azurite"))
+        running.back.append(azurite.stop)
+        running.banner.append(f"Azurite (storage)        : {azurite.connection_string}")
+    console_url = f"http://localhost:{args.console_port}"
+    authority = given.get("AUTHORITY_HOST", "")
+    if authority and not authority.startswith(LOCAL_HOSTS):
+        running.banner.append(f"Identity platform        : {authority}")
+        return {"FUNCTION_KEY": _dev_function_key(), **given}
+    from devtools.cloud.server import start_cloud
+
+    cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud", keep_world=True)
+    running.back.append(cloud.stop)
+    settings = service_settings(
+        authority_host=cloud.authority_host,
+        graph_url=cloud.graph_url,
+        ca_bundle=str(cloud.ca_bundle),
+        storage=given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+        # The console is the app's public origin: browser legs go through it (devtools/console).
+        public_base_url=console_url,
+        function_key=given.get("FUNCTION_KEY") or _dev_function_key(),
+    )
+    settings["ALLOWED_RETURN_URLS"] = ",".join(f"{console_url}{page}" for page in CONSOLE_PAGES)
+    settings.update({k: v for k, v in given.items() if k not in settings})
+    kept = "the saved world" if cloud.restored else "the fixtures"
+    running.banner.append(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control; from {kept})")
+    running.banner.append(f"  CA to trust            : {cloud.ca_cert} (README: trusting the local cloud)")
+    running.banner.append(f"  its world              : {DATA_DIR / 'cloud'} (scripts/run --reset starts over)")
+    running.local_cloud = cloud.base_url
+    running.ca_bundle = str(cloud.ca_bundle)
+    return settings
+
+
+def _start_front(args: argparse.Namespace, settings: dict[str, str], running: _Running) -> None:
+    """The functions host and the console in front of it."""
+    import function_app
+    from devtools.host.config import HostOptions
+    from devtools.host.runner import start_host
+
+    # host.json's options, as `func start` reads them: without them the queue poller backs off to the
+    # platform's default of one minute, and an RSVP could wait that long to be picked up.
+    options = HostOptions.load(ROOT)
+    host = start_host(function_app.app, settings=settings, port=args.port, options=options)
+    running.front.append(host.stop)
+    from devtools.console.app import ConsoleConfig
+    from devtools.console.server import start_console
+
+    console = start_console(
+        ConsoleConfig(
+            service_url=host.base_url,
+            function_key=settings["FUNCTION_KEY"],
+            tenant_hint="contoso.example",
+            local_cloud_url=running.local_cloud,
+            local_ca_bundle=running.ca_bundle if running.local_cloud else "",
+        ),
+        port=args.console_port,
+        public_host="localhost",
+    )
+    running.front.append(console.stop)
+    public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
+    running.banner += [
+        f"Functions host           : {host.base_url}/api  (try {public}/api/health)",
+        f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)",
+        f"Token-encryption key     : {key_file_location(settings)} (outside the repository)",
+        f"Admin consent            : {public}/api/consent/start?tenant=contoso.example",
+        f"Sign in                  : {public}/api/auth/login",
+        f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)",
+        "Ctrl+C stops everything.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     if args.data_dir:
         global DATA_DIR
         DATA_DIR = Path(args.data_dir).resolve()
@@ -133,85 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     # Whatever started is stopped again, also when a later part fails to start (a busy port, say):
     # nothing is left running without its parent. The front (console, host) stops first, then what
     # it uses (cloud, storage); the parts of each stage stop at the same time.
-    front: list[Callable[[], None]] = []
-    back: list[Callable[[], None]] = []
-    banner: list[str] = []
+    running = _Running()
     try:
         given: dict[str, str] = {**_local_settings(), **{k: v for k, v in os.environ.items() if v}}
-        if given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true") == "UseDevelopmentStorage=true":
-            azurite = start_azurite(data_dir=str(DATA_DIR / "azurite"))
-            back.append(azurite.stop)
-            banner.append(f"Azurite (storage)        : {azurite.connection_string}")
-        console_url = f"http://localhost:{args.console_port}"
-        authority = given.get("AUTHORITY_HOST", "")
-        if not authority or authority.startswith(LOCAL_HOSTS):
-            from devtools.cloud.server import start_cloud
-
-            cloud = start_cloud(port=args.cloud_port, data_dir=DATA_DIR / "cloud", keep_world=True)
-            back.append(cloud.stop)
-            settings = service_settings(
-                authority_host=cloud.authority_host,
-                graph_url=cloud.graph_url,
-                ca_bundle=str(cloud.ca_bundle),
-                storage=given.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
-                # The console is the app's public origin: browser legs go through it (devtools/console).
-                public_base_url=console_url,
-                function_key=given.get("FUNCTION_KEY") or _dev_function_key(),
-            )
-            settings["ALLOWED_RETURN_URLS"] = ",".join(f"{console_url}{page}" for page in CONSOLE_PAGES)
-            settings.update({k: v for k, v in given.items() if k not in settings})
-            kept = "the saved world" if cloud.restored else "the fixtures"
-            banner.append(f"Local Microsoft cloud    : {cloud.base_url} (controls under /_control; from {kept})")
-            banner.append(f"  CA to trust            : {cloud.ca_cert} (README: trusting the local cloud)")
-            banner.append(f"  its world              : {DATA_DIR / 'cloud'} (scripts/run --reset starts over)")
-            local_cloud = cloud.base_url
-        else:
-            settings = {"FUNCTION_KEY": _dev_function_key(), **given}
-            banner.append(f"Identity platform        : {authority}")
-            local_cloud = ""
+        settings = _start_back(args, given, running)
         # The worker reads its settings from the environment, as under Core Tools.
         os.environ.update(settings)
-
-        import function_app
-        from devtools.host.config import HostOptions
-        from devtools.host.runner import start_host
-
-        # host.json's options, as `func start` reads them: without them the queue poller backs off to the
-        # platform's default of one minute, and an RSVP could wait that long to be picked up.
-        options = HostOptions.load(ROOT)
-        host = start_host(function_app.app, settings=settings, port=args.port, options=options)
-        front.append(host.stop)
-        from devtools.console.app import ConsoleConfig
-        from devtools.console.server import start_console
-
-        console = start_console(
-            ConsoleConfig(
-                service_url=host.base_url,
-                function_key=settings["FUNCTION_KEY"],
-                tenant_hint="contoso.example",
-                local_cloud_url=local_cloud,
-                local_ca_bundle=str(cloud.ca_bundle) if local_cloud else "",
-            ),
-            port=args.console_port,
-            public_host="localhost",
-        )
-        front.append(console.stop)
-        public = settings.get("PUBLIC_BASE_URL", f"http://localhost:{args.port}")
-        banner += [
-            f"Functions host           : {host.base_url}/api  (try {public}/api/health)",
-            f"Function key             : stored in {DATA_DIR / 'function-key'} (send as x-functions-key)",
-            f"Token-encryption key     : {key_file_location(settings)} (outside the repository)",
-            f"Admin consent            : {public}/api/consent/start?tenant=contoso.example",
-            f"Sign in                  : {public}/api/auth/login",
-            f"Console (open this)      : {console.base_url}  (the scheduling app; the README's demo starts here)",
-            "Ctrl+C stops everything.",
-        ]
-        print_banner(banner)
+        _start_front(args, settings, running)
+        print_banner(running.banner)
         wait_for_stop_signal()
     finally:
         started = time.monotonic()
-        stop_together(front)
-        stop_together(back)
+        stop_together(running.front)
+        stop_together(running.back)
     print(f"stopped in {time.monotonic() - started:.1f} s.", flush=True)
     return 0
 

@@ -9,6 +9,8 @@ event model's JSON mapping.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,68 +56,96 @@ def _holder_id(world: World, tenant_id: str, name: str) -> str:
     return user.id
 
 
+@dataclass
+class _Links:
+    """Names in the file that point at other directory objects, resolved once every object exists."""
+
+    sharing: list[tuple[User, list[str]]] = field(default_factory=list)
+    full_access: list[tuple[User, list[str]]] = field(default_factory=list)
+    memberships: list[tuple[Group, list[str]]] = field(default_factory=list)
+
+
+def _group(tenant: Tenant, raw: dict[str, Any]) -> Group:
+    return Group(
+        tenant_id=tenant.tenant_id,
+        id=str(raw["id"]).lower(),
+        display_name=str(raw["display_name"]),
+        mail=raw.get("mail"),
+        description=raw.get("description"),
+        mail_enabled=bool(raw.get("mail_enabled", True)),
+        security_enabled=bool(raw.get("security_enabled", True)),
+    )
+
+
+def _app(raw: dict[str, Any]) -> AppRegistration:
+    return AppRegistration(
+        client_id=str(raw["client_id"]).lower(),
+        display_name=str(raw["display_name"]),
+        secrets=[str(s) for s in raw["secrets"]],
+        redirect_uris=[str(u) for u in raw["redirect_uris"]],
+        required_roles=[str(r) for r in raw.get("required_roles", [])],
+        delegated_scopes=[str(s) for s in raw.get("delegated_scopes", [])],
+    )
+
+
+def _add_tenant(world: World, raw_tenant: dict[str, Any], links: _Links) -> None:
+    """A tenant with its users and groups; the names they point at go to ``links``."""
+    tenant = Tenant(
+        tenant_id=str(raw_tenant["tenant_id"]).lower(),
+        domain=str(raw_tenant["domain"]).lower(),
+        display_name=str(raw_tenant["display_name"]),
+    )
+    if tenant.tenant_id in world.tenants:
+        raise ValueError(f"duplicate tenant {tenant.tenant_id}")
+    world.tenants[tenant.tenant_id] = tenant
+    for raw_user in raw_tenant.get("users", []):
+        user = _user(tenant, raw_user)
+        if user.id in world.users:
+            raise ValueError(f"duplicate user id {user.id}")
+        world.users[user.id] = user
+        links.sharing.append((user, [str(s) for s in raw_user.get("shares_details_with", [])]))
+        links.full_access.append((user, [str(s) for s in raw_user.get("full_access", [])]))
+    for raw_group in raw_tenant.get("groups", []):
+        group = _group(tenant, raw_group)
+        if group.id in world.groups or group.id in world.users:
+            raise ValueError(f"duplicate directory object id {group.id}")
+        world.groups[group.id] = group
+        links.memberships.append((group, [str(m) for m in raw_group.get("members", [])]))
+
+
+def _user_ids(world: World, tenant_id: str, names: list[str], unknown: str) -> Iterator[str]:
+    """The ids of users named by UPN or id; ``unknown`` (and the name) is the error for one that is not there."""
+    for name in names:
+        found = world.find_user(tenant_id, name)
+        if found is None:
+            raise ValueError(f"{unknown} {name}")
+        yield found.id
+
+
+def _resolve_links(world: World, links: _Links) -> None:
+    # Sharing names other users by UPN or id; resolve once every user of the tenant exists.
+    for user, targets in links.sharing:
+        unknown = f"{user.user_principal_name} shares with unknown user"
+        for other_id in _user_ids(world, user.tenant_id, targets, unknown):
+            user.shares_details_with.add(other_id)
+    for group, members in links.memberships:
+        for member_id in _user_ids(world, group.tenant_id, members, f"group {group.display_name} lists unknown user"):
+            group.members.add(member_id)
+    for user, holders in links.full_access:
+        for holder in holders:
+            user.full_access.add(_holder_id(world, user.tenant_id, holder))
+
+
 def load_directory(world: World, path: Path | str = DIRECTORY_PATH) -> None:
     """Add the tenants, users and app registrations of a directory file to ``world``."""
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    sharing: list[tuple[User, list[str]]] = []
-    full_access: list[tuple[User, list[str]]] = []
-    memberships: list[tuple[Group, list[str]]] = []
+    links = _Links()
     with world.lock:
         for raw_tenant in doc.get("tenants", []):
-            tenant = Tenant(
-                tenant_id=str(raw_tenant["tenant_id"]).lower(),
-                domain=str(raw_tenant["domain"]).lower(),
-                display_name=str(raw_tenant["display_name"]),
-            )
-            if tenant.tenant_id in world.tenants:
-                raise ValueError(f"duplicate tenant {tenant.tenant_id}")
-            world.tenants[tenant.tenant_id] = tenant
-            for raw_user in raw_tenant.get("users", []):
-                user = _user(tenant, raw_user)
-                if user.id in world.users:
-                    raise ValueError(f"duplicate user id {user.id}")
-                world.users[user.id] = user
-                sharing.append((user, [str(s) for s in raw_user.get("shares_details_with", [])]))
-                full_access.append((user, [str(s) for s in raw_user.get("full_access", [])]))
-            for raw_group in raw_tenant.get("groups", []):
-                group = Group(
-                    tenant_id=tenant.tenant_id,
-                    id=str(raw_group["id"]).lower(),
-                    display_name=str(raw_group["display_name"]),
-                    mail=raw_group.get("mail"),
-                    description=raw_group.get("description"),
-                    mail_enabled=bool(raw_group.get("mail_enabled", True)),
-                    security_enabled=bool(raw_group.get("security_enabled", True)),
-                )
-                if group.id in world.groups or group.id in world.users:
-                    raise ValueError(f"duplicate directory object id {group.id}")
-                world.groups[group.id] = group
-                memberships.append((group, [str(m) for m in raw_group.get("members", [])]))
-        # Sharing names other users by UPN or id; resolve once every user of the tenant exists.
-        for user, targets in sharing:
-            for target in targets:
-                other = world.find_user(user.tenant_id, target)
-                if other is None:
-                    raise ValueError(f"{user.user_principal_name} shares with unknown user {target}")
-                user.shares_details_with.add(other.id)
-        for group, members in memberships:
-            for member in members:
-                found = world.find_user(group.tenant_id, member)
-                if found is None:
-                    raise ValueError(f"group {group.display_name} lists unknown user {member}")
-                group.members.add(found.id)
-        for user, holders in full_access:
-            for holder in holders:
-                user.full_access.add(_holder_id(world, user.tenant_id, holder))
+            _add_tenant(world, raw_tenant, links)
+        _resolve_links(world, links)
         for raw_app in doc.get("apps", []):
-            app = AppRegistration(
-                client_id=str(raw_app["client_id"]).lower(),
-                display_name=str(raw_app["display_name"]),
-                secrets=[str(s) for s in raw_app["secrets"]],
-                redirect_uris=[str(u) for u in raw_app["redirect_uris"]],
-                required_roles=[str(r) for r in raw_app.get("required_roles", [])],
-                delegated_scopes=[str(s) for s in raw_app.get("delegated_scopes", [])],
-            )
+            app = _app(raw_app)
             world.apps[app.client_id] = app
 
 

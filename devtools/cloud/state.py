@@ -298,7 +298,7 @@ class Switches:
     lost_answers: dict[str, Any] = field(default_factory=dict)
     # access tokens issued from now on expire after this many seconds (None: 3600)
     access_token_lifetime: int | None = None
-    # ---- change notifications (devtools/cloud/notify.py); defaults are Graph's documented values
+    # ---- change notifications (devtools/cloud/notify/); defaults are Graph's documented values
     # seconds each subscription validation request may take ("within 10 seconds")
     validation_timeout_seconds: float = 10.0
     # seconds each notification POST may take before it counts as failed ("3-second timeout")

@@ -137,14 +137,44 @@ def access_token_lifetime(world: World) -> int:
     return DEFAULT_ACCESS_TOKEN_LIFETIME if lifetime is None else lifetime
 
 
+Names = list[str] | set[str] | frozenset[str]
+
+
+def _app_only_claims(tenant_id: str, client_id: str, roles: Names | None) -> dict[str, Any]:
+    # For app-only tokens oid and sub are the service principal; one per app and tenant.
+    sp_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{tenant_id}:{client_id}"))
+    claims: dict[str, Any] = {"idtyp": "app", "oid": sp_id, "sub": sp_id}
+    if roles:
+        claims["roles"] = sorted(roles)
+    return claims
+
+
+def _user_claims(world: World, tenant_id: str, client_id: str, user_id: str, scopes: Names | None) -> dict[str, Any]:
+    with world.lock:
+        user = world.users.get(user_id)
+    if user is None or user.tenant_id != tenant_id:
+        raise ValueError(f"no user {user_id} in tenant {tenant_id}")
+    return {
+        "idtyp": "user",
+        "oid": user.id,
+        "sub": pairwise_subject(user.id, client_id),
+        "scp": " ".join(sorted(scopes or [])),
+        "name": user.display_name,
+        "upn": user.user_principal_name,
+        "unique_name": user.user_principal_name,
+        "given_name": user.given_name,
+        "family_name": user.surname,
+    }
+
+
 def issue_access_token(
     world: World,
     *,
     tenant_id: str,
     client_id: str,
     user_id: str | None = None,
-    scopes: list[str] | set[str] | frozenset[str] | None = None,
-    roles: list[str] | set[str] | frozenset[str] | None = None,
+    scopes: Names | None = None,
+    roles: Names | None = None,
     lifetime: int | None = None,
     audience: str = GRAPH_RESOURCE,
     cae: bool = False,
@@ -173,31 +203,9 @@ def issue_access_token(
         "ver": "1.0",
     }
     if user_id is None:
-        claims["idtyp"] = "app"
-        # For app-only tokens oid and sub are the service principal; one per app and tenant.
-        sp_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{tenant_id}:{client_id}"))
-        claims["oid"] = sp_id
-        claims["sub"] = sp_id
-        if roles:
-            claims["roles"] = sorted(roles)
+        claims.update(_app_only_claims(tenant_id, client_id, roles))
     else:
-        with world.lock:
-            user = world.users.get(user_id)
-        if user is None or user.tenant_id != tenant_id:
-            raise ValueError(f"no user {user_id} in tenant {tenant_id}")
-        claims.update(
-            {
-                "idtyp": "user",
-                "oid": user.id,
-                "sub": pairwise_subject(user.id, client_id),
-                "scp": " ".join(sorted(scopes or [])),
-                "name": user.display_name,
-                "upn": user.user_principal_name,
-                "unique_name": user.user_principal_name,
-                "given_name": user.given_name,
-                "family_name": user.surname,
-            }
-        )
+        claims.update(_user_claims(world, tenant_id, client_id, user_id, scopes))
         claims = {k: v for k, v in claims.items() if k == "scp" or v not in ("", None)}
     if cae:
         claims["xms_cc"] = ["cp1"]  # the client capability the token was issued for
@@ -327,6 +335,26 @@ def verify_access_token(world: World, token: str) -> Caller:
     has expired or is not yet valid.", "Access token validation failure. Invalid audience.",
     "CompactToken parsing failed ..." for something that is not a JWT at all.
     """
+    claims = _decode(world, token)
+    tenant_id = str(claims["tid"])
+    _check_issuer_and_revocation(world, claims, tenant_id)
+    user_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset(str(r) for r in claims.get("roles", []))
+    if claims.get("idtyp") == "user":
+        user_id = str(claims["oid"])
+        with world.lock:
+            user = world.users.get(user_id)
+        if user is None or user.tenant_id != tenant_id:
+            raise _unauthorized("Access token validation failure.")
+        scopes = frozenset(str(claims["scp"]).split())
+    return Caller(
+        tenant_id=tenant_id, client_id=str(claims.get("appid", "")), user_id=user_id, scopes=scopes, roles=roles
+    )
+
+
+def _decode(world: World, token: str) -> dict[str, Any]:
+    """The claims of a token this cloud signed for Graph, checked for signature, lifetime and audience."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as err:
@@ -350,8 +378,11 @@ def verify_access_token(world: World, token: str) -> Caller:
         raise _unauthorized("Access token validation failure. Invalid audience.") from err
     except jwt.PyJWTError as err:
         raise _unauthorized("Access token validation failure.") from err
+    return claims
 
-    tenant_id = str(claims["tid"])
+
+def _check_issuer_and_revocation(world: World, claims: dict[str, Any], tenant_id: str) -> None:
+    """The tenant and issuer must be this cloud's; a revoked token is challenged (CAE) or refused."""
     with world.lock:
         tenant = world.tenants.get(tenant_id)
         book = _issued(world)
@@ -376,20 +407,6 @@ def verify_access_token(world: World, token: str) -> Caller:
     if revoked:
         # A client without the capability is not challenged: its token is answered like an expired one.
         raise _unauthorized("Access token has expired or is not yet valid.")
-
-    user_id: str | None = None
-    scopes: frozenset[str] = frozenset()
-    roles: frozenset[str] = frozenset(str(r) for r in claims.get("roles", []))
-    if claims.get("idtyp") == "user":
-        user_id = str(claims["oid"])
-        with world.lock:
-            user = world.users.get(user_id)
-        if user is None or user.tenant_id != tenant_id:
-            raise _unauthorized("Access token validation failure.")
-        scopes = frozenset(str(claims["scp"]).split())
-    return Caller(
-        tenant_id=tenant_id, client_id=str(claims.get("appid", "")), user_id=user_id, scopes=scopes, roles=roles
-    )
 
 
 def authenticate(world: World, request: Request) -> Caller:

@@ -131,43 +131,108 @@ def _same_origin(request: Request) -> bool:
     return parts.netloc == request.headers.get("host", "") and parts.scheme == request.url.scheme
 
 
-def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
-    client = httpx.AsyncClient(
-        base_url=config.service_url.rstrip("/"), timeout=60, follow_redirects=False, transport=transport
+def _respond_request(body: Any) -> tuple[str, str, str] | JSONResponse:
+    """The event, attendee and answer of a ``/app/local/respond`` body, or the 400 that refuses it."""
+    if not isinstance(body, dict):
+        return _error(400, "invalid_request", "Send a JSON object.")
+    event_id, attendee, answer = body.get("event_id"), body.get("attendee"), body.get("response")
+    if not isinstance(event_id, str) or not re.fullmatch(r"[A-Za-z0-9_=-]{1,256}", event_id):
+        return _error(400, "invalid_request", "`event_id` is not an event id.")
+    if not isinstance(attendee, str) or not re.fullmatch(r"[^@\s]{1,128}@[^@\s]{1,128}", attendee):
+        return _error(400, "invalid_request", "`attendee` is not an address.")
+    if answer not in LOCAL_RESPONSES:
+        return _error(400, "invalid_request", f"`response` is one of {', '.join(LOCAL_RESPONSES)}.")
+    return event_id, attendee, str(answer)
+
+
+def _consent_request_html(subject: str, body: str) -> str:
+    text = f"Subject: {subject}\n\n{body}"
+    content = (
+        "<h1>Ask your administrator for consent</h1><section class='card'>"
+        "<p>Send this email to your Office 365 administrator. Only they can grant the consent; "
+        "once they have, come back here and sign in.</p>"
+        f"<p><strong>Subject:</strong> <span id='email-subject'>{html.escape(subject)}</span></p>"
+        f"<pre id='email-body' class='email'>{html.escape(body)}</pre>"
+        "<button id='copy-email' type='button'>Copy the email</button> "
+        "<span id='copied' class='muted' hidden>Copied.</span> "
+        "<a class='button secondary' href='/'>Back to the console</a>"
+        f"<textarea id='email-text' hidden>{html.escape(text)}</textarea></section>"
+        "<script src='/static/consent-request.js'></script>"
     )
-    cloud = (
-        httpx.AsyncClient(
-            base_url=config.local_cloud_url.rstrip("/"),
-            timeout=30,
-            verify=ssl.create_default_context(cafile=config.local_ca_bundle) if config.local_ca_bundle else True,
-            transport=transport,
-        )
-        if config.local_cloud_url
-        else None
+    return render_page("consent-request", "Consent request", content, script=False)
+
+
+def _remember_consent(request: Request, response: Response) -> None:
+    """The app remembers, in this browser, that its organisation granted consent: the Status page
+    then says so before anyone signs in. It names the domain the admin typed, nothing secret."""
+    tenant = _CONSENT_TENANT.fullmatch(request.cookies.get(CONSENT_TENANT_COOKIE, "") or "")
+    response.set_cookie(
+        CONSENT_SEEN_COOKIE,
+        tenant.group(0) if tenant else "granted",
+        max_age=365 * 86400,
+        httponly=True,
+        samesite="lax",
+        path="/",
     )
 
-    async def page(request: Request) -> Response:
+
+class _Console:
+    """The console's handlers, with the clients they reach the service (and the local cloud) through."""
+
+    def __init__(self, config: ConsoleConfig, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.config = config
+        self.client = httpx.AsyncClient(
+            base_url=config.service_url.rstrip("/"), timeout=60, follow_redirects=False, transport=transport
+        )
+        self.cloud = (
+            httpx.AsyncClient(
+                base_url=config.local_cloud_url.rstrip("/"),
+                timeout=30,
+                verify=ssl.create_default_context(cafile=config.local_ca_bundle) if config.local_ca_bundle else True,
+                transport=transport,
+            )
+            if config.local_cloud_url
+            else None
+        )
+
+    # ---- the pages -------------------------------------------------------------------------------
+    async def page(self, request: Request) -> Response:
         name, title = PAGES[request.url.path]
         return HTMLResponse(render_page(name, title), headers={"Cache-Control": "no-store"})
 
-    async def booking_page(request: Request) -> Response:
+    async def booking_page(self, request: Request) -> Response:
         name, title = BOOKING_PAGE
         return HTMLResponse(render_page(name, title), headers={"Cache-Control": "no-store"})
 
-    async def settings(request: Request) -> Response:
+    async def settings(self, request: Request) -> Response:
         # Only what the pages need to draw themselves: no key, no session.
         return JSONResponse(
             {
-                "tenant_hint": config.tenant_hint,
-                "poll_seconds": config.poll_seconds,
-                "local_cloud": cloud is not None,
+                "tenant_hint": self.config.tenant_hint,
+                "poll_seconds": self.config.poll_seconds,
+                "local_cloud": self.cloud is not None,
                 "consent_seen": _consent_seen(request),
             }
         )
 
-    async def local_respond(request: Request) -> Response:
+    async def consent_request_page(self, request: Request) -> Response:
+        """The consent request a recruiter sends their administrator, as a page to read and copy."""
+        try:
+            answer = await self.client.get("/api/consent/request", params=list(request.query_params.multi_items()))
+        except httpx.TransportError:
+            return _error(502, "service_unreachable", "The calendar service did not answer.")
+        data = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+        if answer.status_code != 200:
+            message = (data.get("error") or {}).get("message") or "The consent request could not be written."
+            content = f"<h1>The consent request</h1><p class='error'>{html.escape(message)}</p>"
+            return HTMLResponse(render_page("consent-request", "Consent request", content, script=False), 400)
+        page_html = _consent_request_html(data["subject"], data["body"])
+        return HTMLResponse(page_html, headers={"Cache-Control": "no-store"})
+
+    # ---- the local stand-in for attendees --------------------------------------------------------
+    async def local_respond(self, request: Request) -> Response:
         """Answer an invitation as one of its attendees would in Outlook (the local cloud's control)."""
-        if cloud is None:
+        if self.cloud is None:
             return _error(404, "not_found", "The console does not serve this route.")
         if not _same_origin(request):
             return _error(403, "cross_site_request", "Changes are accepted only from the console's own pages.")
@@ -177,17 +242,12 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
             body = json.loads(await request.body() or b"{}")
         except ValueError:
             body = None
-        if not isinstance(body, dict):
-            return _error(400, "invalid_request", "Send a JSON object.")
-        event_id, attendee, answer = body.get("event_id"), body.get("attendee"), body.get("response")
-        if not isinstance(event_id, str) or not re.fullmatch(r"[A-Za-z0-9_=-]{1,256}", event_id):
-            return _error(400, "invalid_request", "`event_id` is not an event id.")
-        if not isinstance(attendee, str) or not re.fullmatch(r"[^@\s]{1,128}@[^@\s]{1,128}", attendee):
-            return _error(400, "invalid_request", "`attendee` is not an address.")
-        if answer not in LOCAL_RESPONSES:
-            return _error(400, "invalid_request", f"`response` is one of {', '.join(LOCAL_RESPONSES)}.")
+        parsed = _respond_request(body)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        event_id, attendee, answer = parsed
         try:
-            answered = await cloud.post(
+            answered = await self.cloud.post(
                 f"/_control/graph/events/{event_id}/respond", json={"attendee": attendee, "response": answer}
             )
         except httpx.TransportError:
@@ -196,34 +256,8 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
             return _error(answered.status_code, "not_answered", answered.text[:300])
         return JSONResponse({"event_id": event_id, "attendee": attendee, "response": answer})
 
-    async def consent_request_page(request: Request) -> Response:
-        """The consent request a recruiter sends their administrator, as a page to read and copy."""
-        try:
-            answer = await client.get("/api/consent/request", params=list(request.query_params.multi_items()))
-        except httpx.TransportError:
-            return _error(502, "service_unreachable", "The calendar service did not answer.")
-        data = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-        if answer.status_code != 200:
-            message = (data.get("error") or {}).get("message") or "The consent request could not be written."
-            content = f"<h1>The consent request</h1><p class='error'>{html.escape(message)}</p>"
-            return HTMLResponse(render_page("consent-request", "Consent request", content, script=False), 400)
-        text = f"Subject: {data['subject']}\n\n{data['body']}"
-        content = (
-            "<h1>Ask your administrator for consent</h1><section class='card'>"
-            "<p>Send this email to your Office 365 administrator. Only they can grant the consent; "
-            "once they have, come back here and sign in.</p>"
-            f"<p><strong>Subject:</strong> <span id='email-subject'>{html.escape(data['subject'])}</span></p>"
-            f"<pre id='email-body' class='email'>{html.escape(data['body'])}</pre>"
-            "<button id='copy-email' type='button'>Copy the email</button> "
-            "<span id='copied' class='muted' hidden>Copied.</span> "
-            "<a class='button secondary' href='/'>Back to the console</a>"
-            f"<textarea id='email-text' hidden>{html.escape(text)}</textarea></section>"
-            "<script src='/static/consent-request.js'></script>"
-        )
-        page_html = render_page("consent-request", "Consent request", content, script=False)
-        return HTMLResponse(page_html, headers={"Cache-Control": "no-store"})
-
-    async def forward_app(request: Request) -> Response:
+    # ---- to the service ----------------------------------------------------------------------------
+    async def forward_app(self, request: Request) -> Response:
         """The pages' JSON calls: to the service with the function key and the session as Bearer."""
         route = request.path_params["route"]
         target = FORWARDED.get((request.method, route))
@@ -240,10 +274,10 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
         if len(body) > MAX_BODY:
             return _error(413, "payload_too_large", "The request body is too large.")
         headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k)) is not None}
-        headers["x-functions-key"] = config.function_key
+        headers["x-functions-key"] = self.config.function_key
         headers["authorization"] = f"Bearer {session}"
         try:
-            answer = await client.request(
+            answer = await self.client.request(
                 request.method,
                 f"/api/{target}",
                 params=list(request.query_params.multi_items()),
@@ -256,18 +290,18 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
         kept["Cache-Control"] = "no-store"
         return Response(answer.content, status_code=answer.status_code, headers=kept)
 
-    async def pass_through(request: Request) -> Response:
+    async def pass_through(self, request: Request) -> Response:
         """The service's browser legs, as the browser sent them: no key is added."""
         if (
             request.url.path == "/api/consent/request"
             and request.method == "GET"
             and "text/html" in request.headers.get("accept", "")
         ):
-            return await consent_request_page(request)  # a browser opening the link: a page, not JSON
+            return await self.consent_request_page(request)  # a browser opening the link: a page, not JSON
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         body = await request.body()
         try:
-            answer = await client.request(
+            answer = await self.client.request(
                 request.method,
                 request.url.path,
                 params=list(request.query_params.multi_items()),
@@ -281,26 +315,23 @@ def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | No
             if name.lower() not in HOP_BY_HOP | OWN_RESPONSE_HEADERS:
                 response.headers.append(name, value)
         if request.url.path == "/api/consent/callback" and answer.status_code == 200 and b"all set" in answer.content:
-            # The app remembers, in this browser, that its organisation granted consent: the Status page
-            # then says so before anyone signs in. It names the domain the admin typed, nothing secret.
-            tenant = _CONSENT_TENANT.fullmatch(request.cookies.get(CONSENT_TENANT_COOKIE, "") or "")
-            response.set_cookie(
-                CONSENT_SEEN_COOKIE,
-                tenant.group(0) if tenant else "granted",
-                max_age=365 * 86400,
-                httponly=True,
-                samesite="lax",
-                path="/",
-            )
+            _remember_consent(request, response)
         return response
 
+
+def build_app(config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+    console = _Console(config, transport)
     routes: list[Any] = [
-        *(Route(path, page, methods=["GET"]) for path in PAGES),
-        Route("/bookings/{booking_id}", booking_page, methods=["GET"]),
-        Route("/app/config", settings, methods=["GET"]),
-        Route("/app/local/respond", local_respond, methods=["POST"]),
-        Route("/app/{route:path}", forward_app, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-        Route("/api/{rest:path}", pass_through, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
+        *(Route(path, console.page, methods=["GET"]) for path in PAGES),
+        Route("/bookings/{booking_id}", console.booking_page, methods=["GET"]),
+        Route("/app/config", console.settings, methods=["GET"]),
+        Route("/app/local/respond", console.local_respond, methods=["POST"]),
+        Route("/app/{route:path}", console.forward_app, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route(
+            "/api/{rest:path}",
+            console.pass_through,
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        ),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes)

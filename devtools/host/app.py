@@ -58,6 +58,10 @@ FUNCTION_KEY_SETTING = "FUNCTION_KEY"
 MASTER_KEY_SETTING = "MASTER_KEY"
 
 
+# A response as the host sends it: status, raw headers, body.
+Parts = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
 def function_key_setting(function_name: str) -> str:
     return f"{FUNCTION_KEY_SETTING}_{function_name.upper()}"
 
@@ -101,13 +105,32 @@ def access_line(method: str, template: str | None, status: int, started: float, 
     return f"{shown_method} {template or NO_ROUTE} {status} {elapsed_ms:.0f} ms"
 
 
-def _error(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> Parts:
     body = json.dumps({"error": {"code": code, "message": message}}).encode("utf-8")
     raw = [(b"content-type", b"application/json; charset=utf-8")]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     return status, raw, body
+
+
+def _size_problem(request: Request, path: str) -> Parts | None:
+    """The 414 or 413 answer for a query, URL or declared body over the platform's limits; None when within."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    if len(query) > MAX_QUERY_LENGTH:
+        return _error(
+            414,
+            "uri_too_long",
+            f"The query string is longer than {MAX_QUERY_LENGTH} characters.",
+        )
+    if len(path) + (len(query) + 1 if query else 0) > MAX_URL_LENGTH:
+        return _error(
+            414,
+            "uri_too_long",
+            f"The request URL is longer than {MAX_URL_LENGTH} characters.",
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BODY_BYTES:
+        return _error(413, "payload_too_large", "The request body is larger than 100 MB.")
+    return None
 
 
 def _joined(items: list[tuple[str, str]]) -> dict[str, str]:
@@ -118,7 +141,7 @@ def _joined(items: list[tuple[str, str]]) -> dict[str, str]:
     return merged
 
 
-def _response_parts(result: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def _response_parts(result: Any) -> Parts:
     if isinstance(result, str):
         return (
             200,
@@ -210,28 +233,13 @@ class FunctionsHttpApp:
         )
         access_logger.info(access_line(request.method, route[0] if route else None, status, started))
 
-    async def _handle(self, request: Request, route: list[str]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _handle(self, request: Request, route: list[str]) -> Parts:
         """Answer one request; ``route`` receives the matched route template."""
         scope = request.scope
-        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        path = raw_path.decode("latin-1")
-        query = scope.get("query_string", b"").decode("latin-1")
-        if len(query) > MAX_QUERY_LENGTH:
-            return _error(
-                414,
-                "uri_too_long",
-                f"The query string is longer than {MAX_QUERY_LENGTH} characters.",
-            )
-        if len(path) + (len(query) + 1 if query else 0) > MAX_URL_LENGTH:
-            return _error(
-                414,
-                "uri_too_long",
-                f"The request URL is longer than {MAX_URL_LENGTH} characters.",
-            )
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BODY_BYTES:
-            return _error(413, "payload_too_large", "The request body is larger than 100 MB.")
-
+        path = (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1")
+        too_large = _size_problem(request, path)
+        if too_large is not None:
+            return too_large
         resolved = self.table.resolve(request.method, split_path(path))
         if resolved is None:
             return _error(
@@ -247,12 +255,15 @@ class FunctionsHttpApp:
                 f"{request.method} is not allowed here; use {allow}.",
                 {"allow": allow},
             )
-        endpoint = resolved.route.target
         route.append("/" + resolved.route.template.text)
         presented = request.headers.get(KEY_HEADER) or request.query_params.get(KEY_QUERY)
-        if not endpoint.authorises(presented):
+        if not resolved.route.target.authorises(presented):
             return _error(401, "unauthorized", "A valid function key is required.")
+        return await self._invoke(request, resolved)
 
+    async def _invoke(self, request: Request, resolved: RouteMatch[_Endpoint]) -> Parts:
+        """Run the matched function on the request, as the worker would hand it over."""
+        endpoint = resolved.route.target
         try:
             body = await self._read_body(request)
         except _BodyTooLarge:

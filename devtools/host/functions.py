@@ -69,6 +69,56 @@ def _direction(binding: Mapping[str, Any]) -> str:
     return str(binding.get("direction", "")).lower()
 
 
+def _trigger(name: str, function: Any) -> dict[str, Any]:
+    """The function's trigger binding; raises HostConfigurationError for none or one the host does not serve."""
+    trigger_obj = function.get_trigger()
+    if trigger_obj is None:
+        raise HostConfigurationError(f"Function '{name}' has no trigger.")
+    trigger: dict[str, Any] = _plain(trigger_obj.get_dict_repr())
+    trigger_type = str(trigger.get("type"))
+    if trigger_type not in SUPPORTED_TRIGGERS:
+        raise HostConfigurationError(
+            f"Function '{name}' uses the trigger type '{trigger_type}', which the local host does not "
+            f"support (supported: {', '.join(SUPPORTED_TRIGGERS)})."
+        )
+    return trigger
+
+
+def _check_bindings(name: str, function: Any, trigger: Mapping[str, Any]) -> None:
+    """Besides the trigger, only an HTTP function's ``$return`` output is served."""
+    trigger_type = str(trigger.get("type"))
+    for binding in (_plain(b.get_dict_repr()) for b in function.get_bindings()):
+        if binding.get("type") == trigger_type and binding.get("name") == trigger.get("name"):
+            continue
+        is_http_return = (
+            trigger_type == HTTP_TRIGGER
+            and binding.get("type") == "http"
+            and _direction(binding) == "out"
+            and binding.get("name") == "$return"
+        )
+        if not is_http_return:
+            raise HostConfigurationError(
+                f"Function '{name}' uses the binding type '{binding.get('type')}' "
+                f"(name '{binding.get('name')}'), which the local host does not support."
+            )
+
+
+def _check_parameters(name: str, parameters: Mapping[str, inspect.Parameter], trigger_arg: str) -> None:
+    unknown = [p for p in parameters if p not in (trigger_arg, CONTEXT_PARAMETER)]
+    if unknown or trigger_arg not in parameters:
+        raise HostConfigurationError(
+            f"Function '{name}': the parameters {list(parameters)} do not match the bindings "
+            f"(trigger '{trigger_arg}', optional '{CONTEXT_PARAMETER}')."
+        )
+
+
+def _disabled(name: str, settings: Mapping[str, str]) -> bool:
+    disabled = settings.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
+    if disabled:
+        logger.info("Function '%s' is disabled by its AzureWebJobs.%s.Disabled setting.", name, name)
+    return disabled
+
+
 def index_functions(function_app: FunctionRegister, *, settings: Mapping[str, str]) -> list[FunctionSpec]:
     """Every enabled function of the app.
 
@@ -79,52 +129,18 @@ def index_functions(function_app: FunctionRegister, *, settings: Mapping[str, st
     specs: list[FunctionSpec] = []
     for function in function_app.get_functions():
         name = function.get_function_name() or function.get_user_function().__name__
-        trigger_obj = function.get_trigger()
-        if trigger_obj is None:
-            raise HostConfigurationError(f"Function '{name}' has no trigger.")
-        trigger = _plain(trigger_obj.get_dict_repr())
-        trigger_type = str(trigger.get("type"))
-        if trigger_type not in SUPPORTED_TRIGGERS:
-            raise HostConfigurationError(
-                f"Function '{name}' uses the trigger type '{trigger_type}', which the local host does not "
-                f"support (supported: {', '.join(SUPPORTED_TRIGGERS)})."
-            )
-        bindings = [_plain(b.get_dict_repr()) for b in function.get_bindings()]
-        for binding in bindings:
-            if binding.get("type") == trigger_type and binding.get("name") == trigger.get("name"):
-                continue
-            is_http_return = (
-                trigger_type == HTTP_TRIGGER
-                and binding.get("type") == "http"
-                and _direction(binding) == "out"
-                and binding.get("name") == "$return"
-            )
-            if not is_http_return:
-                raise HostConfigurationError(
-                    f"Function '{name}' uses the binding type '{binding.get('type')}' "
-                    f"(name '{binding.get('name')}'), which the local host does not support."
-                )
+        trigger = _trigger(name, function)
+        _check_bindings(name, function, trigger)
         user_function = function.get_user_function()
         parameters = inspect.signature(user_function).parameters
         trigger_arg = str(trigger.get("name"))
-        unknown = [p for p in parameters if p not in (trigger_arg, CONTEXT_PARAMETER)]
-        if unknown or trigger_arg not in parameters:
-            raise HostConfigurationError(
-                f"Function '{name}': the parameters {list(parameters)} do not match the bindings "
-                f"(trigger '{trigger_arg}', optional '{CONTEXT_PARAMETER}')."
-            )
-        disabled = settings.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
-        if disabled:
-            logger.info(
-                "Function '%s' is disabled by its AzureWebJobs.%s.Disabled setting.",
-                name,
-                name,
-            )
+        _check_parameters(name, parameters, trigger_arg)
+        if _disabled(name, settings):
             continue
         specs.append(
             FunctionSpec(
                 name=name,
-                trigger_type=trigger_type,
+                trigger_type=str(trigger.get("type")),
                 trigger=trigger,
                 trigger_arg=trigger_arg,
                 user_function=user_function,

@@ -173,7 +173,6 @@ class QueuePoller:
             )
 
     async def _process_one(self, message: QueueMessage) -> None:
-        name = self.binding.spec.name
         dequeue_count = int(message.dequeue_count or 0)
         if dequeue_count > self._options.max_dequeue_count:
             # Already over the limit (a host stopped mid-run before): poison without another try.
@@ -184,7 +183,7 @@ class QueuePoller:
         except _DecodeError:
             logger.error(
                 "Function '%s': message %s on '%s' is not valid base64 (messageEncoding is base64).",
-                name,
+                self.binding.spec.name,
                 message.id,
                 self.binding.queue_name,
             )
@@ -208,29 +207,34 @@ class QueuePoller:
         except Exception:
             logger.exception(
                 "Function '%s' failed on message %s (dequeue count %d)",
-                name,
+                self.binding.spec.name,
                 message.id,
                 dequeue_count,
             )
-            try:
-                if dequeue_count >= self._options.max_dequeue_count:
-                    await self._move_to_poison(message, reason=f"it failed {dequeue_count} times")
-                else:
-                    await asyncio.to_thread(
-                        self._queue.update_message,
-                        message.id,
-                        pop_receipt=message.pop_receipt,
-                        visibility_timeout=int(self._options.visibility_timeout.total_seconds()),
-                    )
-            except AzureError as err:
-                # The lease runs out and the message comes back by itself; nothing is lost.
-                logger.warning(
-                    "Function '%s': could not release message %s: %s",
-                    name,
-                    message.id,
-                    err,
-                )
+            await self._after_failure(message, dequeue_count)
             return
+        await self._delete(message)
+
+    async def _after_failure(self, message: QueueMessage, dequeue_count: int) -> None:
+        """Poison the message after its last try; else make it visible again after the visibility timeout."""
+        try:
+            if dequeue_count >= self._options.max_dequeue_count:
+                await self._move_to_poison(message, reason=f"it failed {dequeue_count} times")
+            else:
+                await asyncio.to_thread(
+                    self._queue.update_message,
+                    message.id,
+                    pop_receipt=message.pop_receipt,
+                    visibility_timeout=int(self._options.visibility_timeout.total_seconds()),
+                )
+        except AzureError as err:
+            # The lease runs out and the message comes back by itself; nothing is lost.
+            name = self.binding.spec.name
+            logger.warning("Function '%s': could not release message %s: %s", name, message.id, err)
+
+    async def _delete(self, message: QueueMessage) -> None:
+        """Delete a message its function handled."""
+        name = self.binding.spec.name
         try:
             await asyncio.to_thread(self._queue.delete_message, message.id, message.pop_receipt)
         except ResourceNotFoundError:

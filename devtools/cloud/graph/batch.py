@@ -185,6 +185,72 @@ def _response_entry(request_id: str, response: httpx.Response) -> dict[str, Any]
     return entry
 
 
+class _BatchRun:
+    """One batch's requests, run against the app that served the batch, with their dependencies and caps."""
+
+    def __init__(
+        self, world: World, caller: Caller, items: list[dict[str, Any]], *, prefix: str, outer_auth: str
+    ) -> None:
+        self.world = world
+        self.caller = caller
+        self.items = items
+        self.prefix = prefix
+        self.outer_auth = outer_auth
+        self.semaphores: dict[str, asyncio.Semaphore] = {}
+        self.done: dict[str, asyncio.Event] = {item["id"].lower(): asyncio.Event() for item in items}
+        self.succeeded: dict[str, bool] = {}
+        self.responses: list[dict[str, Any]] = []
+
+    async def run(self, app: Any, base_url: str) -> list[dict[str, Any]]:
+        # An unhandled error inside one request becomes its 500, not the batch's.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        marker = IN_BATCH.set(True)  # the tasks below copy this context: their requests count as batched
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+                await asyncio.gather(*(self._run_one(client, item) for item in self.items))
+        finally:
+            IN_BATCH.reset(marker)
+        return self.responses
+
+    async def _execute(self, client: httpx.AsyncClient, item: dict[str, Any]) -> dict[str, Any]:
+        request_id: str = item["id"]
+        method = item["method"].upper()
+        url: str = item["url"]
+        if method not in METHODS:
+            raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+        if "://" in url or url.lstrip("/").lower().startswith("$batch"):
+            raise GraphError(400, "BadRequest", "Invalid request URL.")
+        content, headers = _encode_body(item)
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        if self.outer_auth:
+            headers["Authorization"] = self.outer_auth  # the batch's caller is every request's caller
+        mailbox = mailbox_of(self.world, self.caller, url)
+        semaphore = self.semaphores.setdefault(mailbox or "", asyncio.Semaphore(MAILBOX_CONCURRENCY))
+        async with semaphore:
+            response = await client.request(
+                method, f"{self.prefix}/{url.lstrip('/')}", content=content, headers=headers
+            )
+        return _response_entry(request_id, response)
+
+    async def _run_one(self, client: httpx.AsyncClient, item: dict[str, Any]) -> None:
+        key = item["id"].lower()
+        try:
+            deps = [d.lower() for d in item.get("dependsOn") or []]
+            for dep in deps:
+                await self.done[dep].wait()
+            if not all(self.succeeded.get(dep, False) for dep in deps):
+                entry = _error_response(item["id"], GraphError(424, "FailedDependency", FAILED_DEPENDENCY))
+            else:
+                try:
+                    entry = await self._execute(client, item)
+                except GraphError as err:
+                    entry = _error_response(item["id"], err)
+            self.succeeded[key] = 200 <= int(entry["status"]) < 300
+            self.responses.append(entry)  # completion order: Graph does not promise request order
+        finally:
+            self.done[key].set()
+
+
 def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator | None = None) -> list[BaseRoute]:
     auth = authenticate or _default_authenticate
 
@@ -201,60 +267,8 @@ def routes(world: World, *, prefix: str = "/v1.0", authenticate: Authenticator |
             items = parse_batch(await request.body())
         except GraphError as err:
             return err.response()
-
-        app = request.scope["app"]
-        outer_auth = request.headers.get("authorization", "")
-        semaphores: dict[str, asyncio.Semaphore] = {}
-        done: dict[str, asyncio.Event] = {item["id"].lower(): asyncio.Event() for item in items}
-        succeeded: dict[str, bool] = {}
-        responses: list[dict[str, Any]] = []
-
-        async def execute(client: httpx.AsyncClient, item: dict[str, Any]) -> dict[str, Any]:
-            request_id: str = item["id"]
-            method = item["method"].upper()
-            url: str = item["url"]
-            if method not in METHODS:
-                raise GraphError(
-                    405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target."
-                )
-            if "://" in url or url.lstrip("/").lower().startswith("$batch"):
-                raise GraphError(400, "BadRequest", "Invalid request URL.")
-            content, headers = _encode_body(item)
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-            if outer_auth:
-                headers["Authorization"] = outer_auth  # the batch's caller is every request's caller
-            mailbox = mailbox_of(world, caller, url)
-            semaphore = semaphores.setdefault(mailbox or "", asyncio.Semaphore(MAILBOX_CONCURRENCY))
-            async with semaphore:
-                response = await client.request(method, f"{prefix}/{url.lstrip('/')}", content=content, headers=headers)
-            return _response_entry(request_id, response)
-
-        async def run_one(client: httpx.AsyncClient, item: dict[str, Any]) -> None:
-            key = item["id"].lower()
-            try:
-                deps = [d.lower() for d in item.get("dependsOn") or []]
-                for dep in deps:
-                    await done[dep].wait()
-                if not all(succeeded.get(dep, False) for dep in deps):
-                    entry = _error_response(item["id"], GraphError(424, "FailedDependency", FAILED_DEPENDENCY))
-                else:
-                    try:
-                        entry = await execute(client, item)
-                    except GraphError as err:
-                        entry = _error_response(item["id"], err)
-                succeeded[key] = 200 <= int(entry["status"]) < 300
-                responses.append(entry)  # completion order: Graph does not promise request order
-            finally:
-                done[key].set()
-
-        # An unhandled error inside one request becomes its 500, not the batch's.
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        marker = IN_BATCH.set(True)  # the tasks below copy this context: their requests count as batched
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url=str(request.base_url).rstrip("/")) as client:
-                await asyncio.gather(*(run_one(client, item) for item in items))
-        finally:
-            IN_BATCH.reset(marker)
+        run = _BatchRun(world, caller, items, prefix=prefix, outer_auth=request.headers.get("authorization", ""))
+        responses = await run.run(request.scope["app"], str(request.base_url).rstrip("/"))
         return JSONResponse({"responses": responses}, headers={"OData-Version": "4.0"})
 
     return [Route(f"{prefix}/$batch", run_batch, methods=["POST"])]

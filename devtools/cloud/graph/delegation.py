@@ -29,16 +29,22 @@ def groups_of(world: World, user_id: str) -> list[Group]:
     return sorted(found, key=lambda g: (g.display_name.lower(), g.id))
 
 
-def has_full_access(world: World, mailbox: User, user_id: str) -> bool:
-    """Whether ``user_id`` holds Full Access on ``mailbox``, directly or through a group."""
+def holds(world: World, mailbox: User, holders: set[str], user_id: str) -> bool:
+    """Whether ``user_id`` is among a mailbox permission's ``holders`` (users, or groups of the mailbox's
+    tenant), directly or through a group."""
     with world.lock:
-        if user_id in mailbox.full_access:
+        if user_id in holders:
             return True
-        for holder in mailbox.full_access:
+        for holder in holders:
             group = world.groups.get(holder)
             if group is not None and group.tenant_id == mailbox.tenant_id and user_id in group.members:
                 return True
     return False
+
+
+def has_full_access(world: World, mailbox: User, user_id: str) -> bool:
+    """Whether ``user_id`` holds Full Access on ``mailbox``, directly or through a group."""
+    return holds(world, mailbox, mailbox.full_access, user_id)
 
 
 def may_open(world: World, mailbox: User, user_id: str | None) -> bool:

@@ -9,13 +9,14 @@ Extended properties sent in the POST are stored but, as documented, not included
 response; read them with ``$expand=singleValueExtendedProperties($filter=id eq '...')``, and list the
 events that carry one with ``$filter=singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...')``
 (the documented form, alone; combined with other clauses it is refused as an unsupported query).
+
+What a body's fields accept is in ``event_fields``; the Teams meeting an event carries in ``meetings``.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import Response
@@ -23,17 +24,28 @@ from starlette.routing import BaseRoute
 
 from devtools.cloud.common import GraphError
 from devtools.cloud.graph import calendars, odata, store, switches
+from devtools.cloud.graph.event_fields import parse_changes
+from devtools.cloud.graph.meetings import apply_meeting, new_meeting
 from devtools.cloud.graph.pipeline import GraphContext, graph_route, json_response
 from devtools.cloud.graph.serialize import event_json, extended_properties_json
 from devtools.cloud.graph.store import Instance
-from devtools.cloud.graph.timezones import parse_datetime_timezone, require_zone
-from devtools.cloud.state import Attendee, Event, OnlineMeeting, User, World, new_id
+from devtools.cloud.graph.timezones import parse_datetime_timezone
+from devtools.cloud.state import Event, User, World, new_id
+
+__all__ = [
+    "OUTLOOK_WEB",
+    "PROPERTY_FILTER",
+    "apply_meeting",
+    "calendar_id",
+    "expand_extended_properties",
+    "new_meeting",
+    "page",
+    "parse_changes",
+    "property_filter",
+    "routes",
+]
 
 OUTLOOK_WEB = "https://outlook.office365.com"
-SHOW_AS = {"free", "tentative", "busy", "oof", "workingElsewhere", "unknown"}
-SENSITIVITY = {"normal", "personal", "private", "confidential"}
-ATTENDEE_TYPES = {"required", "optional", "resource"}
-PROVIDERS = {"unknown", "teamsForBusiness", "skypeForBusiness", "skypeForConsumer"}
 DEFAULT_PAGE = 10
 # v1.0 singlevaluelegacyextendedproperty-get.md: "Get resource instances filtered by a single-value extended
 # property": $filter=singleValueExtendedProperties/Any(ep: ep/id eq '{id_value}' and ep/value eq '{property_value}').
@@ -45,239 +57,19 @@ PROPERTY_FILTER = re.compile(
 _EXPAND = re.compile(r"^singleValueExtendedProperties(?:\(\$filter=(?P<filter>.*)\))?$", re.IGNORECASE)
 
 
+def property_filter(raw_filter: str | None) -> Callable[[dict[str, str]], bool] | None:
+    """The documented extended-property ``$filter`` as a test of an item's properties; None for any other filter."""
+    match = PROPERTY_FILTER.fullmatch(raw_filter.strip()) if raw_filter else None
+    if match is None:
+        return None
+    prop_id = match.group("id").replace("''", "'").lower()
+    value = match.group("value").replace("''", "'")
+    return lambda properties: any(k.lower() == prop_id and v == value for k, v in properties.items())
+
+
 def calendar_id(user: User) -> str:
     """The primary calendar's id: stable per user."""
     return calendars.primary_calendar_id(user)
-
-
-def join_url() -> str:
-    thread = uuid.uuid4().hex
-    return f"https://teams.microsoft.com/l/meetup-join/19%3ameeting_{thread}%40thread.v2/0"
-
-
-# The demo tenants' audio-conferencing bridge (fictional 555 numbers). The onlineMeetingInfo fields are
-# documented (v1.0 resources/onlinemeetinginfo.md: conferenceId, joinUrl, phones, quickDial,
-# tollFreeNumbers, tollNumber) but not their formats or phone types; these follow what Teams prints in
-# an invitation ("Conference ID: 123 456 789#").
-TOLL_NUMBER = "+1 323-555-0166"
-TOLL_FREE_NUMBER = "+1 800-555-0199"
-
-
-def new_meeting() -> OnlineMeeting:
-    """A new Teams meeting with dial-in details."""
-    conference_id = str(secrets.randbelow(900_000_000) + 100_000_000)
-    digits = re.sub(r"\D", "", TOLL_NUMBER)
-    return OnlineMeeting(
-        join_url=join_url(),
-        conference_id=conference_id,
-        toll_number=TOLL_NUMBER,
-        toll_free_numbers=(TOLL_FREE_NUMBER,),
-        quick_dial=f"+{digits},,{conference_id}#",
-        phones=((TOLL_NUMBER, "business"), (TOLL_FREE_NUMBER, "business")),
-    )
-
-
-def apply_meeting(existing: Event | None, changes: dict[str, Any], *, drop: str | None = None) -> None:
-    """Complete ``changes`` with the online meeting the event has after them.
-
-    Documented (v1.0 resources/event.md): after **isOnlineMeeting** is set to true (or
-    **onlineMeetingProvider** is set), "Microsoft Graph initializes **onlineMeeting**. Subsequently Outlook
-    ignores any further changes to **isOnlineMeeting**, and the meeting remains available online", and
-    the provider "cannot" change again. So a PATCH of ``isOnlineMeeting: false`` or of another provider
-    is ignored while a meeting is attached.
-
-    Not documented, but reported by users of Graph: a PATCH that moves an event sometimes comes back
-    with ``isOnlineMeeting: false`` and ``onlineMeeting: null``. ``drop`` models it (the meeting-drop
-    switch): ``"detach"`` keeps the Teams meeting alive, so turning the event online again brings back
-    the same join URL; ``"delete"`` loses it, so the next meeting is a new one.
-    """
-    current = existing.online_meeting if existing is not None else None
-    if current is not None:
-        if changes.get("is_online_meeting") is False:
-            changes.pop("is_online_meeting")
-        if "online_meeting_provider" in changes and existing is not None:
-            changes["online_meeting_provider"] = existing.online_meeting_provider
-    if drop is not None and current is not None:
-        changes.update(
-            is_online_meeting=False,
-            online_meeting=None,
-            detached_meeting=current if drop == "detach" else None,
-        )
-        return
-
-    def value(name: str, default: Any) -> Any:
-        return changes.get(name, getattr(existing, name) if existing is not None else default)
-
-    online = bool(value("is_online_meeting", False))
-    provider = value("online_meeting_provider", "unknown")
-    if online and provider == "unknown":
-        provider = changes["online_meeting_provider"] = "teamsForBusiness"
-    if online and provider == "teamsForBusiness" and current is None:
-        detached = existing.detached_meeting if existing is not None else None
-        changes["online_meeting"] = detached or new_meeting()
-        changes["detached_meeting"] = None
-
-
-def _enum(value: Any, allowed: set[str], name: str) -> str:
-    for option in allowed:
-        if isinstance(value, str) and value.lower() == option.lower():
-            return option
-    raise GraphError(400, "ErrorInvalidRequest", f"The value '{value}' is not valid for {name}.")
-
-
-def _attendees(raw: Any) -> list[Attendee]:
-    if not isinstance(raw, list):
-        raise GraphError(400, "ErrorInvalidRequest", "attendees must be a collection.")
-    result = []
-    for item in raw:
-        email = (item or {}).get("emailAddress") or {}
-        address = email.get("address")
-        if not isinstance(address, str) or "@" not in address:
-            raise GraphError(400, "ErrorInvalidRecipients", "At least one recipient is not valid.")
-        result.append(
-            Attendee(
-                address=address,
-                name=email.get("name") or "",
-                type=_enum(item.get("type") or "required", ATTENDEE_TYPES, "type"),
-            )
-        )
-    return result
-
-
-def _boolean(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise GraphError(400, "ErrorInvalidRequest", f"The value '{value}' is not valid for {name}.")
-    return value
-
-
-ADDRESS_FIELDS = ("street", "city", "state", "countryOrRegion", "postalCode")  # physicalAddress
-COORDINATE_FIELDS = ("latitude", "longitude", "accuracy", "altitude", "altitudeAccuracy")  # outlookGeoCoordinates
-LOCATION_TYPES = {
-    "default",
-    "conferenceRoom",
-    "homeAddress",
-    "businessAddress",
-    "geoCoordinates",
-    "streetAddress",
-    "hotel",
-    "restaurant",
-    "localBusiness",
-    "postalAddress",
-}
-
-
-def _location(raw: Any) -> tuple[str, dict[str, Any]]:
-    """displayName and the other location fields (v1.0 resources/location.md, physicaladdress.md,
-    outlookgeocoordinates.md). Unknown members of address or coordinates are refused, as Graph refuses
-    properties its model does not have."""
-    if raw is None:
-        return "", {}
-    if not isinstance(raw, dict):
-        raise GraphError(400, "ErrorInvalidRequest", "location must be an object.")
-    details: dict[str, Any] = {}
-    address = raw.get("address")
-    if address:
-        if not isinstance(address, dict) or set(address) - set(ADDRESS_FIELDS) - {"@odata.type"}:
-            raise GraphError(400, "RequestBodyRead", "The address of a location has an unknown property.")
-        if any(not isinstance(address.get(k), str | None) for k in ADDRESS_FIELDS):
-            raise GraphError(400, "RequestBodyRead", "The fields of a location's address are strings.")
-        details["address"] = {k: address[k] for k in ADDRESS_FIELDS if address.get(k) is not None}
-    coordinates = raw.get("coordinates")
-    if coordinates:
-        if not isinstance(coordinates, dict) or set(coordinates) - set(COORDINATE_FIELDS) - {"@odata.type"}:
-            raise GraphError(400, "RequestBodyRead", "The coordinates of a location have an unknown property.")
-        for key in COORDINATE_FIELDS:
-            number = coordinates.get(key)
-            if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
-                raise GraphError(400, "RequestBodyRead", f"The coordinate {key} must be a number.")
-        details["coordinates"] = {k: coordinates[k] for k in COORDINATE_FIELDS if coordinates.get(k) is not None}
-    if raw.get("locationType") is not None:
-        details["locationType"] = _enum(raw["locationType"], LOCATION_TYPES, "locationType")
-    for key in ("locationUri", "locationEmailAddress", "uniqueId"):
-        if isinstance(raw.get(key), str) and raw[key]:
-            details[key] = raw[key]
-    if raw.get("uniqueIdType") is not None:
-        details["uniqueIdType"] = _enum(
-            raw["uniqueIdType"], {"unknown", "locationStore", "directory", "private", "bing"}, "uniqueIdType"
-        )
-    return str(raw.get("displayName") or ""), details
-
-
-def parse_changes(body: dict[str, Any], *, existing: Event | None) -> dict[str, Any]:
-    """Event attribute changes from a Graph event JSON body; only what the body sends."""
-    changes: dict[str, Any] = {}
-    if "subject" in body:
-        changes["subject"] = str(body["subject"] or "")
-    if "body" in body:
-        content = body["body"] or {}
-        changes["body"] = str(content.get("content") or "")
-        changes["body_content_type"] = "text" if str(content.get("contentType", "html")).lower() == "text" else "html"
-    for side in ("start", "end"):
-        if side in body:
-            value = body[side]
-            changes[side] = parse_datetime_timezone(value, field_name=side)
-            tz_name = (value or {}).get("timeZone") or "UTC"
-            require_zone(tz_name)
-            changes[f"original_{side}_time_zone"] = tz_name
-    if "location" in body:
-        changes["location"], changes["location_details"] = _location(body["location"])
-    if "attendees" in body:
-        new = _attendees(body["attendees"])
-        if existing is not None:
-            # Keep the answers of attendees who stay in the meeting.
-            known = {a.address.lower(): a for a in existing.attendees}
-            for attendee in new:
-                old = known.get(attendee.address.lower())
-                if old is not None:
-                    attendee.response, attendee.response_time = old.response, old.response_time
-        changes["attendees"] = new
-    if "isAllDay" in body:
-        changes["is_all_day"] = bool(body["isAllDay"])
-    if "showAs" in body:
-        changes["show_as"] = _enum(body["showAs"], SHOW_AS, "showAs")
-    if "sensitivity" in body:
-        changes["sensitivity"] = _enum(body["sensitivity"], SENSITIVITY, "sensitivity")
-    if "categories" in body:
-        changes["categories"] = [str(c) for c in body["categories"] or []]
-    if "responseRequested" in body:
-        changes["response_requested"] = bool(body["responseRequested"])
-    # Stored as sent (v1.0 resources/event.md: "Set to true if an alert is set ...", "The number of minutes
-    # before the event start time that the reminder alert occurs", "true if the meeting organizer allows
-    # invitees to propose a new time ... Optional. The default is true", "When set to true, each attendee
-    # only sees themselves in the meeting request and meeting Tracking list").
-    for prop, name in (
-        ("isReminderOn", "is_reminder_on"),
-        ("allowNewTimeProposals", "allow_new_time_proposals"),
-        ("hideAttendees", "hide_attendees"),
-    ):
-        if prop in body:
-            changes[name] = _boolean(body[prop], prop)
-    if "reminderMinutesBeforeStart" in body:
-        minutes = body["reminderMinutesBeforeStart"]
-        # Int32 in the reference; the range Outlook accepts is not documented: negatives are refused here.
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 <= minutes <= 2**31 - 1:
-            raise GraphError(
-                400, "ErrorInvalidRequest", f"The value '{minutes}' is not valid for reminderMinutesBeforeStart."
-            )
-        changes["reminder_minutes_before_start"] = minutes
-    if "recurrence" in body:
-        changes["recurrence"] = body["recurrence"]
-    if "isOnlineMeeting" in body:
-        changes["is_online_meeting"] = bool(body["isOnlineMeeting"])
-    if "onlineMeetingProvider" in body:
-        changes["online_meeting_provider"] = _enum(body["onlineMeetingProvider"], PROVIDERS, "onlineMeetingProvider")
-    if "transactionId" in body:
-        if existing is not None and body["transactionId"] != existing.transaction_id:
-            raise GraphError(400, "ErrorInvalidRequest", "The transactionId of an event cannot be changed.")
-        changes["transaction_id"] = body["transactionId"]
-    if "singleValueExtendedProperties" in body:
-        props = dict(existing.extended_properties) if existing is not None else {}
-        for prop in body["singleValueExtendedProperties"] or []:
-            if not isinstance(prop, dict) or not isinstance(prop.get("id"), str):
-                raise GraphError(400, "ErrorInvalidRequest", "An extended property needs an id.")
-            props[prop["id"]] = str(prop.get("value", ""))
-        changes["extended_properties"] = props
-    return changes
 
 
 def _event_body(ctx: GraphContext, owner: User, inst: Instance, *, entity: bool = True) -> dict[str, Any]:
@@ -366,13 +158,9 @@ async def list_events(ctx: GraphContext) -> Response:
             key=lambda e: (e.created, e.id),
         )
     raw_filter = ctx.request.query_params.get("$filter")
-    by_property = PROPERTY_FILTER.fullmatch(raw_filter.strip()) if raw_filter else None
-    if by_property is not None:
-        prop_id = by_property.group("id").replace("''", "'").lower()
-        value = by_property.group("value").replace("''", "'")
-        events = [
-            e for e in events if any(k.lower() == prop_id and v == value for k, v in e.extended_properties.items())
-        ]
+    carries = property_filter(raw_filter)
+    if carries is not None:
+        events = [e for e in events if carries(e.extended_properties)]
         raw_filter = None
     items = [_event_body(ctx, owner, Instance(e, e.start, e.end), entity=False) for e in events]
     if raw_filter:

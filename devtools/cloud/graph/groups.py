@@ -119,14 +119,7 @@ async def list_members(ctx: GraphContext) -> Response:
 
 
 async def member_of(ctx: GraphContext) -> Response:
-    key = ctx.request.path_params.get("user")
-    if key is None:
-        user = ctx.me()
-    else:
-        found = ctx.world.find_user(ctx.caller.tenant_id, key)
-        if found is None:
-            raise directory_not_found(key)
-        user = found
+    user = ctx.user_or_me(ctx.request.path_params.get("user"), directory_not_found)
     _require(ctx)
     items = [
         {"@odata.type": "#microsoft.graph.group", **group_json(g)} for g in delegation.groups_of(ctx.world, user.id)

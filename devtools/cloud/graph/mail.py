@@ -36,7 +36,7 @@ from starlette.routing import BaseRoute
 
 from devtools.cloud.common import GraphError
 from devtools.cloud.graph import delegation, mail_store, odata
-from devtools.cloud.graph.events import PROPERTY_FILTER, expand_extended_properties, page
+from devtools.cloud.graph.events import expand_extended_properties, page, property_filter
 from devtools.cloud.graph.pipeline import GraphContext, access_denied, graph_route, json_response
 from devtools.cloud.graph.switches import take_send_as_denied
 from devtools.cloud.state import FileAttachment, MailAddress, Message, User, World, new_id
@@ -86,14 +86,7 @@ def _resolve(ctx: GraphContext, key: str | None) -> User:
 
 def may_send_as(world: World, mailbox: User, user_id: str) -> bool:
     """Exchange's Send As on ``mailbox`` for ``user_id``: granted directly or through a group."""
-    with world.lock:
-        if user_id in mailbox.send_as:
-            return True
-        for holder in mailbox.send_as:
-            group = world.groups.get(holder)
-            if group is not None and group.tenant_id == mailbox.tenant_id and user_id in group.members:
-                return True
-    return False
+    return delegation.holds(world, mailbox, mailbox.send_as, user_id)
 
 
 def sending_mailbox(ctx: GraphContext, key: str | None, from_address: str | None) -> User:
@@ -370,13 +363,9 @@ async def list_messages(ctx: GraphContext) -> Response:
     if raw_filter and raw_order and "conversationid" in raw_filter.lower():
         # Observed from Graph (public issues); not in the reference pages.
         raise GraphError(400, "InefficientFilter", "The restriction or sort order is too complex for this operation.")
-    by_property = PROPERTY_FILTER.fullmatch(raw_filter.strip()) if raw_filter else None
-    if by_property is not None:
-        prop_id = by_property.group("id").replace("''", "'").lower()
-        value = by_property.group("value").replace("''", "'")
-        messages = [
-            m for m in messages if any(k.lower() == prop_id and v == value for k, v in m.extended_properties.items())
-        ]
+    carries = property_filter(raw_filter)
+    if carries is not None:
+        messages = [m for m in messages if carries(m.extended_properties)]
         raw_filter = None
     ordering = _order(raw_order) if raw_order else [("received", True)]
     messages.sort(key=lambda m: m.id)

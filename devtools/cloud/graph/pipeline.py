@@ -196,6 +196,16 @@ class GraphContext:
         if not granted:
             raise directory_denied()
 
+    def user_or_me(self, key: str | None, not_found: Callable[[str], GraphError]) -> User:
+        """The signed-in user for ``None``, else the user ``key`` names in the caller's tenant (``not_found``
+        is the error for none)."""
+        if key is None:
+            return self.me()
+        found = self.world.find_user(self.caller.tenant_id, key)
+        if found is None:
+            raise not_found(key)
+        return found
+
     def mailbox(self, key: str | None, access: str) -> User:
         """Enter a mailbox (``None`` is /me) for ``access`` in read | write | schedule | settings."""
         assert access in MAILBOX_ACCESS
@@ -217,13 +227,7 @@ class GraphContext:
         elif not self.scopes & own:
             raise access_denied()
 
-        if key is None:
-            user = self.me()
-        else:
-            found = self.world.find_user(self.caller.tenant_id, key)
-            if found is None:
-                raise mailbox_user_not_found(key)
-            user = found
+        user = self.user_or_me(key, mailbox_user_not_found)
 
         if not self.caller.app_only and user.id != self.caller.user_id and access != "schedule":
             # Another user's mailbox with a delegated token: the .Shared permission and a share or Full

@@ -104,25 +104,27 @@ def attendee_json(attendee: Attendee, tz_name: str | None) -> dict[str, Any]:
     return body
 
 
-def event_json(world: World, inst: Instance, *, base_url: str, tz_name: str | None) -> dict[str, Any]:
-    """Graph's event resource for one instance (a single event, a series master, or an occurrence)."""
+def _kind(inst: Instance) -> str:
+    if inst.occurrence_id is not None:
+        return "occurrence"
+    if inst.event.recurrence is not None:
+        return "seriesMaster"
+    return "singleInstance"
+
+
+def _response_status(world: World, event: Event) -> dict[str, Any]:
+    if event.organizer_event_id is None:
+        return {"response": "organizer", "time": NEVER}
+    mine = own_attendee(world, event)
+    return {
+        "response": mine.response if mine else "none",
+        "time": iso_z(mine.response_time if mine else None),
+    }
+
+
+def _identity_fields(inst: Instance) -> dict[str, Any]:
+    """The etag, ids and timestamps that open the resource."""
     event = inst.event
-    is_occurrence = inst.occurrence_id is not None
-    if is_occurrence:
-        kind = "occurrence"
-    elif event.recurrence is not None:
-        kind = "seriesMaster"
-    else:
-        kind = "singleInstance"
-    organizer = event.organizer_event_id is None
-    if organizer:
-        response_status = {"response": "organizer", "time": NEVER}
-    else:
-        mine = own_attendee(world, event)
-        response_status = {
-            "response": mine.response if mine else "none",
-            "time": iso_z(mine.response_time if mine else None),
-        }
     body: dict[str, Any] = {
         "@odata.etag": etag(event),
         "id": inst.id,
@@ -134,50 +136,66 @@ def event_json(world: World, inst: Instance, *, base_url: str, tz_name: str | No
     if event.transaction_id is not None:
         # "This property is only returned in a response payload if an app has set it."
         body["transactionId"] = event.transaction_id
-    body.update(
-        {
-            "originalStartTimeZone": event.original_start_time_zone,
-            "originalEndTimeZone": event.original_end_time_zone,
-            "iCalUId": event.ical_uid,
-            "reminderMinutesBeforeStart": event.reminder_minutes_before_start,
-            "isReminderOn": event.is_reminder_on,
-            "hasAttachments": False,
-            "subject": event.subject,
-            "bodyPreview": _preview(event),
-            "importance": "normal",
-            "sensitivity": event.sensitivity,
-            "isAllDay": event.is_all_day,
-            "isCancelled": event.is_cancelled,
-            "isOrganizer": organizer,
-            "responseRequested": event.response_requested,
-            "seriesMasterId": event.id if is_occurrence else None,
-            "showAs": event.show_as,
-            "type": kind,
-            "webLink": f"{base_url}/owa/?itemid={quote(inst.id, safe='')}&exvsurl=1&path=/calendar/item",
-            # Null for Teams meetings: the property "will be deprecated", clients read onlineMeeting.joinUrl
-            # (v1.0 resources/event.md).
-            "onlineMeetingUrl": None,
-            "isOnlineMeeting": event.is_online_meeting,
-            "onlineMeetingProvider": event.online_meeting_provider,
-            "allowNewTimeProposals": event.allow_new_time_proposals,
-            "isDraft": False,
-            "hideAttendees": event.hide_attendees,
-            "responseStatus": response_status,
-            "body": _body_content(event),
-            "start": format_local(inst.start, tz_name),
-            "end": format_local(inst.end, tz_name),
-            "location": location_json(event.location, event.location_details),
-            "locations": (
-                [location_json(event.location, event.location_details)]
-                if event.location or event.location_details
-                else []
-            ),
-            "recurrence": None if is_occurrence else event.recurrence,
-            "attendees": [attendee_json(a, tz_name) for a in event.attendees],
-            "organizer": {"emailAddress": {"name": event.organizer_name, "address": event.organizer_address}},
-            "onlineMeeting": online_meeting_json(event),
-        }
-    )
+    return body
+
+
+def _flag_fields(world: World, inst: Instance, base_url: str) -> dict[str, Any]:
+    """Time zones, reminders, the instance's type and link, the online meeting flags, the response status."""
+    event = inst.event
+    return {
+        "originalStartTimeZone": event.original_start_time_zone,
+        "originalEndTimeZone": event.original_end_time_zone,
+        "iCalUId": event.ical_uid,
+        "reminderMinutesBeforeStart": event.reminder_minutes_before_start,
+        "isReminderOn": event.is_reminder_on,
+        "hasAttachments": False,
+        "subject": event.subject,
+        "bodyPreview": _preview(event),
+        "importance": "normal",
+        "sensitivity": event.sensitivity,
+        "isAllDay": event.is_all_day,
+        "isCancelled": event.is_cancelled,
+        "isOrganizer": event.organizer_event_id is None,
+        "responseRequested": event.response_requested,
+        "seriesMasterId": event.id if inst.occurrence_id is not None else None,
+        "showAs": event.show_as,
+        "type": _kind(inst),
+        "webLink": f"{base_url}/owa/?itemid={quote(inst.id, safe='')}&exvsurl=1&path=/calendar/item",
+        # Null for Teams meetings: the property "will be deprecated", clients read onlineMeeting.joinUrl
+        # (v1.0 resources/event.md).
+        "onlineMeetingUrl": None,
+        "isOnlineMeeting": event.is_online_meeting,
+        "onlineMeetingProvider": event.online_meeting_provider,
+        "allowNewTimeProposals": event.allow_new_time_proposals,
+        "isDraft": False,
+        "hideAttendees": event.hide_attendees,
+        "responseStatus": _response_status(world, event),
+    }
+
+
+def _content_fields(inst: Instance, tz_name: str | None) -> dict[str, Any]:
+    """Body, times, location, recurrence, attendees, organizer and the online meeting."""
+    event = inst.event
+    return {
+        "body": _body_content(event),
+        "start": format_local(inst.start, tz_name),
+        "end": format_local(inst.end, tz_name),
+        "location": location_json(event.location, event.location_details),
+        "locations": (
+            [location_json(event.location, event.location_details)] if event.location or event.location_details else []
+        ),
+        "recurrence": None if inst.occurrence_id is not None else event.recurrence,
+        "attendees": [attendee_json(a, tz_name) for a in event.attendees],
+        "organizer": {"emailAddress": {"name": event.organizer_name, "address": event.organizer_address}},
+        "onlineMeeting": online_meeting_json(event),
+    }
+
+
+def event_json(world: World, inst: Instance, *, base_url: str, tz_name: str | None) -> dict[str, Any]:
+    """Graph's event resource for one instance (a single event, a series master, or an occurrence)."""
+    body = _identity_fields(inst)
+    body.update(_flag_fields(world, inst, base_url))
+    body.update(_content_fields(inst, tz_name))
     return body
 
 
