@@ -88,9 +88,9 @@ def _validator(operation_id: str) -> Draft202012Validator:
 
 @functools.cache
 def _checker(operation_id: str) -> Any:
-    import jsonschema_rs
-
     from urllib.parse import quote
+
+    import jsonschema_rs
 
     pointer = quote(_pointer(operation_id), safe="/~")  # a URI fragment: the braces of path templates escaped
     root = document()
