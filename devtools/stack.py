@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -223,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     # nothing is left running without its parent. The front (console, host) stops first, then what
     # it uses (cloud, storage); the parts of each stage stop at the same time.
     running = _Running()
+    # Ctrl+C (or SIGTERM) while the parts start stops what started so far, as it does once they run.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         given: dict[str, str] = {**_local_settings(), **{k: v for k, v in os.environ.items() if v}}
         settings = _start_back(args, given, running)
@@ -231,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         _start_front(args, settings, running)
         print_banner(running.banner)
         wait_for_stop_signal()
+    except KeyboardInterrupt:
+        print("stopping...", flush=True)
     finally:
         started = time.monotonic()
         stop_together(running.front)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,11 +39,23 @@ def test_run_command_serves_health_with_storage_healthy_and_stops_on_ctrl_c(tmp_
         text=True,
         start_new_session=True,
     )
+    lines: list[str] = []
+    banner = threading.Event()
+
+    def read_output() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl+C stops everything."):
+                banner.set()
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 90
         response = None
         while time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()[0]
+            assert process.poll() is None, "".join(lines)
             try:
                 response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10)
                 break
@@ -58,14 +71,19 @@ def test_run_command_serves_health_with_storage_healthy_and_stops_on_ctrl_c(tmp_
         assert body["status"] == "healthy"
         assert body["checks"]["storage"]["ok"] is True
         assert body["checks"]["key_source"]["ok"] is True
+        # Everything is up once the banner is out (the console starts after the host answers).
+        assert banner.wait(timeout=max(1.0, deadline - time.monotonic())), "".join(lines)
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl+C
         try:
-            output = process.communicate(timeout=STOP_SECONDS)[0]
+            process.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
-            output = process.communicate()[0]
-            pytest.fail(f"the run command did not stop within {STOP_SECONDS} s of Ctrl+C:\n{output}")
+            process.wait()
+            reader.join(timeout=10)
+            pytest.fail(f"the run command did not stop within {STOP_SECONDS} s of Ctrl+C:\n{''.join(lines)}")
+        reader.join(timeout=10)
+    output = "".join(lines)
     assert process.returncode == 0, output
     assert "stopping..." in output
     assert "GET /api/health/details 200 " in output  # the access line, without the key
