@@ -133,11 +133,15 @@ def start_azurite(
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     azurite = Azurite(*ports, process=process, data_dir=None if data_dir else own_dir, log_path=log_path)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Azurite exited with code {process.returncode}; see {log_path}.")
-        if all(_listening(p) for p in ports):
-            return azurite
-        time.sleep(0.1)
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"Azurite exited with code {process.returncode}; see {log_path}.")
+            if all(_listening(p) for p in ports):
+                return azurite
+            time.sleep(0.1)
+    except BaseException:  # Ctrl+C while it starts, too: nothing is left running without its parent
+        azurite.stop()
+        raise
     azurite.stop()
     raise RuntimeError(f"Azurite did not start within 30 s; see {log_path}.")
