@@ -150,11 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         logging_quiet()
 
         import function_app
+        from devtools.host.config import HostOptions
         from devtools.host.runner import start_host
 
         counter = StorageCounter()
         counter.install()
-        host = start_host(function_app.app, settings=settings, port=port)
+        # host.json's options, as the run command and `func start` read them (the queues' polling interval).
+        host = start_host(function_app.app, settings=settings, port=port, options=HostOptions.load(root))
         controls.set_access_token_lifetime(cloud.world, args.token_lifetime)
 
         def browser() -> Browser:

@@ -114,14 +114,21 @@ def _serve_cloud(conn: Connection, count: int, monday: datetime) -> None:
         cloud.stop()
 
 
+def start_app_host(settings: dict[str, str], port: int) -> Any:
+    """The app on the local functions host with host.json's options, as the run command and `func start`
+    read them (the queues' polling interval among them)."""
+    import function_app
+    from devtools.host.config import HostOptions
+    from devtools.host.runner import start_host
+
+    return start_host(function_app.app, settings=settings, port=port, options=HostOptions.load(ROOT))
+
+
 def _serve_host(conn: Connection, settings: dict[str, str], port: int) -> None:
     """Child process: one more worker of the same app (its own memory, its own Graph limiter)."""
     os.environ.update(settings)
     quiet_logging()
-    import function_app
-    from devtools.host.runner import start_host
-
-    host = start_host(function_app.app, settings=settings, port=port)
+    host = start_app_host(settings, port)
     try:
         conn.send(f"http://127.0.0.1:{port}")
         conn.recv()
@@ -196,10 +203,7 @@ def benchmark_stack(*, people: int = 200) -> Iterator[BenchmarkStack]:
         os.environ.update(settings)
         os.environ["TABLE_PREFIX"] = "bench" + os.urandom(4).hex()
 
-        import function_app
-        from devtools.host.runner import start_host
-
-        host = start_host(function_app.app, settings=settings, port=port)
+        host = start_app_host(settings, port)
 
         def control(path: str, body: dict[str, Any]) -> None:
             httpx.put(f"{cloud_url}/_control/{path}", json=body, verify=ca_bundle, timeout=30).raise_for_status()
