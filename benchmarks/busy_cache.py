@@ -134,7 +134,7 @@ def main() -> int:
     if not 1 <= args.runs <= 200:
         parser.error("--runs must be 1..200")
     failed = False
-    with benchmark_stack(people=200) as stack:
+    with benchmark_stack(people=200, busy_cache=True) as stack:
         stack.set_latency(0.0)
         warmed = _warm_up(stack, 200)
         print(f"warm-up of 200 interviewers (subscribe and full sync each, from first sight): {warmed:.1f} s")
