@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from abc import ABC, abstractmethod
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +32,7 @@ from devtools.cloud.signin import (
 from devtools.cloud.state import AppRegistration, Tenant, User
 
 
-class Authorize(Pages):
+class Authorize(Pages, ABC):
     """The authorize endpoint and the steps after a user is known."""
 
     async def authorize(self, request: Request) -> Response:
@@ -174,6 +175,6 @@ class Authorize(Pages):
             answer["client_info"] = client_info(user)
         return respond_to_client(params["redirect_uri"], params.get("response_mode", "query"), answer)
 
+    @abstractmethod
     def _admin_after_sign_in(self, request: Request, pending: Pending, user: User) -> Response:
-        """Continue an admin-consent flow once the user is known (answered by ``AdminConsent``)."""
-        raise NotImplementedError
+        """Continue an admin-consent flow once the user is known: ``AdminConsent`` answers it."""
