@@ -223,20 +223,21 @@ def _refuse_constant(name: str) -> Any:
     raise _JsonValueRefused(f"{name} is not a JSON value")
 
 
-_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 def _nesting_depth_exceeds(text: str, limit: int) -> bool:
     """Whether brackets outside strings nest deeper than ``limit``: checked before parsing, because
     the parser recurses once per level and a deep enough document exhausts the interpreter's stack."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     depth = 0
-    for match in _STRUCTURE.finditer(text):
-        found = match.group()
+    for found in brackets:
         if found in "[{":
             depth += 1
             if depth > limit:
                 return True
-        elif found in "]}":
+        else:
             depth -= 1
     return False
 

@@ -7,11 +7,13 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
+import orjson
 
 from functions._auth import requires_session
 from functions._contract import read_body
 from functions._http import http_endpoint, json_response
 from shared.bootstrap import get_container
+from shared.memo import IdentityMemo
 
 if TYPE_CHECKING:
     from shared.identity.guard import RequestContext
@@ -119,8 +121,36 @@ def _schedule(
     load: InterviewCounts,
     source: ScheduleSource,
 ) -> dict[str, Any]:
-    hours = schedule.working_hours
     start, end = window
+    return {
+        **_schedule_json.get(schedule, (zone, start, end), lambda: _schedule_fields(schedule, zone, start, end)),
+        "load": _load(load),
+        # "cache": from the busy cache (no titles), as of the start of the delta round it is from;
+        # "live": read from Graph for this answer.
+        "source": source.source,
+        "as_of": _at(source.as_of, zone),
+    }
+
+
+# What an answer says of a schedule itself, per zone and window: a warm interviewer's schedule is the same
+# object from query to query (``shared.memo``), and their busy list is most of a large answer.
+_schedule_json: IdentityMemo[dict[str, Any]] = IdentityMemo()
+
+
+def _schedule_fields(schedule: Schedule, zone: tzinfo, start: datetime, end: datetime) -> dict[str, Any]:
+    """Never changed once made (answers copy it)."""
+    hours = schedule.working_hours
+    busy = [
+        {
+            "start": _at(b.start, zone),
+            "end": _at(b.end, zone),
+            "status": b.status.value,
+            "subject": b.subject,
+            "location": b.location,
+        }
+        for b in schedule.busy
+        if b.end > start and b.start < end
+    ]
     return {
         "email": schedule.email,
         "status": schedule.status.value,
@@ -134,22 +164,7 @@ def _schedule(
             "end": hours.end.strftime("%H:%M"),
             "time_zone": hours.time_zone_name,
         },
-        "busy": [
-            {
-                "start": _at(b.start, zone),
-                "end": _at(b.end, zone),
-                "status": b.status.value,
-                "subject": b.subject,
-                "location": b.location,
-            }
-            for b in schedule.busy
-            if b.end > start and b.start < end
-        ],
-        "load": _load(load),
-        # "cache": from the busy cache (no titles), as of the start of the delta round it is from;
-        # "live": read from Graph for this answer.
-        "source": source.source,
-        "as_of": source.as_of.astimezone(zone).isoformat(),
+        "busy": orjson.Fragment(orjson.dumps(busy)),  # written once, copied into every answer as it is
     }
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared.errors import NotFound, ServiceError
+from shared.memo import IdentityMemo
 from shared.models import BusyBlock, CachedBlock, CachedPerson, MailboxHours, Schedule
 from shared.ports import Dependencies
 
@@ -72,8 +73,14 @@ class _TenantMemory:
 
 
 _lock = threading.Lock()
+# Loads still running (a query that gave up on one leaves it running): a later query waits for the same
+# load instead of queueing another behind it.
+_loading: dict[tuple[str, str, str], Future[_Entry]] = {}
+# A remembered person's schedule per window asked about: the same object from one query to the next, so
+# what the slot engine and the answer derive from it is derived once (``shared.memo``).
+_schedules: IdentityMemo[Schedule] = IdentityMemo()
 _memory: dict[str, _TenantMemory] = {}
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 
 
 def forget_worker_memory() -> None:
@@ -81,12 +88,30 @@ def forget_worker_memory() -> None:
         _memory.clear()
 
 
-def _readers() -> ThreadPoolExecutor:
-    global _pool
+def _readers(name: str = "busy-read", size: int = READERS) -> ThreadPoolExecutor:
     with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="busy-read")
-        return _pool
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+        return pool
+
+
+def _load_once(deps: Dependencies, tenant_id: str, epoch: str, person: str, lo: datetime, hi: datetime) -> Future[_Entry]:
+    key = (tenant_id, epoch, person)
+    pool = _readers()
+    with _lock:
+        running = _loading.get(key)
+        if running is not None:
+            return running
+        future = _loading[key] = pool.submit(_load, deps, tenant_id, person, lo, hi)
+    future.add_done_callback(lambda _: _forget_load(key, future))
+    return future
+
+
+def _forget_load(key: tuple[str, str, str], future: Future[_Entry]) -> None:
+    with _lock:
+        if _loading.get(key) is future:
+            del _loading[key]
 
 
 def read_warm(
@@ -99,9 +124,9 @@ def read_warm(
     if not settings.busy_cache_enabled or not wanted:
         return {}
     deadline = time.monotonic() + READ_BUDGET_SECONDS
-    pool = _readers()
     try:
-        epoch = pool.submit(deps.busy.get_epoch, tenant_id).result(timeout=READ_BUDGET_SECONDS)
+        # On threads of its own: never queued behind loads that earlier queries left running.
+        epoch = _readers("busy-epoch", 4).submit(deps.busy.get_epoch, tenant_id).result(timeout=READ_BUDGET_SECONDS)
     except TimeoutError:
         logger.warning("The busy cache did not answer in time: every interviewer is read live")
         return {}
@@ -127,7 +152,7 @@ def read_warm(
     if missing:
         lo = now - timedelta(days=settings.busy_cache_past_days) - MARGIN
         hi = now + timedelta(days=settings.busy_cache_future_days) + MARGIN
-        futures: dict[str, Future[_Entry]] = {p: pool.submit(_load, deps, tenant_id, p, lo, hi) for p in missing}
+        futures = {p: _load_once(deps, tenant_id, epoch, p, lo, hi) for p in missing}
         wait(list(futures.values()), timeout=max(0.0, deadline - time.monotonic()))
         loaded: dict[str, _Entry] = {}
         for person, future in futures.items():
@@ -172,10 +197,14 @@ def _warm(entry: _Entry, now: datetime, freshness: timedelta, start: datetime, e
         return None  # too old: never used, whatever it holds
     if start < record.window_start or end > record.window_end:
         return None
-    schedule = Schedule(
-        email=record.person,
-        mailbox_time_zone=hours.time_zone,
-        working_hours=hours.working_hours,
-        busy=entry.busy_within(start, end),
+    schedule = _schedules.get(
+        entry,
+        (start, end),
+        lambda: Schedule(
+            email=record.person,
+            mailbox_time_zone=hours.time_zone,
+            working_hours=hours.working_hours,
+            busy=entry.busy_within(start, end),
+        ),
     )
     return WarmSchedule(schedule=schedule, as_of=record.synced_at)

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from shared.cache.keeper import note_asked
 from shared.cache.reader import read_warm
 from shared.identity.guard import RequestContext, with_user_access
+from shared.memo import IdentityMemo
 from shared.models import AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
 from shared.ports import Dependencies
 from shared.scheduling.loops import LoopRules, LoopSearch, LoopSession, find_loops
@@ -114,12 +115,23 @@ def _read_schedules(
     for person in people:
         cached = warm.get(person.strip().lower())
         if cached is not None:
-            schedules.append(replace(cached.schedule, email=person))
+            schedules.append(_as_asked(cached.schedule, person))
             sources[person] = ScheduleSource("cache", cached.as_of)
         else:
             schedules.append(next(by_person))
             sources[person] = ScheduleSource("live", read_at)
     return schedules, sources
+
+
+_asked_as: IdentityMemo[Schedule] = IdentityMemo()
+
+
+def _as_asked(schedule: Schedule, person: str) -> Schedule:
+    """A cached schedule under the address as the request wrote it (the cache keys people lower-cased);
+    the same object each time, so what is derived from it stays remembered."""
+    if schedule.email == person:
+        return schedule
+    return _asked_as.get(schedule, person, lambda: replace(schedule, email=person))
 
 
 def _booked(

@@ -33,6 +33,7 @@ KERNEL = {
     "shared.timezones",  # pure: zoneinfo, tzdata and tzlocal.windows_tz (a CLDR table), no I/O at import
     "shared.conflicts",
     "shared.worker_cache",
+    "shared.memo",
     "shared.health",
 }
 CAPABILITIES = ("identity", "scheduling", "booking", "sync", "cache", "email")

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from shared.models import FreeBusyStatus, ScheduleStatus
+from shared.memo import IdentityMemo
+from shared.models import FreeBusyStatus, Schedule, ScheduleStatus
 from shared.scheduling.slots.grid import (
     ONE_DAY,
     at_least,
@@ -32,6 +33,11 @@ class _Cells:
     free: int  # cells no blocking event overlaps
     work_key: object  # key of the working-cells mask in Engine.work
     allowed: int  # slot-start cells the caps allow
+
+
+# A schedule's busy cells per grid (its first instant, cell size and length) and set of blocking statuses:
+# a warm interviewer's schedule is the same object from query to query (``shared.memo``).
+_busy_cells: IdentityMemo[int] = IdentityMemo()
 
 
 class Engine:
@@ -120,8 +126,24 @@ class Engine:
         if person is None or person.schedule.status is not ScheduleStatus.OK:
             return None
         schedule = person.schedule
-        busy = 0
         lo, hi = self.t0, self.t0 + self.n * self.g
+        busy = _busy_cells.get(schedule, (lo, self.g, self.n, blocking), lambda: self._busy_cells(schedule, blocking))
+        hours = schedule.working_hours if self.rules.working_hours else None
+        key: object = None
+        if hours is not None:
+            key = (hours, id(hours.time_zone))
+            if key not in self.work:
+                mask = 0
+                for a, b in working_intervals(hours, lo, hi):
+                    mask |= self._range(a, b)
+                self.work[key] = mask
+        elif None not in self.work:
+            self.work[None] = self.full
+        return _Cells(self.full & ~busy, key, self._caps_mask(person))
+
+    def _busy_cells(self, schedule: Schedule, blocking: frozenset[FreeBusyStatus]) -> int:
+        """Mask of the cells that a blocking event of ``schedule`` touches."""
+        busy = 0
         t0, g, n = self.t0, self.g, self.n
         touched = [  # the cells each blocking event touches: the hot loop of the engine, kept inline
             (int((blk.start.timestamp() - t0) // g), -int((t0 - blk.end.timestamp()) // g))
@@ -135,18 +157,7 @@ class Engine:
                 if j > n:
                     j = n
                 busy |= ((1 << (j - i)) - 1) << i
-        hours = schedule.working_hours if self.rules.working_hours else None
-        key: object = None
-        if hours is not None:
-            key = (hours, id(hours.time_zone))
-            if key not in self.work:
-                mask = 0
-                for a, b in working_intervals(hours, lo, hi):
-                    mask |= self._range(a, b)
-                self.work[key] = mask
-        elif None not in self.work:
-            self.work[None] = self.full
-        return _Cells(self.full & ~busy, key, self._caps_mask(person))
+        return busy
 
     # -- load
     def local_day(self, name: str, instant: int) -> date:

@@ -104,6 +104,8 @@ class InterviewCounts:
     def within(self, start: datetime, end: datetime) -> InterviewCounts:
         """Only the local days and ISO weeks that overlap ``[start, end)`` (each week still counts
         all of its interviews, also those outside the window)."""
+        if not self.days and not self.weeks:
+            return self  # nobody booked: nothing to leave out
         zone = self.time_zone
 
         def overlaps(first: date, days: int) -> bool:
