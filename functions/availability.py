@@ -107,6 +107,8 @@ def _at(moment: datetime, zone: tzinfo) -> str:
 
 def _load(counts: InterviewCounts) -> dict[str, Any]:
     # Days and weeks without an interview are left out: a window may span six months.
+    if not counts.days and not counts.weeks:
+        return _no_load.get(counts, None, lambda: {"time_zone": counts.time_zone_name, "days": {}, "weeks": {}})
     return {
         "time_zone": counts.time_zone_name,
         "days": {day.isoformat(): n for day, n in sorted(counts.days.items())},
@@ -131,6 +133,9 @@ def _schedule(
         "as_of": _at(source.as_of, zone),
     }
 
+
+# Nobody booked: the same empty counts of a warm interviewer are the same object each time (never changed).
+_no_load: IdentityMemo[dict[str, Any]] = IdentityMemo(per_object=1)
 
 # What an answer says of a schedule itself, per zone and window: a warm interviewer's schedule is the same
 # object from query to query (``shared.memo``), and their busy list is most of a large answer.

@@ -10,6 +10,7 @@ getSchedule read) cost one weak reference each and are forgotten with the query.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
@@ -42,7 +43,7 @@ class IdentityMemo(Generic[V]):
                 return found  # type: ignore[no-any-return]
         else:
             values = {}
-            ref = weakref.ref(obj, lambda dead, oid=oid: self._forget(oid, dead))
+            ref = weakref.ref(obj, functools.partial(self._forget, oid))
             self._slots[oid] = (ref, values)
         value = derive()
         if len(values) >= self._per_object:

@@ -78,7 +78,7 @@ _lock = threading.Lock()
 _loading: dict[tuple[str, str, str], Future[_Entry]] = {}
 # A remembered person's schedule per window asked about: the same object from one query to the next, so
 # what the slot engine and the answer derive from it is derived once (``shared.memo``).
-_schedules: IdentityMemo[Schedule] = IdentityMemo()
+_schedules: IdentityMemo[WarmSchedule] = IdentityMemo()
 _memory: dict[str, _TenantMemory] = {}
 _pools: dict[str, ThreadPoolExecutor] = {}
 
@@ -96,7 +96,10 @@ def _readers(name: str = "busy-read", size: int = READERS) -> ThreadPoolExecutor
         return pool
 
 
-def _load_once(deps: Dependencies, tenant_id: str, epoch: str, person: str, lo: datetime, hi: datetime) -> Future[_Entry]:
+def _load_once(
+    deps: Dependencies, tenant_id: str, epoch: str, person: str, lo: datetime, hi: datetime
+) -> Future[_Entry]:
+    """The load of ``person`` under ``epoch``: the one running, or a new one."""
     key = (tenant_id, epoch, person)
     pool = _readers()
     with _lock:
@@ -197,14 +200,17 @@ def _warm(entry: _Entry, now: datetime, freshness: timedelta, start: datetime, e
         return None  # too old: never used, whatever it holds
     if start < record.window_start or end > record.window_end:
         return None
-    schedule = _schedules.get(
+    synced_at = record.synced_at
+    return _schedules.get(
         entry,
         (start, end),
-        lambda: Schedule(
-            email=record.person,
-            mailbox_time_zone=hours.time_zone,
-            working_hours=hours.working_hours,
-            busy=entry.busy_within(start, end),
+        lambda: WarmSchedule(
+            Schedule(
+                email=record.person,
+                mailbox_time_zone=hours.time_zone,
+                working_hours=hours.working_hours,
+                busy=entry.busy_within(start, end),
+            ),
+            as_of=synced_at,
         ),
     )
-    return WarmSchedule(schedule=schedule, as_of=record.synced_at)

@@ -14,6 +14,7 @@ so the cache warms them for the next query.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -116,7 +117,7 @@ def _read_schedules(
         cached = warm.get(person.strip().lower())
         if cached is not None:
             schedules.append(_as_asked(cached.schedule, person))
-            sources[person] = ScheduleSource("cache", cached.as_of)
+            sources[person] = _from_cache(cached.as_of)
         else:
             schedules.append(next(by_person))
             sources[person] = ScheduleSource("live", read_at)
@@ -124,6 +125,12 @@ def _read_schedules(
 
 
 _asked_as: IdentityMemo[Schedule] = IdentityMemo()
+
+
+@functools.lru_cache(maxsize=1024)
+def _from_cache(as_of: datetime) -> ScheduleSource:
+    # Everyone synced by the same round shares one.
+    return ScheduleSource("cache", as_of)
 
 
 def _as_asked(schedule: Schedule, person: str) -> Schedule:
@@ -140,7 +147,7 @@ def _booked(
     """Each person's interviews booked by this service near the window (what the caps and the load
     count): not cancelled, not failed, and not declined by that person."""
     wanted = set(people)
-    found: dict[str, list[tuple[datetime, datetime]]] = {p: [] for p in wanted}
+    found: dict[str, list[tuple[datetime, datetime]]] = {}
     lo, hi = start - CAP_MARGIN, end + CAP_MARGIN
     # One range query: storage returns only the bookings that overlap the window and its margin.
     for booking in deps.bookings.list_bookings_between(tenant_id, lo, hi):
@@ -151,8 +158,8 @@ def _booked(
         for attendee in booking.attendees:
             key = attendee.lower()
             if key in wanted and key not in declined:
-                found[key].append((booking.start, booking.end))
-    return {p: tuple(sorted(v)) for p, v in found.items()}
+                found.setdefault(key, []).append((booking.start, booking.end))
+    return {p: tuple(sorted(v)) for p, v in found.items()}  # nobody without a booking
 
 
 def _people(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import NamedTuple
 
 from shared.memo import IdentityMemo
 from shared.models import FreeBusyStatus, Schedule, ScheduleStatus
@@ -26,18 +26,20 @@ from shared.scheduling.slots.grid import (
 from shared.scheduling.slots.values import NO_LOAD, Load, Panel, Person, ReasonKind, Slot, SlotRules
 
 
-@dataclass(frozen=True)
-class _Cells:
-    """What one readable person's calendar says, cell by cell."""
+class _Cells(NamedTuple):
+    """What one readable person's calendar says, cell by cell (a tuple: one is made per person and query)."""
 
     free: int  # cells no blocking event overlaps
     work_key: object  # key of the working-cells mask in Engine.work
     allowed: int  # slot-start cells the caps allow
+    source: object  # what ``free`` was derived from (the schedule), for remembering what is derived from it
+    grid: tuple[object, ...]  # the grid and blocking statuses ``free`` was worked out on
 
 
-# A schedule's busy cells per grid (its first instant, cell size and length) and set of blocking statuses:
-# a warm interviewer's schedule is the same object from query to query (``shared.memo``).
-_busy_cells: IdentityMemo[int] = IdentityMemo()
+# A schedule's busy cells per grid (its first instant, cell size and length) and set of blocking statuses,
+# and the starts its free runs leave for a slot with its buffers: a warm interviewer's schedule is the same
+# object from query to query (``shared.memo``).
+_busy_cells: IdentityMemo[int] = IdentityMemo(per_object=16)
 
 
 class Engine:
@@ -127,7 +129,8 @@ class Engine:
             return None
         schedule = person.schedule
         lo, hi = self.t0, self.t0 + self.n * self.g
-        busy = _busy_cells.get(schedule, (lo, self.g, self.n, blocking), lambda: self._busy_cells(schedule, blocking))
+        grid = (lo, self.g, self.n, blocking)
+        busy = _busy_cells.get(schedule, grid, lambda: self._busy_cells(schedule, blocking))
         hours = schedule.working_hours if self.rules.working_hours else None
         key: object = None
         if hours is not None:
@@ -139,7 +142,7 @@ class Engine:
                 self.work[key] = mask
         elif None not in self.work:
             self.work[None] = self.full
-        return _Cells(self.full & ~busy, key, self._caps_mask(person))
+        return _Cells(self.full & ~busy, key, self._caps_mask(person), schedule, grid)
 
     def _busy_cells(self, schedule: Schedule, blocking: frozenset[FreeBusyStatus]) -> int:
         """Mask of the cells that a blocking event of ``schedule`` touches."""
@@ -206,7 +209,8 @@ class Engine:
             return 0
         span = self.durations[duration] // self.g
         around = (self.before + self.after) // self.g + span
-        free = runs(cells.free, around) << (self.before // self.g)
+        shift = self.before // self.g
+        free = _busy_cells.get(cells.source, (*cells.grid, around, shift), lambda: runs(cells.free, around) << shift)
         work = self._cached_runs(cells.work_key, self.work[cells.work_key], span)
         return free & work & cells.allowed & self.notice & self.cand
 

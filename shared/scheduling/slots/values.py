@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from functools import cached_property
 
+from shared.memo import IdentityMemo
 from shared.models import Schedule
 from shared.scheduling.slots.grid import ONE_DAY, aware, iso_week, person_zone, person_zone_name
 
@@ -63,6 +64,11 @@ class Person:
     @cached_property
     def counts(self) -> InterviewCounts:
         """The stored bookings per local day and ISO week of the person's zone (computed once)."""
+        if not self.booked:
+            schedule = self.schedule
+            return _no_bookings.get(
+                schedule, None, lambda: InterviewCounts(person_zone_name(schedule), person_zone(schedule), {}, {})
+            )
         zone = person_zone(self.schedule)
         days: dict[date, int] = {}
         weeks: dict[tuple[int, int], int] = {}
@@ -116,6 +122,10 @@ class InterviewCounts:
         days = {d: n for d, n in self.days.items() if overlaps(d, 1)}
         weeks = {w: n for w, n in self.weeks.items() if overlaps(date.fromisocalendar(*w, 1), 7)}
         return replace(self, days=days, weeks=weeks)
+
+
+# Nobody booked: the same empty counts for a schedule from one query to the next (``shared.memo``).
+_no_bookings: IdentityMemo[InterviewCounts] = IdentityMemo(per_object=1)
 
 
 # ---- outputs --------------------------------------------------------------------------------------
