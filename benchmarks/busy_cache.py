@@ -72,7 +72,10 @@ def _requests(stack: BenchmarkStack, *, reset: bool = False) -> int:
     response.raise_for_status()
     # Requests made on a signed-in user's behalf: the queries'. The service's own timers (delta rounds,
     # subscription renewals) use the app's permission and may fire meanwhile.
-    return sum(int(row["count"]) for row in response.json()["requests"] if row["userId"])
+    rows = [row for row in response.json()["requests"] if row["userId"]]
+    if rows:
+        print("Graph requests on a user's behalf:", {row["path"]: row["count"] for row in rows})
+    return sum(int(row["count"]) for row in rows)
 
 
 BLOCK = 10  # answers to one body in a row (see _medians)
