@@ -50,8 +50,10 @@ def wait_for(what: str, fetch: Callable[[], T], done: Callable[[T], bool], timeo
 
 
 def next_monday() -> date:
+    """The Monday after next: at least eight days ahead, so every window the tests ask starts far enough
+    from now for any minimum notice they pick (on a Sunday evening the next Monday is an hour away)."""
     today = stack_today()
-    return today + timedelta(days=7 - today.weekday())
+    return today + timedelta(days=14 - today.weekday())
 
 
 @pytest.fixture
