@@ -74,8 +74,9 @@ class _TenantMemory:
 
 _lock = threading.Lock()
 # Loads still running (a query that gave up on one leaves it running): a later query waits for the same
-# load instead of queueing another behind it.
-_loading: dict[tuple[str, str, str], Future[_Entry]] = {}
+# load instead of queueing another behind it. Keyed by the dependencies' identity too (the running load
+# holds them, so the identity is not reused while the key is here), then tenant, epoch and person.
+_loading: dict[tuple[int, str, str, str], Future[_Entry]] = {}
 # A remembered person's schedule per window asked about: the same object from one query to the next, so
 # what the slot engine and the answer derive from it is derived once (``shared.memo``).
 _schedules: IdentityMemo[WarmSchedule] = IdentityMemo()
@@ -86,6 +87,7 @@ _pools: dict[str, ThreadPoolExecutor] = {}
 def forget_worker_memory() -> None:
     with _lock:
         _memory.clear()
+        _loading.clear()
 
 
 def _readers(name: str = "busy-read", size: int = READERS) -> ThreadPoolExecutor:
@@ -100,7 +102,7 @@ def _load_once(
     deps: Dependencies, tenant_id: str, epoch: str, person: str, lo: datetime, hi: datetime
 ) -> Future[_Entry]:
     """The load of ``person`` under ``epoch``: the one running, or a new one."""
-    key = (tenant_id, epoch, person)
+    key = (id(deps), tenant_id, epoch, person)
     pool = _readers()
     with _lock:
         running = _loading.get(key)
@@ -111,7 +113,7 @@ def _load_once(
     return future
 
 
-def _forget_load(key: tuple[str, str, str], future: Future[_Entry]) -> None:
+def _forget_load(key: tuple[int, str, str, str], future: Future[_Entry]) -> None:
     with _lock:
         if _loading.get(key) is future:
             del _loading[key]
