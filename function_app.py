@@ -1,4 +1,5 @@
-"""Entry point: registers the blueprints and sets the Azure SDKs' log level. Nothing else happens at import time."""
+"""Entry point: registers the blueprints, sets the Azure SDKs' log level and the garbage collector's pace.
+Nothing else happens at import time."""
 
 import logging
 
@@ -20,6 +21,7 @@ from functions import (
     tenants,
 )
 from functions._routes import routes
+from shared import heap
 
 # The Azure SDKs (their HTTP logging policy dumps every storage request's headers at INFO) and httpx (every
 # URL it calls) log at WARNING, deployed as on the local host. host.json cannot do this: the Functions host
@@ -50,3 +52,5 @@ blueprints = (
 for blueprint in blueprints:
     app.register_functions(blueprint)
 routes.serve(blueprints)  # the catch-all answers 405 for a known path from this table
+
+heap.tune()  # last: what the import built is kept for the worker's life (shared/heap.py)

@@ -14,8 +14,9 @@ that cannot see each other, so 429 + Retry-After is the backstop there; it must 
 unreadable, every answer within the availability deadline.
 
 The stack is ``benchmarks/stack_support.py`` (200 load users, 100 ms added to every Graph request).
-The app and the client share this process: ``CPU/answer`` is its CPU time per answer, so a machine
-too busy to give it that much CPU shows up as a shortfall against the bound, not as 429s.
+The app runs in this process and the scheduling app's client in a process of its own: ``CPU/answer`` is
+the app's CPU time per answer (this process), so a machine too busy to give it that much CPU shows up as a
+shortfall against the bound, not as 429s.
 ``slots busy`` is how much of the recruiters' mailbox slots (4 each) Graph held over the row, as the
 cloud counts it: the share of the bound the limiter could use; the rest went to time outside Graph.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import multiprocessing
 import os
 import statistics
 import sys
@@ -36,6 +38,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -84,39 +88,80 @@ def _body(stack: BenchmarkStack, index: int) -> dict[str, Any]:
     }
 
 
-def _one(client: Any, headers: dict[str, str], body: dict[str, Any]) -> tuple[float, int]:
-    began = time.perf_counter()
-    response = client.post("/api/availability", json=body, headers=headers)
-    elapsed = time.perf_counter() - began
-    if response.status_code != 200:
-        raise RuntimeError(f"availability answered {response.status_code}: {response.text[:300]}")
-    unreadable = sum(1 for p in response.json()["interviewers"] if p["status"] != "ok")
-    return elapsed, unreadable
+class LoadClient:
+    """The scheduling app: a process of its own that sends each round's queries at once and times them, so
+    that the worker process (this one, which runs the local host) spends its CPU on serving only, as a
+    Functions worker does. ``urls`` are the hosts' base URLs; a query goes to ``urls[i % len(urls)]``."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self._conn, child = multiprocessing.Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_serve_load, args=(child, urls), daemon=True
+        )
+        self._process.start()
+
+    def round(self, jobs: list[tuple[int, dict[str, str], dict[str, Any]]]) -> tuple[list[float], float, int]:
+        """Each query's time, the round's wall time, and how many people came back unreadable."""
+        self._conn.send(jobs)
+        answer = self._conn.recv()
+        if isinstance(answer, str):
+            raise RuntimeError(answer)
+        return answer  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._process.join(timeout=15)
+
+
+def _serve_load(conn: Any, urls: list[str]) -> None:
+    import httpx
+
+    clients = [httpx.Client(base_url=url, timeout=120) for url in urls]
+
+    def one(host: int, headers: dict[str, str], body: dict[str, Any]) -> tuple[float, int]:
+        began = time.perf_counter()
+        response = clients[host].post("/api/availability", json=body, headers=headers)
+        elapsed = time.perf_counter() - began
+        if response.status_code != 200:
+            raise RuntimeError(f"availability answered {response.status_code}: {response.text[:300]}")
+        unreadable = sum(1 for p in orjson.loads(response.content)["interviewers"] if p["status"] != "ok")
+        return elapsed, unreadable
+
+    while (jobs := conn.recv()) is not None:
+        try:
+            began = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+                results = list(pool.map(lambda job: one(*job), jobs))
+            wall = time.perf_counter() - began
+            conn.send(([r[0] for r in results], wall, sum(r[1] for r in results)))
+        except Exception as err:  # noqa: BLE001 (handed to the parent, which raises it)
+            conn.send(f"{type(err).__name__}: {err}")
 
 
 def _round(
-    stack: BenchmarkStack, clients: list[Any], recruiters: list[dict[str, str]], k: int
+    stack: BenchmarkStack, client: LoadClient, hosts: int, recruiters: list[dict[str, str]], k: int
 ) -> tuple[list[float], float, int]:
     """K queries at once, spread over the recruiters and the hosts; each query's time, the round's wall time."""
-    jobs = [(clients[i % len(clients)], recruiters[i % len(recruiters)], _body(stack, i)) for i in range(k)]
-    began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=k) as pool:
-        results = list(pool.map(lambda job: _one(*job), jobs))
-    wall = time.perf_counter() - began
-    return [r[0] for r in results], wall, sum(r[1] for r in results)
+    return client.round([(i % hosts, recruiters[i % len(recruiters)], _body(stack, i)) for i in range(k)])
 
 
 def _measure(
-    stack: BenchmarkStack, clients: list[Any], recruiters: list[dict[str, str]], k: int, rounds: int, unit: float
+    stack: BenchmarkStack,
+    client: LoadClient,
+    hosts: int,
+    recruiters: list[dict[str, str]],
+    k: int,
+    rounds: int,
+    unit: float,
 ) -> Row:
-    _round(stack, clients, recruiters, k)  # warm: connections, the workers' caches
+    _round(stack, client, hosts, recruiters, k)  # warm: connections, the workers' caches
     before = stack.graph_counts()
     cpu_before = time.process_time()
     times: list[float] = []
     walls = 0.0
     unreadable = 0
     for _ in range(rounds):
-        elapsed, wall, missing = _round(stack, clients, recruiters, k)
+        elapsed, wall, missing = _round(stack, client, hosts, recruiters, k)
         times += elapsed
         walls += wall
         unreadable += missing
@@ -146,14 +191,13 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.rounds <= 50:
         parser.error("--rounds must be 1..50")
-    import httpx
-
     failed = False
     with benchmark_stack(people=200) as stack, contextlib.ExitStack() as hosts:
-        clients = [stack.client]
+        urls = [stack.base_url]
         if args.workers == 2:
-            url = hosts.enter_context(second_host(stack))
-            clients.append(hosts.enter_context(httpx.Client(base_url=url, timeout=120)))
+            urls.append(hosts.enter_context(second_host(stack)))
+        client = LoadClient(urls)
+        hosts.callback(client.close)
         unit = stack.round_trip(LATENCY)
         deadline = float(stack.settings.get("AVAILABILITY_DEADLINE_SECONDS", "20"))
         stack.set_latency(LATENCY)
@@ -171,7 +215,7 @@ def main() -> int:
             for k in LOADS:
                 if k < len(recruiters):
                     continue
-                row = _measure(stack, clients, recruiters, k, args.rounds, unit)
+                row = _measure(stack, client, len(urls), recruiters, k, args.rounds, unit)
                 share = row.per_second / row.bound_per_second
                 print(
                     f"{row.who:<15} {row.k:>2} {row.median_rt:>5.1f} RT {row.slowest_rt:>5.1f} RT "

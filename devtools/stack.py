@@ -26,6 +26,7 @@ from typing import Any
 from devtools.azurite import ROOT, start_azurite
 from devtools.host.logs import configure_logging
 from devtools.serving import stop_together, wait_for_stop_signal
+from shared.config import WORKER_THREADS
 
 DATA_DIR = ROOT / ".devdata"
 CONSOLE_PAGES = ("/", "/availability", "/bookings")
@@ -90,6 +91,7 @@ def service_settings(
         "BUSY_CACHE_RESYNC_SCHEDULE": "0 30 3 * * *",
         "EMAIL_SCHEDULE": "0 * * * * *",
         "NOTIFICATION_QUEUE": "graph-notifications",
+        "PYTHON_THREADPOOL_THREAD_COUNT": str(WORKER_THREADS),
         **({"LOCAL_KEY_FILE": key_file} if key_file else {}),
     }
 

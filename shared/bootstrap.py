@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
+from shared import heap
 from shared.config import Settings
 from shared.errors import NotConfigured
 
@@ -75,6 +76,7 @@ class _Lazy:
                 if value is None:
                     value = factory()
                     self._built[name] = value
+                    heap.settle()  # the dependency and what its import brought live as long as the worker
         return value  # type: ignore[return-value]
 
 

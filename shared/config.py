@@ -66,7 +66,8 @@ APP_SETTINGS: tuple[str, ...] = (
 # Read by the code but never deployed: Azure reaches storage by identity and keys live in Key Vault.
 LOCAL_ONLY_SETTINGS: tuple[str, ...] = ("AzureWebJobsStorage", "LOCAL_KEY_FILE", "CLOCK_OFFSET_SECONDS")
 # Read by the Functions host or the Python worker, not by the code: the blob endpoint (the host's leases
-# and timer state), the timers' %SCHEDULE% bindings, and the worker's OpenTelemetry context switch.
+# and timer state), the timers' %SCHEDULE% bindings, the worker's OpenTelemetry context switch, and the
+# worker's thread count (its invocations run on that many threads: see WORKER_THREADS).
 HOST_SETTINGS: tuple[str, ...] = (
     "AzureWebJobsStorage__blobServiceUri",
     "PURGE_SCHEDULE",
@@ -76,7 +77,15 @@ HOST_SETTINGS: tuple[str, ...] = (
     "BUSY_CACHE_RESYNC_SCHEDULE",
     "EMAIL_SCHEDULE",
     "PYTHON_ENABLE_OPENTELEMETRY",
+    "PYTHON_THREADPOOL_THREAD_COUNT",
 )
+# The Python worker runs synchronous invocations on min(32, cores + 4) threads unless told otherwise: 6 on
+# a 2-core instance, so a recruiter's page asking for eight slot searches at once had two wait for a thread
+# while the others waited on Graph, and one recruiter's queries queued behind a mailbox could hold every
+# thread another recruiter needed. Our invocations spend most of their time waiting on Graph and storage
+# (I/O-bound, where Microsoft's guidance is to raise it): 16 threads, with the instance's HTTP concurrency
+# (infra/app/function-app.bicep) set to match. The local host reads the same setting.
+WORKER_THREADS = 16
 DEPLOYED_SETTINGS: tuple[str, ...] = (
     tuple(name for name in APP_SETTINGS if name not in LOCAL_ONLY_SETTINGS) + HOST_SETTINGS
 )

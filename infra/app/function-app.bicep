@@ -97,6 +97,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
             instanceCount: 1
           }
         ]
+        // Invocations mostly wait on Graph: one instance serves up to 16 HTTP requests at once, on as many
+        // worker threads (PYTHON_THREADPOOL_THREAD_COUNT), so a recruiter's concurrent queries share one
+        // mailbox limiter instead of each instance discovering Graph's limit by 429.
+        triggers: {
+          http: {
+            perInstanceConcurrency: 16
+          }
+        }
       }
       runtime: {
         name: 'python'
@@ -133,6 +141,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     PYTHON_ENABLE_OPENTELEMETRY: 'true'
+    // The worker's threads for invocations (its default is the cores + 4); matches perInstanceConcurrency.
+    PYTHON_THREADPOOL_THREAD_COUNT: '16'
     // Microsoft identity platform and Graph.
     AUTHORITY_HOST: 'https://login.microsoftonline.com'
     GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'

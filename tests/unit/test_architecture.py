@@ -34,6 +34,7 @@ KERNEL = {
     "shared.conflicts",
     "shared.worker_cache",
     "shared.memo",
+    "shared.heap",
     "shared.health",
 }
 CAPABILITIES = ("identity", "scheduling", "booking", "sync", "cache", "email")
