@@ -154,9 +154,12 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         windows = split_window(start.astimezone(UTC), end.astimezone(UTC))
         chunks = [people[i : i + SCHEDULES_PER_REQUEST] for i in range(0, len(people), SCHEDULES_PER_REQUEST)]
         jobs = [(window, chunk) for window in windows for chunk in chunks]  # first window first everywhere
+        # The query's places in the mailbox's line, taken now: its later chunks go before a later query's.
+        places = self._limiter.reserve(len(jobs))
         pool = ThreadPoolExecutor(max_workers=min(self._max_in_flight, len(jobs)), thread_name_prefix="graph")
         futures: list[Future[list[Schedule]]] = [
-            pool.submit(self._read_chunk, token, chunk, window, deadline) for window, chunk in jobs
+            pool.submit(self._read_chunk, token, chunk, window, deadline, place)
+            for (window, chunk), place in zip(jobs, places, strict=True)
         ]
         try:
             pending: set[Future[list[Schedule]]] = set(futures)
@@ -189,7 +192,12 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         return result
 
     def _read_chunk(
-        self, token: AccessToken, chunk: list[str], window: tuple[datetime, datetime], deadline: float
+        self,
+        token: AccessToken,
+        chunk: list[str],
+        window: tuple[datetime, datetime],
+        deadline: float,
+        place: int | None = None,
     ) -> list[Schedule]:
         """One getSchedule call; every outcome but a refused token becomes one Schedule per address."""
         body = {
@@ -208,6 +216,7 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
                 retry_safe=True,  # a read over POST: nothing is created
                 deadline=deadline,
                 max_retries=SCHEDULE_RETRIES,
+                place=place,
             )
         except GraphRequestFailed as err:
             if err.token_refused:

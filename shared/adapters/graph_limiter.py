@@ -3,7 +3,9 @@
 Every Graph request that targets a mailbox takes a place here first, whichever request of the worker
 sends it (availability, booking's free/busy check, sync's reads). At most ``capacity`` run at once per
 mailbox; the rest wait first come, first served (a retry keeps the place it first had), each bounded
-by its own deadline. A 429 shuts the mailbox's window until its Retry-After has passed, for every
+by its own deadline. A query that needs several requests reserves their places together when it arrives
+(``reserve``): its later requests stay ahead of a query that came after it, so queries finish in the
+order they came instead of all together at the end, each after the work of everyone who came before it. A 429 shuts the mailbox's window until its Retry-After has passed, for every
 request in the worker: the next in line sleeps it out, the others wait behind it. Different mailboxes
 never wait for each other.
 
@@ -83,6 +85,16 @@ class MailboxLimiter:
         self._lock = threading.Lock()
         self._boxes: dict[str, _Mailbox] = {}
         self._tickets = itertools.count()
+
+    def reserve(self, count: int) -> range:
+        """``count`` consecutive places in line, for the requests of one query (whatever their mailbox):
+        pass each as ``ticket``. A place nobody uses costs nothing."""
+        if count < 0:
+            raise ValueError("count must not be negative")
+        with self._lock:
+            first = next(self._tickets)
+            self._tickets = itertools.count(first + max(count, 1))
+            return range(first, first + count)
 
     # ---- the two halves of acquire (tests drive them one at a time) ------------------------------------
     def enter(self, mailbox: str, deadline: float, *, ticket: int | None = None) -> Waiter:

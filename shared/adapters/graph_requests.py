@@ -213,11 +213,13 @@ class GraphRequests:
         retry_safe: bool | None = None,
         deadline: float | None = None,
         max_retries: int | None = None,
+        place: int | None = None,
     ) -> dict[str, Any]:
         """Send one Graph call and return its JSON body ({} when empty).
 
         ``retry_safe`` overrides the default decision (``may_retry``); ``deadline`` (a ``clock()``
-        value) bounds every attempt and every wait. Raises NotFound, GraphRequestFailed, or
+        value) bounds every attempt and every wait; ``place`` is a place in the mailbox's line reserved
+        for this request (``MailboxLimiter.reserve``), else it takes the next. Raises NotFound, GraphRequestFailed, or
         UpstreamUnavailable when Graph did not answer."""
         retryable = self.may_retry(method, json) if retry_safe is None else retry_safe
         limit = self._max_retries if max_retries is None else max_retries
@@ -225,35 +227,59 @@ class GraphRequests:
         route = path.split("?")[0]
         mailbox = mailbox_key(route, token)
         attempt = 0
-        ticket: int | None = None  # a retry keeps its place in the mailbox's line
+        ticket = place  # a retry keeps its place in the mailbox's line
         while True:
             place = self._take_place(mailbox, deadline, ticket)
             ticket = place.ticket if place is not None else None
             try:
-                response = self._client.request(
-                    method,
-                    path.lstrip("/"),
-                    params=params,
-                    json=json,
-                    headers=all_headers,
-                    timeout=self._attempt_timeout(deadline),
+                response = self._send(
+                    method, path, params=params, json=json, headers=all_headers, deadline=deadline, place=place
                 )
             except httpx.RequestError as err:
                 wait_for = self._wait_after_failure(
                     err, method, route, retryable=retryable, attempt=attempt, limit=limit, deadline=deadline
                 )
                 attempt += 1
-                self._free(place)
                 self._sleep(wait_for)
                 continue
-            finally:
-                self._free(place)
             if response.status_code < 400:
                 return self._body(response)
             self._wait_after_refusal(
                 response, method, route, mailbox, retryable=retryable, attempt=attempt, limit=limit, deadline=deadline
             )
             attempt += 1
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None,
+        json: Any,
+        headers: dict[str, str],
+        deadline: float | None,
+        place: Waiter | None,
+    ) -> httpx.Response:
+        """One attempt, its body read. The mailbox's place is given back as soon as Graph's answer begins
+        (status and headers): Graph has done the work by then, and reading a large body (a getSchedule
+        answer for 20 people) does not occupy the mailbox, so the next request in line goes meanwhile."""
+        try:
+            request = self._client.build_request(
+                method,
+                path.lstrip("/"),
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=self._attempt_timeout(deadline),
+            )
+            response = self._client.send(request, stream=True)
+        finally:
+            self._free(place)
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
 
     def _wait_after_failure(
         self,

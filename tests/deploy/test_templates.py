@@ -162,3 +162,25 @@ def test_every_setting_a_trigger_binds_is_deployed() -> None:
     functions = Path(__file__).resolve().parents[2] / "functions"
     bound = {name for path in functions.glob("*.py") for name in re.findall(r'"%([A-Za-z_]+)%"', path.read_text())}
     assert bound and bound <= set(DEPLOYED_SETTINGS), bound - set(DEPLOYED_SETTINGS)
+
+
+def test_one_instance_serves_as_many_requests_at_once_as_the_worker_has_threads(templates: dict[str, dict]) -> None:
+    # A recruiter's concurrent queries share one worker's mailbox limiter only if one instance takes them
+    # and its worker has a thread for each (shared/config.py WORKER_THREADS).
+    from devtools.stack import service_settings
+    from shared.config import WORKER_THREADS
+
+    scale = bicep.the_site(templates)["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == WORKER_THREADS
+    assert bicep.text(bicep.app_settings(templates)["PYTHON_THREADPOOL_THREAD_COUNT"]) == f'"{WORKER_THREADS}"'
+    local = service_settings(
+        authority_host="https://login.example",
+        graph_url="https://graph.example/v1.0",
+        ca_bundle="ca.pem",
+        storage="UseDevelopmentStorage=true",
+        public_base_url="http://localhost:7071",
+        function_key="key",
+    )
+    assert local["PYTHON_THREADPOOL_THREAD_COUNT"] == str(WORKER_THREADS)
+    sample = json.loads((bicep.ROOT / "local.settings.sample.json").read_text())["Values"]
+    assert sample["PYTHON_THREADPOOL_THREAD_COUNT"] == str(WORKER_THREADS)
