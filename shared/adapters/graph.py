@@ -141,8 +141,9 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
     ) -> list[Schedule]:
         """See GraphGateway.get_schedules. Chunks run on a small thread pool over the one
         ``httpx.Client`` (its connection pool is thread-safe), so the synchronous core gets
-        concurrency without a second event loop or a second pool; at most ``max_in_flight``
-        requests run at once because all of them count against the caller's own mailbox."""
+        concurrency without a second event loop or a second pool. All of them count against the
+        caller's own mailbox: the worker's limiter lets four run at once and keeps the rest in line, in
+        the places this query reserved when it arrived (``QUERY_THREADS``)."""
         if start.tzinfo is None or end.tzinfo is None or end <= start:
             raise ValueError("get_schedules needs an aware window with end after start.")
         first_spelling: dict[str, str] = {}
@@ -156,7 +157,7 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         jobs = [(window, chunk) for window in windows for chunk in chunks]  # first window first everywhere
         # The query's places in the mailbox's line, taken now: its later chunks go before a later query's.
         places = self._limiter.reserve(len(jobs))
-        pool = ThreadPoolExecutor(max_workers=min(self._max_in_flight, len(jobs)), thread_name_prefix="graph")
+        pool = ThreadPoolExecutor(max_workers=min(self._query_threads, len(jobs)), thread_name_prefix="graph")
         futures: list[Future[list[Schedule]]] = [
             pool.submit(self._read_chunk, token, chunk, window, deadline, place)
             for (window, chunk), place in zip(jobs, places, strict=True)

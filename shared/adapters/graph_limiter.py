@@ -5,9 +5,9 @@ sends it (availability, booking's free/busy check, sync's reads). At most ``capa
 mailbox; the rest wait first come, first served (a retry keeps the place it first had), each bounded
 by its own deadline. A query that needs several requests reserves their places together when it arrives
 (``reserve``): its later requests stay ahead of a query that came after it, so queries finish in the
-order they came instead of all together at the end, each after the work of everyone who came before it. A 429 shuts the mailbox's window until its Retry-After has passed, for every
-request in the worker: the next in line sleeps it out, the others wait behind it. Different mailboxes
-never wait for each other.
+order they came instead of all together at the end, each after the work of everyone who came before it.
+A 429 shuts the mailbox's window until its Retry-After has passed, for every request in the worker: the
+next in line sleeps it out, the others wait behind it. Different mailboxes never wait for each other.
 
 Across instances of the app the limiter is not shared; there Graph's 429 is the backstop.
 

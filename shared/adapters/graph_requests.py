@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
-from shared.adapters.graph_limiter import MAILBOX_CONCURRENCY, LimiterTimeout, MailboxLimiter, Waiter
+from shared.adapters.graph_limiter import LimiterTimeout, MailboxLimiter, Waiter
 from shared.config import Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import AccessToken
@@ -76,7 +76,11 @@ MAILBOX_RESOURCES = frozenset(
         "outlook",
     }
 )
-MAX_IN_FLIGHT = MAILBOX_CONCURRENCY  # one query's own share of its mailbox, also the size of its pool
+# Threads one query's getSchedule calls run on. The mailbox's limiter keeps four in flight; the rest of a
+# query's calls wait in the mailbox's line from the start, each in the place the query reserved on arrival,
+# so a slot that frees goes to the query that came first (a call that waited for a pool thread would enter
+# the line only when one of its query's calls came back, behind every query that arrived meanwhile).
+QUERY_THREADS = 16
 # One ``name="value"`` parameter of a WWW-Authenticate challenge (RFC 9110 auth-param, quoted form).
 CHALLENGE_PARAM = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*"([^"]*)"')
 
@@ -165,7 +169,7 @@ class GraphRequests:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
-        max_in_flight: int = MAX_IN_FLIGHT,
+        query_threads: int = QUERY_THREADS,
         limiter: MailboxLimiter | None = None,
     ) -> None:
         self._timeout = settings.http_timeout_seconds
@@ -180,7 +184,7 @@ class GraphRequests:
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
-        self._max_in_flight = max_in_flight
+        self._query_threads = query_threads
         # One per worker: the composition root builds one GraphClient per process.
         self._limiter = limiter if limiter is not None else MailboxLimiter(clock=clock, sleep=sleep)
 
@@ -229,11 +233,11 @@ class GraphRequests:
         attempt = 0
         ticket = place  # a retry keeps its place in the mailbox's line
         while True:
-            place = self._take_place(mailbox, deadline, ticket)
-            ticket = place.ticket if place is not None else None
+            turn = self._take_place(mailbox, deadline, ticket)
+            ticket = turn.ticket if turn is not None else None
             try:
                 response = self._send(
-                    method, path, params=params, json=json, headers=all_headers, deadline=deadline, place=place
+                    method, path, params=params, json=json, headers=all_headers, deadline=deadline, turn=turn
                 )
             except httpx.RequestError as err:
                 wait_for = self._wait_after_failure(
@@ -258,7 +262,7 @@ class GraphRequests:
         json: Any,
         headers: dict[str, str],
         deadline: float | None,
-        place: Waiter | None,
+        turn: Waiter | None,
     ) -> httpx.Response:
         """One attempt, its body read. The mailbox's place is given back as soon as Graph's answer begins
         (status and headers): Graph has done the work by then, and reading a large body (a getSchedule
@@ -274,7 +278,7 @@ class GraphRequests:
             )
             response = self._client.send(request, stream=True)
         finally:
-            self._free(place)
+            self._free(turn)
         try:
             response.read()
         finally:

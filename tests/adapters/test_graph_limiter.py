@@ -73,6 +73,25 @@ def test_first_come_first_served_across_requests_and_a_retry_keeps_its_place(
     assert retry.granted and not big_last.granted
 
 
+def test_a_query_keeps_the_places_it_reserved_ahead_of_a_query_that_came_after_it(
+    limiter: MailboxLimiter, time: FakeTime
+) -> None:
+    earlier, later = limiter.reserve(5), limiter.reserve(2)
+    assert list(earlier) == list(range(earlier[0], earlier[0] + 5)) and later[0] == earlier[-1] + 1
+    sent = [limiter.enter("t/megan", time() + 20, ticket=place) for place in earlier[:4]]
+    waiting = limiter.enter("t/megan", time() + 20, ticket=later[0])
+    late_fifth = limiter.enter("t/megan", time() + 20, ticket=earlier[4])  # entered after the later query's
+    unreserved = limiter.enter("t/megan", time() + 20)  # a request that reserved nothing comes after both
+    assert unreserved.ticket > later[-1]
+    limiter.release(sent[0])
+    assert late_fifth.granted and not waiting.granted
+    limiter.release(sent[1])
+    assert waiting.granted and not unreserved.granted
+    assert list(limiter.reserve(0)) == []
+    with pytest.raises(ValueError):
+        limiter.reserve(-1)
+
+
 def test_a_waiter_whose_deadline_passes_gives_up_and_its_turn_goes_to_the_next(
     limiter: MailboxLimiter, time: FakeTime
 ) -> None:

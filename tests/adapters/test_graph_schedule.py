@@ -828,14 +828,84 @@ def test_concurrent_queries_of_one_recruiter_share_four_in_flight(
     ]
     for query in queries:
         query.start()
-    # Two queries with a pool of four each: four requests in flight, the other four in the mailbox's line.
-    until(lambda: recorder.in_flight == 4 and client.limiter.waiting("tenant-a/megan-id") == 4)
+    # Two queries of eight requests each: four in flight, the other twelve in the mailbox's line.
+    until(lambda: recorder.in_flight == 4 and client.limiter.waiting("tenant-a/megan-id") == 12)
     assert recorder.max_in_flight == 4
     gate.set()
     for query in queries:
         query.join(10)
     assert len(recorder.requests) == 16 and recorder.max_in_flight == 4
     assert [s.status for result in results for s in result] == [ScheduleStatus.OK] * 300
+
+
+def test_the_mailbox_place_is_given_back_when_the_answer_begins_not_after_its_body(
+    make_client: Callable[..., tuple[GraphClient, Recorder]],
+) -> None:
+    in_flight_while_reading: list[int] = []
+    client: GraphClient | None = None
+
+    class Body(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            assert client is not None
+            in_flight_while_reading.append(client.limiter.in_flight("tenant-a/megan-id"))
+            yield b'{"id": "AAMk1"}'
+
+    client, _ = make_client(lambda request: httpx.Response(200, stream=Body()))
+    assert client.request("GET", "me/events/AAMk1", MEGAN) == {"id": "AAMk1"}
+    assert in_flight_while_reading == [0]
+
+
+def test_an_answer_whose_body_breaks_off_is_retried_like_one_that_never_came(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    class Broken(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b'{"id": '
+            raise httpx.ReadError("connection reset while reading the body")
+
+    answers = iter([httpx.Response(200, stream=Broken()), httpx.Response(200, json={"id": "AAMk1"})])
+    client, recorder = make_client(lambda request: next(answers))
+    assert client.request("GET", "me/events/AAMk1", MEGAN) == {"id": "AAMk1"}
+    assert len(recorder.requests) == 2 and len(ticks.waits) == 1
+    assert client.limiter.in_flight("tenant-a/megan-id") == 0
+
+
+def test_a_query_is_read_before_a_query_of_the_same_mailbox_that_came_after_it(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    gate = threading.Event()
+    answered: list[str] = []  # whose request, as each is answered
+    first_of_later: list[int] = []  # how many of the earlier query's requests were answered when it began
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        later = body_of(request)["schedules"][0].startswith("later")
+        with lock:
+            if later and not first_of_later:
+                first_of_later.append(answered.count("first"))
+        gate.wait(10)
+        response = free_for_all(request)
+        with lock:
+            answered.append("later" if later else "first")
+        return response
+
+    client, recorder = make_client(handler)
+    later_people = [f"later{i:03d}@contoso.example" for i in range(150)]
+    first = threading.Thread(target=lambda: client.get_schedules(MEGAN, people(150), START, END, deadline=ticks() + 20))
+    first.start()
+    until(lambda: recorder.in_flight == 4 and client.limiter.waiting("tenant-a/megan-id") == 4)
+    later = threading.Thread(
+        target=lambda: client.get_schedules(MEGAN, later_people, START, END, deadline=ticks() + 20)
+    )
+    later.start()
+    until(lambda: client.limiter.waiting("tenant-a/megan-id") == 12)
+    gate.set()
+    first.join(10)
+    later.join(10)
+    assert len(answered) == 16
+    # The earlier query's last four waited in its reserved places, ahead of the later query: the later
+    # one's first request went only when a fifth slot freed, after the earlier one's last was let in.
+    assert first_of_later and first_of_later[0] >= 5
 
 
 def test_one_recruiters_full_mailbox_never_holds_up_another(

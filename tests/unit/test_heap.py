@@ -36,7 +36,9 @@ def test_tune_raises_the_young_threshold_and_keeps_the_older_ones(thresholds: No
 
 
 @pytest.mark.parametrize("young", [0, heap.YOUNG_COLLECTION_EVERY * 5])
-def test_tune_leaves_a_collector_that_is_off_or_already_slower(thresholds: None, freezes: list[int], young: int) -> None:
+def test_tune_leaves_a_collector_that_is_off_or_already_slower(
+    thresholds: None, freezes: list[int], young: int
+) -> None:
     gc.set_threshold(young, 10, 10)
     heap.tune()
     assert gc.get_threshold() == (young, 10, 10)
@@ -63,7 +65,9 @@ def test_a_frozen_object_is_still_freed_when_nothing_holds_it() -> None:
 
 
 def test_the_composition_root_settles_once_per_dependency_built(freezes: list[int]) -> None:
-    container = Container(Settings.from_env({"CLIENT_ID": "c", "CLIENT_SECRET": "s", "RENEWAL_SCHEDULE": "0 0 * * * *"}))
+    container = Container(
+        Settings.from_env({"CLIENT_ID": "c", "CLIENT_SECRET": "s", "RENEWAL_SCHEDULE": "0 0 * * * *"})
+    )
     first = container.clock
     assert container.clock is first
     assert freezes == [1]
