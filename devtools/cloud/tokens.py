@@ -354,7 +354,32 @@ def verify_access_token(world: World, token: str) -> Caller:
 
 
 def _decode(world: World, token: str) -> dict[str, Any]:
-    """The claims of a token this cloud signed for Graph, checked for signature, lifetime and audience."""
+    """The claims of a token this cloud signed for Graph, checked for signature, lifetime and audience.
+
+    A token whose signature and audience were checked once is remembered (it cannot change: the text is
+    what was signed); its lifetime is checked again on every use, and the issuer and revocation checks
+    that follow run every time."""
+    key = signing_key(world)
+    remembered = _verified.get((key.kid, token))
+    if remembered is not None:
+        now = time.time()
+        if now >= float(remembered["exp"]) or float(remembered["nbf"]) > now:
+            raise _unauthorized("Access token has expired or is not yet valid.")
+        return remembered
+    claims = _verify(world, token)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[(key.kid, token)] = claims
+    return claims
+
+
+# Tokens whose signature and audience held, by signing key and text: each caller sends the same token with
+# every request until it expires, and verifying an RS256 signature is most of the cost of authenticating.
+_VERIFIED_MAX = 4096
+_verified: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _verify(world: World, token: str) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,6 +13,7 @@ import msal
 import pytest
 
 from devtools.cloud import controls, tokens
+from devtools.cloud.common import GraphError
 from devtools.cloud.server import RunningCloud
 from devtools.cloud.state import World
 from tests.cloud.identity_support import (
@@ -337,6 +339,25 @@ def test_expired_access_token_fails_graph_check(cloud: RunningCloud, world: Worl
     )
     time.sleep(1.1)
     with pytest.raises(Exception, match="Access token has expired or is not yet valid."):
+        tokens.verify_access_token(world, token)
+
+
+def test_a_token_checked_once_is_checked_for_expiry_and_revocation_on_every_use(
+    cloud: RunningCloud, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alex = controls.get_user(world, ALEX)
+    token = tokens.issue_access_token(
+        world, tenant_id=CONTOSO_ID, client_id=CLIENT_ID, user_id=alex.id, scopes=["User.Read"], lifetime=60
+    )
+    assert tokens.verify_access_token(world, token).user_id == alex.id  # signature checked and remembered
+    assert tokens.verify_access_token(world, token).user_id == alex.id
+    later = time.time() + 61
+    monkeypatch.setattr(tokens, "time", SimpleNamespace(time=lambda: later))
+    with pytest.raises(GraphError, match="Access token has expired or is not yet valid."):
+        tokens.verify_access_token(world, token)
+    monkeypatch.undo()
+    assert controls.expire_access_tokens(world, user=ALEX) == 1
+    with pytest.raises(GraphError):
         tokens.verify_access_token(world, token)
 
 

@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -337,5 +338,13 @@ def graph_route(world: World, path: str, handler: Handler, methods: list[str]) -
     return Route("/v1.0" + path, graph_endpoint(world, handler), methods=methods)
 
 
+class _FastJSONResponse(JSONResponse):
+    """Starlette's JSONResponse written by orjson: the same compact UTF-8 text, several times faster (a
+    getSchedule answer for 20 people is about 70 KB, and the cloud's CPU is every caller's latency)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
 def json_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=headers)
+    return _FastJSONResponse(body, status_code=status, headers=headers)

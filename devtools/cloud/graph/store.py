@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from devtools.cloud.common import GraphError
 from devtools.cloud.graph import recurrence
 from devtools.cloud.state import Attendee, Event, User, World, new_id, utcnow
@@ -159,10 +161,40 @@ def expand(event: Event, window_start: datetime, window_end: datetime) -> Iterat
             yield Instance(event, event.start, event.end)
         return
     duration = event.end - event.start
-    for start, end in recurrence.occurrences(
-        event.recurrence, event.start, duration, event.original_start_time_zone, window_start, window_end
-    ):
+    for start, end in _occurrences(event, duration, window_start, window_end):
         yield Instance(event, start, end, occurrence_id(event.id, start))
+
+
+# A series' occurrences in a window are a pure function of the series as it is now and the window:
+# getSchedule asks the same windows of the same series over and over (a panel of 100 is five calls), and
+# walking a pattern day by day was most of its cost. Keyed by the series' content, so an edit is a new key.
+_OCCURRENCES_MAX = 4096
+_occurrences_seen: dict[tuple[Any, ...], tuple[tuple[datetime, datetime], ...]] = {}
+
+
+def _occurrences(
+    event: Event, duration: timedelta, window_start: datetime, window_end: datetime
+) -> tuple[tuple[datetime, datetime], ...]:
+    assert event.recurrence is not None
+    key = (
+        orjson.dumps(event.recurrence, option=orjson.OPT_SORT_KEYS, default=str),
+        event.start,
+        duration,
+        event.original_start_time_zone,
+        window_start,
+        window_end,
+    )
+    found = _occurrences_seen.get(key)
+    if found is None:
+        found = tuple(
+            recurrence.occurrences(
+                event.recurrence, event.start, duration, event.original_start_time_zone, window_start, window_end
+            )
+        )
+        if len(_occurrences_seen) >= _OCCURRENCES_MAX:
+            _occurrences_seen.clear()
+        _occurrences_seen[key] = found
+    return found
 
 
 def instances(

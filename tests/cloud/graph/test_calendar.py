@@ -411,3 +411,29 @@ def test_invalidated_delta_token_is_410_with_location(world: World, client: Test
     assert "startDateTime=" in restart and "$deltatoken" not in restart
     again, _ = sync(client, headers, restart)
     assert isinstance(again, list)
+
+
+def test_a_series_edited_in_place_is_expanded_anew_in_the_same_window(world: World) -> None:
+    # Occurrences are remembered per series content and window: an edit that changes the series in place
+    # (its range here) must not be answered from what was remembered before it.
+    from devtools.cloud.graph import store
+
+    event = controls.add_event(
+        world,
+        DIEGO,
+        {
+            "subject": "Stand-up",
+            "start": at("09:00", "W. Europe Standard Time", "2030-03-04"),
+            "end": at("09:15", "W. Europe Standard Time", "2030-03-04"),
+            "recurrence": {
+                "pattern": {"type": "daily", "interval": 1},
+                "range": {"type": "numbered", "startDate": "2030-03-04", "numberOfOccurrences": 5},
+            },
+        },
+    )
+    window = (datetime(2030, 3, 1, tzinfo=UTC), datetime(2030, 3, 31, tzinfo=UTC))
+    assert len(list(store.expand(event, *window))) == 5
+    assert len(list(store.expand(event, *window))) == 5
+    assert event.recurrence is not None
+    event.recurrence["range"]["numberOfOccurrences"] = 2
+    assert len(list(store.expand(event, *window))) == 2
