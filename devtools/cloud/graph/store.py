@@ -161,22 +161,24 @@ def expand(event: Event, window_start: datetime, window_end: datetime) -> Iterat
             yield Instance(event, event.start, event.end)
         return
     duration = event.end - event.start
-    for start, end in _occurrences(event, duration, window_start, window_end):
-        yield Instance(event, start, end, occurrence_id(event.id, start))
+    for start, end, instance_id in _occurrences(event, duration, window_start, window_end):
+        yield Instance(event, start, end, instance_id)
 
 
 # A series' occurrences in a window are a pure function of the series as it is now and the window:
 # getSchedule asks the same windows of the same series over and over (a panel of 100 is five calls), and
 # walking a pattern day by day was most of its cost. Keyed by the series' content, so an edit is a new key.
 _OCCURRENCES_MAX = 4096
-_occurrences_seen: dict[tuple[Any, ...], tuple[tuple[datetime, datetime], ...]] = {}
+_occurrences_seen: dict[tuple[Any, ...], tuple[tuple[datetime, datetime, str], ...]] = {}
 
 
 def _occurrences(
     event: Event, duration: timedelta, window_start: datetime, window_end: datetime
-) -> tuple[tuple[datetime, datetime], ...]:
+) -> tuple[tuple[datetime, datetime, str], ...]:
+    """(start, end, occurrence id) of each occurrence of the series in the window."""
     assert event.recurrence is not None
     key = (
+        event.id,
         orjson.dumps(event.recurrence, option=orjson.OPT_SORT_KEYS, default=str),
         event.start,
         duration,
@@ -187,7 +189,8 @@ def _occurrences(
     found = _occurrences_seen.get(key)
     if found is None:
         found = tuple(
-            recurrence.occurrences(
+            (start, end, occurrence_id(event.id, start))
+            for start, end in recurrence.occurrences(
                 event.recurrence, event.start, duration, event.original_start_time_zone, window_start, window_end
             )
         )
