@@ -22,7 +22,7 @@ from shared.adapters.graph_busy import GraphBusyMixin
 from shared.adapters.graph_events import GraphEventsMixin
 from shared.adapters.graph_mail import GraphMailMixin
 from shared.adapters.graph_requests import TimedOut, classify
-from shared.adapters.graph_schedules import hours_from, parse_schedule, unreadable_schedule
+from shared.adapters.graph_schedules import ScheduleReader, hours_from, unreadable_schedule
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import AccessToken, DirectoryUser, MailboxHours, MailboxPurpose, Schedule, ScheduleStatus
 
@@ -58,6 +58,10 @@ PURPOSES = {
 class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
     """GraphGateway over httpx (the request loop, its options and its injectable clock are
     ``GraphRequests``'s)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._schedules = ScheduleReader()  # one per worker, as the client is
 
     # ---- calls ---------------------------------------------------------------------------------
     @staticmethod
@@ -187,7 +191,8 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
             key: _merge([per_window[window[0]][key] for window in windows])
             for key in (email.lower() for email in people)
         }
-        result = [replace(merged[email.lower()], email=email) for email in emails]
+        # As asked: the same object when the spelling is the one read (what is derived from it stays remembered).
+        result = [s if (s := merged[email.lower()]).email == email else replace(s, email=email) for email in emails]
         unreadable = sum(1 for schedule in merged.values() if schedule.status is ScheduleStatus.UNREADABLE)
         logger.info("getSchedule: %d people, %d requests, %d unreadable", len(people), len(jobs), unreadable)
         return result
@@ -237,7 +242,9 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         schedules: list[Schedule] = []
         for index, email in enumerate(chunk):
             item = by_id.get(email.lower()) or (items[index] if positional else None)
-            schedules.append(parse_schedule(email, item) if item is not None else unreadable_schedule(email, "other"))
+            schedules.append(
+                self._schedules.read(email, item) if item is not None else unreadable_schedule(email, "other")
+            )
         return schedules
 
 

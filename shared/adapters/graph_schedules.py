@@ -7,9 +7,12 @@ import functools
 import json
 import logging
 import re
+import threading
 from datetime import UTC, datetime, tzinfo
 from datetime import time as clock_time
 from typing import Any
+
+import orjson
 
 from shared.adapters.graph_requests import classify
 from shared.models import BusyBlock, FreeBusyStatus, MailboxHours, Schedule, ScheduleStatus, WorkingHours
@@ -82,6 +85,43 @@ def parse_schedule(email: str, raw: dict[str, Any]) -> Schedule:
         logger.warning("getSchedule answer for one person could not be read: %s", err)
         return unreadable_schedule(email, "other")
     return Schedule(email=email, mailbox_time_zone=zone_name, working_hours=working_hours, busy=busy)
+
+
+class ScheduleReader:
+    """``parse_schedule`` that gives the same ``Schedule`` object for the same answer: a person whose
+    calendar has not changed since the worker last read them comes back from getSchedule as the same JSON
+    (a recruiter asks about the same panel again and again), so the worker keeps what it parsed, keyed by
+    the address as asked and the item's exact text. Everything derived from a schedule by identity (the
+    slot engine's busy cells, the answer's busy list: ``shared.memo``) is then reused too. What the item
+    says is all a schedule depends on, and each caller gets back only what its own answer said (an item
+    with a subject the caller may see is a different text from one without). Bounded by busy blocks held,
+    least recently used first out; thread-safe."""
+
+    def __init__(self, *, max_blocks: int = 200_000) -> None:
+        from cachetools import LRUCache  # the adapter's own dependency, not the kernel's
+
+        self._parsed: LRUCache[tuple[str, bytes], Schedule] = LRUCache(
+            maxsize=max_blocks, getsizeof=lambda schedule: len(schedule.busy) + 1
+        )
+        self._lock = threading.Lock()
+
+    def read(self, email: str, raw: dict[str, Any]) -> Schedule:
+        try:
+            key = (email, orjson.dumps(raw))
+        except TypeError:  # not JSON as Graph writes it: parsed as it is, never kept
+            return parse_schedule(email, raw)
+        with self._lock:
+            found: Schedule | None = self._parsed.get(key)
+        if found is None:
+            found = parse_schedule(email, raw)
+            with self._lock:
+                if len(found.busy) + 1 <= self._parsed.maxsize:
+                    self._parsed[key] = found
+        return found
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._parsed)
 
 
 def _busy_block(item: Any) -> BusyBlock:

@@ -977,3 +977,43 @@ def test_a_query_waiting_in_the_line_past_its_deadline_reports_timeout_never_fre
     thread.join(10)
     assert {(s.status, s.reason) for s in result[0]} == {(ScheduleStatus.UNREADABLE, "timeout")}
     assert recorder.requests == []
+
+
+# ---- the same answer, the same schedule ------------------------------------------------------------------
+def test_an_unchanged_calendar_read_again_is_the_same_schedule_object(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    meeting = {"status": "busy", "start": at(START + timedelta(hours=1)), "end": at(START + timedelta(hours=2))}
+    moved = {**meeting, "end": at(START + timedelta(hours=3))}
+    calendar = {"person000@contoso.example": [meeting]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answer([information(a, calendar.get(a.lower(), [])) for a in body_of(request)["schedules"]])
+
+    client, _ = make_client(handler)
+    first = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 20)
+    again = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 20)
+    assert [a is b for a, b in zip(first, again, strict=True)] == [True, True]
+    # Another spelling of the same address: an equal schedule under the address as asked.
+    shouted = client.get_schedules(TOKEN, ["PERSON000@contoso.example"], START, END, deadline=ticks() + 20)
+    assert shouted[0].email == "PERSON000@contoso.example" and shouted[0].busy == first[0].busy
+    calendar["person000@contoso.example"] = [moved]  # the calendar changed: a new schedule, read anew
+    changed = client.get_schedules(TOKEN, people(2), START, END, deadline=ticks() + 20)
+    assert changed[0] is not first[0] and changed[0].busy[0].end == START + timedelta(hours=3)
+    assert changed[1] is first[1]
+
+
+def test_the_schedule_reader_keeps_what_each_answer_said_and_bounds_what_it_holds() -> None:
+    from shared.adapters.graph_schedules import ScheduleReader
+
+    reader = ScheduleReader(max_blocks=3)
+    plain = {"status": "busy", "start": at(START), "end": at(START + timedelta(hours=1))}
+    detailed = {**plain, "subject": "Board meeting", "location": "Room 1"}
+    seen_plain = reader.read("a@contoso.example", information("a@contoso.example", [plain]))
+    seen_detailed = reader.read("a@contoso.example", information("a@contoso.example", [detailed]))
+    # Whoever's answer showed no subject gets none: the two texts are two schedules.
+    assert seen_plain.busy[0].subject is None and seen_detailed.busy[0].subject == "Board meeting"
+    assert reader.read("a@contoso.example", information("a@contoso.example", [plain])) is not seen_plain  # evicted
+    assert len(reader) == 1  # two blocks each (one busy block and the schedule): one fits under three
+    odd = {"scheduleId": "b@contoso.example", "scheduleItems": [], "extra": object()}  # not JSON: never kept
+    assert reader.read("b@contoso.example", odd).status is ScheduleStatus.OK and len(reader) == 1
