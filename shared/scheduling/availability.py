@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.cache.keeper import note_asked
 from shared.cache.reader import read_warm
+from shared.config import WORKER_THREADS
 from shared.identity.guard import RequestContext, with_user_access
 from shared.memo import IdentityMemo
 from shared.models import AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
@@ -183,9 +186,29 @@ def _fetch(
     fetch_start = options.start - options.buffer_before
     fetch_end = options.end + options.buffer_after + extra
     live = options.freshness == "live"
-    schedules, sources = _read_schedules(deps, ctx, people, fetch_start, fetch_end, deadline, live=live)
-    booked = _booked(deps, ctx.tenant_id, people, fetch_start, fetch_end)
+    # The bookings (storage) are read while Graph is: neither waits for the other.
+    booked_later = _side_reads().submit(_booked, deps, ctx.tenant_id, people, fetch_start, fetch_end)
+    try:
+        schedules, sources = _read_schedules(deps, ctx, people, fetch_start, fetch_end, deadline, live=live)
+    except BaseException:
+        booked_later.cancel()
+        raise
+    booked = booked_later.result()
     return schedules, _people(schedules, booked), sources
+
+
+_side_pool: ThreadPoolExecutor | None = None
+_side_lock = threading.Lock()
+
+
+def _side_reads() -> ThreadPoolExecutor:
+    """The worker's threads for storage reads a query makes beside its Graph reads (created on first use;
+    as many as the worker runs invocations at once, so no query waits for another's)."""
+    global _side_pool
+    with _side_lock:
+        if _side_pool is None:
+            _side_pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="bookings")
+        return _side_pool
 
 
 def _readable(schedules: Sequence[Schedule]) -> list[str]:

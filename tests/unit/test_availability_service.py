@@ -357,3 +357,36 @@ def test_windows_and_iana_names_are_both_accepted() -> None:
     assert moment.astimezone(windows.options.time_zone).utcoffset() == timedelta(hours=-4)
     assert moment.astimezone(iana.options.time_zone).utcoffset() == timedelta(hours=-4)
     assert windows.options.time_zone_name == "Eastern Standard Time"
+
+
+def test_the_bookings_are_read_while_graph_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stored bookings (caps, load) and getSchedule are independent reads: the query waits for the
+    # slower of the two, not for their sum. Graph here answers only once the bookings read has begun.
+    import threading
+
+    deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
+    bookings_began = threading.Event()
+    read_bookings = deps.bookings.list_bookings_between
+    read_schedules = deps.graph.get_schedules
+
+    def bookings(*args: Any) -> list[Booking]:
+        bookings_began.set()
+        return read_bookings(*args)
+
+    def schedules(*args: Any, **kwargs: Any) -> list[Schedule]:
+        assert bookings_began.wait(10), "the bookings were not read while Graph was"
+        return read_schedules(*args, **kwargs)
+
+    monkeypatch.setattr(deps.bookings, "list_bookings_between", bookings)
+    monkeypatch.setattr(deps.graph, "get_schedules", schedules)
+    ctx = require_calendar_access(deps, credential)
+    answer = find_availability(deps, ctx, parse_availability_request(_request()))
+    assert answer.search.slots
+
+
+def test_a_failed_graph_read_fails_the_query_even_while_the_bookings_are_read() -> None:
+    deps, credential = _deps()
+    deps.graph.failures["me"] = GraphRequestFailed("Graph is down.", status=503, reason="other")
+    ctx = require_calendar_access(deps, credential)
+    with pytest.raises(GraphRequestFailed):
+        find_availability(deps, ctx, parse_availability_request(_request()))
