@@ -159,8 +159,11 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         windows = split_window(start.astimezone(UTC), end.astimezone(UTC))
         chunks = [people[i : i + SCHEDULES_PER_REQUEST] for i in range(0, len(people), SCHEDULES_PER_REQUEST)]
         jobs = [(window, chunk) for window in windows for chunk in chunks]  # first window first everywhere
-        # The query's places in the mailbox's line, taken now: its later chunks go before a later query's.
-        places = self._limiter.reserve(len(jobs))
+        # The query's places in the mailbox's line, taken now for as many calls as it has threads: they go
+        # before a later query's, which so waits at most QUERY_THREADS / 4 round trips behind this one;
+        # calls beyond them (a 6-month window of 200 people is 40) take their place when they are sent.
+        reserved = self._limiter.reserve(min(len(jobs), self._query_threads))
+        places: list[int | None] = [*reserved, *([None] * (len(jobs) - len(reserved)))]
         pool = ThreadPoolExecutor(max_workers=min(self._query_threads, len(jobs)), thread_name_prefix="graph")
         futures: list[Future[list[Schedule]]] = [
             pool.submit(self._read_chunk, token, chunk, window, deadline, place)

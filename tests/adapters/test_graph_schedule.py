@@ -908,6 +908,38 @@ def test_a_query_is_read_before_a_query_of_the_same_mailbox_that_came_after_it(
     assert first_of_later and first_of_later[0] >= 5
 
 
+def test_a_big_query_reserves_only_as_many_places_as_it_has_threads(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    from shared.adapters.graph_limiter import MailboxLimiter
+
+    gate = threading.Event()
+    order: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        whose = "later" if body_of(request)["schedules"][0].startswith("later") else "big"
+        order.append(whose)
+        if len(order) == 1:
+            gate.wait(10)  # the big query's first call holds the mailbox until the later query is in line
+        return free_for_all(request)
+
+    limiter = MailboxLimiter(capacity=1, clock=ticks, sleep=ticks.sleep)
+    client, _ = make_client(handler, limiter=limiter, query_threads=2)
+    big = threading.Thread(target=lambda: client.get_schedules(MEGAN, people(100), START, END, deadline=ticks() + 20))
+    big.start()
+    until(lambda: limiter.waiting("tenant-a/megan-id") == 1)  # its second reserved call waits
+    small = threading.Thread(
+        target=lambda: client.get_schedules(MEGAN, ["later@contoso.example"], START, END, deadline=ticks() + 20)
+    )
+    small.start()
+    until(lambda: limiter.waiting("tenant-a/megan-id") == 2)
+    gate.set()
+    big.join(10)
+    small.join(10)
+    # Two places reserved (two threads): the later query goes after them, before the big one's other three.
+    assert order == ["big", "big", "later", "big", "big", "big"]
+
+
 def test_one_recruiters_full_mailbox_never_holds_up_another(
     make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
 ) -> None:
