@@ -16,6 +16,7 @@ from shared.booking.listing import get_booking
 from shared.booking.placement import on_calendar, with_writer
 from shared.booking.records import HISTORY_LIMIT, entry, invited, same_time
 from shared.booking.request import BookingChange
+from shared.cache.keeper import note_written
 from shared.conflicts import retry_on_conflict
 from shared.errors import (
     ConcurrencyConflict,
@@ -139,6 +140,7 @@ def update_booking(
     entries = _history(ctx, booking, change, plan, after, restored=restored, now=now)
     stored = _record(deps, ctx, booking, held, _changed(change, plan, after, entries, now), claimed, plan)
     _release_stale(deps, booking, plan)
+    note_written(deps, ctx.tenant_id, _calendars(booking, stored))
     return stored
 
 
@@ -465,4 +467,11 @@ def cancel_booking(
 
     stored = retry_on_conflict(write)
     release_all(deps, booking, booking.interviewers, grid_cells(booking.start, booking.end))
+    note_written(deps, ctx.tenant_id, _calendars(booking))
     return stored
+
+
+def _calendars(*bookings: Booking) -> list[str]:
+    """Every mailbox whose calendar a write to these bookings' event touched: the organizer's, and each
+    attendee's copy."""
+    return [address for b in bookings for address in (b.mailbox, *b.attendees, *b.interviewers)]

@@ -17,6 +17,7 @@ from shared.booking.freebusy import FreeBusy, busy_people, check_slot, field_nam
 from shared.booking.placement import on_calendar, recruiter_writes, target_of
 from shared.booking.records import BookingOutcome, booked_with, booking_id_for, invited, key_hash, offset_minutes
 from shared.booking.request import BookingRequest
+from shared.cache.keeper import note_written
 from shared.errors import (
     ConcurrencyConflict,
     IdempotencyKeyInProgress,
@@ -90,9 +91,9 @@ def create_booking(
         stored, recovering = _claim_key(deps, pending, sleep)
         if stored.status is not BookingStatus.PENDING:
             return BookingOutcome(stored, created=False)
-        return BookingOutcome(
-            _book(deps, ctx, request, stored, busy_check, writer_check, recovering=recovering), created=True
-        )
+        booked = _book(deps, ctx, request, stored, busy_check, writer_check, recovering=recovering)
+        note_written(deps, ctx.tenant_id, [booked.mailbox, *booked.attendees, *booked.interviewers])
+        return BookingOutcome(booked, created=True)
     finally:
         pool.shutdown(wait=False)
 

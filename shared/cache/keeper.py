@@ -345,6 +345,21 @@ def mark_changed(deps: Dependencies, tenant_id: str, mailbox: str) -> bool:
     return True
 
 
+def note_written(deps: Dependencies, tenant_id: str, mailboxes: Iterable[str]) -> None:
+    """The service itself just wrote to these mailboxes' calendars (an interview booked, moved or
+    cancelled): each kept person is cold from now, as a notification would make them, so the next answer
+    reads them live and shows the write (a recruiter who books and searches again must not be offered the
+    hour just booked while the notification is on its way). Never raises: the notification that follows
+    within seconds marks them too."""
+    if not deps.settings.busy_cache_enabled:
+        return
+    for person in sorted({person_key(m) for m in mailboxes if m.strip()}):
+        try:
+            mark_changed(deps, tenant_id, person)
+        except ServiceError as err:
+            logger.warning("The busy cache could not note a write for tenant %s (%s)", tenant_id, err.code)
+
+
 def on_changes(deps: Dependencies, tenant_id: str, mailboxes: Iterable[str]) -> int:
     """Notifications for these mailboxes: mark each kept one changed, then bring it up to date with a delta
     round (from notification to store within seconds). Returns how many rounds completed. Raises

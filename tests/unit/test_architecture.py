@@ -45,6 +45,7 @@ CROSSINGS = {
     ("booking", "shared.identity.tokens"),
     ("booking", "shared.identity.readiness"),  # RECRUITING_GROUP: who holds the shared mailboxes
     ("booking", "shared.sync.subscriptions"),  # ensure_mailbox_subscription for a mailbox we write to
+    ("booking", "shared.cache.keeper"),  # note_written: our own writes make those people cold at once
     ("identity", "shared.booking.write_rule"),  # readiness checks a tenant mailbox's purpose by the same rule
     ("sync", "shared.identity.tokens"),
     ("sync", "shared.booking.outlook"),  # the worker hands what Outlook did to our events to booking

@@ -16,7 +16,7 @@ import pytest
 from functions._views import busy_cache_json
 from shared.cache import keeper, reader
 from shared.cache.view import cache_health
-from shared.errors import GraphRequestFailed
+from shared.errors import GraphRequestFailed, ServiceError
 from shared.identity.guard import require_calendar_access
 from shared.models import (
     BusyBlock,
@@ -170,6 +170,20 @@ def test_a_notification_makes_the_person_cold_until_its_round_completes() -> Non
     assert warm.sources[ANN].source == "cache"
     assert next(s for s in warm.schedules if s.email == ANN).busy == (moved,)
     assert _slots(warm) == _slots(_ask(deps, credential, freshness="live"))
+
+
+def test_our_own_write_makes_its_people_cold_at_once_and_never_fails_the_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    deps, credential = _deps()
+    _warm(deps, credential)
+    keeper.note_written(deps, TENANT_A, ["ANN@contoso.example", "stranger@contoso.example", " "])
+    answer = _ask(deps, credential)
+    assert answer.sources[ANN].source == "live" and answer.sources[BOB].source == "cache"
+
+    def broken(*args: Any) -> bool:
+        raise ServiceError("storage is down")
+
+    monkeypatch.setattr(keeper, "mark_changed", broken)
+    keeper.note_written(deps, TENANT_A, [BOB])  # logged; the notification marks Bob a few seconds later
 
 
 def test_the_worker_marks_and_syncs_a_notified_mailbox() -> None:

@@ -171,13 +171,36 @@
     }
   });
 
+  // Cancel with the version on screen. When the booking changed since (412), read it again: if only the
+  // attendees' answers changed (an RSVP, or the answers a move reset), the interview the recruiter chose to
+  // cancel is the same one, so cancel that version; if it was moved or cancelled meanwhile, show it and
+  // let the recruiter decide.
+  async function cancel(message) {
+    const route = `bookings/${encodeURIComponent(id)}`;
+    const body = { message: message || null };
+    try {
+      return await api("DELETE", route, body, etag ? { "If-Match": etag } : {});
+    } catch (err) {
+      if (err.status !== 412 || !booking) throw err;
+      const before = booking;
+      const fresh = await api("GET", route);
+      generation += 1;
+      booking = fresh.data;
+      etag = fresh.headers.get("etag") || booking.etag;
+      draw();
+      const same = booking.status === before.status && booking.start === before.start && booking.end === before.end;
+      if (!same) throw err;
+      return await api("DELETE", route, body, { "If-Match": etag });
+    }
+  }
+
   $("cancel-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("cancel-button").disabled = true;
     generation += 1;
     const message = $("cancel-message").value.trim();
     try {
-      await api("DELETE", `bookings/${encodeURIComponent(id)}`, { message: message || null }, etag ? { "If-Match": etag } : {});
+      await cancel(message);
       fill($("notice"), el("div", { class: "notice", id: "cancelled" }, "Cancelled. The attendees get the cancellation with your message."));
       await load();
       loadTrail();
