@@ -1038,14 +1038,16 @@ def test_an_unchanged_calendar_read_again_is_the_same_schedule_object(
 def test_the_schedule_reader_keeps_what_each_answer_said_and_bounds_what_it_holds() -> None:
     from shared.adapters.graph_schedules import ScheduleReader
 
-    reader = ScheduleReader(max_blocks=3)
+    reader = ScheduleReader(max_blocks=2 * (1 + ScheduleReader.PER_SCHEDULE))  # two one-block schedules
     plain = {"status": "busy", "start": at(START), "end": at(START + timedelta(hours=1))}
     detailed = {**plain, "subject": "Board meeting", "location": "Room 1"}
     seen_plain = reader.read("a@contoso.example", information("a@contoso.example", [plain]))
     seen_detailed = reader.read("a@contoso.example", information("a@contoso.example", [detailed]))
     # Whoever's answer showed no subject gets none: the two texts are two schedules.
     assert seen_plain.busy[0].subject is None and seen_detailed.busy[0].subject == "Board meeting"
-    assert reader.read("a@contoso.example", information("a@contoso.example", [plain])) is not seen_plain  # evicted
-    assert len(reader) == 1  # two blocks each (one busy block and the schedule): one fits under three
+    assert reader.read("a@contoso.example", information("a@contoso.example", [plain])) is seen_plain
+    reader.read("c@contoso.example", information("c@contoso.example", [plain]))  # a third: the oldest goes
+    assert len(reader) == 2
+    assert reader.read("a@contoso.example", information("a@contoso.example", [detailed])) is not seen_detailed
     odd = {"scheduleId": "b@contoso.example", "scheduleItems": [], "extra": object()}  # not JSON: never kept
-    assert reader.read("b@contoso.example", odd).status is ScheduleStatus.OK and len(reader) == 1
+    assert reader.read("b@contoso.example", odd).status is ScheduleStatus.OK and len(reader) == 2
