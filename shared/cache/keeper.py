@@ -335,13 +335,19 @@ def mark_changed(deps: Dependencies, tenant_id: str, mailbox: str) -> bool:
     """A change notification (or catch-up item) for ``mailbox``: the person is cold from now until a round
     that starts after this completes. Returns whether the mailbox is kept. Raises ServiceError when the
     mark cannot be written (the worker retries the message: a stale warm answer must not stand)."""
-    person = person_key(mailbox)
+    if not _mark(deps, tenant_id, person_key(mailbox)):
+        return False
+    deps.busy.bump_epoch(tenant_id)
+    return True
+
+
+def _mark(deps: Dependencies, tenant_id: str, person: str) -> bool:
+    """The kept person's record says a change came now (the epoch is the caller's to move)."""
     now = deps.clock.now()
     try:
         _update(deps, tenant_id, person, lambda r: replace(r, notified_at=now))
     except NotFound:
         return False
-    deps.busy.bump_epoch(tenant_id)
     return True
 
 
@@ -353,11 +359,12 @@ def note_written(deps: Dependencies, tenant_id: str, mailboxes: Iterable[str]) -
     within seconds marks them too."""
     if not deps.settings.busy_cache_enabled:
         return
-    for person in sorted({person_key(m) for m in mailboxes if m.strip()}):
-        try:
-            mark_changed(deps, tenant_id, person)
-        except ServiceError as err:
-            logger.warning("The busy cache could not note a write for tenant %s (%s)", tenant_id, err.code)
+    try:
+        marked = [p for p in sorted({person_key(m) for m in mailboxes if m.strip()}) if _mark(deps, tenant_id, p)]
+        if marked:
+            deps.busy.bump_epoch(tenant_id)  # once for all of them: every worker re-checks what it remembers
+    except ServiceError as err:
+        logger.warning("The busy cache could not note a write for tenant %s (%s)", tenant_id, err.code)
 
 
 def on_changes(deps: Dependencies, tenant_id: str, mailboxes: Iterable[str]) -> int:

@@ -182,7 +182,7 @@ def test_our_own_write_makes_its_people_cold_at_once_and_never_fails_the_write(m
     def broken(*args: Any) -> bool:
         raise ServiceError("storage is down")
 
-    monkeypatch.setattr(keeper, "mark_changed", broken)
+    monkeypatch.setattr(keeper, "_mark", broken)
     keeper.note_written(deps, TENANT_A, [BOB])  # logged; the notification marks Bob a few seconds later
 
 
