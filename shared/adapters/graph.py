@@ -9,10 +9,11 @@ Graph's errors translated); getSchedule's answers are read in ``graph_schedules`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from shared.adapters.graph_requests import TimedOut, classify
 from shared.adapters.graph_schedules import ScheduleReader, hours_from, unreadable_schedule
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import AccessToken, DirectoryUser, MailboxHours, MailboxPurpose, Schedule, ScheduleStatus
+from shared.threads import in_lanes
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +145,11 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
     def get_schedules(
         self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
     ) -> list[Schedule]:
-        """See GraphGateway.get_schedules. Chunks run on a small thread pool over the one
-        ``httpx.Client`` (its connection pool is thread-safe), so the synchronous core gets
-        concurrency without a second event loop or a second pool. All of them count against the
-        caller's own mailbox: the worker's limiter lets four run at once and keeps the rest in line, in
-        the places this query reserved when it arrived (``QUERY_THREADS``)."""
+        """See GraphGateway.get_schedules. Chunks run on the client's kept threads over the one
+        ``httpx.Client`` (its connection pool is thread-safe), at most ``QUERY_THREADS`` at once for one
+        query, so the synchronous core gets concurrency without a second event loop or a second pool.
+        All of them count against the caller's own mailbox: the worker's limiter lets four run at once
+        and keeps the rest in line, in the places this query reserved when it arrived."""
         if start.tzinfo is None or end.tzinfo is None or end <= start:
             raise ValueError("get_schedules needs an aware window with end after start.")
         first_spelling: dict[str, str] = {}
@@ -164,11 +166,14 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         # calls beyond them (a 6-month window of 200 people is 40) take their place when they are sent.
         reserved = self._limiter.reserve(min(len(jobs), self._query_threads))
         places: list[int | None] = [*reserved, *([None] * (len(jobs) - len(reserved)))]
-        pool = ThreadPoolExecutor(max_workers=min(self._query_threads, len(jobs)), thread_name_prefix="graph")
-        futures: list[Future[list[Schedule]]] = [
-            pool.submit(self._read_chunk, token, chunk, window, deadline, place)
-            for (window, chunk), place in zip(jobs, places, strict=True)
-        ]
+        futures: list[Future[list[Schedule]]] = in_lanes(
+            self._calls,
+            [
+                functools.partial(self._read_chunk, token, chunk, window, deadline, place)
+                for (window, chunk), place in zip(jobs, places, strict=True)
+            ],
+            self._query_threads,
+        )
         try:
             pending: set[Future[list[Schedule]]] = set(futures)
             while pending:
@@ -182,7 +187,8 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
                         raise failure  # the token itself was refused: nothing else is worth waiting for
         finally:
             # Queued chunks are dropped; one still in flight ends by its own deadline-bound timeout.
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in futures:
+                future.cancel()
         per_window: dict[datetime, dict[str, Schedule]] = {window[0]: {} for window in windows}
         for (window, chunk), future in zip(jobs, futures, strict=True):
             if future.done() and not future.cancelled():

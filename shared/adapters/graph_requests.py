@@ -24,6 +24,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -33,7 +34,7 @@ import httpx
 import orjson
 
 from shared.adapters.graph_limiter import LimiterTimeout, MailboxLimiter, Waiter
-from shared.config import Settings
+from shared.config import WORKER_THREADS, Settings
 from shared.errors import GraphRequestFailed, NotFound, UpstreamUnavailable
 from shared.models import AccessToken
 
@@ -187,12 +188,16 @@ class GraphRequests:
         self._query_threads = query_threads
         # One per worker: the composition root builds one GraphClient per process.
         self._limiter = limiter if limiter is not None else MailboxLimiter(clock=clock, sleep=sleep)
+        # The threads queries' calls run on (``shared.threads.in_lanes``), kept from one query to the next:
+        # enough for every invocation the worker runs at once to have all of its lanes.
+        self._calls = ThreadPoolExecutor(max_workers=WORKER_THREADS * query_threads, thread_name_prefix="graph")
 
     @property
     def limiter(self) -> MailboxLimiter:
         return self._limiter
 
     def close(self) -> None:
+        self._calls.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     # ---- transport -----------------------------------------------------------------------------

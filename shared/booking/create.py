@@ -8,12 +8,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from shared import threads
 from shared.booking.claims import CLAIM_LEASE, grid_cells, release_all
-from shared.booking.freebusy import FreeBusy, busy_people, check_slot, field_names
+from shared.booking.freebusy import BOOKING_THREADS, FreeBusy, busy_people, check_slot, field_names
 from shared.booking.placement import on_calendar, recruiter_writes, target_of
 from shared.booking.records import BookingOutcome, booked_with, booking_id_for, invited, key_hash, offset_minutes
 from shared.booking.request import BookingRequest
@@ -73,29 +74,26 @@ def create_booking(
     pending = _pending(deps, ctx, request, key)
     # The free/busy check goes to Graph while the pending booking goes to storage: the waits overlap.
     # A repeated request reads free/busy for nothing, which costs a read and changes nothing.
-    pool = ThreadPoolExecutor(max_workers=2)
-    try:
-        writer_check = pool.submit(
-            recruiter_writes, deps, ctx, pending.mailbox, request.interviewers, request.optional_interviewers
-        )
-        busy_check = pool.submit(
-            busy_people,
-            deps,
-            ctx,
-            request.interviewers,
-            request.optional_interviewers,
-            request.start,
-            request.end,
-            fields=field_names(request.interviewers, request.optional_interviewers),
-        )
-        stored, recovering = _claim_key(deps, pending, sleep)
-        if stored.status is not BookingStatus.PENDING:
-            return BookingOutcome(stored, created=False)
-        booked = _book(deps, ctx, request, stored, busy_check, writer_check, recovering=recovering)
-        note_written(deps, ctx.tenant_id, [booked.mailbox, *booked.attendees, *booked.interviewers])
-        return BookingOutcome(booked, created=True)
-    finally:
-        pool.shutdown(wait=False)
+    pool = threads.pool("booking", BOOKING_THREADS)
+    writer_check = pool.submit(
+        recruiter_writes, deps, ctx, pending.mailbox, request.interviewers, request.optional_interviewers
+    )
+    busy_check = pool.submit(
+        busy_people,
+        deps,
+        ctx,
+        request.interviewers,
+        request.optional_interviewers,
+        request.start,
+        request.end,
+        fields=field_names(request.interviewers, request.optional_interviewers),
+    )
+    stored, recovering = _claim_key(deps, pending, sleep)
+    if stored.status is not BookingStatus.PENDING:
+        return BookingOutcome(stored, created=False)
+    booked = _book(deps, ctx, request, stored, busy_check, writer_check, recovering=recovering)
+    note_written(deps, ctx.tenant_id, [booked.mailbox, *booked.attendees, *booked.interviewers])
+    return BookingOutcome(booked, created=True)
 
 
 def _pending(deps: Dependencies, ctx: RequestContext, request: BookingRequest, key: str) -> Booking:

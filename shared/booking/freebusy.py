@@ -5,12 +5,14 @@ never free), and the refusal that names who is busy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime
 from typing import NamedTuple
 
+from shared import threads
 from shared.booking.claims import claim_all, claimant, release_all
 from shared.booking.request import BookingRequest
+from shared.config import WORKER_THREADS
 from shared.errors import (
     GraphRequestFailed,
     GraphUnavailable,
@@ -25,6 +27,11 @@ from shared.models import (
     ScheduleStatus,
 )
 from shared.ports import Dependencies
+
+# Threads a booking's side work runs on (its free/busy check and its recruiter check while the pending
+# booking is written, then its slot claims while free/busy is read), kept by the worker: three for each
+# invocation it runs at once.
+BOOKING_THREADS = 3 * WORKER_THREADS
 
 BUSY = frozenset({FreeBusyStatus.BUSY, FreeBusyStatus.OOF, FreeBusyStatus.TENTATIVE})
 
@@ -136,19 +143,17 @@ def check_slot(
     warnings: list[str] = []
     required = list(request.interviewers)
     # The claims go to storage while getSchedule goes to Graph: the two waits overlap.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        claims = (
-            pool.submit(claim_all, deps, ctx.tenant_id, booking_id, required, cells)
-            if request.check_availability
-            else None
-        )
-        try:
-            found = busy_check.result()
-        except BaseException:
-            if claims is not None and not claims.result():
-                release_all(deps, claimant(ctx.tenant_id, booking_id), required, cells)
-            raise
-        taken = claims.result() if claims is not None else []
+    pool = threads.pool("booking", BOOKING_THREADS)
+    claims = (
+        pool.submit(claim_all, deps, ctx.tenant_id, booking_id, required, cells) if request.check_availability else None
+    )
+    try:
+        found = busy_check.result()
+    except BaseException:
+        if claims is not None and not claims.result():
+            release_all(deps, claimant(ctx.tenant_id, booking_id), required, cells)
+        raise
+    taken = claims.result() if claims is not None else []
     refusal = not_known_free(found)
     if refusal is not None and request.check_availability and (found.busy or not taken):
         if not taken:

@@ -18,10 +18,11 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from shared import threads
 from shared.errors import NotFound, ServiceError
 from shared.memo import IdentityMemo
 from shared.models import BusyBlock, CachedBlock, CachedPerson, MailboxHours, Schedule
@@ -81,7 +82,6 @@ _loading: dict[tuple[int, str, str, str], Future[_Entry]] = {}
 # what the slot engine and the answer derive from it is derived once (``shared.memo``).
 _schedules: IdentityMemo[WarmSchedule] = IdentityMemo()
 _memory: dict[str, _TenantMemory] = {}
-_pools: dict[str, ThreadPoolExecutor] = {}
 
 
 def forget_worker_memory() -> None:
@@ -90,20 +90,12 @@ def forget_worker_memory() -> None:
         _loading.clear()
 
 
-def _readers(name: str = "busy-read", size: int = READERS) -> ThreadPoolExecutor:
-    with _lock:
-        pool = _pools.get(name)
-        if pool is None:
-            pool = _pools[name] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
-        return pool
-
-
 def _load_once(
     deps: Dependencies, tenant_id: str, epoch: str, person: str, lo: datetime, hi: datetime
 ) -> Future[_Entry]:
     """The load of ``person`` under ``epoch``: the one running, or a new one."""
     key = (id(deps), tenant_id, epoch, person)
-    pool = _readers()
+    pool = threads.pool("busy-read", READERS)
     with _lock:
         running = _loading.get(key)
         if running is not None:
@@ -131,7 +123,7 @@ def read_warm(
     deadline = time.monotonic() + READ_BUDGET_SECONDS
     try:
         # On threads of its own: never queued behind loads that earlier queries left running.
-        epoch = _readers("busy-epoch", 4).submit(deps.busy.get_epoch, tenant_id).result(timeout=READ_BUDGET_SECONDS)
+        epoch = threads.pool("busy-epoch", 4).submit(deps.busy.get_epoch, tenant_id).result(timeout=READ_BUDGET_SECONDS)
     except TimeoutError:
         logger.warning("The busy cache did not answer in time: every interviewer is read live")
         return {}

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from shared import threads
 from shared.cache.keeper import note_asked
 from shared.cache.reader import read_warm
 from shared.config import WORKER_THREADS
@@ -186,8 +185,10 @@ def _fetch(
     fetch_start = options.start - options.buffer_before
     fetch_end = options.end + options.buffer_after + extra
     live = options.freshness == "live"
-    # The bookings (storage) are read while Graph is: neither waits for the other.
-    booked_later = _side_reads().submit(_booked, deps, ctx.tenant_id, people, fetch_start, fetch_end)
+    # The bookings (storage) are read while Graph is, on threads the worker keeps (as many as it runs
+    # invocations at once, so no query waits for another's): neither waits for the other.
+    bookings = threads.pool("bookings", WORKER_THREADS)
+    booked_later = bookings.submit(_booked, deps, ctx.tenant_id, people, fetch_start, fetch_end)
     try:
         schedules, sources = _read_schedules(deps, ctx, people, fetch_start, fetch_end, deadline, live=live)
     except BaseException:
@@ -195,20 +196,6 @@ def _fetch(
         raise
     booked = booked_later.result()
     return schedules, _people(schedules, booked), sources
-
-
-_side_pool: ThreadPoolExecutor | None = None
-_side_lock = threading.Lock()
-
-
-def _side_reads() -> ThreadPoolExecutor:
-    """The worker's threads for storage reads a query makes beside its Graph reads (created on first use;
-    as many as the worker runs invocations at once, so no query waits for another's)."""
-    global _side_pool
-    with _side_lock:
-        if _side_pool is None:
-            _side_pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="bookings")
-        return _side_pool
 
 
 def _readable(schedules: Sequence[Schedule]) -> list[str]:

@@ -245,6 +245,34 @@ def test_eight_chunks_run_four_at_a_time_never_more(
     assert all(s.status is ScheduleStatus.OK for s in schedules)
 
 
+def test_queries_after_the_first_run_on_the_threads_it_started(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    # A thread started per query holds every other submit of the process while it starts; the client
+    # keeps its threads instead. Each query's three calls meet at a barrier: three threads at once.
+    barrier = threading.Barrier(3, timeout=10)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        barrier.wait()
+        return free_for_all(request)
+
+    client, _ = make_client(handler)
+
+    def graph_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("graph")}
+
+    before = graph_threads()
+    client.get_schedules(TOKEN, people(45), START, END, deadline=ticks() + 20)
+    warm = graph_threads()
+    assert len(warm - before) == 3
+    for _ in range(4):
+        assert all(
+            s.status is ScheduleStatus.OK
+            for s in client.get_schedules(TOKEN, people(45), START, END, deadline=ticks() + 20)
+        )
+    assert graph_threads() == warm
+
+
 # ---- retries -------------------------------------------------------------------------------------------
 def failing_first(times: int, failure: Callable[[], httpx.Response]) -> Handler:
     count = {"n": 0}

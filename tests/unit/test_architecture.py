@@ -35,6 +35,7 @@ KERNEL = {
     "shared.worker_cache",
     "shared.memo",
     "shared.heap",
+    "shared.threads",
     "shared.health",
 }
 CAPABILITIES = ("identity", "scheduling", "booking", "sync", "cache", "email")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
+from shared import threads
 from shared.adapters.tables._base import (
     BOOKINGS,
     SLOT_CLAIMS,
@@ -29,6 +30,7 @@ from shared.adapters.tables._base import (
     replace_if_unchanged,
     state_hash,
 )
+from shared.config import WORKER_THREADS
 from shared.errors import (
     ConcurrencyConflict,
     NotFound,
@@ -52,6 +54,7 @@ LISTED_MARKER = "~listed"  # the partition's bookings all have their list rows
 PENDING_INDEX_PREFIX = "~pending~"  # + sha256(mailbox)[:32] + "~" + booking id: a booking made pending there
 # A booking longer than this (only an event stretched in Outlook can be) is listed only from its start on.
 LIST_LOOKBACK = timedelta(days=14)
+ROW_READS = 8  # bookings a page of the list reads at once
 _listed_partitions: set[tuple[str, str, str]] = set()  # (endpoint, table, tenant partition) known to carry list rows
 
 
@@ -291,8 +294,9 @@ class TableBookingStore:
                 return None
             return booking
 
-        with ThreadPoolExecutor(max_workers=min(8, len(rows))) as pool:
-            return list(pool.map(read, rows))
+        readers = threads.pool("booking-rows", WORKER_THREADS * ROW_READS)
+        reads = threads.in_lanes(readers, [functools.partial(read, row) for row in rows], ROW_READS)
+        return [read.result() for read in reads]
 
     def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
         with self._s.translating(f"listing pending bookings of tenant {tenant_id}"):
