@@ -36,7 +36,7 @@ from devtools.cloud.app import build_app  # noqa: E402
 from devtools.cloud.graph.load import get_schedule_body, measure_round_trip, seed_schedule_load  # noqa: E402
 from devtools.cloud.graph.testing import SERVICE_CLIENT_ID  # noqa: E402
 from devtools.cloud.seed import load_world  # noqa: E402
-from devtools.cloud.server import start_cloud  # noqa: E402
+from devtools.cloud.server import settle_heap, start_cloud  # noqa: E402
 from devtools.cloud.state import World  # noqa: E402
 
 CPU_TARGET_MS = 5.0
@@ -131,6 +131,7 @@ def _serve(conn: Connection) -> None:
     """Child process: run the seeded cloud until told to stop (so its CPU is not the client's)."""
     world, people, monday = _world()
     cloud = start_cloud(world=world)
+    settle_heap()
     try:
         conn.send((cloud.base_url, str(cloud.ca_bundle), _token(world), people, monday))
         conn.recv()

@@ -94,12 +94,13 @@ def _serve_cloud(conn: Connection, count: int, monday: datetime) -> None:
     from devtools.cloud.graph.load import seed_schedule_load
     from devtools.cloud.graph.testing import SERVICE_CLIENT_ID
     from devtools.cloud.seed import load_world
-    from devtools.cloud.server import start_cloud
+    from devtools.cloud.server import settle_heap, start_cloud
 
     logging.basicConfig(level=logging.ERROR)
     world = load_world()
     people = seed_schedule_load(world, "contoso.example", count=count, monday=monday.date())
     cloud = start_cloud(world=world)
+    settle_heap()  # a process of its own, as the run command's cloud is
     try:
         tenant = world.tenant_by_id_or_domain("contoso.example")
         assert tenant is not None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from devtools.cloud import persist
 from devtools.cloud.controls import SERVICE_CLIENT_ID
-from devtools.cloud.server import start_cloud
+from devtools.cloud.server import settle_heap, start_cloud
 from devtools.cloud.tls import DEFAULT_DATA_DIR
 from devtools.serving import wait_for_stop_signal
 
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reset and persist.forget_saved(args.data_dir):
         print(f"Forgot the saved world in {args.data_dir}; starting from the fixtures.")
     cloud = start_cloud(host=args.host, port=args.port, data_dir=args.data_dir, keep_world=True)
+    settle_heap()
     where = "the saved world" if cloud.restored else "the fixtures"
     print(f"Local Microsoft cloud at {cloud.base_url} (from {where}; kept in {args.data_dir})")
     print(f"  authority host : {cloud.authority_host}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from devtools.serving import serve_in_thread
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 15.0
+YOUNG_COLLECTION_EVERY = 10_000  # see settle_heap
 
 
 def _url_host(host: str) -> str:
@@ -96,6 +98,19 @@ def _config(world: World, host: str, port: int, tls: TlsFiles, writer: persist.W
         lifespan="off",
         timeout_graceful_shutdown=1,
     )
+
+
+def settle_heap() -> None:
+    """For a process that serves the cloud and nothing else, once its world is loaded: young collections
+    every 10,000 allocations (CPython: 700) and everything built so far (modules, the seeded world) out of
+    the collector's sight. Each getSchedule of 20 people allocates thousands of short-lived dicts; with the
+    defaults, full collections walked the whole world every few seconds, holding every request in flight
+    for 25 to 50 ms (``benchmarks/availability_load.py``). Objects created later are collected as usual."""
+    young, older, oldest = gc.get_threshold()
+    if 0 < young < YOUNG_COLLECTION_EVERY:
+        gc.set_threshold(YOUNG_COLLECTION_EVERY, older, oldest)
+    gc.collect()
+    gc.freeze()
 
 
 def start_cloud(

@@ -11,6 +11,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
@@ -93,13 +94,62 @@ def schedule_information(
         working_hours = user.mailbox_settings.get("workingHours")
     tz = ctx.prefer_tz
     if events is None:
-        found = store.instances(world, user.id, start, end)
-    else:
-        found = sorted(
-            (inst for event in events for inst in store.expand(event, start, end)),
-            key=lambda inst: (inst.start, inst.end, inst.id),
-        )
-    busy = [inst for inst in found if not inst.event.is_cancelled]
+        with world.lock:
+            events = [e for e in world.mailbox_events(user.id) if e.calendar_id is None]
+    items, view = _rendered(user.id, events, start, end, interval, tz, sees_details)
+    result: dict[str, Any] = {"scheduleId": address, "availabilityView": view, "scheduleItems": items}
+    if working_hours is not None:
+        # As stored: a named zone (Windows or IANA) or a customTimeZone, never converted to Prefer's zone.
+        result["workingHours"] = working_hours
+    return result
+
+
+# A person's busy items and availabilityView are a pure function of their calendar's events as they are
+# now, the window, the interval, the zone asked for and whether the caller sees details: rendered once
+# per such content (a recruiter's panel is asked again and again, five calls of 20 at a time) and
+# keyed by every event field the rendering reads, so any change to an event is a new key. The cloud
+# serves concurrent requests on one thread: its CPU per request is every other caller's latency.
+_RENDERED_MAX = 4096
+_rendered_seen: dict[tuple[Any, ...], tuple[list[dict[str, Any]], str]] = {}
+
+
+def _content(event: Event) -> tuple[Any, ...]:
+    """Every field of ``event`` that its busy items and occurrences depend on."""
+    pattern = orjson.dumps(event.recurrence, option=orjson.OPT_SORT_KEYS, default=str) if event.recurrence else None
+    return (
+        event.id,
+        event.start,
+        event.end,
+        event.show_as,
+        event.is_cancelled,
+        event.sensitivity,
+        event.subject,
+        event.location,
+        pattern,
+        event.original_start_time_zone,
+    )
+
+
+def _rendered(
+    mailbox_id: str,
+    events: list[Event],
+    start: datetime,
+    end: datetime,
+    interval: int,
+    tz: str | None,
+    sees_details: bool,
+) -> tuple[list[dict[str, Any]], str]:
+    """(scheduleItems, availabilityView) of one person's primary-calendar ``events``; the items are shared
+    between answers, so callers serialise them and never change them."""
+    key = (mailbox_id, start, end, interval, tz, sees_details, tuple(_content(e) for e in events))
+    found = _rendered_seen.get(key)
+    if found is not None:
+        return found
+    instances = sorted(
+        (inst for event in events for inst in store.expand(event, start, end)),
+        key=lambda inst: (inst.start, inst.end, inst.id),
+    )
+    busy = [inst for inst in instances if not inst.event.is_cancelled]
     items: list[dict[str, Any]] = []
     for inst in busy:
         item: dict[str, Any] = {}
@@ -113,15 +163,11 @@ def schedule_information(
         item["start"] = format_local(inst.start, tz)
         item["end"] = format_local(inst.end, tz)
         items.append(item)
-    result: dict[str, Any] = {
-        "scheduleId": address,
-        "availabilityView": availability_view(busy, start, end, interval),
-        "scheduleItems": items,
-    }
-    if working_hours is not None:
-        # As stored: a named zone (Windows or IANA) or a customTimeZone, never converted to Prefer's zone.
-        result["workingHours"] = working_hours
-    return result
+    found = (items, availability_view(busy, start, end, interval))
+    if len(_rendered_seen) >= _RENDERED_MAX:
+        _rendered_seen.clear()
+    _rendered_seen[key] = found
+    return found
 
 
 async def get_schedule(ctx: GraphContext) -> Response:

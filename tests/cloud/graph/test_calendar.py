@@ -437,3 +437,54 @@ def test_a_series_edited_in_place_is_expanded_anew_in_the_same_window(world: Wor
     assert event.recurrence is not None
     event.recurrence["range"]["numberOfOccurrences"] = 2
     assert len(list(store.expand(event, *window))) == 2
+
+
+def test_get_schedule_answers_anew_after_any_change_to_a_calendar(world: World, client: TestClient) -> None:
+    # What a person's items look like is remembered per calendar content: a change through Graph, a change
+    # made to the event in place, a new event and a deleted one are each seen by the very next answer.
+    from devtools.cloud.graph import store
+
+    body = {
+        "schedules": [ALEX],
+        "startTime": at("08:00", PT),
+        "endTime": at("17:00", PT),
+        "availabilityViewInterval": 60,
+    }
+    headers = delegated(world, MEGAN, ["Calendars.Read"])
+
+    def items() -> list[tuple[str, str, str]]:
+        info = schedule(client, headers, body, tz=PT).json()["value"][0]
+        return [(i["status"], i.get("subject", ""), i["start"]["dateTime"][11:16]) for i in info["scheduleItems"]]
+
+    first = add(world, ALEX, "Sync", "09:00", "10:00")
+    assert items() == [("busy", "Sync", "09:00")]
+    assert items() == [("busy", "Sync", "09:00")]  # asked again: the same
+    owner = delegated(world, ALEX, ["Calendars.ReadWrite"])
+    moved = client.patch(
+        f"/v1.0/me/events/{first}", json={"start": at("11:00", PT), "end": at("12:00", PT)}, headers=owner
+    )
+    assert moved.status_code == 200, moved.text
+    assert items() == [("busy", "Sync", "11:00")]
+    world.events[first].show_as = "tentative"  # in place, without the store
+    world.events[first].subject = "Renamed"
+    assert items() == [("tentative", "Renamed", "11:00")]
+    second = add(world, ALEX, "Lunch", "12:30", "13:00")
+    assert items() == [("tentative", "Renamed", "11:00"), ("busy", "Lunch", "12:30")]
+    store.delete_event(world, world.events[second])
+    assert items() == [("tentative", "Renamed", "11:00")]
+
+
+def test_get_schedule_remembers_answers_per_viewer(world: World, client: TestClient) -> None:
+    # The same calendar asked by one who may see details and by one who may not: each gets their own.
+    add(world, ALEX, "Board review", "09:00", "10:00")
+    body = {"schedules": [ALEX], "startTime": at("08:00", PT), "endTime": at("17:00", PT)}
+    for _ in range(2):
+        shared = schedule(client, delegated(world, MEGAN, ["Calendars.Read"]), body).json()["value"][0]
+        hidden = schedule(
+            client,
+            app_only(world, "contoso.example", ["Calendars.Read"]),
+            body,
+            path=f"/v1.0/users/{MEGAN}/calendar/getSchedule",
+        ).json()["value"][0]
+        assert shared["scheduleItems"][0]["subject"] == "Board review"
+        assert "subject" not in hidden["scheduleItems"][0]
