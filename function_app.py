@@ -21,7 +21,7 @@ from functions import (
     tenants,
 )
 from functions._routes import routes
-from shared import heap
+from shared import heap, threads
 
 # The Azure SDKs (their HTTP logging policy dumps every storage request's headers at INFO) and httpx (every
 # URL it calls) log at WARNING, deployed as on the local host. host.json cannot do this: the Functions host
@@ -53,4 +53,5 @@ for blueprint in blueprints:
     app.register_functions(blueprint)
 routes.serve(blueprints)  # the catch-all answers 405 for a known path from this table
 
+threads.tune()  # the GIL changes hands every millisecond (shared/threads.py)
 heap.tune()  # last: what the import built is kept for the worker's life (shared/heap.py)

@@ -200,6 +200,7 @@ def main() -> int:
     if args.first_reads:
         from shared.adapters.graph_schedules import ScheduleReader, parse_schedule
 
+        ScheduleReader.read_answer = ScheduleReader.parse_answer  # type: ignore[method-assign]
         ScheduleReader.read = lambda self, email, raw: parse_schedule(email, raw)  # type: ignore[method-assign]
     failed = False
     with benchmark_stack(people=200) as stack, contextlib.ExitStack() as hosts:

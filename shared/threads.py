@@ -11,10 +11,20 @@ eight 100-person availability queries arriving together the last reached its han
 ``in_lanes`` runs a request's calls on a shared pool without letting one request take all of it: at most
 ``lanes`` of its calls at once, in the order given, each with a future of its own that can still be
 cancelled while its call has not started.
+
+``tune`` shortens the interval after which a thread holding the GIL hands it to one that waits (CPython's
+default is 5 ms; ``sys.setswitchinterval``). A worker runs many threads that each need the GIL only
+briefly (a Graph call sent, its answer's headers read, the place in the mailbox's line given back) beside
+a few that compute for longer (an answer's slots). With 5 ms turns handed out in no particular order, a
+call whose answer had arrived waited tens of milliseconds behind the others' turns; with 1 ms the short
+ones get through first. Measured with two recruiters' eight concurrent 100-person queries
+(``benchmarks/availability_load.py``): the slowest answer of a round 5.9 to 5.95 round trips at the
+median and 6.15 at the 90th percentile, against 5.7 and 6.0 with 1 ms.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -22,6 +32,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+
+SWITCH_INTERVAL = 0.001  # seconds a thread holds the GIL while others wait (CPython: 0.005)
 
 _lock = threading.Lock()
 _pools: dict[str, ThreadPoolExecutor] = {}
@@ -64,3 +76,10 @@ def in_lanes(executor: ThreadPoolExecutor, calls: Sequence[Callable[[], T]], lan
     for _ in range(min(lanes, len(futures))):
         executor.submit(lane)
     return futures
+
+
+def tune() -> None:
+    """At the app's import: the GIL changes hands every ``SWITCH_INTERVAL`` (a shorter one already set is
+    kept)."""
+    if sys.getswitchinterval() > SWITCH_INTERVAL:
+        sys.setswitchinterval(SWITCH_INTERVAL)

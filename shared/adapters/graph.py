@@ -222,7 +222,7 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
             "availabilityViewInterval": 1440,  # the view string is not used; keep it short
         }
         try:
-            raw = self.request(
+            content = self._exchange(
                 "POST",
                 SCHEDULE_PATH,
                 token,
@@ -232,7 +232,8 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
                 deadline=deadline,
                 max_retries=SCHEDULE_RETRIES,
                 place=place,
-            )
+            ).content
+            return self._schedules.read_answer(chunk, content)
         except GraphRequestFailed as err:
             if err.token_refused:
                 raise
@@ -244,17 +245,6 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         except (NotFound, UpstreamUnavailable) as err:
             logger.warning("getSchedule failed for %d people: %s", len(chunk), err.message)
             return [unreadable_schedule(email, "other") for email in chunk]
-        values = raw.get("value")
-        items = [v for v in values if isinstance(v, dict)] if isinstance(values, list) else []
-        by_id = {str(item.get("scheduleId", "")).lower(): item for item in items}
-        positional = len(items) == len(chunk)
-        schedules: list[Schedule] = []
-        for index, email in enumerate(chunk):
-            item = by_id.get(email.lower()) or (items[index] if positional else None)
-            schedules.append(
-                self._schedules.read(email, item) if item is not None else unreadable_schedule(email, "other")
-            )
-        return schedules
 
 
 # ---- getSchedule's windows and answers, mailbox purposes (module level: pure, tested directly) ---------

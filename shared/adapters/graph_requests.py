@@ -230,6 +230,37 @@ class GraphRequests:
         value) bounds every attempt and every wait; ``place`` is a place in the mailbox's line reserved
         for this request (``MailboxLimiter.reserve``), else it takes the next. Raises NotFound, GraphRequestFailed, or
         UpstreamUnavailable when Graph did not answer."""
+        return self._body(
+            self._exchange(
+                method,
+                path,
+                token,
+                params=params,
+                json=json,
+                headers=headers,
+                retry_safe=retry_safe,
+                deadline=deadline,
+                max_retries=max_retries,
+                place=place,
+            )
+        )
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        token: AccessToken,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        retry_safe: bool | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
+        place: int | None = None,
+    ) -> httpx.Response:
+        """The request loop of ``request``: Graph's first answer below 400, after the retries that were due
+        (for the mixins that read the body themselves, as getSchedule's reader does)."""
         retryable = self.may_retry(method, json) if retry_safe is None else retry_safe
         limit = self._max_retries if max_retries is None else max_retries
         all_headers = {"Authorization": f"Bearer {token.token}", **(headers or {})}
@@ -252,7 +283,7 @@ class GraphRequests:
                 self._sleep(wait_for)
                 continue
             if response.status_code < 400:
-                return self._body(response)
+                return response
             self._wait_after_refusal(
                 response, method, route, mailbox, retryable=retryable, attempt=attempt, limit=limit, deadline=deadline
             )

@@ -1079,3 +1079,36 @@ def test_the_schedule_reader_keeps_what_each_answer_said_and_bounds_what_it_hold
     assert reader.read("a@contoso.example", information("a@contoso.example", [detailed])) is not seen_detailed
     odd = {"scheduleId": "b@contoso.example", "scheduleItems": [], "extra": object()}  # not JSON: never kept
     assert reader.read("b@contoso.example", odd).status is ScheduleStatus.OK and len(reader) == 2
+
+
+def test_an_answer_read_before_byte_for_byte_is_not_parsed_again() -> None:
+    from shared.adapters.graph_schedules import ScheduleReader
+
+    reader = ScheduleReader()
+    parsed: list[str] = []
+    original = reader.read
+
+    def counting(email: str, raw: dict[str, Any]) -> Schedule:
+        parsed.append(email)
+        return original(email, raw)
+
+    reader.read = counting  # type: ignore[method-assign]
+    chunk = ["a@contoso.example", "b@contoso.example"]
+    meeting = {"status": "busy", "start": at(START), "end": at(START + timedelta(hours=1))}
+    body = json.dumps({"value": [information(chunk[0], [meeting]), information(chunk[1])]}).encode()
+    first = reader.read_answer(chunk, body)
+    assert reader.read_answer(chunk, body) == first and all(
+        a is b for a, b in zip(reader.read_answer(chunk, body), first, strict=True)
+    )
+    assert parsed == chunk  # parsed once
+    # The same bytes asked for under other addresses are another answer: matched to those addresses.
+    other = reader.read_answer(["B@contoso.example", "A@contoso.example"], body)
+    assert [s.email for s in other] == ["B@contoso.example", "A@contoso.example"]
+    assert other[1].busy == first[0].busy and not other[0].busy
+    # One byte different: parsed again; the person whose item did not change is still the same object.
+    changed = body.replace(b'"status": "busy"', b'"status": "oof"')
+    again = reader.read_answer(chunk, changed)
+    assert again[0].busy[0].status is FreeBusyStatus.OOF and again[1] is first[1]
+    # Not a JSON object: the caller marks the chunk unreadable (nothing is kept for it).
+    with pytest.raises(UpstreamUnavailable):
+        reader.read_answer(chunk, b"[]")

@@ -125,3 +125,22 @@ def test_no_lanes_is_refused() -> None:
 
 def test_nothing_to_run_gives_no_futures() -> None:
     assert threads.in_lanes(threads.pool("test-empty", 2), [], 4) == []
+
+
+@pytest.mark.parametrize(("before", "after"), [(0.005, threads.SWITCH_INTERVAL), (0.0002, 0.0002)])
+def test_tune_shortens_the_gil_s_turns_but_keeps_a_shorter_one(
+    monkeypatch: pytest.MonkeyPatch, before: float, after: float
+) -> None:
+    interval = [before]
+    monkeypatch.setattr(threads.sys, "getswitchinterval", lambda: interval[0])
+    monkeypatch.setattr(threads.sys, "setswitchinterval", lambda seconds: interval.__setitem__(0, seconds))
+    threads.tune()
+    assert interval == [after]
+
+
+def test_the_app_s_import_tunes_the_worker() -> None:
+    import sys
+
+    import function_app  # noqa: F401 (imported for what its import does)
+
+    assert sys.getswitchinterval() <= threads.SWITCH_INTERVAL
