@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -152,6 +152,18 @@ def _not_before_retry_after(response: httpx.Response) -> float | None:
     return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+class CallOptions(TypedDict, total=False):
+    """What one Graph call may say besides its method, path and token (``GraphRequests.request``)."""
+
+    params: dict[str, str] | None
+    json: Any
+    headers: dict[str, str] | None
+    retry_safe: bool | None
+    deadline: float | None
+    max_retries: int | None
+    place: int | None
+
+
 class GraphRequests:
     """The request loop over one ``httpx.Client``: the base of ``GraphClient`` and its mixins, which
     build paths and bodies and read the answers.
@@ -210,64 +222,33 @@ class GraphRequests:
             return True
         return method == "POST" and isinstance(body, dict) and bool(body.get("transactionId"))
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        token: AccessToken,
-        *,
-        params: dict[str, str] | None = None,
-        json: Any = None,
-        headers: dict[str, str] | None = None,
-        retry_safe: bool | None = None,
-        deadline: float | None = None,
-        max_retries: int | None = None,
-        place: int | None = None,
-    ) -> dict[str, Any]:
+    def request(self, method: str, path: str, token: AccessToken, **options: Unpack[CallOptions]) -> dict[str, Any]:
         """Send one Graph call and return its JSON body ({} when empty).
 
         ``retry_safe`` overrides the default decision (``may_retry``); ``deadline`` (a ``clock()``
         value) bounds every attempt and every wait; ``place`` is a place in the mailbox's line reserved
         for this request (``MailboxLimiter.reserve``), else it takes the next. Raises NotFound, GraphRequestFailed, or
         UpstreamUnavailable when Graph did not answer."""
-        return self._body(
-            self._exchange(
-                method,
-                path,
-                token,
-                params=params,
-                json=json,
-                headers=headers,
-                retry_safe=retry_safe,
-                deadline=deadline,
-                max_retries=max_retries,
-                place=place,
-            )
-        )
+        return self._body(self._exchange(method, path, token, **options))
 
     def _exchange(
         self,
         method: str,
         path: str,
         token: AccessToken,
-        *,
-        params: dict[str, str] | None = None,
-        json: Any = None,
-        headers: dict[str, str] | None = None,
-        retry_safe: bool | None = None,
-        deadline: float | None = None,
-        max_retries: int | None = None,
-        place: int | None = None,
+        **options: Unpack[CallOptions],
     ) -> httpx.Response:
         """The request loop of ``request``: Graph's first answer below 400, after the retries that were due
         (for the mixins that read the body themselves, as getSchedule's reader does)."""
+        params, json, deadline = options.get("params"), options.get("json"), options.get("deadline")
+        retry_safe, max_retries = options.get("retry_safe"), options.get("max_retries")
         retryable = self.may_retry(method, json) if retry_safe is None else retry_safe
         limit = self._max_retries if max_retries is None else max_retries
-        all_headers = {"Authorization": f"Bearer {token.token}", **(headers or {})}
+        all_headers = {"Authorization": f"Bearer {token.token}", **(options.get("headers") or {})}
         route = path.split("?")[0]
         mailbox = mailbox_key(route, token)
         attempt = 0
-        ticket = place  # a retry keeps its place in the mailbox's line
+        ticket = options.get("place")  # a retry keeps its place in the mailbox's line
         while True:
             turn = self._take_place(mailbox, deadline, ticket)
             ticket = turn.ticket if turn is not None else None

@@ -46,6 +46,12 @@ def schedule(
     return client.post(path, json=body, headers=headers)
 
 
+def first_as_app(world: World, client: TestClient, body: dict[str, Any]) -> Any:
+    """The first scheduleInformation of an app-only getSchedule (through Megan's mailbox)."""
+    headers = app_only(world, "contoso.example", ["Calendars.Read"])
+    return schedule(client, headers, body, path=f"/v1.0/users/{MEGAN}/calendar/getSchedule").json()["value"][0]
+
+
 # ---- getSchedule -----------------------------------------------------------------------------------
 def test_get_schedule_matches_the_documented_shape_and_view(world: World, client: TestClient) -> None:
     add(world, ALEX, "Busy block", "09:00", "10:00", location={"displayName": "Room 1"})
@@ -102,12 +108,7 @@ def test_get_schedule_owner_sees_own_details_and_app_only_sees_none(world: World
     body = {"schedules": [ALEX], "startTime": at("08:00", PT), "endTime": at("12:00", PT)}
     own = schedule(client, delegated(world, ALEX, ["Calendars.Read"]), body).json()["value"][0]
     assert own["scheduleItems"][0]["subject"] == "Mine"
-    app = schedule(
-        client,
-        app_only(world, "contoso.example", ["Calendars.Read"]),
-        body,
-        path=f"/v1.0/users/{MEGAN}/calendar/getSchedule",
-    ).json()["value"][0]
+    app = first_as_app(world, client, body)
     assert set(app["scheduleItems"][0]) == {"status", "start", "end"}
 
 
@@ -480,11 +481,6 @@ def test_get_schedule_remembers_answers_per_viewer(world: World, client: TestCli
     body = {"schedules": [ALEX], "startTime": at("08:00", PT), "endTime": at("17:00", PT)}
     for _ in range(2):
         shared = schedule(client, delegated(world, MEGAN, ["Calendars.Read"]), body).json()["value"][0]
-        hidden = schedule(
-            client,
-            app_only(world, "contoso.example", ["Calendars.Read"]),
-            body,
-            path=f"/v1.0/users/{MEGAN}/calendar/getSchedule",
-        ).json()["value"][0]
+        hidden = first_as_app(world, client, body)
         assert shared["scheduleItems"][0]["subject"] == "Board review"
         assert "subject" not in hidden["scheduleItems"][0]
