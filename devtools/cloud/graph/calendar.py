@@ -11,7 +11,6 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
@@ -115,7 +114,6 @@ _rendered_seen: dict[tuple[Any, ...], tuple[list[dict[str, Any]], str]] = {}
 
 def _content(event: Event) -> tuple[Any, ...]:
     """Every field of ``event`` that its busy items and occurrences depend on."""
-    pattern = orjson.dumps(event.recurrence, option=orjson.OPT_SORT_KEYS, default=str) if event.recurrence else None
     return (
         event.id,
         event.start,
@@ -125,7 +123,7 @@ def _content(event: Event) -> tuple[Any, ...]:
         event.sensitivity,
         event.subject,
         event.location,
-        pattern,
+        store.pattern_key(event),
         event.original_start_time_zone,
     )
 

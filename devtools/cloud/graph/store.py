@@ -172,6 +172,14 @@ _OCCURRENCES_MAX = 4096
 _occurrences_seen: dict[tuple[Any, ...], tuple[tuple[datetime, datetime, str], ...]] = {}
 
 
+def pattern_key(event: Event) -> bytes | None:
+    """The series pattern as one comparable value (None for a single event): what was remembered of the
+    series stays valid only while this is unchanged."""
+    if event.recurrence is None:
+        return None
+    return orjson.dumps(event.recurrence, option=orjson.OPT_SORT_KEYS, default=str)
+
+
 def _occurrences(
     event: Event, duration: timedelta, window_start: datetime, window_end: datetime
 ) -> tuple[tuple[datetime, datetime, str], ...]:
@@ -179,7 +187,7 @@ def _occurrences(
     assert event.recurrence is not None
     key = (
         event.id,
-        orjson.dumps(event.recurrence, option=orjson.OPT_SORT_KEYS, default=str),
+        pattern_key(event),
         event.start,
         duration,
         event.original_start_time_zone,

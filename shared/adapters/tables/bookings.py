@@ -296,7 +296,7 @@ class TableBookingStore:
 
         readers = threads.pool("booking-rows", WORKER_THREADS * ROW_READS)
         reads = threads.in_lanes(readers, [functools.partial(read, row) for row in rows], ROW_READS)
-        return [read.result() for read in reads]
+        return [done.result() for done in reads]
 
     def list_pending_bookings(self, tenant_id: str) -> list[Booking]:
         with self._s.translating(f"listing pending bookings of tenant {tenant_id}"):
