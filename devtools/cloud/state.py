@@ -15,7 +15,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -328,6 +328,74 @@ ChangeListener = Callable[[str, str, str, str], None]
 """(tenant_id, mailbox_user_id, change_type, event_id) with change_type in created|updated|deleted."""
 
 
+class EventTable(dict[str, Event]):
+    """The world's events by id, with an index by mailbox that every change to the table keeps: a
+    getSchedule of 20 people reads their 20 mailboxes, not every event of every tenant (the cloud
+    serves concurrent requests on one thread, so its CPU per request is every other caller's latency).
+    An event's ``mailbox_id`` never changes once stored; within a mailbox, events keep the table's order."""
+
+    def __init__(self, events: Mapping[str, Event] | Iterable[tuple[str, Event]] = ()) -> None:
+        super().__init__()
+        self._by_mailbox: dict[str, dict[str, Event]] = {}
+        self.update(events)
+
+    def of_mailbox(self, mailbox_id: str) -> list[Event]:
+        """The events of one mailbox, every calendar of it, in the table's order."""
+        return list(self._by_mailbox.get(mailbox_id, {}).values())
+
+    def __setitem__(self, key: str, event: Event) -> None:
+        old = super().get(key)
+        super().__setitem__(key, event)
+        if old is None or old.mailbox_id == event.mailbox_id:
+            self._by_mailbox.setdefault(event.mailbox_id, {})[key] = event
+            return
+        # An id stored again for another mailbox (never done by Graph's paths): it keeps its place.
+        self._unindex(key, old)
+        mailbox = event.mailbox_id
+        self._by_mailbox[mailbox] = {k: e for k, e in self.items() if e.mailbox_id == mailbox}
+
+    def __delitem__(self, key: str) -> None:
+        old = self[key]
+        super().__delitem__(key)
+        self._unindex(key, old)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key not in self:
+            return super().pop(key, *default)  # raises KeyError unless given a default
+        old = self[key]
+        del self[key]
+        return old
+
+    def popitem(self) -> tuple[str, Event]:
+        key, old = super().popitem()
+        self._unindex(key, old)
+        return key, old
+
+    def setdefault(self, key: str, default: Event) -> Event:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kwargs: Event) -> None:
+        for key, event in dict(*args, **kwargs).items():
+            self[key] = event
+
+    def __ior__(self, other: Any) -> EventTable:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        super().clear()
+        self._by_mailbox.clear()
+
+    def _unindex(self, key: str, event: Event) -> None:
+        bucket = self._by_mailbox.get(event.mailbox_id)
+        if bucket is not None:
+            bucket.pop(key, None)
+            if not bucket:
+                del self._by_mailbox[event.mailbox_id]
+
+
 class World:
     """All state of the local cloud. Use ``with world.lock:`` around compound updates."""
 
@@ -337,7 +405,7 @@ class World:
         self.apps: dict[str, AppRegistration] = {}
         self.users: dict[str, User] = {}  # by user id (globally unique)
         self.groups: dict[str, Group] = {}  # by group id (globally unique)
-        self.events: dict[str, Event] = {}  # by event id
+        self._events = EventTable()  # by event id, and by mailbox
         self.messages: dict[str, Message] = {}  # by message id
         self.refresh_tokens: dict[str, RefreshTokenGrant] = {}
         self.switches = Switches()
@@ -346,6 +414,15 @@ class World:
         self.clock_offset = timedelta(0)
         self._change_listeners: list[ChangeListener] = []
         self._reset_listeners: list[Callable[[], None]] = []
+
+    @property
+    def events(self) -> EventTable:
+        return self._events
+
+    @events.setter
+    def events(self, events: Mapping[str, Event]) -> None:
+        """A plain mapping (a world file's, a fresh world's) becomes a table with its index."""
+        self._events = events if isinstance(events, EventTable) else EventTable(events)
 
     # ---- clock ---------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -385,7 +462,7 @@ class World:
 
     def mailbox_events(self, mailbox_id: str) -> list[Event]:
         with self.lock:
-            return [e for e in self.events.values() if e.mailbox_id == mailbox_id]
+            return self.events.of_mailbox(mailbox_id)
 
     # ---- per-module state -------------------------------------------------------------------------
     def module_state(self, slot: str, kind: type[S]) -> S:

@@ -190,7 +190,7 @@ async def get_schedule(ctx: GraphContext) -> Response:
         interval = DEFAULT_INTERVAL
     if not isinstance(interval, int) or not 5 <= interval <= 1440:
         raise _invalid("availabilityViewInterval must be between 5 and 1440 minutes.")
-    # One pass over the directory and the event store for all schedules (not one per schedule).
+    # One pass over the directory for all schedules; each person's events from the store's mailbox index.
     tenant_id = ctx.caller.tenant_id
     wanted = {address.lower() for address in schedules}
     people: dict[str, User] = {}
@@ -202,11 +202,8 @@ async def get_schedule(ctx: GraphContext) -> Response:
             for key in (person.id, person.mail.lower(), person.user_principal_name.lower()):
                 if key in wanted:
                     people[key] = person
-                    events[person.id] = []
-        for event in ctx.world.events.values():
-            bucket = events.get(event.mailbox_id)
-            if bucket is not None and event.calendar_id is None:  # free/busy reads the primary calendar only
-                bucket.append(event)
+                    # Free/busy reads the primary calendar only.
+                    events[person.id] = [e for e in ctx.world.events.of_mailbox(person.id) if e.calendar_id is None]
     values = []
     for address in schedules:
         who = people.get(address.lower())
