@@ -26,6 +26,7 @@ for state or nonce mismatches) become our errors here and nowhere else.
 from __future__ import annotations
 
 import base64
+import http.cookiejar
 import json
 import logging
 import threading
@@ -151,6 +152,15 @@ def jwt_claims(token: str) -> dict[str, Any]:
     return claims
 
 
+def _session() -> requests.Session:
+    """The session every tenant's and user's token requests share: it keeps no cookies. The identity
+    platform may set some on its token endpoint's answers, and a shared jar would send one user's with
+    every later user's and tenant's requests; tokens are all the platform needs."""
+    session = requests.Session()
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return session
+
+
 class MsalIdentity:
     """IdentityProvider over msal.ConfidentialClientApplication."""
 
@@ -159,7 +169,7 @@ class MsalIdentity:
         self._client_id = settings.require("CLIENT_ID")
         self._secret = settings.require("CLIENT_SECRET")
         self._host = settings.authority_host
-        self._http = http_client or requests.Session()
+        self._http = http_client or _session()
         self._http_caches: dict[str, dict[Any, Any]] = {}
         known = urlsplit(self._host).hostname in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
         self._instance_discovery: bool | None = None if known else False

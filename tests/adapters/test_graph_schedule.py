@@ -164,6 +164,24 @@ def test_45_people_go_out_as_three_requests_of_at_most_20_with_the_users_token_i
     assert ticks.waits == []
 
 
+def test_no_cookie_an_answer_sets_goes_out_with_a_later_call_of_another_tenant(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    def sets_a_cookie(request: httpx.Request) -> httpx.Response:
+        answered = free_for_all(request)
+        answered.headers["Set-Cookie"] = "affinity=tenant-a-node; Path=/; Secure; HttpOnly"
+        return answered
+
+    client, recorder = make_client(sets_a_cookie)
+    other = AccessToken(token="other-tenant-token", tenant_id="tenant-b", scopes=("Calendars.Read",))
+    for token in (TOKEN, other, TOKEN):
+        client.get_schedules(token, people(3), START, END, deadline=ticks() + 20)
+    assert len(recorder.requests) == 3
+    assert all("cookie" not in request.headers for request in recorder.requests)
+    with pytest.raises(TypeError):
+        client._client.cookies = {"affinity": "x"}  # noqa: SLF001 (nobody can give the client a jar)
+
+
 def test_repeated_addresses_are_asked_once_and_answered_in_the_order_given(
     make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
 ) -> None:
