@@ -12,9 +12,8 @@ START = datetime(2030, 1, 7, 9, tzinfo=UTC)
 
 
 def _event(event_id: str, mailbox: str, *, calendar: str | None = None) -> Event:
-    return Event(
-        id=event_id, mailbox_id=mailbox, subject=event_id, start=START, end=START + timedelta(hours=1), calendar_id=calendar
-    )
+    end = START + timedelta(hours=1)
+    return Event(id=event_id, mailbox_id=mailbox, subject=event_id, start=START, end=end, calendar_id=calendar)
 
 
 def _ids(table: EventTable, mailbox: str) -> list[str]:
