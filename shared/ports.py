@@ -9,7 +9,7 @@ Create and update return the record with its new ETag.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -408,14 +408,24 @@ class GraphGateway(Protocol):
         ...
 
     def get_schedules(
-        self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
+        self,
+        token: AccessToken,
+        emails: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        deadline: float,
+        on_turn: Callable[[], None] | None = None,
     ) -> list[Schedule]:
         """Free/busy and working hours of each address over [start, end), through the signed-in
         user's ``/me/calendar/getSchedule``: chunks of at most 20 addresses and windows under 62 days,
         up to 4 requests in flight, retries within ``deadline`` (a ``time.monotonic()`` value).
         One result per address, in order. A person that could not be read comes back UNREADABLE
         with a reason (never as free). Raises GraphRequestFailed(reason="unauthorized") when Graph
-        refuses the token itself."""
+        refuses the token itself. ``on_turn`` is called whenever one of the requests has its turn on
+        the mailbox, just before it is sent (from the thread that sends it; often more than once): what
+        the caller does beside these reads can wait for it, so that it does not hold back requests that
+        could go at once."""
         ...
 
     def create_subscription(

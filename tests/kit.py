@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -774,14 +774,24 @@ class FakeGraph:
         raise ValueError("unknown kept hours")
 
     def get_schedules(
-        self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
+        self,
+        token: AccessToken,
+        emails: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        deadline: float,
+        on_turn: Callable[[], None] | None = None,
     ) -> list[Schedule]:
         """Each address's schedule from ``schedules`` (tenant -> address), clipped to the window;
-        anyone else is unknown, as getSchedule reports an address it cannot resolve."""
+        anyone else is unknown, as getSchedule reports an address it cannot resolve. ``on_turn`` is
+        called once, as the one request's turn."""
         self.schedule_calls.append((tuple(emails), start, end))
         self.schedule_deadlines.append(deadline)
         if "me" in self.failures:
             raise self.failures["me"]
+        if on_turn is not None:
+            on_turn()
         known = self.schedules.get(token.tenant_id, {})
         answers = []
         for email in emails:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -143,7 +143,14 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
 
     # ---- free/busy -------------------------------------------------------------------------------
     def get_schedules(
-        self, token: AccessToken, emails: Sequence[str], start: datetime, end: datetime, *, deadline: float
+        self,
+        token: AccessToken,
+        emails: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        deadline: float,
+        on_turn: Callable[[], None] | None = None,
     ) -> list[Schedule]:
         """See GraphGateway.get_schedules. Chunks run on the client's kept threads over the one
         ``httpx.Client`` (its connection pool is thread-safe), at most ``QUERY_THREADS`` at once for one
@@ -169,7 +176,7 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         futures: list[Future[list[Schedule]]] = in_lanes(
             self._calls,
             [
-                functools.partial(self._read_chunk, token, chunk, window, deadline, place)
+                functools.partial(self._read_chunk, token, chunk, window, deadline, place, on_turn)
                 for (window, chunk), place in zip(jobs, places, strict=True)
             ],
             self._query_threads,
@@ -213,6 +220,7 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
         window: tuple[datetime, datetime],
         deadline: float,
         place: int | None = None,
+        on_turn: Callable[[], None] | None = None,
     ) -> list[Schedule]:
         """One getSchedule call; every outcome but a refused token becomes one Schedule per address."""
         body = {
@@ -232,6 +240,7 @@ class GraphClient(GraphEventsMixin, GraphBusyMixin, GraphMailMixin):
                 deadline=deadline,
                 max_retries=SCHEDULE_RETRIES,
                 place=place,
+                on_turn=on_turn,
             ).content
             return self._schedules.read_answer(chunk, content)
         except GraphRequestFailed as err:

@@ -162,6 +162,7 @@ class CallOptions(TypedDict, total=False):
     deadline: float | None
     max_retries: int | None
     place: int | None
+    on_turn: Callable[[], None] | None  # called each time the call has its turn, just before it is sent
 
 
 class _NoCookies(httpx.Cookies):
@@ -274,9 +275,12 @@ class GraphRequests:
         mailbox = mailbox_key(route, token)
         attempt = 0
         ticket = options.get("place")  # a retry keeps its place in the mailbox's line
+        on_turn = options.get("on_turn")
         while True:
             turn = self._take_place(mailbox, deadline, ticket)
             ticket = turn.ticket if turn is not None else None
+            if on_turn is not None:
+                on_turn()
             try:
                 response = self._send(
                     method, path, params=params, json=json, headers=all_headers, deadline=deadline, turn=turn

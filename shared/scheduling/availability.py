@@ -2,9 +2,10 @@
 
 One getSchedule pass (through the Graph adapter, which knows chunks, waves, retries and the
 deadline) with the signed-in user's delegated token, so titles appear only where Outlook would
-show them to this user; one range query reads this service's own stored bookings, every time: they
-feed the caps and each interviewer's load (which ranks pool members and loops, cap or no cap); the
-slot engine (``shared.scheduling.slots``) does the rest. A person Graph could not read is reported, never free.
+show them to this user; one range query reads this service's own stored bookings for every query
+(queries of a tenant that ask together share one that begins after each of them asked): they feed the
+caps and each interviewer's load (which ranks pool members and loops, cap or no cap); the slot engine
+(``shared.scheduling.slots``) does the rest. A person Graph could not read is reported, never free.
 
 Warm interviewers come from the busy cache (``shared.cache``) instead, as the same ``Schedule`` values
 without titles; cold ones (and everyone when the request asks ``"freshness": "live"``) from getSchedule,
@@ -17,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -27,7 +28,7 @@ from shared.cache.reader import read_warm
 from shared.config import WORKER_THREADS
 from shared.identity.guard import RequestContext, with_user_access
 from shared.memo import IdentityMemo
-from shared.models import AttendeeResponse, BookingStatus, Schedule, ScheduleStatus
+from shared.models import AttendeeResponse, Booking, BookingStatus, Schedule, ScheduleStatus
 from shared.ports import Dependencies
 from shared.scheduling.loops import LoopRules, LoopSearch, LoopSession, find_loops
 from shared.scheduling.request import AvailabilityRequest, LoopRequest, PanelSpec, SlotOptions
@@ -100,6 +101,7 @@ def _read_schedules(
     deadline: float,
     *,
     live: bool = False,
+    on_turn: Callable[[], None] | None = None,
 ) -> tuple[list[Schedule], dict[str, ScheduleSource]]:
     """Each person's schedule, in order: warm ones from the busy cache (unless ``live``), the rest from
     getSchedule. Raises ReauthRequired when Graph refuses the user's own token and a refresh does not
@@ -109,7 +111,9 @@ def _read_schedules(
     fetched: list[Schedule] = []
     if cold:
         fetched = with_user_access(
-            deps, ctx, lambda token: deps.graph.get_schedules(token, cold, start, end, deadline=deadline)
+            deps,
+            ctx,
+            lambda token: deps.graph.get_schedules(token, cold, start, end, deadline=deadline, on_turn=on_turn),
         )
     read_at = deps.clock.now()
     by_person = iter(fetched)
@@ -143,16 +147,12 @@ def _as_asked(schedule: Schedule, person: str) -> Schedule:
     return _asked_as.get(schedule, person, lambda: replace(schedule, email=person))
 
 
-def _booked(
-    deps: Dependencies, tenant_id: str, people: Iterable[str], start: datetime, end: datetime
-) -> dict[str, tuple[tuple[datetime, datetime], ...]]:
+def _booked(bookings: Iterable[Booking], people: Iterable[str]) -> dict[str, tuple[tuple[datetime, datetime], ...]]:
     """Each person's interviews booked by this service near the window (what the caps and the load
     count): not cancelled, not failed, and not declined by that person."""
     wanted = set(people)
     found: dict[str, list[tuple[datetime, datetime]]] = {}
-    lo, hi = start - CAP_MARGIN, end + CAP_MARGIN
-    # One range query: storage returns only the bookings that overlap the window and its margin.
-    for booking in deps.bookings.list_bookings_between(tenant_id, lo, hi):
+    for booking in bookings:
         if booking.status is BookingStatus.CANCELLED or booking.status is BookingStatus.FAILED:
             continue
         # An interviewer who declined will not be there: the interview does not count toward their caps.
@@ -162,6 +162,23 @@ def _booked(
             if key in wanted and key not in declined:
                 found.setdefault(key, []).append((booking.start, booking.end))
     return {p: tuple(sorted(v)) for p, v in found.items()}  # nobody without a booking
+
+
+# The stored bookings near a window, one range query (storage returns only the bookings that overlap the
+# window and its margin), shared by a tenant's queries that ask at about the same time (a recruiter's page
+# asks for several slot searches at once): each joins a read that has not started, so it sees every booking
+# made before it asked. Keyed by the store too (tests give each their own).
+_bookings_near: threads.SharedCalls[list[Booking]] = threads.SharedCalls(threads.pool("bookings", WORKER_THREADS))
+
+
+def _read_bookings(
+    deps: Dependencies, tenant_id: str, start: datetime, end: datetime
+) -> threads.SharedCall[list[Booking]]:
+    lo, hi = start - CAP_MARGIN, end + CAP_MARGIN
+    return _bookings_near.join(
+        (id(deps.bookings), tenant_id, lo, hi),
+        functools.partial(deps.bookings.list_bookings_between, tenant_id, lo, hi),
+    )
 
 
 def _people(
@@ -185,16 +202,22 @@ def _fetch(
     fetch_start = options.start - options.buffer_before
     fetch_end = options.end + options.buffer_after + extra
     live = options.freshness == "live"
-    # The bookings (storage) are read while Graph is, on threads the worker keeps (as many as it runs
-    # invocations at once, so no query waits for another's): neither waits for the other.
-    bookings = threads.pool("bookings", WORKER_THREADS)
-    booked_later = bookings.submit(_booked, deps, ctx.tenant_id, people, fetch_start, fetch_end)
+    # The bookings (storage) are read while Graph is, on threads the worker keeps, once the first of this
+    # query's Graph requests has its turn (or Graph is not needed): a burst of queries sends its first
+    # requests before anyone's storage read takes the worker's CPU, and the queries that wait in the
+    # mailbox's line meanwhile share one read.
+    bookings = _read_bookings(deps, ctx.tenant_id, fetch_start, fetch_end)
     try:
-        schedules, sources = _read_schedules(deps, ctx, people, fetch_start, fetch_end, deadline, live=live)
+        schedules, sources = _read_schedules(
+            deps, ctx, people, fetch_start, fetch_end, deadline, live=live, on_turn=bookings.start
+        )
     except BaseException:
-        booked_later.cancel()
+        bookings.leave()
         raise
-    booked = booked_later.result()
+    try:
+        booked = _booked(bookings.result(), people)
+    finally:
+        bookings.leave()
     return schedules, _people(schedules, booked), sources
 
 

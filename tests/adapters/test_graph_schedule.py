@@ -263,6 +263,40 @@ def test_eight_chunks_run_four_at_a_time_never_more(
     assert all(s.status is ScheduleStatus.OK for s in schedules)
 
 
+def test_on_turn_is_called_as_each_request_has_its_turn_before_it_is_sent(
+    make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
+) -> None:
+    # What the caller waits with (availability's storage read) starts once a request is about to go, not
+    # before: the hook runs in the sending thread just ahead of the request, for every request and retry.
+    announced = threading.local()
+    lock = threading.Lock()
+    turns = 0
+    unannounced = 0
+
+    def on_turn() -> None:
+        nonlocal turns
+        announced.pending = True
+        with lock:
+            turns += 1
+
+    def handler(request: httpx.Request) -> httpx.Response:  # runs in the thread that sends (MockTransport)
+        nonlocal unannounced
+        with lock:
+            unannounced += not getattr(announced, "pending", False)
+            first = len(recorder.requests) == 1
+        announced.pending = False
+        return (
+            graph_error(503, "ServiceUnavailable", "Busy", **{"Retry-After": "1"}) if first else free_for_all(request)
+        )
+
+    client, recorder = make_client(handler)
+    schedules = client.get_schedules(TOKEN, people(45), START, END, deadline=ticks() + 20, on_turn=on_turn)
+    assert all(s.status is ScheduleStatus.OK for s in schedules)
+    assert len(recorder.requests) == 4  # three chunks, one of them retried once
+    assert turns == 4
+    assert unannounced == 0
+
+
 def test_queries_after_the_first_run_on_the_threads_it_started(
     make_client: Callable[..., tuple[GraphClient, Recorder]], ticks: Ticks
 ) -> None:

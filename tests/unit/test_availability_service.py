@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from functions._contract import check_body
+from shared.cache.reader import WarmSchedule
 from shared.errors import GraphRequestFailed, InvalidRequest, ReauthRequired
 from shared.identity.guard import require_calendar_access
 from shared.models import (
@@ -23,6 +27,7 @@ from shared.models import (
     ScheduleStatus,
     WorkingHours,
 )
+from shared.scheduling import availability
 from shared.scheduling.availability import find_availability, find_interview_loops
 from shared.scheduling.request import parse_availability_request, parse_loop_request
 from tests.kit import TENANT_A, FakeDeps, consented, sign_in
@@ -359,11 +364,27 @@ def test_windows_and_iana_names_are_both_accepted() -> None:
     assert windows.options.time_zone_name == "Eastern Standard Time"
 
 
-def test_the_bookings_are_read_while_graph_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The stored bookings (caps, load) and getSchedule are independent reads: the query waits for the
-    # slower of the two, not for their sum. Graph here answers only once the bookings read has begun.
-    import threading
+def _ann_booked(booking_id: str) -> Booking:
+    nine = datetime(2030, 12, 2, 9, tzinfo=NEW_YORK).astimezone(UTC)
+    return Booking(
+        tenant_id=TENANT_A,
+        booking_id=booking_id,
+        mailbox="ann@contoso.example",
+        start=nine,
+        end=nine + timedelta(hours=1),
+        subject="Interview",
+        status=BookingStatus.BOOKED,
+        attendees=("ann@contoso.example",),
+    )
 
+
+def test_the_bookings_are_read_while_graph_is_once_its_first_request_has_its_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stored bookings (caps, load) and getSchedule are independent reads: the query waits for the
+    # slower of the two, not for their sum. The storage read begins when Graph's first request has its
+    # turn (so a burst of queries' reads does not hold back the requests that can go at once), and Graph
+    # here answers only once it has begun.
     deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
     bookings_began = threading.Event()
     read_bookings = deps.bookings.list_bookings_between
@@ -373,7 +394,10 @@ def test_the_bookings_are_read_while_graph_is(monkeypatch: pytest.MonkeyPatch) -
         bookings_began.set()
         return read_bookings(*args)
 
-    def schedules(*args: Any, **kwargs: Any) -> list[Schedule]:
+    def schedules(*args: Any, on_turn: Callable[[], None] | None = None, **kwargs: Any) -> list[Schedule]:
+        assert on_turn is not None
+        assert not bookings_began.wait(0.05), "the bookings were read before Graph's first turn"
+        on_turn()
         assert bookings_began.wait(10), "the bookings were not read while Graph was"
         return read_schedules(*args, **kwargs)
 
@@ -382,6 +406,78 @@ def test_the_bookings_are_read_while_graph_is(monkeypatch: pytest.MonkeyPatch) -
     ctx = require_calendar_access(deps, credential)
     answer = find_availability(deps, ctx, parse_availability_request(_request()))
     assert answer.search.slots
+
+
+def test_the_bookings_are_read_even_when_graph_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Everyone warm in the busy cache: no Graph request, so no turn; the caps still count the bookings.
+    ann = Schedule(email="ann@contoso.example", working_hours=_hours())
+    deps, credential = _deps()
+    monkeypatch.setattr(
+        availability, "read_warm", lambda *_: {"ann@contoso.example": WarmSchedule(ann, deps.clock.now())}
+    )
+    deps.bookings.create_booking(_ann_booked("b1"))
+    ctx = require_calendar_access(deps, credential)
+    answer = find_availability(deps, ctx, parse_availability_request(_request(max_per_day=1)))
+    assert answer.search.slots == ()
+    assert deps.graph.schedule_calls == []
+    assert deps.bookings.range_queries == 2  # the window's, and the explanation's two weeks more
+
+
+def test_queries_that_ask_together_share_one_bookings_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A recruiter's page asks for several slot searches at once: one storage read serves them all when
+    # each asked before it began, and each still counts the bookings toward its caps.
+    deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
+    deps.bookings.create_booking(_ann_booked("b1"))
+    both_asked = threading.Barrier(2, timeout=10)
+    read_schedules = deps.graph.get_schedules
+
+    def schedules(*args: Any, on_turn: Callable[[], None] | None = None, **kwargs: Any) -> list[Schedule]:
+        both_asked.wait()  # both queries are inside Graph before either has its turn
+        return read_schedules(*args, on_turn=on_turn, **kwargs)
+
+    monkeypatch.setattr(deps.graph, "get_schedules", schedules)
+    ctx = require_calendar_access(deps, credential)
+    two_days = parse_availability_request(_request(max_per_day=1, end=(MONDAY + timedelta(days=2)).isoformat()))
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: find_availability(deps, ctx, two_days), range(2)))
+    for answer in answers:  # Monday is at its cap of one in both; Tuesday is open
+        days = {slot.start.astimezone(NEW_YORK).date() for slot in answer.search.slots}
+        assert days == {date(2030, 12, 3)}
+    assert deps.bookings.range_queries == 1
+
+
+def test_a_query_never_shares_a_read_that_began_before_it_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Read your writes: a booking made while another query's read is under way counts for a query that
+    # asks after it was made, though the first read cannot have seen it.
+    deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
+    read_bookings = deps.bookings.list_bookings_between
+    first_read = threading.Event()
+    let_first_finish = threading.Event()
+
+    def bookings(*args: Any) -> list[Booking]:
+        found = read_bookings(*args)
+        if not first_read.is_set():
+            first_read.set()
+            assert let_first_finish.wait(10)
+        return found
+
+    monkeypatch.setattr(deps.bookings, "list_bookings_between", bookings)
+    ctx = require_calendar_access(deps, credential)
+    request = parse_availability_request(_request(max_per_day=1, end=(MONDAY + timedelta(days=2)).isoformat()))
+    monday, tuesday = date(2030, 12, 2), date(2030, 12, 3)
+
+    def days(answer: Any) -> set[date]:
+        return {slot.start.astimezone(NEW_YORK).date() for slot in answer.search.slots}
+
+    with ThreadPoolExecutor(1) as pool:
+        before = pool.submit(find_availability, deps, ctx, request)
+        assert first_read.wait(10)
+        deps.bookings.create_booking(_ann_booked("b1"))
+        after = find_availability(deps, ctx, request)  # done while the first read is still held
+        let_first_finish.set()
+        assert days(before.result(10)) == {monday, tuesday}  # it asked before the booking was made
+    assert days(after) == {tuesday}  # the cap counts the booking made before it asked
+    assert deps.bookings.range_queries == 2
 
 
 def test_a_failed_graph_read_fails_the_query_even_while_the_bookings_are_read() -> None:

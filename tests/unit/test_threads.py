@@ -144,3 +144,87 @@ def test_the_app_s_import_tunes_the_worker() -> None:
     import function_app  # noqa: F401 (imported for what its import does)
 
     assert sys.getswitchinterval() <= threads.SWITCH_INTERVAL
+
+
+# ---- calls shared by callers who ask at about the same time ----------------------------------------------
+class Counted:
+    """A call that counts its runs and, while ``gate`` is shut, waits for it."""
+
+    def __init__(self, value: object = "read") -> None:
+        self.runs = 0
+        self.value = value
+        self.gate = threading.Event()
+        self.gate.set()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> object:
+        with self._lock:
+            self.runs += 1
+        self.gate.wait(BOUND)
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+
+
+def test_callers_who_join_before_the_call_starts_share_one_run() -> None:
+    calls: threads.SharedCalls[object] = threads.SharedCalls(threads.pool("test-shared", 4))
+    read = Counted()
+    first = calls.join("tenant-a", read)
+    second = calls.join("tenant-a", read)
+    assert second is first and read.runs == 0  # nothing runs before someone says it may
+    second.start()
+    first.start()
+    assert first.result(BOUND) == second.result(BOUND) == "read"
+    assert read.runs == 1
+    first.leave()
+    second.leave()
+    assert calls.waiting() == 0
+
+
+def test_a_caller_never_joins_a_call_that_started_before_it_asked() -> None:
+    # Its answer could then miss a write made before it asked (a booking made a moment earlier).
+    calls: threads.SharedCalls[object] = threads.SharedCalls(threads.pool("test-shared", 4))
+    early = Counted("before")
+    early.gate.clear()
+    first = calls.join("tenant-a", early)
+    first.start()
+    late = Counted("after")
+    second = calls.join("tenant-a", late)
+    assert second is not first
+    assert second.result(BOUND) == "after" and late.runs == 1
+    early.gate.set()
+    assert first.result(BOUND) == "before" and early.runs == 1
+
+
+def test_keys_are_never_shared() -> None:
+    calls: threads.SharedCalls[object] = threads.SharedCalls(threads.pool("test-shared", 4))
+    a, b = Counted("a"), Counted("b")
+    assert calls.join("tenant-a", a).result(BOUND) == "a"
+    assert calls.join("tenant-b", b).result(BOUND) == "b"
+    assert (a.runs, b.runs) == (1, 1)
+
+
+def test_a_call_everyone_left_before_it_started_never_runs_and_is_forgotten() -> None:
+    calls: threads.SharedCalls[object] = threads.SharedCalls(threads.pool("test-shared", 4))
+    read = Counted()
+    first = calls.join("tenant-a", read)
+    second = calls.join("tenant-a", read)
+    first.leave()
+    assert calls.waiting() == 1  # the second caller still wants it
+    second.leave()
+    assert calls.waiting() == 0
+    second.start()  # a late start from a request still in flight does nothing
+    assert read.runs == 0
+    fresh = calls.join("tenant-a", Counted("fresh"))
+    assert fresh is not first and fresh.result(BOUND) == "fresh"
+
+
+def test_a_failure_reaches_every_caller_who_shared_the_call() -> None:
+    calls: threads.SharedCalls[object] = threads.SharedCalls(threads.pool("test-shared", 4))
+    read = Counted(RuntimeError("storage is down"))
+    first = calls.join("tenant-a", read)
+    second = calls.join("tenant-a", read)
+    for caller in (first, second):
+        with pytest.raises(RuntimeError, match="storage is down"):
+            caller.result(BOUND)
+    assert read.runs == 1
