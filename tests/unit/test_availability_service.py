@@ -146,40 +146,29 @@ def test_a_wider_read_that_loses_someone_leaves_the_first_answer_standing() -> N
     assert "widen_window" not in [s.kind.value for s in explanation.suggestions]
 
 
+def _ann_booked(booking_id: str, *, status: BookingStatus = BookingStatus.BOOKED, tenant: str = TENANT_A) -> Booking:
+    """An interview of Ann's on Monday 2 December 2030, 9:00 in New York, stored by this service."""
+    nine = datetime(2030, 12, 2, 9, tzinfo=NEW_YORK).astimezone(UTC)
+    return Booking(
+        tenant_id=tenant,
+        booking_id=booking_id,
+        mailbox="ann@contoso.example",
+        start=nine,
+        end=nine + timedelta(hours=1),
+        subject="Interview",
+        status=status,
+        attendees=("Ann@Contoso.example",),
+    )
+
+
 def test_caps_count_only_live_bookings_of_this_tenant() -> None:
     deps, credential = _deps(Schedule(email="ann@contoso.example", working_hours=_hours()))
     ctx = require_calendar_access(deps, credential)
-    nine = datetime(2030, 12, 2, 9, tzinfo=NEW_YORK).astimezone(UTC)
-    for booking_id, status, tenant in (
-        ("b1", BookingStatus.CANCELLED, TENANT_A),
-        ("b2", BookingStatus.BOOKED, "another-tenant"),
-    ):
-        deps.bookings.create_booking(
-            Booking(
-                tenant_id=tenant,
-                booking_id=booking_id,
-                mailbox="ann@contoso.example",
-                start=nine,
-                end=nine + timedelta(hours=1),
-                subject="Interview",
-                status=status,
-                attendees=("Ann@Contoso.example",),
-            )
-        )
+    deps.bookings.create_booking(_ann_booked("b1", status=BookingStatus.CANCELLED))
+    deps.bookings.create_booking(_ann_booked("b2", tenant="another-tenant"))
     request = parse_availability_request(_request(max_per_day=1))
     assert find_availability(deps, ctx, request).search.slots  # neither booking counts
-    deps.bookings.create_booking(
-        Booking(
-            tenant_id=TENANT_A,
-            booking_id="b3",
-            mailbox="ann@contoso.example",
-            start=nine,
-            end=nine + timedelta(hours=1),
-            subject="Interview",
-            status=BookingStatus.BOOKED,
-            attendees=("Ann@Contoso.example",),
-        )
-    )
+    deps.bookings.create_booking(_ann_booked("b3"))
     assert find_availability(deps, ctx, request).search.slots == ()
 
 
@@ -362,20 +351,6 @@ def test_windows_and_iana_names_are_both_accepted() -> None:
     assert moment.astimezone(windows.options.time_zone).utcoffset() == timedelta(hours=-4)
     assert moment.astimezone(iana.options.time_zone).utcoffset() == timedelta(hours=-4)
     assert windows.options.time_zone_name == "Eastern Standard Time"
-
-
-def _ann_booked(booking_id: str) -> Booking:
-    nine = datetime(2030, 12, 2, 9, tzinfo=NEW_YORK).astimezone(UTC)
-    return Booking(
-        tenant_id=TENANT_A,
-        booking_id=booking_id,
-        mailbox="ann@contoso.example",
-        start=nine,
-        end=nine + timedelta(hours=1),
-        subject="Interview",
-        status=BookingStatus.BOOKED,
-        attendees=("ann@contoso.example",),
-    )
 
 
 def test_the_bookings_are_read_while_graph_is_once_its_first_request_has_its_turn(
