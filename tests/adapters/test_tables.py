@@ -585,3 +585,55 @@ def test_unreachable_storage_is_upstream_unavailable_naming_the_endpoint(keys: S
     assert "AccountKey" not in caught.value.message and "Eby8" not in caught.value.message
     with pytest.raises(UpstreamUnavailable, match="unreachable"):
         storage.check()
+
+
+# --- clients of several tables at once -----------------------------------------------------
+
+
+def _steps(client: TableClient) -> list[int]:
+    """The pipeline a table client's requests run through, step by step (azure-core's linked policies)."""
+    step: Any = client._client._client._pipeline._impl_policies[0]
+    seen = []
+    while step is not None:
+        seen.append(id(step))
+        step = getattr(step, "next", None)
+    return seen
+
+
+def test_a_table_used_for_the_first_time_leaves_requests_on_other_tables_alone(storage: TableStorage) -> None:
+    # The service client's get_table_client re-links the service's own policy objects into each new
+    # client's pipeline: a request under way on one table could meet a half-linked step when another table
+    # was used for the first time (AttributeError in azure-core, a 500 for fifty concurrent bookings).
+    storage.tenants.create_tenant(tenant())
+    first = storage.table("tenants")
+    before = _steps(first)
+    storage.table("emailpacing")  # a client made, and its table created, while the first is in use
+    storage.table("emailsdue")
+    assert _steps(first) == before
+    assert storage.tenants.get_tenant(TENANT).tenant_id == TENANT
+
+
+def test_concurrent_requests_while_tables_are_used_for_the_first_time_all_succeed(storage: TableStorage) -> None:
+    storage.tenants.create_tenant(tenant())
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                storage.tenants.get_tenant(TENANT)
+            except BaseException as err:  # noqa: BLE001 (collected for the assertion)
+                failures.append(err)
+                return
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        for name in ("bookings", "sessions", "users", "flows", "subscriptions", "emails", "emailtemplates"):
+            storage.table(name)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(10)
+    assert failures == []

@@ -4,6 +4,7 @@ first use in the process, answers the health probe and translates every azure-co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import typing
@@ -90,14 +91,31 @@ class TableStorage:
                 setting="TABLE_PREFIX",
             )
         transport = storage_transport(connection_timeout=timeout_seconds, read_timeout=timeout_seconds)
+        # Each table's client is built on its own, never with ``TableServiceClient.get_table_client`` (nor
+        # its ``create_table_if_not_exists``, which calls it): that builds a pipeline from the service's own
+        # policy objects and links them to its new steps one by one, so a request already under way on
+        # another table's client could meet a step not linked yet (AttributeError: '_SansIOHTTPPolicyRunner'
+        # object has no attribute 'next') and fail with a 500, as fifty concurrent bookings did on a table's
+        # first use. Every client still shares the one transport (its connection pool).
+        self._new_table_client: typing.Callable[[str], TableClient]
         try:
             if connection_string:
                 self._service = TableServiceClient.from_connection_string(
                     connection_string, retry_total=retry_total, transport=transport
                 )
+                self._new_table_client = lambda name: TableClient.from_connection_string(
+                    connection_string, table_name=name, retry_total=retry_total, transport=transport
+                )
             elif table_service_uri and credential is not None:
                 self._service = TableServiceClient(
                     endpoint=table_service_uri, credential=credential, retry_total=retry_total, transport=transport
+                )
+                self._new_table_client = lambda name: TableClient(
+                    endpoint=table_service_uri,
+                    table_name=name,
+                    credential=credential,
+                    retry_total=retry_total,
+                    transport=transport,
                 )
             else:
                 raise ConfigurationError(
@@ -166,12 +184,12 @@ class TableStorage:
                 marker = (self._endpoint, full)
                 with _created_lock:
                     known = marker in _created_tables
+                client = self._new_table_client(full)
                 if not known:
-                    with self.translating(f"creating table {full}"):
-                        self._service.create_table_if_not_exists(full)
+                    with self.translating(f"creating table {full}"), contextlib.suppress(ResourceExistsError):
+                        client.create_table()  # another worker may have made it first
                     with _created_lock:
                         _created_tables.add(marker)
-                client = self._service.get_table_client(full)
                 self._clients[full] = client
         return client
 
